@@ -1,0 +1,24 @@
+"""Errors bench raises for bad input: each message says what is wrong and what to do."""
+
+
+class BenchError(Exception):
+    """Base class: a problem with the benchmark's configuration or environment."""
+
+
+class ConfigError(BenchError, ValueError):
+    """The composed config is invalid (unknown task type, bad direction, ...)."""
+
+
+class DatasetNotFoundError(BenchError, FileNotFoundError):
+    """A task's dataset is not where the config says it is."""
+
+
+class PretrainedWeightsError(BenchError, RuntimeError):
+    """Pretrained weights are needed but cannot be fetched or found."""
+
+
+class MetricNotLoggedError(BenchError, KeyError):
+    """The task's metric is not among the metrics TerraTorch logs."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])

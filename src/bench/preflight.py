@@ -1,0 +1,101 @@
+"""Checks that run before any training (and, in sweeps, before any job is launched).
+
+Nothing here imports torch: a missing dataset or unreachable weights should cost a second, not
+the 10-16 s torch import, and should read as a plain sentence rather than a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from bench.errors import DatasetNotFoundError, PretrainedWeightsError
+from bench.spec import TrialSpec, build_spec
+
+
+def ensure_dataset(task: DictConfig) -> Path | None:
+    """Make sure the task's dataset is where its config says; prepare it if the task can.
+
+    Returns the dataset root, or None for a task that declares no `dataset` block.
+    """
+    dataset = task.get("dataset")
+    if dataset is None:
+        return None
+    root = Path(dataset.root).expanduser()
+    missing = [rel for rel in dataset.get("required") or [] if not (root / rel).exists()]
+    if missing and dataset.get("prepare") is not None:
+        instantiate(dataset.prepare, root=str(root))
+        missing = [rel for rel in missing if not (root / rel).exists()]
+    if missing:
+        env = dataset.get("env")
+        env_note = ""
+        if env:
+            value = os.environ.get(env)
+            env_note = f" The root comes from ${env} ({'currently ' + repr(value) if value else 'not set, so the default was used'})."
+        raise DatasetNotFoundError(
+            f"Dataset for task '{task.name}' not found: expected {', '.join(str(root / m) for m in missing)}."
+            f"{env_note} To get it: {dataset.get('how_to_get') or 'see the task config'}."
+        )
+    return root
+
+
+def _weights_hint(repo_id: str, filename: str) -> str:
+    return (
+        "Either download it where the hub is reachable "
+        f"(`huggingface-cli download {repo_id} {filename} --local-dir DIR`) and run with "
+        f"model.model_args.backbone_ckpt_path=DIR/{filename}; or copy a Hugging Face cache that holds "
+        "it to this machine and point HF_HOME at it; or train from random weights with "
+        "model.model_args.backbone_pretrained=false."
+    )
+
+
+def check_pretrained_weights(model: DictConfig) -> None:
+    """Fail early and plainly when a pretrained backbone's weights cannot be had.
+
+    Only models that name their `pretrained_weights` are checked; a local `backbone_ckpt_path`
+    wins over the hub.
+    """
+    args = model.model_args
+    if not args.get("backbone_pretrained", False):
+        return
+    ckpt = args.get("backbone_ckpt_path")
+    if ckpt:
+        if not Path(ckpt).expanduser().is_file():
+            raise PretrainedWeightsError(
+                f"model={model.name}: backbone_ckpt_path={ckpt!r} is not a file. Point it at the "
+                "downloaded weights (.pt/.safetensors), or set it to null to use the Hugging Face Hub."
+            )
+        return
+    weights = model.get("pretrained_weights")
+    if weights is None:
+        return
+
+    import huggingface_hub
+
+    repo_id, filename = weights.repo_id, weights.filename
+    if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, filename), str):
+        return
+    url = huggingface_hub.hf_hub_url(repo_id, filename)
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        reason = "HF_HUB_OFFLINE is set and the file is not in the local Hugging Face cache"
+    else:
+        try:
+            huggingface_hub.get_hf_file_metadata(url, timeout=10)
+            return  # reachable: TerraTorch downloads it when the model is built
+        except Exception as exc:  # any network/HTTP failure means the same thing to the user
+            reason = f"the hub could not be reached ({type(exc).__name__}: {exc})"
+    raise PretrainedWeightsError(
+        f"model={model.name} needs pretrained weights {repo_id}/{filename} from the Hugging Face Hub "
+        f"({url}), but {reason}. {_weights_hint(repo_id, filename)}"
+    )
+
+
+def preflight(cfg: DictConfig) -> TrialSpec:
+    """All checks a job needs before training; returns the merged spec."""
+    spec = build_spec(cfg)
+    check_pretrained_weights(cfg.model)
+    ensure_dataset(cfg.task)
+    return spec

@@ -1,0 +1,103 @@
+"""From a composed config to what train() builds, without importing torch.
+
+The merge is three OmegaConf layers, weakest first:
+    model (model_factory, model_args)  <  task (model_args, task_args)  <  hparams (the trial)
+`hparams.batch_size` is the one trial value that goes to the datamodule instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from bench.errors import ConfigError
+
+# TerraTorch's task class for each task type bench supports.
+TASK_CLASSES = {
+    "segmentation": "terratorch.tasks.SemanticSegmentationTask",
+    "classification": "terratorch.tasks.ClassificationTask",
+    "multilabel_classification": "terratorch.tasks.MultiLabelClassificationTask",
+    "regression": "terratorch.tasks.PixelwiseRegressionTask",
+}
+# Optuna's direction names -> Lightning's monitor modes.
+DIRECTIONS = {"minimize": "min", "maximize": "max"}
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything train() needs, merged and checked; plain containers only."""
+
+    task_name: str
+    task_class: str  # dotted path, imported lazily
+    task_kwargs: dict[str, Any]  # TerraTorch task arguments
+    datamodule: dict[str, Any]  # with _target_, for hydra.utils.instantiate
+    metric: str
+    mode: str  # "min" | "max"
+    max_epochs: int
+    patience: int
+
+
+def _required(node: DictConfig, key: str, group: str) -> Any:
+    if key not in node or node[key] is None:
+        raise ConfigError(f"{group}.{key} is not set; every {group} config must set it")
+    return node[key]
+
+
+def monitor_mode(direction: str, where: str = "task.direction") -> str:
+    """Lightning's mode for an Optuna direction, rejecting anything else."""
+    if direction not in DIRECTIONS:
+        raise ConfigError(
+            f"{where}={direction!r} is not a direction; use one of {sorted(DIRECTIONS)}"
+        )
+    return DIRECTIONS[direction]
+
+
+def task_class_for(task_type: str) -> str:
+    if task_type not in TASK_CLASSES:
+        raise ConfigError(
+            f"task.type={task_type!r} has no TerraTorch task class in bench; "
+            f"supported types: {', '.join(sorted(TASK_CLASSES))}"
+        )
+    return TASK_CLASSES[task_type]
+
+
+def build_spec(cfg: DictConfig) -> TrialSpec:
+    """Merge the config layers and validate them. Raises ConfigError with a plain message."""
+    task, model = cfg.task, cfg.model
+    task_name = _required(task, "name", "task")
+    where = f"task '{task_name}'"
+    task_class = task_class_for(_required(task, "type", "task"))
+    mode = monitor_mode(_required(task, "direction", "task"))
+    metric = _required(task, "metric", "task")
+    for key in ("datamodule", "max_epochs"):
+        _required(task, key, "task")
+    if "_target_" not in task.datamodule:
+        raise ConfigError(f"{where}: task.datamodule needs a _target_ (the datamodule class)")
+    _required(model, "model_args", "model")
+
+    # Resolve each layer in the full config first: interpolations such as ${task.model_bands}
+    # need the root, which a merged fragment no longer has.
+    def plain(node) -> dict:
+        return OmegaConf.to_container(node, resolve=True) if node is not None else {}
+
+    hparams = plain(cfg.get("hparams"))
+    batch_size = hparams.pop("batch_size", None)
+    task_kwargs = OmegaConf.merge(
+        {"model_factory": model.get("model_factory", "EncoderDecoderFactory"), "model_args": plain(model.model_args)},
+        {"model_args": plain(task.get("model_args"))},
+        plain(task.get("task_args")),
+        hparams,
+    )
+    datamodule = OmegaConf.merge(plain(task.datamodule), {"batch_size": batch_size} if batch_size else {})
+    return TrialSpec(
+        task_name=task_name,
+        task_class=task_class,
+        task_kwargs=OmegaConf.to_container(task_kwargs),
+        datamodule=OmegaConf.to_container(datamodule),
+        metric=metric,
+        mode=mode,
+        max_epochs=int(task.max_epochs),
+        patience=int(task.get("patience") or task.max_epochs),
+    )

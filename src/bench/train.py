@@ -1,0 +1,100 @@
+"""train(cfg) -> float: one TerraTorch fine-tuning run.
+
+Torch, Lightning and TerraTorch are imported inside train(), after preflight() has checked the
+input, so composing configs, --help, --cfg and bad input never pay for the 10-16 s import.
+
+Every call builds its own datamodule, task, Trainer and callbacks, and reseeds, so a process can
+call it many times (sweeps on the basic launcher, tests) without state leaking between calls.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import warnings
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from bench.errors import PretrainedWeightsError
+from bench.preflight import preflight
+from bench.spec import TrialSpec
+
+log = logging.getLogger(__name__)
+
+# TerraTorch and torchmetrics warn about things that are expected on these small datasets.
+_QUIET = [
+    r".*compute.* method of metric .* was called before the .*update.*",
+    r".*does not have many workers which may be a bottleneck.*",
+    r".*The number of training batches .* is smaller than the logging interval.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
+]
+
+
+def train(cfg: DictConfig) -> float:
+    """Fit the configured model on the configured task; return the best validation metric."""
+    spec = preflight(cfg)  # before the torch import, so bad input fails in about a second
+
+    import lightning.pytorch as pl
+
+    from bench.callbacks import MetricMonitor
+
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+    output_dir = Path(cfg.output_dir)
+    datamodule = instantiate(spec.datamodule, _convert_="all")  # TerraTorch wants plain lists
+    task = _build_task(spec, cfg.model.name)
+    # After TerraTorch's import, which resets UserWarnings to "once" ahead of earlier filters.
+    for pattern in _QUIET:
+        warnings.filterwarnings("ignore", message=pattern)
+    checkpoint = pl.callbacks.ModelCheckpoint(
+        dirpath=output_dir / "checkpoints",
+        filename="best",
+        monitor=spec.metric,
+        mode=spec.mode,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    callbacks = [
+        MetricMonitor(spec.metric, spec.mode),
+        pl.callbacks.EarlyStopping(monitor=spec.metric, mode=spec.mode, patience=spec.patience),
+        checkpoint,
+    ]
+    trainer = pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        max_epochs=spec.max_epochs,
+        callbacks=callbacks,
+        logger=pl.loggers.CSVLogger(output_dir, name="", version="metrics"),
+        default_root_dir=output_dir,
+    )
+    trainer.fit(task, datamodule=datamodule)
+
+    best = checkpoint.best_model_score
+    value = float(best) if best is not None else math.nan
+    log.info("%s: best %s = %.4f (%s)", spec.task_name, spec.metric, value, checkpoint.best_model_path)
+    if cfg.get("evaluate_test", False):
+        # Test only when asked, and on the best checkpoint, never the last epoch's weights.
+        trainer.test(task, datamodule=datamodule, ckpt_path=checkpoint.best_model_path or None)
+    return value
+
+
+def _build_task(spec: TrialSpec, model_name: str):
+    module_name, class_name = spec.task_class.rsplit(".", 1)
+    task_class = getattr(importlib.import_module(module_name), class_name)
+    try:
+        return task_class(**spec.task_kwargs)
+    except Exception as exc:
+        # preflight checks the weights bench knows about; this catches any other backbone whose
+        # weights TerraTorch/timm try to fetch from the hub.
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+        if isinstance(exc, (HfHubHTTPError, LocalEntryNotFoundError)):
+            raise PretrainedWeightsError(
+                f"model={model_name}: building backbone {spec.task_kwargs['model_args'].get('backbone')!r} "
+                f"needed pretrained weights from the Hugging Face Hub, which failed: {exc}. Set "
+                "model.model_args.backbone_ckpt_path to a local checkpoint, or "
+                "model.model_args.backbone_pretrained=false."
+            ) from exc
+        raise
