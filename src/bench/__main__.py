@@ -1,18 +1,36 @@
 """Command-line entry point: `python -m bench [overrides]` or `python -m bench -m ...`."""
 
+import os
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 import bench  # noqa: F401  (registers OmegaConf resolvers before composition)
+from bench.errors import BenchError
 from bench.paths import CONFIG_DIR
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def main(cfg: DictConfig) -> float:
+def app(cfg: DictConfig) -> float:
     # Imported here so --help, --cfg and composition never load torch.
     from bench.train import train
 
     return train(cfg)
+
+
+def main() -> None:
+    # Hydra prints any job error with a traceback. bench's own errors are sentences meant for the
+    # user, so ask Hydra to let exceptions through and print those plainly; everything else keeps
+    # its traceback. HYDRA_FULL_ERROR=1 from the user still shows tracebacks for all errors.
+    show_all_tracebacks = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        app()
+    except BenchError as exc:
+        if show_all_tracebacks:
+            raise
+        sys.exit(f"bench: error: {exc}")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def ensure_dataset(task: DictConfig) -> Path | None:
 def _weights_hint(repo_id: str, filename: str) -> str:
     return (
         "Either download it where the hub is reachable "
-        f"(`huggingface-cli download {repo_id} {filename} --local-dir DIR`) and run with "
+        f"(`hf download {repo_id} {filename} --local-dir DIR`) and run with "
         f"model.model_args.backbone_ckpt_path=DIR/{filename}; or copy a Hugging Face cache that holds "
         "it to this machine and point HF_HOME at it; or train from random weights with "
         "model.model_args.backbone_pretrained=false."
@@ -74,12 +74,13 @@ def check_pretrained_weights(model: DictConfig) -> None:
         return
 
     import huggingface_hub
+    from huggingface_hub import constants as hf_constants
 
     repo_id, filename = weights.repo_id, weights.filename
     if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, filename), str):
         return
     url = huggingface_hub.hf_hub_url(repo_id, filename)
-    if huggingface_hub.constants.HF_HUB_OFFLINE:
+    if hf_constants.HF_HUB_OFFLINE:
         reason = "HF_HUB_OFFLINE is set and the file is not in the local Hugging Face cache"
     else:
         try:

@@ -29,7 +29,6 @@ _QUIET = [
     r".*compute.* method of metric .* was called before the .*update.*",
     r".*does not have many workers which may be a bottleneck.*",
     r".*The number of training batches .* is smaller than the logging interval.*",
-    r".*Checkpoint directory .* exists and is not empty.*",
 ]
 
 
@@ -54,8 +53,7 @@ def train(cfg: DictConfig) -> float:
         filename="best",
         monitor=spec.metric,
         mode=spec.mode,
-        save_top_k=1,
-        enable_version_counter=False,
+        save_top_k=1,  # a rerun in the same directory gets best-v1.ckpt: nothing is overwritten
     )
     callbacks = [
         MetricMonitor(spec.metric, spec.mode),
@@ -66,7 +64,7 @@ def train(cfg: DictConfig) -> float:
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         max_epochs=spec.max_epochs,
         callbacks=callbacks,
-        logger=pl.loggers.CSVLogger(output_dir, name="", version="metrics"),
+        logger=pl.loggers.CSVLogger(output_dir, name="metrics"),  # metrics/version_N/metrics.csv
         default_root_dir=output_dir,
     )
     trainer.fit(task, datamodule=datamodule)

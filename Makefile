@@ -1,0 +1,28 @@
+# The two commands of the quickstart. Each builds .venv from nothing when it is missing or stale.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test clean
+
+# Exact versions come from requirements.lock (a pip constraints file), so every machine gets the
+# stack these tests passed on. torch/torchvision wheels are taken from the local disk when present.
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "pip==26.3"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	@touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m bench
+	$(PY) -m bench -m task=synthetic_seg,synthetic_cls experiment=demo
+
+test: install
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV)

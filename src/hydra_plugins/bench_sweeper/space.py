@@ -1,0 +1,84 @@
+"""Search spaces in hydra-optuna-sweeper's grammar -> Optuna distributions.
+
+The grammar is Hydra's own override syntax, parsed by Hydra's OverridesParser:
+    choice(a, b, ...)                  categorical
+    range(start, stop[, step])         int (or float with a float bound/step), stop exclusive
+    interval(low, high)                uniform float (int when both bounds are ints)
+    tag(log, interval(low, high))      log-uniform
+A value that is not a sweep is a fixed parameter passed to every trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
+from hydra.errors import HydraException
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+_PRIMITIVES = (str, int, float, bool, type(None))
+
+
+class SearchSpaceError(ValueError):
+    """A search-space entry that cannot become an Optuna distribution."""
+
+
+def _choices(override: Override) -> list[Any]:
+    # Optuna stores only primitives, so a list or dict choice (e.g. a U-Net's decoder widths) is
+    # kept as its override string; passed back as `key=<string>`, Hydra parses it to the list.
+    out = []
+    for value in override.sweep_iterator(transformer=Transformer.encode):
+        out.append(value if isinstance(value, _PRIMITIVES) else Override._get_value_element_as_str(value))
+    return out
+
+
+def to_distribution(override: Override) -> BaseDistribution:
+    """One sweep override -> its Optuna distribution (same mapping as hydra-optuna-sweeper)."""
+    sweep = override.value()
+    if isinstance(sweep, ChoiceSweep):
+        return CategoricalDistribution(_choices(override))
+    if isinstance(sweep, RangeSweep):
+        if sweep.shuffle:
+            return CategoricalDistribution(_choices(override))
+        start, stop, step = sweep.start, sweep.stop, sweep.step
+        if any(isinstance(v, float) for v in (start, stop, step)):
+            # range() excludes stop; the last reachable value is the highest grid point below it.
+            n_steps = int((stop - start) / step - 1e-9)
+            return FloatDistribution(start, start + n_steps * step, step=step)
+        n_steps = (int(stop) - int(start) - 1) // int(step)
+        return IntDistribution(int(start), int(start) + n_steps * int(step), step=int(step))
+    if isinstance(sweep, IntervalSweep):
+        log = "log" in sweep.tags
+        if isinstance(sweep.start, int) and isinstance(sweep.end, int):
+            return IntDistribution(sweep.start, sweep.end, log=log)
+        return FloatDistribution(float(sweep.start), float(sweep.end), log=log)
+    raise SearchSpaceError(f"{override.input_line!r}: unsupported sweep type {type(sweep).__name__}")
+
+
+def parse_search_space(params: Mapping[str, Any]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
+    """{key: grammar string} -> ({key: distribution}, {key: fixed value string}).
+
+    Raises SearchSpaceError naming the offending key and the grammar, so a typo in a search space
+    is reported before any trial is launched.
+    """
+    parser = OverridesParser.create()
+    distributions: dict[str, BaseDistribution] = {}
+    fixed: dict[str, str] = {}
+    for key, raw in params.items():
+        line = f"{key}={raw}"
+        try:
+            (override,) = parser.parse_overrides([line])
+            if not override.is_sweep_override():
+                fixed[str(key)] = override.get_value_element_as_str()
+                continue
+            distributions[str(key)] = to_distribution(override)
+        except (HydraException, ValueError, TypeError) as exc:
+            if isinstance(exc, SearchSpaceError):
+                raise
+            raise SearchSpaceError(
+                f"search space entry {line!r} is malformed: {str(exc).rstrip('.')}. Use choice(a,b,...), range(start,stop[,step]), "
+                "interval(low,high) or tag(log, interval(low,high))."
+            ) from exc
+    return distributions, fixed

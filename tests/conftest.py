@@ -1,0 +1,55 @@
+"""Shared fixtures: configs composed with Hydra's compose API, as in lightning-hydra-template."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import bench  # noqa: F401  (registers resolvers)
+from bench.paths import CONFIG_DIR, REPO_ROOT
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """Synthetic datasets are generated here once per test session, not in the user's cache."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def compose_cfg(tmp_path, data_dir):
+    """compose_cfg('task=x', ...) -> the DictConfig `python -m bench task=x ...` would run."""
+
+    def _compose(*overrides: str):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose(
+                "config",
+                overrides=[f"output_dir={tmp_path / 'job'}", f"data_dir={data_dir}", *overrides],
+            )
+
+    return _compose
+
+
+@pytest.fixture
+def run_cli(tmp_path, data_dir):
+    """Run `python -m bench ...` in a fresh process; returns CompletedProcess (text)."""
+
+    def _run(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, "BENCH_DATA_DIR": str(data_dir), "HYDRA_FULL_ERROR": "", **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "bench", *args],
+            cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=timeout,
+        )
+
+    return _run
+
+
+__all__ = ["group_options", "REPO_ROOT"]

@@ -1,0 +1,88 @@
+"""Every option of every config group composes, resolves and instantiates."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
+
+from bench.spec import build_spec
+from hydra_plugins.bench_sweeper.space import parse_search_space
+from tests.conftest import group_options
+
+GROUPS = ["model", "task", "search_space", "launcher", "experiment"]
+
+
+def test_every_group_has_options():
+    for group in GROUPS:
+        assert group_options(group), f"conf/{group}/ has no options"
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_option_composes_and_resolves(compose_cfg, group):
+    for option in group_options(group):
+        cfg = compose_cfg(f"{group}={option}")
+        OmegaConf.resolve(cfg)  # every interpolation must have a target
+        assert cfg.task.name and cfg.model.name
+
+
+@pytest.mark.parametrize("model", group_options("model"))
+@pytest.mark.parametrize("task", group_options("task"))
+def test_every_model_task_pair_builds_a_spec(compose_cfg, model, task):
+    spec = build_spec(compose_cfg(f"model={model}", f"task={task}"))
+    assert spec.task_kwargs["model_args"]["num_classes"] == compose_cfg(f"task={task}").task.num_classes
+    assert get_class(spec.datamodule["_target_"])  # the datamodule class exists in TerraTorch
+    assert get_class(spec.task_class)
+
+
+@pytest.mark.parametrize("task", group_options("task"))
+def test_every_task_datamodule_instantiates(compose_cfg, task):
+    spec = build_spec(compose_cfg(f"task={task}"))
+    datamodule = instantiate(spec.datamodule, _convert_="all")
+    assert datamodule.batch_size == spec.datamodule["batch_size"]
+
+
+@pytest.mark.parametrize("model", group_options("model"))
+def test_every_model_instantiates_as_a_terratorch_task(compose_cfg, model):
+    # Random init: the hub is unreachable here (pretrained weights are checked in test_errors).
+    spec = build_spec(compose_cfg(f"model={model}", "model.model_args.backbone_pretrained=false"))
+    task = get_class(spec.task_class)(**spec.task_kwargs)
+    assert sum(p.numel() for p in task.parameters()) > 0
+
+
+@pytest.mark.parametrize("space", group_options("search_space"))
+@pytest.mark.parametrize("model", group_options("model"))
+def test_every_search_space_parses_into_optuna_distributions(compose_cfg, space, model):
+    cfg = compose_cfg(f"search_space={space}", f"model={model}")
+    params = OmegaConf.to_container(cfg.search_space, resolve=True)
+    distributions, fixed = parse_search_space(params)
+    assert set(distributions) | set(fixed) == set(params)
+    for key in params:
+        # Every tuned key must address something the trial config accepts under hparams.
+        assert key.startswith("hparams."), key
+
+
+def test_default_search_space_matches_the_documented_ranges(compose_cfg):
+    distributions, _ = parse_search_space(OmegaConf.to_container(compose_cfg().search_space, resolve=True))
+    lr = distributions["hparams.lr"]
+    assert (lr.low, lr.high, lr.log) == (1e-6, 1e-3, True)
+    wd = distributions["hparams.optimizer_hparams.weight_decay"]
+    assert (wd.low, wd.high) == (0.0, 0.4)
+    assert distributions["hparams.batch_size"].choices == (8, 16, 32)
+    assert "hparams.model_args.decoder_channels" in distributions
+
+
+def test_launcher_local_uses_hydra_basic_launcher():
+    from hydra import compose, initialize_config_dir
+
+    from bench.paths import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["launcher=local"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_ == "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+    assert cfg.hydra.sweep.dir.startswith("multirun_outputs/")
+    assert cfg.hydra.run.dir.startswith("multirun_outputs/")
+
+
+def test_experiment_demo_overrides_task_budget(compose_cfg):
+    assert compose_cfg("experiment=demo").task.max_epochs < compose_cfg().task.max_epochs

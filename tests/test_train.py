@@ -1,0 +1,73 @@
+"""train() really trains TerraTorch models on the synthetic GeoTIFFs (slow: seconds per test)."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from bench.errors import MetricNotLoggedError
+from bench.train import train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("task", ["synthetic_seg", "synthetic_cls"])
+def test_sensible_training_beats_one_epoch_at_a_tiny_learning_rate(compose_cfg, task):
+    untrained = train(compose_cfg(f"task={task}", "task.max_epochs=1", "hparams.lr=1e-7"))
+    trained = train(compose_cfg(f"task={task}", "task.max_epochs=6", "task.patience=6", "hparams.lr=1e-3"))
+    assert math.isfinite(untrained) and math.isfinite(trained)
+    assert 0.0 <= untrained <= 1.0 and 0.0 <= trained <= 1.0
+    assert trained > untrained + 0.15, (trained, untrained)
+
+
+def test_calls_in_one_process_are_independent(compose_cfg, tmp_path):
+    first = train(compose_cfg("task.max_epochs=2", f"output_dir={tmp_path / 'a'}"))
+    # A different run in between: other data, model width, learning rate and seed.
+    train(compose_cfg("task=synthetic_cls", "task.max_epochs=1", "hparams.lr=1e-2", "seed=7",
+                      "+hparams.model_args.decoder_channels=64", f"output_dir={tmp_path / 'b'}"))
+    again = train(compose_cfg("task.max_epochs=2", f"output_dir={tmp_path / 'c'}"))
+    assert again == first
+    assert (tmp_path / "a" / "checkpoints" / "best.ckpt").is_file()
+    assert (tmp_path / "c" / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_metric_the_task_never_logs_lists_the_ones_it_does(compose_cfg):
+    with pytest.raises(MetricNotLoggedError) as info:
+        train(compose_cfg("task.metric=val/mIoU_typo"))
+    message = str(info.value)
+    assert "task.metric='val/mIoU_typo' is never logged by SemanticSegmentationTask" in message
+    assert "val/mIoU" in message and "val/loss" in message
+
+
+def _metric_rows(output_dir) -> list[dict]:
+    (path,) = output_dir.glob("metrics/version_*/metrics.csv")
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_test_split_only_when_asked_and_on_the_best_checkpoint(compose_cfg, tmp_path):
+    import lightning.pytorch as pl
+    from hydra.utils import instantiate
+
+    from bench.spec import build_spec
+    from terratorch.tasks import SemanticSegmentationTask
+
+    cfg = compose_cfg("task.max_epochs=2", f"output_dir={tmp_path / 'no_test'}")
+    train(cfg)
+    logged_names = {name for row in _metric_rows(tmp_path / "no_test") for name, value in row.items() if value}
+    assert "val/mIoU" in logged_names
+    assert not any(name.startswith("test/") for name in logged_names)
+
+    out = tmp_path / "with_test"
+    cfg = compose_cfg("task.max_epochs=3", "evaluate_test=true", f"output_dir={out}")
+    train(cfg)
+    logged = [row for row in _metric_rows(out) if row.get("test/mIoU")]
+    assert len(logged) == 1
+    # Re-test the saved best checkpoint independently: same number as train() reported.
+    spec = build_spec(cfg)
+    best = SemanticSegmentationTask.load_from_checkpoint(out / "checkpoints" / "best.ckpt")
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (result,) = trainer.test(best, datamodule=instantiate(spec.datamodule, _convert_="all"))
+    assert result["test/mIoU"] == pytest.approx(float(logged[0]["test/mIoU"]), abs=1e-6)
