@@ -11,12 +11,17 @@ A value that is not a sweep is a fixed parameter passed to every trial.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from hydra.errors import HydraException
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+
+# Hydra imports every module under hydra_plugins/ while scanning for plugins (even for --help),
+# so optuna is imported inside the functions that need it.
 
 _PRIMITIVES = (str, int, float, bool, type(None))
 
@@ -36,6 +41,8 @@ def _choices(override: Override) -> list[Any]:
 
 def to_distribution(override: Override) -> BaseDistribution:
     """One sweep override -> its Optuna distribution (same mapping as hydra-optuna-sweeper)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
     sweep = override.value()
     if isinstance(sweep, ChoiceSweep):
         return CategoricalDistribution(_choices(override))
