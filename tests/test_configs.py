@@ -7,7 +7,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from bench.spec import build_spec
-from hydra_plugins.bench_sweeper.space import parse_search_space
+from hydra_plugins.bench_sweeper._space import parse_search_space
 from tests.conftest import group_options
 
 GROUPS = ["model", "task", "search_space", "launcher", "experiment"]

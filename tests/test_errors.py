@@ -70,8 +70,10 @@ def test_offline_mode_without_cached_weights_is_explained(compose_cfg, monkeypat
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(PretrainedWeightsError, match="HF_HUB_OFFLINE is set"):
+    with pytest.raises(PretrainedWeightsError, match="HF_HUB_OFFLINE is set") as info:
         check_pretrained_weights(compose_cfg("model=resnet50_unet").model)
+    # timm's way to load a local file; the key is new to the config, hence Hydra's `+`.
+    assert "+model.model_args.backbone_pretrained_cfg_overlay.file=DIR/model.safetensors" in str(info.value)
 
 
 def test_cached_weights_pass_without_network(compose_cfg, monkeypatch, tmp_path):
@@ -90,7 +92,7 @@ def test_cached_weights_pass_without_network(compose_cfg, monkeypatch, tmp_path)
 
 
 def test_local_checkpoint_path_must_exist(compose_cfg, tmp_path):
-    with pytest.raises(PretrainedWeightsError, match="backbone_ckpt_path=.*is not a file"):
+    with pytest.raises(PretrainedWeightsError, match="model_args.backbone_ckpt_path=.*is not a file"):
         check_pretrained_weights(compose_cfg("model=prithvi", f"model.model_args.backbone_ckpt_path={tmp_path}/nope.pt").model)
     (tmp_path / "w.pt").write_bytes(b"x")
     check_pretrained_weights(compose_cfg("model=prithvi", f"model.model_args.backbone_ckpt_path={tmp_path}/w.pt").model)

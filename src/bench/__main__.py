@@ -9,6 +9,10 @@ from omegaconf import DictConfig
 import bench  # noqa: F401  (registers OmegaConf resolvers before composition)
 from bench.errors import BenchError
 from bench.paths import CONFIG_DIR
+from hydra_plugins.bench_sweeper.errors import SweepError
+
+# Errors whose message is the whole story: printed as one sentence, without a traceback.
+PLAIN_ERRORS = (BenchError, SweepError)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
@@ -20,14 +24,14 @@ def app(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    # Hydra prints any job error with a traceback. bench's own errors are sentences meant for the
-    # user, so ask Hydra to let exceptions through and print those plainly; everything else keeps
+    # Hydra prints any job error with a traceback. bench's and its sweeper's own errors are
+    # sentences meant for the user, so ask Hydra to let exceptions through and print those plainly; everything else keeps
     # its traceback. HYDRA_FULL_ERROR=1 from the user still shows tracebacks for all errors.
     show_all_tracebacks = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         app()
-    except BenchError as exc:
+    except PLAIN_ERRORS as exc:
         if show_all_tracebacks:
             raise
         sys.exit(f"bench: error: {exc}")

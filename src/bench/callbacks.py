@@ -35,3 +35,22 @@ class MetricMonitor(pl.Callback):
             self.checked = True
         if not trainer.sanity_checking:
             log.info("epoch %d: %s = %.4f", trainer.current_epoch, self.metric, float(logged[self.metric]))
+
+
+class OptunaPruning(pl.Callback):
+    """Reports the task metric to the trial's Optuna study after every validation epoch and
+    stops the run (optuna.TrialPruned) when the study's pruner says so.
+
+    It runs inside the job, wherever the launcher put it; the sweeper records the trial as PRUNED
+    with the last reported value.
+    """
+
+    def __init__(self, trial, metric: str) -> None:
+        self.trial, self.metric = trial, metric
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
+            return
+        from hydra_plugins.bench_sweeper.trial import report_and_maybe_prune
+
+        report_and_maybe_prune(self.trial, float(trainer.callback_metrics[self.metric]), trainer.current_epoch)

@@ -4,6 +4,10 @@
 class BenchError(Exception):
     """Base class: a problem with the benchmark's configuration or environment."""
 
+    # Every trial of a sweep cell would hit the same error: the sweeper stops that cell at once
+    # instead of burning its budget (see hydra_plugins.bench_sweeper._loop).
+    abort_cell = True
+
 
 class ConfigError(BenchError, ValueError):
     """The composed config is invalid (unknown task type, bad direction, ...)."""

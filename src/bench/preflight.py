@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import DatasetNotFoundError, PretrainedWeightsError
 from bench.spec import TrialSpec, build_spec
@@ -42,11 +42,13 @@ def ensure_dataset(task: DictConfig) -> Path | None:
     return root
 
 
-def _weights_hint(repo_id: str, filename: str) -> str:
+def _weights_hint(model: DictConfig, local_key: str, repo_id: str, filename: str) -> str:
+    # `+` when the model config does not declare the key yet, as Hydra requires for new keys.
+    prefix = "" if OmegaConf.select(model.model_args, local_key, default="absent") != "absent" else "+"
     return (
         "Either download it where the hub is reachable "
         f"(`hf download {repo_id} {filename} --local-dir DIR`) and run with "
-        f"model.model_args.backbone_ckpt_path=DIR/{filename}; or copy a Hugging Face cache that holds "
+        f"{prefix}model.model_args.{local_key}=DIR/{filename}; or copy a Hugging Face cache that holds "
         "it to this machine and point HF_HOME at it; or train from random weights with "
         "model.model_args.backbone_pretrained=false."
     )
@@ -55,22 +57,21 @@ def _weights_hint(repo_id: str, filename: str) -> str:
 def check_pretrained_weights(model: DictConfig) -> None:
     """Fail early and plainly when a pretrained backbone's weights cannot be had.
 
-    Only models that name their `pretrained_weights` are checked; a local `backbone_ckpt_path`
-    wins over the hub.
+    Only models that name their `pretrained_weights` are checked. A local file set at
+    `pretrained_weights.local_file_key` (a model_args key) wins over the hub.
     """
     args = model.model_args
-    if not args.get("backbone_pretrained", False):
-        return
-    ckpt = args.get("backbone_ckpt_path")
-    if ckpt:
-        if not Path(ckpt).expanduser().is_file():
-            raise PretrainedWeightsError(
-                f"model={model.name}: backbone_ckpt_path={ckpt!r} is not a file. Point it at the "
-                "downloaded weights (.pt/.safetensors), or set it to null to use the Hugging Face Hub."
-            )
-        return
     weights = model.get("pretrained_weights")
-    if weights is None:
+    if not args.get("backbone_pretrained", False) or weights is None:
+        return
+    local_key = weights.get("local_file_key") or "backbone_ckpt_path"
+    local_file = OmegaConf.select(args, local_key, default=None)
+    if local_file:
+        if not Path(local_file).expanduser().is_file():
+            raise PretrainedWeightsError(
+                f"model={model.name}: model_args.{local_key}={local_file!r} is not a file. Point it at the "
+                "downloaded weights, or unset it to use the Hugging Face Hub."
+            )
         return
 
     import huggingface_hub
@@ -90,7 +91,7 @@ def check_pretrained_weights(model: DictConfig) -> None:
             reason = f"the hub could not be reached ({type(exc).__name__}: {exc})"
     raise PretrainedWeightsError(
         f"model={model.name} needs pretrained weights {repo_id}/{filename} from the Hugging Face Hub "
-        f"({url}), but {reason}. {_weights_hint(repo_id, filename)}"
+        f"({url}), but {reason}. {_weights_hint(model, local_key, repo_id, filename)}"
     )
 
 

@@ -38,7 +38,8 @@ def train(cfg: DictConfig) -> float:
 
     import lightning.pytorch as pl
 
-    from bench.callbacks import MetricMonitor
+    from bench.callbacks import MetricMonitor, OptunaPruning
+    from hydra_plugins.bench_sweeper.trial import trial_from_config
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
@@ -60,6 +61,9 @@ def train(cfg: DictConfig) -> float:
         pl.callbacks.EarlyStopping(monitor=spec.metric, mode=spec.mode, patience=spec.patience),
         checkpoint,
     ]
+    trial = trial_from_config(cfg)  # None unless this job is a trial of a bench sweep
+    if trial is not None:
+        callbacks.append(OptunaPruning(trial, spec.metric))
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         max_epochs=spec.max_epochs,

@@ -17,6 +17,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from hydra.errors import HydraException
 
+from .errors import SearchSpaceError
+
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
@@ -24,10 +26,6 @@ if TYPE_CHECKING:
 # so optuna is imported inside the functions that need it.
 
 _PRIMITIVES = (str, int, float, bool, type(None))
-
-
-class SearchSpaceError(ValueError):
-    """A search-space entry that cannot become an Optuna distribution."""
 
 
 def _choices(override: Override) -> list[Any]:

@@ -1,0 +1,151 @@
+"""Command line -> cells: the cartesian product of plain sweeps (task=a,b model=x,y ...).
+
+Each cell is composed on its own, so its metric, direction and search space are its own: a
+minimised and a maximised task can share one command, and a task or preset can narrow the space.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, ValueType
+from omegaconf import DictConfig, OmegaConf
+
+from ._space import parse_search_space
+from .errors import SearchSpaceError, SweepConfigError
+
+# `a,b` and glob(...) enumerate cells; choice()/range()/interval()/tag() are searched by Optuna.
+_CELL_SWEEPS = (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.GLOB_CHOICE_SWEEP)
+DIRECTIONS = ("minimize", "maximize")
+
+
+@dataclass
+class SplitArguments:
+    common: list[str]  # plain overrides passed to every trial
+    cell_axes: dict[str, list[str]]  # key -> values to take the product of
+    search: dict[str, str]  # key -> grammar string, from the command line
+    fixed_keys: set[str]  # keys the user pinned to one value (removed from every search space)
+
+
+@dataclass
+class Cell:
+    index: int
+    overrides: list[str]  # e.g. ["task=synthetic_seg", "model=prithvi_tiny"]
+    label: str  # e.g. "task=synthetic_seg,model=prithvi_tiny" ("default" with no axes)
+    coordinates: dict[str, str]  # e.g. {"task": "synthetic_seg", "model": "prithvi_tiny"}
+    direction: str = "minimize"
+    metric: str | None = None
+    params: dict[str, str] = field(default_factory=dict)  # the grammar strings, for display
+    distributions: dict[str, Any] = field(default_factory=dict)
+    fixed: dict[str, str] = field(default_factory=dict)
+
+
+def bare_key(key: str) -> str:
+    """'+a.b' / '++a.b' / '~a.b' -> 'a.b'."""
+    return key.lstrip("+~")
+
+
+def split_arguments(arguments: list[str], config_loader: ConfigLoader) -> SplitArguments:
+    parser = OverridesParser.create(config_loader=config_loader)
+    common, cell_axes, search, fixed = [], {}, {}, set()
+    for override in parser.parse_overrides(arguments):
+        key = override.get_key_element()
+        if override.value_type in _CELL_SWEEPS:
+            cell_axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        elif override.is_sweep_override():
+            search[key] = _value_text(override)
+        else:
+            common.append(override.input_line)
+            fixed.add(bare_key(key))
+    return SplitArguments(common, cell_axes, search, fixed)
+
+
+def _value_text(override: Override) -> str:
+    assert override.input_line is not None
+    return override.input_line.split("=", 1)[1]
+
+
+def enumerate_cells(split: SplitArguments) -> list[Cell]:
+    keys = list(split.cell_axes)
+    cells = []
+    for index, combo in enumerate(itertools.product(*split.cell_axes.values())):
+        coordinates = {bare_key(k): line.split("=", 1)[1] for k, line in zip(keys, combo)}
+        label = ",".join(f"{k}={v}" for k, v in coordinates.items()) or "default"
+        cells.append(Cell(index=index, overrides=list(combo), label=label, coordinates=coordinates))
+    return cells
+
+
+def _select(cfg: DictConfig, key: str | None) -> Any:
+    return OmegaConf.select(cfg, key, default=None) if key else None
+
+
+def describe_cell(
+    cell: Cell,
+    cell_cfg: DictConfig,
+    split: SplitArguments,
+    sweeper_params: dict[str, Any] | None,
+    *,
+    search_space_key: str | None,
+    metric_key: str | None,
+    direction_key: str | None,
+    default_direction: str,
+) -> None:
+    """Fill in the cell's metric, direction and search space from its composed config.
+
+    Search-space layers, weakest first: the cell's `search_space` node < hydra.sweeper.params <
+    search sweeps on the command line. Keys pinned on the command line are not searched.
+    """
+    cell.metric = _select(cell_cfg, metric_key)
+    direction = _select(cell_cfg, direction_key) or default_direction
+    if direction not in DIRECTIONS:
+        where = direction_key if _select(cell_cfg, direction_key) else "hydra.sweeper.direction"
+        raise SweepConfigError(f"cell {cell.label}: {where}={direction!r} is not one of {list(DIRECTIONS)}")
+    cell.direction = direction
+
+    params: dict[str, Any] = {}
+    space_node = _select(cell_cfg, search_space_key)
+    if space_node is not None:
+        params.update(OmegaConf.to_container(space_node, resolve=True))
+    params.update(sweeper_params or {})
+    params.update(split.search)
+    params = {bare_key(str(k)): str(v) for k, v in params.items() if bare_key(str(k)) not in split.fixed_keys}
+    try:
+        cell.distributions, cell.fixed = parse_search_space(params)
+    except SearchSpaceError as exc:
+        raise SearchSpaceError(f"cell {cell.label}: {exc}") from exc
+    cell.params = params
+
+
+def trial_overrides(cell: Cell, common: list[str], values: dict[str, Any], trial_node: dict[str, Any], trial_key: str) -> list[str]:
+    """Everything one job needs on its command line.
+
+    Parameters use `++` (add or override) because a searched key such as
+    hparams.model_args.decoder_channels need not exist in the composed config.
+    """
+    lines = list(common) + list(cell.overrides)
+    lines += [f"++{key}={value}" for key, value in cell.fixed.items()]
+    lines += [f"++{key}={_format(value)}" for key, value in values.items()]
+    lines += [f"++{trial_key}.{key}={_format(value)}" for key, value in trial_node.items()]
+    return lines
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, str):
+        # Categorical strings were stored in override form already (space.py); quote only what
+        # the grammar would otherwise misread.
+        return value if _is_safe(value) else "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _is_safe(text: str) -> bool:
+    """True when `k=<text>` parses back to one value (not a sweep, not a syntax error)."""
+    try:
+        return not OverridesParser.create().parse_override(f"k={text}").is_sweep_override()
+    except Exception:
+        return False

@@ -1,0 +1,164 @@
+"""The dispatch loop: keep n_jobs trials in flight across all cells until every cell is done.
+
+No batch barrier: the moment a trial finishes, its slot gets the next trial of whichever cell has
+done the least so far, so cells interleave and no slot waits for a slow sibling.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ._cells import Cell, trial_overrides
+from ._dispatch import Dispatcher, Finished
+from ._results import best_trial, format_table
+from ._studies import ATTR_DURATION, ATTR_ERROR, ATTR_JOB_DIR, ATTR_JOB_NUM, counts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CellRun:
+    cell: Cell
+    study: Any
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    stopped: str | None = None  # why the cell stopped early
+    last_error: str = field(default="", repr=False)
+
+    @property
+    def done(self) -> int:
+        return self.complete + self.pruned
+
+
+@dataclass
+class LoopSettings:
+    n_trials: int
+    slots: int
+    max_failure_rate: float
+    common_overrides: list[str]
+    storage_location: str
+    trial_key: str
+    progress_every_s: float = 5.0
+
+
+class DispatchLoop:
+    def __init__(self, runs: list[CellRun], dispatcher: Dispatcher, settings: LoopSettings, first_job_num: int,
+                 on_change: Callable[[], None]) -> None:
+        self.runs, self.dispatcher, self.settings = runs, dispatcher, settings
+        self.next_job_num = first_job_num
+        self.on_change = on_change  # rewrites results.csv
+        self.in_flight = 0
+        self._last_progress = 0.0
+        for run in runs:
+            c = counts(run.study)
+            run.complete, run.pruned, run.failed = c["complete"], c["pruned"], c["failed"]
+            self._check_failures(run)
+
+    def run(self) -> None:
+        while True:
+            while self.in_flight < self.settings.slots and (run := self._next_cell()) is not None:
+                self._submit(run)
+            if self.in_flight == 0:
+                break
+            for finished in self.dispatcher.wait(timeout=1.0):
+                self._finish(finished)
+            self._maybe_progress()
+        log.info("final\n%s", self.progress_table())
+
+    def _next_cell(self) -> CellRun | None:
+        open_runs = [r for r in self.runs if not r.stopped and r.done + r.in_flight < self.settings.n_trials]
+        return min(open_runs, key=lambda r: (r.done + r.in_flight, r.cell.index), default=None)
+
+    def _submit(self, run: CellRun) -> None:
+        trial = run.study.ask(run.cell.distributions)
+        job_num = self.next_job_num
+        self.next_job_num += 1
+        trial.set_user_attr(ATTR_JOB_NUM, job_num)
+        identity = {"cell": run.cell.label, "study": run.study.study_name, "storage": self.settings.storage_location,
+                    "id": trial._trial_id, "number": trial.number}
+        overrides = trial_overrides(run.cell, self.settings.common_overrides, trial.params, identity, self.settings.trial_key)
+        run.in_flight += 1
+        self.in_flight += 1
+        self.dispatcher.submit(overrides, job_num, ticket=(run, trial, time.monotonic()))
+
+    def _finish(self, finished: Finished) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        run, trial, started = finished.ticket
+        run.in_flight -= 1
+        self.in_flight -= 1
+        trial.set_user_attr(ATTR_DURATION, round(time.monotonic() - started, 3))
+        ret = finished.job_return
+        if ret is not None and ret.hydra_cfg is not None:
+            trial.set_user_attr(ATTR_JOB_DIR, str(ret.hydra_cfg.hydra.runtime.output_dir))
+
+        state, value, error, abort = TrialState.COMPLETE, None, None, False
+        if finished.launcher_error is not None:
+            state, error = TrialState.FAIL, _describe(finished.launcher_error)
+        else:
+            try:
+                value = float(ret.return_value)
+                if not math.isfinite(value):
+                    state, error, value = TrialState.FAIL, f"the job returned {value}", None
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+            except Exception as exc:
+                state, error = TrialState.FAIL, _describe(exc)
+                # Errors that will repeat for every trial of this cell (bad config, missing data)
+                # say so with an `abort_cell` attribute: stop the cell now, not after the budget.
+                abort = bool(getattr(exc, "abort_cell", False))
+        if error:
+            trial.set_user_attr(ATTR_ERROR, error[-2000:])
+        frozen = run.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+
+        if state == TrialState.COMPLETE:
+            run.complete += 1
+        elif state == TrialState.PRUNED:
+            run.pruned += 1
+        else:
+            run.failed += 1
+            run.last_error = error or ""
+            log.warning("[%s] trial %d failed: %s", run.cell.label, trial.number, (error or "").strip().splitlines()[-1:])
+        if abort:
+            self._stop(run, f"trial {trial.number} raised an error that every trial of this cell would repeat: "
+                            f"{(error or '').strip().splitlines()[-1]}")
+        self._check_failures(run)
+        log.info("[%s] trial %d %s%s (%d/%d done)", run.cell.label, trial.number, state.name,
+                 f" value={frozen.value:.6g}" if frozen.value is not None else "", run.done, self.settings.n_trials)
+        self.on_change()
+
+    def _check_failures(self, run: CellRun) -> None:
+        if run.failed > self.settings.max_failure_rate * self.settings.n_trials:
+            self._stop(run, f"{run.failed} failed trials exceed max_failure_rate={self.settings.max_failure_rate} "
+                            f"x n_trials={self.settings.n_trials}")
+
+    def _stop(self, run: CellRun, reason: str) -> None:
+        if not run.stopped:
+            run.stopped = reason
+            log.error("[%s] cell stopped, no new trials: %s", run.cell.label, reason)
+
+    def _maybe_progress(self) -> None:
+        if time.monotonic() - self._last_progress >= self.settings.progress_every_s:
+            self._last_progress = time.monotonic()
+            log.info("progress\n%s", self.progress_table())
+
+    def progress_table(self) -> str:
+        rows = []
+        for run in self.runs:
+            best = best_trial(run.study)
+            status = "stopped" if run.stopped else ("done" if run.done >= self.settings.n_trials else "")
+            rows.append([run.cell.label, f"{run.done}/{self.settings.n_trials}", run.in_flight, run.pruned,
+                         run.failed, best.value if best else "-", status])
+        return format_table(["cell", "done", "running", "pruned", "failed", "best", ""], rows)
+
+
+def _describe(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

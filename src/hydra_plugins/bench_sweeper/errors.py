@@ -1,0 +1,17 @@
+"""Errors the bench sweeper raises for the user (no heavy imports: scanned by Hydra)."""
+
+
+class SweepError(Exception):
+    """Base class: the message says what is wrong and what to do."""
+
+
+class SweepConfigError(SweepError, ValueError):
+    """A hydra.sweeper setting or a cell's direction that cannot be used."""
+
+
+class SearchSpaceError(SweepConfigError):
+    """A search-space entry that cannot become an Optuna distribution."""
+
+
+class CellsStoppedError(SweepError, RuntimeError):
+    """Some cells stopped before their budget; the others finished. Details are in results.csv."""
