@@ -1,0 +1,39 @@
+"""A tiny Hydra app (no torch) for testing the bench sweeper as any Hydra user would use it.
+
+objective = model.scale * (x - task.offset)^2 + y, optionally sleeping, failing or reporting
+intermediate values so a pruner can act.
+"""
+
+import json
+import os
+import time
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from hydra_plugins.bench_sweeper.trial import report_and_maybe_prune, trial_from_config
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    started = time.time()
+    out = HydraConfig.get().runtime.output_dir
+    value = cfg.model.scale * (cfg.x - cfg.task.offset) ** 2 + cfg.y
+    try:
+        if cfg.fail or cfg.task.name in cfg.fail_tasks or cfg.x > cfg.fail_above:
+            raise RuntimeError(f"stub failure in task {cfg.task.name}")
+        time.sleep(cfg.sleep * (2.0 if cfg.x > cfg.slow_above else 1.0))
+        trial = trial_from_config(cfg)
+        for step in range(cfg.steps):
+            # Converges to `value` from above: worse trials are visibly worse early on.
+            report_and_maybe_prune(trial, value + (cfg.steps - step), step)
+            time.sleep(cfg.step_sleep)
+        return value
+    finally:
+        with open(os.path.join(out, "timing.json"), "w") as f:
+            json.dump({"start": started, "end": time.time(), "pid": os.getpid()}, f)
+
+
+if __name__ == "__main__":
+    main()
