@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
+# A real benchmark: 2 synthetic tasks x prithvi_tiny, 4 trials per cell, median pruning.
 demo: install
-	$(PY) -m bench
 	$(PY) -m bench -m task=synthetic_seg,synthetic_cls experiment=demo
 
 test: install

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 import subprocess
 import sys
 
@@ -52,12 +53,37 @@ def test_default_command_trains_and_reports_the_metric(run_cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_multirun_over_tasks_with_hydra_basic_sweeper(run_cli, tmp_path):
-    result = run_cli("-m", "task=synthetic_seg,synthetic_cls", "task.max_epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+def test_benchmark_sweep_over_two_tasks_trains_tunes_and_prunes(run_cli, tmp_path):
+    """The real thing, small: 2 tasks x prithvi_tiny through the bench sweeper, train() in each
+    trial reporting every epoch to its study, an aggressive pruner, results on disk."""
+    import csv
+
+    import optuna
+
+    from hydra_plugins.bench_sweeper._studies import open_storage
+
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "-m", "task=synthetic_seg,synthetic_cls", "task.max_epochs=3", "task.patience=3",
+        "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.seed=1",
+        "hydra/sweeper/pruner=successive_halving", "hydra.sweeper.pruner.min_resource=1",
+        "hydra.sweeper.pruner.reduction_factor=100", f"hydra.sweep.dir={sweep}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    output = result.stdout + result.stderr
-    assert "synthetic_seg: best val/mIoU" in output and "synthetic_cls: best val/Accuracy" in output
-    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1"]
+    storage = open_storage(str(sweep / "optuna.journal"))
+    for task, metric in (("synthetic_seg", "val/mIoU"), ("synthetic_cls", "val/Accuracy")):
+        study = optuna.load_study(study_name=f"bench[task={task}]", storage=storage)
+        assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+        assert len(study.trials) == 3
+        assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+        assert all(t.intermediate_values for t in study.trials)  # train() reported each epoch
+        assert study.user_attrs["metric"] == metric
+    with open(sweep / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and "PRUNED" in {r["state"] for r in rows}
+    for row in rows:  # each trial trained with its own sampled hyperparameters
+        job_config = (Path(row["job_dir"]) / ".hydra" / "config.yaml").read_text()
+        assert f"lr: {row['hparams.lr']}" in job_config
 
 
 def test_missing_dataset_fails_fast_without_traceback(run_cli, tmp_path):
@@ -66,6 +92,42 @@ def test_missing_dataset_fails_fast_without_traceback(run_cli, tmp_path):
     assert "Dataset for task 'chesapeake' not found" in result.stderr
     assert "GEO_BENCH_DIR" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("grammar", ["interval(1e-3)", "tag(log, interval(0, 1))", "choice("])
+def test_malformed_search_space_fails_before_any_job(run_cli, tmp_path, grammar):
+    # A user's own search-space option, added with --config-dir as a user would.
+    (tmp_path / "extra" / "search_space").mkdir(parents=True)
+    (tmp_path / "extra" / "search_space" / "mine.yaml").write_text(
+        f"hparams.lr: '{grammar}'\nhparams.batch_size: choice(8, 16)\n"
+    )
+    result = run_cli("-m", "--config-dir", str(tmp_path / "extra"), "search_space=mine", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode != 0
+    assert f"search space entry 'hparams.lr={grammar}' is malformed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_dry_run_shows_the_plan_without_importing_torch(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bench", "-m", "task=synthetic_seg,synthetic_cls",
+         "model=prithvi_tiny,prithvi", "model.model_args.backbone_pretrained=false", "hydra.sweeper.dry_run=true",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "4 cell(s) x 8 trials = 32 trials" in result.stdout
+    assert "cell task=synthetic_cls,model=prithvi: maximize val/Accuracy" in result.stdout
+    assert "hparams.model_args.decoder_channels: choice([512,256,128,64], [256,128,64,32])" in result.stdout
+    assert not {"torch", "terratorch", "lightning"} & _imported_modules(result.stderr)
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_unknown_task_fails_before_any_job(run_cli, tmp_path):
+    result = run_cli("-m", "task=synthetic_seg,eurosatt", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode != 0
+    assert "eurosatt" in result.stderr and "synthetic_seg" in result.stderr  # Hydra lists the options
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_unreachable_pretrained_weights_fail_plainly(run_cli, tmp_path):

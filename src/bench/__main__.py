@@ -7,12 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 import bench  # noqa: F401  (registers OmegaConf resolvers before composition)
-from bench.errors import BenchError
 from bench.paths import CONFIG_DIR
-from hydra_plugins.bench_sweeper.errors import SweepError
-
-# Errors whose message is the whole story: printed as one sentence, without a traceback.
-PLAIN_ERRORS = (BenchError, SweepError)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
@@ -31,8 +26,11 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         app()
-    except PLAIN_ERRORS as exc:
-        if show_all_tracebacks:
+    except Exception as exc:
+        # Marked by bench.errors.BenchError and the sweeper's SweepError. Matched by attribute,
+        # not class: Hydra re-executes plugin modules while scanning, which recreates the
+        # sweeper's exception classes after this module imported them.
+        if show_all_tracebacks or not getattr(exc, "user_facing", False):
             raise
         sys.exit(f"bench: error: {exc}")
 

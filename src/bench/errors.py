@@ -4,6 +4,8 @@
 class BenchError(Exception):
     """Base class: a problem with the benchmark's configuration or environment."""
 
+    # The message is the whole story: the CLI prints it without a traceback.
+    user_facing = True
     # Every trial of a sweep cell would hit the same error: the sweeper stops that cell at once
     # instead of burning its budget (see hydra_plugins.bench_sweeper._loop).
     abort_cell = True

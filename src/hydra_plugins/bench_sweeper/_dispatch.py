@@ -35,11 +35,15 @@ class Finished:
 
 
 class Dispatcher:
-    """submit() returns at once (for async launchers); wait() returns whatever has finished."""
+    """prepare() does the slow part of a launch (composing the job's config) ahead of time;
+    submit() returns at once (for async launchers); wait() returns whatever has finished."""
 
     max_slots: int | None = None  # None: as many as the sweeper's n_jobs
 
-    def submit(self, overrides: list[str], job_num: int, ticket: Any) -> None:
+    def prepare(self, overrides: list[str], job_num: int) -> Any:
+        return overrides, job_num
+
+    def submit(self, prepared: Any, ticket: Any) -> None:
         raise NotImplementedError
 
     def wait(self, timeout: float) -> list[Finished]:
@@ -58,7 +62,8 @@ class SerialDispatcher(Dispatcher):
         self.launcher = launcher
         self.done: deque[Finished] = deque()
 
-    def submit(self, overrides: list[str], job_num: int, ticket: Any) -> None:
+    def submit(self, prepared: Any, ticket: Any) -> None:
+        overrides, job_num = prepared
         (job_return,) = self.launcher.launch([overrides], initial_job_idx=job_num)
         self.done.append(Finished(ticket, job_return))
 
@@ -79,7 +84,7 @@ def _job_config(launcher: Any, overrides: list[str], job_num: int) -> Any:
 class RayDispatcher(Dispatcher):
     def __init__(self, launcher: Any) -> None:
         import ray
-        from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
+        from hydra_plugins.hydra_ray_launcher._launcher_util import _run_job, start_ray
 
         setup_globals()
         configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -88,17 +93,27 @@ class RayDispatcher(Dispatcher):
         # Unlike hydra-ray-launcher's launch(), do not force object_store_memory: Ray refuses it
         # when connecting to an existing cluster. The launcher preset sets it for local starts.
         start_ray(launcher.ray_cfg.init)
+        # The same remote function hydra-ray-launcher runs, but declared once (its launch()
+        # re-declares and re-exports it for every job), and the parts of its arguments that are
+        # the same for every trial are put in the object store once instead of pickled per trial.
+        options = OmegaConf.to_container(launcher.ray_cfg.remote, resolve=True) or {}
+        self.run_job = ray.remote(**options)(_run_job) if options else ray.remote(_run_job)
+        self.shared: dict[str, Any] | None = None
         self.pending: dict[Any, Any] = {}
 
-    def submit(self, overrides: list[str], job_num: int, ticket: Any) -> None:
-        from hydra_plugins.hydra_ray_launcher._launcher_util import launch_job_on_ray
-
-        launcher = self.launcher
+    def prepare(self, overrides: list[str], job_num: int) -> Any:
         log.info("\t#%d : %s", job_num, " ".join(filter_overrides(overrides)))
-        ref = launch_job_on_ray(
-            launcher.hydra_context, launcher.ray_cfg.remote, _job_config(launcher, overrides, job_num),
-            launcher.task_function, Singleton.get_state(),
-        )
+        return _job_config(self.launcher, overrides, job_num)
+
+    def submit(self, prepared: Any, ticket: Any) -> None:
+        launcher = self.launcher
+        if self.shared is None:
+            self.shared = {
+                "hydra_context": self.ray.put(launcher.hydra_context),
+                "task_function": self.ray.put(launcher.task_function),
+                "singleton_state": self.ray.put(Singleton.get_state()),
+            }
+        ref = self.run_job.remote(sweep_config=prepared, **self.shared)
         self.pending[ref] = ticket
 
     def wait(self, timeout: float) -> list[Finished]:
@@ -138,7 +153,8 @@ class SubmititDispatcher(Dispatcher):
         Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         self.pending: dict[Any, Any] = {}
 
-    def submit(self, overrides: list[str], job_num: int, ticket: Any) -> None:
+    def submit(self, prepared: Any, ticket: Any) -> None:
+        overrides, job_num = prepared
         log.info("\t#%d : %s", job_num, " ".join(filter_overrides(overrides)))
         job = self.executor.submit(
             self.launcher, list(overrides), "hydra.sweep.dir", job_num, f"job_id_for_{job_num}", Singleton.get_state()

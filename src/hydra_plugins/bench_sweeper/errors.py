@@ -4,6 +4,10 @@
 class SweepError(Exception):
     """Base class: the message says what is wrong and what to do."""
 
+    # Lets a CLI print the message alone. Match on this, not on the class: Hydra re-executes
+    # plugin modules while scanning, so these classes can be recreated after an import.
+    user_facing = True
+
 
 class SweepConfigError(SweepError, ValueError):
     """A hydra.sweeper setting or a cell's direction that cannot be used."""
