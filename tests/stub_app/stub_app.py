@@ -23,7 +23,8 @@ def main(cfg: DictConfig) -> float:
     try:
         if cfg.fail or cfg.task.name in cfg.fail_tasks or cfg.x > cfg.fail_above:
             raise RuntimeError(f"stub failure in task {cfg.task.name}")
-        time.sleep(cfg.sleep * (2.0 if cfg.x > cfg.slow_above else 1.0))
+        slow = cfg.x > cfg.slow_above or (cfg.trial is not None and cfg.trial.number in cfg.slow_trials)
+        time.sleep(cfg.sleep * (cfg.slow_factor if slow else 1.0))
         trial = trial_from_config(cfg)
         for step in range(cfg.steps):
             # Converges to `value` from above: worse trials are visibly worse early on.

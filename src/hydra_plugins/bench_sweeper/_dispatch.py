@@ -39,6 +39,10 @@ class Dispatcher:
     submit() returns at once (for async launchers); wait() returns whatever has finished."""
 
     max_slots: int | None = None  # None: as many as the sweeper's n_jobs
+    # True when prepare() does real work in the driver, so preparing the next trial while every
+    # slot is busy takes it off the critical path. Otherwise asking early would only cost the
+    # sampler the result it is about to get.
+    prepare_ahead = False
 
     def prepare(self, overrides: list[str], job_num: int) -> Any:
         return overrides, job_num
@@ -82,6 +86,8 @@ def _job_config(launcher: Any, overrides: list[str], job_num: int) -> Any:
 
 
 class RayDispatcher(Dispatcher):
+    prepare_ahead = True
+
     def __init__(self, launcher: Any) -> None:
         import ray
         from hydra_plugins.hydra_ray_launcher._launcher_util import _run_job, start_ray

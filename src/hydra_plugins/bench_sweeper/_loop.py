@@ -1,9 +1,9 @@
 """The dispatch loop: keep n_jobs trials in flight across all cells until every cell is done.
 
 No batch barrier: the moment a trial finishes, its slot gets the next trial of whichever cell has
-done the least so far, so cells interleave and no slot waits for a slow sibling. While every slot
-is busy, the next trial is asked for and its job config composed ahead of time (the slow part of
-a launch, ~0.1 s), so a freed slot is refilled at once.
+done the least so far, so cells interleave and no slot waits for a slow sibling. Where the driver
+composes job configs (Ray), the next trial is asked for and composed while every slot is busy
+(the slow part of a launch, ~0.1 s), so a freed slot is refilled at once.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class DispatchLoop:
                 self._submit(*item)
             if self.in_flight == 0:
                 break
-            if not self.ready and (item := self._prepare()):
+            if self.dispatcher.prepare_ahead and not self.ready and (item := self._prepare()):
                 self.ready.append(item)
             for finished in self.dispatcher.wait(timeout=1.0):
                 self._finish(finished)
