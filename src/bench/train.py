@@ -64,11 +64,13 @@ def train(cfg: DictConfig) -> float:
     trial = trial_from_config(cfg)  # None unless this job is a trial of a bench sweep
     if trial is not None:
         callbacks.append(OptunaPruning(trial, spec.metric))
+    loggers = [pl.loggers.CSVLogger(output_dir, name="metrics")]  # metrics/version_N/metrics.csv
+    loggers += _mlflow_loggers()
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         max_epochs=spec.max_epochs,
         callbacks=callbacks,
-        logger=pl.loggers.CSVLogger(output_dir, name="metrics"),  # metrics/version_N/metrics.csv
+        logger=loggers,
         default_root_dir=output_dir,
     )
     trainer.fit(task, datamodule=datamodule)
@@ -76,10 +78,34 @@ def train(cfg: DictConfig) -> float:
     best = checkpoint.best_model_score
     value = float(best) if best is not None else math.nan
     log.info("%s: best %s = %.4f (%s)", spec.task_name, spec.metric, value, checkpoint.best_model_path)
+    _record_checkpoint(cfg, checkpoint.best_model_path)
     if cfg.get("evaluate_test", False):
         # Test only when asked, and on the best checkpoint, never the last epoch's weights.
         trainer.test(task, datamodule=datamodule, ckpt_path=checkpoint.best_model_path or None)
     return value
+
+
+def _mlflow_loggers() -> list:
+    """Lightning's MLFlowLogger bound to the run the tracking callback opened for this job."""
+    import mlflow
+
+    run = mlflow.active_run()
+    if run is None:
+        return []
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    return [MLFlowLogger(tracking_uri=mlflow.get_tracking_uri(), run_id=run.info.run_id)]
+
+
+def _record_checkpoint(cfg: DictConfig, path: str) -> None:
+    import mlflow
+
+    if mlflow.active_run() is None or not path:
+        return
+    if cfg.get("mlflow", {}).get("save_models", False):
+        mlflow.log_artifact(path, "checkpoints")
+    else:
+        mlflow.set_tag("bench.checkpoint_path", path)
 
 
 def _build_task(spec: TrialSpec, model_name: str):

@@ -28,6 +28,10 @@ def main(cfg: DictConfig) -> float:
         trial = trial_from_config(cfg)
         for step in range(cfg.steps):
             # Converges to `value` from above: worse trials are visibly worse early on.
+            if cfg.mlflow.enabled:
+                import mlflow
+
+                mlflow.log_metric("score", value + (cfg.steps - step), step=step)
             report_and_maybe_prune(trial, value + (cfg.steps - step), step)
             time.sleep(cfg.step_sleep)
         return value

@@ -42,6 +42,8 @@ class Cell:
     params: dict[str, str] = field(default_factory=dict)  # the grammar strings, for display
     distributions: dict[str, Any] = field(default_factory=dict)
     fixed: dict[str, str] = field(default_factory=dict)
+    study_name: str = ""
+    config: Any = None  # the cell's composed config (DictConfig), for observers
 
 
 def bare_key(key: str) -> str:
@@ -99,6 +101,7 @@ def describe_cell(
     Search-space layers, weakest first: the cell's `search_space` node < hydra.sweeper.params <
     search sweeps on the command line. Keys pinned on the command line are not searched.
     """
+    cell.config = cell_cfg
     cell.metric = _select(cell_cfg, metric_key)
     direction = _select(cell_cfg, direction_key) or default_direction
     if direction not in DIRECTIONS:
@@ -131,7 +134,8 @@ def _flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def trial_overrides(cell: Cell, common: list[str], values: dict[str, Any], trial_node: dict[str, Any], trial_key: str) -> list[str]:
+def trial_overrides(cell: Cell, common: list[str], values: dict[str, Any], trial_node: dict[str, Any], trial_key: str,
+                    extra: dict[str, Any] | None = None) -> list[str]:
     """Everything one job needs on its command line.
 
     Parameters use `++` (add or override) because a searched key such as
@@ -141,6 +145,7 @@ def trial_overrides(cell: Cell, common: list[str], values: dict[str, Any], trial
     lines += [f"++{key}={value}" for key, value in cell.fixed.items()]
     lines += [f"++{key}={_format(value)}" for key, value in values.items()]
     lines += [f"++{trial_key}.{key}={_format(value)}" for key, value in trial_node.items()]
+    lines += [f"++{key}={_format(value)}" for key, value in (extra or {}).items()]
     return lines
 
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from ._cells import Cell, describe_cell, enumerate_cells, split_arguments
 from ._results import format_table, format_value, write_best, write_results
 from .errors import CellsStoppedError, SweepConfigError
+from .observer import Observers
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +95,13 @@ class BenchSweeperImpl:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         _save_multirun_config(sweep_dir, self.config)
         location = storage_location(self.storage, str(sweep_dir))
+        resumed = os.path.exists(location) if "://" not in location else False
         storage = open_storage(location)
         runs = []
         for cell in cells:
-            study = open_study(cell, study_name_for(self.study_name, cell), storage, self.sampler_cfg, self.pruner_cfg)
+            cell.study_name = study_name_for(self.study_name, cell)
+            study = open_study(cell, cell.study_name, storage, self.sampler_cfg, self.pruner_cfg)
+            resumed = resumed or len(study.trials) > 0
             if recovered := recover_interrupted(study):
                 log.warning("[%s] %d trial(s) left running by an earlier driver: marked failed and re-queued",
                             cell.label, recovered)
@@ -111,21 +116,32 @@ class BenchSweeperImpl:
         pairs = [(run.cell, run.study) for run in runs]
         settings = LoopSettings(self.n_trials, slots, self.max_failure_rate, common, location, self.trial_key)
         first_job = max(max_job_num([r.study for r in runs]), _max_numbered_subdir(sweep_dir)) + 1
-        loop = DispatchLoop(runs, dispatcher, settings, first_job, on_change=lambda: write_results(str(sweep_dir), pairs))
+        observers = Observers(self.hydra_context.callbacks)
+        observers.sweep_start(config=self.config, sweep_dir=str(sweep_dir), cells=cells, storage=location, resumed=resumed)
+        loop = DispatchLoop(runs, dispatcher, settings, first_job, observers=observers,
+                            on_change=lambda: write_results(str(sweep_dir), pairs))
+        error: BaseException | None = None
         try:
             loop.run()
+        except BaseException as exc:  # KeyboardInterrupt too: observers must close what they opened
+            error = exc
+            raise
         finally:
             dispatcher.close()
             write_results(str(sweep_dir), pairs)
             best_rows = write_best(str(sweep_dir), pairs)
+            stopped = [run for run in runs if run.stopped]
+            if error is None and stopped:
+                error = CellsStoppedError(
+                    "cells stopped before their budget: "
+                    + "; ".join(f"{run.cell.label} ({run.stopped})" for run in stopped)
+                    + f". The other cells finished; see {sweep_dir / 'results.csv'}"
+                )
+            observers.sweep_end(config=self.config, sweep_dir=str(sweep_dir), error=error,
+                                stopped_cells=[run.cell.label for run in stopped])
         self._print_best(best_rows, cells, sweep_dir)
-        stopped = [run for run in runs if run.stopped]
-        if stopped:
-            raise CellsStoppedError(
-                "cells stopped before their budget: "
-                + "; ".join(f"{run.cell.label} ({run.stopped})" for run in stopped)
-                + f". The other cells finished; see {sweep_dir / 'results.csv'}"
-            )
+        if error is not None:
+            raise error
         return best_rows
 
     @staticmethod

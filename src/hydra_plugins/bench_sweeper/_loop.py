@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ._cells import Cell, trial_overrides
 from ._dispatch import Dispatcher, Finished
+from .observer import Observers
 from ._results import best_trial, format_table
 from ._studies import ATTR_DURATION, ATTR_ERROR, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM, counts
 
@@ -53,8 +54,8 @@ class LoopSettings:
 
 class DispatchLoop:
     def __init__(self, runs: list[CellRun], dispatcher: Dispatcher, settings: LoopSettings, first_job_num: int,
-                 on_change: Callable[[], None]) -> None:
-        self.runs, self.dispatcher, self.settings = runs, dispatcher, settings
+                 on_change: Callable[[], None], observers: Observers) -> None:
+        self.runs, self.dispatcher, self.settings, self.observers = runs, dispatcher, settings, observers
         self.next_job_num = first_job_num
         self.on_change = on_change  # rewrites results.csv
         self.in_flight = 0  # submitted to the launcher: occupying a slot
@@ -92,7 +93,9 @@ class DispatchLoop:
         trial.set_user_attr(ATTR_JOB_NUM, job_num)
         identity = {"cell": run.cell.label, "study": run.study.study_name, "storage": self.settings.storage_location,
                     "id": trial._trial_id, "number": trial.number}
-        overrides = trial_overrides(run.cell, self.settings.common_overrides, trial.params, identity, self.settings.trial_key)
+        extra = self.observers.trial_prepared(cell=run.cell, trial=trial)
+        overrides = trial_overrides(run.cell, self.settings.common_overrides, trial.params, identity,
+                                    self.settings.trial_key, extra)
         run.in_flight += 1
         return run, trial, self.dispatcher.prepare(overrides, job_num)
 
@@ -104,7 +107,8 @@ class DispatchLoop:
             # Its cell stopped while it waited: it never ran, so it is not a failure of the cell.
             run.in_flight -= 1
             trial.set_user_attr(ATTR_INTERRUPTED, True)
-            run.study.tell(trial, state=_trial_state("FAIL"))
+            frozen = run.study.tell(trial, state=_trial_state("FAIL"))
+            self.observers.trial_end(cell=run.cell, trial=frozen, job_return=None, error="never launched: cell stopped")
         return None
 
     def _submit(self, run: CellRun, trial: Any, prepared: Any) -> None:
@@ -156,6 +160,7 @@ class DispatchLoop:
         self._check_failures(run)
         log.info("[%s] trial %d %s%s (%d/%d done)", run.cell.label, trial.number, state.name,
                  f" value={frozen.value:.6g}" if frozen.value is not None else "", run.done, self.settings.n_trials)
+        self.observers.trial_end(cell=run.cell, trial=frozen, job_return=ret, error=error)
         self.on_change()
 
     def _check_failures(self, run: CellRun) -> None:

@@ -1,0 +1,262 @@
+"""The MLflow Hydra callback: benchmark > cell > trial runs, built from both sides of a sweep.
+
+Driver side (the bench sweeper calls these, see hydra_plugins/bench_sweeper/observer.py):
+    on_sweep_start     start a local `mlflow server` over the SQLite file (default store), open or
+                       reuse the benchmark run and one child run per cell, close runs a dead
+                       driver left RUNNING (KILLED)
+    on_trial_prepared  create the trial's run under its cell run and hand the job its run id and
+                       the tracking URI as config values (mlflow.run_id, mlflow.tracking_uri)
+    on_trial_end       make the trial run's final state match the study's; update the cell's best
+    on_sweep_end       results.csv/best.csv to the benchmark run; close cell and benchmark runs
+Job side (Hydra calls these where the job runs: this process, a Ray worker, a SLURM node):
+    on_job_start       log into the run the driver created (or a standalone run outside sweeps):
+                       the job's composed config and overrides, masked
+    on_job_end         status FINISHED / FAILED with the traceback / KILLED + bench.state=PRUNED
+Per-epoch metrics come from Lightning's MLFlowLogger bound to the same run (bench.train).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from bench.tracking import runs
+from bench.tracking.masking import mask, mask_config, mask_override
+
+log = logging.getLogger(__name__)
+
+RUN_ID_ATTR = "mlflow_run_id"  # the Optuna trial user attribute results.csv reads
+
+
+def default_locations(cwd: str | None = None) -> tuple[str, str]:
+    """The embedded store: multirun_outputs/mlflow.db and multirun_outputs/mlartifacts."""
+    root = Path(cwd or os.getcwd()) / "multirun_outputs"
+    return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
+
+
+def _settings(config: DictConfig) -> DictConfig | None:
+    node = config.get("mlflow")
+    return node if node is not None and node.get("enabled", True) else None
+
+
+def _app_config(config: DictConfig) -> dict:
+    """The composed config without Hydra's own node, resolved and masked."""
+    plain = mask_config(config)
+    plain.pop("hydra", None)
+    return plain
+
+
+class MLflowTracking(Callback):
+    def __init__(self) -> None:
+        self._driver_reset()
+
+    def _driver_reset(self) -> None:
+        self.client: Any = None
+        self.server: Any = None
+        self.uri = ""
+        self.experiment_id = ""
+        self.benchmark_run = ""
+        self.cell_runs: dict[str, str] = {}
+        self.best: dict[str, float] = {}
+        self.job_run: str | None = None
+
+    def __getstate__(self) -> dict:
+        # Jobs get a pickled copy (Ray, submitit): the driver's client and server stay behind.
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._driver_reset()
+
+    # ---- driver side ------------------------------------------------------------------------
+    def on_sweep_start(self, config: DictConfig, sweep_dir: str, cells: list, storage: str, resumed: bool) -> None:
+        settings = _settings(config)
+        if settings is None:
+            return
+        from mlflow import MlflowClient
+
+        from bench.tracking.environment import git_commit, package_versions
+
+        default_uri, default_artifacts = default_locations()
+        uri = settings.get("tracking_uri") or default_uri
+        artifacts = settings.get("artifact_location") or default_artifacts
+        if uri.startswith("sqlite:") and settings.get("serve", True):
+            from bench.tracking.server import LocalTrackingServer
+
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.server = LocalTrackingServer(uri, artifacts, Path(sweep_dir) / "mlflow_server.log",
+                                              host=settings.get("serve_host", "127.0.0.1"))
+            uri = self.server.start()
+        self.uri, self.client = uri, MlflowClient(uri)
+        self.experiment_id = runs.ensure_experiment(self.client, settings.experiment, artifacts)
+        sweep_dir = str(Path(sweep_dir).resolve())
+
+        found = runs.find_runs(self.client, self.experiment_id, **{runs.LEVEL: "benchmark", runs.SWEEP_DIR: sweep_dir})
+        if found:
+            self.benchmark_run = found[0].info.run_id
+            self.client.update_run(self.benchmark_run, status="RUNNING")
+            self._kill_orphans(sweep_dir)
+        else:
+            self.benchmark_run = runs.create_run(
+                self.client, self.experiment_id, f"benchmark {Path(sweep_dir).name}",
+                {runs.LEVEL: "benchmark", runs.SWEEP_DIR: sweep_dir, "git_commit": git_commit()},
+            )
+            runs.log_params(self.client, self.benchmark_run, {f"version.{k}": v for k, v in package_versions().items()})
+        overrides = [mask_override(o) for o in OmegaConf.to_container(config.hydra.overrides.task)]
+        n = len(self.client.list_artifacts(self.benchmark_run, "invocations")) if found else 0
+        runs.log_yaml(self.client, self.benchmark_run, _app_config(config), "config.yaml" if not found else f"invocations/{n}/config.yaml")
+        runs.log_yaml(self.client, self.benchmark_run, overrides, "overrides.yaml" if not found else f"invocations/{n}/overrides.yaml")
+
+        for cell in cells:
+            existing = runs.find_runs(self.client, self.experiment_id,
+                                      **{runs.LEVEL: "cell", runs.SWEEP_DIR: sweep_dir, runs.CELL: cell.label})
+            run_id = existing[0].info.run_id if existing else runs.create_run(
+                self.client, self.experiment_id, cell.label,
+                {runs.LEVEL: "cell", runs.SWEEP_DIR: sweep_dir, runs.CELL: cell.label, **cell.coordinates},
+                parent_id=self.benchmark_run,
+            )
+            if existing:
+                self.client.update_run(run_id, status="RUNNING")
+            else:
+                runs.log_params(self.client, run_id, {"metric": cell.metric, "direction": cell.direction,
+                                                      "study_name": cell.study_name, "storage": storage})
+                runs.log_yaml(self.client, run_id, _app_config(cell.config), "config.yaml")
+                runs.log_yaml(self.client, run_id, mask(cell.params), "search_space.yaml")
+                runs.log_yaml(self.client, self.benchmark_run, mask(cell.params), f"search_spaces/{cell.label}.yaml")
+            self.cell_runs[cell.label] = run_id
+        self.sweep_dir = sweep_dir
+        log.info("MLflow: experiment %r at %s, benchmark run %s", settings.experiment, self.uri, self.benchmark_run)
+
+    def _kill_orphans(self, sweep_dir: str) -> None:
+        """Trial runs a dead driver left RUNNING: no job is running them any more."""
+        for run in runs.find_runs(self.client, self.experiment_id, **{runs.LEVEL: "trial", runs.SWEEP_DIR: sweep_dir}):
+            if run.info.status in ("RUNNING", "SCHEDULED"):
+                self.client.set_tag(run.info.run_id, runs.STATE, "INTERRUPTED")
+                self.client.set_terminated(run.info.run_id, "KILLED")
+
+    def on_trial_prepared(self, cell: Any, trial: Any) -> dict[str, Any] | None:
+        if self.client is None:
+            return None
+        run_id = runs.create_run(
+            self.client, self.experiment_id, f"{cell.label} #{trial.number}",
+            {runs.LEVEL: "trial", runs.SWEEP_DIR: self.sweep_dir, runs.CELL: cell.label, runs.TRIAL: trial.number,
+             "bench.study": cell.study_name, **cell.coordinates},
+            parent_id=self.cell_runs[cell.label],
+        )
+        runs.log_params(self.client, run_id, mask(dict(trial.params)))
+        trial.set_user_attr(RUN_ID_ATTR, run_id)
+        return {"mlflow.run_id": run_id, "mlflow.tracking_uri": self.uri}
+
+    def on_trial_end(self, cell: Any, trial: Any, job_return: Any, error: str | None) -> None:
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if self.client is None or not run_id:
+            return
+        state = trial.state.name
+        self.client.set_tag(run_id, runs.STATE, state)
+        if trial.value is not None:
+            self.client.log_metric(run_id, "objective", trial.value)
+        if self.client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED"):
+            # The job never closed its run (it died, or was never launched): close it here.
+            if error:
+                self.client.log_text(run_id, error, "error.txt")
+            self.client.set_terminated(run_id, {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED"))
+        if state == "COMPLETE":
+            better = max if cell.direction == "maximize" else min
+            best = self.best.get(cell.label)
+            if best is None or better(best, trial.value) == trial.value:
+                self.best[cell.label] = trial.value
+                cell_run = self.cell_runs[cell.label]
+                self.client.log_metric(cell_run, "best_value", trial.value, step=trial.number)
+                self.client.set_tag(cell_run, "best_trial", trial.number)
+                for key, value in trial.params.items():
+                    self.client.set_tag(cell_run, f"best.{key}", value)
+
+    def on_sweep_end(self, config: DictConfig, sweep_dir: str, error: BaseException | None, stopped_cells: list[str]) -> None:
+        if self.client is None:
+            return
+        try:
+            for name in ("results.csv", "best.csv"):
+                if (Path(sweep_dir) / name).exists():
+                    self.client.log_artifact(self.benchmark_run, str(Path(sweep_dir) / name))
+            interrupted = isinstance(error, KeyboardInterrupt)
+            for label, run_id in self.cell_runs.items():
+                status = "KILLED" if interrupted else ("FAILED" if label in stopped_cells else "FINISHED")
+                if error is not None and not interrupted and not stopped_cells:
+                    status = "FAILED"
+                self.client.set_terminated(run_id, status)
+            status = "FINISHED" if error is None else ("KILLED" if interrupted else "FAILED")
+            self.client.set_terminated(self.benchmark_run, status)
+        finally:
+            if self.server is not None:
+                self.server.stop()
+            self._driver_reset()
+
+    # ---- job side ---------------------------------------------------------------------------
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        settings = _settings(config)
+        if settings is None:
+            return
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        run_id = settings.get("run_id")
+        if run_id is None and HydraConfig.get().mode == RunMode.MULTIRUN:
+            return  # a sweep without the bench sweeper: nobody to hand this job a run
+        import mlflow
+
+        default_uri, default_artifacts = default_locations()
+        mlflow.set_tracking_uri(settings.get("tracking_uri") or default_uri)
+        if run_id:
+            mlflow.start_run(run_id=run_id)
+        else:  # a single `python -m bench` run: a standalone run in the same experiment
+            client = mlflow.MlflowClient()
+            experiment_id = runs.ensure_experiment(client, settings.experiment,
+                                                   settings.get("artifact_location") or default_artifacts)
+            mlflow.start_run(experiment_id=experiment_id, tags={runs.LEVEL: "run"})
+            hparams = OmegaConf.to_container(config.get("hparams") or {}, resolve=True)
+            mlflow.log_params(mask(_flatten(hparams, "hparams.")))
+        self.job_run = mlflow.active_run().info.run_id
+        mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(_app_config(config))), "config.yaml")
+        overrides = [mask_override(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task)]
+        mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(overrides)), "overrides.yaml")
+        mlflow.set_tag("bench.output_dir", HydraConfig.get().runtime.output_dir)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if self.job_run is None:
+            return
+        import mlflow
+        from hydra.core.utils import JobStatus
+
+        try:
+            if job_return.status == JobStatus.COMPLETED:
+                mlflow.log_metric("objective", float(job_return.return_value))
+                mlflow.set_tag(runs.STATE, "COMPLETE")
+                status = "FINISHED"
+            else:
+                exc = job_return._return_value
+                if type(exc).__name__ == "TrialPruned":
+                    mlflow.set_tag(runs.STATE, "PRUNED")
+                    mlflow.set_tag("bench.pruned", "true")
+                    status = "KILLED"
+                else:
+                    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                    mlflow.log_text(text, "error.txt")
+                    mlflow.set_tag(runs.STATE, "FAIL")
+                    status = "FAILED"
+        finally:
+            mlflow.end_run(status if "status" in locals() else "FAILED")
+            self.job_run = None
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix.rstrip("."): node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_flatten(value, f"{prefix}{key}."))
+    return out

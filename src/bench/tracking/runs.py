@@ -1,0 +1,53 @@
+"""Small helpers over MlflowClient for bench's run tree: benchmark > cell > trial.
+
+Runs are found again by tags (level, sweep dir, cell), so a resumed sweep reuses its benchmark and
+cell runs instead of creating new ones. Nothing here deletes a run or an artifact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+LEVEL, SWEEP_DIR, CELL, TRIAL, STATE = "bench.level", "bench.sweep_dir", "bench.cell", "bench.trial", "bench.state"
+PARENT = "mlflow.parentRunId"
+_MAX_PARAM = 6000  # MLflow's limit on a param value
+
+
+def ensure_experiment(client: Any, name: str, artifact_location: str | None) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)  # never silently lose old runs
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def find_runs(client: Any, experiment_id: str, **tags: str) -> list[Any]:
+    where = " and ".join(f"tags.`{key}` = {_quote(str(value))}" for key, value in tags.items())
+    return client.search_runs([experiment_id], filter_string=where, max_results=50000)
+
+
+def create_run(client: Any, experiment_id: str, name: str, tags: dict[str, Any], parent_id: str | None = None) -> str:
+    all_tags = {k: str(v) for k, v in tags.items() if v is not None}
+    if parent_id:
+        all_tags[PARENT] = parent_id
+    return client.create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
+
+
+def log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    existing = client.get_run(run_id).data.params
+    new = [Param(str(k), str(v)[:_MAX_PARAM]) for k, v in params.items() if str(k) not in existing]
+    for start in range(0, len(new), 100):  # log_batch takes at most 100 params per call
+        client.log_batch(run_id, params=new[start:start + 100])
+
+
+def log_yaml(client: Any, run_id: str, data: Any, artifact_file: str) -> None:
+    client.log_text(run_id, yaml.safe_dump(data, sort_keys=False), artifact_file)

@@ -1,0 +1,239 @@
+"""MLflow tracking against real MLflow: a SQLite store behind a local `mlflow server`, and a
+separate real server for the remote case. The stub app uses bench's callback like any Hydra app."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from bench.tracking.server import LocalTrackingServer
+from tests.test_sweeper import STUB, studies
+
+SECRET = "hunter2-do-not-log"
+
+
+def run_tracked_stub(tmp_path: Path, *args: str, uri: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    uri = uri or f"sqlite:///{tmp_path}/mlflow.db"
+    return subprocess.run(
+        [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={tmp_path}/sweep", "mlflow.enabled=true",
+         f"mlflow.tracking_uri={uri}", f"+mlflow.artifact_location={(tmp_path / 'artifacts').as_uri()}", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+    )
+
+
+def tree(client: MlflowClient, experiment: str = "stub") -> dict[str, list]:
+    exp = client.get_experiment_by_name(experiment)
+    found = client.search_runs([exp.experiment_id], max_results=1000)
+    by_level: dict[str, list] = {}
+    for run in found:
+        by_level.setdefault(run.data.tags.get("bench.level"), []).append(run)
+    return by_level
+
+
+def read_results(tmp_path: Path) -> list[dict[str, str]]:
+    with open(tmp_path / "sweep" / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_stub_sweep_builds_the_run_tree_with_configs_and_links(tmp_path):
+    result = run_tracked_stub(tmp_path, "task=a,b", "model=x,y", "hydra.sweeper.n_trials=3", "steps=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    levels = tree(client)
+    assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 4, "trial": 12}
+    (benchmark,) = levels["benchmark"]
+    cells = {r.info.run_id: r for r in levels["cell"]}
+    assert all(r.data.tags["mlflow.parentRunId"] == benchmark.info.run_id for r in cells.values())
+    assert all(r.data.tags["mlflow.parentRunId"] in cells for r in levels["trial"])
+    for run in [benchmark, *levels["cell"], *levels["trial"]]:
+        assert run.info.status == "FINISHED", (run.data.tags, run.info.status)
+        assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"results.csv", "best.csv", "overrides.yaml", "search_spaces"} <= {a.path for a in client.list_artifacts(benchmark.info.run_id)}
+    assert benchmark.data.params["version.optuna"] and benchmark.data.params["version.mlflow"]
+    # Both ways: results.csv -> run, run -> cell, trial number, sweep dir.
+    rows = read_results(tmp_path)
+    trial_runs = {r.info.run_id: r for r in levels["trial"]}
+    assert sorted(r["mlflow_run_id"] for r in rows) == sorted(trial_runs)
+    for row in rows:
+        tags = trial_runs[row["mlflow_run_id"]].data.tags
+        assert (tags["bench.cell"], tags["bench.trial"]) == (row["cell"], row["trial"])
+        assert tags["bench.sweep_dir"] == str((tmp_path / "sweep").resolve())
+        run = trial_runs[row["mlflow_run_id"]]
+        assert float(run.data.params["x"]) == float(row["x"])  # sampled hyperparameters as params
+        assert len(client.get_metric_history(run.info.run_id, "score")) == 3  # per-step metrics
+    for cell in levels["cell"]:
+        assert {"metric", "direction", "study_name", "storage"} <= set(cell.data.params)
+        assert "best_value" in cell.data.metrics and "best_trial" in cell.data.tags
+
+
+def test_failed_trial_leaves_a_failed_run_with_its_traceback(tmp_path):
+    result = run_tracked_stub(tmp_path, "task=a,b", "fail_tasks=[b]", "hydra.sweeper.n_trials=2")
+    assert result.returncode != 0  # cell b stopped
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    levels = tree(client)
+    failed = [r for r in levels["trial"] if r.info.status == "FAILED"]
+    assert len(failed) == 1 and failed[0].data.tags["bench.cell"] == "task=b"
+    error = client.download_artifacts(failed[0].info.run_id, "error.txt", str(tmp_path))
+    assert "RuntimeError: stub failure in task b" in Path(error).read_text()
+    assert "Traceback" in Path(error).read_text()
+    statuses = {r.data.tags["bench.cell"]: r.info.status for r in levels["cell"]}
+    assert statuses == {"task=a": "FINISHED", "task=b": "FAILED"}
+    assert levels["benchmark"][0].info.status == "FAILED"  # closed although the sweep raised
+
+
+def test_pruned_trials_are_marked_and_terminated(tmp_path):
+    result = run_tracked_stub(tmp_path, "hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=1",
+                              "hydra.sweeper.n_trials=8", "steps=5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    levels = tree(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"))
+    pruned = [r for r in levels["trial"] if r.data.tags.get("bench.state") == "PRUNED"]
+    assert pruned
+    for run in pruned:
+        assert run.info.status == "KILLED" and run.data.tags["bench.pruned"] == "true"
+    (study,) = studies(tmp_path / "sweep").values()
+    assert len(pruned) == sum(t.state.name == "PRUNED" for t in study.trials)
+
+
+def test_secrets_are_masked_in_every_artifact_and_param(tmp_path):
+    result = run_tracked_stub(tmp_path, f"+db.password={SECRET}", f"+hf_token={SECRET}", "hydra.sweeper.n_trials=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    artifact_files = [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
+    assert any(p.name == "config.yaml" for p in artifact_files)
+    for path in artifact_files:
+        assert SECRET not in path.read_text(errors="ignore"), path
+    texts = [p.read_text() for p in artifact_files if p.name in ("config.yaml", "overrides.yaml")]
+    assert any("password: '***'" in t or "password: ***" in t for t in texts)
+    for level in tree(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")).values():
+        for run in level:
+            assert SECRET not in str(run.data.params) + str(run.data.tags)
+
+
+def test_kill_and_resume_leaves_nothing_running_and_deletes_nothing(tmp_path):
+    args = [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={tmp_path}/sweep", "mlflow.enabled=true",
+            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"+mlflow.artifact_location={(tmp_path / 'artifacts').as_uri()}",
+            "task=a,b", "sleep=0.5", "hydra.sweeper.n_trials=4"]
+    driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((tmp_path / "sweep").glob("*/timing.json"))) < 3:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    before = {r.info.run_id for level in tree(client).values() for r in level}
+    artifacts_before = {p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()}
+    assert before
+
+    result = run_tracked_stub(tmp_path, "task=a,b", "sleep=0.5", "hydra.sweeper.n_trials=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    levels = tree(client)
+    after = {r.info.run_id for level in levels.values() for r in level}
+    assert before <= after  # nothing deleted
+    assert artifacts_before <= {p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()}
+    assert len(levels["benchmark"]) == 1 and len(levels["cell"]) == 2  # reused, not duplicated
+    assert not [r for level in levels.values() for r in level if r.info.status == "RUNNING"]
+    ids = {row["mlflow_run_id"] for row in read_results(tmp_path)}
+    assert ids == {r.info.run_id for r in levels["trial"]}
+    # The server of the killed driver stopped with it (its watchdog saw the pipe close).
+    assert not _processes_mentioning(f"{tmp_path}/mlflow.db")
+
+
+def _processes_mentioning(text: str, grace_s: float = 20.0) -> list[str]:
+    deadline = time.time() + grace_s
+    while True:
+        lines = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+        found = [line for line in lines if text in line and not line.startswith("ps ")]
+        if not found or time.time() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def test_remote_tracking_server(tmp_path):
+    server = LocalTrackingServer(f"sqlite:///{tmp_path}/remote.db", (tmp_path / "remote-artifacts").as_uri(),
+                                 tmp_path / "server.log")
+    url = server.start()
+    try:
+        result = run_tracked_stub(tmp_path, "task=a,b", "hydra.sweeper.n_trials=2", uri=url)
+        assert result.returncode == 0, result.stderr[-3000:]
+        levels = tree(MlflowClient(url))
+        assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 2, "trial": 4}
+        assert not (tmp_path / "mlflow.db").exists()
+    finally:
+        server.stop()
+
+
+CONCURRENT_LOGGER = """
+import sys, mlflow
+uri, run_id, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+client = mlflow.MlflowClient(uri)
+for step in range(steps):
+    for name in ("train/loss", "val/loss", "val/mIoU"):
+        client.log_metric(run_id, name, step * 0.01 + len(name), step=step)
+"""
+
+
+def test_eight_concurrent_trials_lose_no_metric_point(tmp_path):
+    server = LocalTrackingServer(f"sqlite:///{tmp_path}/mlflow.db", (tmp_path / "artifacts").as_uri(), tmp_path / "server.log")
+    url = server.start()
+    try:
+        client = MlflowClient(url)
+        experiment = client.create_experiment("concurrency")
+        run_ids = [client.create_run(experiment).info.run_id for _ in range(8)]
+        steps = 40
+        procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_LOGGER, url, run_id, str(steps)],
+                                  stderr=subprocess.PIPE, text=True) for run_id in run_ids]
+        for proc in procs:
+            assert proc.wait(timeout=300) == 0, proc.stderr.read()
+        for run_id in run_ids:
+            for name in ("train/loss", "val/loss", "val/mIoU"):
+                history = client.get_metric_history(run_id, name)
+                assert sorted(m.step for m in history) == list(range(steps)), (run_id, name)
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_benchmark_sweep_tracks_two_tasks_by_two_models(run_cli, tmp_path):
+    """The real bench: 2 tasks x 2 models x 3 trials on the default embedded store
+    (multirun_outputs/mlflow.db behind a local server), per-epoch metrics from Lightning."""
+    result = run_cli(
+        "-m", "task=synthetic_seg,synthetic_cls", "model=prithvi_tiny,resnet50_unet",
+        "model.model_args.backbone_pretrained=false", "task.max_epochs=2", "hydra.sweeper.n_trials=3",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", f"+db.password={SECRET}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/multirun_outputs/mlflow.db")
+    levels = tree(client, "bench")
+    assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 4, "trial": 12}
+    rows = read_results(tmp_path)
+    assert sorted(r["mlflow_run_id"] for r in rows) == sorted(r.info.run_id for r in levels["trial"])
+    for run in levels["trial"]:
+        metric = "val/mIoU" if "synthetic_seg" in run.data.tags["bench.cell"] else "val/Accuracy"
+        assert len(client.get_metric_history(run.info.run_id, metric)) == 2  # one point per epoch
+        assert client.get_metric_history(run.info.run_id, "train/loss")
+        assert run.data.tags["bench.checkpoint_path"].endswith(".ckpt")
+        assert "hparams.lr" in run.data.params
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"config.yaml", "overrides.yaml"} <= artifacts
+        config = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / run.info.run_id))).read_text()
+        assert SECRET not in config and "password" in config
+
+
+@pytest.mark.slow
+def test_single_run_is_tracked_with_its_checkpoint(run_cli, tmp_path):
+    result = run_cli("task.max_epochs=1", "mlflow.save_models=true", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/multirun_outputs/mlflow.db")
+    (run,) = tree(client, "bench")["run"]
+    assert run.info.status == "FINISHED"
+    assert {"config.yaml", "checkpoints"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/best.ckpt"]
+    assert client.get_metric_history(run.info.run_id, "val/mIoU")
