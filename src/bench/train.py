@@ -74,6 +74,7 @@ def train(cfg: DictConfig) -> float:
         default_root_dir=output_dir,
     )
     trainer.fit(task, datamodule=datamodule)
+    _flush_tracking()
 
     best = checkpoint.best_model_score
     value = float(best) if best is not None else math.nan
@@ -89,12 +90,17 @@ def _mlflow_loggers() -> list:
     """Lightning's MLFlowLogger bound to the run the tracking callback opened for this job."""
     import mlflow
 
-    run = mlflow.active_run()
-    if run is None:
-        return []
-    from lightning.pytorch.loggers import MLFlowLogger
+    from bench.tracking.job import lightning_logger
 
-    return [MLFlowLogger(tracking_uri=mlflow.get_tracking_uri(), run_id=run.info.run_id)]
+    run = mlflow.active_run()
+    return [lightning_logger(mlflow.get_tracking_uri(), run.info.run_id)] if run else []
+
+
+def _flush_tracking() -> None:
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.flush_async_logging()  # the logger queues metrics; make them durable before going on
 
 
 def _record_checkpoint(cfg: DictConfig, path: str) -> None:

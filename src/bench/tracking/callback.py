@@ -249,6 +249,7 @@ class MLflowTracking(Callback):
                     mlflow.set_tag(runs.STATE, "FAIL")
                     status = "FAILED"
         finally:
+            mlflow.flush_async_logging()
             mlflow.end_run(status if "status" in locals() else "FAILED")
             self.job_run = None
 
