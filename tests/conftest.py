@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 
 import bench  # noqa: F401  (registers resolvers)
 from bench.paths import CONFIG_DIR, REPO_ROOT
+from tests.clusters import ray_cluster, slurm_cluster  # noqa: F401  (session fixtures)
 
 
 def group_options(group: str) -> list[str]:

@@ -14,9 +14,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("task", ["synthetic_seg", "synthetic_cls"])
-def test_sensible_training_beats_one_epoch_at_a_tiny_learning_rate(compose_cfg, task):
-    untrained = train(compose_cfg(f"task={task}", "task.max_epochs=1", "hparams.lr=1e-7"))
-    trained = train(compose_cfg(f"task={task}", "task.max_epochs=6", "task.patience=6", "hparams.lr=1e-3"))
+def test_sensible_training_beats_one_epoch_at_a_tiny_learning_rate(compose_cfg, task, tmp_path):
+    untrained = train(compose_cfg(f"task={task}", "task.max_epochs=1", "hparams.lr=1e-7", f"output_dir={tmp_path / 'u'}"))
+    trained = train(compose_cfg(f"task={task}", "task.max_epochs=6", "task.patience=6", "hparams.lr=1e-3",
+                                f"output_dir={tmp_path / 't'}"))
     assert math.isfinite(untrained) and math.isfinite(trained)
     assert 0.0 <= untrained <= 1.0 and 0.0 <= trained <= 1.0
     assert trained > untrained + 0.15, (trained, untrained)
@@ -71,3 +72,15 @@ def test_test_split_only_when_asked_and_on_the_best_checkpoint(compose_cfg, tmp_
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     (result,) = trainer.test(best, datamodule=instantiate(spec.datamodule, _convert_="all"))
     assert result["test/mIoU"] == pytest.approx(float(logged[0]["test/mIoU"]), abs=1e-6)
+
+
+def test_a_rerun_job_resumes_from_its_last_checkpoint(compose_cfg, tmp_path):
+    """What a SLURM requeue or a Ray retry does: the same job, same output dir, runs again."""
+    out = tmp_path / "job"
+    train(compose_cfg("task.max_epochs=2", f"output_dir={out}"))
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    train(compose_cfg("task.max_epochs=4", "task.patience=4", f"output_dir={out}"))
+    first, second = sorted(out.glob("metrics/version_*/metrics.csv"))
+    epochs = lambda path: sorted({int(r["epoch"]) for r in csv.DictReader(open(path)) if r.get("val/mIoU")})  # noqa: E731
+    assert epochs(first) == [0, 1]
+    assert epochs(second) == [2, 3]  # continued, not started over

@@ -7,6 +7,14 @@ from omegaconf import OmegaConf
 
 __version__ = "0.1.0"
 
-# `${len:${task.model_bands}}` lets a model size its input layer from the task's bands.
-if not OmegaConf.has_resolver("len"):
-    OmegaConf.register_new_resolver("len", lambda seq: len(seq))
+_RESOLVERS = {
+    # `${len:${task.model_bands}}` lets a model size its input layer from the task's bands.
+    "len": lambda seq: len(seq),
+    # Launcher presets: Ray wants memory in bytes; SLURM must not see a gres request for 0 GPUs
+    # on clusters that have no gres at all.
+    "gb_to_bytes": lambda gb: None if gb is None else int(float(gb) * 1024**3),
+    "none_if_zero": lambda value: None if value in (0, "0") else value,
+}
+for _name, _resolver in _RESOLVERS.items():
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)

@@ -35,6 +35,7 @@ _QUIET = [
 def train(cfg: DictConfig) -> float:
     """Fit the configured model on the configured task; return the best validation metric."""
     spec = preflight(cfg)  # before the torch import, so bad input fails in about a second
+    devices = _assign_devices(cfg)  # before anything initialises CUDA
 
     import lightning.pytorch as pl
 
@@ -54,7 +55,10 @@ def train(cfg: DictConfig) -> float:
         filename="best",
         monitor=spec.metric,
         mode=spec.mode,
-        save_top_k=1,  # a rerun in the same directory gets best-v1.ckpt: nothing is overwritten
+        save_top_k=1,
+        # last.ckpt lets a requeued (SLURM) or retried (Ray) trial resume instead of starting over.
+        save_last=True,
+        enable_version_counter=False,
     )
     callbacks = [
         MetricMonitor(spec.metric, spec.mode),
@@ -66,14 +70,18 @@ def train(cfg: DictConfig) -> float:
         callbacks.append(OptunaPruning(trial, spec.metric))
     loggers = [pl.loggers.CSVLogger(output_dir, name="metrics")]  # metrics/version_N/metrics.csv
     loggers += _mlflow_loggers()
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if devices.accelerator != "auto":
+        trainer_args.update(accelerator=devices.accelerator, devices=devices.devices)
     trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        **trainer_args,
         max_epochs=spec.max_epochs,
         callbacks=callbacks,
         logger=loggers,
         default_root_dir=output_dir,
+        plugins=_cluster_plugins(),
     )
-    trainer.fit(task, datamodule=datamodule)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=_resume_checkpoint(output_dir))
     _flush_tracking()
 
     best = checkpoint.best_model_score
@@ -84,6 +92,40 @@ def train(cfg: DictConfig) -> float:
         # Test only when asked, and on the best checkpoint, never the last epoch's weights.
         trainer.test(task, datamodule=datamodule, ckpt_path=checkpoint.best_model_path or None)
     return value
+
+
+def _assign_devices(cfg: DictConfig):
+    import os
+
+    from bench.devices import assign_devices, launcher_gpu_ids
+
+    requested = OmegaConf.select(cfg, "launcher.gpus_per_trial", default="auto")
+    assignment = assign_devices(requested, os.environ, launcher_gpu_ids())
+    if assignment.visible is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(assignment.visible)
+    return assignment
+
+
+def _resume_checkpoint(output_dir: Path) -> str | None:
+    """This job's own last.ckpt, if it ran before: a SLURM requeue or a Ray retry reruns the same
+    job (same overrides, same output dir), and it should continue, not start over."""
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        log.warning("resuming from %s: this job ran before (requeued or retried)", last)
+        return str(last)
+    return None
+
+
+def _cluster_plugins() -> list:
+    import os
+
+    if "SLURM_JOB_ID" not in os.environ:
+        return []
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    # submitit owns requeueing (it checkpoints the job and resubmits it on timeout/preemption);
+    # Lightning's own SLURM requeue handler would race it for the same signal.
+    return [SLURMEnvironment(auto_requeue=False)]
 
 
 def _mlflow_loggers() -> list:

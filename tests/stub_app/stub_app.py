@@ -19,6 +19,10 @@ from hydra_plugins.bench_sweeper.trial import report_and_maybe_prune, trial_from
 def main(cfg: DictConfig) -> float:
     started = time.time()
     out = HydraConfig.get().runtime.output_dir
+    node = _ray_node_id()
+    # One line per attempt: a retried or requeued job appends a second one.
+    with open(os.path.join(out, "attempts.jsonl"), "a") as f:
+        f.write(json.dumps({"pid": os.getpid(), "start": started, "node": node}) + "\n")
     value = cfg.model.scale * (cfg.x - cfg.task.offset) ** 2 + cfg.y
     try:
         if cfg.fail or cfg.task.name in cfg.fail_tasks or cfg.x > cfg.fail_above:
@@ -37,7 +41,17 @@ def main(cfg: DictConfig) -> float:
         return value
     finally:
         with open(os.path.join(out, "timing.json"), "w") as f:
-            json.dump({"start": started, "end": time.time(), "pid": os.getpid()}, f)
+            json.dump({"start": started, "end": time.time(), "pid": os.getpid(), "node": node}, f)
+
+
+def _ray_node_id():
+    import sys
+
+    if "ray" not in sys.modules:
+        return None
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_g
 from hydra.plugins.launcher import Launcher
 from omegaconf import OmegaConf, open_dict
 
+from .errors import LaunchError
+
 log = logging.getLogger(__name__)
 
 
@@ -88,7 +90,7 @@ def _job_config(launcher: Any, overrides: list[str], job_num: int) -> Any:
 class RayDispatcher(Dispatcher):
     prepare_ahead = True
 
-    def __init__(self, launcher: Any) -> None:
+    def __init__(self, launcher: Any, check_resources: bool = True) -> None:
         import ray
         from hydra_plugins.hydra_ray_launcher._launcher_util import _run_job, start_ray
 
@@ -102,7 +104,10 @@ class RayDispatcher(Dispatcher):
         # The same remote function hydra-ray-launcher runs, but declared once (its launch()
         # re-declares and re-exports it for every job), and the parts of its arguments that are
         # the same for every trial are put in the object store once instead of pickled per trial.
-        options = OmegaConf.to_container(launcher.ray_cfg.remote, resolve=True) or {}
+        options = {k: v for k, v in (OmegaConf.to_container(launcher.ray_cfg.remote, resolve=True) or {}).items()
+                   if v is not None}
+        if check_resources:
+            _check_ray_can_place(ray, options, launcher.ray_cfg.init.get("address"))
         self.run_job = ray.remote(**options)(_run_job) if options else ray.remote(_run_job)
         self.shared: dict[str, Any] | None = None
         self.pending: dict[Any, Any] = {}
@@ -138,6 +143,26 @@ class RayDispatcher(Dispatcher):
         return out
 
 
+def _check_ray_can_place(ray: Any, options: dict[str, Any], address: Any) -> None:
+    """Ray leaves a task no node can hold pending forever; say so before the first trial."""
+    need = {"GPU": float(options.get("num_gpus") or 0), "CPU": float(options.get("num_cpus", 1) or 0),
+            "memory": float(options.get("memory") or 0)}
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if any(all(node.get(k, 0.0) >= v for k, v in need.items() if v) for node in nodes):
+        return
+
+    def describe(res: dict[str, float]) -> str:
+        return f"{res.get('GPU', 0):g} GPU, {res.get('CPU', 0):g} CPU, {res.get('memory', 0) / 1024**3:.1f} GB memory"
+
+    biggest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0), r.get("memory", 0)), default={})
+    raise LaunchError(
+        f"every trial asks Ray for {describe(need)}, but no node of the Ray cluster "
+        f"({address or 'started locally'}, {len(nodes)} node(s)) has that much; the largest has {describe(biggest)}. "
+        "Lower launcher.gpus_per_trial / cpus_per_trial / memory_gb or add nodes "
+        "(hydra.sweeper.check_resources=false skips this check, e.g. for an autoscaling cluster)."
+    )
+
+
 class SubmititDispatcher(Dispatcher):
     def __init__(self, launcher: Any, poll_interval: float) -> None:
         import submitit
@@ -162,9 +187,14 @@ class SubmititDispatcher(Dispatcher):
     def submit(self, prepared: Any, ticket: Any) -> None:
         overrides, job_num = prepared
         log.info("\t#%d : %s", job_num, " ".join(filter_overrides(overrides)))
-        job = self.executor.submit(
-            self.launcher, list(overrides), "hydra.sweep.dir", job_num, f"job_id_for_{job_num}", Singleton.get_state()
-        )
+        try:
+            job = self.executor.submit(
+                self.launcher, list(overrides), "hydra.sweep.dir", job_num, f"job_id_for_{job_num}", Singleton.get_state()
+            )
+        except Exception as exc:  # sbatch said no: the request itself is wrong for this cluster
+            request = ", ".join(f"{k}={v}" for k, v in sorted(self.launcher.params.items())
+                                if v is not None and k in _REQUEST_KEYS)
+            raise LaunchError(f"{self.launcher._EXECUTOR} refused the trial's job ({request}): {exc}") from exc
         self.pending[job] = ticket
 
     def wait(self, timeout: float) -> list[Finished]:
@@ -186,11 +216,15 @@ class SubmititDispatcher(Dispatcher):
             return Finished(ticket, None, exc)
 
 
-def make_dispatcher(launcher: Launcher, poll_interval: float) -> Dispatcher:
+_REQUEST_KEYS = {"gpus_per_node", "gpus_per_task", "gres", "cpus_per_task", "mem_gb", "mem_per_cpu", "mem_per_gpu",
+                 "partition", "qos", "account", "constraint", "timeout_min", "nodes", "tasks_per_node"}
+
+
+def make_dispatcher(launcher: Launcher, poll_interval: float, check_resources: bool = True) -> Dispatcher:
     # Matched by name so that neither ray nor submitit is imported for the basic launcher.
     names = {f"{c.__module__}.{c.__qualname__}" for c in type(launcher).__mro__}
     if "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher" in names:
-        return RayDispatcher(launcher)
+        return RayDispatcher(launcher, check_resources)
     if "hydra_plugins.hydra_submitit_launcher.submitit_launcher.BaseSubmititLauncher" in names:
         return SubmititDispatcher(launcher, poll_interval)
     return SerialDispatcher(launcher)

@@ -30,7 +30,7 @@ class BenchSweeperImpl:
         self, sampler: Any, direction: Any, storage: str | None, study_name: str | None, n_trials: int, n_jobs: int,
         max_failure_rate: float, params: Any, pruner: Any = None, search_space_key: str | None = "search_space",
         metric_key: str | None = "task.metric", direction_key: str | None = "task.direction", trial_key: str = "trial",
-        cell_check: str | None = None, dry_run: bool = False, poll_interval: float = 0.2,
+        cell_check: str | None = None, dry_run: bool = False, poll_interval: float = 0.2, check_resources: bool = True,
     ) -> None:
         # Checked in sweep(), not here: Hydra would wrap an error raised while instantiating.
         self.direction = direction
@@ -40,6 +40,7 @@ class BenchSweeperImpl:
         self.params = OmegaConf.to_container(params, resolve=False) if OmegaConf.is_config(params) else (params or {})
         self.keys = {"search_space_key": search_space_key, "metric_key": metric_key, "direction_key": direction_key}
         self.trial_key, self.cell_check, self.dry_run, self.poll_interval = trial_key, cell_check, dry_run, poll_interval
+        self.check_resources = check_resources
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -107,7 +108,7 @@ class BenchSweeperImpl:
                             cell.label, recovered)
             runs.append(CellRun(cell, study))
 
-        dispatcher = make_dispatcher(self.launcher, self.poll_interval)
+        dispatcher = make_dispatcher(self.launcher, self.poll_interval, self.check_resources)
         slots = min(self.n_jobs, dispatcher.max_slots or self.n_jobs)
         if slots < self.n_jobs:
             log.warning("launcher %s runs one trial at a time in this process; n_jobs=%d is capped to %d "

@@ -112,8 +112,18 @@ class DispatchLoop:
         return None
 
     def _submit(self, run: CellRun, trial: Any, prepared: Any) -> None:
+        try:
+            self.dispatcher.submit(prepared, ticket=(run, trial, time.monotonic()))
+        except Exception as exc:
+            # Refused at submission (e.g. sbatch rejects the resource request): every trial would
+            # be, so record this one as failed and stop the sweep with the launcher's words.
+            run.in_flight -= 1
+            error = _describe(exc)
+            trial.set_user_attr(ATTR_ERROR, error[-2000:])
+            frozen = run.study.tell(trial, state=_trial_state("FAIL"))
+            self.observers.trial_end(cell=run.cell, trial=frozen, job_return=None, error=error)
+            raise
         self.in_flight += 1
-        self.dispatcher.submit(prepared, ticket=(run, trial, time.monotonic()))
 
     def _finish(self, finished: Finished) -> None:
         import optuna

@@ -132,6 +132,8 @@ class BenchSweeperConf:
     dry_run: bool = False
     # Seconds between polls of asynchronous launchers (Ray, submitit).
     poll_interval: float = 0.2
+    # Before the first trial, check a Ray cluster has a node that can hold one trial's request.
+    check_resources: bool = True
 
 _cs = ConfigStore.instance()
 _cs.store(group="hydra/sweeper", name="bench", node=BenchSweeperConf, provider="bench_sweeper")

@@ -19,3 +19,8 @@ class SearchSpaceError(SweepConfigError):
 
 class CellsStoppedError(SweepError, RuntimeError):
     """Some cells stopped before their budget; the others finished. Details are in results.csv."""
+
+
+class LaunchError(SweepError, RuntimeError):
+    """The launcher refused a trial (e.g. sbatch rejected the resource request, or no Ray node can
+    ever hold it). Every later trial would be refused too, so the sweep stops at once."""
