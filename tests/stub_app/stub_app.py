@@ -20,9 +20,14 @@ def main(cfg: DictConfig) -> float:
     started = time.time()
     out = HydraConfig.get().runtime.output_dir
     node = _ray_node_id()
+    # A stand-in for a training checkpoint: a requeued or retried job continues after the last
+    # step it recorded, as bench's train() continues from last.ckpt.
+    progress = os.path.join(out, "progress.json")
+    first_step = json.load(open(progress))["step"] + 1 if os.path.exists(progress) else 0
     # One line per attempt: a retried or requeued job appends a second one.
     with open(os.path.join(out, "attempts.jsonl"), "a") as f:
-        f.write(json.dumps({"pid": os.getpid(), "start": started, "node": node}) + "\n")
+        f.write(json.dumps({"pid": os.getpid(), "start": started, "node": node, "resumed_from": first_step,
+                            "slurm_job": os.environ.get("SLURM_JOB_ID")}) + "\n")
     value = cfg.model.scale * (cfg.x - cfg.task.offset) ** 2 + cfg.y
     try:
         if cfg.fail or cfg.task.name in cfg.fail_tasks or cfg.x > cfg.fail_above:
@@ -30,7 +35,7 @@ def main(cfg: DictConfig) -> float:
         slow = cfg.x > cfg.slow_above or (cfg.trial is not None and cfg.trial.number in cfg.slow_trials)
         time.sleep(cfg.sleep * (cfg.slow_factor if slow else 1.0))
         trial = trial_from_config(cfg)
-        for step in range(cfg.steps):
+        for step in range(first_step, cfg.steps):
             # Converges to `value` from above: worse trials are visibly worse early on.
             if cfg.mlflow.enabled:
                 import mlflow
@@ -38,6 +43,8 @@ def main(cfg: DictConfig) -> float:
                 mlflow.log_metric("score", value + (cfg.steps - step), step=step)
             report_and_maybe_prune(trial, value + (cfg.steps - step), step)
             time.sleep(cfg.step_sleep)
+            with open(progress, "w") as f:
+                json.dump({"step": step}, f)
         return value
     finally:
         with open(os.path.join(out, "timing.json"), "w") as f:
