@@ -1,6 +1,6 @@
 """Worker utilisation and per-trial dispatch overhead of the bench sweeper.
 
-    python benchmarks/dispatch_utilization.py [--launcher basic|submitit_local|ray] [--slots 4]
+    python benchmarks/dispatch_utilization.py [--launcher basic|submitit_local|ray|slurm] [--slots 4]
 
 Runs 4 cells x 16 trials of a stub task that sleeps a lognormal time (sigma 0.8) chosen from the
 sampled parameter, through `python -m`-style Hydra multirun with the bench sweeper. Prints:
@@ -36,6 +36,9 @@ LAUNCHERS = {
     "basic": [],
     "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.submitit_folder={sweep_dir}/.submitit"],
     "ray": ["hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus={slots}", "+hydra.launcher.ray.remote.num_cpus=1"],
+    # Needs a running SLURM (scripts/slurm-up.sh, then export SLURM_CONF=...).
+    "slurm": ["hydra/launcher=submitit_slurm", "hydra.launcher.submitit_folder={sweep_dir}/.submitit/%j",
+              "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=30", "hydra.sweeper.poll_interval=0.2"],
 }
 
 
