@@ -13,7 +13,7 @@ import math
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ._cells import Cell, trial_overrides
@@ -34,7 +34,6 @@ class CellRun:
     failed: int = 0
     in_flight: int = 0  # asked for: prepared or running
     stopped: str | None = None  # why the cell stopped early
-    last_error: str = field(default="", repr=False)
 
     @property
     def done(self) -> int:
@@ -162,11 +161,10 @@ class DispatchLoop:
             run.pruned += 1
         else:
             run.failed += 1
-            run.last_error = error or ""
-            log.warning("[%s] trial %d failed: %s", run.cell.label, trial.number, (error or "").strip().splitlines()[-1:])
+            log.warning("[%s] trial %d failed: %s", run.cell.label, trial.number, _last_line(error))
         if abort:
             self._stop(run, f"trial {trial.number} raised an error that every trial of this cell would repeat: "
-                            f"{(error or '').strip().splitlines()[-1]}")
+                            f"{_last_line(error)}")
         self._check_failures(run)
         log.info("[%s] trial %d %s%s (%d/%d done)", run.cell.label, trial.number, state.name,
                  f" value={frozen.value:.6g}" if frozen.value is not None else "", run.done, self.settings.n_trials)
@@ -196,6 +194,11 @@ class DispatchLoop:
             rows.append([run.cell.label, f"{run.done}/{self.settings.n_trials}", run.in_flight, run.pruned,
                          run.failed, best.value if best else "-", status])
         return format_table(["cell", "done", "running", "pruned", "failed", "best", ""], rows)
+
+
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def _trial_state(name: str) -> Any:
