@@ -56,14 +56,23 @@ def train(cfg: DictConfig) -> float:
         monitor=spec.metric,
         mode=spec.mode,
         save_top_k=1,
-        # last.ckpt lets a requeued (SLURM) or retried (Ray) trial resume instead of starting over.
-        save_last=True,
+        enable_version_counter=False,
+    )
+    # last.ckpt lets a requeued (SLURM) or retried (Ray) trial resume instead of starting over.
+    # Not `save_last=True`: Lightning 2.6 only refreshes that when the metric improved. Saved at
+    # train-epoch end, after validation, so a resumed job starts the next epoch instead of redoing it.
+    resume_point = pl.callbacks.ModelCheckpoint(
+        dirpath=output_dir / "checkpoints",
+        filename="last",
+        save_top_k=1,
+        save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
     callbacks = [
         MetricMonitor(spec.metric, spec.mode),
         pl.callbacks.EarlyStopping(monitor=spec.metric, mode=spec.mode, patience=spec.patience),
         checkpoint,
+        resume_point,
     ]
     trial = trial_from_config(cfg)  # None unless this job is a trial of a bench sweep
     if trial is not None:
