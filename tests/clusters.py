@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -44,18 +45,23 @@ def _alive_nodes(address: str) -> int:
 def ray_cluster(tmp_path_factory):
     """`ray start --head` plus a second `ray start --address=...`: two nodes on this machine.
 
-    Ray's head enables token authentication by default (token in ~/.ray/auth_token); whoever joins
-    or connects sets RAY_AUTH_MODE=token, as a user of such a cluster does.
+    The cluster uses token authentication, as a shared cluster should: the token is generated into
+    this session's tmp dir (not ~/.ray, so a fresh machine and a used one behave the same) and
+    RAY_AUTH_MODE/RAY_AUTH_TOKEN_PATH reach every process that joins or connects, bench's driver
+    included, the way a user exports them.
     """
     port = free_port()
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus=2", "--num-gpus=0", "--object-store-memory=100000000", "--disable-usage-stats"]
-    previous_mode = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "token"
-    head = _ray("start", "--head", f"--port={port}", "--include-dashboard=false", *common)
-    if head.returncode != 0:
-        skip_or_fail(f"ray start --head failed: {head.stderr[-500:]}")
+    token_path = tmp_path_factory.mktemp("ray") / "auth_token"
+    token_path.write_text(secrets.token_hex(32))
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)}
+    previous = {key: os.environ.get(key) for key in auth}
+    os.environ.update(auth)
     try:
+        head = _ray("start", "--head", f"--port={port}", "--include-dashboard=false", *common)
+        if head.returncode != 0:
+            skip_or_fail(f"ray start --head failed: {head.stderr[-500:]}")
         second = _ray("start", f"--address={address}", *common)
         if second.returncode != 0:
             skip_or_fail(f"ray start --address failed: {second.stderr[-500:]}")
@@ -67,10 +73,11 @@ def ray_cluster(tmp_path_factory):
         yield address
     finally:
         _ray("stop", "--force")
-        if previous_mode is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = previous_mode
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
