@@ -43,47 +43,77 @@ def test_resolved_job_config_shows_the_merged_inputs(run_cli):
 
 
 @pytest.mark.slow
-def test_default_command_trains_and_reports_the_metric(run_cli, tmp_path):
-    result = run_cli("task.max_epochs=2", f"hydra.run.dir={tmp_path / 'run'}")
+def test_default_command_trains_reports_the_metric_and_tracks_the_run(run_cli, tmp_path):
+    from mlflow import MlflowClient
+
+    from tests.test_tracking import tree
+
+    result = run_cli("task.max_epochs=2", "mlflow.save_models=true", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
     match = re.search(r"synthetic_seg: best val/mIoU = ([0-9.]+)", result.stdout + result.stderr)
     assert match and 0.0 < float(match.group(1)) <= 1.0
     assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
+    # Tracked on the embedded default store, with its config and (save_models) its best checkpoint.
+    client = MlflowClient(f"sqlite:///{tmp_path}/multirun_outputs/mlflow.db")
+    (run,) = tree(client, "bench")["run"]
+    assert run.info.status == "FINISHED"
+    assert {"config.yaml", "checkpoints"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/best.ckpt"]
+    assert len(client.get_metric_history(run.info.run_id, "val/mIoU")) == 2  # one point per epoch
 
 
 @pytest.mark.slow
-def test_benchmark_sweep_over_two_tasks_trains_tunes_and_prunes(run_cli, tmp_path):
-    """The real thing, small: 2 tasks x prithvi_tiny through the bench sweeper, train() in each
-    trial reporting every epoch to its study, an aggressive pruner, results on disk."""
-    import csv
-
+def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_and_tracks(run_cli, tmp_path):
+    """The real thing, small: 2 tasks x 2 models through the bench sweeper, train() in each trial
+    reporting every epoch to its study and to its MLflow run, an aggressive pruner, results on disk
+    and on the embedded MLflow store (multirun_outputs/mlflow.db behind a local server)."""
     import optuna
+    from mlflow import MlflowClient
 
     from hydra_plugins.bench_sweeper._studies import open_storage
+    from tests.test_tracking import SECRET, read_results, tree
 
     sweep = tmp_path / "sweep"
     result = run_cli(
-        "-m", "task=synthetic_seg,synthetic_cls", "task.max_epochs=3", "task.patience=3",
-        "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.seed=1",
+        "-m", "task=synthetic_seg,synthetic_cls", "model=prithvi_tiny,resnet50_unet",
+        "model.model_args.backbone_pretrained=false", "task.max_epochs=2", "task.patience=2",
+        "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=1",
         "hydra/sweeper/pruner=successive_halving", "hydra.sweeper.pruner.min_resource=1",
-        "hydra.sweeper.pruner.reduction_factor=100", f"hydra.sweep.dir={sweep}",
+        "hydra.sweeper.pruner.reduction_factor=100", f"hydra.sweep.dir={sweep}", f"+db.password={SECRET}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     storage = open_storage(str(sweep / "optuna.journal"))
     for task, metric in (("synthetic_seg", "val/mIoU"), ("synthetic_cls", "val/Accuracy")):
-        study = optuna.load_study(study_name=f"bench[task={task}]", storage=storage)
-        assert study.direction == optuna.study.StudyDirection.MAXIMIZE
-        assert len(study.trials) == 3
-        assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
-        assert all(t.intermediate_values for t in study.trials)  # train() reported each epoch
-        assert study.user_attrs["metric"] == metric
-    with open(sweep / "results.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 6 and "PRUNED" in {r["state"] for r in rows}
-    for row in rows:  # each trial trained with its own sampled hyperparameters
+        for model in ("prithvi_tiny", "resnet50_unet"):
+            study = optuna.load_study(study_name=f"bench[task={task},model={model}]", storage=storage)
+            assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+            assert len(study.trials) == 2
+            assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+            assert all(t.intermediate_values for t in study.trials)  # train() reported each epoch
+            assert study.user_attrs["metric"] == metric
+    rows = read_results(tmp_path)
+    assert len(rows) == 8 and "PRUNED" in {r["state"] for r in rows}
+    client = MlflowClient(f"sqlite:///{tmp_path}/multirun_outputs/mlflow.db")
+    levels = tree(client, "bench")
+    assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 4, "trial": 8}
+    trial_runs = {r.info.run_id: r for r in levels["trial"]}
+    assert sorted(r["mlflow_run_id"] for r in rows) == sorted(trial_runs)
+    for row in rows:
         job_config = (Path(row["job_dir"]) / ".hydra" / "config.yaml").read_text()
-        assert f"lr: {row['hparams.lr']}" in job_config
+        assert f"lr: {row['hparams.lr']}" in job_config  # each trial trained with its own sample
+        run = trial_runs[row["mlflow_run_id"]]
+        metric = "val/mIoU" if "synthetic_seg" in row["cell"] else "val/Accuracy"
+        study = optuna.load_study(study_name=row["study"], storage=storage)
+        epochs = len(study.trials[int(row["trial"])].intermediate_values)  # fewer when pruned early
+        assert len(client.get_metric_history(run.info.run_id, metric)) == epochs  # one point per epoch
+        assert client.get_metric_history(run.info.run_id, "train/loss")
+        if row["state"] == "COMPLETE":
+            assert run.data.tags["bench.checkpoint_path"].endswith(".ckpt")
+        assert float(run.data.params["hparams.lr"]) == float(row["hparams.lr"])
+        assert {"config.yaml", "overrides.yaml"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+        config = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / run.info.run_id))).read_text()
+        assert SECRET not in config and "password" in config
 
 
 def test_missing_dataset_fails_fast_without_traceback(run_cli, tmp_path):
