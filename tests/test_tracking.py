@@ -29,6 +29,24 @@ def run_tracked_stub(tmp_path: Path, *args: str, uri: str | None = None, timeout
     )
 
 
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """One real `mlflow server` (over SQLite) for the tests that are not about the embedded default:
+    each logs to its own experiment on it, as several benchmarks share a team's server."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    server = LocalTrackingServer(f"sqlite:///{root}/server.db", (root / "artifacts").as_uri(), root / "server.log")
+    url = server.start()
+    yield url
+    server.stop()
+
+
+def run_on_server(url: str, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, MlflowClient, str]:
+    """The stub sweep logging to the shared server, in an experiment named after the test's tmp dir."""
+    experiment = tmp_path.name
+    result = run_tracked_stub(tmp_path, f"mlflow.experiment={experiment}", *args, uri=url)
+    return result, MlflowClient(url), experiment
+
+
 def tree(client: MlflowClient, experiment: str = "stub") -> dict[str, list]:
     exp = client.get_experiment_by_name(experiment)
     found = client.search_runs([exp.experiment_id], max_results=1000)
@@ -74,11 +92,10 @@ def test_stub_sweep_builds_the_run_tree_with_configs_and_links(tmp_path):
         assert "best_value" in cell.data.metrics and "best_trial" in cell.data.tags
 
 
-def test_failed_trial_leaves_a_failed_run_with_its_traceback(tmp_path):
-    result = run_tracked_stub(tmp_path, "task=a,b", "fail_tasks=[b]", "hydra.sweeper.n_trials=2")
+def test_failed_trial_leaves_a_failed_run_with_its_traceback(mlflow_server, tmp_path):
+    result, client, experiment = run_on_server(mlflow_server, tmp_path, "task=a,b", "fail_tasks=[b]", "hydra.sweeper.n_trials=2")
     assert result.returncode != 0  # cell b stopped
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    levels = tree(client)
+    levels = tree(client, experiment)
     failed = [r for r in levels["trial"] if r.info.status == "FAILED"]
     assert len(failed) == 1 and failed[0].data.tags["bench.cell"] == "task=b"
     error = client.download_artifacts(failed[0].info.run_id, "error.txt", str(tmp_path))
@@ -89,11 +106,11 @@ def test_failed_trial_leaves_a_failed_run_with_its_traceback(tmp_path):
     assert levels["benchmark"][0].info.status == "FAILED"  # closed although the sweep raised
 
 
-def test_pruned_trials_are_marked_and_terminated(tmp_path):
-    result = run_tracked_stub(tmp_path, "hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=1",
-                              "hydra.sweeper.n_trials=8", "steps=5")
+def test_pruned_trials_are_marked_and_terminated(mlflow_server, tmp_path):
+    result, client, experiment = run_on_server(mlflow_server, tmp_path, "hydra/sweeper/pruner=median",
+                                               "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.n_trials=8", "steps=5")
     assert result.returncode == 0, result.stderr[-3000:]
-    levels = tree(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"))
+    levels = tree(client, experiment)
     pruned = [r for r in levels["trial"] if r.data.tags.get("bench.state") == "PRUNED"]
     assert pruned
     for run in pruned:
@@ -102,8 +119,9 @@ def test_pruned_trials_are_marked_and_terminated(tmp_path):
     assert len(pruned) == sum(t.state.name == "PRUNED" for t in study.trials)
 
 
-def test_secrets_are_masked_in_every_artifact_and_param(tmp_path):
-    result = run_tracked_stub(tmp_path, f"+db.password={SECRET}", f"+hf_token={SECRET}", "hydra.sweeper.n_trials=2")
+def test_secrets_are_masked_in_every_artifact_and_param(mlflow_server, tmp_path):
+    result, client, experiment = run_on_server(mlflow_server, tmp_path, f"+db.password={SECRET}", f"+hf_token={SECRET}",
+                                               "hydra.sweeper.n_trials=2")
     assert result.returncode == 0, result.stderr[-3000:]
     artifact_files = [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
     assert any(p.name == "config.yaml" for p in artifact_files)
@@ -111,7 +129,7 @@ def test_secrets_are_masked_in_every_artifact_and_param(tmp_path):
         assert SECRET not in path.read_text(errors="ignore"), path
     texts = [p.read_text() for p in artifact_files if p.name in ("config.yaml", "overrides.yaml")]
     assert any("password: '***'" in t or "password: ***" in t for t in texts)
-    for level in tree(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")).values():
+    for level in tree(client, experiment).values():
         for run in level:
             assert SECRET not in str(run.data.params) + str(run.data.tags)
 
@@ -156,18 +174,13 @@ def _processes_mentioning(text: str, grace_s: float = 20.0) -> list[str]:
         time.sleep(0.5)
 
 
-def test_remote_tracking_server(tmp_path):
-    server = LocalTrackingServer(f"sqlite:///{tmp_path}/remote.db", (tmp_path / "remote-artifacts").as_uri(),
-                                 tmp_path / "server.log")
-    url = server.start()
-    try:
-        result = run_tracked_stub(tmp_path, "task=a,b", "hydra.sweeper.n_trials=2", uri=url)
-        assert result.returncode == 0, result.stderr[-3000:]
-        levels = tree(MlflowClient(url))
-        assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 2, "trial": 4}
-        assert not (tmp_path / "mlflow.db").exists()
-    finally:
-        server.stop()
+def test_remote_tracking_server(mlflow_server, tmp_path):
+    """mlflow.tracking_uri=http://...: no local store, no local server, everything on the remote one."""
+    result, client, experiment = run_on_server(mlflow_server, tmp_path, "task=a,b", "hydra.sweeper.n_trials=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    levels = tree(client, experiment)
+    assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 2, "trial": 4}
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "sweep" / "mlflow_server.log").exists()
 
 
 CONCURRENT_LOGGER = """
@@ -180,21 +193,16 @@ for step in range(steps):
 """
 
 
-def test_eight_concurrent_trials_lose_no_metric_point(tmp_path):
-    server = LocalTrackingServer(f"sqlite:///{tmp_path}/mlflow.db", (tmp_path / "artifacts").as_uri(), tmp_path / "server.log")
-    url = server.start()
-    try:
-        client = MlflowClient(url)
-        experiment = client.create_experiment("concurrency")
-        run_ids = [client.create_run(experiment).info.run_id for _ in range(8)]
-        steps = 40
-        procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_LOGGER, url, run_id, str(steps)],
-                                  stderr=subprocess.PIPE, text=True) for run_id in run_ids]
-        for proc in procs:
-            assert proc.wait(timeout=300) == 0, proc.stderr.read()
-        for run_id in run_ids:
-            for name in ("train/loss", "val/loss", "val/mIoU"):
-                history = client.get_metric_history(run_id, name)
-                assert sorted(m.step for m in history) == list(range(steps)), (run_id, name)
-    finally:
-        server.stop()
+def test_eight_concurrent_trials_lose_no_metric_point(mlflow_server):
+    client = MlflowClient(mlflow_server)
+    experiment = client.create_experiment("concurrency")
+    run_ids = [client.create_run(experiment).info.run_id for _ in range(8)]
+    steps = 40
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_LOGGER, mlflow_server, run_id, str(steps)],
+                              stderr=subprocess.PIPE, text=True) for run_id in run_ids]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    for run_id in run_ids:
+        for name in ("train/loss", "val/loss", "val/mIoU"):
+            history = client.get_metric_history(run_id, name)
+            assert sorted(m.step for m in history) == list(range(steps)), (run_id, name)
