@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.test_sweeper import STUB, read_csv, states, studies
-from tests.test_tracking import tree
+from tests.test_tracking import assert_tracked_like_the_local_launcher, tracking_args, tree
 
 pytestmark = pytest.mark.cluster
 
@@ -56,11 +56,13 @@ def sacct_state(job_id: str) -> str:
 
 
 def test_multi_task_sweep_runs_as_real_slurm_jobs(slurm_cluster, tmp_path):
-    result = run_stub_on_slurm(tmp_path, "task=a,b", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2")
+    sweep = tmp_path / "sweep"
+    result = run_stub_on_slurm(sweep, "task=a,b", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", *tracking_args(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
-    for study in studies(tmp_path).values():
+    for study in studies(sweep).values():
         assert states(study) == ["COMPLETE"] * 3
-    jobs = {first_attempt(p.parent)["slurm_job"] for p in tmp_path.glob("*/attempts.jsonl")}
+    assert_tracked_like_the_local_launcher(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"), "stub", sweep, 2, 6)
+    jobs = {first_attempt(p.parent)["slurm_job"] for p in sweep.glob("*/attempts.jsonl")}
     assert len(jobs) == 6 and None not in jobs  # each trial was its own sbatch job
     assert {sacct_state(job) for job in jobs} == {"COMPLETED"}
 
@@ -123,17 +125,19 @@ def test_request_the_cluster_cannot_satisfy_stops_at_the_first_trial(slurm_clust
 
 @pytest.mark.slow
 def test_bench_benchmark_on_slurm(slurm_cluster, run_cli, tmp_path):
+    """bench itself, `launcher=slurm`: real training in an sbatch job, tracked as with the local
+    launcher (multi-task sweeps on SLURM are covered above)."""
     result = run_cli(
-        "-m", "task=synthetic_seg,synthetic_cls", "launcher=slurm", "launcher.gpus_per_trial=0",
+        "-m", "task=synthetic_cls", "launcher=slurm", "launcher.gpus_per_trial=0",
         "launcher.cpus_per_trial=1", "launcher.memory_gb=null", "launcher.timeout_min=15", "launcher.parallel_trials=2",
         "task.max_epochs=1", "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-    )  # one trial per cell: the stub sweeps above cover multi-trial counts, this covers bench's job
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    for study in studies(tmp_path / "sweep").values():
-        assert len(study.trials) == 1 and all(s in ("COMPLETE", "PRUNED") for s in states(study))
-    levels = tree(MlflowClient(f"sqlite:///{tmp_path}/multirun_outputs/mlflow.db"), "bench")
-    assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 2, "trial": 2}
-    rows = read_csv(tmp_path / "sweep" / "results.csv")
-    assert {r["mlflow_run_id"] for r in rows} == {r.info.run_id for r in levels["trial"]}
+    (study,) = studies(tmp_path / "sweep").values()
+    assert states(study) == ["COMPLETE"]
+    client = MlflowClient(f"sqlite:///{tmp_path}/multirun_outputs/mlflow.db")
+    assert_tracked_like_the_local_launcher(client, "bench", tmp_path / "sweep", 1, 1)
+    (trial,) = tree(client, "bench")["trial"]
+    assert client.get_metric_history(trial.info.run_id, "val/Accuracy")  # Lightning logged from the job
     job_folders = [p for p in (tmp_path / "sweep" / ".submitit").iterdir() if p.is_dir()]
-    assert len(job_folders) == 2  # one SLURM job (and submitit folder) per trial
+    assert len(job_folders) == 1  # the trial ran as its own SLURM job

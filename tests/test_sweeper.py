@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 
 from hydra_plugins.bench_sweeper._studies import open_storage
 

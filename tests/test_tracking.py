@@ -20,13 +20,26 @@ from tests.test_sweeper import STUB, studies
 SECRET = "hunter2-do-not-log"
 
 
+def tracking_args(tmp_path: Path, uri: str | None = None) -> list[str]:
+    """Turn on bench's MLflow callback in the stub app: by default the embedded SQLite store."""
+    return ["mlflow.enabled=true", f"mlflow.tracking_uri={uri or f'sqlite:///{tmp_path}/mlflow.db'}",
+            f"+mlflow.artifact_location={(tmp_path / 'artifacts').as_uri()}"]
+
+
 def run_tracked_stub(tmp_path: Path, *args: str, uri: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    uri = uri or f"sqlite:///{tmp_path}/mlflow.db"
     return subprocess.run(
-        [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={tmp_path}/sweep", "mlflow.enabled=true",
-         f"mlflow.tracking_uri={uri}", f"+mlflow.artifact_location={(tmp_path / 'artifacts').as_uri()}", *args],
+        [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={tmp_path}/sweep", *tracking_args(tmp_path, uri), *args],
         capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env={**os.environ, "HYDRA_FULL_ERROR": "1"},
     )
+
+
+def assert_tracked_like_the_local_launcher(client: MlflowClient, experiment: str, sweep_dir: Path, cells: int, trials: int) -> None:
+    """One benchmark run, a run per cell, a FINISHED run per trial, and results.csv pointing at them."""
+    levels = tree(client, experiment)
+    assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": cells, "trial": trials}
+    assert all(r.info.status == "FINISHED" for level in levels.values() for r in level)
+    with open(sweep_dir / "results.csv") as f:
+        assert {r["mlflow_run_id"] for r in csv.DictReader(f)} == {r.info.run_id for r in levels["trial"]}
 
 
 @pytest.fixture(scope="module")
