@@ -110,6 +110,7 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_and_tracks(run_cli
         assert client.get_metric_history(run.info.run_id, "train/loss")
         if row["state"] == "COMPLETE":
             assert run.data.tags["bench.checkpoint_path"].endswith(".ckpt")
+        assert not (Path(row["job_dir"]) / "checkpoints" / "last.ckpt").exists()  # finished or pruned
         assert float(run.data.params["hparams.lr"]) == float(row["hparams.lr"])
         assert {"config.yaml", "overrides.yaml"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
         config = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / run.info.run_id))).read_text()

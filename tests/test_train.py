@@ -34,6 +34,16 @@ def test_calls_in_one_process_are_independent(compose_cfg, tmp_path):
     assert (tmp_path / "c" / "checkpoints" / "best.ckpt").is_file()
 
 
+def test_a_finished_job_keeps_its_best_weights_and_drops_its_resume_point(compose_cfg, tmp_path):
+    import torch
+
+    train(compose_cfg("task.max_epochs=2", f"output_dir={tmp_path}"))
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)
+    assert best["state_dict"] and "optimizer_states" not in best  # weights only: a third of the size
+    # last.ckpt only serves a requeued/retried job; once finished it would just fill the disk.
+    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
 def test_metric_the_task_never_logs_lists_the_ones_it_does(compose_cfg):
     with pytest.raises(MetricNotLoggedError) as info:
         train(compose_cfg("task.metric=val/mIoU_typo"))
@@ -77,7 +87,8 @@ def test_test_split_only_when_asked_and_on_the_best_checkpoint(compose_cfg, tmp_
 def test_a_rerun_job_resumes_from_its_last_checkpoint(compose_cfg, tmp_path):
     """What a SLURM requeue or a Ray retry does: the same job, same output dir, runs again."""
     out = tmp_path / "job"
-    train(compose_cfg("task.max_epochs=2", f"output_dir={out}"))
+    # Kept here to stand in for a job killed after epoch 2 (a finished job drops it).
+    train(compose_cfg("task.max_epochs=2", "keep_last_checkpoint=true", f"output_dir={out}"))
     assert (out / "checkpoints" / "last.ckpt").is_file()
     train(compose_cfg("task.max_epochs=4", "task.patience=4", f"output_dir={out}"))
     first, second = sorted(out.glob("metrics/version_*/metrics.csv"))

@@ -38,6 +38,7 @@ def train(cfg: DictConfig) -> float:
     devices = _assign_devices(cfg)  # before anything initialises CUDA
 
     import lightning.pytorch as pl
+    import optuna
 
     from bench.callbacks import MetricMonitor, OptunaPruning
     from hydra_plugins.bench_sweeper.trial import trial_from_config
@@ -56,6 +57,8 @@ def train(cfg: DictConfig) -> float:
         monitor=spec.metric,
         mode=spec.mode,
         save_top_k=1,
+        # Weights are all that testing and save_models need; the optimizer state would triple it.
+        save_weights_only=True,
         enable_version_counter=False,
     )
     # last.ckpt lets a requeued (SLURM) or retried (Ray) trial resume instead of starting over.
@@ -90,7 +93,11 @@ def train(cfg: DictConfig) -> float:
         default_root_dir=output_dir,
         plugins=_cluster_plugins(),
     )
-    trainer.fit(task, datamodule=datamodule, ckpt_path=_resume_checkpoint(output_dir))
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=_resume_checkpoint(output_dir))
+    except optuna.TrialPruned:
+        _drop_resume_point(cfg, output_dir)  # a pruned trial is never run again
+        raise
     _flush_tracking()
 
     best = checkpoint.best_model_score
@@ -100,6 +107,7 @@ def train(cfg: DictConfig) -> float:
     if cfg.get("evaluate_test", False):
         # Test only when asked, and on the best checkpoint, never the last epoch's weights.
         trainer.test(task, datamodule=datamodule, ckpt_path=checkpoint.best_model_path or None)
+    _drop_resume_point(cfg, output_dir)
     return value
 
 
@@ -118,11 +126,22 @@ def _assign_devices(cfg: DictConfig):
 def _resume_checkpoint(output_dir: Path) -> str | None:
     """This job's own last.ckpt, if it ran before: a SLURM requeue or a Ray retry reruns the same
     job (same overrides, same output dir), and it should continue, not start over."""
-    last = output_dir / "checkpoints" / "last.ckpt"
+    last = _resume_point(output_dir)
     if last.is_file():
         log.warning("resuming from %s: this job ran before (requeued or retried)", last)
         return str(last)
     return None
+
+
+def _drop_resume_point(cfg: DictConfig, output_dir: Path) -> None:
+    """last.ckpt (weights and optimizer state) exists only so an interrupted job can continue.
+    Once the job has finished it is dead weight: for Prithvi-EO 300M about 3.6 GB per trial."""
+    if not cfg.get("keep_last_checkpoint", False):
+        _resume_point(output_dir).unlink(missing_ok=True)
+
+
+def _resume_point(output_dir: Path) -> Path:
+    return output_dir / "checkpoints" / "last.ckpt"
 
 
 def _cluster_plugins() -> list:
