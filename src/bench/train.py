@@ -96,6 +96,8 @@ def train(cfg: DictConfig) -> float:
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=_resume_checkpoint(output_dir))
     except optuna.TrialPruned:
+        _flush_tracking()
+        _record_checkpoint(cfg, checkpoint.best_model_path)  # its best epoch so far stays findable
         _drop_resume_point(cfg, output_dir)  # a pruned trial is never run again
         raise
     _flush_tracking()
