@@ -34,6 +34,7 @@ def test_existing_cluster_runs_trials_on_both_nodes_without_a_barrier(ray_cluste
     for study in studies(tmp_path / "sweep").values():
         assert states(study) == ["COMPLETE"] * 6
     assert_tracked_like_the_local_launcher(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"), "stub", tmp_path / "sweep", 2, 12)
+    assert (tmp_path / "sweep" / "mlflow_server.log").exists()  # trials in other processes log over HTTP
     timings = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/timing.json")]
     assert len({t["node"] for t in timings}) == 2  # both nodes of the cluster took trials
     assert "object_store_memory" not in result.stderr  # connecting to an existing cluster worked

@@ -1,5 +1,5 @@
-"""MLflow tracking against real MLflow: a SQLite store behind a local `mlflow server`, and a
-separate real server for the remote case. The stub app uses bench's callback like any Hydra app."""
+"""MLflow tracking against real MLflow: a SQLite store (written directly by in-process trials, or
+behind a local `mlflow server`), and a separate real server for the remote case. The stub app uses bench's callback like any Hydra app."""
 
 from __future__ import annotations
 
@@ -77,6 +77,8 @@ def read_results(tmp_path: Path) -> list[dict[str, str]]:
 def test_stub_sweep_builds_the_run_tree_with_configs_and_links(tmp_path):
     result = run_tracked_stub(tmp_path, "task=a,b", "model=x,y", "hydra.sweeper.n_trials=3", "steps=3")
     assert result.returncode == 0, result.stderr[-3000:]
+    # Trials ran inside the driver (local launcher): the SQLite file was written directly.
+    assert not (tmp_path / "sweep" / "mlflow_server.log").exists()
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     levels = tree(client)
     assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 4, "trial": 12}
@@ -150,7 +152,7 @@ def test_secrets_are_masked_in_every_artifact_and_param(mlflow_server, tmp_path)
 def test_kill_and_resume_leaves_nothing_running_and_deletes_nothing(tmp_path):
     args = [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={tmp_path}/sweep", "mlflow.enabled=true",
             f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"+mlflow.artifact_location={(tmp_path / 'artifacts').as_uri()}",
-            "task=a,b", "sleep=0.5", "hydra.sweeper.n_trials=4"]
+            "task=a,b", "sleep=0.5", "hydra.sweeper.n_trials=4", "+mlflow.serve=true"]
     driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(list((tmp_path / "sweep").glob("*/timing.json"))) < 3:
@@ -161,7 +163,7 @@ def test_kill_and_resume_leaves_nothing_running_and_deletes_nothing(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     before = {r.info.run_id for level in tree(client).values() for r in level}
     artifacts_before = {p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()}
-    assert before
+    assert before and (tmp_path / "sweep" / "mlflow_server.log").exists()
 
     result = run_tracked_stub(tmp_path, "task=a,b", "sleep=0.5", "hydra.sweeper.n_trials=4")
     assert result.returncode == 0, result.stderr[-3000:]

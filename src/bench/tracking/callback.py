@@ -40,6 +40,16 @@ def default_locations(cwd: str | None = None) -> tuple[str, str]:
     return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
 
 
+def _serve(settings: DictConfig, config: DictConfig) -> bool:
+    """Whether to put the SQLite file behind a local `mlflow server`. `auto` serves it only when
+    trials run in other processes (Ray, SLURM): Hydra's basic launcher runs them one at a time in
+    the driver, where nothing contends for the file, and the server's ~10 s start is saved."""
+    serve = settings.get("serve", "auto")
+    if serve != "auto":
+        return bool(serve)
+    return not str(config.hydra.launcher.get("_target_", "")).endswith(".BasicLauncher")
+
+
 def _settings(config: DictConfig) -> DictConfig | None:
     node = config.get("mlflow")
     return node if node is not None and node.get("enabled", True) else None
@@ -85,7 +95,7 @@ class MLflowTracking(Callback):
         default_uri, default_artifacts = default_locations()
         uri = settings.get("tracking_uri") or default_uri
         artifacts = settings.get("artifact_location") or default_artifacts
-        if uri.startswith("sqlite:") and settings.get("serve", True):
+        if uri.startswith("sqlite:") and _serve(settings, config):
             from bench.tracking.server import LocalTrackingServer
 
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
