@@ -13,6 +13,12 @@ from bench.train import train
 pytestmark = pytest.mark.slow
 
 
+def _metric_rows(output_dir) -> list[dict]:
+    (path,) = output_dir.glob("metrics/version_*/metrics.csv")
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
 @pytest.mark.parametrize("task", ["synthetic_seg", "synthetic_cls"])
 def test_sensible_training_beats_one_epoch_at_a_tiny_learning_rate(compose_cfg, task, tmp_path):
     untrained = train(compose_cfg(f"task={task}", "task.max_epochs=1", "hparams.lr=1e-7", f"output_dir={tmp_path / 'u'}"))
@@ -24,24 +30,23 @@ def test_sensible_training_beats_one_epoch_at_a_tiny_learning_rate(compose_cfg, 
 
 
 def test_calls_in_one_process_are_independent(compose_cfg, tmp_path):
+    import torch
+
     first = train(compose_cfg("task.max_epochs=2", f"output_dir={tmp_path / 'a'}"))
     # A different run in between: other data, model width, learning rate and seed.
     train(compose_cfg("task=synthetic_cls", "task.max_epochs=1", "hparams.lr=1e-2", "seed=7",
                       "+hparams.model_args.decoder_channels=64", f"output_dir={tmp_path / 'b'}"))
     again = train(compose_cfg("task.max_epochs=2", f"output_dir={tmp_path / 'c'}"))
     assert again == first
-    assert (tmp_path / "a" / "checkpoints" / "best.ckpt").is_file()
     assert (tmp_path / "c" / "checkpoints" / "best.ckpt").is_file()
-
-
-def test_a_finished_job_keeps_its_best_weights_and_drops_its_resume_point(compose_cfg, tmp_path):
-    import torch
-
-    train(compose_cfg("task.max_epochs=2", f"output_dir={tmp_path}"))
-    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=False)
-    assert best["state_dict"] and "optimizer_states" not in best  # weights only: a third of the size
-    # last.ckpt only serves a requeued/retried job; once finished it would just fill the disk.
-    assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
+    # What a finished job leaves: its best weights only (a third of a full checkpoint's size), no
+    # last.ckpt (it only serves a requeued/retried job), and no test metrics unless asked.
+    best = torch.load(tmp_path / "a" / "checkpoints" / "best.ckpt", weights_only=False)
+    assert best["state_dict"] and "optimizer_states" not in best
+    assert not (tmp_path / "a" / "checkpoints" / "last.ckpt").exists()
+    logged_names = {name for row in _metric_rows(tmp_path / "a") for name, value in row.items() if value}
+    assert "val/mIoU" in logged_names
+    assert not any(name.startswith("test/") for name in logged_names)
 
 
 def test_metric_the_task_never_logs_lists_the_ones_it_does(compose_cfg):
@@ -52,25 +57,14 @@ def test_metric_the_task_never_logs_lists_the_ones_it_does(compose_cfg):
     assert "val/mIoU" in message and "val/loss" in message
 
 
-def _metric_rows(output_dir) -> list[dict]:
-    (path,) = output_dir.glob("metrics/version_*/metrics.csv")
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-def test_test_split_only_when_asked_and_on_the_best_checkpoint(compose_cfg, tmp_path):
+def test_test_split_when_asked_is_evaluated_on_the_best_checkpoint(compose_cfg, tmp_path):
     import lightning.pytorch as pl
     from hydra.utils import instantiate
 
     from bench.spec import build_spec
     from terratorch.tasks import SemanticSegmentationTask
 
-    cfg = compose_cfg("task.max_epochs=2", f"output_dir={tmp_path / 'no_test'}")
-    train(cfg)
-    logged_names = {name for row in _metric_rows(tmp_path / "no_test") for name, value in row.items() if value}
-    assert "val/mIoU" in logged_names
-    assert not any(name.startswith("test/") for name in logged_names)
-
+    # (Without evaluate_test no test metric is logged: see test_calls_in_one_process_are_independent.)
     out = tmp_path / "with_test"
     cfg = compose_cfg("task.max_epochs=3", "evaluate_test=true", f"output_dir={out}")
     train(cfg)
