@@ -1,5 +1,6 @@
 """MLflow tracking against real MLflow: a SQLite store (written directly by in-process trials, or
-behind a local `mlflow server`), and a separate real server for the remote case. The stub app uses bench's callback like any Hydra app."""
+behind a local `mlflow server`), and a separate real server for the remote case. The stub app uses
+bench's callback like any Hydra app."""
 
 from __future__ import annotations
 
