@@ -2,55 +2,33 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import signal
+import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
+import pytest
 
-from hydra_plugins.bench_sweeper._studies import open_storage
-
-STUB = Path(__file__).parent / "stub_app" / "stub_app.py"
-
-
-def run_stub(sweep_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={sweep_dir}", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, "HYDRA_FULL_ERROR": "1"},
-    )
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-def studies(sweep_dir: Path) -> dict[str, optuna.Study]:
-    storage = open_storage(str(sweep_dir / "optuna.journal"))
-    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage)
-            for s in optuna.get_all_study_summaries(storage)}
-
-
-def states(study: optuna.Study) -> list[str]:
-    return [t.state.name for t in study.trials]
+from tests.helpers import (STUB, output, read_csv, run_stub, running_trial_dir, start_stub, states, studies,
+                           wait_for)
 
 
 def test_two_tasks_by_two_models_give_four_studies_of_n_trials(tmp_path):
     result = run_stub(tmp_path, "task=a,b", "model=x,y", "hydra.sweeper.n_trials=4")
     assert result.returncode == 0, result.stderr[-3000:]
     found = studies(tmp_path)
-    assert sorted(found) == [f"bench[task={t},model={m}]" for t in "ab" for m in "xy"]
-    for study in found.values():
+    assert sorted(found) == [f"task={t},model={m}" for t in "ab" for m in "xy"]
+    sweep_id = json.loads((tmp_path / "sweep.json").read_text())["sweep_id"]
+    for label, study in found.items():
+        assert study.study_name == f"bench[{label}]@{sweep_id}"
         assert states(study) == ["COMPLETE"] * 4
     rows = read_csv(tmp_path / "results.csv")
     assert len(rows) == 16
     assert {(r["task"], r["model"]) for r in rows} == {(t, m) for t in "ab" for m in "xy"}
-    assert {"cell", "trial", "state", "value", "duration_s", "job_dir", "mlflow_run_id", "x", "y"} <= set(rows[0])
+    assert {"cell", "metric", "trial", "state", "value", "duration_s", "job_dir", "mlflow_run_id", "x", "y"} <= set(rows[0])
     # Every trial ran in its own Hydra job directory, numbered without collisions.
     assert sorted(int(r["job_num"]) for r in rows) == list(range(16))
     assert all(Path(r["job_dir"]).is_dir() for r in rows)
@@ -58,15 +36,21 @@ def test_two_tasks_by_two_models_give_four_studies_of_n_trials(tmp_path):
     assert len(best) == 4 and "Best per cell" in result.stdout
 
 
+def test_every_row_names_task_model_and_metric_even_when_not_swept(tmp_path):
+    assert run_stub(tmp_path, "task=a,b", "hydra.sweeper.n_trials=2").returncode == 0
+    for name in ("results.csv", "best.csv"):
+        rows = read_csv(tmp_path / name)
+        assert {(r["task"], r["model"], r["metric"]) for r in rows} == {("a", "x", "score"), ("b", "x", "score")}
+
+
 def test_metric_and_direction_come_from_each_cell(tmp_path):
     assert run_stub(tmp_path, "task=a,b", "hydra.sweeper.n_trials=3").returncode == 0
     found = studies(tmp_path)
-    assert found["bench[task=a]"].direction == optuna.study.StudyDirection.MINIMIZE
-    assert found["bench[task=b]"].direction == optuna.study.StudyDirection.MAXIMIZE
+    assert found["task=a"].direction == optuna.study.StudyDirection.MINIMIZE
+    assert found["task=b"].direction == optuna.study.StudyDirection.MAXIMIZE
     best = {r["cell"]: r for r in read_csv(tmp_path / "best.csv")}
     assert best["task=a"]["direction"] == "minimize" and best["task=b"]["direction"] == "maximize"
-    a_values = [t.value for t in found["bench[task=a]"].trials]
-    assert float(best["task=a"]["best_value"]) == min(a_values)
+    assert float(best["task=a"]["best_value"]) == min(t.value for t in found["task=a"].trials)
 
 
 def test_cells_interleave_and_trials_get_their_own_parameters(tmp_path):
@@ -80,6 +64,14 @@ def test_cells_interleave_and_trials_get_their_own_parameters(tmp_path):
         assert "study: bench[task=" in config  # the trial node reached the job
 
 
+def test_cells_can_be_declared_in_config_and_the_command_line_replaces_them(tmp_path):
+    result = run_stub(tmp_path, "+hydra.sweeper.cells.task=[a,b]", "+hydra.sweeper.cells.model='x,y'", "model=y",
+                      "hydra.sweeper.n_trials=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(studies(tmp_path)) == ["task=a", "task=b"]  # model=y pinned on the command line
+    assert {r["model"] for r in read_csv(tmp_path / "results.csv")} == {"y"}
+
+
 def test_hydra_optuna_sweeper_example_works_after_switching_sweeper(tmp_path):
     """hydra-optuna-sweeper's sphere example: same keys, grammar and app, `bench` as the sweeper."""
     result = subprocess.run(
@@ -88,7 +80,8 @@ def test_hydra_optuna_sweeper_example_works_after_switching_sweeper(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    study = optuna.load_study(study_name="sphere[default]", storage=f"sqlite:///{tmp_path}/optuna.db")
+    (study,) = studies(tmp_path, storage=f"sqlite:///{tmp_path}/optuna.db").values()
+    assert study.study_name.startswith("sphere[default]@")
     assert study.direction == optuna.study.StudyDirection.MINIMIZE  # from hydra.sweeper.direction
     assert len(study.trials) == 20
     assert all(t.state.name == "COMPLETE" for t in study.trials)
@@ -101,10 +94,13 @@ def test_hydra_optuna_sweeper_example_works_after_switching_sweeper(tmp_path):
     assert min(t.value for t in study.trials) <= 1.0  # TPE found the neighbourhood of the optimum
 
 
-def test_aggressive_pruner_prunes_and_keeps_the_last_value(tmp_path):
+@pytest.mark.parametrize("trial_key", ["trial", "bench_trial"])
+def test_aggressive_pruner_prunes_and_keeps_the_last_value(tmp_path, trial_key):
+    """Pruning works whatever hydra.sweeper.trial_key is: the job reads the key from its own config."""
     result = run_stub(
         tmp_path, "hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=1",
         "hydra.sweeper.pruner.n_warmup_steps=0", "hydra.sweeper.n_trials=8", "steps=5",
+        f"hydra.sweeper.trial_key={trial_key}", f"+{trial_key}=null" if trial_key != "trial" else "trial=null",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (study,) = studies(tmp_path).values()
@@ -121,10 +117,13 @@ def test_a_raising_trial_is_failed_with_its_error_and_other_cells_finish(tmp_pat
     assert result.returncode != 0
     assert "cells stopped before their budget: task=b" in result.stderr
     found = studies(tmp_path)
-    assert states(found["bench[task=a]"]) == ["COMPLETE"] * 3
-    assert states(found["bench[task=b]"]) == ["FAIL"]  # rate 0: the first failure stops the cell
+    assert states(found["task=a"]) == ["COMPLETE"] * 3
+    assert states(found["task=b"]) == ["FAIL"]  # rate 0: the first failure stops the cell
     (failed,) = [r for r in read_csv(tmp_path / "results.csv") if r["state"] == "FAIL"]
     assert "RuntimeError: stub failure in task b" in failed["error"]
+    # One line per trial event, with the error's last line; never Hydra's "Error executing job".
+    assert "[task=b] trial 0 failed: RuntimeError: stub failure in task b" in result.stdout + result.stderr
+    assert "Error executing job" not in result.stdout + result.stderr
 
 
 def test_max_failure_rate_allows_that_many_failures_per_cell(tmp_path):
@@ -145,53 +144,147 @@ def test_failures_within_the_rate_are_replaced_so_the_budget_is_met(tmp_path):
     assert states(study).count("FAIL") >= 1
 
 
-def test_killed_driver_resumes_with_exact_counts_and_nothing_deleted(tmp_path):
-    args = [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={tmp_path}", "task=a,b", "sleep=0.4", "hydra.sweeper.n_trials=5"]
-    driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:  # kill once a few trials are done and one is running
-        done = len(list(tmp_path.glob("*/timing.json")))
-        if done >= 4:
-            break
-        time.sleep(0.05)
-    time.sleep(0.2)
+# ---- one driver per sweep -------------------------------------------------------------------
+def test_a_second_driver_stops_at_once_naming_the_first_which_finishes_its_budget(tmp_path):
+    sweep, release = tmp_path / "sweep", tmp_path / "release"
+    args = ["task=a", "hydra.sweeper.n_trials=4", "hold_trials=[0]", f"release={release}"]
+    first = start_stub(sweep, *args)
+    wait_for(lambda: running_trial_dir(sweep), 60, "the first driver's first trial")
+    second = run_stub(sweep, *args, timeout=60)
+    assert second.returncode != 0
+    assert f"is being run by another driver: pid {first.pid} on host {socket.gethostname()}, started" in second.stderr
+    release.touch()
+    assert first.wait(timeout=120) == 0, output(sweep)
+    (study,) = studies(sweep).values()
+    assert states(study) == ["COMPLETE"] * 4  # not 5: the second driver ran nothing
+    nums = [int(r["job_num"]) for r in read_csv(sweep / "results.csv")]
+    assert sorted(nums) == list(range(4))
+
+
+def test_killed_driver_is_taken_over_its_running_trial_really_interrupted_and_rerun(tmp_path):
+    sweep, release = tmp_path / "sweep", tmp_path / "release"
+    args = ["task=a,b", "hydra.sweeper.n_trials=4", "hold_trials=[2]", f"release={release}"]
+    driver = start_stub(sweep, *args)
+    victim_dir = wait_for(lambda: (d := running_trial_dir(sweep)) and d.name == "4" and d, 60, "trial 2 of task=a running")
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    before = {p: p.stat().st_mtime for p in tmp_path.rglob("*") if p.is_file() and p.name != "results.csv"}
-    assert before
+    before = {p: p.stat().st_mtime for p in sweep.rglob("*") if p.is_file() and p.name != "results.csv"}
 
-    result = run_stub(tmp_path, "task=a,b", "sleep=0.4", "hydra.sweeper.n_trials=5")
+    release.touch()
+    result = run_stub(sweep, *args)
     assert result.returncode == 0, result.stderr[-3000:]
-    for study in studies(tmp_path).values():
-        finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-        assert len(finished) == 5
-    interrupted = [r for r in read_csv(tmp_path / "results.csv") if r["interrupted"] == "True"]
-    for row in interrupted:
-        assert row["state"] == "FAIL"
+    assert f"from a driver that is no longer running (pid {driver.pid} on host" in result.stdout + result.stderr
+    found = studies(sweep)
+    for study in found.values():
+        assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4
+    (interrupted,) = [r for r in read_csv(sweep / "results.csv") if r["interrupted"] == "True"]
+    assert (interrupted["cell"], interrupted["state"], interrupted["job_dir"]) == ("task=a", "FAIL", "")
+    rerun = [t for t in found["task=a"].trials if t.user_attrs.get("requeued_from") == int(interrupted["trial"])]
+    assert len(rerun) == 1 and rerun[0].state.name == "COMPLETE"
+    assert rerun[0].params["x"] == float(interrupted["x"])  # the same point, run again
+    assert not (victim_dir / "timing.json").exists()  # the killed trial never finished there
     # Every file of the first run is still there, untouched; job numbers never collide.
     for path, mtime in before.items():
         assert path.exists(), path
-        if path.name not in ("optuna.journal", "best.csv") and not path.name.startswith("multirun"):
+        if path.name not in ("optuna.journal", "best.csv", "driver.lock") and not path.name.startswith("multirun"):
             assert path.stat().st_mtime == mtime, path
-    assert (tmp_path / "multirun.yaml").exists() and (tmp_path / "multirun.resume1.yaml").exists()
-    nums = [int(r["job_num"]) for r in read_csv(tmp_path / "results.csv")]
+    assert (sweep / "multirun.yaml").exists() and (sweep / "multirun.resume1.yaml").exists()
+    nums = [int(r["job_num"]) for r in read_csv(sweep / "results.csv") if r["job_num"]]
     assert len(nums) == len(set(nums))
 
 
-def test_malformed_search_space_fails_before_launching(tmp_path):
+def test_sweeps_sharing_a_storage_never_share_studies(tmp_path):
+    storage = f"sqlite:///{tmp_path}/shared.db"
+    for name in ("one", "two"):
+        result = run_stub(tmp_path / name, "task=a", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}")
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (studies(tmp_path / name, storage=storage)["default"] for name in ("one", "two"))
+    assert one.study_name != two.study_name
+    assert len(one.trials) == len(two.trials) == 3
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_driver_records_its_running_trial_interrupted_and_requeues_it(tmp_path, signum):
+    sweep = tmp_path / "sweep"
+    driver = start_stub(sweep, "task=a", "hold_trials=[1]", f"release={tmp_path / 'never'}", "hydra.sweeper.n_trials=3")
+    wait_for(lambda: (d := running_trial_dir(sweep)) and d.name == "1", 60, "trial 1 running")
+    driver.send_signal(signum)
+    assert driver.wait(timeout=60) != 0
+    (study,) = studies(sweep).values()
+    assert states(study) == ["COMPLETE", "FAIL", "WAITING"]  # interrupted, and queued again for a resume
+    assert study.trials[1].user_attrs["interrupted"] is True
+    assert study.trials[2].user_attrs["requeued_from"] == 1
+    assert "rerun the same command with hydra.sweep.dir=" in output(sweep)
+
+
+# ---- resume checks what it resumes ------------------------------------------------------------
+def test_resume_with_a_changed_experiment_stops_naming_each_difference(tmp_path):
+    assert run_stub(tmp_path, "task=a", "hydra.sweeper.n_trials=2").returncode == 0
+    result = run_stub(tmp_path, "task=a", "hydra.sweeper.n_trials=4", "search_space.x='interval(5.0, 6.0)'",
+                      "task.metric=other", "model.scale=3.0", "hydra/sweeper/sampler=random")
+    assert result.returncode != 0
+    for difference in ("metric: score -> other", "search space x:", "model.scale: 1.0 -> 3.0", "sampler:",
+                       "hydra.sweeper.on_change=new_version"):
+        assert difference in result.stderr, result.stderr[-3000:]
+    (study,) = studies(tmp_path).values()
+    assert len(study.trials) == 2 and not (tmp_path / "2").exists()  # nothing launched
+    assert not (tmp_path / "multirun.resume1.yaml").exists()
+
+
+def test_new_version_for_a_changed_cell_keeps_the_old_study_as_history(tmp_path):
+    assert run_stub(tmp_path, "task=a,b", "hydra.sweeper.n_trials=2").returncode == 0
+    result = run_stub(tmp_path, "task=a,b", "hydra.sweeper.n_trials=2", "model.scale=3.0", "hydra.sweeper.on_change=new_version")
+    assert result.returncode == 0, result.stderr[-3000:]
+    every = studies(tmp_path, current_only=False)
+    assert len(every) == 4 and sum(name.endswith("/v2") for name in every) == 2
+    assert all(len(s.trials) == 2 for s in every.values())
+    rows = read_csv(tmp_path / "results.csv")
+    assert sorted(r["study_version"] for r in rows) == ["1"] * 4 + ["2"] * 4
+    best = read_csv(tmp_path / "best.csv")
+    assert sorted(r["study"].endswith("/v2") for r in best) == [True, True]  # the current versions
+
+
+def test_unchanged_resume_continues_and_results_keep_cells_it_did_not_name(tmp_path):
+    assert run_stub(tmp_path, "task=a,b", "hydra.sweeper.n_trials=2").returncode == 0
+    result = run_stub(tmp_path, "task=a", "hydra.sweeper.n_trials=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = studies(tmp_path)
+    assert (len(found["task=a"].trials), len(found["task=b"].trials)) == (3, 2)
+    rows = read_csv(tmp_path / "results.csv")
+    assert sorted(r["cell"] for r in rows) == ["task=a"] * 3 + ["task=b"] * 2
+    assert sorted(r["cell"] for r in read_csv(tmp_path / "best.csv")) == ["task=a", "task=b"]
+
+
+# ---- bad input: a sentence, before anything exists -------------------------------------------
+@pytest.mark.parametrize("args, expected", [
     # Quoted: a string in the search-space config, as a search_space/*.yaml file would hold it.
-    result = run_stub(tmp_path, "search_space.x='interval(1.0)'")
+    (["search_space.x='interval(1.0)'"], "search space entry 'x=interval(1.0)' is malformed"),
+    (["x=range(0,10,0)"], "range(0, 10, step=0) holds no value"),
+    (["search_space.x='interval(2.0, 1.0)'"], "interval(2.0, 1.0) is empty"),
+    (["+search_space.nope='choice(1,2)'"], "searched key(s) nope exist nowhere in the config"),
+    (["task.direction=up"], "task.direction='up' is not one of ['minimize', 'maximize']"),
+    (["hydra.sweeper.sampler._target_=optuna.samplers.TPESamplr"], "hydra.sweeper.sampler (optuna.samplers.TPESamplr) cannot be built"),
+    (["hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_warmup_steps=-3"], "hydra.sweeper.pruner (optuna.pruners.MedianPruner) cannot be built"),
+    (["hydra.sweeper.storage=postgresql://bench:pw@127.0.0.1:1/x"], "hydra.sweeper.storage=postgresql://bench:***@127.0.0.1:1/x cannot be reached"),
+    (["hydra.sweeper.poll_interval=-1"], "hydra.sweeper.poll_interval=-1.0 must be a positive number of seconds"),
+    (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0 must be at least 1"),
+    (["hydra.sweeper.on_change=overwrite"], "hydra.sweeper.on_change='overwrite' must be one of"),
+])
+def test_bad_input_fails_with_a_sentence_before_anything_is_created(tmp_path, args, expected):
+    sweep = tmp_path / "sweep"
+    result = run_stub(sweep, "task=a,b", *args, timeout=120)
     assert result.returncode != 0
-    assert "search space entry 'x=interval(1.0)' is malformed" in result.stderr
-    assert not list(tmp_path.glob("*/timing.json"))
-    assert not (tmp_path / "optuna.journal").exists()
+    assert expected in result.stderr, result.stderr[-3000:]
+    assert not sweep.exists()
+    dry = run_stub(sweep, "task=a,b", "hydra.sweeper.dry_run=true", *args, timeout=120)
+    assert dry.returncode != 0 and expected in dry.stderr  # the dry run checks the same
 
 
-def test_bad_direction_fails_before_launching(tmp_path):
-    result = run_stub(tmp_path, "task=a,b", "task.direction=up")
+def test_a_sweep_dir_that_cannot_be_created_is_refused_before_anything_else(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    result = run_stub(tmp_path / "a_file" / "sweep", "task=a", timeout=120)
     assert result.returncode != 0
-    assert "task.direction='up' is not one of ['minimize', 'maximize']" in result.stderr
-    assert not list(tmp_path.glob("*/timing.json"))
+    assert f"hydra.sweep.dir={tmp_path / 'a_file' / 'sweep'}: the sweep directory cannot be created because" in result.stderr
 
 
 def test_dry_run_launches_nothing(tmp_path):
@@ -207,7 +300,7 @@ def test_async_launcher_keeps_slots_busy_without_a_batch_barrier(tmp_path):
     """submitit's local executor runs real processes. Trial 0 is slow: while it runs, the other
     slot must go on taking trials instead of waiting for it (as a batch barrier would)."""
     result = run_stub(
-        tmp_path, "hydra/launcher=submitit_local", f"hydra.launcher.submitit_folder={tmp_path}/.submitit",
+        tmp_path, "hydra/launcher=submitit_local", f"hydra.launcher.submitit_folder={tmp_path}/.submitit/%j",
         "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=6", "sleep=0.3", "slow_trials=[0]", "slow_factor=30",
         timeout=600,
     )
@@ -218,3 +311,4 @@ def test_async_launcher_keeps_slots_busy_without_a_batch_barrier(tmp_path):
     slow = timings[0]
     inside = [n for n, t in timings.items() if n != 0 and slow["start"] < t["start"] and t["end"] < slow["end"]]
     assert len(inside) >= 2, timings  # whole trials started and finished while trial 0 ran
+    assert (tmp_path / ".submitit").stat().st_mode & 0o777 == 0o700  # job pickles carry real values

@@ -3,6 +3,8 @@
 Importing bench must stay cheap (no torch): the CLI, config composition and dry runs use it.
 """
 
+import secrets
+
 from omegaconf import OmegaConf
 
 __version__ = "0.1.0"
@@ -18,3 +20,7 @@ _RESOLVERS = {
 for _name, _resolver in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)
+# `${unique:}`: a random token, the same everywhere in one config (cached, like Hydra's ${now:}, and
+# copied into every job's config), so run and sweep dirs started in the same second never collide.
+if not OmegaConf.has_resolver("unique"):
+    OmegaConf.register_new_resolver("unique", lambda: secrets.token_hex(3), use_cache=True)

@@ -19,20 +19,25 @@ def app(cfg: DictConfig) -> float:
 
 
 def main() -> None:
+    from bench.errors import USER_ERRORS
+    from hydra_plugins.bench_sweeper._errors import SweepInterrupted
+    from hydra_plugins.bench_sweeper._masking import mask_text
+
     # Hydra prints any job error with a traceback. bench's and its sweeper's own errors are
-    # sentences meant for the user, so ask Hydra to let exceptions through and print those plainly; everything else keeps
-    # its traceback. HYDRA_FULL_ERROR=1 from the user still shows tracebacks for all errors.
+    # sentences meant for the user, so ask Hydra to let exceptions through and print those
+    # plainly; everything else keeps its traceback. HYDRA_FULL_ERROR=1 from the user still shows
+    # tracebacks for all errors.
     show_all_tracebacks = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         app()
-    except Exception as exc:
-        # Marked by bench.errors.BenchError and the sweeper's SweepError. Matched by attribute,
-        # not class: Hydra re-executes plugin modules while scanning, which recreates the
-        # sweeper's exception classes after this module imported them.
-        if show_all_tracebacks or not getattr(exc, "user_facing", False):
+    except (KeyboardInterrupt, SweepInterrupted) as exc:
+        print(f"bench: interrupted ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})", file=sys.stderr)
+        sys.exit(130 if isinstance(exc, KeyboardInterrupt) else 143)
+    except USER_ERRORS as exc:
+        if show_all_tracebacks:
             raise
-        sys.exit(f"bench: error: {exc}")
+        sys.exit(f"bench: error: {mask_text(str(exc))}")
 
 
 if __name__ == "__main__":

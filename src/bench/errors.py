@@ -1,18 +1,19 @@
-"""Errors bench raises for bad input: each message says what is wrong and what to do."""
+"""Errors bench raises for bad input: each message says what is wrong and what to do.
+
+Each is also a sweeper CellError: every trial of a sweep cell would hit the same error, so the
+sweeper stops that cell at once instead of spending its budget.
+"""
+
+from hydra_plugins.bench_sweeper._errors import CellError, SweepError
 
 
-class BenchError(Exception):
-    """Base class: a problem with the benchmark's configuration or environment."""
-
-    # The message is the whole story: the CLI prints it without a traceback.
-    user_facing = True
-    # Every trial of a sweep cell would hit the same error: the sweeper stops that cell at once
-    # instead of burning its budget (see hydra_plugins.bench_sweeper._loop).
-    abort_cell = True
+class BenchError(CellError):
+    """Base class: a problem with the benchmark's configuration or environment. The message is the
+    whole story: the CLI prints it without a traceback."""
 
 
 class ConfigError(BenchError, ValueError):
-    """The composed config is invalid (unknown task type, bad direction, ...)."""
+    """The composed config is invalid (unknown task type, bad direction, impossible value...)."""
 
 
 class DatasetNotFoundError(BenchError, FileNotFoundError):
@@ -28,3 +29,7 @@ class MetricNotLoggedError(BenchError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
+
+
+# What the CLI prints as a plain sentence: bench's errors and the sweeper's.
+USER_ERRORS = (BenchError, SweepError)

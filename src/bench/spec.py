@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import ConfigError
+from hydra_plugins.bench_sweeper._cells import DIRECTIONS
 
 # TerraTorch's task class for each task type bench supports.
 TASK_CLASSES = {
@@ -21,8 +22,8 @@ TASK_CLASSES = {
     "multilabel_classification": "terratorch.tasks.MultiLabelClassificationTask",
     "regression": "terratorch.tasks.PixelwiseRegressionTask",
 }
-# Optuna's direction names -> Lightning's monitor modes.
-DIRECTIONS = {"minimize": "min", "maximize": "max"}
+# Optuna's direction names (as the sweeper spells them) -> Lightning's monitor modes.
+MONITOR_MODES = dict(zip(DIRECTIONS, ("min", "max")))
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,11 @@ def _required(node: DictConfig, key: str, group: str) -> Any:
 
 def monitor_mode(direction: str, where: str = "task.direction") -> str:
     """Lightning's mode for an Optuna direction, rejecting anything else."""
-    if direction not in DIRECTIONS:
+    if direction not in MONITOR_MODES:
         raise ConfigError(
-            f"{where}={direction!r} is not a direction; use one of {sorted(DIRECTIONS)}"
+            f"{where}={direction!r} is not a direction; use one of {sorted(MONITOR_MODES)}"
         )
-    return DIRECTIONS[direction]
+    return MONITOR_MODES[direction]
 
 
 def task_class_for(task_type: str) -> str:
@@ -83,14 +84,18 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
         return OmegaConf.to_container(node, resolve=True) if node is not None else {}
 
     hparams = plain(cfg.get("hparams"))
-    batch_size = hparams.pop("batch_size", None)
+    batch_size = _positive_int(hparams.pop("batch_size", None), "hparams.batch_size", "the number of tiles per batch")
+    max_epochs = _positive_int(task.max_epochs, "task.max_epochs", "the most epochs a trial trains")
+    patience = task.get("patience")
+    patience = max_epochs if patience is None else _positive_int(
+        patience, "task.patience", "the validation epochs without improvement before early stopping (null: never stop early)")
     task_kwargs = OmegaConf.merge(
         {"model_factory": model.get("model_factory", "EncoderDecoderFactory"), "model_args": plain(model.model_args)},
         {"model_args": plain(task.get("model_args"))},
         plain(task.get("task_args")),
         hparams,
     )
-    datamodule = OmegaConf.merge(plain(task.datamodule), {"batch_size": batch_size} if batch_size else {})
+    datamodule = OmegaConf.merge(plain(task.datamodule), {"batch_size": batch_size})
     return TrialSpec(
         task_name=task_name,
         task_class=task_class,
@@ -98,6 +103,14 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
         datamodule=OmegaConf.to_container(datamodule),
         metric=metric,
         mode=mode,
-        max_epochs=int(task.max_epochs),
-        patience=int(task.get("patience") or task.max_epochs),
+        max_epochs=max_epochs,
+        patience=patience,
     )
+
+
+def _positive_int(value, key: str, meaning: str) -> int:
+    """Values Lightning or the datamodule would misread (0 epochs, batch size 0) are refused here,
+    with the key, before anything is launched."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}={value!r} is not possible: it is {meaning}, a whole number of at least 1")
+    return value

@@ -31,8 +31,11 @@ def main(cfg: DictConfig) -> float:
     value = cfg.model.scale * (cfg.x - cfg.task.offset) ** 2 + cfg.y
     try:
         if cfg.fail or cfg.task.name in cfg.fail_tasks or cfg.x > cfg.fail_above:
-            raise RuntimeError(f"stub failure in task {cfg.task.name}")
-        slow = cfg.x > cfg.slow_above or (cfg.trial is not None and cfg.trial.number in cfg.slow_trials)
+            raise RuntimeError(f"stub failure in task {cfg.task.name}" + (f" ({cfg.leak_in_error})" if cfg.leak_in_error else ""))
+        number = cfg.trial.number if cfg.trial is not None else None
+        while number in cfg.hold_trials and not os.path.exists(cfg.release):
+            time.sleep(0.05)
+        slow = cfg.x > cfg.slow_above or number in cfg.slow_trials
         time.sleep(cfg.sleep * (cfg.slow_factor if slow else 1.0))
         trial = trial_from_config(cfg)
         for step in range(first_step, cfg.steps):

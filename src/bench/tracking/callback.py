@@ -1,12 +1,13 @@
 """The MLflow Hydra callback: benchmark > cell > trial runs, built from both sides of a sweep.
 
 Driver side (the bench sweeper calls these, see hydra_plugins/bench_sweeper/observer.py):
-    on_sweep_start     start a local `mlflow server` over the SQLite file (default store), open or
-                       reuse the benchmark run and one child run per cell, close runs a dead
-                       driver left RUNNING (KILLED)
+    on_sweep_start     start a local `mlflow server` over the SQLite file (default store) when
+                       trials run outside the driver, open or reuse the benchmark run and one
+                       child run per cell study
     on_trial_prepared  create the trial's run under its cell run and hand the job its run id and
                        the tracking URI as config values (mlflow.run_id, mlflow.tracking_uri)
-    on_trial_end       make the trial run's final state match the study's; update the cell's best
+    on_trial_end       make the trial run's final state match the study's (KILLED for a trial
+                       interrupted with its driver or left by a dead one); update the cell's best
     on_sweep_end       results.csv/best.csv to the benchmark run; close cell and benchmark runs
 Job side (Hydra calls these where the job runs: this process, a Ray worker, a SLURM node):
     on_job_start       log into the run the driver created (or a standalone run outside sweeps):
@@ -27,12 +28,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from bench.tracking import runs
-from bench.tracking.masking import mask, mask_config, mask_override
+from hydra_plugins.bench_sweeper._compat import job_outcome
+from hydra_plugins.bench_sweeper._masking import mask_config, mask_data, mask_override, mask_text
+from hydra_plugins.bench_sweeper.observer import TRACKER_RUN_ID_ATTR
 
 log = logging.getLogger(__name__)
-
-RUN_ID_ATTR = "mlflow_run_id"  # the Optuna trial user attribute results.csv reads
-
 
 def default_locations(cwd: str | None = None) -> tuple[str, str]:
     """The embedded store: multirun_outputs/mlflow.db and multirun_outputs/mlartifacts."""
@@ -40,14 +40,12 @@ def default_locations(cwd: str | None = None) -> tuple[str, str]:
     return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
 
 
-def _serve(settings: DictConfig, config: DictConfig) -> bool:
+def _serve(settings: DictConfig, trials_in_driver: bool) -> bool:
     """Whether to put the SQLite file behind a local `mlflow server`. `auto` serves it only when
     trials run in other processes (Ray, SLURM): Hydra's basic launcher runs them one at a time in
     the driver, where nothing contends for the file, and the server's ~10 s start is saved."""
     serve = settings.get("serve", "auto")
-    if serve != "auto":
-        return bool(serve)
-    return not str(config.hydra.launcher.get("_target_", "")).endswith(".BasicLauncher")
+    return not trials_in_driver if serve == "auto" else bool(serve)
 
 
 def _settings(config: DictConfig) -> DictConfig | None:
@@ -84,7 +82,8 @@ class MLflowTracking(Callback):
         self._driver_reset()
 
     # ---- driver side ------------------------------------------------------------------------
-    def on_sweep_start(self, config: DictConfig, sweep_dir: str, cells: list, storage: str, resumed: bool) -> None:
+    def on_sweep_start(self, config: DictConfig, sweep_dir: str, cells: list, storage: str, resumed: bool,
+                       trials_in_driver: bool = False) -> None:
         settings = _settings(config)
         if settings is None:
             return
@@ -95,7 +94,7 @@ class MLflowTracking(Callback):
         default_uri, default_artifacts = default_locations()
         uri = settings.get("tracking_uri") or default_uri
         artifacts = settings.get("artifact_location") or default_artifacts
-        if uri.startswith("sqlite:") and _serve(settings, config):
+        if uri.startswith("sqlite:") and _serve(settings, trials_in_driver):
             from bench.tracking.server import LocalTrackingServer
 
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -104,13 +103,12 @@ class MLflowTracking(Callback):
             uri = self.server.start()
         self.uri, self.client = uri, MlflowClient(uri)
         self.experiment_id = runs.ensure_experiment(self.client, settings.experiment, artifacts)
-        sweep_dir = str(Path(sweep_dir).resolve())
+        self.sweep_dir = sweep_dir = str(Path(sweep_dir).resolve())
 
         found = runs.find_runs(self.client, self.experiment_id, **{runs.LEVEL: "benchmark", runs.SWEEP_DIR: sweep_dir})
         if found:
             self.benchmark_run = found[0].info.run_id
             self.client.update_run(self.benchmark_run, status="RUNNING")
-            self._kill_orphans(sweep_dir)
         else:
             self.benchmark_run = runs.create_run(
                 self.client, self.experiment_id, f"benchmark {Path(sweep_dir).name}",
@@ -121,33 +119,33 @@ class MLflowTracking(Callback):
         n = len(self.client.list_artifacts(self.benchmark_run, "invocations")) if found else 0
         runs.log_yaml(self.client, self.benchmark_run, _app_config(config), "config.yaml" if not found else f"invocations/{n}/config.yaml")
         runs.log_yaml(self.client, self.benchmark_run, overrides, "overrides.yaml" if not found else f"invocations/{n}/overrides.yaml")
-
         for cell in cells:
-            existing = runs.find_runs(self.client, self.experiment_id,
-                                      **{runs.LEVEL: "cell", runs.SWEEP_DIR: sweep_dir, runs.CELL: cell.label})
-            run_id = existing[0].info.run_id if existing else runs.create_run(
+            self._open_cell_run(cell, storage)
+        log.info("MLflow: experiment %r at %s, benchmark run %s", settings.experiment, mask_text(self.uri), self.benchmark_run)
+
+    def _open_cell_run(self, cell: Any, storage: str) -> None:
+        """One run per cell study: reused on resume (with the best value it already reached), a
+        new one when the cell's experiment changed and got a new study version."""
+        existing = runs.find_runs(self.client, self.experiment_id, **{runs.LEVEL: "cell", runs.SWEEP_DIR: self.sweep_dir,
+                                                                        runs.STUDY: cell.study_name})
+        if existing:
+            run_id = existing[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            if "best_value" in existing[0].data.metrics:
+                self.best[cell.label] = existing[0].data.metrics["best_value"]
+        else:
+            run_id = runs.create_run(
                 self.client, self.experiment_id, cell.label,
-                {runs.LEVEL: "cell", runs.SWEEP_DIR: sweep_dir, runs.CELL: cell.label, **cell.coordinates},
+                {runs.LEVEL: "cell", runs.SWEEP_DIR: self.sweep_dir, runs.CELL: cell.label, runs.STUDY: cell.study_name,
+                 **cell.coordinates},
                 parent_id=self.benchmark_run,
             )
-            if existing:
-                self.client.update_run(run_id, status="RUNNING")
-            else:
-                runs.log_params(self.client, run_id, {"metric": cell.metric, "direction": cell.direction,
-                                                      "study_name": cell.study_name, "storage": storage})
-                runs.log_yaml(self.client, run_id, _app_config(cell.config), "config.yaml")
-                runs.log_yaml(self.client, run_id, mask(cell.params), "search_space.yaml")
-                runs.log_yaml(self.client, self.benchmark_run, mask(cell.params), f"search_spaces/{cell.label}.yaml")
-            self.cell_runs[cell.label] = run_id
-        self.sweep_dir = sweep_dir
-        log.info("MLflow: experiment %r at %s, benchmark run %s", settings.experiment, self.uri, self.benchmark_run)
-
-    def _kill_orphans(self, sweep_dir: str) -> None:
-        """Trial runs a dead driver left RUNNING: no job is running them any more."""
-        for run in runs.find_runs(self.client, self.experiment_id, **{runs.LEVEL: "trial", runs.SWEEP_DIR: sweep_dir}):
-            if run.info.status in ("RUNNING", "SCHEDULED"):
-                self.client.set_tag(run.info.run_id, runs.STATE, "INTERRUPTED")
-                self.client.set_terminated(run.info.run_id, "KILLED")
+            runs.log_params(self.client, run_id, mask_data({"metric": cell.metric, "direction": cell.direction,
+                                                            "study_name": cell.study_name, "storage": storage}))
+            runs.log_yaml(self.client, run_id, _app_config(cell.config), "config.yaml")
+            runs.log_yaml(self.client, run_id, mask_data(cell.params), "search_space.yaml")
+            runs.log_yaml(self.client, self.benchmark_run, mask_data(cell.params), f"search_spaces/{cell.label}.yaml")
+        self.cell_runs[cell.label] = run_id
 
     def on_trial_prepared(self, cell: Any, trial: Any) -> dict[str, Any] | None:
         if self.client is None:
@@ -155,26 +153,34 @@ class MLflowTracking(Callback):
         run_id = runs.create_run(
             self.client, self.experiment_id, f"{cell.label} #{trial.number}",
             {runs.LEVEL: "trial", runs.SWEEP_DIR: self.sweep_dir, runs.CELL: cell.label, runs.TRIAL: trial.number,
-             "bench.study": cell.study_name, **cell.coordinates},
+             runs.STUDY: cell.study_name, **cell.coordinates},
             parent_id=self.cell_runs[cell.label],
         )
-        runs.log_params(self.client, run_id, mask(dict(trial.params)))
-        trial.set_user_attr(RUN_ID_ATTR, run_id)
+        runs.log_params(self.client, run_id, mask_data(dict(trial.params)))
+        trial.set_user_attr(TRACKER_RUN_ID_ATTR, run_id)
         return {"mlflow.run_id": run_id, "mlflow.tracking_uri": self.uri}
 
-    def on_trial_end(self, cell: Any, trial: Any, job_return: Any, error: str | None) -> None:
-        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+    def on_trial_end(self, cell: Any, trial: Any, job_return: Any, error: str | None, interrupted: bool = False) -> None:
+        run_id = trial.user_attrs.get(TRACKER_RUN_ID_ATTR)
         if self.client is None or not run_id:
             return
-        state = trial.state.name
+        state = "INTERRUPTED" if interrupted else trial.state.name
         self.client.set_tag(run_id, runs.STATE, state)
         if trial.value is not None:
             self.client.log_metric(run_id, "objective", trial.value)
-        if self.client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED"):
-            # The job never closed its run (it died, or was never launched): close it here.
+        if interrupted and self.job_run == run_id:
+            # The trial ran in this process and was cut short: its fluent run would otherwise be
+            # closed FINISHED by MLflow's exit handler.
+            import mlflow
+
+            mlflow.end_run("KILLED")
+            self.job_run = None
+        if interrupted or self.client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED"):
+            # The job never closed its run (it died, was stopped, or never launched): close it here.
             if error:
-                self.client.log_text(run_id, error, "error.txt")
-            self.client.set_terminated(run_id, {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED"))
+                self.client.log_text(run_id, mask_text(error), "error.txt")
+            status = "KILLED" if interrupted else {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED")
+            self.client.set_terminated(run_id, status)
         if state == "COMPLETE":
             better = max if cell.direction == "maximize" else min
             best = self.best.get(cell.label)
@@ -183,7 +189,7 @@ class MLflowTracking(Callback):
                 cell_run = self.cell_runs[cell.label]
                 self.client.log_metric(cell_run, "best_value", trial.value, step=trial.number)
                 self.client.set_tag(cell_run, "best_trial", trial.number)
-                for key, value in trial.params.items():
+                for key, value in mask_data(trial.params).items():
                     self.client.set_tag(cell_run, f"best.{key}", value)
 
     def on_sweep_end(self, config: DictConfig, sweep_dir: str, error: BaseException | None, stopped_cells: list[str]) -> None:
@@ -193,7 +199,7 @@ class MLflowTracking(Callback):
             for name in ("results.csv", "best.csv"):
                 if (Path(sweep_dir) / name).exists():
                     self.client.log_artifact(self.benchmark_run, str(Path(sweep_dir) / name))
-            interrupted = isinstance(error, KeyboardInterrupt)
+            interrupted = error is not None and not isinstance(error, Exception)  # Ctrl-C, SIGTERM
             for label, run_id in self.cell_runs.items():
                 status = "KILLED" if interrupted else ("FAILED" if label in stopped_cells else "FINISHED")
                 if error is not None and not interrupted and not stopped_cells:
@@ -229,7 +235,7 @@ class MLflowTracking(Callback):
                                                    settings.get("artifact_location") or default_artifacts)
             mlflow.start_run(experiment_id=experiment_id, tags={runs.LEVEL: "run"})
             hparams = OmegaConf.to_container(config.get("hparams") or {}, resolve=True)
-            mlflow.log_params(mask(_flatten(hparams, "hparams.")))
+            mlflow.log_params(mask_data(_flatten(hparams, "hparams.")))
         self.job_run = mlflow.active_run().info.run_id
         mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(_app_config(config))), "config.yaml")
         overrides = [mask_override(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task)]
@@ -240,27 +246,25 @@ class MLflowTracking(Callback):
         if self.job_run is None:
             return
         import mlflow
-        from hydra.core.utils import JobStatus
+        import optuna
 
+        completed, outcome = job_outcome(job_return)
+        status = "FAILED"
         try:
-            if job_return.status == JobStatus.COMPLETED:
-                mlflow.log_metric("objective", float(job_return.return_value))
+            if completed:
+                mlflow.log_metric("objective", float(outcome))
                 mlflow.set_tag(runs.STATE, "COMPLETE")
                 status = "FINISHED"
+            elif isinstance(outcome, optuna.TrialPruned):
+                mlflow.set_tag(runs.STATE, "PRUNED")
+                mlflow.set_tag("bench.pruned", "true")
+                status = "KILLED"
             else:
-                exc = job_return._return_value
-                if type(exc).__name__ == "TrialPruned":
-                    mlflow.set_tag(runs.STATE, "PRUNED")
-                    mlflow.set_tag("bench.pruned", "true")
-                    status = "KILLED"
-                else:
-                    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-                    mlflow.log_text(text, "error.txt")
-                    mlflow.set_tag(runs.STATE, "FAIL")
-                    status = "FAILED"
+                mlflow.log_text(mask_text("".join(traceback.format_exception(outcome))), "error.txt")
+                mlflow.set_tag(runs.STATE, "FAIL")
         finally:
             mlflow.flush_async_logging()
-            mlflow.end_run(status if "status" in locals() else "FAILED")
+            mlflow.end_run(status)
             self.job_run = None
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 LEVEL, SWEEP_DIR, CELL, TRIAL, STATE = "bench.level", "bench.sweep_dir", "bench.cell", "bench.trial", "bench.state"
+STUDY = "bench.study"
 PARENT = "mlflow.parentRunId"
 _MAX_PARAM = 6000  # MLflow's limit on a param value
 

@@ -1,7 +1,9 @@
 """Command line -> cells: the cartesian product of plain sweeps (task=a,b model=x,y ...).
 
-Each cell is composed on its own, so its metric, direction and search space are its own: a
-minimised and a maximised task can share one command, and a task or preset can narrow the space.
+Cells may also be declared in config (`hydra.sweeper.cells`, e.g. by an experiment preset); a key
+swept on the command line replaces the declared one. Each cell is composed on its own, so its
+metric, direction and search space are its own: a minimised and a maximised task can share one
+command, and a task or preset can narrow the space.
 """
 
 from __future__ import annotations
@@ -15,19 +17,21 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, OmegaConf
 
+from ._errors import SearchSpaceError, SweepConfigError
 from ._space import parse_search_space
-from .errors import SearchSpaceError, SweepConfigError
 
 # `a,b` and glob(...) enumerate cells; choice()/range()/interval()/tag() are searched by Optuna.
 _CELL_SWEEPS = (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.GLOB_CHOICE_SWEEP)
+# Optuna's direction names; bench's own code imports them from here.
 DIRECTIONS = ("minimize", "maximize")
+_ABSENT = object()
 
 
 @dataclass
 class SplitArguments:
     common: list[str]  # plain overrides passed to every trial
-    cell_axes: dict[str, list[str]]  # key -> values to take the product of
-    search: dict[str, str]  # key -> grammar string, from the command line
+    cell_axes: dict[str, list[str]]  # key -> override lines to take the product of
+    search: dict[str, str]  # key (with its +/++ prefix, if any) -> grammar string, from the command line
     fixed_keys: set[str]  # keys the user pinned to one value (removed from every search space)
 
 
@@ -39,6 +43,7 @@ class Cell:
     coordinates: dict[str, str]  # e.g. {"task": "synthetic_seg", "model": "prithvi_tiny"}
     direction: str = "minimize"
     metric: str | None = None
+    columns: dict[str, Any] = field(default_factory=dict)  # hydra.sweeper.columns, read from its config
     params: dict[str, str] = field(default_factory=dict)  # the grammar strings, for display
     distributions: dict[str, Any] = field(default_factory=dict)
     fixed: dict[str, str] = field(default_factory=dict)
@@ -51,19 +56,36 @@ def bare_key(key: str) -> str:
     return key.lstrip("+~")
 
 
-def split_arguments(arguments: list[str], config_loader: ConfigLoader) -> SplitArguments:
+def split_arguments(arguments: list[str], config_loader: ConfigLoader, declared_cells: dict[str, Any] | None = None,
+                    known_axes: list[str] | None = None) -> SplitArguments:
+    """known_axes: the axes of the sweep being resumed; a key pinned to one value that was an axis
+    there stays an axis here, so `task=a` resumes the cell `task=a` of a sweep started with `task=a,b`."""
     parser = OverridesParser.create(config_loader=config_loader)
     common, cell_axes, search, fixed = [], {}, {}, set()
-    for override in parser.parse_overrides(arguments):
+    for override in parser.parse_overrides(_declared_cell_lines(declared_cells) + list(arguments)):
         key = override.get_key_element()
         if override.value_type in _CELL_SWEEPS:
             cell_axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        elif key in (known_axes or ()) and not override.is_sweep_override():
+            cell_axes[key] = [override.input_line]
         elif override.is_sweep_override():
-            search[key] = _value_text(override)
+            prefix = "++" if override.is_force_add() else "+" if override.is_add() else ""
+            search[prefix + key] = _value_text(override)
         else:
             common.append(override.input_line)
             fixed.add(bare_key(key))
+            cell_axes.pop(key, None)  # pinned on the command line: no longer an axis
     return SplitArguments(common, cell_axes, search, fixed)
+
+
+def _declared_cell_lines(declared: dict[str, Any] | None) -> list[str]:
+    """{task: [a, b], model: x} -> ["task=a,b", "model=x"]: config-declared cells in command-line form,
+    placed before the real arguments so that a key swept there replaces the declared one."""
+    lines = []
+    for key, values in (declared or {}).items():
+        values = values if isinstance(values, (list, tuple)) else [values]
+        lines.append(f"{key}={','.join(str(v) for v in values)}")
+    return lines
 
 
 def _value_text(override: Override) -> str:
@@ -71,10 +93,12 @@ def _value_text(override: Override) -> str:
     return override.input_line.split("=", 1)[1]
 
 
-def enumerate_cells(split: SplitArguments) -> list[Cell]:
-    keys = list(split.cell_axes)
+def enumerate_cells(split: SplitArguments, known_axes: list[str] | None = None) -> list[Cell]:
+    """The product of the axes; labels list the sweep's known axes first, in their original order."""
+    known = known_axes or []
+    keys = [k for k in known if k in split.cell_axes] + [k for k in split.cell_axes if k not in known]
     cells = []
-    for index, combo in enumerate(itertools.product(*split.cell_axes.values())):
+    for index, combo in enumerate(itertools.product(*(split.cell_axes[k] for k in keys))):
         coordinates = {bare_key(k): line.split("=", 1)[1] for k, line in zip(keys, combo)}
         label = ",".join(f"{k}={v}" for k, v in coordinates.items()) or "default"
         cells.append(Cell(index=index, overrides=list(combo), label=label, coordinates=coordinates))
@@ -95,11 +119,14 @@ def describe_cell(
     metric_key: str | None,
     direction_key: str | None,
     default_direction: str,
+    columns: dict[str, str] | None = None,
 ) -> None:
-    """Fill in the cell's metric, direction and search space from its composed config.
+    """Fill in the cell's metric, direction, columns and search space from its composed config.
 
     Search-space layers, weakest first: the cell's `search_space` node < hydra.sweeper.params <
-    search sweeps on the command line. Keys pinned on the command line are not searched.
+    search sweeps on the command line. Keys pinned on the command line are not searched. A searched
+    key must exist in the cell's config unless it is written `+key` (add) or `++key`, as in Hydra's
+    override grammar: a typo would otherwise be added silently and ignored by every trial.
     """
     cell.config = cell_cfg
     cell.metric = _select(cell_cfg, metric_key)
@@ -108,48 +135,54 @@ def describe_cell(
         where = direction_key if _select(cell_cfg, direction_key) else "hydra.sweeper.direction"
         raise SweepConfigError(f"cell {cell.label}: {where}={direction!r} is not one of {list(DIRECTIONS)}")
     cell.direction = direction
+    cell.columns = {name: _select(cell_cfg, key) for name, key in (columns or {}).items()}
 
     params: dict[str, Any] = {}
     space_node = _select(cell_cfg, search_space_key)
     if space_node is not None:
-        params.update(_flatten(OmegaConf.to_container(space_node, resolve=True)))
-    params.update(_flatten(sweeper_params or {}))
+        params.update(flatten(OmegaConf.to_container(space_node, resolve=True)))
+    params.update(flatten(sweeper_params or {}))
     params.update(split.search)
-    params = {bare_key(str(k)): str(v) for k, v in params.items() if bare_key(str(k)) not in split.fixed_keys}
+    params = {str(k): str(v) for k, v in params.items() if bare_key(str(k)) not in split.fixed_keys}
     try:
         cell.distributions, cell.fixed = parse_search_space(params)
     except SearchSpaceError as exc:
         raise SearchSpaceError(f"cell {cell.label}: {exc}") from exc
-    cell.params = params
+    missing = [k for k in params if not k.startswith("+") and OmegaConf.select(cell_cfg, k, default=_ABSENT) is _ABSENT]
+    if missing:
+        raise SearchSpaceError(
+            f"cell {cell.label}: searched key(s) {', '.join(missing)} exist nowhere in the config, so every trial "
+            "would ignore them. Fix the name, or write +key to add a new key on purpose."
+        )
+    cell.params = {bare_key(k): v for k, v in params.items()}
 
 
-def _flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{a: {b: "interval(0,1)"}} and {"a.b": "interval(0,1)"} both mean key a.b."""
     flat: dict[str, Any] = {}
     for key, value in node.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
 
 
-def trial_overrides(cell: Cell, common: list[str], values: dict[str, Any], trial_node: dict[str, Any], trial_key: str,
-                    extra: dict[str, Any] | None = None) -> list[str]:
+def trial_overrides(cell: Cell, common: list[str], values: dict[str, Any], extra: dict[str, Any]) -> list[str]:
     """Everything one job needs on its command line.
 
-    Parameters use `++` (add or override) because a searched key such as
-    hparams.model_args.decoder_channels need not exist in the composed config.
+    Parameters use `++` (add or override) because a searched key written +key need not exist in
+    the composed config; `extra` holds the trial node and what observers hand the job (run ids).
     """
     lines = list(common) + list(cell.overrides)
     lines += [f"++{key}={value}" for key, value in cell.fixed.items()]
-    lines += [f"++{key}={_format(value)}" for key, value in values.items()]
-    lines += [f"++{trial_key}.{key}={_format(value)}" for key, value in trial_node.items()]
-    lines += [f"++{key}={_format(value)}" for key, value in (extra or {}).items()]
+    lines += [f"++{key}={format_value(value)}" for key, value in values.items()]
+    lines += [f"++{key}={format_value(value)}" for key, value in extra.items()]
     return lines
 
 
-def _format(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A value in override syntax."""
     if isinstance(value, str):
         # Categorical strings were stored in override form already (space.py); quote only what
         # the grammar would otherwise misread.

@@ -1,76 +1,109 @@
 """Hand trials to a Hydra launcher one at a time and collect them as they finish.
 
 Hydra's Launcher.launch() takes a batch and blocks until all of it is done, which is what makes
-stock sweepers wait for their slowest trial. For the launchers that can run jobs elsewhere, bench
-drives the same machinery asynchronously:
-  - hydra-ray-launcher: its own launch_job_on_ray(), keeping the ObjectRefs and ray.wait()-ing;
-  - hydra-submitit-launcher: executor.submit() of the launcher itself (as its launch() does via
-    map_array), polling the submitit Jobs.
-Any other launcher (Hydra's basic one included) runs in-process, so it gets one trial at a time
-through its own launch(): there is only one slot to keep busy and no batch to wait on.
+stock sweepers wait for their slowest trial. bench drives the launchers' own machinery instead:
+  - Hydra's basic launcher: its run_job() in this process, one trial at a time;
+  - hydra-ray-launcher: its remote _run_job(), keeping the ObjectRefs and ray.wait()-ing;
+  - hydra-submitit-launcher: executor.submit() of the launcher itself (_slurm.py).
+Any other launcher gets one trial at a time through its own launch().
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from omegaconf import OmegaConf, open_dict
 
-from .errors import LaunchError
+from ._compat import basic_launcher_class, ray_job_runner
+from ._errors import LaunchError
+from ._masking import mask_override
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Finished:
-    ticket: Any  # what the sweeper handed to submit()
+    ticket: Any  # what the loop handed to submit()
     job_return: JobReturn | None  # None when the launcher itself failed (worker died, cancelled)
     launcher_error: BaseException | None = None
 
 
 class Dispatcher:
     """prepare() does the slow part of a launch (composing the job's config) ahead of time;
-    submit() returns at once (for async launchers); wait() returns whatever has finished."""
+    submit() returns at once for asynchronous launchers; wait() returns whatever has finished."""
 
     max_slots: int | None = None  # None: as many as the sweeper's n_jobs
     # True when prepare() does real work in the driver, so preparing the next trial while every
     # slot is busy takes it off the critical path. Otherwise asking early would only cost the
     # sampler the result it is about to get.
     prepare_ahead = False
+    # Trials run inside the driver process (observers may rely on it, e.g. to write a file directly).
+    runs_in_driver = False
 
     def prepare(self, overrides: list[str], job_num: int) -> Any:
         return overrides, job_num
 
-    def submit(self, prepared: Any, ticket: Any) -> None:
+    def submit(self, prepared: Any, ticket: Any) -> dict[str, Any] | None:
+        """Launch; return how to find the job again after a driver restart (stored on the trial),
+        or None for jobs that cannot outlive their driver."""
         raise NotImplementedError
 
     def wait(self, timeout: float) -> list[Finished]:
         raise NotImplementedError
 
+    def cancel(self) -> None:
+        """Stop every job still in flight (the driver was interrupted)."""
+
+    def reattach(self, job_ref: dict[str, Any] | None, ticket: Any) -> bool:
+        """Follow a job an earlier driver launched, if it is still running or left a result:
+        True means it will come back from wait() like any other. Jobs of launchers that cannot
+        outlive their driver are dead by the time a new driver holds the sweep's lock."""
+        return False
+
     def close(self) -> None:
         """Called once at the end of the sweep, also when it raises."""
 
 
-class SerialDispatcher(Dispatcher):
-    """Any Hydra launcher, one single-job launch() per trial."""
+def job_config(launcher: Any, overrides: list[str], job_num: int) -> Any:
+    sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    with open_dict(sweep_config):
+        sweep_config.hydra.job.id = f"job_id_for_{job_num}"
+        sweep_config.hydra.job.num = job_num
+    return sweep_config
+
+
+def launch_line(job_num: int, overrides: list[str]) -> str:
+    return f"#{job_num} : " + " ".join(mask_override(o) for o in filter_overrides(overrides))
+
+
+class InProcessDispatcher(Dispatcher):
+    """Hydra's basic launcher: the same run_job() its launch() calls, one trial at a time here."""
 
     max_slots = 1
+    runs_in_driver = True
 
     def __init__(self, launcher: Launcher) -> None:
         self.launcher = launcher
         self.done: deque[Finished] = deque()
+        setup_globals()
+        Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
 
     def submit(self, prepared: Any, ticket: Any) -> None:
         overrides, job_num = prepared
-        (job_return,) = self.launcher.launch([overrides], initial_job_idx=job_num)
+        launcher = self.launcher
+        log.debug(launch_line(job_num, overrides))
+        job_return = run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function,
+                             config=job_config(launcher, overrides, job_num), job_dir_key="hydra.sweep.dir",
+                             job_subdir_key="hydra.sweep.subdir")
+        # run_job switched logging to the job's config; give the driver its own back.
+        configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
         self.done.append(Finished(ticket, job_return))
 
     def wait(self, timeout: float) -> list[Finished]:
@@ -79,12 +112,19 @@ class SerialDispatcher(Dispatcher):
         return out
 
 
-def _job_config(launcher: Any, overrides: list[str], job_num: int) -> Any:
-    sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
-    with open_dict(sweep_config):
-        sweep_config.hydra.job.id = f"job_id_for_{job_num}"
-        sweep_config.hydra.job.num = job_num
-    return sweep_config
+class SerialDispatcher(InProcessDispatcher):
+    """Any other Hydra launcher: one single-job launch() per trial."""
+
+    runs_in_driver = False
+
+    def __init__(self, launcher: Launcher) -> None:
+        self.launcher = launcher
+        self.done = deque()
+
+    def submit(self, prepared: Any, ticket: Any) -> None:
+        overrides, job_num = prepared
+        (job_return,) = self.launcher.launch([overrides], initial_job_idx=job_num)
+        self.done.append(Finished(ticket, job_return))
 
 
 class RayDispatcher(Dispatcher):
@@ -92,8 +132,8 @@ class RayDispatcher(Dispatcher):
 
     def __init__(self, launcher: Any, check_resources: bool = True) -> None:
         import ray
-        from hydra_plugins.hydra_ray_launcher._launcher_util import _run_job, start_ray
 
+        run_job_remotely, start_ray = ray_job_runner()
         setup_globals()
         configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
         Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -108,13 +148,13 @@ class RayDispatcher(Dispatcher):
                    if v is not None}
         if check_resources:
             _check_ray_can_place(ray, options, launcher.ray_cfg.init.get("address"))
-        self.run_job = ray.remote(**options)(_run_job) if options else ray.remote(_run_job)
+        self.run_job = ray.remote(**options)(run_job_remotely) if options else ray.remote(run_job_remotely)
         self.shared: dict[str, Any] | None = None
         self.pending: dict[Any, Any] = {}
 
     def prepare(self, overrides: list[str], job_num: int) -> Any:
-        log.info("\t#%d : %s", job_num, " ".join(filter_overrides(overrides)))
-        return _job_config(self.launcher, overrides, job_num)
+        log.debug(launch_line(job_num, overrides))
+        return job_config(self.launcher, overrides, job_num)
 
     def submit(self, prepared: Any, ticket: Any) -> None:
         launcher = self.launcher
@@ -142,6 +182,11 @@ class RayDispatcher(Dispatcher):
                 out.append(Finished(ticket, None, exc))
         return out
 
+    def cancel(self) -> None:
+        for ref in list(self.pending):
+            self.ray.cancel(ref, force=True)  # kills the worker process running the trial
+        self.pending.clear()
+
 
 def _check_ray_can_place(ray: Any, options: dict[str, Any], address: Any) -> None:
     """Ray leaves a task no node can hold pending forever; say so before the first trial."""
@@ -163,68 +208,18 @@ def _check_ray_can_place(ray: Any, options: dict[str, Any], address: Any) -> Non
     )
 
 
-class SubmititDispatcher(Dispatcher):
-    def __init__(self, launcher: Any, poll_interval: float) -> None:
-        import submitit
-        from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-
-        self.launcher, self.poll_interval = launcher, poll_interval
-        # The same executor set-up as BaseSubmititLauncher.launch().
-        executor_name = launcher._EXECUTOR
-        params = dict(launcher.params)
-        init_keys = {"submitit_folder", "max_num_timeout"}
-        init = {"folder": params["submitit_folder"]}
-        if "max_num_timeout" in params:
-            init[f"{executor_name}_max_num_timeout"] = params["max_num_timeout"]
-        self.executor = submitit.AutoExecutor(cluster=executor_name, **init)
-        base = set(OmegaConf.structured(BaseQueueConf).keys())
-        self.executor.update_parameters(
-            **{(k if k in base else f"{executor_name}_{k}"): v for k, v in params.items() if k not in init_keys}
-        )
-        Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        self.pending: dict[Any, Any] = {}
-
-    def submit(self, prepared: Any, ticket: Any) -> None:
-        overrides, job_num = prepared
-        log.info("\t#%d : %s", job_num, " ".join(filter_overrides(overrides)))
-        try:
-            job = self.executor.submit(
-                self.launcher, list(overrides), "hydra.sweep.dir", job_num, f"job_id_for_{job_num}", Singleton.get_state()
-            )
-        except Exception as exc:  # sbatch said no: the request itself is wrong for this cluster
-            request = ", ".join(f"{k}={v}" for k, v in sorted(self.launcher.params.items())
-                                if v is not None and k in _REQUEST_KEYS)
-            raise LaunchError(f"{self.launcher._EXECUTOR} refused the trial's job ({request}): {exc}") from exc
-        self.pending[job] = ticket
-
-    def wait(self, timeout: float) -> list[Finished]:
-        deadline = time.monotonic() + timeout
-        while self.pending:
-            done = [job for job in self.pending if job.done()]
-            if done:
-                return [self._collect(job) for job in done]
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(self.poll_interval)
-        return []
-
-    def _collect(self, job: Any) -> Finished:
-        ticket = self.pending.pop(job)
-        try:
-            return Finished(ticket, job.results()[0])
-        except Exception as exc:  # cancelled, timed out past requeues, node failure
-            return Finished(ticket, None, exc)
-
-
-_REQUEST_KEYS = {"gpus_per_node", "gpus_per_task", "gres", "cpus_per_task", "mem_gb", "mem_per_cpu", "mem_per_gpu",
-                 "partition", "qos", "account", "constraint", "timeout_min", "nodes", "tasks_per_node"}
-
-
 def make_dispatcher(launcher: Launcher, poll_interval: float, check_resources: bool = True) -> Dispatcher:
-    # Matched by name so that neither ray nor submitit is imported for the basic launcher.
-    names = {f"{c.__module__}.{c.__qualname__}" for c in type(launcher).__mro__}
-    if "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher" in names:
+    # The launcher plugins' modules are imported already when one of them is the launcher, and
+    # importing them costs nothing (neither imports ray nor submitit at module level).
+    from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+
+    if isinstance(launcher, RayLauncher):
         return RayDispatcher(launcher, check_resources)
-    if "hydra_plugins.hydra_submitit_launcher.submitit_launcher.BaseSubmititLauncher" in names:
-        return SubmititDispatcher(launcher, poll_interval)
+    if isinstance(launcher, BaseSubmititLauncher):
+        from ._slurm import SubmititDispatcher
+
+        return SubmititDispatcher(launcher, poll_interval, check_resources)
+    if isinstance(launcher, basic_launcher_class()):
+        return InProcessDispatcher(launcher)
     return SerialDispatcher(launcher)

@@ -1,46 +1,38 @@
-"""The bench sweeper: plan the cells, check them, then run the dispatch loop.
+"""The bench sweeper: plan and check the cells, then run them under the sweep's driver lock.
 
-    arguments -> cells (cells.py) -> one study per cell (studies.py)
-              -> DispatchLoop over a Dispatcher for the configured launcher (loop.py, dispatch.py)
-              -> results.csv / best.csv in the sweep dir (results.py)
+    arguments -> plan (_plan.py: every check, nothing created) -> lock the sweep dir (_sweepdir.py)
+              -> one study per cell, checked against what it held before (_studies.py)
+              -> trials an earlier driver left running: followed, or recorded interrupted
+              -> DispatchLoop over a Dispatcher for the configured launcher (_loop.py, _dispatch.py)
+              -> results.csv / best.csv for every cell of the sweep dir (_results.py)
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
+import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
-from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
-from ._cells import Cell, describe_cell, enumerate_cells, split_arguments
-from ._results import format_table, format_value, write_best, write_results
-from .errors import CellsStoppedError, SweepConfigError
+from . import _masking
+from ._errors import CellsStoppedError, SweepInterrupted
+from ._plan import SweepPlan, describe_plan, make_plan
+from ._results import format_table, format_value
+from .config import BenchSweeperConf
 from .observer import Observers
 
 log = logging.getLogger(__name__)
 
 
 class BenchSweeperImpl:
-    def __init__(
-        self, sampler: Any, direction: Any, storage: str | None, study_name: str | None, n_trials: int, n_jobs: int,
-        max_failure_rate: float, params: Any, pruner: Any = None, search_space_key: str | None = "search_space",
-        metric_key: str | None = "task.metric", direction_key: str | None = "task.direction", trial_key: str = "trial",
-        cell_check: str | None = None, dry_run: bool = False, poll_interval: float = 0.2, check_resources: bool = True,
-    ) -> None:
+    def __init__(self, **settings: Any) -> None:
         # Checked in sweep(), not here: Hydra would wrap an error raised while instantiating.
-        self.direction = direction
-        self.sampler_cfg, self.pruner_cfg = sampler, pruner
-        self.storage, self.study_name = storage, study_name
-        self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
-        self.params = OmegaConf.to_container(params, resolve=False) if OmegaConf.is_config(params) else (params or {})
-        self.keys = {"search_space_key": search_space_key, "metric_key": metric_key, "direction_key": direction_key}
-        self.trial_key, self.cell_check, self.dry_run, self.poll_interval = trial_key, cell_check, dry_run, poll_interval
-        self.check_resources = check_resources
+        self.settings = BenchSweeperConf(**settings)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -48,130 +40,122 @@ class BenchSweeperImpl:
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
-    # -- planning: everything here runs before any job is launched ------------------------------
-    def _validate_settings(self) -> None:
-        if not 0.0 <= self.max_failure_rate <= 1.0:
-            raise SweepConfigError(f"hydra.sweeper.max_failure_rate={self.max_failure_rate} must be within [0, 1]")
-        if self.n_trials < 1 or self.n_jobs < 1:
-            raise SweepConfigError(f"hydra.sweeper.n_trials ({self.n_trials}) and n_jobs ({self.n_jobs}) must be >= 1")
-        self.default_direction = _direction_name(self.direction)
-
-    def plan(self, arguments: list[str]) -> tuple[list[Cell], list[str]]:
-        self._validate_settings()
-        loader = self.hydra_context.config_loader
-        split = split_arguments(arguments, loader)
-        cells = enumerate_cells(split)
-        check = get_method(self.cell_check) if self.cell_check else None
-        for cell in cells:
-            cell_cfg = loader.load_sweep_config(self.config, split.common + cell.overrides)
-            describe_cell(cell, cell_cfg, split, self.params, default_direction=self.default_direction, **self.keys)
-            if check is not None:
-                check(cell_cfg)
-        return cells, split.common
-
-    def describe_plan(self, cells: list[Cell]) -> str:
-        lines = [f"{len(cells)} cell(s) x {self.n_trials} trials = {len(cells) * self.n_trials} trials, "
-                 f"n_jobs={self.n_jobs}, launcher={type(self.launcher).__name__}, "
-                 f"pruner={(self.pruner_cfg or {}).get('_target_', 'none')}"]
-        for cell in cells:
-            lines.append(f"\ncell {cell.label}: {cell.direction} {cell.metric or 'the job return value'}")
-            for key, text in cell.params.items():
-                kind = type(cell.distributions[key]).__name__ if key in cell.distributions else "fixed"
-                lines.append(f"  {key}: {text}  [{kind}]")
-        return "\n".join(lines)
-
-    # -- running --------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> list[dict[str, Any]]:
-        cells, common = self.plan(arguments)
-        if self.dry_run:
-            print(f"Dry run: nothing launched.\n{self.describe_plan(cells)}")
+        _masking.install(self.config)
+        plan = make_plan(self.settings, self.config, self.hydra_context.config_loader, arguments)
+        if self.settings.dry_run:
+            print(f"Dry run: nothing launched.\n{describe_plan(plan, self.settings, self.launcher)}")
             return []
-        log.info("bench sweep: %s", self.describe_plan(cells))
+        log.info("bench sweep: %s", describe_plan(plan, self.settings, self.launcher))
+        from ._sweepdir import SweepDir
 
+        with SweepDir(plan.sweep_dir, plan.axes) as sweep_dir, _signals_as_exceptions():
+            return self._run(plan, sweep_dir)
+
+    def _run(self, plan: SweepPlan, sweep_dir: Any) -> list[dict[str, Any]]:
+        from ._console import Console
         from ._dispatch import make_dispatcher
+        from ._fingerprint import fingerprint
         from ._loop import CellRun, DispatchLoop, LoopSettings
-        from ._studies import max_job_num, open_storage, open_study, recover_interrupted, storage_location, study_name_for
+        from ._results import write_best, write_results
+        from ._studies import (check_resume, mark_interrupted, max_job_num, open_cell_study, open_storage,
+                               running_trials, sweep_studies)
 
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        _save_multirun_config(sweep_dir, self.config)
-        location = storage_location(self.storage, str(sweep_dir))
-        resumed = os.path.exists(location) if "://" not in location else False
-        storage = open_storage(location)
-        runs = []
-        for cell in cells:
-            cell.study_name = study_name_for(self.study_name, cell)
-            study = open_study(cell, cell.study_name, storage, self.sampler_cfg, self.pruner_cfg)
-            resumed = resumed or len(study.trials) > 0
-            if recovered := recover_interrupted(study):
-                log.warning("[%s] %d trial(s) left running by an earlier driver: marked failed and re-queued",
-                            cell.label, recovered)
-            runs.append(CellRun(cell, study))
-
-        dispatcher = make_dispatcher(self.launcher, self.poll_interval, self.check_resources)
-        slots = min(self.n_jobs, dispatcher.max_slots or self.n_jobs)
-        if slots < self.n_jobs:
+        s, cells = self.settings, plan.cells
+        storage = open_storage(plan.storage)
+        records = sweep_studies(storage, sweep_dir.sweep_id)
+        fingerprints = {c.label: fingerprint(c, c.config, s.sampler, list(s.ignore_on_resume), s.trial_key) for c in cells}
+        check_resume(cells, fingerprints, records, s.on_change)
+        _save_multirun_config(plan.sweep_dir, self.config)
+        runs = [CellRun(c, open_cell_study(c, fingerprints[c.label], records, storage, sweep_dir.sweep_id, s.study_name,
+                                           s.sampler, s.pruner)) for c in cells]
+        dispatcher = make_dispatcher(self.launcher, s.poll_interval, s.check_resources)
+        slots = min(s.n_jobs, dispatcher.max_slots or s.n_jobs)
+        if slots < s.n_jobs:
             log.warning("launcher %s runs one trial at a time in this process; n_jobs=%d is capped to %d "
-                        "(use launcher=ray or launcher=slurm for parallel trials)",
-                        type(self.launcher).__name__, self.n_jobs, slots)
-        pairs = [(run.cell, run.study) for run in runs]
-        settings = LoopSettings(self.n_trials, slots, self.max_failure_rate, common, location, self.trial_key)
-        first_job = max(max_job_num([r.study for r in runs]), _max_numbered_subdir(sweep_dir)) + 1
+                        "(use launcher=ray or launcher=slurm for parallel trials)", type(self.launcher).__name__, s.n_jobs, slots)
+        every = list(records.values())
+        first_job = max(max_job_num([r.load(storage) for r in every]), _max_numbered_subdir(plan.sweep_dir)) + 1
         observers = Observers(self.hydra_context.callbacks)
-        observers.sweep_start(config=self.config, sweep_dir=str(sweep_dir), cells=cells, storage=location, resumed=resumed)
-        loop = DispatchLoop(runs, dispatcher, settings, first_job, observers=observers,
-                            on_change=lambda: write_results(str(sweep_dir), pairs))
+        observers.sweep_start(config=self.config, sweep_dir=str(plan.sweep_dir), cells=cells, storage=plan.storage,
+                              resumed=sweep_dir.resumed, trials_in_driver=dispatcher.runs_in_driver)
+        console = Console(runs, s.n_trials, slots)
+        settings = LoopSettings(s.n_trials, slots, s.max_failure_rate, plan.common, plan.storage, s.trial_key)
+        loop = DispatchLoop(runs, dispatcher, settings, first_job, observers=observers, console=console,
+                            on_change=lambda: write_results(str(plan.sweep_dir), every, storage))
         error: BaseException | None = None
         try:
-            loop.run()
+            for run in runs:  # trials an earlier driver left running: followed if their job lives on
+                for frozen in running_trials(run.study):
+                    if not loop.adopt(run, frozen):
+                        interrupted = mark_interrupted(run.study, frozen)
+                        console.event(run, frozen.number, "was left running by a driver that died with it: "
+                                                          "recorded interrupted and queued again")
+                        observers.trial_end(cell=run.cell, trial=interrupted, job_return=None,
+                                            error="interrupted: its driver died", interrupted=True)
+            with console:
+                loop.run()
         except BaseException as exc:  # KeyboardInterrupt too: observers must close what they opened
             error = exc
             raise
         finally:
             dispatcher.close()
-            write_results(str(sweep_dir), pairs)
-            best_rows = write_best(str(sweep_dir), pairs)
+            write_results(str(plan.sweep_dir), every, storage)
+            best = write_best(str(plan.sweep_dir), every, storage)
             stopped = [run for run in runs if run.stopped]
             if error is None and stopped:
                 error = CellsStoppedError(
                     "cells stopped before their budget: "
                     + "; ".join(f"{run.cell.label} ({run.stopped})" for run in stopped)
-                    + f". The other cells finished; see {sweep_dir / 'results.csv'}"
+                    + f". The other cells finished; see {plan.sweep_dir / 'results.csv'}"
                 )
-            observers.sweep_end(config=self.config, sweep_dir=str(sweep_dir), error=error,
+            observers.sweep_end(config=self.config, sweep_dir=str(plan.sweep_dir), error=error,
                                 stopped_cells=[run.cell.label for run in stopped])
-        self._print_best(best_rows, cells, sweep_dir)
+            if error is not None and not isinstance(error, Exception):
+                log.error("sweep interrupted (%s); rerun the same command with hydra.sweep.dir=%s to resume it",
+                          type(error).__name__, plan.sweep_dir)
+        _print_best(best, {key for cell in cells for key in cell.distributions}, plan.sweep_dir)
         if error is not None:
             raise error
-        return best_rows
-
-    @staticmethod
-    def _print_best(rows: list[dict[str, Any]], cells: list[Cell], sweep_dir: Path) -> None:
-        searched = [key for cell in cells for key in cell.distributions]
-        table = format_table(
-            ["cell", "metric", "direction", "best", "trial", "params"],
-            [[r["cell"], r["metric"], r["direction"], r["best_value"], r["best_trial"],
-              " ".join(f"{k}={format_value(r[k])}" for k in dict.fromkeys(searched) if k in r)] for r in rows],
-        )
-        print(f"\nBest per cell (also in {sweep_dir / 'best.csv'}):\n{table}\n")
+        return best
 
 
-def _direction_name(direction: Any) -> str:
-    name = getattr(direction, "name", direction)
-    if isinstance(name, str) and name in ("minimize", "maximize"):
-        return name
-    raise SweepConfigError(f"hydra.sweeper.direction={direction!r}: use minimize or maximize "
-                     "(multi-objective studies are not supported by the bench sweeper)")
+def _print_best(rows: list[dict[str, Any]], searched: set[str], sweep_dir: Path) -> None:
+    table = format_table(
+        ["cell", "metric", "direction", "best", "trial", "params"],
+        [[r["cell"], r["metric"], r["direction"], r["best_value"], r["best_trial"],
+          " ".join(f"{k}={format_value(v)}" for k, v in r.items() if k in searched)] for r in rows],
+    )
+    print(f"\nBest per cell (also in {sweep_dir / 'best.csv'}):\n{table}\n")
+
+
+@contextlib.contextmanager
+def _signals_as_exceptions() -> Iterator[None]:
+    """SIGTERM becomes SweepInterrupted, so a terminated driver stops its jobs and closes its runs
+    like Ctrl-C does. Handlers are restored afterwards (Lightning leaves SIGINT ignored after a
+    Ctrl-C it caught)."""
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise SweepInterrupted(f"received {signal.Signals(signum).name}")
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _save_multirun_config(sweep_dir: Path, config: DictConfig) -> None:
-    # A resumed sweep keeps the original multirun.yaml and adds its own next to it.
+    # A resumed sweep keeps the original multirun.yaml and adds its own next to it. Masked: the
+    # overrides and config may hold secrets.
     path = sweep_dir / "multirun.yaml"
     n = 1
     while path.exists():
         path = sweep_dir / f"multirun.resume{n}.yaml"
         n += 1
-    OmegaConf.save(config, path)
+    OmegaConf.save(OmegaConf.create(_masking.mask_config(config, resolve=False)), path)
 
 
 def _max_numbered_subdir(sweep_dir: Path) -> int:

@@ -4,23 +4,31 @@ No batch barrier: the moment a trial finishes, its slot gets the next trial of w
 done the least so far, so cells interleave and no slot waits for a slow sibling. Where the driver
 composes job configs (Ray), the next trial is asked for and composed while every slot is busy
 (the slow part of a launch, ~0.1 s), so a freed slot is refilled at once.
+
+If the loop is interrupted (Ctrl-C, SIGTERM, a launcher error), every trial in flight is stopped
+through its launcher and recorded as interrupted, with its parameters queued again for a resume.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ._cells import Cell, trial_overrides
+from ._compat import job_outcome, running_trial, trial_id
+from ._console import Console
 from ._dispatch import Dispatcher, Finished
+from ._errors import CellError, LaunchError
+from ._masking import mask_text
+from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_LAUNCHER_JOB, counts,
+                       mark_interrupted)
 from .observer import Observers
-from ._results import best_trial, format_table
-from ._studies import ATTR_DURATION, ATTR_ERROR, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM, counts
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +42,20 @@ class CellRun:
     failed: int = 0
     in_flight: int = 0  # asked for: prepared or running
     stopped: str | None = None  # why the cell stopped early
+    durations: list[float] = field(default_factory=list)  # of the trials that ended in this run
+    started: float | None = None  # monotonic time its first trial started in this run
 
     @property
     def done(self) -> int:
         return self.complete + self.pruned
+
+
+@dataclass
+class Ticket:
+    run: CellRun
+    trial: Any  # optuna.trial.Trial
+    job_num: int
+    started: float
 
 
 @dataclass
@@ -48,41 +66,58 @@ class LoopSettings:
     common_overrides: list[str]
     storage_location: str
     trial_key: str
-    progress_every_s: float = 5.0
 
 
 class DispatchLoop:
     def __init__(self, runs: list[CellRun], dispatcher: Dispatcher, settings: LoopSettings, first_job_num: int,
-                 on_change: Callable[[], None], observers: Observers) -> None:
+                 on_change: Callable[[], None], observers: Observers, console: Console) -> None:
         self.runs, self.dispatcher, self.settings, self.observers = runs, dispatcher, settings, observers
+        self.console = console
         self.next_job_num = first_job_num
         self.on_change = on_change  # rewrites results.csv
-        self.in_flight = 0  # submitted to the launcher: occupying a slot
-        self.ready: deque[tuple[CellRun, Any, Any]] = deque()  # prepared, not yet submitted
-        self._last_progress = time.monotonic()
+        self.flying: dict[int, Ticket] = {}  # submitted to the launcher: occupying a slot
+        self.ready: deque[tuple[Ticket, Any]] = deque()  # prepared, not yet submitted
+        self._ids = itertools.count()
         for run in runs:
             c = counts(run.study)
             run.complete, run.pruned, run.failed = c["complete"], c["pruned"], c["failed"]
             self._check_failures(run)
 
+    def adopt(self, run: CellRun, frozen: Any) -> bool:
+        """Follow a trial an earlier driver left running, if its launcher still knows the job."""
+        ticket = Ticket(run, running_trial(run.study, frozen), frozen.user_attrs.get(ATTR_JOB_NUM, -1), time.monotonic())
+        key = next(self._ids)
+        if not self.dispatcher.reattach(frozen.user_attrs.get(ATTR_LAUNCHER_JOB), key):
+            return False
+        self.flying[key] = ticket
+        run.in_flight += 1
+        self.console.event(run, frozen.number, f"followed: its job #{ticket.job_num} outlived the previous driver")
+        return True
+
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            self._interrupt(exc)
+            raise
+
+    def _run(self) -> None:
         while True:
-            self._maybe_progress()
-            while self.in_flight < self.settings.slots and (item := self._take_ready() or self._prepare()):
+            self.console.refresh()
+            while len(self.flying) < self.settings.slots and (item := self._take_ready() or self._prepare()):
                 self._submit(*item)
-            if self.in_flight == 0:
+            if not self.flying:
                 break
             if self.dispatcher.prepare_ahead and not self.ready and (item := self._prepare()):
                 self.ready.append(item)
             for finished in self.dispatcher.wait(timeout=1.0):
                 self._finish(finished)
-        log.info("final\n%s", self.progress_table())
 
     def _next_cell(self) -> CellRun | None:
         open_runs = [r for r in self.runs if not r.stopped and r.done + r.in_flight < self.settings.n_trials]
         return min(open_runs, key=lambda r: (r.done + r.in_flight, r.cell.index), default=None)
 
-    def _prepare(self) -> tuple[CellRun, Any, Any] | None:
+    def _prepare(self) -> tuple[Ticket, Any] | None:
         run = self._next_cell()
         if run is None:
             return None
@@ -90,70 +125,79 @@ class DispatchLoop:
         job_num = self.next_job_num
         self.next_job_num += 1
         trial.set_user_attr(ATTR_JOB_NUM, job_num)
-        identity = {"cell": run.cell.label, "study": run.study.study_name, "storage": self.settings.storage_location,
-                    "id": trial._trial_id, "number": trial.number}
-        extra = self.observers.trial_prepared(cell=run.cell, trial=trial)
-        overrides = trial_overrides(run.cell, self.settings.common_overrides, trial.params, identity,
-                                    self.settings.trial_key, extra)
+        key = self.settings.trial_key
+        extra = {f"{key}.cell": run.cell.label, f"{key}.study": run.study.study_name,
+                 f"{key}.storage": self.settings.storage_location, f"{key}.id": trial_id(trial), f"{key}.number": trial.number}
+        extra.update(self.observers.trial_prepared(cell=run.cell, trial=trial))
+        overrides = trial_overrides(run.cell, self.settings.common_overrides, trial.params, extra)
         run.in_flight += 1
-        return run, trial, self.dispatcher.prepare(overrides, job_num)
+        return Ticket(run, trial, job_num, 0.0), self.dispatcher.prepare(overrides, job_num)
 
-    def _take_ready(self) -> tuple[CellRun, Any, Any] | None:
+    def _take_ready(self) -> tuple[Ticket, Any] | None:
         while self.ready:
-            run, trial, prepared = self.ready.popleft()
-            if not run.stopped:
-                return run, trial, prepared
+            ticket, prepared = self.ready.popleft()
+            if not ticket.run.stopped:
+                return ticket, prepared
             # Its cell stopped while it waited: it never ran, so it is not a failure of the cell.
-            run.in_flight -= 1
-            trial.set_user_attr(ATTR_INTERRUPTED, True)
-            frozen = run.study.tell(trial, state=_trial_state("FAIL"))
-            self.observers.trial_end(cell=run.cell, trial=frozen, job_return=None, error="never launched: cell stopped")
+            ticket.run.in_flight -= 1
+            frozen = mark_interrupted(ticket.run.study, ticket.trial, requeue=False)
+            self.observers.trial_end(cell=ticket.run.cell, trial=frozen, job_return=None,
+                                     error="never launched: cell stopped", interrupted=True)
         return None
 
-    def _submit(self, run: CellRun, trial: Any, prepared: Any) -> None:
+    def _submit(self, ticket: Ticket, prepared: Any) -> None:
+        key = next(self._ids)
+        ticket.started = time.monotonic()
+        ticket.run.started = ticket.run.started or ticket.started
+        self.flying[key] = ticket
+        self.console.event(ticket.run, ticket.trial.number, f"started (job #{ticket.job_num})", params=ticket.trial.params)
         try:
-            self.dispatcher.submit(prepared, ticket=(run, trial, time.monotonic()))
-        except Exception as exc:
+            job_ref = self.dispatcher.submit(prepared, key)
+        except LaunchError as exc:
             # Refused at submission (e.g. sbatch rejects the resource request): every trial would
             # be, so record this one as failed and stop the sweep with the launcher's words.
-            run.in_flight -= 1
-            error = _describe(exc)
-            trial.set_user_attr(ATTR_ERROR, error[-2000:])
-            frozen = run.study.tell(trial, state=_trial_state("FAIL"))
-            self.observers.trial_end(cell=run.cell, trial=frozen, job_return=None, error=error)
+            self.flying.pop(key)
+            self._record(ticket, None, exc)
             raise
-        self.in_flight += 1
+        if job_ref is not None:
+            ticket.trial.set_user_attr(ATTR_LAUNCHER_JOB, job_ref)
 
     def _finish(self, finished: Finished) -> None:
+        ticket = self.flying.pop(finished.ticket)
+        self._record(ticket, finished.job_return, finished.launcher_error)
+        if isinstance(finished.launcher_error, LaunchError):
+            raise finished.launcher_error  # e.g. a SLURM job that can never start: so would the next
+
+    def _record(self, ticket: Ticket, ret: Any, launcher_error: BaseException | None) -> None:
         import optuna
         from optuna.trial import TrialState
 
-        run, trial, started = finished.ticket
+        run, trial = ticket.run, ticket.trial
         run.in_flight -= 1
-        self.in_flight -= 1
-        trial.set_user_attr(ATTR_DURATION, round(time.monotonic() - started, 3))
-        ret = finished.job_return
+        duration = round(time.monotonic() - ticket.started, 3)
+        run.durations.append(duration)
+        trial.set_user_attr(ATTR_DURATION, duration)
         if ret is not None and ret.hydra_cfg is not None:
             trial.set_user_attr(ATTR_JOB_DIR, str(ret.hydra_cfg.hydra.runtime.output_dir))
 
         state, value, error, abort = TrialState.COMPLETE, None, None, False
-        if finished.launcher_error is not None:
-            state, error = TrialState.FAIL, _describe(finished.launcher_error)
+        if launcher_error is not None:
+            state, error = TrialState.FAIL, _describe(launcher_error)
         else:
-            try:
-                value = float(ret.return_value)
-                if not math.isfinite(value):
-                    state, error, value = TrialState.FAIL, f"the job returned {value}", None
-            except optuna.TrialPruned:
+            completed, outcome = job_outcome(ret)
+            if completed:
+                value = _as_value(outcome)
+                if value is None:
+                    state, error = TrialState.FAIL, f"the job returned {outcome!r}, not a finite number"
+            elif isinstance(outcome, optuna.TrialPruned):
                 state = TrialState.PRUNED
-            except Exception as exc:
-                state, error = TrialState.FAIL, _describe(exc)
-                # Errors that will repeat for every trial of this cell (bad config, missing data)
-                # say so with an `abort_cell` attribute: stop the cell now, not after the budget.
-                abort = bool(getattr(exc, "abort_cell", False))
+            else:
+                state, error = TrialState.FAIL, _describe(outcome)
+                abort = isinstance(outcome, CellError)  # every trial of this cell would repeat it
         if error:
+            error = mask_text(error)
             trial.set_user_attr(ATTR_ERROR, error[-2000:])
-        frozen = run.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        frozen = run.study.tell(trial, value, state=state)
 
         if state == TrialState.COMPLETE:
             run.complete += 1
@@ -161,15 +205,33 @@ class DispatchLoop:
             run.pruned += 1
         else:
             run.failed += 1
-            log.warning("[%s] trial %d failed: %s", run.cell.label, trial.number, _last_line(error))
+        self.console.finished(run, frozen, error)
         if abort:
             self._stop(run, f"trial {trial.number} raised an error that every trial of this cell would repeat: "
                             f"{_last_line(error)}")
         self._check_failures(run)
-        log.info("[%s] trial %d %s%s (%d/%d done)", run.cell.label, trial.number, state.name,
-                 f" value={frozen.value:.6g}" if frozen.value is not None else "", run.done, self.settings.n_trials)
-        self.observers.trial_end(cell=run.cell, trial=frozen, job_return=ret, error=error)
+        self.observers.trial_end(cell=run.cell, trial=frozen, job_return=ret, error=error, interrupted=False)
         self.on_change()
+
+    def _interrupt(self, reason: BaseException) -> None:
+        """Stop every job in flight and record its trial as interrupted (re-queued for a resume)."""
+        try:
+            self.dispatcher.cancel()
+        except Exception:
+            log.exception("could not cancel the jobs in flight")
+        tickets = list(self.flying.values()) + [ticket for ticket, _ in self.ready]
+        self.flying.clear()
+        self.ready.clear()
+        for ticket in tickets:
+            try:
+                frozen = mark_interrupted(ticket.run.study, ticket.trial)
+                self.console.event(ticket.run, frozen.number, "interrupted")
+                self.observers.trial_end(cell=ticket.run.cell, trial=frozen, job_return=None,
+                                         error=f"interrupted: {type(reason).__name__} {reason}".strip(), interrupted=True)
+            except Exception:
+                log.exception("could not record trial %d as interrupted", ticket.trial.number)
+        if tickets:
+            self.on_change()
 
     def _check_failures(self, run: CellRun) -> None:
         if run.failed > self.settings.max_failure_rate * self.settings.n_trials:
@@ -179,32 +241,20 @@ class DispatchLoop:
     def _stop(self, run: CellRun, reason: str) -> None:
         if not run.stopped:
             run.stopped = reason
-            log.error("[%s] cell stopped, no new trials: %s", run.cell.label, reason)
+            self.console.stopped(run, reason)
 
-    def _maybe_progress(self) -> None:
-        if time.monotonic() - self._last_progress >= self.settings.progress_every_s:
-            self._last_progress = time.monotonic()
-            log.info("progress\n%s", self.progress_table())
 
-    def progress_table(self) -> str:
-        rows = []
-        for run in self.runs:
-            best = best_trial(run.study)
-            status = "stopped" if run.stopped else ("done" if run.done >= self.settings.n_trials else "")
-            rows.append([run.cell.label, f"{run.done}/{self.settings.n_trials}", run.in_flight, run.pruned,
-                         run.failed, best.value if best else "-", status])
-        return format_table(["cell", "done", "running", "pruned", "failed", "best", ""], rows)
+def _as_value(outcome: Any) -> float | None:
+    try:
+        value = float(outcome)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _last_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[-1] if lines else ""
-
-
-def _trial_state(name: str) -> Any:
-    from optuna.trial import TrialState
-
-    return TrialState[name]
 
 
 def _describe(exc: BaseException) -> str:

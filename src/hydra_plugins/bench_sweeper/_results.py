@@ -1,7 +1,8 @@
-"""What a sweep leaves in its directory (results.csv, best.csv) and prints (progress, best table).
+"""What a sweep leaves in its directory (results.csv, best.csv) and the tables it prints.
 
-Everything is derived from the studies in the storage, so a resumed sweep rewrites complete files
-and a crashed driver loses nothing that Optuna had recorded.
+Everything is derived from the studies in the storage, every study of the sweep included (cells
+the current command did not name, and older versions of changed cells), so a resumed sweep
+rewrites complete files and a crashed driver loses nothing that Optuna had recorded.
 """
 
 from __future__ import annotations
@@ -9,20 +10,19 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._studies import ATTR_DURATION, ATTR_ERROR, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM
+from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM, STUDY_CELL,
+                       STUDY_VERSION, StudyRecord)
+from .observer import TRACKER_RUN_ID_ATTR
 
 if TYPE_CHECKING:
     import optuna
 
-    from ._cells import Cell
-
 RESULTS_CSV = "results.csv"
 BEST_CSV = "best.csv"
-# Filled by the MLflow tracking callback when it is enabled; the column is always there.
-ATTR_MLFLOW_RUN_ID = "mlflow_run_id"
+TRIAL_COLUMNS = ["study", "study_version", "trial", "state", "value", "duration_s", "job_num", "job_dir",
+                 TRACKER_RUN_ID_ATTR, "interrupted", "error"]
 
 
 def _write_csv(path: str, rows: list[dict[str, Any]], leading: list[str]) -> None:
@@ -35,16 +35,29 @@ def _write_csv(path: str, rows: list[dict[str, Any]], leading: list[str]) -> Non
     os.replace(tmp, path)  # readers never see a half-written file
 
 
-def trial_rows(cells_and_studies: Iterable[tuple[Cell, optuna.Study]]) -> list[dict[str, Any]]:
+def _describing(record: StudyRecord) -> dict[str, Any]:
+    """The columns naming a study's cell: its label, the app's columns (task, model, ...), its swept
+    coordinates, metric and direction, whether or not they were swept."""
+    attrs = record.attrs
+    return {"cell": attrs.get(STUDY_CELL, ""), **(attrs.get("columns") or {}), **(attrs.get("coordinates") or {}),
+            "metric": attrs.get("metric") or "", "direction": attrs.get("direction", "")}
+
+
+def _leading(records: list[StudyRecord]) -> list[str]:
+    return list(dict.fromkeys(key for record in records for key in _describing(record)))
+
+
+def trial_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
     rows = []
-    for cell, study in cells_and_studies:
-        for trial in study.get_trials(deepcopy=False):
+    for record in records:
+        described = _describing(record)
+        for trial in record.load(storage).get_trials(deepcopy=False):
             attrs = trial.user_attrs
             row = {
-                "cell": cell.label, **cell.coordinates, "study": study.study_name, "trial": trial.number,
-                "state": trial.state.name, "value": trial.value if trial.value is not None else "",
+                **described, "study": record.name, "study_version": record.attrs.get(STUDY_VERSION, 1),
+                "trial": trial.number, "state": trial.state.name, "value": trial.value if trial.value is not None else "",
                 "duration_s": attrs.get(ATTR_DURATION, ""), "job_num": attrs.get(ATTR_JOB_NUM, ""),
-                "job_dir": attrs.get(ATTR_JOB_DIR, ""), ATTR_MLFLOW_RUN_ID: attrs.get(ATTR_MLFLOW_RUN_ID, ""),
+                "job_dir": attrs.get(ATTR_JOB_DIR, ""), TRACKER_RUN_ID_ATTR: attrs.get(TRACKER_RUN_ID_ATTR, ""),
                 "interrupted": bool(attrs.get(ATTR_INTERRUPTED, False)), "error": attrs.get(ATTR_ERROR, ""),
             }
             row.update(trial.params)
@@ -52,12 +65,9 @@ def trial_rows(cells_and_studies: Iterable[tuple[Cell, optuna.Study]]) -> list[d
     return rows
 
 
-def write_results(sweep_dir: str, cells_and_studies: list[tuple[Cell, optuna.Study]]) -> str:
-    axes = list(dict.fromkeys(k for cell, _ in cells_and_studies for k in cell.coordinates))
-    leading = ["cell", *axes, "study", "trial", "state", "value", "duration_s", "job_num", "job_dir",
-               ATTR_MLFLOW_RUN_ID, "interrupted", "error"]
+def write_results(sweep_dir: str, records: list[StudyRecord], storage: Any) -> str:
     path = os.path.join(sweep_dir, RESULTS_CSV)
-    _write_csv(path, trial_rows(cells_and_studies), leading)
+    _write_csv(path, trial_rows(records, storage), _leading(records) + TRIAL_COLUMNS)
     return path
 
 
@@ -68,18 +78,24 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return None
 
 
-def write_best(sweep_dir: str, cells_and_studies: list[tuple[Cell, optuna.Study]]) -> list[dict[str, Any]]:
+def best_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
+    """One row per cell: its current study's best trial."""
     rows = []
-    for cell, study in cells_and_studies:
-        best = best_trial(study)
-        row = {"cell": cell.label, **cell.coordinates, "metric": cell.metric or "", "direction": cell.direction,
-               "best_value": best.value if best else "", "best_trial": best.number if best else "",
-               "job_dir": best.user_attrs.get(ATTR_JOB_DIR, "") if best else ""}
+    for record in records:
+        if not record.current:
+            continue
+        best = best_trial(record.load(storage))
+        row = {**_describing(record), "best_value": best.value if best else "", "best_trial": best.number if best else "",
+               "job_dir": best.user_attrs.get(ATTR_JOB_DIR, "") if best else "", "study": record.name}
         row.update(best.params if best else {})
         rows.append(row)
-    axes = list(dict.fromkeys(k for cell, _ in cells_and_studies for k in cell.coordinates))
+    return rows
+
+
+def write_best(sweep_dir: str, records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
+    rows = best_rows(records, storage)
     _write_csv(os.path.join(sweep_dir, BEST_CSV), rows,
-               ["cell", *axes, "metric", "direction", "best_value", "best_trial", "job_dir"])
+               _leading([r for r in records if r.current]) + ["best_value", "best_trial", "job_dir", "study"])
     return rows
 
 

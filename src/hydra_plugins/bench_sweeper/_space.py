@@ -17,7 +17,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from hydra.errors import HydraException
 
-from .errors import SearchSpaceError
+from ._compat import override_value_text
+from ._errors import SearchSpaceError
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -33,7 +34,7 @@ def _choices(override: Override) -> list[Any]:
     # kept as its override string; passed back as `key=<string>`, Hydra parses it to the list.
     out = []
     for value in override.sweep_iterator(transformer=Transformer.encode):
-        out.append(value if isinstance(value, _PRIMITIVES) else Override._get_value_element_as_str(value))
+        out.append(value if isinstance(value, _PRIMITIVES) else override_value_text(value))
     return out
 
 
@@ -43,11 +44,15 @@ def to_distribution(override: Override) -> BaseDistribution:
 
     sweep = override.value()
     if isinstance(sweep, ChoiceSweep):
+        if not sweep.list:
+            raise ValueError("choice() needs at least one value")
         return CategoricalDistribution(_choices(override))
     if isinstance(sweep, RangeSweep):
+        start, stop, step = sweep.start, sweep.stop, sweep.step
+        if not step or (stop - start) / step <= 0:
+            raise ValueError(f"range({start}, {stop}, step={step}) holds no value; use a step of the sign of stop - start")
         if sweep.shuffle:
             return CategoricalDistribution(_choices(override))
-        start, stop, step = sweep.start, sweep.stop, sweep.step
         if any(isinstance(v, float) for v in (start, stop, step)):
             # range() excludes stop; the last reachable value is the highest grid point below it.
             n_steps = int((stop - start) / step - 1e-9)
@@ -56,6 +61,10 @@ def to_distribution(override: Override) -> BaseDistribution:
         return IntDistribution(int(start), int(start) + n_steps * int(step), step=int(step))
     if isinstance(sweep, IntervalSweep):
         log = "log" in sweep.tags
+        if not sweep.start < sweep.end:
+            raise ValueError(f"interval({sweep.start}, {sweep.end}) is empty; its low bound must be below its high bound")
+        if log and sweep.start <= 0:
+            raise ValueError(f"a log interval needs a positive low bound, not {sweep.start}")
         if isinstance(sweep.start, int) and isinstance(sweep.end, int):
             return IntDistribution(sweep.start, sweep.end, log=log)
         return FloatDistribution(float(sweep.start), float(sweep.end), log=log)
@@ -63,7 +72,8 @@ def to_distribution(override: Override) -> BaseDistribution:
 
 
 def parse_search_space(params: Mapping[str, Any]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
-    """{key: grammar string} -> ({key: distribution}, {key: fixed value string}).
+    """{key: grammar string} -> ({key: distribution}, {key: fixed value string}), keyed without
+    the +/++ prefix a key may carry.
 
     Raises SearchSpaceError naming the offending key and the grammar, so a typo in a search space
     is reported before any trial is launched.
@@ -76,10 +86,10 @@ def parse_search_space(params: Mapping[str, Any]) -> tuple[dict[str, BaseDistrib
         try:
             (override,) = parser.parse_overrides([line])
             if not override.is_sweep_override():
-                fixed[str(key)] = override.get_value_element_as_str()
+                fixed[override.key_or_group] = override.get_value_element_as_str()
                 continue
-            distributions[str(key)] = to_distribution(override)
-        except (HydraException, ValueError, TypeError) as exc:
+            distributions[override.key_or_group] = to_distribution(override)
+        except (HydraException, ValueError, TypeError, ArithmeticError) as exc:
             if isinstance(exc, SearchSpaceError):
                 raise
             raise SearchSpaceError(

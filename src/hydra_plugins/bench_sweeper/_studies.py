@@ -1,14 +1,22 @@
-"""One Optuna study per cell: storage, creation, resume and the counts the dispatcher needs."""
+"""One Optuna study per cell: storage, names, versions, resume checks and interrupted trials.
+
+A study's user attributes say which sweep and cell it belongs to (so results.csv can list every
+cell of a sweep dir, also cells the current command did not name), the columns and metric its rows
+carry, and the fingerprint of the experiment it holds (_fingerprint.py).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hydra.utils import instantiate
 
-from .errors import SweepConfigError
+from ._compat import running_trial
+from ._errors import ResumeMismatchError, SweepConfigError
+from ._fingerprint import differences
 
 if TYPE_CHECKING:
     import optuna
@@ -22,8 +30,13 @@ JOURNAL_NAME = "optuna.journal"
 ATTR_JOB_NUM = "job_num"
 ATTR_JOB_DIR = "job_dir"
 ATTR_ERROR = "error"
-ATTR_INTERRUPTED = "interrupted"  # left RUNNING by a driver that died; its params were re-queued
+ATTR_INTERRUPTED = "interrupted"  # its job was stopped or died with its driver; its params were re-queued
 ATTR_DURATION = "duration_s"
+ATTR_LAUNCHER_JOB = "launcher_job"  # the launcher's id for the job (SLURM job id ...), to find it again
+# ... and on each study.
+STUDY_SWEEP, STUDY_CELL, STUDY_VERSION = "sweep_id", "cell", "version"
+STUDY_FINGERPRINT, STUDY_SUPERSEDED_BY = "fingerprint", "superseded_by"
+ON_CHANGE = ("error", "new_version")
 
 
 def storage_location(storage: str | None, sweep_dir: str) -> str:
@@ -49,44 +62,114 @@ def open_storage(location: str) -> Any:
     return optuna.storages.JournalStorage(JournalFileBackend(location, lock_obj=JournalFileSymlinkLock(location)))
 
 
-def study_name_for(prefix: str | None, cell: Cell) -> str:
-    return f"{prefix or 'bench'}[{cell.label}]"
+def study_name_for(prefix: str | None, label: str, sweep_id: str, version: int = 1) -> str:
+    """'bench[task=a,model=x]@<sweep id>' (then '/v2', ...): unique per sweep, so sweeps that share
+    a storage never continue each other's studies."""
+    return f"{prefix or 'bench'}[{label}]@{sweep_id}" + (f"/v{version}" if version > 1 else "")
 
 
-def open_study(cell: Cell, name: str, storage: Any, sampler_cfg: Any, pruner_cfg: Any) -> optuna.Study:
+@dataclass
+class StudyRecord:
+    """A study of this sweep and what its results rows need; `current` is False for old versions."""
+
+    name: str
+    attrs: dict[str, Any]
+    study: Any = None
+
+    @property
+    def current(self) -> bool:
+        return not self.attrs.get(STUDY_SUPERSEDED_BY)
+
+    def load(self, storage: Any) -> Any:
+        import optuna
+
+        if self.study is None:
+            self.study = optuna.load_study(study_name=self.name, storage=storage)
+        return self.study
+
+
+def sweep_studies(storage: Any, sweep_id: str) -> dict[str, StudyRecord]:
+    """Every study of this sweep in the storage, by name."""
     import optuna
 
+    return {s.study_name: StudyRecord(s.study_name, dict(s.user_attrs))
+            for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+            if s.user_attrs.get(STUDY_SWEEP) == sweep_id}
+
+
+def _latest(records: dict[str, StudyRecord], label: str) -> StudyRecord | None:
+    mine = [r for r in records.values() if r.attrs.get(STUDY_CELL) == label]
+    return max(mine, key=lambda r: r.attrs.get(STUDY_VERSION, 1), default=None)
+
+
+def check_resume(cells: list[Cell], fingerprints: dict[str, dict], records: dict[str, StudyRecord], on_change: str) -> None:
+    """Before anything is launched: a resumed cell must still be the experiment it started as."""
+    if on_change not in ON_CHANGE:
+        raise SweepConfigError(f"hydra.sweeper.on_change={on_change!r}: use one of {list(ON_CHANGE)}")
+    if on_change == "new_version":
+        return
+    changed = []
+    for cell in cells:
+        latest = _latest(records, cell.label)
+        if latest is not None and (diff := differences(latest.attrs.get(STUDY_FINGERPRINT, {}), fingerprints[cell.label])):
+            changed.append(f"cell {cell.label}: " + "; ".join(diff))
+    if changed:
+        raise ResumeMismatchError(
+            "this sweep dir holds studies started with a different experiment, and resuming would mix the two:\n  "
+            + "\n  ".join(changed)
+            + "\nRerun with the original settings, or add hydra.sweeper.on_change=new_version to start a new "
+            "study version for the changed cells (the old studies stay as history), or use a new hydra.sweep.dir."
+        )
+
+
+def open_cell_study(cell: Cell, fingerprint: dict, records: dict[str, StudyRecord], storage: Any, sweep_id: str,
+                    prefix: str | None, sampler_cfg: Any, pruner_cfg: Any) -> optuna.Study:
+    """The cell's current study: the existing one if its experiment is unchanged, else a new version."""
+    import optuna
+
+    latest = _latest(records, cell.label)
+    version = 1 if latest is None else latest.attrs.get(STUDY_VERSION, 1)
+    if latest is not None and differences(latest.attrs.get(STUDY_FINGERPRINT, {}), fingerprint):
+        version += 1  # check_resume allowed it: on_change=new_version
+    name = study_name_for(prefix, cell.label, sweep_id, version)
     # Fresh sampler and pruner per cell: their state (RNG, startup counts) belongs to one study.
     sampler = instantiate(sampler_cfg) if sampler_cfg else None
     pruner = instantiate(pruner_cfg) if pruner_cfg else optuna.pruners.NopPruner()
-    study = optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-        direction=cell.direction, load_if_exists=True,
-    )
-    if study.direction.name.lower() != cell.direction:
-        raise SweepConfigError(
-            f"study {name!r} in this storage was created to {study.direction.name.lower()}, but cell "
-            f"{cell.label} now asks to {cell.direction}; use a new sweep dir or study_name"
-        )
-    study.set_user_attr("cell", cell.label)
-    study.set_user_attr("metric", cell.metric)
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction=cell.direction, load_if_exists=True)
+    if name not in records:
+        attrs = {STUDY_SWEEP: sweep_id, STUDY_CELL: cell.label, STUDY_VERSION: version, STUDY_FINGERPRINT: fingerprint,
+                 "coordinates": cell.coordinates, "columns": cell.columns, "metric": cell.metric, "direction": cell.direction}
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+        if latest is not None:
+            latest.load(storage).set_user_attr(STUDY_SUPERSEDED_BY, name)
+            latest.attrs[STUDY_SUPERSEDED_BY] = name
+            log.warning("[%s] its experiment changed: new study %s (the old one, %s, is kept)", cell.label, name, latest.name)
+        records[name] = StudyRecord(name, attrs)
+    records[name].study = study
+    cell.study_name = name
     return study
 
 
-def recover_interrupted(study: optuna.Study) -> int:
-    """Trials left RUNNING by a dead driver: mark them FAIL and queue their parameters again.
-
-    Returns how many were recovered. They are not counted as failures for max_failure_rate.
-    """
+def running_trials(study: optuna.Study) -> list[Any]:
     from optuna.trial import TrialState
 
-    recovered = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(trial._trial_id, ATTR_INTERRUPTED, True)
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number}, skip_if_exists=False)
-        recovered += 1
-    return recovered
+    return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+
+
+def mark_interrupted(study: optuna.Study, trial: Any, requeue: bool = True) -> Any:
+    """Record a trial whose job was stopped or died as FAIL + interrupted and, unless it was only
+    being prepared, queue its parameters again so the next run of the sweep re-runs it. It does not
+    count against max_failure_rate. `trial` is a live Trial or the FrozenTrial of a RUNNING one."""
+    from optuna.trial import Trial, TrialState
+
+    live = trial if isinstance(trial, Trial) else running_trial(study, trial)
+    live.set_user_attr(ATTR_INTERRUPTED, True)
+    frozen = study.tell(live, state=TrialState.FAIL)
+    if requeue:
+        study.enqueue_trial(frozen.params, user_attrs={"requeued_from": frozen.number}, skip_if_exists=False)
+    return frozen
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -109,3 +192,4 @@ def counts(study: optuna.Study) -> dict[str, int]:
 def max_job_num(studies: list[optuna.Study]) -> int:
     nums = [t.user_attrs.get(ATTR_JOB_NUM, -1) for s in studies for t in s.get_trials(deepcopy=False)]
     return max(nums, default=-1)
+

@@ -108,7 +108,7 @@ class BenchSweeperConf:
     # An Optuna storage URL (sqlite:///x.db, postgresql://...) or a journal file path. null: a
     # JournalStorage file in the sweep dir, which jobs on a shared filesystem can reach.
     storage: Optional[str] = None
-    # Prefix of the per-cell study names: "<study_name>[<cell>]".
+    # Prefix of the per-cell study names: "<study_name>[<cell>]@<sweep id>".
     study_name: Optional[str] = None
     # Finished + pruned trials per cell.
     n_trials: int = 20
@@ -124,7 +124,8 @@ class BenchSweeperConf:
     search_space_key: Optional[str] = "search_space"
     metric_key: Optional[str] = "task.metric"
     direction_key: Optional[str] = "task.direction"
-    # Config node each trial gets (study, storage, trial id), so the job can report and prune.
+    # Config node each trial gets (study, storage, trial id), so the job can report and prune;
+    # jobs read this setting from their own hydra.sweeper config (trial.py).
     trial_key: str = "trial"
     # Dotted path of a callable(cell_config) run in the driver for every cell before launching.
     cell_check: Optional[str] = None
@@ -132,8 +133,20 @@ class BenchSweeperConf:
     dry_run: bool = False
     # Seconds between polls of asynchronous launchers (Ray, submitit).
     poll_interval: float = 0.2
-    # Before the first trial, check a Ray cluster has a node that can hold one trial's request.
+    # Before the first trial, check that some Ray node or SLURM partition node can hold one
+    # trial's request (both would otherwise leave the trials pending forever).
     check_resources: bool = True
+    # Cells declared in config, e.g. by an experiment preset's benchmark matrix: {key: [values]}
+    # or {key: "a,b"}, as on the command line; a key swept on the command line replaces its entry.
+    cells: dict[str, Any] = field(default_factory=dict)
+    # results.csv / best.csv columns every row gets from its cell's config: {column: config key}.
+    columns: dict[str, str] = field(default_factory=dict)
+    # Keys whose change does not make a resumed cell another experiment (tracking, launcher
+    # resources, paths); `hydra` and trial_key are always ignored, and so are absolute paths.
+    ignore_on_resume: list[str] = field(default_factory=list)
+    # A resumed cell whose experiment changed: "error" stops before launching, naming each
+    # difference; "new_version" starts a new study for it and keeps the old one as history.
+    on_change: str = "error"
 
 _cs = ConfigStore.instance()
 _cs.store(group="hydra/sweeper", name="bench", node=BenchSweeperConf, provider="bench_sweeper")

@@ -1,8 +1,9 @@
 """Job side: the Optuna trial a sweep job belongs to, so it can report and be pruned.
 
-The sweeper puts `trial.{study,storage,id,number,cell}` into every job's config (the key is
-hydra.sweeper.trial_key); the job process, wherever it runs, reopens the same storage. The pruner
-comes from the job's own hydra.sweeper config, so driver and job agree on it.
+The sweeper puts `trial.{study,storage,id,number,cell}` into every job's config, under the key
+named by hydra.sweeper.trial_key, which the job reads from its own Hydra config, so the two sides
+can never disagree on it. The job process, wherever it runs, reopens the same storage; the pruner
+comes from the job's own hydra.sweeper config too.
 """
 
 from __future__ import annotations
@@ -12,23 +13,27 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 
-def trial_from_config(cfg: DictConfig, trial_key: str = "trial") -> Any:
+def trial_from_config(cfg: DictConfig) -> Any:
     """The optuna.trial.Trial this job runs, or None outside a bench sweep."""
-    node = OmegaConf.select(cfg, trial_key, default=None)
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    sweeper = OmegaConf.select(HydraConfig.get(), "sweeper", default=None)
+    key = OmegaConf.select(sweeper, "trial_key", default=None) if sweeper is not None else None
+    node = OmegaConf.select(cfg, key, default=None) if key else None
     if not node or node.get("id") is None:
         return None
     import optuna
-    from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
 
+    from ._compat import trial_by_id
     from ._studies import open_storage
 
-    pruner = None
-    if HydraConfig.initialized():
-        pruner_cfg = OmegaConf.select(HydraConfig.get(), "sweeper.pruner", default=None)
-        pruner = instantiate(pruner_cfg) if pruner_cfg else None
+    pruner_cfg = OmegaConf.select(sweeper, "pruner", default=None)
+    pruner = instantiate(pruner_cfg) if pruner_cfg else None
     study = optuna.load_study(study_name=node.study, storage=open_storage(node.storage), pruner=pruner)
-    return optuna.trial.Trial(study, int(node.id))
+    return trial_by_id(study, int(node.id))
 
 
 def report_and_maybe_prune(trial: Any, value: float, step: int) -> None:

@@ -1,0 +1,64 @@
+"""Every private API of another library that the sweeper relies on, each behind one function.
+
+The versions these were tested with are pinned with upper bounds in pyproject.toml; after upgrading
+one of those libraries, this is the file to check. Imports are local: Hydra's plugin scan must not
+pull in optuna, ray or submitit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def trial_id(trial: Any) -> int:
+    """The storage id of an Optuna Trial or FrozenTrial (optuna<6: no public accessor)."""
+    return trial._trial_id
+
+
+def trial_by_id(study: Any, storage_id: int) -> Any:
+    """A live optuna.trial.Trial for a RUNNING trial given its storage id: how a job finds the trial
+    the driver asked for, and how a driver takes over one an earlier driver left (optuna<6: the
+    constructor is not meant for users)."""
+    import optuna
+
+    return optuna.trial.Trial(study, storage_id)
+
+
+def running_trial(study: Any, frozen: Any) -> Any:
+    """A live Trial for a RUNNING FrozenTrial, so user attributes can still be set before it is told."""
+    return trial_by_id(study, trial_id(frozen))
+
+
+def override_value_text(value: Any) -> str:
+    """A parsed override value (list, dict, ...) back in override syntax (hydra-core<1.4)."""
+    from hydra.core.override_parser.types import Override
+
+    return Override._get_value_element_as_str(value)
+
+
+def job_outcome(job_return: Any) -> tuple[bool, Any]:
+    """(completed, return value or exception) of a Hydra JobReturn. Its public `return_value`
+    prints "Error executing job with overrides: <overrides>" to stderr and re-raises (hydra-core<1.4)."""
+    from hydra.core.utils import JobStatus
+
+    return job_return.status == JobStatus.COMPLETED, job_return._return_value
+
+
+def ray_job_runner() -> tuple[Any, Any]:
+    """hydra-ray-launcher's (_run_job, start_ray): the function its launch() runs remotely, and its
+    Ray start-up (hydra-ray-launcher<1.3)."""
+    from hydra_plugins.hydra_ray_launcher._launcher_util import _run_job, start_ray
+
+    return _run_job, start_ray
+
+
+def submitit_executor_name(launcher: Any) -> str:
+    """"slurm" or "local" for a hydra-submitit-launcher launcher (hydra-submitit-launcher<1.3)."""
+    return launcher._EXECUTOR
+
+
+def basic_launcher_class() -> type:
+    """Hydra's basic (in-process) launcher class, which lives in hydra._internal (hydra-core<1.4)."""
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+    return BasicLauncher

@@ -1,0 +1,129 @@
+"""What a person watching the driver sees: one line per trial event, and a per-cell progress view.
+
+On a terminal the view is a live rich table under the event lines; otherwise (a log file, CI) the
+same table is logged as plain text every `plain_every_s` seconds. Event lines go through the
+sweeper's logger as well, so they also reach log files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._results import best_trial, format_value
+
+if TYPE_CHECKING:
+    from ._loop import CellRun
+
+log = logging.getLogger(__name__)
+HEADERS = ["cell", "done", "running", "pruned", "failed", "best", "elapsed", "ETA"]
+
+
+class Console:
+    def __init__(self, runs: list[CellRun], n_trials: int, slots: int, live: bool | None = None,
+                 plain_every_s: float = 30.0) -> None:
+        self.runs, self.n_trials, self.slots = runs, n_trials, slots
+        self.live_view: Any = None
+        self.live = sys.stderr.isatty() if live is None else live
+        self.plain_every_s = plain_every_s
+        self._last_plain = time.monotonic()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def __enter__(self) -> Console:
+        if self.live:
+            from rich.console import Console as RichConsole
+            from rich.live import Live
+
+            self.live_view = Live(self._rich_table(), console=RichConsole(stderr=True), refresh_per_second=2,
+                                  transient=False, redirect_stdout=True, redirect_stderr=True)
+            self.live_view.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live_view is not None:
+            self.live_view.update(self._rich_table())
+            self.live_view.__exit__(*exc)
+            self.live_view = None
+        log.info("final\n%s", self.plain_table())
+
+    # -- events ---------------------------------------------------------------------------------
+    def event(self, run: CellRun, number: int, what: str, params: dict[str, Any] | None = None) -> None:
+        text = f"[{run.cell.label}] trial {number} {what}"
+        if params:
+            text += ": " + " ".join(f"{k}={format_value(v)}" for k, v in params.items())
+        self._say(text)
+
+    def finished(self, run: CellRun, frozen: Any, error: str | None) -> None:
+        state = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}.get(frozen.state.name, frozen.state.name)
+        detail = f" {format_value(frozen.value)}" if frozen.value is not None else ""
+        if error:
+            detail += f": {_last_line(error)}"
+        self._say(f"[{run.cell.label}] trial {frozen.number} {state}{detail} ({run.done}/{self.n_trials} done)",
+                  level=logging.WARNING if error else logging.INFO)
+
+    def stopped(self, run: CellRun, reason: str) -> None:
+        self._say(f"[{run.cell.label}] cell stopped, no new trials: {reason}", level=logging.ERROR)
+
+    def _say(self, text: str, level: int = logging.INFO) -> None:
+        if self.live_view is not None:
+            self.live_view.console.print(text, markup=False, highlight=False)
+            log.debug(text)
+        else:
+            log.log(level, text)
+
+    def refresh(self) -> None:
+        if self.live_view is not None:
+            self.live_view.update(self._rich_table())
+        elif time.monotonic() - self._last_plain >= self.plain_every_s:
+            self._last_plain = time.monotonic()
+            log.info("progress\n%s", self.plain_table())
+
+    # -- the table ------------------------------------------------------------------------------
+    def rows(self) -> list[list[str]]:
+        now = time.monotonic()
+        open_cells = max(1, sum(1 for r in self.runs if not r.stopped and r.done < self.n_trials))
+        every = [d for r in self.runs for d in r.durations]
+        rows = []
+        for run in self.runs:
+            best = best_trial(run.study)
+            remaining = 0 if run.stopped else max(0, self.n_trials - run.done)
+            mean = _mean(run.durations) or _mean(every)
+            eta = remaining * mean * open_cells / self.slots if mean else math.nan
+            status = " (stopped)" if run.stopped else ""
+            rows.append([run.cell.label + status, f"{run.done}/{self.n_trials}", str(run.in_flight), str(run.pruned),
+                         str(run.failed), format_value(best.value) if best else "-",
+                         _clock(now - run.started) if run.started else "-", _clock(eta) if remaining else "-"])
+        return rows
+
+    def plain_table(self) -> str:
+        from ._results import format_table
+
+        return format_table(HEADERS, self.rows())
+
+    def _rich_table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(*HEADERS, title="bench sweep", title_justify="left")
+        for row in self.rows():
+            table.add_row(*row)
+        return table
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _clock(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""

@@ -1,0 +1,83 @@
+"""What makes a cell's study one experiment: its fingerprint, and how two fingerprints differ.
+
+A resumed sweep compares each cell's stored fingerprint with the one it would start now, so a
+changed metric, search space, sampler or config never slips into an existing study unnoticed.
+The config part is the cell's resolved config minus what may change without changing the result:
+Hydra's own node, the trial node, the searched keys (they are in the search-space part), keys the
+app lists in hydra.sweeper.ignore_on_resume (tracking, launcher resources, ...) and absolute
+paths (the same data can live elsewhere on another machine). Secrets are masked before storing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ._cells import Cell, flatten
+from ._masking import mask_data
+
+_UNRESOLVABLE = "<unresolvable>"
+
+
+def fingerprint(cell: Cell, cell_cfg: DictConfig, sampler_cfg: Any, ignore: list[str], trial_key: str) -> dict[str, Any]:
+    from optuna.distributions import distribution_to_json
+
+    space = {key: json.loads(distribution_to_json(dist)) for key, dist in cell.distributions.items()}
+    space.update({key: {"fixed": value} for key, value in cell.fixed.items()})
+    skipped = ["hydra", trial_key, *ignore, *cell.distributions, *cell.fixed]
+    return mask_data({
+        "metric": cell.metric,
+        "direction": cell.direction,
+        "search_space": space,
+        "sampler": _plain(sampler_cfg),
+        "config": {k: v for k, v in _leaves(cell_cfg).items() if not _under(k, skipped) and not _is_path(v)},
+    })
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human-readable differences, e.g. "task.max_epochs: 10 -> 5"."""
+    out = []
+    for part in ("metric", "direction", "sampler"):
+        if old.get(part) != new.get(part):
+            out.append(f"{part}: {_short(old.get(part))} -> {_short(new.get(part))}")
+    for part, label in (("search_space", "search space "), ("config", "")):
+        before, after = old.get(part) or {}, new.get(part) or {}
+        for key in sorted(set(before) | set(after)):
+            if before.get(key, _ABSENT_TEXT) != after.get(key, _ABSENT_TEXT):
+                out.append(f"{label}{key}: {_short(before.get(key, _ABSENT_TEXT))} -> {_short(after.get(key, _ABSENT_TEXT))}")
+    return out
+
+
+_ABSENT_TEXT = "(absent)"
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def _leaves(cfg: DictConfig) -> dict[str, Any]:
+    """{dotted key: resolved value} (lists are leaves); a value that cannot be resolved outside a
+    job (e.g. ${hydra:runtime.output_dir}) keeps its interpolation text."""
+    out: dict[str, Any] = {}
+    for key, text in flatten(OmegaConf.to_container(cfg, resolve=False)).items():
+        try:
+            value = OmegaConf.select(cfg, key)
+            out[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        except Exception:
+            out[key] = f"{_UNRESOLVABLE} {text}"
+    return out
+
+
+def _under(key: str, prefixes: list[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes if p)
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("/", "~", "file:"))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= 120 else text[:117] + "..."

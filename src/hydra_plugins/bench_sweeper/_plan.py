@@ -1,0 +1,130 @@
+"""Everything checked before a sweep creates or launches anything (the dry run stops after it).
+
+Bad input gets a sentence naming the key and the fix: impossible settings, a sampler or pruner that
+cannot be built, an unreachable storage, a sweep dir that cannot be written, a malformed search
+space or a searched key that exists nowhere, and whatever the app's cell_check says about each
+cell's composed config (bench: unknown data, unreachable weights, impossible values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ._cells import DIRECTIONS, Cell, bare_key, describe_cell, enumerate_cells, split_arguments
+from ._errors import SweepConfigError
+from ._masking import mask_text
+from ._studies import ON_CHANGE, storage_location
+from ._sweepdir import check_creatable, read_identity
+
+
+@dataclass
+class SweepPlan:
+    cells: list[Cell]
+    common: list[str]  # overrides every trial gets
+    sweep_dir: Path
+    storage: str  # the location jobs and driver open: a URL or a journal file path
+    axes: list[str]  # the swept keys (task, model, ...)
+
+
+def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[str]) -> SweepPlan:
+    _check_settings(settings)
+    for what in ("sampler", "pruner"):
+        _check_buildable(what, getattr(settings, what))
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    check_creatable(sweep_dir, "the sweep directory", "hydra.sweep.dir")
+    storage = storage_location(settings.storage, str(sweep_dir))
+    _check_storage(storage)
+
+    params = OmegaConf.to_container(settings.params, resolve=False) if OmegaConf.is_config(settings.params) else settings.params
+    declared = OmegaConf.to_container(settings.cells, resolve=True) if OmegaConf.is_config(settings.cells) else settings.cells
+    columns = OmegaConf.to_container(settings.columns) if OmegaConf.is_config(settings.columns) else settings.columns
+    known_axes = read_identity(sweep_dir).get("axes", [])
+    split = split_arguments(arguments, loader, declared, known_axes)
+    cells = enumerate_cells(split, known_axes)
+    check = get_method(settings.cell_check) if settings.cell_check else None
+    for cell in cells:
+        cell_cfg = loader.load_sweep_config(config, split.common + cell.overrides)
+        describe_cell(cell, cell_cfg, split, params or {}, search_space_key=settings.search_space_key,
+                      metric_key=settings.metric_key, direction_key=settings.direction_key,
+                      default_direction=settings.direction, columns=columns or {})
+        if check is not None:
+            check(cell_cfg)
+    return SweepPlan(cells, split.common, sweep_dir, storage, [bare_key(k) for k in split.cell_axes])
+
+
+def describe_plan(plan: SweepPlan, settings: Any, launcher: Any) -> str:
+    pruner = (settings.pruner or {}).get("_target_", "none")
+    lines = [f"{len(plan.cells)} cell(s) x {settings.n_trials} trials = {len(plan.cells) * settings.n_trials} trials, "
+             f"n_jobs={settings.n_jobs}, launcher={type(launcher).__name__}, pruner={pruner}",
+             f"sweep dir {plan.sweep_dir}, storage {mask_text(plan.storage)}"]
+    for cell in plan.cells:
+        lines.append(f"\ncell {cell.label}: {cell.direction} {cell.metric or 'the job return value'}")
+        for key, text in cell.params.items():
+            kind = type(cell.distributions[key]).__name__ if key in cell.distributions else "fixed"
+            lines.append(f"  {key}: {text}  [{kind}]")
+    return "\n".join(lines)
+
+
+def _check_settings(s: Any) -> None:
+    problems = []
+    if not 0.0 <= s.max_failure_rate <= 1.0:
+        problems.append(f"hydra.sweeper.max_failure_rate={s.max_failure_rate} must be within [0, 1]")
+    if s.n_trials < 1:
+        problems.append(f"hydra.sweeper.n_trials={s.n_trials} must be at least 1")
+    if s.n_jobs < 1:
+        problems.append(f"hydra.sweeper.n_jobs={s.n_jobs} must be at least 1 (with bench: launcher.parallel_trials)")
+    if not s.poll_interval > 0:
+        problems.append(f"hydra.sweeper.poll_interval={s.poll_interval} must be a positive number of seconds")
+    if s.on_change not in ON_CHANGE:
+        problems.append(f"hydra.sweeper.on_change={s.on_change!r} must be one of {list(ON_CHANGE)}")
+    direction = getattr(s.direction, "name", s.direction)
+    if direction not in DIRECTIONS:
+        problems.append(f"hydra.sweeper.direction={s.direction!r} must be one of {list(DIRECTIONS)} "
+                        "(multi-objective studies are not supported by the bench sweeper)")
+    s.direction = direction
+    if problems:
+        raise SweepConfigError("; ".join(problems))
+
+
+def _check_buildable(what: str, node: Any) -> None:
+    """Build the sampler or pruner once, so a _target_ typo or a bad argument is a sentence now
+    rather than a failure of every cell later."""
+    if not node:
+        return
+    try:
+        instantiate(node)
+    except Exception as exc:
+        cause = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        target = node.get("_target_")
+        raise SweepConfigError(
+            f"hydra.sweeper.{what} ({target}) cannot be built: {type(cause).__name__}: {cause}. Pick one with "
+            f"hydra/sweeper/{what}=<option> (see --help) or fix hydra.sweeper.{what}._target_ and its arguments."
+        ) from None
+
+
+def _check_storage(location: str) -> None:
+    """Reach the storage without creating anything in it."""
+    if "://" not in location:
+        check_creatable(Path(location), "the Optuna journal file", "hydra.sweeper.storage", is_dir=False)
+        return
+    if location.startswith("sqlite:"):
+        check_creatable(Path(location.split(":///", 1)[-1]), "the SQLite storage", "hydra.sweeper.storage", is_dir=False)
+        return
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(location).connect():
+            pass
+    except Exception as exc:
+        raise SweepConfigError(
+            f"hydra.sweeper.storage={mask_text(location)} cannot be reached: {mask_text(str(exc).splitlines()[0])}. "
+            "Check the URL, the credentials and that the database server is up, or leave storage unset for a "
+            "journal file in the sweep dir."
+        ) from None
