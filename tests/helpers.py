@@ -108,3 +108,51 @@ def assert_tracked_like_the_local_launcher(client: Any, experiment: str, sweep_d
     assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": cells, "trial": trials}
     assert all(r.info.status == "FINISHED" for level in levels.values() for r in level)
     assert {r["mlflow_run_id"] for r in read_csv(sweep_dir / "results.csv")} == {r.info.run_id for r in levels["trial"]}
+
+
+# ---- secrets ----------------------------------------------------------------------------------
+# One distinct secret per position a secret can hide in; the tests plant them all and then look for
+# them in every byte a sweep left: its directory, the MLflow store, the console.
+PLANTED = {
+    "secrets.db_password": "S3cret-named-key-1111",  # under a key that names a secret
+    "db.url": "S3cret-url-password-2222",  # the password of a URL
+    "setup": "S3cret-in-a-list-3333",  # NAME=VALUE text inside a list
+    "hf": "S3cret-from-env-4444",  # ${oc.env:...} of a variable named like a token
+}
+PLANTED_ENV = {"BENCH_TEST_HF_TOKEN": PLANTED["hf"]}
+
+
+def planted_overrides() -> list[str]:
+    return [f"+secrets.db_password={PLANTED['secrets.db_password']}",
+            f"+db.url=postgresql://user:{PLANTED['db.url']}@db.example/x",
+            f"+setup=['export HF_TOKEN={PLANTED['setup']}']",
+            "+hf=${oc.env:BENCH_TEST_HF_TOKEN}",
+            # A failing trial whose traceback carries two of them.
+            "leak_in_error='${secrets.db_password} ${hf}'",
+            "received=[secrets.db_password,db.url,setup,hf]"]
+
+
+def find_secrets(secrets: list[str], roots: list[Path], texts: dict[str, str]) -> list[str]:
+    """Where any of `secrets` appears: every file under `roots` (bytes, databases included) and the
+    given texts (the captured console)."""
+    found = []
+    for root in roots:
+        for path in [root] if root.is_file() else root.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                found += [f"{secret!r} in {path}" for secret in secrets if secret.encode() in data]
+    for name, text in texts.items():
+        found += [f"{secret!r} in {name}" for secret in secrets if secret in text]
+    return found
+
+
+def received_real_values(sweep_dir: Path) -> bool:
+    """Every trial that ran got the real planted values (it recorded their digests)."""
+    import hashlib
+
+    expected = {"secrets.db_password": PLANTED["secrets.db_password"],
+                "db.url": f"postgresql://user:{PLANTED['db.url']}@db.example/x",
+                "setup": str([f"export HF_TOKEN={PLANTED['setup']}"]), "hf": PLANTED["hf"]}
+    digests = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in expected.items()}
+    files = list(sweep_dir.glob("*/received.json"))
+    return bool(files) and all(json.loads(f.read_text()) == digests for f in files)

@@ -46,7 +46,7 @@ def test_resolved_job_config_shows_the_merged_inputs(run_cli):
 def test_default_command_trains_reports_the_metric_and_tracks_the_run(run_cli, tmp_path):
     from mlflow import MlflowClient
 
-    from tests.test_tracking import tree
+    from tests.helpers import tree
 
     result = run_cli("task.max_epochs=2", "mlflow.save_models=true", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -68,11 +68,9 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_and_tracks(run_cli
     """The real thing, small: 2 tasks x 2 models through the bench sweeper, train() in each trial
     reporting every epoch to its study and to its MLflow run, an aggressive pruner, results on disk
     and on the embedded MLflow store (multirun_outputs/mlflow.db)."""
-    import optuna
     from mlflow import MlflowClient
 
-    from hydra_plugins.bench_sweeper._studies import open_storage
-    from tests.test_tracking import SECRET, read_results, tree
+    from tests.helpers import SECRET, read_results, studies, tree
 
     sweep = tmp_path / "sweep"
     result = run_cli(
@@ -84,10 +82,10 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_and_tracks(run_cli
         "hydra.sweeper.pruner.reduction_factor=100", f"hydra.sweep.dir={sweep}", f"+db.password={SECRET}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    storage = open_storage(str(sweep / "optuna.journal"))
+    found = studies(sweep)
     for task, metric in (("synthetic_seg", "val/mIoU"), ("synthetic_cls", "val/Accuracy")):
         for model in ("prithvi_tiny", "resnet50_unet"):
-            study = optuna.load_study(study_name=f"bench[task={task},model={model}]", storage=storage)
+            study = found[f"task={task},model={model}"]
             assert study.direction == optuna.study.StudyDirection.MAXIMIZE
             assert len(study.trials) == 2
             assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
@@ -95,6 +93,7 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_and_tracks(run_cli
             assert study.user_attrs["metric"] == metric
     rows = read_results(tmp_path)
     assert len(rows) == 8 and "PRUNED" in {r["state"] for r in rows}
+    assert all(r["cell"] == f"task={r['task']},model={r['model']}" and r["metric"] for r in rows)
     client = MlflowClient(f"sqlite:///{tmp_path}/multirun_outputs/mlflow.db")
     levels = tree(client, "bench")
     assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 4, "trial": 8}
@@ -104,9 +103,8 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_and_tracks(run_cli
         job_config = (Path(row["job_dir"]) / ".hydra" / "config.yaml").read_text()
         assert f"lr: {row['hparams.lr']}" in job_config  # each trial trained with its own sample
         run = trial_runs[row["mlflow_run_id"]]
-        metric = "val/mIoU" if "synthetic_seg" in row["cell"] else "val/Accuracy"
-        study = optuna.load_study(study_name=row["study"], storage=storage)
-        epochs = len(study.trials[int(row["trial"])].intermediate_values)  # fewer when pruned early
+        metric = row["metric"]
+        epochs = len(found[row["cell"]].trials[int(row["trial"])].intermediate_values)  # fewer when pruned early
         assert len(client.get_metric_history(run.info.run_id, metric)) == epochs  # one point per epoch
         assert client.get_metric_history(run.info.run_id, "train/loss")
         if row["state"] == "COMPLETE" or epochs > 1:  # a trial pruned at its first epoch saved nothing
@@ -116,6 +114,13 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_and_tracks(run_cli
         assert {"config.yaml", "overrides.yaml"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
         config = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / run.info.run_id))).read_text()
         assert SECRET not in config and "password" in config
+        assert SECRET not in (Path(row["job_dir"]) / ".hydra" / "overrides.yaml").read_text()
+    assert SECRET not in result.stdout + result.stderr + (sweep / "multirun.yaml").read_text()
+    # The console shows trial events, not each trial's framework logs: those are in the job's log.
+    console = result.stdout + result.stderr
+    assert "Error executing job" not in console and "LitLogger" not in console and "litmodels" not in console
+    assert "GPU available:" not in console
+    assert "GPU available:" in (Path(rows[0]["job_dir"]) / "bench.log").read_text()
 
 
 def test_missing_dataset_fails_fast_without_traceback(run_cli, tmp_path):
@@ -152,6 +157,17 @@ def test_dry_run_shows_the_plan_without_importing_torch(tmp_path):
     assert "cell task=synthetic_cls,model=prithvi: maximize val/Accuracy" in result.stdout
     assert "hparams.model_args.decoder_channels: choice([512,256,128,64], [256,128,64,32])" in result.stdout
     assert not {"torch", "terratorch", "lightning"} & _imported_modules(result.stderr)
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("override, key", [("hparams.batch_size=0", "hparams.batch_size=0"),
+                                           ("task.max_epochs=0", "task.max_epochs=0"),
+                                           ("task.max_epochs=-1", "task.max_epochs=-1"),
+                                           ("task.patience=0", "task.patience=0")])
+def test_impossible_values_fail_before_any_job(run_cli, tmp_path, override, key):
+    result = run_cli("-m", override, "search_space=none", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode != 0
+    assert f"bench: error: {key} is not possible" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "sweep").exists()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
@@ -56,10 +58,10 @@ def test_every_search_space_parses_into_optuna_distributions(compose_cfg, space,
     cfg = compose_cfg(f"search_space={space}", f"model={model}")
     params = OmegaConf.to_container(cfg.search_space, resolve=True)
     distributions, fixed = parse_search_space(params)
-    assert set(distributions) | set(fixed) == set(params)
+    assert set(distributions) | set(fixed) == {key.lstrip("+") for key in params}
     for key in params:
         # Every tuned key must address something the trial config accepts under hparams.
-        assert key.startswith("hparams."), key
+        assert key.lstrip("+").startswith("hparams."), key
 
 
 def test_default_search_space_matches_the_documented_ranges(compose_cfg):
@@ -86,3 +88,20 @@ def test_launcher_local_uses_hydra_basic_launcher():
 
 def test_experiment_demo_overrides_task_budget(compose_cfg):
     assert compose_cfg("experiment=demo").task.max_epochs < compose_cfg().task.max_epochs
+
+
+def test_run_and_sweep_dirs_of_commands_started_in_the_same_second_differ():
+    from hydra import compose, initialize_config_dir
+
+    from bench.paths import CONFIG_DIR
+
+    dirs = []
+    for _ in range(2):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            hydra = compose("config", return_hydra_config=True).hydra
+            dirs.append((hydra.run.dir, hydra.sweep.dir))
+    # A timestamp to the second, then a random token: the token alone tells them apart.
+    for run_dir, sweep_dir in dirs:
+        assert re.fullmatch(r"multirun_outputs/runs/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[0-9a-f]{6}", run_dir), run_dir
+        assert re.fullmatch(r"multirun_outputs/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[0-9a-f]{6}", sweep_dir), sweep_dir
+    assert dirs[0][0] != dirs[1][0] and dirs[0][1] != dirs[1][1]

@@ -69,3 +69,15 @@ def test_task_type_without_terratorch_class_is_rejected(compose_cfg):
 def test_missing_metric_key_is_rejected(compose_cfg):
     with pytest.raises(ConfigError, match="task.metric is not set"):
         build_spec(compose_cfg("task.metric=null"))
+
+
+@pytest.mark.parametrize("override, key", [("hparams.batch_size=0", "hparams.batch_size"), ("task.max_epochs=0", "task.max_epochs"),
+                                           ("task.max_epochs=-1", "task.max_epochs"), ("task.patience=0", "task.patience"),
+                                           ("hparams.batch_size=8.5", "hparams.batch_size")])
+def test_impossible_values_are_refused_naming_the_key(compose_cfg, override, key):
+    with pytest.raises(ConfigError, match=rf"^{key}=.* is not possible: .* a whole number of at least 1"):
+        build_spec(compose_cfg(override))
+
+
+def test_no_patience_means_no_early_stopping(compose_cfg):
+    assert build_spec(compose_cfg("task.patience=null", "task.max_epochs=7")).patience == 7

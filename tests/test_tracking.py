@@ -1,78 +1,46 @@
 """MLflow tracking against real MLflow: a SQLite store (written directly by in-process trials, or
-behind a local `mlflow server`), and a separate real server for the remote case. The stub app uses
-bench's callback like any Hydra app."""
+behind bench's authenticated `mlflow server`), and a separate real server for the remote case. The
+stub app uses bench's callbacks like any Hydra app."""
 
 from __future__ import annotations
 
-import csv
+import base64
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
 from bench.tracking.server import LocalTrackingServer
-from tests.test_sweeper import STUB, studies
-
-SECRET = "hunter2-do-not-log"
-
-
-def tracking_args(tmp_path: Path, uri: str | None = None) -> list[str]:
-    """Turn on bench's MLflow callback in the stub app: by default the embedded SQLite store."""
-    return ["mlflow.enabled=true", f"mlflow.tracking_uri={uri or f'sqlite:///{tmp_path}/mlflow.db'}",
-            f"+mlflow.artifact_location={(tmp_path / 'artifacts').as_uri()}"]
-
-
-def run_tracked_stub(tmp_path: Path, *args: str, uri: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={tmp_path}/sweep", *tracking_args(tmp_path, uri), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env={**os.environ, "HYDRA_FULL_ERROR": "1"},
-    )
-
-
-def assert_tracked_like_the_local_launcher(client: MlflowClient, experiment: str, sweep_dir: Path, cells: int, trials: int) -> None:
-    """One benchmark run, a run per cell, a FINISHED run per trial, and results.csv pointing at them."""
-    levels = tree(client, experiment)
-    assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": cells, "trial": trials}
-    assert all(r.info.status == "FINISHED" for level in levels.values() for r in level)
-    with open(sweep_dir / "results.csv") as f:
-        assert {r["mlflow_run_id"] for r in csv.DictReader(f)} == {r.info.run_id for r in levels["trial"]}
+from tests.helpers import (PLANTED, PLANTED_ENV, find_secrets, output, planted_overrides, read_results,
+                           received_real_values, run_tracked_stub, running_trial_dir, start_stub, studies,
+                           tracking_args, tree, wait_for)
 
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
-    """One real `mlflow server` (over SQLite) for the tests that are not about the embedded default:
-    each logs to its own experiment on it, as several benchmarks share a team's server."""
+    """One real, authenticated `mlflow server` (over SQLite) for the tests that are not about the
+    embedded default: each logs to its own experiment on it, as several benchmarks share a team's
+    server. Yields (tracking URI with its credentials, server, its directory)."""
     root = tmp_path_factory.mktemp("mlflow_server")
     server = LocalTrackingServer(f"sqlite:///{root}/server.db", (root / "artifacts").as_uri(), root / "server.log")
-    url = server.start()
-    yield url
+    uri = server.start()
+    yield uri, server, root
     server.stop()
 
 
-def run_on_server(url: str, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, MlflowClient, str]:
+def run_on_server(server, tmp_path: Path, *args: str, env: dict | None = None):
     """The stub sweep logging to the shared server, in an experiment named after the test's tmp dir."""
-    experiment = tmp_path.name
-    result = run_tracked_stub(tmp_path, f"mlflow.experiment={experiment}", *args, uri=url)
-    return result, MlflowClient(url), experiment
-
-
-def tree(client: MlflowClient, experiment: str = "stub") -> dict[str, list]:
-    exp = client.get_experiment_by_name(experiment)
-    found = client.search_runs([exp.experiment_id], max_results=1000)
-    by_level: dict[str, list] = {}
-    for run in found:
-        by_level.setdefault(run.data.tags.get("bench.level"), []).append(run)
-    return by_level
-
-
-def read_results(tmp_path: Path) -> list[dict[str, str]]:
-    with open(tmp_path / "sweep" / "results.csv") as f:
-        return list(csv.DictReader(f))
+    uri = server[0]
+    result = run_tracked_stub(tmp_path, f"mlflow.experiment={tmp_path.name}", *args, uri=uri, env=env)
+    return result, MlflowClient(uri), tmp_path.name
 
 
 def test_stub_sweep_builds_the_run_tree_with_configs_and_links(tmp_path):
@@ -98,7 +66,7 @@ def test_stub_sweep_builds_the_run_tree_with_configs_and_links(tmp_path):
     assert sorted(r["mlflow_run_id"] for r in rows) == sorted(trial_runs)
     for row in rows:
         tags = trial_runs[row["mlflow_run_id"]].data.tags
-        assert (tags["bench.cell"], tags["bench.trial"]) == (row["cell"], row["trial"])
+        assert (tags["bench.cell"], tags["bench.trial"], tags["bench.study"]) == (row["cell"], row["trial"], row["study"])
         assert tags["bench.sweep_dir"] == str((tmp_path / "sweep").resolve())
         run = trial_runs[row["mlflow_run_id"]]
         assert float(run.data.params["x"]) == float(row["x"])  # sampled hyperparameters as params
@@ -114,9 +82,8 @@ def test_failed_trial_leaves_a_failed_run_with_its_traceback(mlflow_server, tmp_
     levels = tree(client, experiment)
     failed = [r for r in levels["trial"] if r.info.status == "FAILED"]
     assert len(failed) == 1 and failed[0].data.tags["bench.cell"] == "task=b"
-    error = client.download_artifacts(failed[0].info.run_id, "error.txt", str(tmp_path))
-    assert "RuntimeError: stub failure in task b" in Path(error).read_text()
-    assert "Traceback" in Path(error).read_text()
+    error = Path(client.download_artifacts(failed[0].info.run_id, "error.txt", str(tmp_path))).read_text()
+    assert "RuntimeError: stub failure in task b" in error and "Traceback" in error
     statuses = {r.data.tags["bench.cell"]: r.info.status for r in levels["cell"]}
     assert statuses == {"task=a": "FINISHED", "task=b": "FAILED"}
     assert levels["benchmark"][0].info.status == "FAILED"  # closed although the sweep raised
@@ -126,8 +93,7 @@ def test_pruned_trials_are_marked_and_terminated(mlflow_server, tmp_path):
     result, client, experiment = run_on_server(mlflow_server, tmp_path, "hydra/sweeper/pruner=median",
                                                "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.n_trials=8", "steps=5")
     assert result.returncode == 0, result.stderr[-3000:]
-    levels = tree(client, experiment)
-    pruned = [r for r in levels["trial"] if r.data.tags.get("bench.state") == "PRUNED"]
+    pruned = [r for r in tree(client, experiment)["trial"] if r.data.tags.get("bench.state") == "PRUNED"]
     assert pruned
     for run in pruned:
         assert run.info.status == "KILLED" and run.data.tags["bench.pruned"] == "true"
@@ -135,59 +101,89 @@ def test_pruned_trials_are_marked_and_terminated(mlflow_server, tmp_path):
     assert len(pruned) == sum(t.state.name == "PRUNED" for t in study.trials)
 
 
-def test_secrets_are_masked_in_every_artifact_and_param(mlflow_server, tmp_path):
-    result, client, experiment = run_on_server(mlflow_server, tmp_path, f"+db.password={SECRET}", f"+hf_token={SECRET}",
-                                               "hydra.sweeper.n_trials=2")
-    assert result.returncode == 0, result.stderr[-3000:]
-    artifact_files = [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
-    assert any(p.name == "config.yaml" for p in artifact_files)
-    for path in artifact_files:
-        assert SECRET not in path.read_text(errors="ignore"), path
-    texts = [p.read_text() for p in artifact_files if p.name in ("config.yaml", "overrides.yaml")]
-    assert any("password: '***'" in t or "password: ***" in t for t in texts)
-    for level in tree(client, experiment).values():
-        for run in level:
-            assert SECRET not in str(run.data.params) + str(run.data.tags)
+def test_no_planted_secret_reaches_disk_logs_or_mlflow(mlflow_server, tmp_path):
+    """A secret in every position (a secret-named key, a URL password, a list item, an ${oc.env:}
+    value, the tracking URI's credentials, a traceback) and two trials on the local launcher: none
+    is anywhere on disk, in MLflow (database and artifacts) or on the console; the jobs got them."""
+    uri, server, server_root = mlflow_server
+    result, _, _ = run_on_server(mlflow_server, tmp_path, "task=a,b", "fail_tasks=[b]", "hydra.sweeper.n_trials=1",
+                                 *planted_overrides(), env=PLANTED_ENV)
+    assert "cells stopped before their budget: task=b" in result.stderr  # b's trial failed, as planted
+    assert received_real_values(tmp_path / "sweep")
+    secrets = [*PLANTED.values(), server.password]
+    found = find_secrets(secrets, [tmp_path, server_root], {"stdout": result.stdout, "stderr": result.stderr})
+    assert not found, found
+    # What is masked is still there, as ***: the config and the traceback keep their shape.
+    config = (tmp_path / "sweep" / "0" / ".hydra" / "config.yaml").read_text()
+    assert "db_password: '***'" in config and "postgresql://user:***@db.example/x" in config
+    assert "RuntimeError: stub failure in task b (*** ***)" in result.stdout + result.stderr
 
 
-def test_kill_and_resume_leaves_nothing_running_and_deletes_nothing(tmp_path):
-    args = [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={tmp_path}/sweep", "mlflow.enabled=true",
-            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"+mlflow.artifact_location={(tmp_path / 'artifacts').as_uri()}",
-            "task=a,b", "sleep=0.5", "hydra.sweeper.n_trials=4", "+mlflow.serve=true"]
-    driver = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((tmp_path / "sweep").glob("*/timing.json"))) < 3:
-        time.sleep(0.05)
-    time.sleep(0.2)
+def test_a_driver_killed_mid_trial_then_resumed_leaves_nothing_running_and_deletes_nothing(tmp_path):
+    args = [*tracking_args(tmp_path), "task=a,b", "hydra.sweeper.n_trials=4", "+mlflow.serve=true",
+            "hold_trials=[1]", f"release={tmp_path / 'release'}"]
+    driver = start_stub(tmp_path / "sweep", *args, cwd=tmp_path)
+    wait_for(lambda: running_trial_dir(tmp_path / "sweep"), 120, "a trial to be running")
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    before = {r.info.run_id for level in tree(client).values() for r in level}
+    before = {r.info.run_id: r for level in tree(client).values() for r in level}
+    assert [r for r in before.values() if r.info.status == "RUNNING" and r.data.tags["bench.level"] == "trial"]
     artifacts_before = {p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()}
-    assert before and (tmp_path / "sweep" / "mlflow_server.log").exists()
 
-    result = run_tracked_stub(tmp_path, "task=a,b", "sleep=0.5", "hydra.sweeper.n_trials=4")
+    (tmp_path / "release").touch()
+    result = run_tracked_stub(tmp_path, *args[3:])
     assert result.returncode == 0, result.stderr[-3000:]
     levels = tree(client)
-    after = {r.info.run_id for level in levels.values() for r in level}
-    assert before <= after  # nothing deleted
+    after = {r.info.run_id: r for level in levels.values() for r in level}
+    assert set(before) <= set(after)  # nothing deleted
     assert artifacts_before <= {p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()}
     assert len(levels["benchmark"]) == 1 and len(levels["cell"]) == 2  # reused, not duplicated
-    assert not [r for level in levels.values() for r in level if r.info.status == "RUNNING"]
-    ids = {row["mlflow_run_id"] for row in read_results(tmp_path)}
-    assert ids == {r.info.run_id for r in levels["trial"]}
+    assert not [r for r in after.values() if r.info.status == "RUNNING"]
+    (killed,) = [r for r in levels["trial"] if r.data.tags.get("bench.state") == "INTERRUPTED"]
+    assert killed.info.status == "KILLED" and killed.info.run_id in before
+    assert {row["mlflow_run_id"] for row in read_results(tmp_path)} == {r.info.run_id for r in levels["trial"]}
     # The server of the killed driver stopped with it (its watchdog saw the pipe close).
     assert not _processes_mentioning(f"{tmp_path}/mlflow.db")
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_driver_closes_its_in_process_trial_run_as_killed(tmp_path, signum):
+    driver = start_stub(tmp_path / "sweep", *tracking_args(tmp_path), "task=a", "hydra.sweeper.n_trials=3",
+                        "hold_trials=[1]", f"release={tmp_path / 'never'}", "steps=2", cwd=tmp_path)
+    wait_for(lambda: (d := running_trial_dir(tmp_path / "sweep")) and d.name == "1", 120, "trial 1 running")
+    driver.send_signal(signum)
+    assert driver.wait(timeout=120) != 0
+    levels = tree(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"))
+    states = sorted((r.data.tags.get("bench.state"), r.info.status) for r in levels["trial"])
+    assert states == [("COMPLETE", "FINISHED"), ("INTERRUPTED", "KILLED")], output(tmp_path / "sweep")
+    assert [r.info.status for r in levels["cell"] + levels["benchmark"]] == ["KILLED", "KILLED"]
+
+
+def test_the_best_value_of_a_resumed_cell_never_gets_worse(mlflow_server, tmp_path):
+    result, client, experiment = run_on_server(mlflow_server, tmp_path, "task=a", "hydra.sweeper.n_trials=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (cell,) = tree(client, experiment)["cell"]
+    best_before = cell.data.metrics["best_value"]
+    result, _, _ = run_on_server(mlflow_server, tmp_path, "task=a", "hydra.sweeper.n_trials=6")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (study,) = studies(tmp_path / "sweep").values()
+    assert any(t.value > best_before for t in study.trials[3:])  # the resumed trials include worse ones
+    history = [m.value for m in sorted(client.get_metric_history(cell.info.run_id, "best_value"), key=lambda m: m.step)]
+    assert history == sorted(history, reverse=True)  # minimised: only ever improves
+    assert history[-1] == min(t.value for t in study.trials)
+
+
 def _processes_mentioning(text: str, grace_s: float = 20.0) -> list[str]:
-    deadline = time.time() + grace_s
-    while True:
+    def found() -> list[str]:
         lines = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
-        found = [line for line in lines if text in line and not line.startswith("ps ")]
-        if not found or time.time() > deadline:
-            return found
-        time.sleep(0.5)
+        return [line for line in lines if text in line and not line.startswith("ps ")]
+
+    try:
+        wait_for(lambda: not found(), grace_s, "the processes to exit", interval_s=0.5)
+    except AssertionError:
+        pass
+    return found()
 
 
 def test_remote_tracking_server(mlflow_server, tmp_path):
@@ -197,6 +193,57 @@ def test_remote_tracking_server(mlflow_server, tmp_path):
     levels = tree(client, experiment)
     assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 2, "trial": 4}
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "sweep" / "mlflow_server.log").exists()
+
+
+# ---- the served store ---------------------------------------------------------------------------
+def _search(url: str, credentials: str | None = None) -> int:
+    headers = {"Content-Type": "application/json"}
+    if credentials:
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+    request = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search", data=b'{"max_results": 5}', headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_the_served_store_refuses_requests_without_the_sweeps_credentials(mlflow_server):
+    uri, server, _ = mlflow_server
+    assert _search(server.url) == 401  # any local user, no credentials
+    assert _search(server.url, "bench:wrong-password") == 401
+    assert _search(server.url, f"bench:{server.password}") == 200
+    client = MlflowClient(uri)  # the credentials the trials get
+    assert client.get_experiment_by_name("Default") is not None
+
+
+def test_a_server_that_cannot_start_is_reported_at_once(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = LocalTrackingServer(f"sqlite:///{tmp_path}/m.db", (tmp_path / "a").as_uri(), tmp_path / "log", port=port)
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match=r"exited \(code [-0-9]+\) before answering") as info:
+            server.start()
+    assert time.monotonic() - started < 60  # not the 120 s health-check timeout
+    assert "address already in use" in str(info.value).lower()
+
+
+def test_the_fallback_kill_reaches_the_server_not_only_its_watchdog(tmp_path):
+    server = LocalTrackingServer(f"sqlite:///{tmp_path}/m.db", (tmp_path / "a").as_uri(), tmp_path / "log")
+    server.start()
+    group = server.process.pid
+    os.kill(group, signal.SIGSTOP)  # a watchdog that no longer reacts to the closed pipe
+    server.stop(grace_s=1)
+
+    def alive_in_group() -> list[str]:
+        ps = subprocess.run(["ps", "-o", "pid=,stat=", "-g", str(group)], capture_output=True, text=True).stdout
+        return [line for line in ps.splitlines() if line.split()[1:2] != ["Z"]]
+
+    wait_for(lambda: not alive_in_group(), 10, "every process of the server's group to be gone")
+    with pytest.raises(OSError):  # nothing answers any more
+        urllib.request.urlopen(f"{server.url}/health", timeout=5)
 
 
 CONCURRENT_LOGGER = """
@@ -210,11 +257,12 @@ for step in range(steps):
 
 
 def test_eight_concurrent_trials_lose_no_metric_point(mlflow_server):
-    client = MlflowClient(mlflow_server)
+    uri = mlflow_server[0]
+    client = MlflowClient(uri)
     experiment = client.create_experiment("concurrency")
     run_ids = [client.create_run(experiment).info.run_id for _ in range(8)]
     steps = 40
-    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_LOGGER, mlflow_server, run_id, str(steps)],
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_LOGGER, uri, run_id, str(steps)],
                               stderr=subprocess.PIPE, text=True) for run_id in run_ids]
     for proc in procs:
         assert proc.wait(timeout=300) == 0, proc.stderr.read()
@@ -222,3 +270,4 @@ def test_eight_concurrent_trials_lose_no_metric_point(mlflow_server):
         for name in ("train/loss", "val/loss", "val/mIoU"):
             history = client.get_metric_history(run_id, name)
             assert sorted(m.step for m in history) == list(range(steps)), (run_id, name)
+

@@ -5,6 +5,7 @@ Importing bench must stay cheap (no torch): the CLI, config composition and dry 
 
 import secrets
 
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 __version__ = "0.1.0"
@@ -16,6 +17,8 @@ _RESOLVERS = {
     # on clusters that have no gres at all.
     "gb_to_bytes": lambda gb: None if gb is None else int(float(gb) * 1024**3),
     "none_if_zero": lambda value: None if value in (0, "0") else value,
+    # hydra/job_logging=bench: a sweep's jobs log to their file only; a single run to the console too.
+    "job_log_handlers": lambda mode: ["file"] if mode == RunMode.MULTIRUN else ["console", "file"],
 }
 for _name, _resolver in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):

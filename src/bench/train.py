@@ -43,6 +43,7 @@ def train(cfg: DictConfig) -> float:
     from bench.callbacks import MetricMonitor, OptunaPruning
     from hydra_plugins.bench_sweeper.trial import trial_from_config
 
+    _route_framework_logs()
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     output_dir = Path(cfg.output_dir)
@@ -111,6 +112,26 @@ def train(cfg: DictConfig) -> float:
         trainer.test(task, datamodule=datamodule, ckpt_path=checkpoint.best_model_path or None)
     _drop_resume_point(cfg, output_dir)
     return value
+
+
+class _DropLitLoggerTip(logging.Filter):
+    """Lightning advertises its cloud logger on every Trainer: noise in a benchmark's logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def _route_framework_logs() -> None:
+    """Framework output goes where the job's logging config sends it (hydra/job_logging=bench: the
+    job's own log file, plus the console in a single run), once and in one format:
+      - the `lightning` package gives its logger a console handler of its own at import, which
+        printed every Lightning line twice and, in sweeps, on the driver's console;
+      - warnings (deprecations and the like) become log records instead of bare stderr lines."""
+    logging.getLogger("lightning").handlers.clear()
+    logging.captureWarnings(True)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropLitLoggerTip) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropLitLoggerTip())
 
 
 def _assign_devices(cfg: DictConfig):

@@ -4,13 +4,14 @@ objective = model.scale * (x - task.offset)^2 + y, optionally sleeping, failing 
 intermediate values so a pruner can act.
 """
 
+import hashlib
 import json
 import os
 import time
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.bench_sweeper.trial import report_and_maybe_prune, trial_from_config
 
@@ -28,6 +29,9 @@ def main(cfg: DictConfig) -> float:
     with open(os.path.join(out, "attempts.jsonl"), "a") as f:
         f.write(json.dumps({"pid": os.getpid(), "start": started, "node": node, "resumed_from": first_step,
                             "slurm_job": os.environ.get("SLURM_JOB_ID")}) + "\n")
+    if cfg.received:
+        with open(os.path.join(out, "received.json"), "w") as f:
+            json.dump({key: hashlib.sha256(str(OmegaConf.select(cfg, key)).encode()).hexdigest() for key in cfg.received}, f)
     value = cfg.model.scale * (cfg.x - cfg.task.offset) ** 2 + cfg.y
     try:
         if cfg.fail or cfg.task.name in cfg.fail_tasks or cfg.x > cfg.fail_above:

@@ -91,6 +91,9 @@ class MLflowTracking(Callback):
 
         from bench.tracking.environment import git_commit, package_versions
 
+        # MLflow's INFO lines (table creation, migrations) are not the sweep's business.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+
         default_uri, default_artifacts = default_locations()
         uri = settings.get("tracking_uri") or default_uri
         artifacts = settings.get("artifact_location") or default_artifacts

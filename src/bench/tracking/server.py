@@ -4,24 +4,39 @@ Trials log over HTTP to one server process instead of opening the SQLite file th
 writer, no "database is locked", and jobs on other nodes can reach it when it binds a routable
 host. Artifacts are not proxied: clients write them straight to the experiment's directory.
 
+It runs MLflow's own basic-auth app with credentials made for this sweep: every request without
+them is refused, so other users of the machine (or the network, with a routable host) can neither
+read nor change runs. The password exists only in this process, in the server's environment and,
+for jobs, in their config (masked wherever it is written); the auth store keeps only its hash, in
+a private temporary directory.
+
 The server runs under a small watchdog (`python -m bench.tracking.server ...`) that holds the read
 end of a pipe from the driver: if the driver dies, even by SIGKILL, the pipe closes and the
-watchdog stops the server, so no orphan keeps the SQLite file and a port.
+watchdog stops the server. The server shares the watchdog's process group, so stopping that group
+reaches every server process; and the watchdog exits as soon as the server does, so a server that
+cannot start (a port taken) is reported at once.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
+from hydra_plugins.bench_sweeper._masking import remember
+
 log = logging.getLogger(__name__)
+USERNAME = "bench"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -31,22 +46,44 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class LocalTrackingServer:
-    def __init__(self, backend_uri: str, artifact_root: str, log_path: str | os.PathLike, host: str = "127.0.0.1") -> None:
-        self.backend_uri, self.artifact_root, self.host = backend_uri, artifact_root, host
+    def __init__(self, backend_uri: str, artifact_root: str, log_path: str | os.PathLike, host: str = "127.0.0.1",
+                 port: int | None = None) -> None:
+        self.backend_uri, self.artifact_root, self.host, self.port = backend_uri, artifact_root, host, port
         self.log_path = Path(log_path)
         self.process: subprocess.Popen | None = None
-        self.url = ""
+        self.url = ""  # without credentials: for /health, which MLflow leaves open
+        self.password = secrets.token_urlsafe(24)
+        remember(self.password)  # masked in every text this process writes from now on
+        self._private: str | None = None
+
+    @property
+    def tracking_uri(self) -> str:
+        """The URL clients use: MLflow's REST client sends its userinfo as basic auth."""
+        scheme, _, rest = self.url.partition("://")
+        return f"{scheme}://{USERNAME}:{self.password}@{rest}"
 
     def start(self, timeout_s: float = 120.0) -> str:
-        port = free_port(self.host if self.host != "0.0.0.0" else "127.0.0.1")
+        port = self.port or free_port(self.host if self.host != "0.0.0.0" else "127.0.0.1")
         self.url = f"http://{socket.getfqdn() if self.host == '0.0.0.0' else self.host}:{port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._private = tempfile.mkdtemp(prefix="bench-mlflow-auth-")  # 0700
+        auth_config = Path(self._private) / "basic_auth.ini"
+        auth_config.write_text(
+            "[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
+            f"database_uri = sqlite:///{self._private}/auth.db\nadmin_username = {USERNAME}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            # One worker: caching a checked password cannot go stale, and saves a PBKDF2 per request.
+            "auth_cache_ttl_seconds = 3600\n"
+        )
         cmd = [sys.executable, "-m", "bench.tracking.server", sys.executable, "-m", "mlflow", "server",
-               "--backend-store-uri", self.backend_uri, "--host", self.host, "--port", str(port), "--workers", "1",
-               "--no-serve-artifacts", "--default-artifact-root", self.artifact_root]
-        # MLflow's job runner (huey consumers, for GenAI evaluation jobs) is of no use to bench and
-        # starts extra Python processes that slow the server's start by 2-4 s on 2 cores.
-        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+               "--app-name", "basic-auth", "--backend-store-uri", self.backend_uri, "--host", self.host,
+               "--port", str(port), "--workers", "1", "--no-serve-artifacts", "--default-artifact-root", self.artifact_root]
+        env = {**os.environ,
+               # MLflow's job runner (huey consumers, for GenAI evaluation jobs) is of no use to bench
+               # and starts extra Python processes that slow the server's start by 2-4 s on 2 cores.
+               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+               "MLFLOW_AUTH_CONFIG_PATH": str(auth_config), "MLFLOW_AUTH_ADMIN_PASSWORD": self.password,
+               "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
         with open(self.log_path, "ab") as out:
             # Own session: a Ctrl-C aimed at the driver must not stop the server before the driver
             # has closed its runs. stdin is the driver-death pipe (see the module docstring).
@@ -55,40 +92,70 @@ class LocalTrackingServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {self.process.returncode}; see {self.log_path}")
+                self._cleanup()
+                raise RuntimeError(f"the mlflow server for {self.backend_uri} exited (code {self.process.returncode}) "
+                                   f"before answering on {self.url}; its last words: {_tail(self.log_path)} (log: {self.log_path})")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
                     if response.status == 200:
-                        log.info("MLflow server for %s at %s", self.backend_uri, self.url)
-                        return self.url
+                        log.info("MLflow server for %s at %s (basic auth, credentials made for this sweep)",
+                                 self.backend_uri, self.url)
+                        return self.tracking_uri
             except OSError:
                 time.sleep(0.25)
         self.stop()
         raise RuntimeError(f"mlflow server did not answer within {timeout_s:.0f} s; see {self.log_path}")
 
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.stdin.close()  # the watchdog stops the server and exits
+    def stop(self, grace_s: float = 20.0) -> None:
         try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            if self.process is None or self.process.poll() is not None:
+                return
+            self.process.stdin.close()  # the watchdog stops the server and exits
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                # The server shares the watchdog's process group: this reaches all of it.
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        finally:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._private:
+            shutil.rmtree(self._private, ignore_errors=True)  # bench's own temporary auth store
+            self._private = None
+
+
+def _tail(path: Path, n: int = 3) -> str:
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return " | ".join(lines[-n:]) or "(empty log)"
+
+
+def _read_until_eof(fd: int) -> None:
+    # os.read, not sys.stdin: a daemon thread blocked in a buffered read holds a lock that
+    # interpreter shutdown would wait for.
+    while os.read(fd, 4096):
+        pass
 
 
 def _watchdog(command: list[str]) -> int:
-    """Run `command` in its own process group until stdin reaches EOF, then stop it."""
-    child = subprocess.Popen(command, start_new_session=True)
-    try:
-        sys.stdin.buffer.read()  # returns when the driver closes the pipe or dies
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGTERM)
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
+    """Run `command` in this process group until stdin reaches EOF, then stop the whole group;
+    return at once, with its status, if the command exits first."""
+    child = subprocess.Popen(command)
+    closed = threading.Event()
+    threading.Thread(target=lambda: (_read_until_eof(0), closed.set()), daemon=True).start()
+    while child.poll() is None and not closed.wait(0.2):
+        pass
+    if child.poll() is None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the group signal below is for the server
+        os.killpg(0, signal.SIGTERM)
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(0, signal.SIGKILL)  # this process too: nothing is left to do
     return child.wait()
 
 

@@ -42,6 +42,7 @@ class BenchSweeperImpl:
 
     def sweep(self, arguments: list[str]) -> list[dict[str, Any]]:
         _masking.install(self.config)
+        _quiet_libraries()
         plan = make_plan(self.settings, self.config, self.hydra_context.config_loader, arguments)
         if self.settings.dry_run:
             print(f"Dry run: nothing launched.\n{describe_plan(plan, self.settings, self.launcher)}")
@@ -127,6 +128,14 @@ def _print_best(rows: list[dict[str, Any]], searched: set[str], sweep_dir: Path)
           " ".join(f"{k}={format_value(v)}" for k, v in r.items() if k in searched)] for r in rows],
     )
     print(f"\nBest per cell (also in {sweep_dir / 'best.csv'}):\n{table}\n")
+
+
+def _quiet_libraries() -> None:
+    """The driver's console is for trial events: Optuna's own line per study created or loaded
+    says nothing the sweeper does not."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @contextlib.contextmanager

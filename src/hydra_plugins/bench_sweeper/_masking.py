@@ -29,6 +29,8 @@ SECRET_WORDS = {
     "password", "passwd", "pass", "pwd", "passphrase", "token", "secret", "apikey", "accesskey", "secretkey",
     "privatekey", "auth", "authorization", "credential", "credentials", "cookie",
 }
+# Shell variables whose names only look secret: PWD is the working directory.
+NOT_SECRET_ENV = {"PWD", "OLDPWD"}
 # Shorter values are still masked under their key, but not scrubbed from free text, where "abc"
 # or "1" would mangle unrelated words and numbers.
 MIN_SCRUB_LENGTH = 4
@@ -59,7 +61,7 @@ def remember(*values: Any) -> None:
 
 def remember_environment(environ: Mapping[str, str] | None = None) -> None:
     for name, value in (os.environ if environ is None else environ).items():
-        if is_secret_key(name):
+        if is_secret_key(name) and name not in NOT_SECRET_ENV:
             remember(value)
 
 
