@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-# A real benchmark: 2 synthetic tasks x prithvi_tiny, 4 trials per cell, median pruning.
+# A real benchmark, declared in conf/experiment/demo.yaml: 2 synthetic tasks x prithvi_tiny, 4 trials per cell.
 demo: install
-	$(PY) -m bench -m task=synthetic_seg,synthetic_cls experiment=demo
+	$(PY) -m bench -m experiment=demo
 
 test: install
 	$(PY) -m pytest

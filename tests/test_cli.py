@@ -68,6 +68,7 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_and_tracks(run_cli
     """The real thing, small: 2 tasks x 2 models through the bench sweeper, train() in each trial
     reporting every epoch to its study and to its MLflow run, an aggressive pruner, results on disk
     and on the embedded MLflow store (multirun_outputs/mlflow.db)."""
+    import optuna
     from mlflow import MlflowClient
 
     from tests.helpers import SECRET, read_results, studies, tree

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,17 +14,22 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.test_sweeper import STUB, states, studies
-from tests.test_tracking import assert_tracked_like_the_local_launcher, tracking_args, tree
+from tests.helpers import (PLANTED, PLANTED_ENV, STUB, assert_tracked_like_the_local_launcher, find_secrets, output,
+                           planted_overrides, received_real_values, running_trial_dir, start_stub, states, studies,
+                           tracking_args, tree, wait_for)
 
 pytestmark = pytest.mark.cluster
 
 
-def run_stub_on_ray(address: str, sweep_dir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def ray_args(address: str) -> list[str]:
+    return ["hydra/launcher=ray", f"hydra.launcher.ray.init.address={address}", "+hydra.launcher.ray.remote.num_cpus=1"]
+
+
+def run_stub_on_ray(address: str, sweep_dir: Path, *args: str, timeout: float = 600, cwd: Path | None = None,
+                    env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={sweep_dir}", "hydra/launcher=ray",
-         f"hydra.launcher.ray.init.address={address}", "+hydra.launcher.ray.remote.num_cpus=1", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+        [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={sweep_dir}", *ray_args(address), *args],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ, "HYDRA_FULL_ERROR": "1", **(env or {})},
     )
 
 
@@ -41,21 +47,15 @@ def test_existing_cluster_runs_trials_on_both_nodes_without_a_barrier(ray_cluste
 
 
 def test_killed_worker_is_retried_and_the_benchmark_completes(ray_cluster, tmp_path):
-    args = [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={tmp_path}", "hydra/launcher=ray",
-            f"hydra.launcher.ray.init.address={ray_cluster}", "+hydra.launcher.ray.remote.num_cpus=1",
-            "+hydra.launcher.ray.remote.max_retries=1", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
-            "sleep=0.5", "slow_trials=[0]", "slow_factor=20"]
-    driver = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    attempts = tmp_path / "0" / "attempts.jsonl"
-    deadline = time.time() + 120
-    while not attempts.exists() and time.time() < deadline:
-        time.sleep(0.1)
-    assert attempts.exists(), "trial 0 never started"
+    sweep = tmp_path / "sweep"
+    driver = start_stub(sweep, *ray_args(ray_cluster), "+hydra.launcher.ray.remote.max_retries=1", "hydra.sweeper.n_trials=4",
+                        "hydra.sweeper.n_jobs=2", "sleep=0.5", "slow_trials=[0]", "slow_factor=20")
+    attempts = sweep / "0" / "attempts.jsonl"
+    wait_for(attempts.exists, 120, "trial 0 to start")
     victim = json.loads(attempts.read_text().splitlines()[0])["pid"]
     os.kill(victim, signal.SIGKILL)  # the Ray worker process running trial 0
-    out, _ = driver.communicate(timeout=300)
-    assert driver.returncode == 0, out[-3000:]
-    (study,) = studies(tmp_path).values()
+    assert driver.wait(timeout=300) == 0, output(sweep)
+    (study,) = studies(sweep).values()
     assert states(study) == ["COMPLETE"] * 4
     runs = [json.loads(line) for line in attempts.read_text().splitlines()]
     assert len(runs) == 2 and runs[1]["pid"] != victim  # Ray re-ran it in a fresh worker
@@ -67,6 +67,46 @@ def test_request_no_node_can_hold_fails_before_any_trial(ray_cluster, tmp_path):
     assert "every trial asks Ray for 2 GPU, 1 CPU" in result.stderr
     assert "no node of the Ray cluster" in result.stderr and "largest has 0 GPU, 2 CPU" in result.stderr
     assert not list(tmp_path.glob("*/attempts.jsonl"))
+
+
+def test_sigterm_of_the_driver_cancels_its_ray_tasks_and_records_them_interrupted(ray_cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    driver = start_stub(sweep, *ray_args(ray_cluster), *tracking_args(tmp_path), "hydra.sweeper.n_trials=2",
+                        "hydra.sweeper.n_jobs=2", "hold_trials=[0,1]", f"release={tmp_path / 'never'}", cwd=tmp_path)
+    wait_for(lambda: len(list(sweep.glob("*/attempts.jsonl"))) == 2, 120, "two trials running on the cluster")
+    workers = [json.loads(p.read_text().splitlines()[0])["pid"] for p in sweep.glob("*/attempts.jsonl")]
+    driver.send_signal(signal.SIGTERM)
+    assert driver.wait(timeout=120) != 0
+    wait_for(lambda: not [pid for pid in workers if _alive(pid)], 60, "the Ray workers running the trials to be killed")
+    (study,) = studies(sweep).values()
+    assert sorted(states(study)) == ["FAIL", "FAIL", "WAITING", "WAITING"]  # both interrupted, both queued again
+    assert all(t.user_attrs.get("interrupted") for t in study.trials if t.state.name == "FAIL")
+    trial_runs = tree(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"))["trial"]
+    assert sorted((r.data.tags.get("bench.state"), r.info.status) for r in trial_runs) == [("INTERRUPTED", "KILLED")] * 2
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_no_planted_secret_reaches_disk_logs_or_mlflow_on_ray(ray_cluster, tmp_path):
+    """The masking test of test_tracking, on the Ray launcher: jobs in Ray workers, logging over HTTP
+    to bench's own authenticated server (whose generated password must not leak either)."""
+    result = run_stub_on_ray(ray_cluster, tmp_path / "sweep", *tracking_args(tmp_path), "task=a,b", "fail_tasks=[b]",
+                             "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=2", *planted_overrides(), cwd=tmp_path,
+                             env=PLANTED_ENV)
+    assert "cells stopped before their budget: task=b" in result.stderr, result.stderr[-3000:]
+    assert (tmp_path / "sweep" / "mlflow_server.log").exists()  # trials in other processes log over HTTP
+    assert received_real_values(tmp_path / "sweep")
+    found = find_secrets(list(PLANTED.values()), [tmp_path], {"stdout": result.stdout, "stderr": result.stderr})
+    assert not found, found
+    # The server's generated credentials reached the jobs in their config, and nowhere else in clear.
+    in_clear = [p for p in tmp_path.rglob("*") if p.is_file() and re.search(rb"://bench:(?!\*\*\*)[^@\s]+@", p.read_bytes())]
+    assert not in_clear and not re.search(r"://bench:(?!\*\*\*)[^@\s]+@", result.stdout + result.stderr)
 
 
 @pytest.mark.slow

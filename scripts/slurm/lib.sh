@@ -1,0 +1,68 @@
+# shellcheck shell=bash
+# Shared by slurm-up.sh and slurm-down.sh: where the test cluster lives, why its state directory
+# can be trusted, the lock both take, and its daemons (started and stopped by PID file with
+# start-stop-daemon, which also checks the executable, so a recycled PID is never signalled).
+
+STATE_DIR=${BENCH_SLURM_DIR:-/var/lib/bench-slurm}
+PORT_BASE=${BENCH_SLURM_PORT_BASE:-6817}
+TIMEOUT=${BENCH_SLURM_TIMEOUT:-60}
+# Written when the helper creates STATE_DIR. Only a directory that has it is used or purged.
+MARKER=.bench-slurm-state
+RUN=$STATE_DIR/run      # sockets, and the pid files the daemons write themselves
+PIDS=$STATE_DIR/pids    # pid files start-stop-daemon writes: the source of truth for stopping
+LOGS=$STATE_DIR/log
+CTLD_PORT=$PORT_BASE SLURMD_PORT=$((PORT_BASE + 1)) DBD_PORT=$((PORT_BASE + 2)) MYSQL_PORT=$((PORT_BASE + 3))
+export SLURM_CONF=$STATE_DIR/slurm.conf MYSQL_UNIX_PORT=$RUN/mysqld.sock
+# Start order; stopped in reverse.
+DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)
+
+log() { echo "$SELF: $*" >&2; }
+skip() { log "cannot run here: $*"; exit 2; }
+fail() { log "ERROR: $*"; exit 1; }
+
+# trust_state_dir [create]: STATE_DIR must be a real directory (not a symlink), owned by root,
+# private (no group or other access: daemons run as root from it) and marked as made by this
+# helper. With `create`, a missing one is made that way. Returns 1 when it does not exist.
+trust_state_dir() {
+    case $STATE_DIR in /*) ;; *) fail "BENCH_SLURM_DIR must be an absolute path: $STATE_DIR" ;; esac
+    (( ${#STATE_DIR} <= 80 )) || fail "BENCH_SLURM_DIR is too long for unix sockets: $STATE_DIR"
+    if [[ ${1:-} == create && ! -e $STATE_DIR && ! -L $STATE_DIR ]]; then
+        # mkdir, not mkdir -p: it fails if anything appeared there meanwhile, symlinks included.
+        mkdir -m 0700 -- "$STATE_DIR" || fail "cannot create $STATE_DIR"
+        echo "made by scripts/slurm-up.sh; scripts/slurm-down.sh --purge deletes this directory" >"$STATE_DIR/$MARKER"
+    fi
+    [[ -L $STATE_DIR ]] && fail "$STATE_DIR is a symlink; refusing to use it (whoever made it decides where root writes)"
+    [[ -e $STATE_DIR ]] || return 1
+    [[ -d $STATE_DIR ]] || fail "$STATE_DIR is not a directory"
+    local owner mode
+    owner=$(stat -c %u -- "$STATE_DIR") mode=$(stat -c %a -- "$STATE_DIR")
+    [[ $owner == 0 ]] || fail "$STATE_DIR belongs to uid $owner, not root; refusing to run root daemons from it"
+    (( (8#$mode & 8#077) == 0 )) || fail "$STATE_DIR has mode $mode; it must be private to root (700)"
+    [[ -f $STATE_DIR/$MARKER && ! -L $STATE_DIR/$MARKER ]] ||
+        fail "$STATE_DIR was not made by this helper (no $MARKER in it); refusing to use or purge it"
+}
+
+# take_lock: serialise every up/down on this state dir (held on fd 9 until exit).
+take_lock() {
+    exec 9>"$STATE_DIR/.lock"
+    flock -w 300 9 || fail "timed out waiting for $STATE_DIR/.lock (another slurm-up/down is running)"
+}
+
+exe() { command -v "$1" || echo "/usr/sbin/$1"; }
+
+running() {
+    start-stop-daemon --status --pidfile "$PIDS/$1.pid" --exec "$(exe "$1")" >/dev/null 2>&1
+}
+
+# start_daemon NAME ARGS...: NAME in the foreground of its own session, output to log/NAME.out.
+start_daemon() {
+    local name=$1; shift
+    start-stop-daemon --start --quiet --background --make-pidfile --pidfile "$PIDS/$name.pid" \
+        --output "$LOGS/$name.out" --exec "$(exe "$name")" -- "$@" 9>&- || fail "$name did not start"
+}
+
+# stop_daemon NAME: SIGTERM, then SIGKILL after 15 s; only the process the pid file names.
+stop_daemon() {
+    start-stop-daemon --stop --quiet --oknodo --pidfile "$PIDS/$1.pid" --exec "$(exe "$1")" \
+        --retry TERM/15/KILL/5 --remove-pidfile 9>&- && log "stopped $1 (if it was running)"
+}
