@@ -27,6 +27,7 @@ trust_state_dir create
 take_lock
 umask 077
 mkdir -p "$RUN" "$PIDS" "$LOGS" "$STATE_DIR/spool/slurmctld" "$STATE_DIR/spool/slurmd" "$STATE_DIR/munge"
+chmod 0711 "$STATE_DIR" "$RUN"  # munged wants its socket reachable by all; nothing here is listable
 
 # A failure from here on stops whatever this run started, so a caller that gives up leaks nothing.
 cleanup_on_failure() {
@@ -46,13 +47,13 @@ if [[ -n $(missing) ]]; then
     command -v apt-get >/dev/null 2>&1 || skip "missing $(missing | xargs) and apt-get is not available to install them"
     log "installing Debian's slurm, munge and mariadb packages (log: $LOGS/apt.log)"
     # Package scripts would start the system's own daemons (invoke-rc.d); policy-rc.d says no
-    # (exit 101). A guard in its own session removes it when this script ends, however it ends,
-    # SIGKILL included: it waits for EOF on a pipe only this script holds open.
+    # (exit 101). Ours exists only while apt runs: it goes when this script ends, however it ends.
     policy=/usr/sbin/policy-rc.d
     if [[ ! -e $policy ]]; then
+        remove_on_exit "$policy"
         printf '#!/bin/sh\nexit 101\n' >"$policy"
         chmod 755 "$policy"
-        exec {guard}> >(exec setsid sh -c 'cat >/dev/null; rm -f "$1"' guard "$policy")
+        ours=1
     fi
     if ! { DEBIAN_FRONTEND=noninteractive apt-get update -q &&
            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
@@ -60,7 +61,7 @@ if [[ -n $(missing) ]]; then
         tail -n 15 "$LOGS/apt.log" >&2
         skip "apt-get install of slurm/munge/mariadb failed (see $LOGS/apt.log)"
     fi
-    if [[ -n ${guard:-} ]]; then rm -f "$policy"; exec {guard}>&-; fi
+    if [[ -n ${ours:-} ]]; then rm -f "$policy"; fi
     [[ -z $(missing) ]] || skip "$(missing | xargs) still missing after apt-get install"
 fi
 

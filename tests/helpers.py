@@ -69,6 +69,15 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, interval
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's zombie lingers until init reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def running_trial_dir(sweep_dir: Path) -> Path | None:
     """A stub trial that has started (attempts.jsonl) and not finished (no timing.json)."""
     for attempts in sweep_dir.glob("*/attempts.jsonl"):

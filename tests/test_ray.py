@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers import (PLANTED, PLANTED_ENV, STUB, assert_tracked_like_the_local_launcher, find_secrets, output,
+from tests.helpers import (PLANTED, PLANTED_ENV, STUB, alive, assert_tracked_like_the_local_launcher, find_secrets, output,
                            planted_overrides, received_real_values, running_trial_dir, start_stub, states, studies,
                            tracking_args, tree, wait_for)
 
@@ -77,20 +77,12 @@ def test_sigterm_of_the_driver_cancels_its_ray_tasks_and_records_them_interrupte
     workers = [json.loads(p.read_text().splitlines()[0])["pid"] for p in sweep.glob("*/attempts.jsonl")]
     driver.send_signal(signal.SIGTERM)
     assert driver.wait(timeout=120) != 0
-    wait_for(lambda: not [pid for pid in workers if _alive(pid)], 60, "the Ray workers running the trials to be killed")
+    wait_for(lambda: not [pid for pid in workers if alive(pid)], 60, "the Ray workers running the trials to be killed")
     (study,) = studies(sweep).values()
     assert sorted(states(study)) == ["FAIL", "FAIL", "WAITING", "WAITING"]  # both interrupted, both queued again
     assert all(t.user_attrs.get("interrupted") for t in study.trials if t.state.name == "FAIL")
     trial_runs = tree(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"))["trial"]
     assert sorted((r.data.tags.get("bench.state"), r.info.status) for r in trial_runs) == [("INTERRUPTED", "KILLED")] * 2
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_no_planted_secret_reaches_disk_logs_or_mlflow_on_ray(ray_cluster, tmp_path):

@@ -21,14 +21,15 @@ skip() { log "cannot run here: $*"; exit 2; }
 fail() { log "ERROR: $*"; exit 1; }
 
 # trust_state_dir [create]: STATE_DIR must be a real directory (not a symlink), owned by root,
-# private (no group or other access: daemons run as root from it) and marked as made by this
-# helper. With `create`, a missing one is made that way. Returns 1 when it does not exist.
+# private (others may not read or write it: daemons run as root from it; munged insists that they
+# may traverse it, to reach its socket) and marked as made by this helper. With `create`, a missing
+# one is made that way. Returns 1 when it does not exist.
 trust_state_dir() {
     case $STATE_DIR in /*) ;; *) fail "BENCH_SLURM_DIR must be an absolute path: $STATE_DIR" ;; esac
     (( ${#STATE_DIR} <= 80 )) || fail "BENCH_SLURM_DIR is too long for unix sockets: $STATE_DIR"
     if [[ ${1:-} == create && ! -e $STATE_DIR && ! -L $STATE_DIR ]]; then
         # mkdir, not mkdir -p: it fails if anything appeared there meanwhile, symlinks included.
-        mkdir -m 0700 -- "$STATE_DIR" || fail "cannot create $STATE_DIR"
+        mkdir -m 0711 -- "$STATE_DIR" || fail "cannot create $STATE_DIR"
         echo "made by scripts/slurm-up.sh; scripts/slurm-down.sh --purge deletes this directory" >"$STATE_DIR/$MARKER"
     fi
     [[ -L $STATE_DIR ]] && fail "$STATE_DIR is a symlink; refusing to use it (whoever made it decides where root writes)"
@@ -37,7 +38,7 @@ trust_state_dir() {
     local owner mode
     owner=$(stat -c %u -- "$STATE_DIR") mode=$(stat -c %a -- "$STATE_DIR")
     [[ $owner == 0 ]] || fail "$STATE_DIR belongs to uid $owner, not root; refusing to run root daemons from it"
-    (( (8#$mode & 8#077) == 0 )) || fail "$STATE_DIR has mode $mode; it must be private to root (700)"
+    (( (8#$mode & 8#066) == 0 )) || fail "$STATE_DIR has mode $mode; others must not read or write it (711 or 700)"
     [[ -f $STATE_DIR/$MARKER && ! -L $STATE_DIR/$MARKER ]] ||
         fail "$STATE_DIR was not made by this helper (no $MARKER in it); refusing to use or purge it"
 }
@@ -65,4 +66,11 @@ start_daemon() {
 stop_daemon() {
     start-stop-daemon --stop --quiet --oknodo --pidfile "$PIDS/$1.pid" --exec "$(exe "$1")" \
         --retry TERM/15/KILL/5 --remove-pidfile 9>&- && log "stopped $1 (if it was running)"
+}
+
+# remove_on_exit PATH: PATH is removed when this shell exits, however it exits, SIGKILL included:
+# a guard in its own session (so signals to our process group miss it) waits for EOF on a pipe
+# that only this shell holds open.
+remove_on_exit() {
+    exec {REMOVE_ON_EXIT_FD}> >(exec setsid sh -c 'cat >/dev/null; rm -f "$1"' guard "$1")
 }
