@@ -88,9 +88,12 @@ def test_sigterm_of_the_driver_cancels_its_ray_tasks_and_records_them_interrupte
 def test_no_planted_secret_reaches_disk_logs_or_mlflow_on_ray(ray_cluster, tmp_path):
     """The masking test of test_tracking, on the Ray launcher: jobs in Ray workers, logging over HTTP
     to bench's own authenticated server (whose generated password must not leak either)."""
+    # The cluster's workers were started without the variable: Ray's runtime_env ships it, from the
+    # driver's environment, as a user would.
+    ship_env = "+hydra.launcher.ray.init.runtime_env.env_vars.BENCH_TEST_HF_TOKEN=${oc.env:BENCH_TEST_HF_TOKEN}"
     result = run_stub_on_ray(ray_cluster, tmp_path / "sweep", *tracking_args(tmp_path), "task=a,b", "fail_tasks=[b]",
-                             "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=2", *planted_overrides(), cwd=tmp_path,
-                             env=PLANTED_ENV)
+                             "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=2", *planted_overrides(), ship_env,
+                             cwd=tmp_path, env=PLANTED_ENV)
     assert "cells stopped before their budget: task=b" in result.stderr, result.stderr[-3000:]
     assert (tmp_path / "sweep" / "mlflow_server.log").exists()  # trials in other processes log over HTTP
     assert received_real_values(tmp_path / "sweep")

@@ -46,7 +46,7 @@ def squeue_state(job_id: str) -> str:
 
 
 def sacct_state(job_id: str) -> str:
-    out = subprocess.run(["sacct", "-n", "-X", "-j", job_id, "--format=State"], capture_output=True, text=True).stdout
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "--format=State"], capture_output=True, text=True).stdout
     return out.split()[0] if out.split() else ""
 
 

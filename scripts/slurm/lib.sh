@@ -56,10 +56,14 @@ running() {
 }
 
 # start_daemon NAME ARGS...: NAME in the foreground of its own session, output to log/NAME.out.
+# Returns once the recorded PID runs NAME: start-stop-daemon writes the pid file before its child
+# has exec'd, and a check in between would take the daemon for dead.
 start_daemon() {
-    local name=$1; shift
+    local name=$1 i; shift
     start-stop-daemon --start --quiet --background --make-pidfile --pidfile "$PIDS/$name.pid" \
         --output "$LOGS/$name.out" --exec "$(exe "$name")" -- "$@" 9>&- || fail "$name did not start"
+    for ((i = 0; i < 50; i++)); do running "$name" && return 0; sleep 0.1; done
+    fail "$name did not start (see $LOGS/$name.out)"
 }
 
 # stop_daemon NAME: SIGTERM, then SIGKILL after 15 s; only the process the pid file names.

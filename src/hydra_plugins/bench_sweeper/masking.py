@@ -43,7 +43,8 @@ class MaskSecrets(Callback):
         hydra = OmegaConf.create({"hydra": _masking.mask_config(config.hydra, resolve=False)})
         with open_dict(hydra):
             hydra.hydra.output_subdir = self.output_subdir
-        overrides = [_masking.mask_override(line) for line in config.hydra.overrides.task]
+        # Not resolved: an override such as +hf=${oc.env:X} is text, and X need not be set here.
+        overrides = [_masking.mask_override(line) for line in OmegaConf.to_container(config.hydra.overrides.task)]
         # Unresolved, as Hydra saves them: an ${oc.env:...} stays a reference, not its value.
         _save(out / "config.yaml", OmegaConf.create(_masking.mask_config(task, resolve=False)))
         _save(out / "hydra.yaml", hydra)
