@@ -30,6 +30,29 @@ def start_stub(sweep_dir: Path, *args: str, cwd: Path | None = None, env: dict[s
                             env={**os.environ, "HYDRA_FULL_ERROR": "1", **(env or {})})
 
 
+def run_in_terminal(args: list[str], timeout: float = 300) -> tuple[int, str]:
+    """Run a command on a pseudo-terminal, as a person at a shell would; (exit code, what it showed)."""
+    import pty
+    import select
+
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(args, stdin=secondary, stdout=secondary, stderr=secondary,
+                            env={**os.environ, "COLUMNS": "120", "HYDRA_FULL_ERROR": "1"})
+    os.close(secondary)
+    shown, deadline = b"", time.time() + timeout
+    while time.time() < deadline:
+        if select.select([primary], [], [], 0.5)[0]:
+            try:
+                data = os.read(primary, 65536)
+            except OSError:  # the terminal closed: the command exited
+                break
+            shown += data
+        elif proc.poll() is not None:
+            break
+    os.close(primary)
+    return proc.wait(timeout=max(1.0, deadline - time.time())), shown.decode(errors="replace")
+
+
 def output(sweep_dir: Path) -> str:
     return Path(f"{sweep_dir}.log").read_text()
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.helpers import (STUB, output, read_csv, run_stub, running_trial_dir, start_stub, states, studies,
-                           wait_for)
+from tests.helpers import (STUB, output, read_csv, run_in_terminal, run_stub, running_trial_dir, start_stub, states,
+                           studies, wait_for)
 
 
 def test_two_tasks_by_two_models_give_four_studies_of_n_trials(tmp_path):
@@ -124,6 +124,17 @@ def test_a_raising_trial_is_failed_with_its_error_and_other_cells_finish(tmp_pat
     # One line per trial event, with the error's last line; never Hydra's "Error executing job".
     assert "[task=b] trial 0 failed: RuntimeError: stub failure in task b" in result.stdout + result.stderr
     assert "Error executing job" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=submitit_local", "hydra.launcher.submitit_folder=${hydra.sweep.dir}/.submitit/%j"]])
+def test_an_error_every_trial_would_repeat_stops_its_cell_at_once(tmp_path, launcher):
+    """Matched by class (the sweeper's CellError), in the driver and across a process boundary."""
+    result = run_stub(tmp_path, "task=a", "fail_for_the_cell=true", "hydra.sweeper.n_trials=3",
+                      "hydra.sweeper.max_failure_rate=1.0", *launcher, timeout=300)
+    assert result.returncode != 0
+    assert "every trial of this cell would repeat: StubCellError: task a cannot work with this config" in result.stdout + result.stderr
+    (study,) = studies(tmp_path).values()
+    assert states(study) == ["FAIL"]  # not the 3 failures max_failure_rate=1.0 would allow
 
 
 def test_max_failure_rate_allows_that_many_failures_per_cell(tmp_path):
@@ -285,6 +296,18 @@ def test_a_sweep_dir_that_cannot_be_created_is_refused_before_anything_else(tmp_
     result = run_stub(tmp_path / "a_file" / "sweep", "task=a", timeout=120)
     assert result.returncode != 0
     assert f"hydra.sweep.dir={tmp_path / 'a_file' / 'sweep'}: the sweep directory cannot be created because" in result.stderr
+
+
+def test_a_terminal_gets_a_live_progress_view_and_a_log_gets_plain_lines(tmp_path):
+    code, shown = run_in_terminal([sys.executable, str(STUB), "-m", f"hydra.sweep.dir={tmp_path / 'tty'}", "task=a,b",
+                                   "hydra.sweeper.n_trials=2", "sleep=0.3"])
+    assert code == 0, shown[-3000:]
+    assert "bench sweep" in shown and "┃" in shown  # the rich table, redrawn in place
+    for header in ("done", "running", "pruned", "failed", "best", "elapsed", "ETA"):
+        assert header in shown
+    assert "[task=b] trial 1 completed" in shown  # event lines above it
+    piped = run_stub(tmp_path / "piped", "task=a,b", "hydra.sweeper.n_trials=2")
+    assert "┃" not in piped.stdout + piped.stderr and "final\ncell    done  running" in piped.stdout
 
 
 def test_dry_run_launches_nothing(tmp_path):

@@ -13,7 +13,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.bench_sweeper._errors import CellError
 from hydra_plugins.bench_sweeper.trial import report_and_maybe_prune, trial_from_config
+
+
+class StubCellError(CellError):
+    """An error every trial of the cell would repeat, as bench's ConfigError is."""
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -34,6 +39,8 @@ def main(cfg: DictConfig) -> float:
             json.dump({key: hashlib.sha256(str(OmegaConf.select(cfg, key)).encode()).hexdigest() for key in cfg.received}, f)
     value = cfg.model.scale * (cfg.x - cfg.task.offset) ** 2 + cfg.y
     try:
+        if cfg.fail_for_the_cell:
+            raise StubCellError(f"task {cfg.task.name} cannot work with this config")
         if cfg.fail or cfg.task.name in cfg.fail_tasks or cfg.x > cfg.fail_above:
             raise RuntimeError(f"stub failure in task {cfg.task.name}" + (f" ({cfg.leak_in_error})" if cfg.leak_in_error else ""))
         number = cfg.trial.number if cfg.trial is not None else None

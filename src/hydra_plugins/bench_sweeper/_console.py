@@ -43,11 +43,12 @@ class Console:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.live_view is not None:
+        if self.live_view is not None:  # its last rendering stays on the terminal
             self.live_view.update(self._rich_table())
             self.live_view.__exit__(*exc)
             self.live_view = None
-        log.info("final\n%s", self.plain_table())
+        else:
+            log.info("final\n%s", self.plain_table())
 
     # -- events ---------------------------------------------------------------------------------
     def event(self, run: CellRun, number: int, what: str, params: dict[str, Any] | None = None) -> None:

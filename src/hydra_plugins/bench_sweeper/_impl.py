@@ -123,8 +123,8 @@ class BenchSweeperImpl:
 
 def _print_best(rows: list[dict[str, Any]], searched: set[str], sweep_dir: Path) -> None:
     table = format_table(
-        ["cell", "metric", "direction", "best", "trial", "params"],
-        [[r["cell"], r["metric"], r["direction"], r["best_value"], r["best_trial"],
+        ["cell", "metric", "direction", "best", "worst", "trial", "params"],
+        [[r["cell"], r["metric"], r["direction"], r["best_value"], r["worst_value"], r["best_trial"],
           " ".join(f"{k}={format_value(v)}" for k, v in r.items() if k in searched)] for r in rows],
     )
     print(f"\nBest per cell (also in {sweep_dir / 'best.csv'}):\n{table}\n")

@@ -16,7 +16,6 @@ forget the remembered values).
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import re
@@ -158,8 +157,10 @@ def _resolve_leaves(cfg: Any, raw: Any, path: str) -> Any:
         return raw
 
 
-class MaskedStream(io.TextIOBase):
-    """A text stream that scrubs secrets from what is written to it, then passes it on."""
+class MaskedStream:
+    """A text stream that scrubs secrets from what is written to it, then passes it on. Everything
+    else (isatty, fileno, encoding, ...) is the wrapped stream's: not io.TextIOBase, whose own
+    isatty() would always say False."""
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream

@@ -78,14 +78,26 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return None
 
 
+def worst_value(study: optuna.Study) -> float | None:
+    """The worst completed trial's value: next to the best, what tuning bought."""
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    pick = min if study.direction == StudyDirection.MAXIMIZE else max
+    return pick(values) if values else None
+
+
 def best_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
-    """One row per cell: its current study's best trial."""
+    """One row per cell: its current study's best trial, and the worst completed trial's value."""
     rows = []
     for record in records:
         if not record.current:
             continue
-        best = best_trial(record.load(storage))
+        study = record.load(storage)
+        best, worst = best_trial(study), worst_value(study)
         row = {**_describing(record), "best_value": best.value if best else "", "best_trial": best.number if best else "",
+               "worst_value": worst if worst is not None else "",
                "job_dir": best.user_attrs.get(ATTR_JOB_DIR, "") if best else "", "study": record.name}
         row.update(best.params if best else {})
         rows.append(row)
@@ -95,7 +107,7 @@ def best_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
 def write_best(sweep_dir: str, records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
     rows = best_rows(records, storage)
     _write_csv(os.path.join(sweep_dir, BEST_CSV), rows,
-               _leading([r for r in records if r.current]) + ["best_value", "best_trial", "job_dir", "study"])
+               _leading([r for r in records if r.current]) + ["best_value", "best_trial", "worst_value", "job_dir", "study"])
     return rows
 
 
