@@ -21,8 +21,10 @@ install: $(STAMP)
 demo: install
 	$(PY) -m bench -m experiment=demo
 
+# Two workers: the cluster tests (one group, on one worker: they share the Ray and SLURM clusters)
+# wait on schedulers and sleeps most of the time, while the other worker trains.
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 clean:
 	rm -rf $(VENV)
