@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-import bench  # noqa: F401  (registers resolvers)
-from bench.paths import CONFIG_DIR, REPO_ROOT
+# One thread per torch process: `make test` runs two xdist workers on this 2-core machine, next to
+# Ray and SLURM jobs that inherit this environment. Oversubscribed, the suite took 9 min 18 s here;
+# with one thread each, 6 min 16 s (these small models gain little from a second thread anyway).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import bench  # noqa: E402,F401  (registers resolvers)
+from bench.paths import CONFIG_DIR, REPO_ROOT  # noqa: E402
 from tests.clusters import ray_cluster, slurm_cluster  # noqa: F401  (session fixtures)
 
 

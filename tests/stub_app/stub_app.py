@@ -57,12 +57,17 @@ def main(cfg: DictConfig) -> float:
                 mlflow.log_metric("score", value + (cfg.steps - step), step=step)
             report_and_maybe_prune(trial, value + (cfg.steps - step), step)
             time.sleep(cfg.step_sleep)
-            with open(progress, "w") as f:
-                json.dump({"step": step}, f)
+            _write_json(progress, {"step": step})
         return value
     finally:
-        with open(os.path.join(out, "timing.json"), "w") as f:
-            json.dump({"start": started, "end": time.time(), "pid": os.getpid(), "node": node}, f)
+        _write_json(os.path.join(out, "timing.json"), {"start": started, "end": time.time(), "pid": os.getpid(), "node": node})
+
+
+def _write_json(path: str, data: dict) -> None:
+    """Atomically: tests poll these files while the trial runs."""
+    with open(f"{path}.tmp", "w") as f:
+        json.dump(data, f)
+    os.replace(f"{path}.tmp", path)
 
 
 def _ray_node_id():

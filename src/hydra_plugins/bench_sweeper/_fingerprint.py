@@ -3,7 +3,8 @@
 A resumed sweep compares each cell's stored fingerprint with the one it would start now, so a
 changed metric, search space, sampler or config never slips into an existing study unnoticed.
 The config part is the cell's resolved config minus what may change without changing the result:
-Hydra's own node, the trial node, the searched keys (they are in the search-space part), keys the
+Hydra's own node, the trial node, the searched keys and the search-space node (they are in the
+search-space part), keys the
 app lists in hydra.sweeper.ignore_on_resume (tracking, launcher resources, ...) and absolute
 paths (the same data can live elsewhere on another machine). Secrets are masked before storing.
 """
@@ -21,12 +22,14 @@ from ._masking import mask_data
 _UNRESOLVABLE = "<unresolvable>"
 
 
-def fingerprint(cell: Cell, cell_cfg: DictConfig, sampler_cfg: Any, ignore: list[str], trial_key: str) -> dict[str, Any]:
+def fingerprint(cell: Cell, cell_cfg: DictConfig, sampler_cfg: Any, ignore: list[str], trial_key: str,
+                search_space_key: str | None = None) -> dict[str, Any]:
     from optuna.distributions import distribution_to_json
 
     space = {key: json.loads(distribution_to_json(dist)) for key, dist in cell.distributions.items()}
     space.update({key: {"fixed": value} for key, value in cell.fixed.items()})
-    skipped = ["hydra", trial_key, *ignore, *cell.distributions, *cell.fixed]
+    # The search-space node is in the search-space part already, as parsed.
+    skipped = ["hydra", trial_key, search_space_key or "", *ignore, *cell.distributions, *cell.fixed]
     return mask_data({
         "metric": cell.metric,
         "direction": cell.direction,

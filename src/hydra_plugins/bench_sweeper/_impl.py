@@ -65,7 +65,8 @@ class BenchSweeperImpl:
         s, cells = self.settings, plan.cells
         storage = open_storage(plan.storage)
         records = sweep_studies(storage, sweep_dir.sweep_id)
-        fingerprints = {c.label: fingerprint(c, c.config, s.sampler, list(s.ignore_on_resume), s.trial_key) for c in cells}
+        fingerprints = {c.label: fingerprint(c, c.config, s.sampler, list(s.ignore_on_resume), s.trial_key, s.search_space_key)
+                        for c in cells}
         check_resume(cells, fingerprints, records, s.on_change)
         _save_multirun_config(plan.sweep_dir, self.config)
         runs = [CellRun(c, open_cell_study(c, fingerprints[c.label], records, storage, sweep_dir.sweep_id, s.study_name,

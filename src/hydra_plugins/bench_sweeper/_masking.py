@@ -31,8 +31,10 @@ SECRET_WORDS = {
 # Shell variables whose names only look secret: PWD is the working directory.
 NOT_SECRET_ENV = {"PWD", "OLDPWD"}
 # Shorter values are still masked under their key, but not scrubbed from free text, where "abc"
-# or "1" would mangle unrelated words and numbers.
+# or "1" would mangle unrelated words and numbers. Variables of the environment are held to a
+# longer minimum: RAY_AUTH_MODE=token names a mode, not a secret, and "token" is a common word.
 MIN_SCRUB_LENGTH = 4
+MIN_ENV_SCRUB_LENGTH = 8
 # snake_case, kebab-case, dots, camelCase and acronyms: HFToken -> HF Token, apiKey -> api Key.
 _WORD_BREAK = re.compile(r"[_\-\s.]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@'\"]*:)(?P<secret>[^\s@/'\"]+)(?=@)")
@@ -51,17 +53,17 @@ def is_secret_key(key: Any) -> bool:
     return bool(SECRET_WORDS & (set(words) | pairs))
 
 
-def remember(*values: Any) -> None:
+def remember(*values: Any, min_length: int = MIN_SCRUB_LENGTH) -> None:
     """Scrub these values from every text this process writes from now on."""
     for value in values:
-        if isinstance(value, str) and len(value) >= MIN_SCRUB_LENGTH and value != MASK:
+        if isinstance(value, str) and len(value) >= min_length and value != MASK:
             _known.add(value)
 
 
 def remember_environment(environ: Mapping[str, str] | None = None) -> None:
     for name, value in (os.environ if environ is None else environ).items():
         if is_secret_key(name) and name not in NOT_SECRET_ENV:
-            remember(value)
+            remember(value, min_length=MIN_ENV_SCRUB_LENGTH)
 
 
 def remember_config(node: Any) -> None:
