@@ -8,14 +8,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
 from tests.helpers import (PLANTED, PLANTED_ENV, STUB, alive, assert_tracked_like_the_local_launcher, find_secrets, output,
-                           planted_overrides, received_real_values, running_trial_dir, start_stub, states, studies,
+                           planted_overrides, received_real_values, start_stub, states, studies,
                            tracking_args, tree, wait_for)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("clusters")]  # one worker: they share the clusters
