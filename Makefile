@@ -21,10 +21,12 @@ install: $(STAMP)
 demo: install
 	$(PY) -m bench -m experiment=demo
 
-# Two workers: the cluster tests (one group, on one worker: they share the Ray and SLURM clusters)
-# wait on schedulers and sleeps most of the time, while the other worker trains.
+# Two workers, a whole test file at a time (the tests of a file share its cluster: Ray in
+# test_ray.py, SLURM in test_slurm.py). The cluster tests mostly wait on schedulers and jobs while
+# the other worker trains. (--dist loadgroup would be finer, but pytest-xdist 3.8 cannot group
+# tests under pytest 9.)
 test: install
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV)

@@ -14,7 +14,7 @@ from bench.paths import REPO_ROOT
 from tests.clusters import skip_or_fail
 from tests.helpers import alive, wait_for
 
-pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("clusters")]  # one worker: they share the clusters
+pytestmark = pytest.mark.cluster
 SCRIPTS = REPO_ROOT / "scripts"
 
 
