@@ -1,6 +1,6 @@
 """The MLflow Hydra callback: benchmark > cell > trial runs, built from both sides of a sweep.
 
-Driver side (the bench sweeper calls these, see hydra_plugins/bench_sweeper/observer.py):
+Driver side (the bench sweeper calls these: a SweepObserver, see hydra_plugins/bench_sweeper/_observer.py):
     on_sweep_start     start a local `mlflow server` over the SQLite file (default store) when
                        trials run outside the driver, open or reuse the benchmark run and one
                        child run per cell study
@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.tracking import runs
 from hydra_plugins.bench_sweeper._compat import job_outcome
 from hydra_plugins.bench_sweeper._masking import mask_config, mask_data, mask_override, mask_text
-from hydra_plugins.bench_sweeper.observer import TRACKER_RUN_ID_ATTR
+from hydra_plugins.bench_sweeper.observer import TRACKER_RUN_ID_ATTR, SweepObserver
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _app_config(config: DictConfig) -> dict:
     return plain
 
 
-class MLflowTracking(Callback):
+class MLflowTracking(Callback, SweepObserver):
     def __init__(self) -> None:
         self._driver_reset()
 

@@ -62,3 +62,9 @@ def basic_launcher_class() -> type:
     from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 
     return BasicLauncher
+
+
+def callbacks_of(hydra_callbacks: Any) -> list[Any]:
+    """The callback objects of Hydra's Callbacks collection (hydra.callbacks in the config); Hydra
+    keeps them in an attribute it does not document (hydra-core<1.4)."""
+    return list(getattr(hydra_callbacks, "callbacks", None) or [])

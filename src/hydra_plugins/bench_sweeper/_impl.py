@@ -24,7 +24,7 @@ from ._errors import CellsStoppedError, SweepInterrupted
 from ._plan import SweepPlan, describe_plan, make_plan
 from ._results import format_table, format_value
 from .config import BenchSweeperConf
-from .observer import Observers
+from ._observer import Observers
 
 log = logging.getLogger(__name__)
 

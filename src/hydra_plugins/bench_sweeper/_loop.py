@@ -28,7 +28,7 @@ from ._errors import CellError, LaunchError
 from ._masking import mask_text
 from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_LAUNCHER_JOB, counts,
                        mark_interrupted)
-from .observer import Observers
+from ._observer import Observers
 
 log = logging.getLogger(__name__)
 

@@ -189,9 +189,13 @@ def install(config: Any = None) -> None:
         stream = getattr(sys, name)
         if stream is not None and not isinstance(stream, MaskedStream):
             setattr(sys, name, MaskedStream(stream))
-    factory = logging.getLogRecordFactory()
-    if not getattr(factory, "masks_secrets", False):
-        logging.setLogRecordFactory(_masking_factory(factory))
+    global _factory
+    if logging.getLogRecordFactory() is not _factory:
+        _factory = _masking_factory(logging.getLogRecordFactory())
+        logging.setLogRecordFactory(_factory)
+
+
+_factory: Any = None  # the record factory install() set, so that it is set once
 
 
 def _masking_factory(make_record: Any) -> Any:
@@ -205,5 +209,4 @@ def _masking_factory(make_record: Any) -> Any:
             record.exc_text = mask_text(logging.Formatter().formatException(record.exc_info))
         return record
 
-    factory.masks_secrets = True  # type: ignore[attr-defined]
     return factory

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM, STUDY_CELL,
                        STUDY_VERSION, StudyRecord)
-from .observer import TRACKER_RUN_ID_ATTR
+from ._observer import TRACKER_RUN_ID_ATTR
 
 if TYPE_CHECKING:
     import optuna
