@@ -28,6 +28,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from bench.tracking import runs
+from hydra_plugins.bench_sweeper._cells import flatten
 from hydra_plugins.bench_sweeper._compat import job_outcome
 from hydra_plugins.bench_sweeper._masking import mask_config, mask_data, mask_override, mask_text
 from hydra_plugins.bench_sweeper.observer import TRACKER_RUN_ID_ATTR, SweepObserver
@@ -238,7 +239,7 @@ class MLflowTracking(Callback, SweepObserver):
                                                    settings.get("artifact_location") or default_artifacts)
             mlflow.start_run(experiment_id=experiment_id, tags={runs.LEVEL: "run"})
             hparams = OmegaConf.to_container(config.get("hparams") or {}, resolve=True)
-            mlflow.log_params(mask_data(_flatten(hparams, "hparams.")))
+            mlflow.log_params(mask_data(flatten(hparams, "hparams.")))
         self.job_run = mlflow.active_run().info.run_id
         mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(_app_config(config))), "config.yaml")
         overrides = [mask_override(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task)]
@@ -270,11 +271,3 @@ class MLflowTracking(Callback, SweepObserver):
             mlflow.end_run(status)
             self.job_run = None
 
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(node, dict):
-        return {prefix.rstrip("."): node}
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        out.update(_flatten(value, f"{prefix}{key}."))
-    return out

@@ -176,12 +176,12 @@ def trial_overrides(cell: Cell, common: list[str], values: dict[str, Any], extra
     """
     lines = list(common) + list(cell.overrides)
     lines += [f"++{key}={value}" for key, value in cell.fixed.items()]
-    lines += [f"++{key}={format_value(value)}" for key, value in values.items()]
-    lines += [f"++{key}={format_value(value)}" for key, value in extra.items()]
+    lines += [f"++{key}={override_value(value)}" for key, value in values.items()]
+    lines += [f"++{key}={override_value(value)}" for key, value in extra.items()]
     return lines
 
 
-def format_value(value: Any) -> str:
+def override_value(value: Any) -> str:
     """A value in override syntax."""
     if isinstance(value, str):
         # Categorical strings were stored in override form already (space.py); quote only what

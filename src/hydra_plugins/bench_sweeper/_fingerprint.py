@@ -14,12 +14,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ._cells import Cell, flatten
-from ._masking import mask_data
-
-_UNRESOLVABLE = "<unresolvable>"
+from ._masking import mask_data, resolved_container
 
 
 def fingerprint(cell: Cell, cell_cfg: DictConfig, sampler_cfg: Any, ignore: list[str], trial_key: str,
@@ -34,8 +32,9 @@ def fingerprint(cell: Cell, cell_cfg: DictConfig, sampler_cfg: Any, ignore: list
         "metric": cell.metric,
         "direction": cell.direction,
         "search_space": space,
-        "sampler": _plain(sampler_cfg),
-        "config": {k: v for k, v in _leaves(cell_cfg).items() if not _under(k, skipped) and not _is_path(v)},
+        "sampler": resolved_container(sampler_cfg),
+        # Dotted keys, lists as values; what cannot be resolved outside a job keeps its text.
+        "config": {k: v for k, v in flatten(resolved_container(cell_cfg)).items() if not _under(k, skipped) and not _is_path(v)},
     })
 
 
@@ -54,23 +53,6 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 _ABSENT_TEXT = "(absent)"
-
-
-def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
-def _leaves(cfg: DictConfig) -> dict[str, Any]:
-    """{dotted key: resolved value} (lists are leaves); a value that cannot be resolved outside a
-    job (e.g. ${hydra:runtime.output_dir}) keeps its interpolation text."""
-    out: dict[str, Any] = {}
-    for key, text in flatten(OmegaConf.to_container(cfg, resolve=False)).items():
-        try:
-            value = OmegaConf.select(cfg, key)
-            out[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-        except Exception:
-            out[key] = f"{_UNRESOLVABLE} {text}"
-    return out
 
 
 def _under(key: str, prefixes: list[str]) -> bool:

@@ -68,7 +68,7 @@ def remember_environment(environ: Mapping[str, str] | None = None) -> None:
 
 def remember_config(node: Any) -> None:
     """Remember every secret value in a (resolved where possible) config, dict or list."""
-    _collect(_plain(node), secret=False)
+    _collect(resolved_container(node), secret=False)
 
 
 def _collect(value: Any, secret: bool) -> None:
@@ -123,15 +123,15 @@ def mask_override(line: str) -> str:
 def mask_config(cfg: Any, resolve: bool = True) -> Any:
     """A masked plain copy of an OmegaConf config: resolved where possible (a value that cannot be
     resolved here, e.g. ${hydra:...} outside a job, keeps its interpolation text)."""
-    plain = _plain(cfg) if resolve else _plain(cfg, resolve=False)
+    plain = resolved_container(cfg, resolve)
     _collect(plain, secret=False)
     return mask_data(plain)
 
 
-def _plain(cfg: Any, resolve: bool = True) -> Any:
-    """A plain container of `cfg`; with resolve, every value that can be resolved here is (one
-    unresolvable interpolation, such as ${hydra:runtime.output_dir} in a driver, must not keep
-    the others, ${oc.env:...} secrets among them, unresolved)."""
+def resolved_container(cfg: Any, resolve: bool = True) -> Any:
+    """A plain container of `cfg`; with resolve, every value that can be resolved here is, and one
+    that cannot (such as ${hydra:runtime.output_dir} outside a job) keeps its interpolation text
+    without keeping the others unresolved (${oc.env:...} secrets among them)."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.is_config(cfg):
