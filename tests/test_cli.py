@@ -161,14 +161,19 @@ def test_dry_run_shows_the_plan_without_importing_torch(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
-@pytest.mark.parametrize("override, key", [("hparams.batch_size=0", "hparams.batch_size=0"),
-                                           ("task.max_epochs=0", "task.max_epochs=0"),
-                                           ("task.max_epochs=-1", "task.max_epochs=-1"),
-                                           ("task.patience=0", "task.patience=0")])
-def test_impossible_values_fail_before_any_job(run_cli, tmp_path, override, key):
+@pytest.mark.parametrize("override, expected", [
+    ("hparams.batch_size=0", "bench: error: hparams.batch_size=0 is not possible"),
+    ("task.max_epochs=0", "bench: error: task.max_epochs=0 is not possible"),
+    ("task.max_epochs=-1", "bench: error: task.max_epochs=-1 is not possible"),
+    ("task.patience=0", "bench: error: task.patience=0 is not possible"),
+    # A value only some trials would draw: refused up front, not by failing those trials.
+    ("hparams.batch_size=choice(8,0)", "the search space gives hparams.batch_size the value 0 (choice(8,0)), which "
+                                       "no trial can use: hparams.batch_size=0 is not possible"),
+])
+def test_impossible_values_fail_before_any_job(run_cli, tmp_path, override, expected):
     result = run_cli("-m", override, "search_space=none", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert result.returncode != 0
-    assert f"bench: error: {key} is not possible" in result.stderr and "Traceback" not in result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "sweep").exists()
 
 

@@ -69,10 +69,12 @@ def test_sweeps_sharing_a_storage_never_share_studies(tmp_path):
     assert len(one.trials) == len(two.trials) == 3
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_driver_records_its_running_trial_interrupted_and_requeues_it(tmp_path, signum):
+@pytest.mark.parametrize("signum, trial_exits", [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)])
+def test_interrupted_driver_records_its_running_trial_interrupted_and_requeues_it(tmp_path, signum, trial_exits):
+    """trial_exits: the trial answers Ctrl-C with sys.exit(1), as Lightning does; still a Ctrl-C."""
     sweep = tmp_path / "sweep"
-    driver = start_stub(sweep, "task=a", "hold_trials=[1]", f"release={tmp_path / 'never'}", "hydra.sweeper.n_trials=3")
+    driver = start_stub(sweep, "task=a", "hold_trials=[1]", f"release={tmp_path / 'never'}", "hydra.sweeper.n_trials=3",
+                        f"exit_on_interrupt={trial_exits}")
     wait_for(lambda: (d := running_trial_dir(sweep)) and d.name == "1", 60, "trial 1 running")
     driver.send_signal(signum)
     assert driver.wait(timeout=60) != 0
@@ -80,7 +82,9 @@ def test_interrupted_driver_records_its_running_trial_interrupted_and_requeues_i
     assert states(study) == ["COMPLETE", "FAIL", "WAITING"]  # interrupted, and queued again for a resume
     assert study.trials[1].user_attrs["interrupted"] is True
     assert study.trials[2].user_attrs["requeued_from"] == 1
-    assert "rerun the same command with hydra.sweep.dir=" in output(sweep)
+    shown = output(sweep)  # the driver's console, not the trial's log file
+    assert "[default] trial 1 interrupted" in shown and "rerun the same command with hydra.sweep.dir=" in shown
+    assert f"sweep interrupted ({'KeyboardInterrupt' if signum == signal.SIGINT else 'SweepInterrupted'})" in shown
 
 
 def test_resume_with_a_changed_experiment_stops_naming_each_difference(tmp_path):
@@ -118,3 +122,12 @@ def test_unchanged_resume_continues_and_results_keep_cells_it_did_not_name(tmp_p
     rows = read_csv(tmp_path / "results.csv")
     assert sorted(r["cell"] for r in rows) == ["task=a"] * 3 + ["task=b"] * 2
     assert sorted(r["cell"] for r in read_csv(tmp_path / "best.csv")) == ["task=a", "task=b"]
+
+
+def test_a_resumed_seeded_sampler_moves_on_instead_of_repeating_the_first_runs_points(tmp_path):
+    assert run_stub(tmp_path, "task=a", "hydra/sweeper/sampler=random", "hydra.sweeper.n_trials=3").returncode == 0
+    result = run_stub(tmp_path, "task=a", "hydra/sweeper/sampler=random", "hydra.sweeper.n_trials=6")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (study,) = studies(tmp_path).values()
+    xs = [t.params["x"] for t in study.trials]
+    assert len(xs) == 6 and len(set(xs)) == 6, xs

@@ -141,10 +141,12 @@ def test_a_request_no_node_can_hold_stops_before_any_submission(slurm_cluster, t
     """launcher=slurm's defaults (8 CPUs, 32 GB) on this 2-CPU node: sbatch would accept the job and
     it would pend forever (no EnforcePartLimits). bench says so before submitting anything."""
     sweep = tmp_path / "sweep"
-    result = run_stub_on_slurm(sweep, "hydra.launcher.cpus_per_task=64", "hydra.sweeper.n_trials=2", timeout=300)
-    assert result.returncode != 0
-    assert "every trial asks SLURM for 64 CPU" in result.stderr and "no node of partition 'debug' can hold it" in result.stderr
-    assert not submitted_jobs(sweep)
+    for dry_run in ("false", "true"):
+        result = run_stub_on_slurm(sweep, "hydra.launcher.cpus_per_task=64", "hydra.sweeper.n_trials=2",
+                                   f"hydra.sweeper.dry_run={dry_run}", timeout=300)
+        assert result.returncode != 0
+        assert "every trial asks SLURM for 64 CPU" in result.stderr and "no node of partition 'debug' can hold it" in result.stderr
+        assert not sweep.exists()  # nothing created, nothing submitted
 
 
 def test_a_job_pending_for_a_reason_that_never_resolves_stops_the_sweep(slurm_cluster, tmp_path):

@@ -18,7 +18,7 @@ _RESOLVERS = {
     "gb_to_bytes": lambda gb: None if gb is None else int(float(gb) * 1024**3),
     "none_if_zero": lambda value: None if value in (0, "0") else value,
     # hydra/job_logging=bench: a sweep's jobs log to their file only; a single run to the console too.
-    "job_log_handlers": lambda mode: ["file"] if mode == RunMode.MULTIRUN else ["console", "file"],
+    "job_console_handler": lambda mode: "silent" if mode == RunMode.MULTIRUN else "console",
 }
 for _name, _resolver in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):

@@ -7,6 +7,7 @@ intermediate values so a pruner can act.
 import hashlib
 import json
 import os
+import sys
 import time
 
 import hydra
@@ -44,8 +45,13 @@ def main(cfg: DictConfig) -> float:
         if cfg.fail or cfg.task.name in cfg.fail_tasks or cfg.x > cfg.fail_above:
             raise RuntimeError(f"stub failure in task {cfg.task.name}" + (f" ({cfg.leak_in_error})" if cfg.leak_in_error else ""))
         number = cfg.trial.number if cfg.trial is not None else None
-        while number in cfg.hold_trials and not os.path.exists(cfg.release):
-            time.sleep(0.05)
+        try:
+            while number in cfg.hold_trials and not os.path.exists(cfg.release):
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            if cfg.exit_on_interrupt:
+                sys.exit(1)
+            raise
         slow = cfg.x > cfg.slow_above or number in cfg.slow_trials
         time.sleep(cfg.sleep * (cfg.slow_factor if slow else 1.0))
         trial = trial_from_config(cfg)

@@ -93,8 +93,9 @@ class LocalTrackingServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self._cleanup()
-                raise RuntimeError(f"the mlflow server for {self.backend_uri} exited (code {self.process.returncode}) "
-                                   f"before answering on {self.url}; its last words: {_tail(self.log_path)} (log: {self.log_path})")
+                raise RuntimeError(f"the mlflow server for {self.backend_uri} stopped before answering on {self.url} "
+                                   f"(exit code {self.process.returncode}); its last log lines: {_tail(self.log_path)} "
+                                   f"(log: {self.log_path})")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
                     if response.status == 200:

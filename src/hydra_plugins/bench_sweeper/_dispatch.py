@@ -99,11 +99,14 @@ class InProcessDispatcher(Dispatcher):
         overrides, job_num = prepared
         launcher = self.launcher
         log.debug(launch_line(job_num, overrides))
-        job_return = run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function,
-                             config=job_config(launcher, overrides, job_num), job_dir_key="hydra.sweep.dir",
-                             job_subdir_key="hydra.sweep.subdir")
-        # run_job switched logging to the job's config; give the driver its own back.
-        configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+        try:
+            job_return = run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function,
+                                 config=job_config(launcher, overrides, job_num), job_dir_key="hydra.sweep.dir",
+                                 job_subdir_key="hydra.sweep.subdir")
+        finally:
+            # run_job switched logging to the job's config (in a sweep: the job's file only); the
+            # driver gets its own back, also when the job was interrupted.
+            configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
         self.done.append(Finished(ticket, job_return))
 
     def wait(self, timeout: float) -> list[Finished]:
@@ -219,7 +222,7 @@ def make_dispatcher(launcher: Launcher, poll_interval: float, check_resources: b
     if isinstance(launcher, BaseSubmititLauncher):
         from ._slurm import SubmititDispatcher
 
-        return SubmititDispatcher(launcher, poll_interval, check_resources)
+        return SubmititDispatcher(launcher, poll_interval)
     if isinstance(launcher, basic_launcher_class()):
         return InProcessDispatcher(launcher)
     return SerialDispatcher(launcher)

@@ -43,17 +43,17 @@ class BenchSweeperImpl:
     def sweep(self, arguments: list[str]) -> list[dict[str, Any]]:
         _masking.install(self.config)
         _quiet_libraries()
-        plan = make_plan(self.settings, self.config, self.hydra_context.config_loader, arguments)
+        plan = make_plan(self.settings, self.config, self.hydra_context.config_loader, arguments, self.launcher)
         if self.settings.dry_run:
             print(f"Dry run: nothing launched.\n{describe_plan(plan, self.settings, self.launcher)}")
             return []
         log.info("bench sweep: %s", describe_plan(plan, self.settings, self.launcher))
         from ._sweepdir import SweepDir
 
-        with SweepDir(plan.sweep_dir, plan.axes) as sweep_dir, _signals_as_exceptions():
-            return self._run(plan, sweep_dir)
+        with SweepDir(plan.sweep_dir, plan.axes) as sweep_dir, _signals_as_exceptions() as signals:
+            return self._run(plan, sweep_dir, signals)
 
-    def _run(self, plan: SweepPlan, sweep_dir: Any) -> list[dict[str, Any]]:
+    def _run(self, plan: SweepPlan, sweep_dir: Any, signals: list[int]) -> list[dict[str, Any]]:
         from ._console import Console
         from ._dispatch import make_dispatcher
         from ._fingerprint import fingerprint
@@ -98,7 +98,10 @@ class BenchSweeperImpl:
             with console:
                 loop.run()
         except BaseException as exc:  # KeyboardInterrupt too: observers must close what they opened
-            error = exc
+            # Lightning answers a Ctrl-C inside an in-process trial with sys.exit(1): still a Ctrl-C.
+            error = KeyboardInterrupt() if isinstance(exc, SystemExit) and signals else exc
+            if error is not exc:
+                raise error from exc
             raise
         finally:
             dispatcher.close()
@@ -140,18 +143,23 @@ def _quiet_libraries() -> None:
 
 
 @contextlib.contextmanager
-def _signals_as_exceptions() -> Iterator[None]:
-    """SIGTERM becomes SweepInterrupted, so a terminated driver stops its jobs and closes its runs
-    like Ctrl-C does. Handlers are restored afterwards (Lightning leaves SIGINT ignored after a
-    Ctrl-C it caught)."""
+def _signals_as_exceptions() -> Iterator[list[int]]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and SIGTERM SweepInterrupted, so a terminated driver
+    stops its jobs and closes its runs as a Ctrl-C'd one does; the list yielded records the signals
+    received. Handlers are restored afterwards (Lightning leaves SIGINT ignored after a Ctrl-C)."""
+    received: list[int] = []
 
-    def terminate(signum: int, frame: Any) -> None:
+    def interrupt(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise SweepInterrupted(f"received {signal.Signals(signum).name}")
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, terminate)
+    for sig in previous:
+        signal.signal(sig, interrupt)
     try:
-        yield
+        yield received
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

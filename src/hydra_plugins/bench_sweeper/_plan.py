@@ -8,15 +8,17 @@ cell's composed config (bench: unknown data, unreachable weights, impossible val
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_method, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ._cells import DIRECTIONS, Cell, bare_key, describe_cell, enumerate_cells, split_arguments
-from ._errors import SweepConfigError
+from ._errors import SearchSpaceError, SweepConfigError
 from ._masking import mask_text
 from ._studies import ON_CHANGE, storage_location
 from ._sweepdir import check_creatable, read_identity
@@ -31,7 +33,7 @@ class SweepPlan:
     axes: list[str]  # the swept keys (task, model, ...)
 
 
-def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[str]) -> SweepPlan:
+def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[str], launcher: Any) -> SweepPlan:
     _check_settings(settings)
     for what in ("sampler", "pruner"):
         _check_buildable(what, getattr(settings, what))
@@ -47,6 +49,7 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
     split = split_arguments(arguments, loader, declared, known_axes)
     cells = enumerate_cells(split, known_axes)
     check = get_method(settings.cell_check) if settings.cell_check else None
+    value_check = get_method(settings.value_check) if settings.value_check else None
     for cell in cells:
         cell_cfg = loader.load_sweep_config(config, split.common + cell.overrides)
         describe_cell(cell, cell_cfg, split, params or {}, search_space_key=settings.search_space_key,
@@ -54,7 +57,46 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
                       default_direction=settings.direction, columns=columns or {})
         if check is not None:
             check(cell_cfg)
+        if value_check is not None:
+            _check_search_edges(cell, cell_cfg, value_check)
+    if settings.check_resources:
+        _check_launcher_can_run_a_trial(launcher)
     return SweepPlan(cells, split.common, sweep_dir, storage, [bare_key(k) for k in split.cell_axes])
+
+
+def _check_search_edges(cell: Cell, cell_cfg: DictConfig, value_check: Any) -> None:
+    """Run value_check with every edge of the cell's search space set, one key at a time."""
+    for key, distribution in cell.distributions.items():
+        variant = copy.deepcopy(cell_cfg)
+        for value in _edges(key, distribution):
+            with open_dict(variant):
+                OmegaConf.update(variant, key, value, merge=False, force_add=True)
+            try:
+                value_check(variant)
+            except Exception as exc:  # the app's own sentence, with where the value came from
+                raise SearchSpaceError(f"cell {cell.label}: the search space gives {key} the value {value!r} "
+                                       f"({cell.params[key]}), which no trial can use: {exc}") from None
+
+
+def _edges(key: str, distribution: Any) -> list[Any]:
+    from optuna.distributions import CategoricalDistribution
+
+    if not isinstance(distribution, CategoricalDistribution):
+        return [distribution.low, distribution.high]
+    parser = OverridesParser.create()
+    # Non-primitive choices are kept in override form (space.py); a trial's job parses them back.
+    return [parser.parse_override(f"{key}={c}").value() if isinstance(c, str) else c for c in distribution.choices]
+
+
+def _check_launcher_can_run_a_trial(launcher: Any) -> None:
+    """A SLURM request no partition node can hold would pend forever: refused now (Ray's own check
+    needs a connection to the cluster, so it runs when the dispatcher starts)."""
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+    if isinstance(launcher, SlurmLauncher):
+        from ._slurm import check_partition_fits
+
+        check_partition_fits(dict(launcher.params))
 
 
 def describe_plan(plan: SweepPlan, settings: Any, launcher: Any) -> str:

@@ -5,7 +5,8 @@ map_array, polled asynchronously. On SLURM, bench also guards against the ways a
 swallow a benchmark without an error:
   - a request no node of the partition can hold: sbatch accepts it on clusters without
     EnforcePartLimits, and the job pends forever (reason PartitionConfig). Checked against
-    `sinfo` before the first submission, and pending reasons that cannot resolve are watched;
+    `sinfo` while the sweep is planned (_plan.py), and pending reasons that cannot resolve are
+    watched;
   - a busy controller or a QOS submit limit: sbatch fails for a while; retried with backoff;
   - a driver that dies: its jobs go on, and the next driver of the sweep follows them (reattach).
 """
@@ -50,7 +51,7 @@ def describe_request(params: dict[str, Any]) -> str:
 
 
 class SubmititDispatcher(Dispatcher):
-    def __init__(self, launcher: Any, poll_interval: float, check_resources: bool = True) -> None:
+    def __init__(self, launcher: Any, poll_interval: float) -> None:
         import submitit
         from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
@@ -58,8 +59,6 @@ class SubmititDispatcher(Dispatcher):
         self.executor_name = submitit_executor_name(launcher)
         params = dict(launcher.params)
         self.request = describe_request(params)
-        if self.executor_name == "slurm" and check_resources:
-            check_partition_fits(params)
         # The job pickles carry the real config, secrets included: only their owner may read them.
         self.folder = str(params["submitit_folder"])
         private = Path(*itertools.takewhile(lambda part: "%" not in part, Path(self.folder).parts))  # before %j

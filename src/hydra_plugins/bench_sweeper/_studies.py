@@ -137,6 +137,11 @@ def open_cell_study(cell: Cell, fingerprint: dict, records: dict[str, StudyRecor
     pruner = instantiate(pruner_cfg) if pruner_cfg else optuna.pruners.NopPruner()
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                 direction=cell.direction, load_if_exists=True)
+    done = len(study.get_trials(deepcopy=False))
+    if done and sampler_cfg and sampler_cfg.get("seed") is not None:
+        # A seeded sampler restarts its random stream: resumed, it would propose the points of the
+        # first run again. Seeded by the history's length, it stays reproducible and moves on.
+        study.sampler = instantiate(sampler_cfg, seed=int(sampler_cfg.seed) + done)
     if name not in records:
         attrs = {STUDY_SWEEP: sweep_id, STUDY_CELL: cell.label, STUDY_VERSION: version, STUDY_FINGERPRINT: fingerprint,
                  "coordinates": cell.coordinates, "columns": cell.columns, "metric": cell.metric, "direction": cell.direction}

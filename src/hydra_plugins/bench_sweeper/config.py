@@ -129,6 +129,10 @@ class BenchSweeperConf:
     trial_key: str = "trial"
     # Dotted path of a callable(cell_config) run in the driver for every cell before launching.
     cell_check: Optional[str] = None
+    # Dotted path of a callable(config) run on each cell's config with each edge of its search space
+    # set in turn (every choice, both bounds), so a value no trial could use is refused up front
+    # instead of failing the trials that draw it. It should be cheap: it runs many times per cell.
+    value_check: Optional[str] = None
     # Print the cells, their search spaces and the trial count; launch nothing.
     dry_run: bool = False
     # Seconds between polls of asynchronous launchers (Ray, submitit).
