@@ -79,17 +79,19 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def worst_value(study: optuna.Study) -> float | None:
-    """The worst completed trial's value: next to the best, what tuning bought."""
+    """The worst finished trial's value (a pruned trial counts, at the last value it reported):
+    next to the best, what tuning bought."""
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    values = [t.value for t in finished if t.value is not None]
     pick = min if study.direction == StudyDirection.MAXIMIZE else max
     return pick(values) if values else None
 
 
 def best_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
-    """One row per cell: its current study's best trial, and the worst completed trial's value."""
+    """One row per cell: its current study's best trial, and the worst finished trial's value."""
     rows = []
     for record in records:
         if not record.current:
