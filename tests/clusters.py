@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -28,10 +29,6 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _ray(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([RAY, *args], capture_output=True, text=True, timeout=180, env={**os.environ, **(env or {})})
-
-
 def _alive_nodes(address: str) -> int:
     probe = subprocess.run(
         [sys.executable, "-c", "import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR');"
@@ -45,6 +42,10 @@ def _alive_nodes(address: str) -> int:
 def ray_cluster(tmp_path_factory):
     """`ray start --head` plus a second `ray start --address=...`: two nodes on this machine.
 
+    Each node runs as `ray start --block` in its own session, so the fixture holds its PID and stops
+    it by that PID (SIGTERM makes `ray start --block` stop the processes it started), never with
+    `ray stop`, which finds Ray processes by name, other people's included.
+
     The cluster uses token authentication, as a shared cluster should: the token is generated into
     this session's tmp dir (not ~/.ray, so a fresh machine and a used one behave the same) and
     RAY_AUTH_MODE/RAY_AUTH_TOKEN_PATH reach every process that joins or connects, bench's driver
@@ -52,27 +53,34 @@ def ray_cluster(tmp_path_factory):
     """
     port = free_port()
     address = f"127.0.0.1:{port}"
-    common = ["--num-cpus=2", "--num-gpus=0", "--object-store-memory=100000000", "--disable-usage-stats"]
-    token_path = tmp_path_factory.mktemp("ray") / "auth_token"
+    common = ["--num-cpus=2", "--num-gpus=0", "--object-store-memory=100000000", "--disable-usage-stats", "--block"]
+    root = tmp_path_factory.mktemp("ray")
+    token_path = root / "auth_token"
     token_path.write_text(secrets.token_hex(32))
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)}
     previous = {key: os.environ.get(key) for key in auth}
     os.environ.update(auth)
+    nodes: list[subprocess.Popen] = []
     try:
-        head = _ray("start", "--head", f"--port={port}", "--include-dashboard=false", *common)
-        if head.returncode != 0:
-            skip_or_fail(f"ray start --head failed: {head.stderr[-500:]}")
-        second = _ray("start", f"--address={address}", *common)
-        if second.returncode != 0:
-            skip_or_fail(f"ray start --address failed: {second.stderr[-500:]}")
-        deadline = time.time() + 60
-        while _alive_nodes(address) < 2:
-            if time.time() > deadline:
-                skip_or_fail("the 2-node Ray cluster did not come up within 60 s")
-            time.sleep(1)
+        for args in (["--head", f"--port={port}", "--include-dashboard=false"], [f"--address={address}"]):
+            log = open(root / f"node{len(nodes)}.log", "w")
+            nodes.append(subprocess.Popen([RAY, "start", *args, *common], stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+        deadline = time.time() + 90
+        while _alive_nodes(address) < 2:  # polls the cluster's own state (each probe takes seconds)
+            failed = [n for n in nodes if n.poll() is not None]
+            if failed or time.time() > deadline:
+                logs = "\n".join((root / f"node{i}.log").read_text()[-500:] for i in range(len(nodes)))
+                skip_or_fail(f"the 2-node Ray cluster did not come up: {logs}")
         yield address
     finally:
-        _ray("stop", "--force")
+        for node in reversed(nodes):
+            node.terminate()
+            try:
+                node.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)  # its own session: the group is this node's
+                node.wait()
         for key, value in previous.items():
             if value is None:
                 os.environ.pop(key, None)
