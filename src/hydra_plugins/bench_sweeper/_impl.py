@@ -59,8 +59,8 @@ class BenchSweeperImpl:
         from ._fingerprint import fingerprint
         from ._loop import CellRun, DispatchLoop, LoopSettings
         from ._results import write_best, write_results
-        from ._studies import (check_resume, mark_interrupted, max_job_num, open_cell_study, open_storage,
-                               running_trials, sweep_studies)
+        from ._studies import (check_resume, max_job_num, open_cell_study, open_storage, running_trials,
+                               sweep_studies)
 
         s, cells = self.settings, plan.cells
         storage = open_storage(plan.storage)
@@ -87,14 +87,9 @@ class BenchSweeperImpl:
                             on_change=lambda: write_results(str(plan.sweep_dir), every, storage))
         error: BaseException | None = None
         try:
-            for run in runs:  # trials an earlier driver left running: followed if their job lives on
+            for run in runs:  # trials an earlier driver left running
                 for frozen in running_trials(run.study):
-                    if not loop.adopt(run, frozen):
-                        interrupted = mark_interrupted(run.study, frozen)
-                        console.event(run, frozen.number, "was left running by a driver that died with it: "
-                                                          "recorded interrupted and queued again")
-                        observers.trial_end(cell=run.cell, trial=interrupted, job_return=None,
-                                            error="interrupted: its driver died", interrupted=True)
+                    loop.take_over(run, frozen)
             with console:
                 loop.run()
         except BaseException as exc:  # KeyboardInterrupt too: observers must close what they opened

@@ -83,16 +83,19 @@ class DispatchLoop:
             run.complete, run.pruned, run.failed = c["complete"], c["pruned"], c["failed"]
             self._check_failures(run)
 
-    def adopt(self, run: CellRun, frozen: Any) -> bool:
-        """Follow a trial an earlier driver left running, if its launcher still knows the job."""
-        ticket = Ticket(run, running_trial(run.study, frozen), frozen.user_attrs.get(ATTR_JOB_NUM, -1), time.monotonic())
+    def take_over(self, run: CellRun, frozen: Any) -> None:
+        """A trial an earlier driver left running: followed if its launcher still knows the job,
+        else recorded interrupted (its job died with that driver) and queued again."""
+        trial = running_trial(run.study, frozen)
+        ticket = Ticket(run, trial, frozen.user_attrs.get(ATTR_JOB_NUM, -1), time.monotonic())
         key = next(self._ids)
-        if not self.dispatcher.reattach(frozen.user_attrs.get(ATTR_LAUNCHER_JOB), key):
-            return False
-        self.flying[key] = ticket
-        run.in_flight += 1
-        self.console.event(run, frozen.number, f"followed: its job #{ticket.job_num} outlived the previous driver")
-        return True
+        if self.dispatcher.reattach(frozen.user_attrs.get(ATTR_LAUNCHER_JOB), key):
+            self.flying[key] = ticket
+            run.in_flight += 1
+            self.console.event(run, frozen.number, f"followed: its job #{ticket.job_num} outlived the previous driver")
+        else:
+            self._record_interrupted(run, trial, "was left running by a driver that died with it: recorded "
+                                     "interrupted and queued again", "interrupted: its driver died")
 
     def run(self) -> None:
         try:
@@ -140,9 +143,7 @@ class DispatchLoop:
                 return ticket, prepared
             # Its cell stopped while it waited: it never ran, so it is not a failure of the cell.
             ticket.run.in_flight -= 1
-            frozen = mark_interrupted(ticket.run.study, ticket.trial, requeue=False)
-            self.observers.trial_end(cell=ticket.run.cell, trial=frozen, job_return=None,
-                                     error="never launched: cell stopped", interrupted=True)
+            self._record_interrupted(ticket.run, ticket.trial, "", "never launched: cell stopped", requeue=False)
         return None
 
     def _submit(self, ticket: Ticket, prepared: Any) -> None:
@@ -224,14 +225,20 @@ class DispatchLoop:
         self.ready.clear()
         for ticket in tickets:
             try:
-                frozen = mark_interrupted(ticket.run.study, ticket.trial)
-                self.console.event(ticket.run, frozen.number, "interrupted")
-                self.observers.trial_end(cell=ticket.run.cell, trial=frozen, job_return=None,
-                                         error=f"interrupted: {type(reason).__name__} {reason}".strip(), interrupted=True)
+                self._record_interrupted(ticket.run, ticket.trial, "interrupted",
+                                         f"interrupted: {type(reason).__name__} {reason}".strip())
             except Exception:
                 log.exception("could not record trial %d as interrupted", ticket.trial.number)
         if tickets:
             self.on_change()
+
+    def _record_interrupted(self, run: CellRun, trial: Any, event: str, error: str, requeue: bool = True) -> None:
+        """The one way a trial is recorded interrupted: in its study (re-queued unless it never
+        ran), on the console, and for the observers (MLflow closes its run as KILLED)."""
+        frozen = mark_interrupted(run.study, trial, requeue=requeue)
+        if event:
+            self.console.event(run, frozen.number, event)
+        self.observers.trial_end(cell=run.cell, trial=frozen, job_return=None, error=error, interrupted=True)
 
     def _check_failures(self, run: CellRun) -> None:
         if run.failed > self.settings.max_failure_rate * self.settings.n_trials:
