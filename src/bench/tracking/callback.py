@@ -4,10 +4,12 @@ Driver side (the bench sweeper calls these: a SweepObserver, see hydra_plugins/b
     on_sweep_start     start a local `mlflow server` over the SQLite file (default store) when
                        trials run outside the driver, open or reuse the benchmark run and one
                        child run per cell study
-    on_trial_prepared  create the trial's run under its cell run and hand the job its run id and
-                       the tracking URI as config values (mlflow.run_id, mlflow.tracking_uri)
+    on_trial_prepared  create the trial's run under its cell run (a seed repeat's too, tagged
+                       bench.level=repeat and bench.seed) and hand the job its run id and the
+                       tracking URI as config values (mlflow.run_id, mlflow.tracking_uri)
     on_trial_end       make the trial run's final state match the study's (KILLED for a trial
                        interrupted with its driver or left by a dead one); update the cell's best
+    on_repeats_update  the cell run's test_mean, test_std, test_iqm and n_repeats
     on_sweep_end       results.csv/best.csv to the benchmark run; close cell and benchmark runs
 Job side (Hydra calls these where the job runs: this process, a Ray worker, a SLURM node):
     on_job_start       log into the run the driver created (or a standalone run outside sweeps):
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -151,20 +154,23 @@ class MLflowTracking(Callback, SweepObserver):
             runs.log_yaml(self.client, self.benchmark_run, mask_data(cell.params), f"search_spaces/{cell.label}.yaml")
         self.cell_runs[cell.label] = run_id
 
-    def on_trial_prepared(self, cell: Any, trial: Any) -> dict[str, Any] | None:
+    def on_trial_prepared(self, cell: Any, trial: Any, phase: str = "tune") -> dict[str, Any] | None:
         if self.client is None:
             return None
-        run_id = runs.create_run(
-            self.client, self.experiment_id, f"{cell.label} #{trial.number}",
-            {runs.LEVEL: "trial", runs.SWEEP_DIR: self.sweep_dir, runs.CELL: cell.label, runs.TRIAL: trial.number,
-             runs.STUDY: cell.study_name, **cell.coordinates},
-            parent_id=self.cell_runs[cell.label],
-        )
+        tags = {runs.LEVEL: "trial", runs.SWEEP_DIR: self.sweep_dir, runs.CELL: cell.label, runs.TRIAL: trial.number,
+                runs.STUDY: cell.study_name, **cell.coordinates}
+        name = f"{cell.label} #{trial.number}"
+        if phase == "repeat":
+            seed = trial.user_attrs.get("seed")
+            tags.update({runs.LEVEL: "repeat", runs.SEED: seed})
+            name = f"{cell.label} seed {seed}"
+        run_id = runs.create_run(self.client, self.experiment_id, name, tags, parent_id=self.cell_runs[cell.label])
         runs.log_params(self.client, run_id, mask_data(dict(trial.params)))
         trial.set_user_attr(TRACKER_RUN_ID_ATTR, run_id)
         return {"mlflow.run_id": run_id, "mlflow.tracking_uri": self.uri}
 
-    def on_trial_end(self, cell: Any, trial: Any, job_return: Any, error: str | None, interrupted: bool = False) -> None:
+    def on_trial_end(self, cell: Any, trial: Any, job_return: Any, error: str | None, interrupted: bool = False,
+                     phase: str = "tune") -> None:
         run_id = trial.user_attrs.get(TRACKER_RUN_ID_ATTR)
         if self.client is None or not run_id:
             return
@@ -185,7 +191,7 @@ class MLflowTracking(Callback, SweepObserver):
                 self.client.log_text(run_id, mask_text(error), "error.txt")
             status = "KILLED" if interrupted else {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED")
             self.client.set_terminated(run_id, status)
-        if state == "COMPLETE":
+        if state == "COMPLETE" and phase == "tune":
             better = max if cell.direction == "maximize" else min
             best = self.best.get(cell.label)
             if best is None or better(best, trial.value) == trial.value:
@@ -196,11 +202,16 @@ class MLflowTracking(Callback, SweepObserver):
                 for key, value in mask_data(trial.params).items():
                     self.client.set_tag(cell_run, f"best.{key}", value)
 
+    def on_repeats_update(self, cell: Any, summary: dict[str, float]) -> None:
+        if self.client is not None:
+            for key, value in summary.items():
+                self.client.log_metric(self.cell_runs[cell.label], key, value)
+
     def on_sweep_end(self, config: DictConfig, sweep_dir: str, error: BaseException | None, stopped_cells: list[str]) -> None:
         if self.client is None:
             return
         try:
-            for name in ("results.csv", "best.csv"):
+            for name in ("results.csv", "best.csv", "repeats.csv"):
                 if (Path(sweep_dir) / name).exists():
                     self.client.log_artifact(self.benchmark_run, str(Path(sweep_dir) / name))
             interrupted = error is not None and not isinstance(error, Exception)  # Ctrl-C, SIGTERM
@@ -256,7 +267,8 @@ class MLflowTracking(Callback, SweepObserver):
         status = "FAILED"
         try:
             if completed:
-                mlflow.log_metric("objective", float(outcome))
+                # A repeat returns {"value": objective, "test_value": ..., ...}; a trial its objective.
+                mlflow.log_metric("objective", float(outcome["value"] if isinstance(outcome, Mapping) else outcome))
                 mlflow.set_tag(runs.STATE, "COMPLETE")
                 status = "FINISHED"
             elif isinstance(outcome, optuna.TrialPruned):

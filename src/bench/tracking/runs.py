@@ -12,6 +12,7 @@ import yaml
 
 LEVEL, SWEEP_DIR, CELL, TRIAL, STATE = "bench.level", "bench.sweep_dir", "bench.cell", "bench.trial", "bench.state"
 STUDY = "bench.study"
+SEED = "bench.seed"  # a repeat run's seed (its level is "repeat")
 PARENT = "mlflow.parentRunId"
 _MAX_PARAM = 6000  # MLflow's limit on a param value
 

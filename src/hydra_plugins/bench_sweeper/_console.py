@@ -23,9 +23,8 @@ HEADERS = ["cell", "done", "running", "pruned", "failed", "best", "elapsed", "ET
 
 
 class Console:
-    def __init__(self, runs: list[CellRun], n_trials: int, slots: int, live: bool | None = None,
-                 plain_every_s: float = 30.0) -> None:
-        self.runs, self.n_trials, self.slots = runs, n_trials, slots
+    def __init__(self, runs: list[CellRun], slots: int, live: bool | None = None, plain_every_s: float = 30.0) -> None:
+        self.runs, self.slots = runs, slots  # runs: the loop's own list, which repeats join
         self.live_view: Any = None
         self.live = sys.stderr.isatty() if live is None else live
         self.plain_every_s = plain_every_s
@@ -52,7 +51,7 @@ class Console:
 
     # -- events ---------------------------------------------------------------------------------
     def event(self, run: CellRun, number: int, what: str, params: dict[str, Any] | None = None) -> None:
-        text = f"[{run.cell.label}] trial {number} {what}"
+        text = f"[{run.label}] trial {number} {what}"
         if params:
             text += ": " + " ".join(f"{k}={format_value(v)}" for k, v in params.items())
         self._say(text)
@@ -62,11 +61,14 @@ class Console:
         detail = f" {format_value(frozen.value)}" if frozen.value is not None else ""
         if error:
             detail += f": {_last_line(error)}"
-        self._say(f"[{run.cell.label}] trial {frozen.number} {state}{detail} ({run.done}/{self.n_trials} done)",
+        self._say(f"[{run.label}] trial {frozen.number} {state}{detail} ({run.done}/{run.target} done)",
                   level=logging.WARNING if error else logging.INFO)
 
     def stopped(self, run: CellRun, reason: str) -> None:
-        self._say(f"[{run.cell.label}] cell stopped, no new trials: {reason}", level=logging.ERROR)
+        self._say(f"[{run.label}] stopped, no new trials: {reason}", level=logging.ERROR)
+
+    def say(self, text: str) -> None:
+        self._say(text)
 
     def _say(self, text: str, level: int = logging.INFO) -> None:
         if self.live_view is not None:
@@ -85,16 +87,16 @@ class Console:
     # -- the table ------------------------------------------------------------------------------
     def rows(self) -> list[list[str]]:
         now = time.monotonic()
-        open_cells = max(1, sum(1 for r in self.runs if not r.stopped and r.done < self.n_trials))
+        open_cells = max(1, sum(1 for r in self.runs if not r.stopped and r.done < r.target))
         every = [d for r in self.runs for d in r.durations]
         rows = []
         for run in self.runs:
             best = best_trial(run.study)
-            remaining = 0 if run.stopped else max(0, self.n_trials - run.done)
+            remaining = 0 if run.stopped else max(0, run.target - run.done)
             mean = _mean(run.durations) or _mean(every)
             eta = remaining * mean * open_cells / self.slots if mean else math.nan
             status = " (stopped)" if run.stopped else ""
-            rows.append([run.cell.label + status, f"{run.done}/{self.n_trials}", str(run.in_flight), str(run.pruned),
+            rows.append([run.label + status, f"{run.done}/{run.target}", str(run.in_flight), str(run.pruned),
                          str(run.failed), format_value(best.value) if best else "-",
                          _clock(now - run.started) if run.started else "-", _clock(eta) if remaining else "-"])
         return rows

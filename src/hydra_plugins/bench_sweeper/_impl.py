@@ -3,8 +3,9 @@
     arguments -> plan (_plan.py: every check, nothing created) -> lock the sweep dir (_sweepdir.py)
               -> one study per cell, checked against what it held before (_studies.py)
               -> trials an earlier driver left running: followed, or recorded interrupted
-              -> DispatchLoop over a Dispatcher for the configured launcher (_loop.py, _dispatch.py)
-              -> results.csv / best.csv for every cell of the sweep dir (_results.py)
+              -> DispatchLoop over a Dispatcher for the configured launcher (_loop.py, _dispatch.py),
+                 which queues each cell's seed repeats as soon as its tuning is done (_repeats.py)
+              -> results.csv / best.csv / repeats.csv for every cell of the sweep dir (_results.py)
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class BenchSweeperImpl:
         from ._dispatch import make_dispatcher
         from ._fingerprint import fingerprint
         from ._loop import CellRun, DispatchLoop, LoopSettings
-        from ._results import write_best, write_results
+        from ._repeats import existing_repeats, repeat_records
+        from ._results import write_best, write_repeats, write_results
         from ._studies import (check_resume, max_job_num, open_cell_study, open_storage, running_trials,
                                sweep_studies)
 
@@ -70,24 +72,35 @@ class BenchSweeperImpl:
         check_resume(cells, fingerprints, records, s.on_change)
         _save_multirun_config(plan.sweep_dir, self.config)
         runs = [CellRun(c, open_cell_study(c, fingerprints[c.label], records, storage, sweep_dir.sweep_id, s.study_name,
-                                           s.sampler, s.pruner)) for c in cells]
+                                           s.sampler, s.pruner), target=plan.tuning_trials(c)) for c in cells]
         dispatcher = make_dispatcher(self.launcher, s.poll_interval, s.check_resources)
         slots = min(s.n_jobs, dispatcher.max_slots or s.n_jobs)
         if slots < s.n_jobs:
             log.warning("launcher %s runs one trial at a time in this process; n_jobs=%d is capped to %d "
                         "(use launcher=ray or launcher=slurm for parallel trials)", type(self.launcher).__name__, s.n_jobs, slots)
         every = list(records.values())
-        first_job = max(max_job_num([r.load(storage) for r in every]), _max_numbered_subdir(plan.sweep_dir)) + 1
+        repeated = lambda: repeat_records(storage, sweep_dir.sweep_id)  # noqa: E731 (grows as cells finish tuning)
+        first_job = max(max_job_num([r.load(storage) for r in every + repeated()]), _max_numbered_subdir(plan.sweep_dir)) + 1
         observers = Observers(self.hydra_context.callbacks)
         observers.sweep_start(config=self.config, sweep_dir=str(plan.sweep_dir), cells=cells, storage=plan.storage,
                               resumed=sweep_dir.resumed, trials_in_driver=dispatcher.runs_in_driver)
-        console = Console(runs, s.n_trials, slots)
-        settings = LoopSettings(s.n_trials, slots, s.max_failure_rate, plan.common, plan.storage, s.trial_key)
+        console = Console(runs, slots)
+        settings = LoopSettings(slots, s.max_failure_rate, plan.common, plan.storage, s.trial_key,
+                                s.seed_key, open_repeats=plan.repeats_opener(storage) if plan.seeds else None)
+
+        def write_tables() -> None:
+            write_results(str(plan.sweep_dir), every, storage)
+            write_repeats(str(plan.sweep_dir), repeated(), storage)
+
         loop = DispatchLoop(runs, dispatcher, settings, first_job, observers=observers, console=console,
-                            on_change=lambda: write_results(str(plan.sweep_dir), every, storage))
+                            on_change=write_tables)
         error: BaseException | None = None
         try:
-            for run in runs:  # trials an earlier driver left running
+            for run in list(runs):  # trials an earlier driver left running; repeats it had started
+                for frozen in running_trials(run.study):
+                    loop.take_over(run, frozen)
+                loop.start_repeats(run, resumed=existing_repeats(storage, run.study.study_name) is not None)
+            for run in runs[len(cells):]:
                 for frozen in running_trials(run.study):
                     loop.take_over(run, frozen)
             with console:
@@ -100,8 +113,8 @@ class BenchSweeperImpl:
             raise
         finally:
             dispatcher.close()
-            write_results(str(plan.sweep_dir), every, storage)
-            best = write_best(str(plan.sweep_dir), every, storage)
+            write_tables()
+            best = write_best(str(plan.sweep_dir), every, storage, repeated())
             stopped = [run for run in runs if run.stopped]
             if error is None and stopped:
                 error = CellsStoppedError(
@@ -121,9 +134,11 @@ class BenchSweeperImpl:
 
 
 def _print_best(rows: list[dict[str, Any]], searched: set[str], sweep_dir: Path) -> None:
+    repeats = ["test mean", "test std", "seeds"] if any("n_repeats" in r for r in rows) else []
     table = format_table(
-        ["cell", "metric", "direction", "best", "worst", "trial", "params"],
+        ["cell", "metric", "direction", "best", "worst", "trial", *repeats, "params"],
         [[r["cell"], r["metric"], r["direction"], r["best_value"], r["worst_value"], r["best_trial"],
+          *([r.get("test_mean", "-"), r.get("test_std", "-"), r.get("n_repeats", 0)] if repeats else []),
           " ".join(f"{k}={format_value(v)}" for k, v in r.items() if k in searched)] for r in rows],
     )
     print(f"\nBest per cell (also in {sweep_dir / 'best.csv'}):\n{table}\n")

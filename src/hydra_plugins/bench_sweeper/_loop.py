@@ -5,6 +5,9 @@ done the least so far, so cells interleave and no slot waits for a slow sibling.
 composes job configs (Ray), the next trial is asked for and composed while every slot is busy
 (the slow part of a launch, ~0.1 s), so a freed slot is refilled at once.
 
+A cell whose tuning is done gets its seed repeats (_repeats.py) at once, as another run in the
+same loop and slots: one cell's repeats run while others still tune, and the benchmark drains once.
+
 If the loop is interrupted (Ctrl-C, SIGTERM, a launcher error), every trial in flight is stopped
 through its launcher and recorded as interrupted, with its parameters queued again for a resume.
 """
@@ -17,6 +20,7 @@ import math
 import time
 import traceback
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,8 +30,8 @@ from ._console import Console
 from ._dispatch import Dispatcher, Finished
 from ._errors import CellError, LaunchError
 from ._masking import mask_text
-from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_LAUNCHER_JOB, counts,
-                       mark_interrupted)
+from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_LAUNCHER_JOB, ATTR_OUTPUTS,
+                       ATTR_SEED, PHASE_REPEAT, PHASE_TUNE, counts, mark_interrupted)
 from ._observer import Observers
 
 log = logging.getLogger(__name__)
@@ -35,8 +39,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CellRun:
+    """One study's trials in this loop: a cell's tuning, or its seed repeats."""
+
     cell: Cell
     study: Any
+    target: int = 0  # tuning: finished trials wanted (n_trials); repeats: the number of seeds
+    phase: str = PHASE_TUNE
+    distributions: dict[str, Any] | None = None  # None: the cell's search space
+    waiting: int = 0  # repeats: enqueued seeds not yet asked for
     complete: int = 0
     pruned: int = 0
     failed: int = 0
@@ -49,6 +59,18 @@ class CellRun:
     def done(self) -> int:
         return self.complete + self.pruned
 
+    @property
+    def label(self) -> str:
+        return self.cell.label if self.phase == PHASE_TUNE else f"{self.cell.label} repeats"
+
+    @property
+    def wants_trials(self) -> bool:
+        if self.stopped:
+            return False
+        if self.phase == PHASE_REPEAT:  # exactly its seeds: a failed repeat is not replaced
+            return self.waiting > 0
+        return self.done + self.in_flight < self.target
+
 
 @dataclass
 class Ticket:
@@ -56,16 +78,19 @@ class Ticket:
     trial: Any  # optuna.trial.Trial
     job_num: int
     started: float
+    values: dict[str, Any] = field(default_factory=dict)  # what the job is given: params (and a repeat's seed)
 
 
 @dataclass
 class LoopSettings:
-    n_trials: int
     slots: int
     max_failure_rate: float
     common_overrides: list[str]
     storage_location: str
     trial_key: str
+    seed_key: str | None = None
+    # cell's finished tuning run -> its repeats run, or why it has none (None: no repeats wanted)
+    open_repeats: Callable[[CellRun], CellRun | str] | None = None
 
 
 class DispatchLoop:
@@ -78,10 +103,32 @@ class DispatchLoop:
         self.flying: dict[int, Ticket] = {}  # submitted to the launcher: occupying a slot
         self.ready: deque[tuple[Ticket, Any]] = deque()  # prepared, not yet submitted
         self._ids = itertools.count()
+        self.repeats: dict[str, CellRun] = {}  # cell label -> its repeats run
         for run in runs:
-            c = counts(run.study)
-            run.complete, run.pruned, run.failed = c["complete"], c["pruned"], c["failed"]
-            self._check_failures(run)
+            self._count(run)
+
+    def _count(self, run: CellRun) -> None:
+        c = counts(run.study)
+        run.complete, run.pruned, run.failed, run.waiting = c["complete"], c["pruned"], c["failed"], c["waiting"]
+        self._check_failures(run)
+
+    def start_repeats(self, run: CellRun, resumed: bool = False) -> None:
+        """Queue the cell's repeats once its tuning is done (every trial finished, none in flight),
+        or at once when an earlier run of the sweep had started them (`resumed`)."""
+        if self.settings.open_repeats is None or run.phase != PHASE_TUNE or run.cell.label in self.repeats:
+            return
+        if not resumed and (run.stopped or run.in_flight or run.done < run.target):
+            return
+        opened = self.settings.open_repeats(run)
+        if isinstance(opened, str):
+            self.repeats[run.cell.label] = run  # nothing to repeat: asked once
+            self.console.stopped(run, f"no repeats: {opened}")
+            return
+        self.repeats[run.cell.label] = opened
+        self._count(opened)
+        self.runs.append(opened)
+        if opened.waiting:
+            self.console.say(f"[{run.cell.label}] tuning done: {opened.waiting} repeat(s) queued")
 
     def take_over(self, run: CellRun, frozen: Any) -> None:
         """A trial an earlier driver left running: followed if its launcher still knows the job,
@@ -117,24 +164,28 @@ class DispatchLoop:
                 self._finish(finished)
 
     def _next_cell(self) -> CellRun | None:
-        open_runs = [r for r in self.runs if not r.stopped and r.done + r.in_flight < self.settings.n_trials]
+        open_runs = [r for r in self.runs if r.wants_trials]
         return min(open_runs, key=lambda r: (r.done + r.in_flight, r.cell.index), default=None)
 
     def _prepare(self) -> tuple[Ticket, Any] | None:
         run = self._next_cell()
         if run is None:
             return None
-        trial = run.study.ask(run.cell.distributions)
+        trial = run.study.ask(run.cell.distributions if run.distributions is None else run.distributions)
         job_num = self.next_job_num
         self.next_job_num += 1
         trial.set_user_attr(ATTR_JOB_NUM, job_num)
         key = self.settings.trial_key
-        extra = {f"{key}.cell": run.cell.label, f"{key}.study": run.study.study_name,
+        extra = {f"{key}.cell": run.cell.label, f"{key}.study": run.study.study_name, f"{key}.phase": run.phase,
                  f"{key}.storage": self.settings.storage_location, f"{key}.id": trial_id(trial), f"{key}.number": trial.number}
-        extra.update(self.observers.trial_prepared(cell=run.cell, trial=trial))
-        overrides = trial_overrides(run.cell, self.settings.common_overrides, trial.params, extra)
+        values = dict(trial.params)
+        if run.phase == PHASE_REPEAT:
+            run.waiting -= 1
+            values[self.settings.seed_key] = trial.user_attrs[ATTR_SEED]
+        extra.update(self.observers.trial_prepared(cell=run.cell, trial=trial, phase=run.phase))
+        overrides = trial_overrides(run.cell, self.settings.common_overrides, values, extra)
         run.in_flight += 1
-        return Ticket(run, trial, job_num, 0.0), self.dispatcher.prepare(overrides, job_num)
+        return Ticket(run, trial, job_num, 0.0, values), self.dispatcher.prepare(overrides, job_num)
 
     def _take_ready(self) -> tuple[Ticket, Any] | None:
         while self.ready:
@@ -143,7 +194,9 @@ class DispatchLoop:
                 return ticket, prepared
             # Its cell stopped while it waited: it never ran, so it is not a failure of the cell.
             ticket.run.in_flight -= 1
-            self._record_interrupted(ticket.run, ticket.trial, "", "never launched: cell stopped", requeue=False)
+            # A repeat's seed is queued again, though: it must still run on a resume.
+            self._record_interrupted(ticket.run, ticket.trial, "", "never launched: cell stopped",
+                                     requeue=ticket.run.phase == PHASE_REPEAT)
         return None
 
     def _submit(self, ticket: Ticket, prepared: Any) -> None:
@@ -151,7 +204,7 @@ class DispatchLoop:
         ticket.started = time.monotonic()
         ticket.run.started = ticket.run.started or ticket.started
         self.flying[key] = ticket
-        self.console.event(ticket.run, ticket.trial.number, f"started (job #{ticket.job_num})", params=ticket.trial.params)
+        self.console.event(ticket.run, ticket.trial.number, f"started (job #{ticket.job_num})", params=ticket.values)
         try:
             job_ref = self.dispatcher.submit(prepared, key)
         except LaunchError as exc:
@@ -187,7 +240,9 @@ class DispatchLoop:
         else:
             completed, outcome = job_outcome(ret)
             if completed:
-                value = _as_value(outcome)
+                value, outputs = split_outcome(outcome)
+                if outputs:
+                    trial.set_user_attr(ATTR_OUTPUTS, outputs)
                 if value is None:
                     state, error = TrialState.FAIL, f"the job returned {outcome!r}, not a finite number"
             elif isinstance(outcome, optuna.TrialPruned):
@@ -211,7 +266,13 @@ class DispatchLoop:
             self._stop(run, f"trial {trial.number} raised an error that every trial of this cell would repeat: "
                             f"{_last_line(error)}")
         self._check_failures(run)
-        self.observers.trial_end(cell=run.cell, trial=frozen, job_return=ret, error=error, interrupted=False)
+        self.observers.trial_end(cell=run.cell, trial=frozen, job_return=ret, error=error, interrupted=False,
+                                 phase=run.phase)
+        if run.phase == PHASE_REPEAT:
+            from ._repeats import summary
+
+            self.observers.repeats_update(cell=run.cell, summary=summary(run.study))
+        self.start_repeats(run)
         self.on_change()
 
     def _interrupt(self, reason: BaseException) -> None:
@@ -236,19 +297,42 @@ class DispatchLoop:
         """The one way a trial is recorded interrupted: in its study (re-queued unless it never
         ran), on the console, and for the observers (MLflow closes its run as KILLED)."""
         frozen = mark_interrupted(run.study, trial, requeue=requeue)
+        if requeue and run.phase == PHASE_REPEAT:
+            run.waiting += 1
         if event:
             self.console.event(run, frozen.number, event)
-        self.observers.trial_end(cell=run.cell, trial=frozen, job_return=None, error=error, interrupted=True)
+        self.observers.trial_end(cell=run.cell, trial=frozen, job_return=None, error=error, interrupted=True,
+                                 phase=run.phase)
 
     def _check_failures(self, run: CellRun) -> None:
-        if run.failed > self.settings.max_failure_rate * self.settings.n_trials:
+        if run.failed > self.settings.max_failure_rate * run.target:
+            what = "n_trials" if run.phase == PHASE_TUNE else "repeats"
             self._stop(run, f"{run.failed} failed trials exceed max_failure_rate={self.settings.max_failure_rate} "
-                            f"x n_trials={self.settings.n_trials}")
+                            f"x {what}={run.target}")
 
     def _stop(self, run: CellRun, reason: str) -> None:
         if not run.stopped:
             run.stopped = reason
             self.console.stopped(run, reason)
+
+
+def split_outcome(outcome: Any) -> tuple[float | None, dict[str, Any]]:
+    """A job returns its objective, or a mapping with the objective at "value" and anything else it
+    wants kept with the trial (a repeat: its test metrics and checkpoint)."""
+    if isinstance(outcome, Mapping):
+        outputs = {str(k): _plain(v) for k, v in outcome.items() if k != "value"}
+        return _as_value(outcome.get("value")), outputs
+    return _as_value(outcome), {}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-storable: numbers as floats (tensors and numpy scalars too), the rest as text."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _as_value(outcome: Any) -> float | None:

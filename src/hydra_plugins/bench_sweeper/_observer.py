@@ -10,14 +10,18 @@ an end that always comes. A Hydra callback that also subclasses SweepObserver ge
         before the first trial; `cells` are _cells.Cell (label, coordinates, metric, direction,
         params, study_name, config = the cell's composed config); trials_in_driver: the launcher
         runs trials inside this process (Hydra's basic launcher), one at a time.
-    on_trial_prepared(cell, trial) -> dict[str, Any] | None
-        an Optuna trial was asked for and is about to be launched. The returned {config.key: value}
+    on_trial_prepared(cell, trial, phase) -> dict[str, Any] | None
+        an Optuna trial was asked for and is about to be launched; phase is "tune", or "repeat" for
+        a seed repeat of the cell's best configuration (its seed: trial.user_attrs["seed"]). The returned {config.key: value}
         are added to the job's overrides (as ++key=value): the way to hand the job ids it needs.
         A tracker records its run id on the trial as the user attribute TRACKER_RUN_ID_ATTR, which
         results.csv shows.
-    on_trial_end(cell, trial, job_return, error, interrupted) -> None
+    on_trial_end(cell, trial, job_return, error, interrupted, phase) -> None
         the trial was told to its study (trial is the FrozenTrial; job_return may be None);
         interrupted: its job was stopped with the driver, or never launched.
+    on_repeats_update(cell, summary) -> None
+        a repeat of the cell finished; summary: n_repeats, test_mean, test_std, test_iqm over the
+        cell's finished repeats so far (from the study, so a resumed sweep counts earlier ones).
     on_sweep_end(config, sweep_dir, error, stopped_cells) -> None
         always, in a `finally`; error is the exception that ends the sweep (CellsStoppedError when
         some cells stopped early), or None; stopped_cells are their labels.
@@ -48,10 +52,14 @@ class SweepObserver:
                        trials_in_driver: bool) -> None:
         pass
 
-    def on_trial_prepared(self, cell: Any, trial: Any) -> dict[str, Any] | None:
+    def on_trial_prepared(self, cell: Any, trial: Any, phase: str = "tune") -> dict[str, Any] | None:
         return None
 
-    def on_trial_end(self, cell: Any, trial: Any, job_return: Any, error: str | None, interrupted: bool) -> None:
+    def on_trial_end(self, cell: Any, trial: Any, job_return: Any, error: str | None, interrupted: bool,
+                     phase: str = "tune") -> None:
+        pass
+
+    def on_repeats_update(self, cell: Any, summary: dict[str, float]) -> None:
         pass
 
     def on_sweep_end(self, config: Any, sweep_dir: str, error: BaseException | None, stopped_cells: list[str]) -> None:
@@ -77,6 +85,10 @@ class Observers:
     def trial_end(self, **kwargs: Any) -> None:
         for obs in self.observers:
             self._safely(obs.on_trial_end, **kwargs)
+
+    def repeats_update(self, **kwargs: Any) -> None:
+        for obs in self.observers:
+            self._safely(obs.on_repeats_update, **kwargs)
 
     def sweep_end(self, **kwargs: Any) -> None:
         for obs in self.observers:

@@ -9,7 +9,9 @@ cell's composed config (bench: unknown data, unreachable weights, impossible val
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+
+_ABSENT = object()
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ._cells import DIRECTIONS, Cell, bare_key, describe_cell, enumerate_cells, split_arguments
 from ._errors import SearchSpaceError, SweepConfigError
 from ._masking import mask_text
+from ._repeats import seed_list
 from ._studies import ON_CHANGE, storage_location
 from ._sweepdir import check_creatable, read_identity
 
@@ -31,10 +34,26 @@ class SweepPlan:
     sweep_dir: Path
     storage: str  # the location jobs and driver open: a URL or a journal file path
     axes: list[str]  # the swept keys (task, model, ...)
+    n_trials: int = 0
+    seeds: list[int] = field(default_factory=list)  # each cell's repeats; empty: none
+
+    def tuning_trials(self, cell: Cell) -> int:
+        """With repeats, a cell with nothing to search (or n_trials=0) goes straight to them."""
+        return 0 if self.seeds and not cell.distributions else self.n_trials
+
+    def repeats_opener(self, storage: Any) -> Any:
+        from ._repeats import opener
+
+        return opener(self.seeds, storage)
 
 
 def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[str], launcher: Any) -> SweepPlan:
     _check_settings(settings)
+    seeds = seed_list(settings.repeats, OmegaConf.to_container(settings.seeds) if OmegaConf.is_config(settings.seeds)
+                      else settings.seeds)
+    if settings.n_trials == 0 and not seeds:
+        raise SweepConfigError("hydra.sweeper.n_trials=0 runs no tuning trial, and no repeats are asked for "
+                               "(hydra.sweeper.repeats): nothing would run")
     for what in ("sampler", "pruner"):
         _check_buildable(what, getattr(settings, what))
     sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -55,13 +74,17 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
         describe_cell(cell, cell_cfg, split, params or {}, search_space_key=settings.search_space_key,
                       metric_key=settings.metric_key, direction_key=settings.direction_key,
                       default_direction=settings.direction, columns=columns or {})
+        if seeds and OmegaConf.select(cell_cfg, settings.seed_key or "", default=_ABSENT) is _ABSENT:
+            raise SweepConfigError(f"cell {cell.label}: repeats set each seed at hydra.sweeper.seed_key="
+                                   f"{settings.seed_key!r}, which is not a key of its config; name the key your app "
+                                   "seeds from")
         if check is not None:
             check(cell_cfg)
         if value_check is not None:
             _check_search_edges(cell, cell_cfg, value_check)
     if settings.check_resources:
         _check_launcher_can_run_a_trial(launcher)
-    return SweepPlan(cells, split.common, sweep_dir, storage, [bare_key(k) for k in split.cell_axes])
+    return SweepPlan(cells, split.common, sweep_dir, storage, [bare_key(k) for k in split.cell_axes], settings.n_trials, seeds)
 
 
 def _check_search_edges(cell: Cell, cell_cfg: DictConfig, value_check: Any) -> None:
@@ -101,7 +124,9 @@ def _check_launcher_can_run_a_trial(launcher: Any) -> None:
 
 def describe_plan(plan: SweepPlan, settings: Any, launcher: Any) -> str:
     pruner = (settings.pruner or {}).get("_target_", "none")
-    lines = [f"{len(plan.cells)} cell(s) x {settings.n_trials} trials = {len(plan.cells) * settings.n_trials} trials, "
+    trials = sum(plan.tuning_trials(c) for c in plan.cells)
+    repeats = f" + {len(plan.seeds)} repeats each (seeds {plan.seeds})" if plan.seeds else ""
+    lines = [f"{len(plan.cells)} cell(s): {trials} tuning trials{repeats}, "
              f"n_jobs={settings.n_jobs}, launcher={type(launcher).__name__}, pruner={pruner}",
              f"sweep dir {plan.sweep_dir}, storage {mask_text(plan.storage)}"]
     for cell in plan.cells:
@@ -116,8 +141,8 @@ def _check_settings(s: Any) -> None:
     problems = []
     if not 0.0 <= s.max_failure_rate <= 1.0:
         problems.append(f"hydra.sweeper.max_failure_rate={s.max_failure_rate} must be within [0, 1]")
-    if s.n_trials < 1:
-        problems.append(f"hydra.sweeper.n_trials={s.n_trials} must be at least 1")
+    if s.n_trials < 0:
+        problems.append(f"hydra.sweeper.n_trials={s.n_trials} must be at least 0 (0: straight to the repeats)")
     if s.n_jobs < 1:
         problems.append(f"hydra.sweeper.n_jobs={s.n_jobs} must be at least 1 (with bench: launcher.parallel_trials)")
     if not s.poll_interval > 0:

@@ -12,8 +12,8 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
-from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM, STUDY_CELL,
-                       STUDY_VERSION, StudyRecord)
+from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_OUTPUTS,
+                       ATTR_SEED, STUDY_CELL, STUDY_VERSION, StudyRecord)
 from ._observer import TRACKER_RUN_ID_ATTR
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 RESULTS_CSV = "results.csv"
 BEST_CSV = "best.csv"
+REPEATS_CSV = "repeats.csv"
 TRIAL_COLUMNS = ["study", "study_version", "trial", "state", "value", "duration_s", "job_num", "job_dir",
                  TRACKER_RUN_ID_ATTR, "interrupted", "error"]
 
@@ -90,8 +91,45 @@ def worst_value(study: optuna.Study) -> float | None:
     return pick(values) if values else None
 
 
-def best_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
-    """One row per cell: its current study's best trial, and the worst finished trial's value."""
+def repeat_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
+    """One row per cell x seed: the validation value its best checkpoint reached, what the job
+    returned besides (test_value, every test metric, checkpoint), and where to find the run."""
+    from ._repeats import REPEAT_BEST_TRIAL, REPEAT_N_TRIALS
+
+    rows = []
+    for record in records:
+        described = _describing(record)
+        for trial in record.load(storage).get_trials(deepcopy=False):
+            attrs = trial.user_attrs
+            if trial.state.name == "WAITING":
+                continue  # a seed not run yet
+            rows.append({
+                **described, "seed": attrs.get(ATTR_SEED, ""), "state": trial.state.name,
+                "val_value": trial.value if trial.value is not None else "", **attrs.get(ATTR_OUTPUTS, {}),
+                "duration_s": attrs.get(ATTR_DURATION, ""), "job_dir": attrs.get(ATTR_JOB_DIR, ""),
+                TRACKER_RUN_ID_ATTR: attrs.get(TRACKER_RUN_ID_ATTR, ""), "interrupted": bool(attrs.get(ATTR_INTERRUPTED, False)),
+                "error": attrs.get(ATTR_ERROR, ""), "n_trials": record.attrs.get(REPEAT_N_TRIALS, ""),
+                "tuning_best_trial": record.attrs.get(REPEAT_BEST_TRIAL, ""), "study": record.name, "trial": trial.number,
+                **trial.params,
+            })
+    return rows
+
+
+def write_repeats(sweep_dir: str, records: list[StudyRecord], storage: Any) -> str | None:
+    if not records:
+        return None
+    path = os.path.join(sweep_dir, REPEATS_CSV)
+    _write_csv(path, repeat_rows(records, storage), _leading(records) + [
+        "seed", "state", "val_value", "test_value", "checkpoint", "duration_s", TRACKER_RUN_ID_ATTR, "job_dir"])
+    return path
+
+
+def best_rows(records: list[StudyRecord], storage: Any, repeats: list[StudyRecord] = ()) -> list[dict[str, Any]]:
+    """One row per cell: its current study's best trial, the worst finished trial's value, and the
+    test summary of its repeats (n_repeats, test_mean, test_std, test_iqm) when it has some."""
+    from ._repeats import REPEAT_TUNED_BY, summary
+
+    summaries = {r.attrs.get(REPEAT_TUNED_BY): summary(r.load(storage)) for r in repeats}
     rows = []
     for record in records:
         if not record.current:
@@ -101,15 +139,18 @@ def best_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
         row = {**_describing(record), "best_value": best.value if best else "", "best_trial": best.number if best else "",
                "worst_value": worst if worst is not None else "",
                "job_dir": best.user_attrs.get(ATTR_JOB_DIR, "") if best else "", "study": record.name}
+        row.update(summaries.get(record.name, {}))
         row.update(best.params if best else {})
         rows.append(row)
     return rows
 
 
-def write_best(sweep_dir: str, records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
-    rows = best_rows(records, storage)
-    _write_csv(os.path.join(sweep_dir, BEST_CSV), rows,
-               _leading([r for r in records if r.current]) + ["best_value", "best_trial", "worst_value", "job_dir", "study"])
+def write_best(sweep_dir: str, records: list[StudyRecord], storage: Any,
+               repeats: list[StudyRecord] = ()) -> list[dict[str, Any]]:
+    rows = best_rows(records, storage, repeats)
+    summary_columns = ["n_repeats", "test_mean", "test_std", "test_iqm"] if repeats else []
+    _write_csv(os.path.join(sweep_dir, BEST_CSV), rows, _leading([r for r in records if r.current])
+               + ["best_value", "best_trial", "worst_value", *summary_columns, "job_dir", "study"])
     return rows
 
 

@@ -33,9 +33,13 @@ ATTR_ERROR = "error"
 ATTR_INTERRUPTED = "interrupted"  # its job was stopped or died with its driver; its params were re-queued
 ATTR_DURATION = "duration_s"
 ATTR_LAUNCHER_JOB = "launcher_job"  # the launcher's id for the job (SLURM job id ...), to find it again
+ATTR_SEED = "seed"  # a repeat's seed, fixed when its trial is enqueued
+ATTR_OUTPUTS = "outputs"  # what a job returned besides its objective (a repeat's test metrics, checkpoint)
 # ... and on each study.
 STUDY_SWEEP, STUDY_CELL, STUDY_VERSION = "sweep_id", "cell", "version"
 STUDY_FINGERPRINT, STUDY_SUPERSEDED_BY = "fingerprint", "superseded_by"
+# A cell's tuning study, or the study of its seed repeats (_repeats.py); studies without it tune.
+STUDY_PHASE, PHASE_TUNE, PHASE_REPEAT = "phase", "tune", "repeat"
 ON_CHANGE = ("error", "new_version")
 
 
@@ -88,13 +92,13 @@ class StudyRecord:
         return self.study
 
 
-def sweep_studies(storage: Any, sweep_id: str) -> dict[str, StudyRecord]:
-    """Every study of this sweep in the storage, by name."""
+def sweep_studies(storage: Any, sweep_id: str, phase: str = PHASE_TUNE) -> dict[str, StudyRecord]:
+    """Every study of this sweep and phase (tuning, or repeats) in the storage, by name."""
     import optuna
 
     return {s.study_name: StudyRecord(s.study_name, dict(s.user_attrs))
             for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-            if s.user_attrs.get(STUDY_SWEEP) == sweep_id}
+            if s.user_attrs.get(STUDY_SWEEP) == sweep_id and s.user_attrs.get(STUDY_PHASE, PHASE_TUNE) == phase}
 
 
 def _latest(records: dict[str, StudyRecord], label: str) -> StudyRecord | None:
@@ -173,7 +177,8 @@ def mark_interrupted(study: optuna.Study, trial: Any, requeue: bool = True) -> A
     live.set_user_attr(ATTR_INTERRUPTED, True)
     frozen = study.tell(live, state=TrialState.FAIL)
     if requeue:
-        study.enqueue_trial(frozen.params, user_attrs={"requeued_from": frozen.number}, skip_if_exists=False)
+        kept = {ATTR_SEED: frozen.user_attrs[ATTR_SEED]} if ATTR_SEED in frozen.user_attrs else {}
+        study.enqueue_trial(frozen.params, user_attrs={"requeued_from": frozen.number, **kept}, skip_if_exists=False)
     return frozen
 
 

@@ -110,7 +110,7 @@ class BenchSweeperConf:
     storage: Optional[str] = None
     # Prefix of the per-cell study names: "<study_name>[<cell>]@<sweep id>".
     study_name: Optional[str] = None
-    # Finished + pruned trials per cell.
+    # Finished + pruned trials per cell (0: no tuning, straight to the repeats).
     n_trials: int = 20
     # Trials in flight at once, across all cells.
     n_jobs: int = 2
@@ -133,6 +133,14 @@ class BenchSweeperConf:
     # set in turn (every choice, both bounds), so a value no trial could use is refused up front
     # instead of failing the trials that draw it. It should be cheap: it runs many times per cell.
     value_check: Optional[str] = None
+    # Seed repeats: once a cell's tuning is done, its best params are trained again once per seed
+    # (in the same loop and slots, while other cells still tune); each repeat job is told it is
+    # one (<trial_key>.phase=repeat) and evaluates the test split on its best checkpoint. 0: none.
+    repeats: int = 0
+    # The seeds; null: the first `repeats` of 1, 2, 3, ..., the same for every cell and model.
+    seeds: Optional[list[int]] = None
+    # The config key each repeat's seed is set at.
+    seed_key: str = "seed"
     # Print the cells, their search spaces and the trial count; launch nothing.
     dry_run: bool = False
     # Seconds between polls of asynchronous launchers (Ray, submitit).
