@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 import math
 
 import pytest
@@ -67,9 +68,11 @@ def test_test_split_when_asked_is_evaluated_on_the_best_checkpoint(compose_cfg, 
     # (Without evaluate_test no test metric is logged: see test_calls_in_one_process_are_independent.)
     out = tmp_path / "with_test"
     cfg = compose_cfg("task.max_epochs=3", "evaluate_test=true", f"output_dir={out}")
-    train(cfg)
+    returned = train(cfg)
     logged = [row for row in _metric_rows(out) if row.get("test/mIoU")]
     assert len(logged) == 1
+    assert returned["test_value"] == returned["test/mIoU"] == pytest.approx(float(logged[0]["test/mIoU"]))
+    assert Path(returned["checkpoint"]) == out / "checkpoints" / "best.ckpt"
     # Re-test the saved best checkpoint independently: same number as train() reported.
     spec = build_spec(cfg)
     best = SemanticSegmentationTask.load_from_checkpoint(out / "checkpoints" / "best.ckpt")

@@ -31,5 +31,10 @@ class MetricNotLoggedError(BenchError, KeyError):
         return str(self.args[0])
 
 
+class TestSplitError(BenchError, RuntimeError):
+    """The test split cannot be evaluated (unreadable files, a metric it does not log), or a
+    tuning trial asked for it."""
+
+
 # What the CLI prints as a plain sentence: bench's errors and the sweeper's.
 USER_ERRORS = (BenchError, SweepError)

@@ -97,7 +97,11 @@ def check_pretrained_weights(model: DictConfig) -> None:
 
 def preflight(cfg: DictConfig) -> TrialSpec:
     """All checks a job needs before training; returns the merged spec."""
+    from bench.evaluation import wants_test
+    from hydra_plugins.bench_sweeper.trial import trial_phase
+
     spec = build_spec(cfg)
+    wants_test(cfg, trial_phase(cfg))  # evaluate_test=true is refused in a sweep, before launching
     check_pretrained_weights(cfg.model)
     ensure_dataset(cfg.task)
     return spec

@@ -35,6 +35,7 @@ class TrialSpec:
     task_kwargs: dict[str, Any]  # TerraTorch task arguments
     datamodule: dict[str, Any]  # with _target_, for hydra.utils.instantiate
     metric: str
+    test_metric: str  # the same metric on the test split, which only seed repeats evaluate
     mode: str  # "min" | "max"
     max_epochs: int
     patience: int
@@ -102,10 +103,20 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
         task_kwargs=OmegaConf.to_container(task_kwargs),
         datamodule=OmegaConf.to_container(datamodule),
         metric=metric,
+        test_metric=task.get("test_metric") or _on_test_split(metric, task_name),
         mode=mode,
         max_epochs=max_epochs,
         patience=patience,
     )
+
+
+def _on_test_split(metric: str, task_name: str) -> str:
+    """TerraTorch logs each metric once per split, prefixed with the stage: val/mIoU, test/mIoU."""
+    stage, _, name = metric.partition("/")
+    if stage != "val" or not name:
+        raise ConfigError(f"task '{task_name}': task.metric={metric!r} is not a TerraTorch validation metric "
+                          "(val/<name>), so its test-split counterpart is unknown; set task.test_metric")
+    return f"test/{name}"
 
 
 def _positive_int(value, key: str, meaning: str) -> int:

@@ -1,4 +1,8 @@
-"""train(cfg) -> float: one TerraTorch fine-tuning run.
+"""train(cfg): one TerraTorch fine-tuning run -> the best validation value.
+
+A seed repeat (or a single run with evaluate_test=true) then tests the best checkpoint and returns
+{"value": best validation value, "test_value": the task metric on test, every test metric,
+"checkpoint": its path}; a tuning trial never reads the test split (bench.evaluation).
 
 Torch, Lightning and TerraTorch are imported inside train(), after preflight() has checked the
 input, so composing configs, --help, --cfg and bad input never pay for the 10-16 s import.
@@ -14,6 +18,7 @@ import logging
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -32,9 +37,15 @@ _QUIET = [
 ]
 
 
-def train(cfg: DictConfig) -> float:
-    """Fit the configured model on the configured task; return the best validation metric."""
+def train(cfg: DictConfig) -> float | dict[str, Any]:
+    """Fit the configured model on the configured task; return the best validation metric (and,
+    when testing, the test metrics of the best checkpoint)."""
+    from bench.evaluation import test_on_best_checkpoint, wants_test
+    from hydra_plugins.bench_sweeper.trial import PHASE_TUNE, trial_phase
+
     spec = preflight(cfg)  # before the torch import, so bad input fails in about a second
+    phase = trial_phase(cfg)  # "tune" / "repeat" in a bench sweep, None in a single run
+    testing = wants_test(cfg, phase)
     devices = _assign_devices(cfg)  # before anything initialises CUDA
 
     import lightning.pytorch as pl
@@ -78,7 +89,7 @@ def train(cfg: DictConfig) -> float:
         checkpoint,
         resume_point,
     ]
-    trial = trial_from_config(cfg)  # None unless this job is a trial of a bench sweep
+    trial = trial_from_config(cfg) if phase == PHASE_TUNE else None  # repeats are never pruned
     if trial is not None:
         callbacks.append(OptunaPruning(trial, spec.metric))
     loggers = [pl.loggers.CSVLogger(output_dir, name="metrics")]  # metrics/version_N/metrics.csv
@@ -107,11 +118,15 @@ def train(cfg: DictConfig) -> float:
     value = float(best) if best is not None else math.nan
     log.info("%s: best %s = %.4f (%s)", spec.task_name, spec.metric, value, checkpoint.best_model_path)
     _record_checkpoint(cfg, checkpoint.best_model_path)
-    if cfg.get("evaluate_test", False):
-        # Test only when asked, and on the best checkpoint, never the last epoch's weights.
-        trainer.test(task, datamodule=datamodule, ckpt_path=checkpoint.best_model_path or None)
     _drop_resume_point(cfg, output_dir)
-    return value
+    if not testing:
+        return value
+    # On the best checkpoint, never the last epoch's weights.
+    metrics = test_on_best_checkpoint(trainer, task, datamodule, checkpoint.best_model_path, spec, phase)
+    _flush_tracking()
+    log.info("%s: %s = %.4f on the test split", spec.task_name, spec.test_metric, metrics[spec.test_metric])
+    return {"value": value, "test_value": metrics[spec.test_metric], "checkpoint": checkpoint.best_model_path,
+            **metrics}
 
 
 class _DropLitLoggerTip(logging.Filter):

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from ._compat import running_trial
 from ._errors import ResumeMismatchError, SweepConfigError
 from ._fingerprint import differences
+from .trial import PHASE_REPEAT, PHASE_TUNE  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     import optuna
@@ -39,7 +40,7 @@ ATTR_OUTPUTS = "outputs"  # what a job returned besides its objective (a repeat'
 STUDY_SWEEP, STUDY_CELL, STUDY_VERSION = "sweep_id", "cell", "version"
 STUDY_FINGERPRINT, STUDY_SUPERSEDED_BY = "fingerprint", "superseded_by"
 # A cell's tuning study, or the study of its seed repeats (_repeats.py); studies without it tune.
-STUDY_PHASE, PHASE_TUNE, PHASE_REPEAT = "phase", "tune", "repeat"
+STUDY_PHASE = "phase"  # PHASE_TUNE (also when absent) or PHASE_REPEAT, defined with the job side
 ON_CHANGE = ("error", "new_version")
 
 

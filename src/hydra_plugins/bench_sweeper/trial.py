@@ -1,6 +1,6 @@
 """Job side: the Optuna trial a sweep job belongs to, so it can report and be pruned.
 
-The sweeper puts `trial.{study,storage,id,number,cell}` into every job's config, under the key
+The sweeper puts `trial.{study,storage,id,number,cell,phase}` into every job's config, under the key
 named by hydra.sweeper.trial_key, which the job reads from its own Hydra config, so the two sides
 can never disagree on it. The job process, wherever it runs, reopens the same storage; the pruner
 comes from the job's own hydra.sweeper config too.
@@ -13,16 +13,32 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 
-def trial_from_config(cfg: DictConfig) -> Any:
-    """The optuna.trial.Trial this job runs, or None outside a bench sweep."""
+PHASE_TUNE, PHASE_REPEAT = "tune", "repeat"  # the values of <trial_key>.phase
+
+
+def _trial_node(cfg: DictConfig) -> tuple[Any, Any]:
+    """(this job's trial node, the sweeper config), or (None, None) outside a bench sweep."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
-        return None
+        return None, None
     sweeper = OmegaConf.select(HydraConfig.get(), "sweeper", default=None)
     key = OmegaConf.select(sweeper, "trial_key", default=None) if sweeper is not None else None
     node = OmegaConf.select(cfg, key, default=None) if key else None
-    if not node or node.get("id") is None:
+    return (node, sweeper) if node and node.get("id") is not None else (None, None)
+
+
+def trial_phase(cfg: DictConfig) -> str | None:
+    """"tune" for a tuning trial, "repeat" for a seed repeat of a cell's best params, None outside
+    a bench sweep. A tuning trial must never read the test split; a repeat evaluates it."""
+    node, _ = _trial_node(cfg)
+    return None if node is None else node.get("phase") or PHASE_TUNE
+
+
+def trial_from_config(cfg: DictConfig) -> Any:
+    """The optuna.trial.Trial this job runs, or None outside a bench sweep."""
+    node, sweeper = _trial_node(cfg)
+    if node is None:
         return None
     import optuna
     from hydra.utils import instantiate
