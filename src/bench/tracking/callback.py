@@ -20,6 +20,7 @@ Per-epoch metrics come from Lightning's MLFlowLogger bound to the same run (benc
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import traceback
@@ -37,6 +38,8 @@ from hydra_plugins.bench_sweeper._masking import mask_config, mask_data, mask_ov
 from hydra_plugins.bench_sweeper.observer import TRACKER_RUN_ID_ATTR, SweepObserver
 
 log = logging.getLogger(__name__)
+# In the sweep dir: where its benchmark run is, so `python -m bench.report` can log the report there.
+TRACKING_FILE = "mlflow.json"
 
 def default_locations(cwd: str | None = None) -> tuple[str, str]:
     """The embedded store: multirun_outputs/mlflow.db and multirun_outputs/mlartifacts."""
@@ -62,6 +65,16 @@ def _app_config(config: DictConfig) -> dict:
     plain = mask_config(config)
     plain.pop("hydra", None)
     return plain
+
+
+def _write_tracking_file(sweep_dir: Path, uri: str, experiment: str, benchmark_run: str) -> None:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.username or parts.password:  # never on disk: MLflow reads credentials from its env vars
+        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
+    (sweep_dir / TRACKING_FILE).write_text(json.dumps(
+        {"tracking_uri": urlunsplit(parts), "experiment": experiment, "benchmark_run": benchmark_run}, indent=1))
 
 
 class MLflowTracking(Callback, SweepObserver):
@@ -108,6 +121,7 @@ class MLflowTracking(Callback, SweepObserver):
             self.server = LocalTrackingServer(uri, artifacts, Path(sweep_dir) / "mlflow_server.log",
                                               host=settings.get("serve_host", "127.0.0.1"))
             uri = self.server.start()
+        store_uri = uri  # before serving: what stays reachable after this sweep's server has gone
         self.uri, self.client = uri, MlflowClient(uri)
         self.experiment_id = runs.ensure_experiment(self.client, settings.experiment, artifacts)
         self.sweep_dir = sweep_dir = str(Path(sweep_dir).resolve())
@@ -122,6 +136,7 @@ class MLflowTracking(Callback, SweepObserver):
                 {runs.LEVEL: "benchmark", runs.SWEEP_DIR: sweep_dir, "git_commit": git_commit()},
             )
             runs.log_params(self.client, self.benchmark_run, {f"version.{k}": v for k, v in package_versions().items()})
+        _write_tracking_file(Path(sweep_dir), store_uri, settings.experiment, self.benchmark_run)
         overrides = [mask_override(o) for o in OmegaConf.to_container(config.hydra.overrides.task)]
         n = len(self.client.list_artifacts(self.benchmark_run, "invocations")) if found else 0
         runs.log_yaml(self.client, self.benchmark_run, _app_config(config), "config.yaml" if not found else f"invocations/{n}/config.yaml")

@@ -1,0 +1,148 @@
+"""The report's inputs, as one scores table in the GEO-Bench-2 leaderboard submission layout.
+
+  a sweep dir         its repeats.csv (test scores per cell x seed) and results.csv (tuning curves)
+  mlflow:<experiment> the repeats.csv / results.csv artifacts of every benchmark run in it
+  a .csv file         a leaderboard submission (or a scores.csv bench wrote: the same layout)
+
+Several inputs are concatenated; a model x dataset x seed given twice keeps its last row.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report.errors import ReportError
+
+# The submission layout: what the leaderboard needs, then what it shows as provenance.
+REQUIRED = ["dataset", "Metric", "test metric", "Seed", "backbone"]
+LAYOUT = REQUIRED + ["decoder", "lr", "batch_size", "weight_decay", "n_trials", "early_stop_patience",
+                     "batch_size_selection", "partition_name", "frozen_or_full_ft", "experiment_name",
+                     "mlflow_run_id", "direction"]
+# terratorch's metric names -> the leaderboard's labels for the same metric.
+LEADERBOARD_METRICS = {"Accuracy_Micro": "Overall_Accuracy", "mIoU": "Multiclass_Jaccard_Index",
+                       "Multilabel_F1_Score": "Multilabel_F1_Score", "RMSE": "RMSE"}
+
+
+@dataclass
+class Inputs:
+    scores: pd.DataFrame  # LAYOUT columns
+    tuning: pd.DataFrame = field(default_factory=pd.DataFrame)  # results.csv rows of the sweeps
+    sweep_dirs: list[Path] = field(default_factory=list)
+
+
+def load(sources: list[str], tracking_uri: str | None = None) -> Inputs:
+    if not sources:
+        raise ReportError("no input: give sweep dirs, mlflow:<experiment>, or leaderboard CSV files")
+    scores, tuning, sweeps = [], [], []
+    for source in sources:
+        if source.startswith("mlflow:"):
+            for directory in _from_mlflow(source.removeprefix("mlflow:"), tracking_uri):
+                scores.append(_from_sweep(directory))
+                tuning.append(_tuning(directory))
+            continue
+        path = Path(source)
+        if path.is_dir():
+            scores.append(_from_sweep(path))
+            tuning.append(_tuning(path))
+            sweeps.append(path)
+        elif path.is_file():
+            scores.append(_from_csv(path))
+        else:
+            raise ReportError(f"{source} does not exist: give a sweep dir, mlflow:<experiment>, or a CSV file")
+    merged = pd.concat(scores, ignore_index=True)
+    merged = merged.drop_duplicates(["backbone", "dataset", "Seed"], keep="last").reset_index(drop=True)
+    return Inputs(merged, pd.concat(tuning, ignore_index=True) if tuning else pd.DataFrame(), sweeps)
+
+
+def _from_csv(path: Path) -> pd.DataFrame:
+    try:
+        data = pd.read_csv(path, float_precision="round_trip")
+    except Exception as exc:
+        raise ReportError(f"{path} cannot be read as CSV: {exc}") from None
+    missing = [c for c in REQUIRED if c not in data.columns]
+    if missing:
+        raise ReportError(f"{path} lacks the column(s) {', '.join(repr(c) for c in missing)} of the GEO-Bench-2 "
+                          f"submission layout, which needs {', '.join(REQUIRED)}")
+    if "direction" not in data.columns:
+        # The leaderboard's scores are all higher-is-better (its biomassters RMSE is stored as 1 - scaled RMSE).
+        data["direction"] = "maximize"
+    return data.reindex(columns=list(dict.fromkeys(LAYOUT + list(data.columns))))
+
+
+def _from_sweep(directory: Path) -> pd.DataFrame:
+    path = directory / "repeats.csv"
+    if not path.is_file():
+        raise ReportError(f"{directory} has no repeats.csv: its cells were tuned without seed repeats, so there "
+                          "are no test scores. Resume it with hydra.sweeper.repeats=5 (the same command and "
+                          f"hydra.sweep.dir={directory}) to add them")
+    rows = pd.read_csv(path, float_precision="round_trip")
+    rows = rows[rows["state"] == "COMPLETE"]
+    if rows.empty:
+        raise ReportError(f"{path} has no finished repeat yet")
+
+    def column(*names: str, default: object = None) -> pd.Series:
+        for name in names:
+            if name in rows.columns:
+                return rows[name]
+        return pd.Series(default, index=rows.index)
+
+    metric = column("metric").astype(str).str.partition("/")[2]
+    return pd.DataFrame({
+        "dataset": column("task", "cell"), "Metric": metric.map(lambda m: LEADERBOARD_METRICS.get(m, m)),
+        "test metric": rows["test_value"], "Seed": rows["seed"], "backbone": column("model", "cell"),
+        "decoder": column("decoder"), "lr": column("hparams.lr", "lr"), "batch_size": column("hparams.batch_size", "batch_size"),
+        "weight_decay": column("hparams.optimizer_hparams.weight_decay", "weight_decay"),
+        "n_trials": rows["n_trials"], "early_stop_patience": column("patience"),
+        "batch_size_selection": "HPO" if "hparams.batch_size" in rows.columns else "Fixed",
+        "partition_name": column("partition", default="default"), "frozen_or_full_ft": "full_ft",
+        "experiment_name": directory.name, "mlflow_run_id": column("mlflow_run_id"), "direction": rows["direction"],
+    })
+
+
+def _tuning(directory: Path) -> pd.DataFrame:
+    path = directory / "results.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    rows = pd.read_csv(path)
+    rows["sweep"] = directory.name
+    return rows
+
+
+def _from_mlflow(experiment: str, tracking_uri: str | None) -> list[Path]:
+    """Each benchmark run's tables, downloaded next to each other as sweep dirs."""
+    from mlflow import MlflowClient
+
+    from bench.tracking import runs
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise ReportError(f"MLflow at {client.tracking_uri} has no experiment {experiment!r}")
+    benchmarks = runs.find_runs(client, found.experiment_id, **{runs.LEVEL: "benchmark"})
+    root = Path(tempfile.mkdtemp(prefix="bench-report-"))
+    directories = []
+    for run in benchmarks:
+        names = {a.path for a in client.list_artifacts(run.info.run_id)}
+        if "repeats.csv" not in names:
+            continue
+        target = root / Path(run.data.tags.get(runs.SWEEP_DIR, run.info.run_id)).name
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("repeats.csv", "results.csv"):
+            if name in names:
+                client.download_artifacts(run.info.run_id, name, str(target))
+        directories.append(target)
+    if not directories:
+        raise ReportError(f"MLflow experiment {experiment!r} has no benchmark run with repeats (repeats.csv)")
+    return directories
+
+
+def load_json(path: str, what: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"the {what} {path} cannot be read as JSON: {exc}") from None

@@ -1,0 +1,124 @@
+"""The report's figures (PNG files) and report.html: one self-contained page, images inlined as
+data URIs, no script, no network, so it opens anywhere and can be attached or archived as is."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PLOTS = {"groups": "Aggregate IQM per model and group, 95 % CI",
+         "datasets": "Per-dataset normalised IQM per model, 95 % CI",
+         "profile": "Performance profile: share of seed scores above each normalised score",
+         "tuning": "Tuning curves: best validation value by trial (red: still improving in the last quarter)"}
+
+
+def _figure(rows: int, cols: int, width: float = 4.0, height: float = 3.0):
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    return fig, axes.ravel()
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    for ax in fig.axes:
+        if not ax.has_data():
+            ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _interval_plot(ax, table: pd.DataFrame, value: str, title: str) -> None:
+    table = table.sort_values("model")
+    y = np.arange(len(table))
+    low = (table[value] - table["ci_low"]).clip(lower=0).fillna(0)
+    high = (table["ci_high"] - table[value]).clip(lower=0).fillna(0)
+    ax.errorbar(table[value], y, xerr=[low, high], fmt="o", capsize=3)
+    ax.set_yticks(y, table["model"], fontsize=7)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def plot_groups(groups: pd.DataFrame, path: Path) -> Path:
+    scored = groups.dropna(subset=["value"])
+    names = list(dict.fromkeys(scored["group"])) or ["(none)"]
+    fig, axes = _figure(1, len(names), width=4.5, height=0.35 * max(4, scored["model"].nunique()) + 1)
+    for ax, name in zip(axes, names):
+        if name in set(scored["group"]):
+            _interval_plot(ax, scored[scored["group"] == name], "value", name)
+    return _save(fig, path)
+
+
+def plot_datasets(datasets: pd.DataFrame, path: Path) -> Path:
+    names = sorted(datasets["dataset"].unique())
+    cols = min(4, len(names))
+    fig, axes = _figure(-(-len(names) // cols), cols, height=0.3 * max(4, datasets["model"].nunique()) + 1)
+    for ax, name in zip(axes, names):
+        _interval_plot(ax, datasets[datasets["dataset"] == name], "normalized_iqm", name)
+    return _save(fig, path)
+
+
+def plot_profile(profile: pd.DataFrame, path: Path) -> Path:
+    fig, (ax,) = _figure(1, 1, width=6, height=4)
+    for model, rows in profile.groupby("model", sort=True):
+        ax.plot(rows["tau"], rows["fraction"], label=model)
+    ax.set_xlabel("normalised score τ")
+    ax.set_ylabel("fraction of seed scores > τ")
+    ax.legend(fontsize=6)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_tuning(curves: pd.DataFrame, flags: pd.DataFrame, path: Path) -> Path:
+    fig, (ax,) = _figure(1, 1, width=7, height=4)
+    improving = set(flags.loc[flags["still_improving"], "curve"]) if not flags.empty else set()
+    for name, rows in curves.groupby("curve", sort=True):
+        style = {"color": "tab:red", "linestyle": "--"} if name in improving else {}
+        ax.plot(rows["position"], rows["best_so_far"], marker=".", label=name, **style)
+    ax.set_xlabel("finished trial")
+    ax.set_ylabel("best validation value so far")
+    if not curves.empty:
+        ax.legend(fontsize=6)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _table(frame: pd.DataFrame, caption: str) -> str:
+    body = frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4f}", border=0)
+    return f"<h2>{html.escape(caption)}</h2>\n{body}"
+
+
+def write_html(path: Path, title: str, notes: list[str], tables: list[tuple[str, pd.DataFrame]],
+               images: dict[str, Path]) -> Path:
+    figures = []
+    for name, image in images.items():
+        data = base64.b64encode(image.read_bytes()).decode()
+        figures.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(name)}">'
+                       f"<figcaption>{html.escape(PLOTS[name])}</figcaption></figure>")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 12px; margin-bottom: 1.5em; }}
+th, td {{ padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
+th {{ background: #f3f3f3; }}
+img {{ max-width: 100%; }} figcaption {{ font-size: 13px; color: #555; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<ul>{''.join(f'<li>{html.escape(n)}</li>' for n in notes)}</ul>
+{''.join(figures)}
+{''.join(_table(frame, caption) for caption, frame in tables)}
+</body></html>
+"""
+    path.write_text(page)
+    return path

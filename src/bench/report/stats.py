@@ -1,0 +1,161 @@
+"""The report's statistics, on a scores table with one row per model x dataset x seed.
+
+bench's method (Agarwal et al. 2021, as GEO-Bench-2 uses it, with its defects fixed):
+  - min-max normalisation per dataset, direction-aware (1 is the best for a lower-is-better
+    metric too) and clipped to [0, 1] when a fixed normalizer is given;
+  - per-dataset IQM: the 25 % trimmed mean over seeds, with a percentile bootstrap CI;
+  - a group's value: the IQM of the pooled normalised seed scores of its datasets; 95 % percentile
+    CIs from a stratified bootstrap (seeds resampled within each model x dataset; optionally the
+    datasets too); `se` is the bootstrap standard error;
+  - probability of improvement P(A > B): per dataset, the Mann-Whitney probability that a seed of
+    A beats a seed of B (ties count half), averaged over the group's datasets; stratified CI.
+scipy does the trimmed means, bootstraps and Mann-Whitney statistics; numpy the resampling of
+datasets, which scipy's bootstrap has no notion of.
+
+Columns used: model, dataset, direction ("maximize" / "minimize"), score (the raw test value).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+TRIM = 0.25  # IQM: the mean of the middle 50 %
+CONFIDENCE = 0.95
+
+
+@dataclass
+class Settings:
+    n_bootstrap: int = 1000
+    seed: int = 0
+    resample_datasets: bool = False
+
+
+def normalize(scores: pd.DataFrame, normalizer: dict[str, tuple[float, float]] | None) -> pd.Series:
+    """Each score mapped to [0, 1] per dataset, 1 being the best: by the normalizer's fixed range
+    (clipped, since a new model can beat it), else by the observed range across models."""
+    out = pd.Series(np.nan, index=scores.index, dtype=float)
+    for dataset, rows in scores.groupby("dataset", sort=False):
+        if normalizer is not None:
+            low, high = normalizer[dataset]
+        else:
+            low, high = rows["score"].min(), rows["score"].max()
+        span = high - low
+        value = (rows["score"] - low) / span if span else pd.Series(0.5, index=rows.index)
+        minimize = rows["direction"] == "minimize"
+        value = value.where(~minimize, 1.0 - value)
+        out.loc[rows.index] = value.clip(0.0, 1.0) if normalizer is not None else value
+    return out
+
+
+def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    return stats.trim_mean(values, TRIM, axis=axis)
+
+
+def _bootstrap(samples: list[np.ndarray], statistic, settings: Settings) -> tuple[float, float, float]:
+    """(ci_low, ci_high, se) of `statistic` over samples each resampled within itself (strata)."""
+    if any(len(s) < 2 for s in samples):
+        return np.nan, np.nan, np.nan  # a single seed has no spread to resample
+    result = stats.bootstrap(samples, statistic, n_resamples=settings.n_bootstrap, confidence_level=CONFIDENCE,
+                             method="percentile", vectorized=True, random_state=np.random.default_rng(settings.seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high), float(result.standard_error)
+
+
+def _pooled_iqm(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+    return iqm(np.concatenate(samples, axis=axis), axis=axis)
+
+
+def dataset_table(scores: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """One row per model x dataset: raw mean/std, normalised IQM and its CI over seeds."""
+    rows = []
+    for (model, dataset), group in scores.groupby(["model", "dataset"], sort=True):
+        normalized = group["normalized"].to_numpy(float)
+        low, high, _ = _bootstrap([normalized], _pooled_iqm, settings)
+        rows.append({"model": model, "dataset": dataset, "metric": group["metric"].iloc[0],
+                     "direction": group["direction"].iloc[0], "n_seeds": len(group),
+                     "raw_mean": group["score"].mean(), "raw_std": group["score"].std(ddof=1),
+                     "normalized_iqm": float(iqm(normalized)), "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=["model", "dataset", "metric", "direction", "n_seeds", "raw_mean", "raw_std",
+                                       "normalized_iqm", "ci_low", "ci_high"])
+
+
+def _strata(scores: pd.DataFrame, model: str, datasets: list[str]) -> list[np.ndarray]:
+    mine = scores[scores["model"] == model]
+    return [mine.loc[mine["dataset"] == d, "normalized"].to_numpy(float) for d in datasets]
+
+
+def _resampled_datasets_iqm(strata: list[np.ndarray], settings: Settings) -> tuple[float, float, float]:
+    """Two-level bootstrap: datasets drawn with replacement, then seeds within each drawn one."""
+    rng = np.random.default_rng(settings.seed)
+    values = np.empty(settings.n_bootstrap)
+    for i in range(settings.n_bootstrap):
+        picked = rng.integers(len(strata), size=len(strata))
+        values[i] = iqm(np.concatenate([rng.choice(strata[j], size=len(strata[j])) for j in picked]))
+    low, high = np.percentile(values, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
+    return float(low), float(high), float(values.std(ddof=1))
+
+
+def group_table(scores: pd.DataFrame, groups: dict[str, list[str]], settings: Settings) -> pd.DataFrame:
+    """One row per model x group; a model without every dataset of a group gets no value, and why."""
+    rows = []
+    for group, datasets in groups.items():
+        for model in sorted(scores["model"].unique()):
+            have = set(scores.loc[scores["model"] == model, "dataset"])
+            missing = [d for d in datasets if d not in have]
+            row = {"model": model, "group": group, "value": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                   "se": np.nan, "reason": ""}
+            if missing:
+                row["reason"] = f"no scores for {', '.join(missing)}"
+            else:
+                strata = _strata(scores, model, datasets)
+                row["value"] = float(iqm(np.concatenate(strata)))
+                if settings.resample_datasets:
+                    row["ci_low"], row["ci_high"], row["se"] = _resampled_datasets_iqm(strata, settings)
+                else:
+                    row["ci_low"], row["ci_high"], row["se"] = _bootstrap(strata, _pooled_iqm, settings)
+                if np.isnan(row["ci_low"]):
+                    row["reason"] = "a single seed on some dataset: no confidence interval"
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["model", "group", "value", "ci_low", "ci_high", "se", "reason"])
+
+
+def _improvement(k: int):
+    """Statistic over 2k samples (A's k datasets, then B's): mean over datasets of P(A > B)."""
+    def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        probabilities = []
+        for a, b in zip(samples[:k], samples[k:]):
+            u = stats.mannwhitneyu(a, b, axis=axis, method="asymptotic").statistic
+            probabilities.append(u / (a.shape[axis] * b.shape[axis]))
+        return np.mean(probabilities, axis=0)
+    return statistic
+
+
+def pair_table(scores: pd.DataFrame, groups: dict[str, list[str]], settings: Settings) -> pd.DataFrame:
+    """P(model_a > model_b) per group, for every ordered pair of models scored on the whole group."""
+    rows = []
+    for group, datasets in groups.items():
+        models = [m for m in sorted(scores["model"].unique())
+                  if set(datasets) <= set(scores.loc[scores["model"] == m, "dataset"])]
+        for a in models:
+            for b in models:
+                if a == b:
+                    continue
+                samples = _strata(scores, a, datasets) + _strata(scores, b, datasets)
+                statistic = _improvement(len(datasets))
+                value = float(statistic(*[s[np.newaxis, :] for s in samples])[0])
+                low, high, _ = _bootstrap(samples, statistic, settings)
+                rows.append({"group": group, "model_a": a, "model_b": b, "probability": value,
+                             "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=["group", "model_a", "model_b", "probability", "ci_low", "ci_high"])
+
+
+def performance_profile(scores: pd.DataFrame, taus: np.ndarray) -> pd.DataFrame:
+    """Fraction of each model's normalised seed scores above each threshold tau."""
+    rows = []
+    for model, group in scores.groupby("model", sort=True):
+        values = group["normalized"].to_numpy(float)
+        rows += [{"model": model, "tau": float(t), "fraction": float((values > t).mean())} for t in taus]
+    return pd.DataFrame(rows)
