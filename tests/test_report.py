@@ -1,0 +1,158 @@
+"""python -m bench.report: the leaderboard's figures reproduced, the statistics' coverage, bad input,
+and the page in a real browser."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.report import stats
+from bench.report.build import build, parse_args
+from tests.helpers import read_csv
+
+REFERENCE = Path(__file__).parents[2] / "shared" / "reference" / "geobench2"
+SUBMISSION = REFERENCE / "submission_114be1f0-5a41-43a5-b4e6-7fb683bc01ec.csv"
+NORMALIZER = REFERENCE / "normalizer_leaderboard_combined.json"
+LEADERBOARD = Path(__file__).parent / "data" / "geobench2_leaderboard"
+DATASETS_COLUMNS = ["model", "dataset", "metric", "direction", "n_seeds", "raw_mean", "raw_std", "normalized_iqm",
+                    "ci_low", "ci_high"]
+GROUPS_COLUMNS = ["model", "group", "value", "ci_low", "ci_high", "se", "reason"]
+
+
+def report(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench.report", *argv], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def compat_report(tmp_path_factory) -> Path:
+    if not SUBMISSION.is_file():
+        pytest.skip(f"the GEO-Bench-2 reference data is not at {REFERENCE}")
+    out = tmp_path_factory.mktemp("compat")
+    build(parse_args([str(SUBMISSION), "--normalizer", str(NORMALIZER), "--groups", "geobench2",
+                      "--compat", "geobench2-leaderboard", "--out", str(out), "--no-mlflow"]))
+    return out
+
+
+def test_compat_reproduces_the_leaderboards_per_dataset_table(compat_report):
+    ours = pd.read_csv(compat_report / "datasets.csv", float_precision="round_trip")
+    assert list(ours.columns) == DATASETS_COLUMNS
+    theirs = pd.read_csv(LEADERBOARD / "per_dataset_iqm.csv", float_precision="round_trip").set_index("backbone")
+    assert len(ours) == theirs.notna().sum().sum() == 18 * 19 - 4 * 4
+    for row in ours.itertuples():
+        assert row.normalized_iqm == pytest.approx(theirs.loc[row.model, row.dataset], abs=1e-9)
+    # A few, as the leaderboard's code gives them (tests/data/geobench2_leaderboard/README.md).
+    value = ours.set_index(["model", "dataset"])["normalized_iqm"]
+    assert value["terramind_v1_large", "benv2"] == pytest.approx(0.8811201754495309, abs=1e-9)
+    assert value["clay_v1_base", "biomassters"] == pytest.approx(0.7075317298606691, abs=1e-9)
+    assert value["resnet50", "kuro_siwo"] == pytest.approx(0.2125559378534634, abs=1e-9)
+
+
+def test_compat_reproduces_the_leaderboards_core_column(compat_report):
+    ours = pd.read_csv(compat_report / "groups.csv", float_precision="round_trip")
+    assert list(ours.columns) == GROUPS_COLUMNS
+    core = ours[ours["group"] == "Core"].set_index("model")
+    theirs = pd.read_csv(LEADERBOARD / "groups.csv", float_precision="round_trip")
+    theirs = theirs[theirs["group"] == "Core"].dropna(subset=["value"]).set_index("backbone")
+    assert len(theirs) == 14
+    for model, row in theirs.iterrows():
+        assert core.loc[model, "value"] == pytest.approx(row["value"], abs=1e-12)
+        assert core.loc[model, "se"] == pytest.approx(row["se"], abs=1e-12)
+    # The site shows 77.8 ± 0.1, 61.4 ± 0.1 and 26.8 ± 0.2 for these.
+    assert core.loc["clay_v1_base", "value"] == pytest.approx(0.7780038209332251, abs=1e-12)
+    assert core.loc["terramind_v1_large", "value"] == pytest.approx(0.6144787380785498, abs=1e-12)
+    assert core.loc["resnet50", "se"] == pytest.approx(0.0017324120087027638, abs=1e-12)
+    # Without the detection datasets there is no Core value, and the row says why.
+    assert np.isnan(core.loc["dofa_base_patch16_224", "value"])
+    assert core.loc["dofa_base_patch16_224", "reason"] == "no scores for everwatch, substation"
+
+
+def test_bootstrap_ci_covers_the_true_iqm_about_95_percent_of_the_time():
+    """Seeds ~ Normal(mu_d, 0.05) on 6 datasets: the population IQM of the pooled scores is known
+    (by a large sample); the stratified CI should cover it ~95 % of the time."""
+    rng = np.random.default_rng(12345)
+    means = np.linspace(0.3, 0.8, 6)
+    truth = float(stats.iqm(np.concatenate([rng.normal(m, 0.05, 400_000) for m in means])))
+    covered = 0
+    for repetition in range(200):
+        strata = [rng.normal(m, 0.05, 20) for m in means]
+        scores = pd.DataFrame({"model": "m", "dataset": np.repeat([f"d{i}" for i in range(6)], 20),
+                               "normalized": np.concatenate(strata)})
+        row = stats.group_table(scores, {"All": [f"d{i}" for i in range(6)]},
+                                stats.Settings(n_bootstrap=500, seed=repetition)).iloc[0]
+        covered += row.ci_low <= truth <= row.ci_high
+    assert 0.89 <= covered / 200 <= 0.99
+
+
+def test_normalisation_is_direction_aware_and_clipped_to_the_fixed_range():
+    scores = pd.DataFrame({"dataset": ["a", "a", "b", "b"], "score": [0.2, 0.6, 10.0, 30.0],
+                           "direction": ["maximize", "maximize", "minimize", "minimize"]})
+    normalized = stats.normalize(scores, {"a": (0.0, 0.5), "b": (10.0, 20.0)})
+    assert normalized.tolist() == pytest.approx([0.4, 1.0, 1.0, 0.0])  # 0.6 clipped; RMSE 10 is the best
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_bad_input_gets_a_sentence(tmp_path):
+    submission = pd.read_csv(SUBMISSION) if SUBMISSION.is_file() else pytest.skip("no reference data")
+    no_seed = _write(tmp_path / "no_seed.csv", submission.drop(columns=["Seed"]).to_csv(index=False))
+    result = report(no_seed)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "lacks the column(s) 'Seed' of the GEO-Bench-2 submission layout" in result.stderr
+
+    partial = _write(tmp_path / "normalizer.json", json.dumps({"benv2": [0.7, 0.8]}))
+    result = report(str(SUBMISSION), "--normalizer", partial)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"the normalizer {partial} has no [min, max] for dataset(s)" in result.stderr and "biomassters" in result.stderr
+
+    groups = _write(tmp_path / "groups.json", json.dumps({"Mine": ["benv2", "atlantis"]}))
+    result = report(str(SUBMISSION), "--groups", groups)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "group 'Mine'" in result.stderr and "names dataset(s) atlantis that no input has" in result.stderr
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "results.csv").write_text("cell,state,value\n")
+    result = report(str(sweep))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{sweep} has no repeats.csv" in result.stderr and "hydra.sweeper.repeats=5" in result.stderr
+
+
+def test_report_page_renders_in_a_real_browser(tmp_path):
+    from tests.browser import render
+
+    # Two models, three datasets (one lower-is-better), five seeds each.
+    rng = np.random.default_rng(0)
+    # "large" is better everywhere: higher accuracy and IoU, lower RMSE.
+    rows = [{"dataset": dataset, "Metric": metric, "Seed": seed,
+             "test metric": base + (shift if direction == "maximize" else -shift) + rng.normal(0, 0.01),
+             "backbone": model, "direction": direction}
+            for model, shift in (("small", 0.0), ("large", 0.05))
+            for dataset, metric, base, direction in (("eurosat", "Overall_Accuracy", 0.9, "maximize"),
+                                                     ("floods", "Multiclass_Jaccard_Index", 0.6, "maximize"),
+                                                     ("biomass", "RMSE", 30.0, "minimize"))
+            for seed in range(5)]
+    source = _write(tmp_path / "scores.csv", pd.DataFrame(rows).to_csv(index=False))
+    out = tmp_path / "report"
+    result = report(source, "--out", str(out), "--bootstrap", "200")
+    assert result.returncode == 0, result.stderr
+    for name in ("scores.csv", "datasets.csv", "groups.csv", "pairs.csv", "report.html", "groups.png",
+                 "datasets.png", "profile.png"):
+        assert (out / name).is_file(), name
+    assert list(read_csv(out / "datasets.csv")[0]) == DATASETS_COLUMNS
+    pairs = {(r["model_a"], r["model_b"]): float(r["probability"]) for r in read_csv(out / "pairs.csv")}
+    assert pairs[("large", "small")] > 0.9  # better on every dataset, RMSE included (lower is better)
+
+    page = render(out / "report.html", screenshot=tmp_path / "report.png")
+    assert page.console_errors == [] and page.failed_requests == []
+    assert len(page.images) == 3 and all(width > 100 and height > 100 for _, width, height in page.images)
+    assert page.tables == 3 and page.table_rows > 3 + 2 * 3
+    assert "Probability of improvement" in page.text and "large" in page.text
