@@ -53,7 +53,7 @@ def main(cfg: DictConfig) -> float:
             if cfg.exit_on_interrupt:
                 sys.exit(1)
             raise
-        slow = cfg.x > cfg.slow_above or number in cfg.slow_trials
+        slow = cfg.x > cfg.slow_above or number in cfg.slow_trials or cfg.task.name in cfg.slow_tasks
         time.sleep(cfg.sleep * (cfg.slow_factor if slow else 1.0))
         trial = trial_from_config(cfg)
         for step in range(first_step, cfg.steps):

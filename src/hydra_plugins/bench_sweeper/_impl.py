@@ -119,7 +119,7 @@ class BenchSweeperImpl:
             if error is None and stopped:
                 error = CellsStoppedError(
                     "cells stopped before their budget: "
-                    + "; ".join(f"{run.cell.label} ({run.stopped})" for run in stopped)
+                    + "; ".join(f"{run.label} ({run.stopped})" for run in stopped)
                     + f". The other cells finished; see {plan.sweep_dir / 'results.csv'}"
                 )
             observers.sweep_end(config=self.config, sweep_dir=str(plan.sweep_dir), error=error,

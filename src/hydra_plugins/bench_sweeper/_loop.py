@@ -30,8 +30,8 @@ from ._console import Console
 from ._dispatch import Dispatcher, Finished
 from ._errors import CellError, LaunchError
 from ._masking import mask_text
-from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_LAUNCHER_JOB, ATTR_OUTPUTS,
-                       ATTR_SEED, PHASE_REPEAT, PHASE_TUNE, counts, mark_interrupted)
+from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_FINISHED, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_LAUNCHER_JOB,
+                       ATTR_OUTPUTS, ATTR_SEED, ATTR_STARTED, PHASE_REPEAT, PHASE_TUNE, counts, mark_interrupted)
 from ._observer import Observers
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,7 @@ class DispatchLoop:
         key = next(self._ids)
         ticket.started = time.monotonic()
         ticket.run.started = ticket.run.started or ticket.started
+        ticket.trial.set_user_attr(ATTR_STARTED, round(time.time(), 3))
         self.flying[key] = ticket
         self.console.event(ticket.run, ticket.trial.number, f"started (job #{ticket.job_num})", params=ticket.values)
         try:
@@ -231,6 +232,7 @@ class DispatchLoop:
         duration = round(time.monotonic() - ticket.started, 3)
         run.durations.append(duration)
         trial.set_user_attr(ATTR_DURATION, duration)
+        trial.set_user_attr(ATTR_FINISHED, round(time.time(), 3))
         if ret is not None and ret.hydra_cfg is not None:
             trial.set_user_attr(ATTR_JOB_DIR, str(ret.hydra_cfg.hydra.runtime.output_dir))
 

@@ -12,8 +12,8 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
-from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_OUTPUTS,
-                       ATTR_SEED, STUDY_CELL, STUDY_VERSION, StudyRecord)
+from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_FINISHED, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM,
+                       ATTR_OUTPUTS, ATTR_SEED, ATTR_STARTED, STUDY_CELL, STUDY_VERSION, StudyRecord)
 from ._observer import TRACKER_RUN_ID_ATTR
 
 if TYPE_CHECKING:
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 RESULTS_CSV = "results.csv"
 BEST_CSV = "best.csv"
 REPEATS_CSV = "repeats.csv"
-TRIAL_COLUMNS = ["study", "study_version", "trial", "state", "value", "duration_s", "job_num", "job_dir",
-                 TRACKER_RUN_ID_ATTR, "interrupted", "error"]
+TRIAL_COLUMNS = ["study", "study_version", "trial", "state", "value", "duration_s", "started_at", "finished_at",
+                 "job_num", "job_dir", TRACKER_RUN_ID_ATTR, "interrupted", "error"]
 
 
 def _write_csv(path: str, rows: list[dict[str, Any]], leading: list[str]) -> None:
@@ -57,7 +57,8 @@ def trial_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]
             row = {
                 **described, "study": record.name, "study_version": record.attrs.get(STUDY_VERSION, 1),
                 "trial": trial.number, "state": trial.state.name, "value": trial.value if trial.value is not None else "",
-                "duration_s": attrs.get(ATTR_DURATION, ""), "job_num": attrs.get(ATTR_JOB_NUM, ""),
+                "duration_s": attrs.get(ATTR_DURATION, ""), "started_at": attrs.get(ATTR_STARTED, ""),
+                "finished_at": attrs.get(ATTR_FINISHED, ""), "job_num": attrs.get(ATTR_JOB_NUM, ""),
                 "job_dir": attrs.get(ATTR_JOB_DIR, ""), TRACKER_RUN_ID_ATTR: attrs.get(TRACKER_RUN_ID_ATTR, ""),
                 "interrupted": bool(attrs.get(ATTR_INTERRUPTED, False)), "error": attrs.get(ATTR_ERROR, ""),
             }
@@ -106,7 +107,8 @@ def repeat_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]
             rows.append({
                 **described, "seed": attrs.get(ATTR_SEED, ""), "state": trial.state.name,
                 "val_value": trial.value if trial.value is not None else "", **attrs.get(ATTR_OUTPUTS, {}),
-                "duration_s": attrs.get(ATTR_DURATION, ""), "job_dir": attrs.get(ATTR_JOB_DIR, ""),
+                "duration_s": attrs.get(ATTR_DURATION, ""), "started_at": attrs.get(ATTR_STARTED, ""),
+                "finished_at": attrs.get(ATTR_FINISHED, ""), "job_dir": attrs.get(ATTR_JOB_DIR, ""),
                 TRACKER_RUN_ID_ATTR: attrs.get(TRACKER_RUN_ID_ATTR, ""), "interrupted": bool(attrs.get(ATTR_INTERRUPTED, False)),
                 "error": attrs.get(ATTR_ERROR, ""), "n_trials": record.attrs.get(REPEAT_N_TRIALS, ""),
                 "tuning_best_trial": record.attrs.get(REPEAT_BEST_TRIAL, ""), "study": record.name, "trial": trial.number,

@@ -33,6 +33,7 @@ ATTR_JOB_DIR = "job_dir"
 ATTR_ERROR = "error"
 ATTR_INTERRUPTED = "interrupted"  # its job was stopped or died with its driver; its params were re-queued
 ATTR_DURATION = "duration_s"
+ATTR_STARTED, ATTR_FINISHED = "started_at", "finished_at"  # wall clock (Unix time) in the driver
 ATTR_LAUNCHER_JOB = "launcher_job"  # the launcher's id for the job (SLURM job id ...), to find it again
 ATTR_SEED = "seed"  # a repeat's seed, fixed when its trial is enqueued
 ATTR_OUTPUTS = "outputs"  # what a job returned besides its objective (a repeat's test metrics, checkpoint)
