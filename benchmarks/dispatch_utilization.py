@@ -1,6 +1,6 @@
 """Worker utilisation and per-trial dispatch overhead of the bench sweeper.
 
-    python benchmarks/dispatch_utilization.py [--launcher basic|submitit_local|ray|slurm] [--slots 4]
+    python benchmarks/dispatch_utilization.py [--launcher basic|submitit_local|ray|slurm] [--slots 4] [--repeats 5]
 
 Runs 4 cells x 16 trials of a stub task that sleeps a lognormal time (sigma 0.8) chosen from the
 sampled parameter, through `python -m`-style Hydra multirun with the bench sweeper. Prints:
@@ -16,6 +16,9 @@ sampled parameter, through `python -m`-style Hydra multirun with the bench sweep
                 on the very same durations, for comparison
   steady      = utilisation while work remained (first start to last trial's start): the
                 "no worker idles while any cell has work left" figure, without the drain
+  phases      = with --repeats N (each cell's best params re-run with N seeds): the utilisation of
+                the same durations scheduled tune-then-repeat, all tuning first, then a barrier,
+                then all repeats, each phase ending with its own drain (zero overhead otherwise)
 Timings come from inside the trials, so launcher start-up (a Ray cluster, a process pool) is not
 counted, but the gap between one trial's end and the next trial's start on a slot is.
 """
@@ -42,11 +45,12 @@ LAUNCHERS = {
 }
 
 
-def run(launcher: str, slots: int, cells: int, trials: int, median_s: float) -> dict:
+def run(launcher: str, slots: int, cells: int, trials: int, median_s: float, repeats: int = 0) -> dict:
     sweep_dir = Path(tempfile.mkdtemp(prefix=f"bench-util-{launcher}-"))
     args = [sys.executable, str(APP), "-m", f"hydra.sweep.dir={sweep_dir}",
             "cell=" + ",".join(f"c{i + 1}" for i in range(cells)),
-            f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.n_jobs={slots}", f"median_s={median_s}"]
+            f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.n_jobs={slots}", f"median_s={median_s}",
+            f"hydra.sweeper.repeats={repeats}"]
     args += [a.format(sweep_dir=sweep_dir, slots=slots) for a in LAUNCHERS[launcher]]
     t0 = time.time()
     proc = subprocess.run(args, capture_output=True, text=True)
@@ -73,10 +77,11 @@ def summarise(timings: list[dict], slots: int) -> dict:
     # Same durations, in the same order, through a barrier: each batch lasts as long as its slowest.
     barrier_span = sum(max(durations[i:i + slots]) for i in range(0, n, slots))
     # ...and through a dispatcher with no overhead at all: each trial goes to the first free slot.
-    free_at = [0.0] * slots
-    for d in durations:
-        heapq.heappush(free_at, heapq.heappop(free_at) + d)
-    ideal_span = max(free_at)
+    ideal_span = _greedy_span(durations, slots)
+    # Tune-then-repeat: every tuning trial, a barrier, then every repeat.
+    tuning = [d for d, t in zip(durations, timings) if t.get("phase") != "repeat"]
+    repeated = [d for d, t in zip(durations, timings) if t.get("phase") == "repeat"]
+    phases_span = _greedy_span(tuning, slots) + (_greedy_span(repeated, slots) if repeated else 0.0)
     # While work remained: clip every trial to the window [first start, last start].
     first, last_start = timings[0]["start"], max(t["start"] for t in timings)
     steady_busy = sum(max(0.0, min(t["end"], last_start) - t["start"]) for t in timings)
@@ -87,8 +92,17 @@ def summarise(timings: list[dict], slots: int) -> dict:
         "gap_s": mean(gaps), "gap_first_half_s": mean(gaps[:half]), "gap_second_half_s": mean(gaps[half:]),
         "barrier_utilisation": busy / (slots * barrier_span),
         "ideal_utilisation": busy / (slots * ideal_span),
+        "phases_utilisation": busy / (slots * phases_span), "repeats": len(repeated),
         "steady_utilisation": steady_busy / (slots * (last_start - first)) if last_start > first else 1.0,
     }
+
+
+def _greedy_span(durations: list[float], slots: int) -> float:
+    """Makespan of a zero-overhead dispatcher: each trial, in order, goes to the first free slot."""
+    free_at = [0.0] * slots
+    for d in durations:
+        heapq.heappush(free_at, heapq.heappop(free_at) + d)
+    return max(free_at)
 
 
 def main() -> None:
@@ -98,13 +112,14 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=4)
     parser.add_argument("--trials", type=int, default=16, help="per cell")
     parser.add_argument("--median-s", type=float, default=1.0, help="median trial duration")
+    parser.add_argument("--repeats", type=int, default=0, help="seed repeats per cell after its tuning")
     args = parser.parse_args()
     slots = 1 if args.launcher == "basic" else args.slots
-    result = run(args.launcher, slots, args.cells, args.trials, args.median_s)
+    result = run(args.launcher, slots, args.cells, args.trials, args.median_s, args.repeats)
     stats = summarise(result["timings"], slots)
     print(f"launcher={args.launcher} slots={slots} cells={args.cells} trials/cell={args.trials} "
-          f"median={args.median_s}s sigma=0.8  (sweep dir {result['sweep_dir']})")
-    print(f"  trials run            {stats['trials']}")
+          f"repeats/cell={args.repeats} median={args.median_s}s sigma=0.8  (sweep dir {result['sweep_dir']})")
+    print(f"  trials run            {stats['trials']} ({stats['repeats']} of them repeats)")
     print(f"  span                  {stats['span_s']:.1f} s  (driver wall time {result['wall']:.1f} s)")
     print(f"  busy (sum of trials)  {stats['busy_s']:.1f} s")
     print(f"  utilisation           {stats['utilisation']:.3f}")
@@ -114,6 +129,9 @@ def main() -> None:
     print(f"  steady-state utilisation (while work remained)   {stats['steady_utilisation']:.3f}")
     print(f"  same durations, zero-overhead no-barrier (ideal) {stats['ideal_utilisation']:.3f}")
     print(f"  same durations, batch barrier of {slots}             {stats['barrier_utilisation']:.3f}")
+    if stats["repeats"]:
+        print(f"  same durations, tune-then-repeat phase barrier   {stats['phases_utilisation']:.3f}")
+        print(f"  pipelined / ideal                                {stats['utilisation'] / stats['ideal_utilisation']:.3f}")
 
 
 if __name__ == "__main__":

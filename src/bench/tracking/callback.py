@@ -72,9 +72,9 @@ def _write_tracking_file(sweep_dir: Path, uri: str, experiment: str, benchmark_r
 
     parts = urlsplit(uri)
     if parts.username or parts.password:  # never on disk: MLflow reads credentials from its env vars
-        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
+        uri = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
     (sweep_dir / TRACKING_FILE).write_text(json.dumps(
-        {"tracking_uri": urlunsplit(parts), "experiment": experiment, "benchmark_run": benchmark_run}, indent=1))
+        {"tracking_uri": uri, "experiment": experiment, "benchmark_run": benchmark_run}, indent=1))
 
 
 class MLflowTracking(Callback, SweepObserver):
