@@ -12,6 +12,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,11 +82,21 @@ def ray_cluster(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 os.killpg(node.pid, signal.SIGKILL)  # its own session: the group is this node's
                 node.wait()
+        _forget_cluster(port)
         for key, value in previous.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _forget_cluster(port: int) -> None:
+    """`ray start --head` records the cluster in /tmp/ray/ray_current_cluster, and a later plain
+    ray.init() (the Ray launcher's, on this machine) then tries to join that dead cluster. `ray stop`
+    removes the file; stopping by PID does not, so the file is removed here, only if it names ours."""
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+        current.unlink()
 
 
 @pytest.fixture(scope="session")
