@@ -76,6 +76,13 @@ def test_two_tasks_two_models_are_tuned_repeated_tested_and_reported(run_cli, tm
     logged = {a.path for a in client.list_artifacts(benchmark, "report")}
     assert {"report/report.html", "report/groups.csv", "report/scores.csv"} <= logged
 
+    # The same scores read back from the MLflow experiment instead of the sweep dir.
+    from_mlflow = subprocess.run([sys.executable, "-m", "bench.report", "mlflow:bench", "--tracking-uri",
+                                  f"sqlite:///{tmp_path}/mlflow.db", "--out", str(tmp_path / "from_mlflow"),
+                                  "--bootstrap", "50"], capture_output=True, text=True, timeout=300)
+    assert from_mlflow.returncode == 0, from_mlflow.stderr[-2000:]
+    assert read_csv(tmp_path / "from_mlflow" / "scores.csv") == scores
+
 
 def test_tuning_never_reads_the_test_split_and_repeats_say_why_they_cannot(run_cli, tmp_path):
     """A task whose test tiles are unreadable: tuning completes, then its repeats fail plainly."""

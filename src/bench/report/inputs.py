@@ -115,10 +115,13 @@ def _tuning(directory: Path) -> pd.DataFrame:
 
 def _from_mlflow(experiment: str, tracking_uri: str | None) -> list[Path]:
     """Each benchmark run's tables, downloaded next to each other as sweep dirs."""
+    import os
+
     from mlflow import MlflowClient
 
     from bench.tracking import runs
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small CSV is noise
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
