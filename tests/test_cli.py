@@ -154,7 +154,7 @@ def test_dry_run_shows_the_plan_without_importing_torch(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "4 cell(s) x 8 trials = 32 trials" in result.stdout
+    assert "4 cell(s): 32 tuning trials" in result.stdout
     assert "cell task=synthetic_cls,model=prithvi: maximize val/Accuracy" in result.stdout
     assert "hparams.model_args.decoder_channels: choice([512,256,128,64], [256,128,64,32])" in result.stdout
     assert not {"torch", "terratorch", "lightning"} & _imported_modules(result.stderr)

@@ -164,7 +164,8 @@ def test_failures_within_the_rate_are_replaced_so_the_budget_is_met(tmp_path):
     (["hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_warmup_steps=-3"], "hydra.sweeper.pruner (optuna.pruners.MedianPruner) cannot be built"),
     (["hydra.sweeper.storage=postgresql://bench:pw@127.0.0.1:1/x"], "hydra.sweeper.storage=postgresql://bench:***@127.0.0.1:1/x cannot be reached"),
     (["hydra.sweeper.poll_interval=-1"], "hydra.sweeper.poll_interval=-1.0 must be a positive number of seconds"),
-    (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0 must be at least 1"),
+    (["hydra.sweeper.n_trials=-1"], "hydra.sweeper.n_trials=-1 must be at least 0"),
+    (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0 runs no tuning trial, and no repeats are asked for"),
     (["hydra.sweeper.on_change=overwrite"], "hydra.sweeper.on_change='overwrite' must be one of"),
 ])
 def test_bad_input_fails_with_a_sentence_before_anything_is_created(tmp_path, args, expected):
@@ -199,7 +200,7 @@ def test_a_terminal_gets_a_live_progress_view_and_a_log_gets_plain_lines(tmp_pat
 def test_dry_run_launches_nothing(tmp_path):
     result = run_stub(tmp_path, "task=a,b", "model=x,y", "hydra.sweeper.dry_run=true", "hydra.sweeper.n_trials=7")
     assert result.returncode == 0, result.stderr
-    assert "4 cell(s) x 7 trials = 28 trials" in result.stdout
+    assert "4 cell(s): 28 tuning trials" in result.stdout
     assert "cell task=b,model=y: maximize score" in result.stdout
     assert "x: interval(-1.0, 1.0)  [FloatDistribution]" in result.stdout
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
