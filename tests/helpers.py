@@ -134,12 +134,21 @@ def read_results(tmp_path: Path) -> list[dict[str, str]]:
     return read_csv(tmp_path / "sweep" / "results.csv")
 
 
-def assert_tracked_like_the_local_launcher(client: Any, experiment: str, sweep_dir: Path, cells: int, trials: int) -> None:
-    """One benchmark run, a run per cell, a FINISHED run per trial, and results.csv pointing at them."""
+def assert_tracked_like_the_local_launcher(client: Any, experiment: str, sweep_dir: Path, cells: int, trials: int,
+                                           repeats: int = 0) -> None:
+    """One benchmark run, a run per cell, a FINISHED run per trial (and per repeat, with its test
+    value in repeats.csv), and results.csv / repeats.csv pointing at them."""
     levels = tree(client, experiment)
-    assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": cells, "trial": trials}
+    expected = {"benchmark": 1, "cell": cells, "trial": trials, **({"repeat": repeats} if repeats else {})}
+    assert {k: len(v) for k, v in levels.items()} == expected
     assert all(r.info.status == "FINISHED" for level in levels.values() for r in level)
     assert {r["mlflow_run_id"] for r in read_csv(sweep_dir / "results.csv")} == {r.info.run_id for r in levels["trial"]}
+    if repeats:
+        rows = read_csv(sweep_dir / "repeats.csv")
+        assert {r["mlflow_run_id"] for r in rows} == {r.info.run_id for r in levels["repeat"]}
+        assert all(r["state"] == "COMPLETE" and 0 <= float(r["test_value"]) <= 1 for r in rows)
+        for run in levels["repeat"]:  # the test split was evaluated in the job, wherever it ran
+            assert client.get_metric_history(run.info.run_id, "test/Accuracy")
 
 
 # ---- secrets ----------------------------------------------------------------------------------

@@ -106,16 +106,17 @@ def test_no_planted_secret_reaches_disk_logs_or_mlflow_on_ray(ray_cluster, tmp_p
 @pytest.mark.slow
 def test_bench_benchmark_on_the_ray_cluster(ray_cluster, run_cli, tmp_path):
     """bench itself, `launcher=ray launcher.address=...`: real training on a worker of the cluster,
-    tracked as with the local launcher (multi-task sweeps on the cluster are covered above)."""
+    then 2 seed repeats tested there, tracked as with the local launcher (multi-task sweeps on the
+    cluster are covered above)."""
     result = run_cli(
         "-m", "task=synthetic_cls", "launcher=ray", f"launcher.address={ray_cluster}",
         "launcher.gpus_per_trial=0", "launcher.cpus_per_trial=2", "launcher.parallel_trials=1",
-        "task.max_epochs=1", "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "task.max_epochs=1", "hydra.sweeper.n_trials=1", "hydra.sweeper.repeats=2", f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (study,) = studies(tmp_path / "sweep").values()
     assert states(study) == ["COMPLETE"]
     client = MlflowClient(f"sqlite:///{tmp_path}/multirun_outputs/mlflow.db")
-    assert_tracked_like_the_local_launcher(client, "bench", tmp_path / "sweep", 1, 1)
+    assert_tracked_like_the_local_launcher(client, "bench", tmp_path / "sweep", 1, 1, repeats=2)
     (trial,) = tree(client, "bench")["trial"]
     assert client.get_metric_history(trial.info.run_id, "val/Accuracy")  # Lightning logged from the worker

@@ -10,6 +10,7 @@ Several inputs are concatenated; a model x dataset x seed given twice keeps its 
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,11 @@ def load(sources: list[str], tracking_uri: str | None = None) -> Inputs:
         else:
             raise ReportError(f"{source} does not exist: give a sweep dir, mlflow:<experiment>, or a CSV file")
     merged = pd.concat(scores, ignore_index=True)
-    merged = merged.drop_duplicates(["backbone", "dataset", "Seed"], keep="last").reset_index(drop=True)
+    repeated = merged.duplicated(["backbone", "dataset", "Seed"], keep="last")
+    if repeated.any():
+        print(f"bench.report: {int(repeated.sum())} model x dataset x seed score(s) given more than once: "
+              "the last input's are kept", file=sys.stderr)
+    merged = merged[~repeated].reset_index(drop=True)
     return Inputs(merged, pd.concat(tuning, ignore_index=True) if tuning else pd.DataFrame(), sweeps)
 
 

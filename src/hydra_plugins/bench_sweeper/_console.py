@@ -97,7 +97,7 @@ class Console:
             eta = remaining * mean * open_cells / self.slots if mean else math.nan
             status = " (stopped)" if run.stopped else ""
             rows.append([run.label + status, f"{run.done}/{run.target}", str(run.in_flight), str(run.pruned),
-                         str(run.failed), format_value(best.value) if best else "-",
+                         str(run.failed), _best_text(run, best),
                          _clock(now - run.started) if run.started else "-", _clock(eta) if remaining else "-"])
         return rows
 
@@ -113,6 +113,18 @@ class Console:
         for row in self.rows():
             table.add_row(*row)
         return table
+
+
+def _best_text(run: CellRun, best: Any) -> str:
+    """A tuning run's best validation value; for repeats, the mean test value so far."""
+    from ._studies import PHASE_REPEAT
+
+    if run.phase == PHASE_REPEAT:
+        from ._repeats import summary
+
+        mean = summary(run.study).get("test_mean")
+        return f"test {format_value(mean)}" if mean is not None else "-"
+    return format_value(best.value) if best else "-"
 
 
 def _mean(values: list[float]) -> float:
