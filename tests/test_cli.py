@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,10 +65,11 @@ def test_default_command_trains_reports_the_metric_and_tracks_the_run(run_cli, t
 
 
 @pytest.mark.slow
-def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_and_tracks(run_cli, tmp_path):
-    """The real thing, small: 2 tasks x 2 models through the bench sweeper, train() in each trial
-    reporting every epoch to its study and to its MLflow run, an aggressive pruner, results on disk
-    and on the embedded MLflow store (multirun_outputs/mlflow.db)."""
+def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_repeats_tests_tracks_and_reports(run_cli, tmp_path):
+    """The whole protocol, small: 2 tasks x 2 models through the bench sweeper, train() in each trial
+    reporting every epoch to its study and to its MLflow run, an aggressive pruner; then 3 seed
+    repeats of each cell's best config, each tested on its best checkpoint; results on disk and on
+    the embedded MLflow store (multirun_outputs/mlflow.db); then the report."""
     import optuna
     from mlflow import MlflowClient
 
@@ -78,7 +80,7 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_and_tracks(run_cli
         "-m", "task=synthetic_seg,synthetic_cls", "model=prithvi_tiny,resnet50_unet",
         "model.model_args.backbone_pretrained=false", "task.max_epochs=2", "task.patience=2",
         "+trainer.limit_train_batches=1",  # this test is about the benchmark's plumbing, not learning
-        "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.seed=1",
+        "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=3", "hydra.sweeper.sampler.seed=1",
         "hydra/sweeper/pruner=successive_halving", "hydra.sweeper.pruner.min_resource=1",
         "hydra.sweeper.pruner.reduction_factor=100", f"hydra.sweep.dir={sweep}", f"+db.password={SECRET}",
     )
@@ -97,7 +99,7 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_and_tracks(run_cli
     assert all(r["cell"] == f"task={r['task']},model={r['model']}" and r["metric"] for r in rows)
     client = MlflowClient(f"sqlite:///{tmp_path}/multirun_outputs/mlflow.db")
     levels = tree(client, "bench")
-    assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 4, "trial": 8}
+    assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 4, "trial": 8, "repeat": 12}
     trial_runs = {r.info.run_id: r for r in levels["trial"]}
     assert sorted(r["mlflow_run_id"] for r in rows) == sorted(trial_runs)
     for row in rows:
@@ -122,6 +124,59 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_and_tracks(run_cli
     assert "Error executing job" not in console and "LitLogger" not in console and "litmodels" not in console
     assert "GPU available:" not in console
     assert "GPU available:" in (Path(rows[0]["job_dir"]) / "bench.log").read_text()
+    assert_repeated_tested_and_reported(client, levels, sweep, rows)
+
+
+def assert_repeated_tested_and_reported(client, levels: dict, sweep: Path, tuning: list[dict]) -> None:
+    from tests.helpers import read_csv
+
+    repeats = read_csv(sweep / "repeats.csv")
+    cells = {r["cell"] for r in tuning}
+    assert {r["cell"] for r in repeats} == cells
+    for cell in cells:
+        rows = [r for r in repeats if r["cell"] == cell]
+        assert sorted(int(r["seed"]) for r in rows) == [1, 2, 3] and {r["state"] for r in rows} == {"COMPLETE"}
+        # Tested on its own best checkpoint: the test value is the task metric on the test split.
+        test_metric = {"synthetic_cls": "test/Accuracy", "synthetic_seg": "test/mIoU"}[rows[0]["task"]]
+        assert all(float(r["test_value"]) == float(r[test_metric]) for r in rows)
+        assert all(Path(r["checkpoint"]) == Path(r["job_dir"]) / "checkpoints" / "best.ckpt" for r in rows)
+        assert all(Path(r["checkpoint"]).is_file() and float(r["duration_s"]) > 0 for r in rows)
+    # A repeat was running while another cell still tuned: no barrier between the phases.
+    assert min(float(r["started_at"]) for r in repeats) < max(float(r["finished_at"]) for r in tuning)
+
+    cell_runs = {r.info.run_id: r for r in levels["cell"]}
+    for run in levels["repeat"]:  # under their cell's run, tagged with their seed
+        parent = cell_runs[run.data.tags["mlflow.parentRunId"]]
+        assert parent.data.tags["bench.cell"] == run.data.tags["bench.cell"] and run.info.status == "FINISHED"
+        assert run.data.tags["bench.seed"] in {"1", "2", "3"}
+    for run in cell_runs.values():
+        assert run.data.metrics["n_repeats"] == 3 and {"test_mean", "test_std", "test_iqm"} <= set(run.data.metrics)
+    assert {r["mlflow_run_id"] for r in repeats} == {r.info.run_id for r in levels["repeat"]}
+
+    report = subprocess.run([sys.executable, "-m", "bench.report", str(sweep), "--bootstrap", "200"],
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    out = sweep / "report"
+    scores = read_csv(out / "scores.csv")
+    assert len(scores) == 12 and list(scores[0])[:5] == ["dataset", "Metric", "test metric", "Seed", "backbone"]
+    assert {r["Metric"] for r in scores} == {"Accuracy", "Multiclass_Jaccard_Index"}  # the leaderboard's labels
+    assert list(read_csv(out / "datasets.csv")[0]) == ["model", "dataset", "metric", "direction", "n_seeds", "raw_mean",
+                                                       "raw_std", "normalized_iqm", "ci_low", "ci_high"]
+    assert list(read_csv(out / "groups.csv")[0]) == ["model", "group", "value", "ci_low", "ci_high", "se", "reason"]
+    assert list(read_csv(out / "pairs.csv")[0]) == ["group", "model_a", "model_b", "probability", "ci_low", "ci_high"]
+    assert len(read_csv(out / "tuning.csv")) == 4
+    for name in ("report.html", "groups.png", "datasets.png", "profile.png", "tuning.png"):
+        assert (out / name).is_file(), name
+    benchmark = json.loads((sweep / "mlflow.json").read_text())["benchmark_run"]
+    logged = {a.path for a in client.list_artifacts(benchmark, "report")}
+    assert {"report/report.html", "report/groups.csv", "report/scores.csv"} <= logged
+
+    # The same scores read back from the MLflow experiment instead of the sweep dir.
+    from_mlflow = subprocess.run([sys.executable, "-m", "bench.report", "mlflow:bench", "--tracking-uri",
+                                  client.tracking_uri, "--out", str(sweep.parent / "from_mlflow"), "--bootstrap", "50"],
+                                 capture_output=True, text=True, timeout=300)
+    assert from_mlflow.returncode == 0, from_mlflow.stderr[-2000:]
+    assert read_csv(sweep.parent / "from_mlflow" / "scores.csv") == scores
 
 
 def test_missing_dataset_fails_fast_without_traceback(run_cli, tmp_path):

@@ -16,10 +16,9 @@ from bench.report import stats
 from bench.report.build import build, parse_args
 from tests.helpers import read_csv
 
-REFERENCE = Path(__file__).parents[2] / "shared" / "reference" / "geobench2"
-SUBMISSION = REFERENCE / "submission_114be1f0-5a41-43a5-b4e6-7fb683bc01ec.csv"
-NORMALIZER = REFERENCE / "normalizer_leaderboard_combined.json"
 LEADERBOARD = Path(__file__).parent / "data" / "geobench2_leaderboard"
+SUBMISSION = LEADERBOARD / "submission_114be1f0-5a41-43a5-b4e6-7fb683bc01ec.csv"
+NORMALIZER = LEADERBOARD / "normalizer_leaderboard_combined.json"
 DATASETS_COLUMNS = ["model", "dataset", "metric", "direction", "n_seeds", "raw_mean", "raw_std", "normalized_iqm",
                     "ci_low", "ci_high"]
 GROUPS_COLUMNS = ["model", "group", "value", "ci_low", "ci_high", "se", "reason"]
@@ -31,8 +30,6 @@ def report(*argv: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def compat_report(tmp_path_factory) -> Path:
-    if not SUBMISSION.is_file():
-        pytest.skip(f"the GEO-Bench-2 reference data is not at {REFERENCE}")
     out = tmp_path_factory.mktemp("compat")
     build(parse_args([str(SUBMISSION), "--normalizer", str(NORMALIZER), "--groups", "geobench2",
                       "--compat", "geobench2-leaderboard", "--out", str(out), "--no-mlflow"]))
@@ -102,7 +99,7 @@ def _write(path: Path, text: str) -> str:
 
 
 def test_bad_input_gets_a_sentence(tmp_path):
-    submission = pd.read_csv(SUBMISSION) if SUBMISSION.is_file() else pytest.skip("no reference data")
+    submission = pd.read_csv(SUBMISSION)
     no_seed = _write(tmp_path / "no_seed.csv", submission.drop(columns=["Seed"]).to_csv(index=False))
     result = report(no_seed)
     assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -86,6 +86,8 @@ def _from_sweep(directory: Path) -> pd.DataFrame:
                           "are no test scores. Resume it with hydra.sweeper.repeats=5 (the same command and "
                           f"hydra.sweep.dir={directory}) to add them")
     rows = pd.read_csv(path, float_precision="round_trip")
+    if "study_version" in rows.columns:  # a cell whose experiment changed: its latest version only
+        rows = rows[rows["study_version"] == rows.groupby("cell")["study_version"].transform("max")]
     rows = rows[rows["state"] == "COMPLETE"]
     if rows.empty:
         raise ReportError(f"{path} has no finished repeat yet")

@@ -111,7 +111,8 @@ def repeat_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]
                 "finished_at": attrs.get(ATTR_FINISHED, ""), "job_dir": attrs.get(ATTR_JOB_DIR, ""),
                 TRACKER_RUN_ID_ATTR: attrs.get(TRACKER_RUN_ID_ATTR, ""), "interrupted": bool(attrs.get(ATTR_INTERRUPTED, False)),
                 "error": attrs.get(ATTR_ERROR, ""), "n_trials": record.attrs.get(REPEAT_N_TRIALS, ""),
-                "tuning_best_trial": record.attrs.get(REPEAT_BEST_TRIAL, ""), "study": record.name, "trial": trial.number,
+                "tuning_best_trial": record.attrs.get(REPEAT_BEST_TRIAL, ""), "study": record.name,
+                "study_version": record.attrs.get(STUDY_VERSION, 1), "trial": trial.number,
                 **trial.params,
             })
     return rows
