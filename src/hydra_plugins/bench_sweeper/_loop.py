@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import time
-import traceback
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ._cells import Cell, trial_overrides
-from ._compat import job_outcome, running_trial, trial_id
+from ._compat import running_trial, trial_id
 from ._console import Console
 from ._dispatch import Dispatcher, Finished
-from ._errors import CellError, LaunchError
-from ._masking import mask_text
+from ._errors import LaunchError
+from ._outcome import judge, last_line
 from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_FINISHED, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_LAUNCHER_JOB,
                        ATTR_OUTPUTS, ATTR_SEED, ATTR_STARTED, PHASE_REPEAT, PHASE_TUNE, counts, mark_interrupted)
 from ._observer import Observers
@@ -224,7 +221,6 @@ class DispatchLoop:
             raise finished.launcher_error  # e.g. a SLURM job that can never start: so would the next
 
     def _record(self, ticket: Ticket, ret: Any, launcher_error: BaseException | None) -> None:
-        import optuna
         from optuna.trial import TrialState
 
         run, trial = ticket.run, ticket.trial
@@ -236,24 +232,11 @@ class DispatchLoop:
         if ret is not None and ret.hydra_cfg is not None:
             trial.set_user_attr(ATTR_JOB_DIR, str(ret.hydra_cfg.hydra.runtime.output_dir))
 
-        state, value, error, abort = TrialState.COMPLETE, None, None, False
-        if launcher_error is not None:
-            state, error = TrialState.FAIL, _describe(launcher_error)
-        else:
-            completed, outcome = job_outcome(ret)
-            if completed:
-                value, outputs = split_outcome(outcome)
-                if outputs:
-                    trial.set_user_attr(ATTR_OUTPUTS, outputs)
-                if value is None:
-                    state, error = TrialState.FAIL, f"the job returned {outcome!r}, not a finite number"
-            elif isinstance(outcome, optuna.TrialPruned):
-                state = TrialState.PRUNED
-            else:
-                state, error = TrialState.FAIL, _describe(outcome)
-                abort = isinstance(outcome, CellError)  # every trial of this cell would repeat it
+        result = judge(ret, launcher_error)
+        state, value, error = result.state, result.value, result.error
+        if result.outputs:
+            trial.set_user_attr(ATTR_OUTPUTS, result.outputs)
         if error:
-            error = mask_text(error)
             trial.set_user_attr(ATTR_ERROR, error[-2000:])
         frozen = run.study.tell(trial, value, state=state)
 
@@ -264,9 +247,9 @@ class DispatchLoop:
         else:
             run.failed += 1
         self.console.finished(run, frozen, error)
-        if abort:
+        if result.abort:
             self._stop(run, f"trial {trial.number} raised an error that every trial of this cell would repeat: "
-                            f"{_last_line(error)}")
+                            f"{last_line(error)}")
         self._check_failures(run)
         self.observers.trial_end(cell=run.cell, trial=frozen, job_return=ret, error=error, interrupted=False,
                                  phase=run.phase)
@@ -316,39 +299,3 @@ class DispatchLoop:
         if not run.stopped:
             run.stopped = reason
             self.console.stopped(run, reason)
-
-
-def split_outcome(outcome: Any) -> tuple[float | None, dict[str, Any]]:
-    """A job returns its objective, or a mapping with the objective at "value" and anything else it
-    wants kept with the trial (a repeat: its test metrics and checkpoint)."""
-    if isinstance(outcome, Mapping):
-        outputs = {str(k): _plain(v) for k, v in outcome.items() if k != "value"}
-        return _as_value(outcome.get("value")), outputs
-    return _as_value(outcome), {}
-
-
-def _plain(value: Any) -> Any:
-    """JSON-storable: numbers as floats (tensors and numpy scalars too), the rest as text."""
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _as_value(outcome: Any) -> float | None:
-    try:
-        value = float(outcome)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _last_line(text: str | None) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[-1] if lines else ""
-
-
-def _describe(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -1,0 +1,77 @@
+"""What a finished job means for its trial: COMPLETE with a value (and outputs), PRUNED, or FAIL
+with its error (masked), and whether every trial of its cell would fail the same way."""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._compat import job_outcome
+from ._errors import CellError
+from ._masking import mask_text
+
+
+@dataclass
+class Outcome:
+    state: Any  # optuna.trial.TrialState
+    value: float | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)  # what a job returned besides its objective
+    error: str | None = None
+    abort: bool = False  # a CellError: every trial of this cell would repeat it
+
+
+def judge(job_return: Any, launcher_error: BaseException | None) -> Outcome:
+    import optuna
+    from optuna.trial import TrialState
+
+    if launcher_error is not None:
+        return Outcome(TrialState.FAIL, error=mask_text(_describe(launcher_error)))
+    completed, returned = job_outcome(job_return)
+    if completed:
+        value, outputs = split_outcome(returned)
+        if value is None:
+            return Outcome(TrialState.FAIL, outputs=outputs,
+                           error=mask_text(f"the job returned {returned!r}, not a finite number"))
+        return Outcome(TrialState.COMPLETE, value, outputs)
+    if isinstance(returned, optuna.TrialPruned):
+        return Outcome(TrialState.PRUNED)
+    return Outcome(TrialState.FAIL, error=mask_text(_describe(returned)), abort=isinstance(returned, CellError))
+
+
+def split_outcome(outcome: Any) -> tuple[float | None, dict[str, Any]]:
+    """A job returns its objective, or a mapping with the objective at "value" and anything else it
+    wants kept with the trial (a repeat: its test metrics and checkpoint)."""
+    if isinstance(outcome, Mapping):
+        outputs = {str(k): _plain(v) for k, v in outcome.items() if k != "value"}
+        return _as_value(outcome.get("value")), outputs
+    return _as_value(outcome), {}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-storable: numbers as floats (tensors and numpy scalars too), the rest as text."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _as_value(outcome: Any) -> float | None:
+    try:
+        value = float(outcome)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _describe(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
