@@ -108,12 +108,9 @@ def train(cfg: DictConfig) -> float | dict[str, Any]:
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=_resume_checkpoint(output_dir))
     except optuna.TrialPruned:
-        _flush_tracking()
         _record_checkpoint(cfg, checkpoint.best_model_path)  # its best epoch so far stays findable
         _drop_resume_point(cfg, output_dir)  # a pruned trial is never run again
         raise
-    if not testing:
-        _flush_tracking()  # (a repeat flushes once, after its test metrics: each flush takes ~1 s)
 
     best = checkpoint.best_model_score
     value = float(best) if best is not None else math.nan
@@ -124,7 +121,6 @@ def train(cfg: DictConfig) -> float | dict[str, Any]:
         return value
     # On the best checkpoint, never the last epoch's weights.
     metrics = test_on_best_checkpoint(trainer, task, datamodule, checkpoint.best_model_path, spec, phase)
-    _flush_tracking()
     log.info("%s: %s = %.4f on the test split", spec.task_name, spec.test_metric, metrics[spec.test_metric])
     return {"value": value, "test_value": metrics[spec.test_metric], "checkpoint": checkpoint.best_model_path,
             **metrics}
@@ -203,13 +199,6 @@ def _mlflow_loggers() -> list:
 
     run = mlflow.active_run()
     return [lightning_logger(mlflow.get_tracking_uri(), run.info.run_id)] if run else []
-
-
-def _flush_tracking() -> None:
-    import mlflow
-
-    if mlflow.active_run() is not None:
-        mlflow.flush_async_logging()  # the logger queues metrics; make them durable before going on
 
 
 def _record_checkpoint(cfg: DictConfig, path: str) -> None:

@@ -10,7 +10,8 @@ def lightning_logger(tracking_uri: str, run_id: str) -> Any:
 
     synchronous=False: metrics go to MLflow's background queue instead of one blocking HTTP
     request per logging call (measured ~50 ms each against the local server on this machine);
-    the queue is flushed after fit and before the run is closed.
+    the queue is flushed once, by the tracking callback's on_job_end, before it closes the run (each
+    flush waits up to 1 s for MLflow's queue thread, so train() does not flush on its own).
     """
     from lightning.pytorch.loggers import MLFlowLogger
 
