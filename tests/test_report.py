@@ -86,6 +86,18 @@ def test_bootstrap_ci_covers_the_true_iqm_about_95_percent_of_the_time():
     assert 0.89 <= covered / 200 <= 0.99
 
 
+def test_resampling_datasets_too_widens_the_interval_when_datasets_disagree():
+    rng = np.random.default_rng(7)
+    datasets = [f"d{i}" for i in range(6)]
+    scores = pd.DataFrame({"model": "m", "dataset": np.repeat(datasets, 5),
+                           "normalized": np.concatenate([rng.normal(m, 0.02, 5) for m in np.linspace(0.1, 0.9, 6)])})
+    seeds = stats.group_table(scores, {"All": datasets}, stats.Settings(500, 0)).iloc[0]
+    both = stats.group_table(scores, {"All": datasets}, stats.Settings(500, 0, resample_datasets=True)).iloc[0]
+    assert seeds.value == both.value  # the point estimate does not depend on the resampling
+    assert both.ci_high - both.ci_low > 3 * (seeds.ci_high - seeds.ci_low)
+    assert both.se > seeds.se
+
+
 def test_normalisation_is_direction_aware_and_clipped_to_the_fixed_range():
     scores = pd.DataFrame({"dataset": ["a", "a", "b", "b"], "score": [0.2, 0.6, 10.0, 30.0],
                            "direction": ["maximize", "maximize", "minimize", "minimize"]})
