@@ -100,7 +100,7 @@ class BenchSweeperImpl:
                 for frozen in running_trials(run.study):
                     loop.take_over(run, frozen)
                 loop.start_repeats(run, resumed=existing_repeats(storage, run.study.study_name) is not None)
-            for run in runs[len(cells):]:
+            for run in loop.repeats.values():
                 for frozen in running_trials(run.study):
                     loop.take_over(run, frozen)
             with console:

@@ -101,6 +101,7 @@ class DispatchLoop:
         self.ready: deque[tuple[Ticket, Any]] = deque()  # prepared, not yet submitted
         self._ids = itertools.count()
         self.repeats: dict[str, CellRun] = {}  # cell label -> its repeats run
+        self._repeats_asked: set[str] = set()  # cells whose repeats were opened, or had none to open
         for run in runs:
             self._count(run)
 
@@ -112,13 +113,13 @@ class DispatchLoop:
     def start_repeats(self, run: CellRun, resumed: bool = False) -> None:
         """Queue the cell's repeats once its tuning is done (every trial finished, none in flight),
         or at once when an earlier run of the sweep had started them (`resumed`)."""
-        if self.settings.open_repeats is None or run.phase != PHASE_TUNE or run.cell.label in self.repeats:
+        if self.settings.open_repeats is None or run.phase != PHASE_TUNE or run.cell.label in self._repeats_asked:
             return
         if not resumed and (run.stopped or run.in_flight or run.done < run.target):
             return
+        self._repeats_asked.add(run.cell.label)
         opened = self.settings.open_repeats(run)
         if isinstance(opened, str):
-            self.repeats[run.cell.label] = run  # nothing to repeat: asked once
             self.console.stopped(run, f"no repeats: {opened}")
             return
         self.repeats[run.cell.label] = opened
