@@ -48,22 +48,26 @@ def _leading(records: list[StudyRecord]) -> list[str]:
     return list(dict.fromkeys(key for record in records for key in _describing(record)))
 
 
+def _job_columns(trial: Any) -> dict[str, Any]:
+    """What results.csv and repeats.csv both say about a trial's job: when and how long it ran,
+    where, its tracker run, and how it ended."""
+    attrs = trial.user_attrs
+    return {"duration_s": attrs.get(ATTR_DURATION, ""), "started_at": attrs.get(ATTR_STARTED, ""),
+            "finished_at": attrs.get(ATTR_FINISHED, ""), "job_dir": attrs.get(ATTR_JOB_DIR, ""),
+            TRACKER_RUN_ID_ATTR: attrs.get(TRACKER_RUN_ID_ATTR, ""),
+            "interrupted": bool(attrs.get(ATTR_INTERRUPTED, False)), "error": attrs.get(ATTR_ERROR, "")}
+
+
 def trial_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
     rows = []
     for record in records:
         described = _describing(record)
         for trial in record.load(storage).get_trials(deepcopy=False):
-            attrs = trial.user_attrs
-            row = {
+            rows.append({
                 **described, "study": record.name, "study_version": record.attrs.get(STUDY_VERSION, 1),
                 "trial": trial.number, "state": trial.state.name, "value": trial.value if trial.value is not None else "",
-                "duration_s": attrs.get(ATTR_DURATION, ""), "started_at": attrs.get(ATTR_STARTED, ""),
-                "finished_at": attrs.get(ATTR_FINISHED, ""), "job_num": attrs.get(ATTR_JOB_NUM, ""),
-                "job_dir": attrs.get(ATTR_JOB_DIR, ""), TRACKER_RUN_ID_ATTR: attrs.get(TRACKER_RUN_ID_ATTR, ""),
-                "interrupted": bool(attrs.get(ATTR_INTERRUPTED, False)), "error": attrs.get(ATTR_ERROR, ""),
-            }
-            row.update(trial.params)
-            rows.append(row)
+                "job_num": trial.user_attrs.get(ATTR_JOB_NUM, ""), **_job_columns(trial), **trial.params,
+            })
     return rows
 
 
@@ -107,10 +111,7 @@ def repeat_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]
             rows.append({
                 **described, "seed": attrs.get(ATTR_SEED, ""), "state": trial.state.name,
                 "val_value": trial.value if trial.value is not None else "", **attrs.get(ATTR_OUTPUTS, {}),
-                "duration_s": attrs.get(ATTR_DURATION, ""), "started_at": attrs.get(ATTR_STARTED, ""),
-                "finished_at": attrs.get(ATTR_FINISHED, ""), "job_dir": attrs.get(ATTR_JOB_DIR, ""),
-                TRACKER_RUN_ID_ATTR: attrs.get(TRACKER_RUN_ID_ATTR, ""), "interrupted": bool(attrs.get(ATTR_INTERRUPTED, False)),
-                "error": attrs.get(ATTR_ERROR, ""), "n_trials": record.attrs.get(REPEAT_N_TRIALS, ""),
+                **_job_columns(trial), "n_trials": record.attrs.get(REPEAT_N_TRIALS, ""),
                 "tuning_best_trial": record.attrs.get(REPEAT_BEST_TRIAL, ""), "study": record.name,
                 "study_version": record.attrs.get(STUDY_VERSION, 1), "trial": trial.number,
                 **trial.params,
