@@ -63,7 +63,7 @@ def test_killed_worker_is_retried_and_the_benchmark_completes(ray_cluster, tmp_p
 def test_request_no_node_can_hold_fails_before_any_trial(ray_cluster, tmp_path):
     result = run_stub_on_ray(ray_cluster, tmp_path, "+hydra.launcher.ray.remote.num_gpus=2", timeout=300)
     assert result.returncode != 0
-    assert "every trial asks Ray for 2 GPU, 1 CPU" in result.stderr
+    assert "a trial asks Ray for 2 GPU, 1 CPU" in result.stderr
     assert "no node of the Ray cluster" in result.stderr and "largest has 0 GPU, 2 CPU" in result.stderr
     assert not list(tmp_path.glob("*/attempts.jsonl"))
 

@@ -6,13 +6,18 @@ Importing bench must stay cheap (no torch): the CLI, config composition and dry 
 import secrets
 
 from hydra.types import RunMode
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 __version__ = "0.1.0"
 
 _RESOLVERS = {
     # `${len:${task.model_bands}}` lets a model size its input layer from the task's bands.
     "len": lambda seq: len(seq),
+    # `${canonical_bands:${task.bands},${task.band_names}}`: a task's bands in the datamodule's own
+    # names -> the canonical names (TerraTorch's HLSBands/SARBands) that models match on. A name the
+    # mapping lacks stays as it is; bench.spec names any band the task does not offer.
+    # A ListConfig, not a list: OmegaConf.resolve() can only put config nodes in place.
+    "canonical_bands": lambda bands, names: ListConfig([str((names or {}).get(b, b)) for b in bands]),
     # Launcher presets: Ray wants memory in bytes; SLURM must not see a gres request for 0 GPUs
     # on clusters that have no gres at all.
     "gb_to_bytes": lambda gb: None if gb is None else int(float(gb) * 1024**3),
@@ -20,6 +25,17 @@ _RESOLVERS = {
     # hydra/job_logging=bench: a sweep's jobs log to their file only; a single run to the console too.
     "job_console_handler": lambda mode: "silent" if mode == RunMode.MULTIRUN else "console",
 }
+
+
+def _trial_resource(key: str, default, *, _root_):
+    """`${trial_resource:gpus_per_trial,1}` in a launcher preset: what the cell's model says one
+    trial needs (model.resources.<key>), else the launcher's default. A value set on the command
+    line (launcher.gpus_per_trial=2) replaces the interpolation and so wins over both."""
+    value = OmegaConf.select(_root_, f"model.resources.{key}", default=None)
+    return default if value is None else value
+
+
+_RESOLVERS["trial_resource"] = _trial_resource
 for _name, _resolver in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)

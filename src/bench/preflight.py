@@ -6,6 +6,7 @@ the 10-16 s torch import, and should read as a plain sentence rather than a trac
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -73,26 +74,52 @@ def check_pretrained_weights(model: DictConfig) -> None:
                 "downloaded weights, or unset it to use the Hugging Face Hub."
             )
         return
+    repo_id, filename = weights.repo_id, weights.filename
+    reason = _hub_problem(repo_id, filename)
+    if reason is not None:
+        import huggingface_hub
 
+        raise PretrainedWeightsError(
+            f"model={model.name} needs pretrained weights {repo_id}/{filename} from the Hugging Face Hub "
+            f"({huggingface_hub.hf_hub_url(repo_id, filename)}), but {reason}. "
+            f"{_weights_hint(model, local_key, repo_id, filename)}"
+        )
+
+
+def _hub_problem(repo_id: str, filename: str) -> str | None:
+    """None when the file is cached locally or the hub serves it; otherwise why not."""
     import huggingface_hub
     from huggingface_hub import constants as hf_constants
 
-    repo_id, filename = weights.repo_id, weights.filename
     if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, filename), str):
-        return
-    url = huggingface_hub.hf_hub_url(repo_id, filename)
+        return None
     if hf_constants.HF_HUB_OFFLINE:
-        reason = "HF_HUB_OFFLINE is set and the file is not in the local Hugging Face cache"
-    else:
+        return "HF_HUB_OFFLINE is set and the file is not in the local Hugging Face cache"
+    return _hub_unreachable(huggingface_hub.hf_hub_url(repo_id, filename))
+
+
+@functools.lru_cache(maxsize=None)
+def _hub_unreachable(url: str) -> str | None:
+    """Asked once per URL and process: a benchmark's cells share their models, so a dry run of
+    12 tasks x 2 models asks the hub twice, not 24 times."""
+    import huggingface_hub
+
+    try:
+        huggingface_hub.get_hf_file_metadata(url, timeout=10)
+        return None  # reachable: TerraTorch downloads it when the model is built
+    except Exception as exc:  # any network/HTTP failure means the same thing to the user
+        return f"the hub could not be reached ({type(exc).__name__}: {exc})"
+
+
+def _input_problems(cfg: DictConfig) -> list[Exception]:
+    """Weights and data, each checked even when the other is missing, so a user fixes both at once."""
+    problems = []
+    for check, node in ((check_pretrained_weights, cfg.model), (ensure_dataset, cfg.task)):
         try:
-            huggingface_hub.get_hf_file_metadata(url, timeout=10)
-            return  # reachable: TerraTorch downloads it when the model is built
-        except Exception as exc:  # any network/HTTP failure means the same thing to the user
-            reason = f"the hub could not be reached ({type(exc).__name__}: {exc})"
-    raise PretrainedWeightsError(
-        f"model={model.name} needs pretrained weights {repo_id}/{filename} from the Hugging Face Hub "
-        f"({url}), but {reason}. {_weights_hint(model, local_key, repo_id, filename)}"
-    )
+            check(node)
+        except (PretrainedWeightsError, DatasetNotFoundError) as exc:
+            problems.append(exc)
+    return problems
 
 
 def preflight(cfg: DictConfig) -> TrialSpec:
@@ -102,6 +129,22 @@ def preflight(cfg: DictConfig) -> TrialSpec:
 
     spec = build_spec(cfg)
     wants_test(cfg, trial_phase(cfg))  # evaluate_test=true is refused in a sweep, before launching
-    check_pretrained_weights(cfg.model)
-    ensure_dataset(cfg.task)
+    problems = _input_problems(cfg)
+    if problems:
+        raise problems[0]
     return spec
+
+
+def check_cell(cfg: DictConfig) -> None:
+    """The sweeper's cell_check: the same checks, every input problem of the cell at once (an
+    ExceptionGroup when there are several); the sweeper lists each problem once for all cells."""
+    from bench.evaluation import wants_test
+    from hydra_plugins.bench_sweeper.trial import trial_phase
+
+    build_spec(cfg)
+    wants_test(cfg, trial_phase(cfg))
+    problems = _input_problems(cfg)
+    if len(problems) > 1:
+        raise ExceptionGroup(f"{len(problems)} inputs of this cell are missing", problems)
+    if problems:
+        raise problems[0]

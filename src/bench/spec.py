@@ -1,7 +1,8 @@
 """From a composed config to what train() builds, without importing torch.
 
-The merge is three OmegaConf layers, weakest first:
-    model (model_factory, model_args)  <  task (model_args, task_args)  <  hparams (the trial)
+The merge is four OmegaConf layers, weakest first:
+    model (model_factory, model_args)  <  model.task_types[task.type] (the neck, decoder and head
+    that suit the model for this kind of task)  <  task (model_args, task_args)  <  hparams (the trial)
 `hparams.batch_size` is the one trial value that goes to the datamodule instead.
 """
 
@@ -78,6 +79,9 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
     if "_target_" not in task.datamodule:
         raise ConfigError(f"{where}: task.datamodule needs a _target_ (the datamodule class)")
     _required(model, "model_args", "model")
+    head = _head_for(model, task_type=task.type, where=where)
+    check_bands(task, model)
+    _check_partition(task, where)
 
     # Resolve each layer in the full config first: interpolations such as ${task.model_bands}
     # need the root, which a merged fragment no longer has.
@@ -92,6 +96,7 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
         patience, "task.patience", "the validation epochs without improvement before early stopping (null: never stop early)")
     task_kwargs = OmegaConf.merge(
         {"model_factory": model.get("model_factory", "EncoderDecoderFactory"), "model_args": plain(model.model_args)},
+        {"model_args": plain(head)},
         {"model_args": plain(task.get("model_args"))},
         plain(task.get("task_args")),
         hparams,
@@ -108,6 +113,48 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
         max_epochs=max_epochs,
         patience=patience,
     )
+
+
+def _head_for(model: DictConfig, task_type: str, where: str) -> DictConfig | None:
+    """The model's neck/decoder/head for this task type. A model without `task_types` puts all of
+    it in model_args; one with it supports exactly the types it lists."""
+    types = model.get("task_types")
+    if types is None:
+        return None
+    if task_type not in types or types[task_type] is None:
+        raise ConfigError(f"model={model.name} has no neck and decoder for {task_type} tasks ({where}); it supports "
+                          f"{', '.join(sorted(k for k in types if types[k] is not None))}. Pick another model, or add "
+                          f"model.task_types.{task_type}")
+    return types[task_type]
+
+
+def check_bands(task: DictConfig, model: DictConfig) -> None:
+    """A cell trains on bands its task offers and its model can take; anything else is named here,
+    before a job is launched."""
+    bands = list(task.get("bands") or [])
+    offered = task.get("band_names")
+    if offered is not None:
+        unknown = [b for b in bands if b not in offered]
+        if unknown:
+            raise ConfigError(f"task '{task.name}': task.bands has {', '.join(map(str, unknown))}, which the dataset "
+                              f"does not offer; it offers {', '.join(offered)}")
+    accepts = model.get("accepts_bands")
+    if accepts is None:
+        return
+    missing = [b for b in task.model_bands if b not in accepts]
+    if missing:
+        usable = [b for b, canonical in zip(bands, task.model_bands) if canonical in accepts]
+        hint = (f"pick a subset it can take, e.g. task.bands=[{','.join(usable)}]" if usable
+                else "no band of this task is one it can take")
+        raise ConfigError(f"model={model.name} cannot take task '{task.name}' bands {', '.join(missing)}: its "
+                          f"weights know only {', '.join(accepts)}; {hint}")
+
+
+def _check_partition(task: DictConfig, where: str) -> None:
+    partitions = task.get("partitions")
+    if partitions is not None and task.get("partition") not in partitions:
+        raise ConfigError(f"{where}: task.partition={task.get('partition')!r} is not one of this dataset's "
+                          f"partitions: {', '.join(partitions)}")
 
 
 def _on_test_split(metric: str, task_name: str) -> str:

@@ -120,6 +120,7 @@ def describe_cell(
     direction_key: str | None,
     default_direction: str,
     columns: dict[str, str] | None = None,
+    exclude_key: str | None = None,
 ) -> None:
     """Fill in the cell's metric, direction, columns and search space from its composed config.
 
@@ -143,7 +144,8 @@ def describe_cell(
         params.update(flatten(OmegaConf.to_container(space_node, resolve=True)))
     params.update(flatten(sweeper_params or {}))
     params.update(split.search)
-    params = {str(k): str(v) for k, v in params.items() if bare_key(str(k)) not in split.fixed_keys}
+    excluded = set(split.fixed_keys) | {bare_key(str(k)) for k in (_select_list(cell_cfg, exclude_key))}
+    params = {str(k): str(v) for k, v in params.items() if bare_key(str(k)) not in excluded}
     try:
         cell.distributions, cell.fixed = parse_search_space(params)
     except SearchSpaceError as exc:
@@ -155,6 +157,16 @@ def describe_cell(
             "would ignore them. Fix the name, or write +key to add a new key on purpose."
         )
     cell.params = {bare_key(k): v for k, v in params.items()}
+
+
+def _select_list(cell_cfg: DictConfig, key: str | None) -> list[Any]:
+    value = _select(cell_cfg, key)
+    if value is None:
+        return []
+    if not OmegaConf.is_list(value):
+        raise SweepConfigError(f"{key} lists the search-space keys a cell does not search; it must be a list, "
+                               f"not {OmegaConf.to_container(value) if OmegaConf.is_config(value) else value!r}")
+    return list(value)
 
 
 def flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:

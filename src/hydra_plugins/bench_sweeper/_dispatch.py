@@ -147,10 +147,11 @@ class RayDispatcher(Dispatcher):
         # The same remote function hydra-ray-launcher runs, but declared once (its launch()
         # re-declares and re-exports it for every job), and the parts of its arguments that are
         # the same for every trial are put in the object store once instead of pickled per trial.
-        options = {k: v for k, v in (OmegaConf.to_container(launcher.ray_cfg.remote, resolve=True) or {}).items()
-                   if v is not None}
-        if check_resources:
-            _check_ray_can_place(ray, options, launcher.ray_cfg.init.get("address"))
+        options = _remote_options(launcher.ray_cfg.remote)
+        self.check_resources, self.address = check_resources, launcher.ray_cfg.init.get("address")
+        self.placeable: set[tuple] = set()  # requests checked against the cluster already
+        self._check_placeable(options)
+        self.options = options
         self.run_job = ray.remote(**options)(run_job_remotely) if options else ray.remote(run_job_remotely)
         self.shared: dict[str, Any] | None = None
         self.pending: dict[Any, Any] = {}
@@ -167,8 +168,21 @@ class RayDispatcher(Dispatcher):
                 "task_function": self.ray.put(launcher.task_function),
                 "singleton_state": self.ray.put(Singleton.get_state()),
             }
-        ref = self.run_job.remote(sweep_config=prepared, **self.shared)
+        # Each job asks for what its own config says (a model may need more than the launcher's
+        # default: model.resources), not what the primary config said.
+        options = _remote_options(prepared.hydra.launcher.ray.remote)
+        run_job = self.run_job
+        if options != self.options:
+            self._check_placeable(options)
+            run_job = run_job.options(**options)
+        ref = run_job.remote(sweep_config=prepared, **self.shared)
         self.pending[ref] = ticket
+
+    def _check_placeable(self, options: dict[str, Any]) -> None:
+        key = tuple(sorted(options.items()))
+        if self.check_resources and key not in self.placeable:
+            _check_ray_can_place(self.ray, options, self.address)
+            self.placeable.add(key)
 
     def wait(self, timeout: float) -> list[Finished]:
         if not self.pending:
@@ -191,8 +205,12 @@ class RayDispatcher(Dispatcher):
         self.pending.clear()
 
 
+def _remote_options(remote: Any) -> dict[str, Any]:
+    return {k: v for k, v in (OmegaConf.to_container(remote, resolve=True) or {}).items() if v is not None}
+
+
 def _check_ray_can_place(ray: Any, options: dict[str, Any], address: Any) -> None:
-    """Ray leaves a task no node can hold pending forever; say so before the first trial."""
+    """Ray leaves a task no node can hold pending forever; say so before the first trial that asks."""
     need = {"GPU": float(options.get("num_gpus") or 0), "CPU": float(options.get("num_cpus", 1) or 0),
             "memory": float(options.get("memory") or 0)}
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
@@ -204,7 +222,7 @@ def _check_ray_can_place(ray: Any, options: dict[str, Any], address: Any) -> Non
 
     biggest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0), r.get("memory", 0)), default={})
     raise LaunchError(
-        f"every trial asks Ray for {describe(need)}, but no node of the Ray cluster "
+        f"a trial asks Ray for {describe(need)}, but no node of the Ray cluster "
         f"({address or 'started locally'}, {len(nodes)} node(s)) has that much; the largest has {describe(biggest)}. "
         "Lower launcher.gpus_per_trial / cpus_per_trial / memory_gb or add nodes "
         "(hydra.sweeper.check_resources=false skips this check, e.g. for an autoscaling cluster)."

@@ -22,6 +22,11 @@ class ResumeMismatchError(SweepConfigError):
     """A resumed cell was started with a different experiment (metric, search space, config...)."""
 
 
+class CellsNotReadyError(SweepConfigError):
+    """The app's cell_check found problems (missing data, unreachable weights) in some cells; each
+    is listed once, with the cells it stops."""
+
+
 class SweepLockedError(SweepError, RuntimeError):
     """Another live driver is running this sweep."""
 

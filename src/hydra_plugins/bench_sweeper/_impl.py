@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import _masking
 from ._errors import CellsStoppedError, SweepInterrupted
-from ._plan import SweepPlan, describe_plan, make_plan
+from ._plan import SweepPlan, describe_plan, make_plan, problems_error
 from ._results import format_table, format_value
 from .config import BenchSweeperConf
 from ._observer import Observers
@@ -47,6 +47,9 @@ class BenchSweeperImpl:
         plan = make_plan(self.settings, self.config, self.hydra_context.config_loader, arguments, self.launcher)
         if self.settings.dry_run:
             print(f"Dry run: nothing launched.\n{describe_plan(plan, self.settings, self.launcher)}")
+        if plan.problems:
+            raise problems_error(plan)
+        if self.settings.dry_run:
             return []
         log.info("bench sweep: %s", describe_plan(plan, self.settings, self.launcher))
         from ._sweepdir import SweepDir

@@ -20,7 +20,7 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ._cells import DIRECTIONS, Cell, bare_key, describe_cell, enumerate_cells, split_arguments
-from ._errors import SearchSpaceError, SweepConfigError
+from ._errors import CellError, CellsNotReadyError, SearchSpaceError, SweepConfigError
 from ._masking import mask_text
 from ._repeats import seed_list
 from ._studies import ON_CHANGE, storage_location
@@ -36,6 +36,9 @@ class SweepPlan:
     axes: list[str]  # the swept keys (task, model, ...)
     n_trials: int = 0
     seeds: list[int] = field(default_factory=list)  # each cell's repeats; empty: none
+    # What the app's cell_check found, each problem once -> the cells it stops; the sweep does
+    # not start while any is left (a dry run prints the plan first).
+    problems: dict[str, list[str]] = field(default_factory=dict)
 
     def tuning_trials(self, cell: Cell) -> int:
         """With repeats, a cell with nothing to search (or n_trials=0) goes straight to them."""
@@ -69,22 +72,59 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
     cells = enumerate_cells(split, known_axes)
     check = get_method(settings.cell_check) if settings.cell_check else None
     value_check = get_method(settings.value_check) if settings.value_check else None
+    problems: dict[str, list[str]] = {}  # what the app's cell_check found -> the cells it stops
     for cell in cells:
         cell_cfg = loader.load_sweep_config(config, split.common + cell.overrides)
         describe_cell(cell, cell_cfg, split, params or {}, search_space_key=settings.search_space_key,
                       metric_key=settings.metric_key, direction_key=settings.direction_key,
-                      default_direction=settings.direction, columns=columns or {})
+                      default_direction=settings.direction, columns=columns or {},
+                      exclude_key=settings.search_exclude_key)
         if seeds and OmegaConf.select(cell_cfg, settings.seed_key or "", default=_ABSENT) is _ABSENT:
             raise SweepConfigError(f"cell {cell.label}: repeats set each seed at hydra.sweeper.seed_key="
                                    f"{settings.seed_key!r}, which is not a key of its config; name the key your app "
                                    "seeds from")
-        if check is not None:
-            check(cell_cfg)
-        if value_check is not None:
+        found = _cell_problems(check, cell_cfg) if check is not None else []
+        for problem in found:
+            problems.setdefault(str(problem), []).append(cell.label)
+        if value_check is not None and not found:
             _check_search_edges(cell, cell_cfg, value_check)
+    plan = SweepPlan(cells, split.common, sweep_dir, storage, [bare_key(k) for k in split.cell_axes],
+                     settings.n_trials, seeds, problems)
     if settings.check_resources:
-        _check_launcher_can_run_a_trial(launcher)
-    return SweepPlan(cells, split.common, sweep_dir, storage, [bare_key(k) for k in split.cell_axes], settings.n_trials, seeds)
+        _check_launcher_can_run_a_trial(launcher, [c.config for c in cells])
+    return plan
+
+
+def _cell_problems(check: Any, cell_cfg: DictConfig) -> list[CellError]:
+    """The CellErrors the app's cell_check raises for a cell: one, or an ExceptionGroup of several
+    (bench's finds a missing dataset and unreachable weights in one pass). Anything else is a bug
+    and propagates."""
+    try:
+        check(cell_cfg)
+    except CellError as exc:
+        return [exc]
+    except ExceptionGroup as group:
+        matched, rest = group.split(CellError)
+        if rest is not None:
+            raise
+        return list(_leaves(matched))
+    return []
+
+
+def _leaves(group: BaseExceptionGroup) -> Any:
+    for exc in group.exceptions:
+        yield from (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+
+
+def problems_error(plan: SweepPlan) -> CellsNotReadyError:
+    """Each problem once, with the cells it stops: one missing dataset is one line, however many
+    models share its task."""
+    lines = [f"{len(plan.problems)} problem(s) stop {sum(map(len, plan.problems.values()))} of {len(plan.cells)} "
+             "cell(s) before anything is launched:"]
+    for text, labels in plan.problems.items():
+        cells = labels[0] if len(labels) == 1 else f"{len(labels)} cells: {'; '.join(labels)}"
+        lines.append(f"- {text} [{cells}]")
+    return CellsNotReadyError("\n".join(lines))
 
 
 def _check_search_edges(cell: Cell, cell_cfg: DictConfig, value_check: Any) -> None:
@@ -111,15 +151,18 @@ def _edges(key: str, distribution: Any) -> list[Any]:
     return [parser.parse_override(f"{key}={c}").value() if isinstance(c, str) else c for c in distribution.choices]
 
 
-def _check_launcher_can_run_a_trial(launcher: Any) -> None:
-    """A SLURM request no partition node can hold would pend forever: refused now (Ray's own check
-    needs a connection to the cluster, so it runs when the dispatcher starts)."""
+def _check_launcher_can_run_a_trial(launcher: Any, cell_configs: list[DictConfig]) -> None:
+    """A SLURM request no partition node can hold would pend forever: refused now, for each distinct
+    request the cells make (a cell's own hydra.launcher: its model may ask for more than the
+    default). Ray's own check needs a connection to the cluster, so it runs in the dispatcher."""
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
     if isinstance(launcher, SlurmLauncher):
         from ._slurm import check_partition_fits
 
-        check_partition_fits(dict(launcher.params))
+        requests = [OmegaConf.to_container(c.hydra.launcher, resolve=True) for c in cell_configs] or [dict(launcher.params)]
+        for request in {repr(sorted(r.items())): r for r in requests}.values():
+            check_partition_fits(request)
 
 
 def describe_plan(plan: SweepPlan, settings: Any, launcher: Any) -> str:

@@ -24,7 +24,7 @@ from hydra.core.singleton import Singleton
 from omegaconf import OmegaConf
 
 from ._compat import submitit_executor_name
-from ._dispatch import Dispatcher, Finished, launch_line
+from ._dispatch import Dispatcher, Finished, job_config, launch_line
 from ._errors import LaunchError
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,10 @@ def describe_request(params: dict[str, Any]) -> str:
 
 
 class SubmititDispatcher(Dispatcher):
+    # prepare() composes the job's config to read its resource request (a model may need more than
+    # the launcher's default: model.resources), so do it while the slots are busy.
+    prepare_ahead = True
+
     def __init__(self, launcher: Any, poll_interval: float) -> None:
         import submitit
         from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
@@ -69,15 +73,29 @@ class SubmititDispatcher(Dispatcher):
         if "max_num_timeout" in params:
             init[f"{self.executor_name}_max_num_timeout"] = params["max_num_timeout"]
         self.executor = submitit.AutoExecutor(cluster=self.executor_name, **init)
-        base = set(OmegaConf.structured(BaseQueueConf).keys())
-        self.executor.update_parameters(**{(k if k in base else f"{self.executor_name}_{k}"): v
-                                           for k, v in params.items() if k not in {"submitit_folder", "max_num_timeout"}})
+        self.base_keys = set(OmegaConf.structured(BaseQueueConf).keys())
+        self.params: dict[str, Any] = {}
+        self._use(params)
         Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         self.pending: dict[Any, Any] = {}
         self._last_pending_check = time.monotonic()
 
+    def _use(self, params: dict[str, Any]) -> None:
+        """Set the executor's request to these launcher params (hydra.launcher of a job's config)."""
+        if params == self.params:
+            return
+        self.params, self.request = params, describe_request(params)
+        self.executor.update_parameters(**{(k if k in self.base_keys else f"{self.executor_name}_{k}"): v
+                                           for k, v in params.items() if k not in {"submitit_folder", "max_num_timeout", "_target_"}})
+
+    def prepare(self, overrides: list[str], job_num: int) -> Any:
+        params = OmegaConf.to_container(job_config(self.launcher, overrides, job_num).hydra.launcher, resolve=True)
+        params = {k: v for k, v in params.items() if k != "_target_"}
+        return overrides, job_num, params
+
     def submit(self, prepared: Any, ticket: Any) -> dict[str, Any]:
-        overrides, job_num = prepared
+        overrides, job_num, params = prepared
+        self._use(params)
         log.debug(launch_line(job_num, overrides))
         args = (self.launcher, list(overrides), "hydra.sweep.dir", job_num, f"job_id_for_{job_num}", Singleton.get_state())
         started, delay = time.monotonic(), 2.0

@@ -122,6 +122,9 @@ class BenchSweeperConf:
     # --- bench additions ---
     # Where each cell's composed config holds its own search space, metric and direction.
     search_space_key: Optional[str] = "search_space"
+    # Where each cell's config lists search-space keys that cell does not search (as
+    # terratorch-iterate's optimization_except): bench's classification tasks drop the decoder width.
+    search_exclude_key: Optional[str] = None
     metric_key: Optional[str] = "task.metric"
     direction_key: Optional[str] = "task.direction"
     # Config node each trial gets (study, storage, trial id), so the job can report and prune;

@@ -1,0 +1,1 @@
+"""python -m bench.convert ITERATE.yaml: a terratorch-iterate benchmark as bench config files."""
