@@ -120,3 +120,17 @@ def test_bench_benchmark_on_the_ray_cluster(ray_cluster, run_cli, tmp_path):
     assert_tracked_like_the_local_launcher(client, "bench", tmp_path / "sweep", 1, 1, repeats=2)
     (trial,) = tree(client, "bench")["trial"]
     assert client.get_metric_history(trial.info.run_id, "val/Accuracy")  # Lightning logged from the worker
+
+
+def test_each_cell_asks_ray_for_its_own_resources(ray_cluster, tmp_path):
+    """A cell's own hydra.launcher request wins over the primary config's (bench: a model's
+    resources), so models of different sizes share one benchmark: model y's trials take both CPUs
+    of a node, model x's one."""
+    result = run_stub_on_ray(ray_cluster, tmp_path / "sweep", "model=x,y", "hydra.sweeper.n_trials=2",
+                             "hydra.sweeper.n_jobs=2", "hydra.launcher.ray.remote.num_cpus=${model.cpus}", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    granted: dict[str, set[float]] = {}
+    for attempts in (tmp_path / "sweep").glob("*/attempts.jsonl"):
+        attempt = json.loads(attempts.read_text().splitlines()[0])
+        granted.setdefault(attempt["model"], set()).add(attempt["ray_resources"]["CPU"])
+    assert granted == {"x": {1.0}, "y": {2.0}}, granted

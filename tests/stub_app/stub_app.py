@@ -34,6 +34,7 @@ def main(cfg: DictConfig) -> float:
     # One line per attempt: a retried or requeued job appends a second one.
     with open(os.path.join(out, "attempts.jsonl"), "a") as f:
         f.write(json.dumps({"pid": os.getpid(), "start": started, "node": node, "resumed_from": first_step,
+                            "model": cfg.model.name, "ray_resources": _ray_resources(),
                             "slurm_job": os.environ.get("SLURM_JOB_ID")}) + "\n")
     if cfg.received:
         with open(os.path.join(out, "received.json"), "w") as f:
@@ -91,6 +92,15 @@ def _ray_node_id():
     import ray
 
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+def _ray_resources():
+    """What Ray granted this task (CPU, GPU, custom resources), or None outside Ray."""
+    if _ray_node_id() is None:
+        return None
+    import ray
+
+    return ray.get_runtime_context().get_assigned_resources()
 
 
 if __name__ == "__main__":

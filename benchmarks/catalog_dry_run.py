@@ -1,0 +1,51 @@
+"""Wall time of each catalog preset's dry run, as a user types it (a fresh `python -m bench`
+process: Hydra start-up, composing every cell, every check, without torch).
+
+    python benchmarks/catalog_dry_run.py [--repeat 3] [--models prithvi,resnet50]
+
+Prints, per preset, the cell count, the exit status (non-zero without the data: each missing
+dataset is listed once) and the best and median wall time of --repeat runs, and whether torch was
+imported (it must not be). Run it with and without the data ($GEO_BENCH_DIR, ...) to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PRESETS = ["geobench_v1", "hls", "geobench_v2_core"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--models", default="prithvi,resnet50")
+    args = parser.parse_args()
+    probe = "import sys, runpy; sys.argv = ['bench'] + sys.argv[1:]; " \
+            "import atexit; atexit.register(lambda: print('torch imported:', 'torch' in sys.modules, file=sys.stderr)); " \
+            "runpy.run_module('bench', run_name='__main__')"
+    print(f"{'preset':18} {'cells':>5} {'exit':>4} {'best s':>7} {'median s':>8}  torch imported")
+    for preset in PRESETS:
+        times, cells, code, torch = [], 0, None, None
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                started = time.perf_counter()
+                result = subprocess.run([sys.executable, "-c", probe, "-m", f"experiment={preset}", f"model={args.models}",
+                                         "hydra.sweeper.dry_run=true", f"hydra.sweep.dir={tmp}/sweep"],
+                                        capture_output=True, text=True, cwd=tmp, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                times.append(time.perf_counter() - started)
+            cells = len(re.findall(r"^cell ", result.stdout, re.M))
+            code = result.returncode
+            torch = re.search(r"torch imported: (\w+)", result.stderr)
+        print(f"{preset:18} {cells:>5} {code:>4} {min(times):>7.2f} {statistics.median(times):>8.2f}  "
+              f"{torch.group(1) if torch else '?'}")
+
+
+if __name__ == "__main__":
+    main()

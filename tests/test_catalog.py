@@ -1,0 +1,112 @@
+"""The catalog as a user meets it: each preset's dry run prints every cell with its task's metric
+and direction, then lists each missing input once; bands a model cannot take, task types it has
+no head for and impossible partitions are refused before launch; per-model resources reach the
+launcher; classification cells do not search a decoder width."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from bench.errors import ConfigError
+from bench.paths import CONFIG_DIR
+from bench.spec import build_spec
+from tests.conftest import group_options
+
+CELL = re.compile(r"^cell task=(\S+),model=(\S+): (\w+) (\S+)$", re.M)
+
+
+def preset_tasks(preset: str) -> list[str]:
+    return list(OmegaConf.load(CONFIG_DIR / "experiment" / f"{preset}.yaml").hydra.sweeper.cells.task)
+
+
+def task_file(task: str):
+    return OmegaConf.load(CONFIG_DIR / "task" / f"{task}.yaml")
+
+
+@pytest.mark.parametrize("preset", ["geobench_v1", "hls", "geobench_v2_core"])
+def test_preset_dry_run_lists_every_cell_then_each_missing_input_once(run_cli, tmp_path, preset):
+    missing = tmp_path / "no-data"
+    result = run_cli("-m", f"experiment={preset}", "model=prithvi,resnet50", "hydra.sweeper.dry_run=true",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                     env={var: str(missing) for var in ("GEO_BENCH_DIR", "GEO_BENCH_V2_DIR", "SEN1FLOODS11_DIR",
+                                                        "HLS_BURN_SCARS_DIR", "CROP_CLASSIFICATION_DIR")}
+                     | {"HF_HUB_OFFLINE": "1"})
+    tasks = preset_tasks(preset)
+    cells = CELL.findall(result.stdout)
+    assert sorted((t, m) for t, m, _, _ in cells) == sorted((t, m) for t in tasks for m in ("prithvi", "resnet50"))
+    for task, _, direction, metric in cells:  # the task file's own metric and direction
+        assert (metric, direction) == (task_file(task).metric, task_file(task).direction), task
+    assert re.search(rf"^{2 * len(tasks)} cell\(s\): {2 * len(tasks) * 16} tuning trials \+ 5 repeats each",
+                     result.stdout, re.M)
+    # Then nothing is launched: each missing dataset once (however many models share it), with how
+    # to get it, and each model's unreachable weights once.
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    for task in tasks:
+        name = task_file(task).name
+        assert result.stderr.count(f"Dataset for task '{name}' not found") == 1, task
+    assert result.stderr.count("model=prithvi needs pretrained weights") == 1
+    assert result.stderr.count("model=resnet50 needs pretrained weights") == 1
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_classification_cells_do_not_search_a_decoder_width(run_cli, tmp_path):
+    result = run_cli("-m", "task=eurosat,chesapeake", "model=prithvi_tiny", "search_space=geobench_v1",
+                     "hydra.sweeper.dry_run=true", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                     env={"GEO_BENCH_DIR": str(tmp_path / "no-data")})
+    blocks = dict(re.findall(r"^cell task=(\w+),\S+\n((?:  .*\n)+)", result.stdout, re.M))
+    assert "hparams.lr" in blocks["eurosat"] and "hparams.lr" in blocks["chesapeake"]
+    assert "decoder_channels" not in blocks["eurosat"] and "decoder_channels" in blocks["chesapeake"]
+
+
+def test_a_band_the_model_cannot_take_is_named_before_launch(compose_cfg):
+    with pytest.raises(ConfigError, match=r"model=prithvi cannot take task 'so2sat' bands VV") as info:
+        build_spec(compose_cfg("task=so2sat", "model=prithvi", "task.bands=[VV,RED]",
+                               "task.band_names={VV: VV, RED: RED}"))
+    assert "task.bands=[RED]" in str(info.value)  # the subset it can take
+
+
+def test_a_band_the_dataset_does_not_offer_is_named(compose_cfg):
+    with pytest.raises(ConfigError, match=r"task\.bands has PANCHROMATIC, which the dataset does not offer"):
+        build_spec(compose_cfg("task=eurosat", "task.bands=[RED,PANCHROMATIC]"))
+
+
+def test_an_impossible_partition_is_refused(compose_cfg):
+    with pytest.raises(ConfigError, match=r"task\.partition='0\.3x_train' is not one of this dataset's partitions"):
+        build_spec(compose_cfg("task=eurosat", "task.partition=0.3x_train"))
+
+
+def test_a_task_type_the_model_has_no_head_for_is_refused(compose_cfg):
+    with pytest.raises(ConfigError, match=r"model=prithvi_tiny has no neck and decoder for regression tasks"):
+        build_spec(compose_cfg("task=synthetic_seg", "task.type=regression", "model.task_types.regression=null"))
+
+
+def _launcher(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True).hydra.launcher
+
+
+def test_a_models_resources_override_the_launchers_defaults():
+    default = _launcher("launcher=slurm", "model=prithvi_tiny")
+    big = _launcher("launcher=slurm", "model=prithvi_tiny", "+model.resources={gpus_per_trial: 2, memory_gb: 96}")
+    assert (default.gpus_per_node, default.mem_gb) == (1, 32)
+    assert (big.gpus_per_node, big.mem_gb) == (2, 96)
+    # The command line still wins over both.
+    pinned = _launcher("launcher=slurm", "+model.resources={gpus_per_trial: 2}", "launcher.gpus_per_trial=4")
+    assert pinned.gpus_per_node == 4
+    ray = _launcher("launcher=ray", "+model.resources={gpus_per_trial: 2, cpus_per_trial: 16}")
+    assert (ray.ray.remote.num_gpus, ray.ray.remote.num_cpus) == (2, 16)
+
+
+@pytest.mark.parametrize("model", [m for m in group_options("model")
+                                   if OmegaConf.load(CONFIG_DIR / "model" / f"{m}.yaml").get("resources")])
+def test_catalog_resources_reach_the_launcher(model):
+    stated = OmegaConf.load(CONFIG_DIR / "model" / f"{model}.yaml").resources
+    launcher = _launcher("launcher=slurm", f"model={model}")
+    if stated.get("gpus_per_trial") is not None:
+        assert launcher.gpus_per_node == stated.gpus_per_trial
+    if stated.get("memory_gb") is not None:
+        assert launcher.mem_gb == stated.memory_gb
