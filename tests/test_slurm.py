@@ -68,6 +68,22 @@ def test_multi_task_sweep_runs_as_real_slurm_jobs(slurm_cluster, tmp_path):
     assert (sweep / ".submitit").stat().st_mode & 0o777 == 0o700  # the job pickles carry real values
 
 
+def test_each_cell_asks_slurm_for_its_own_resources(slurm_cluster, tmp_path):
+    """A cell's own hydra.launcher request (bench: its model's resources) is what its jobs ask
+    sbatch for: model y's trials get 2 CPUs, model x's 1, in one sweep."""
+    sweep = tmp_path / "sweep"
+    result = run_stub_on_slurm(sweep, "model=x,y", "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=2",
+                               "hydra.launcher.cpus_per_task=${model.cpus}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    allocated = {}
+    for attempts in sweep.glob("*/attempts.jsonl"):
+        attempt = first_attempt(attempts.parent)
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", attempt["slurm_job"], "--format=AllocCPUS"],
+                             capture_output=True, text=True).stdout.split()
+        allocated[attempt["model"]] = int(out[0])
+    assert allocated == {"x": 1, "y": 2}, allocated
+
+
 def test_scancel_is_recorded_as_a_failed_trial_within_30_s(slurm_cluster, tmp_path):
     driver = start_stub_on_slurm(tmp_path / "sweep", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2",
                                  "hydra.sweeper.max_failure_rate=0.5", "hold_trials=[0]", f"release={tmp_path / 'never'}")
