@@ -27,7 +27,7 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_repeats_tests_trac
 
     sweep = tmp_path / "sweep"
     result = run_cli(
-        "-m", "task=synthetic_seg,synthetic_cls", "model=prithvi_tiny,resnet50_unet",
+        "-m", "task=synthetic_seg,synthetic_cls", "model=prithvi_tiny,resnet50",
         "model.model_args.backbone_pretrained=false", "task.max_epochs=2", "task.patience=2",
         "+trainer.limit_train_batches=1",  # this test is about the benchmark's plumbing, not learning
         "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=3", "hydra.sweeper.sampler.seed=1",
@@ -37,7 +37,7 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_repeats_tests_trac
     assert result.returncode == 0, result.stderr[-3000:]
     found = studies(sweep)
     for task, metric in (("synthetic_seg", "val/mIoU"), ("synthetic_cls", "val/Accuracy")):
-        for model in ("prithvi_tiny", "resnet50_unet"):
+        for model in ("prithvi_tiny", "resnet50"):
             study = found[f"task={task},model={model}"]
             assert study.direction == optuna.study.StudyDirection.MAXIMIZE
             assert len(study.trials) == 2

@@ -35,7 +35,7 @@ def test_help_lists_every_config_group(run_cli):
 
 
 def test_resolved_job_config_shows_the_merged_inputs(run_cli):
-    result = run_cli("--cfg", "job", "--resolve", "task=synthetic_cls", "model=resnet50_unet")
+    result = run_cli("--cfg", "job", "--resolve", "task=synthetic_cls", "model=resnet50")
     assert result.returncode == 0, result.stderr
     assert "backbone_in_chans: 6" in result.stdout  # ${len:${task.model_bands}} resolved
     assert "metric: val/Accuracy" in result.stdout

@@ -71,7 +71,7 @@ def test_offline_mode_without_cached_weights_is_explained(compose_cfg, monkeypat
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(PretrainedWeightsError, match="HF_HUB_OFFLINE is set") as info:
-        check_pretrained_weights(compose_cfg("model=resnet50_unet").model)
+        check_pretrained_weights(compose_cfg("model=resnet50").model)
     # timm's way to load a local file; the key is new to the config, hence Hydra's `+`.
     assert "+model.model_args.backbone_pretrained_cfg_overlay.file=DIR/model.safetensors" in str(info.value)
 

@@ -32,7 +32,7 @@ def test_trial_hparams_override_task_and_model(compose_cfg):
 
 
 def test_list_valued_hparams_replace_rather_than_merge(compose_cfg):
-    spec = build_spec(compose_cfg("model=resnet50_unet", "+hparams.model_args.decoder_channels=[8,8,8,8,8]"))
+    spec = build_spec(compose_cfg("model=resnet50", "+hparams.model_args.decoder_channels=[8,8,8,8,8]"))
     assert spec.task_kwargs["model_args"]["decoder_channels"] == [8, 8, 8, 8, 8]
 
 
@@ -45,7 +45,7 @@ def test_batch_size_goes_to_the_datamodule_only(compose_cfg):
 def test_model_reads_bands_from_the_task(compose_cfg):
     spec = build_spec(compose_cfg("task=chesapeake", "model=prithvi"))
     assert spec.task_kwargs["model_args"]["backbone_bands"] == ["BLUE", "GREEN", "NIR_NARROW", "RED"]
-    spec = build_spec(compose_cfg("task=chesapeake", "model=resnet50_unet"))
+    spec = build_spec(compose_cfg("task=chesapeake", "model=resnet50"))
     assert spec.task_kwargs["model_args"]["backbone_in_chans"] == 4
 
 

@@ -9,7 +9,7 @@ from tests.helpers import read_csv
 
 pytestmark = pytest.mark.slow
 
-CELLS = {f"task={t},model={m}" for t in ("synthetic_cls", "synthetic_seg") for m in ("prithvi_tiny", "resnet50_unet")}
+CELLS = {f"task={t},model={m}" for t in ("synthetic_cls", "synthetic_seg") for m in ("prithvi_tiny", "resnet50")}
 TEST_METRIC = {"synthetic_cls": "test/Accuracy", "synthetic_seg": "test/mIoU"}
 
 

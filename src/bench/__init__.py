@@ -18,6 +18,10 @@ _RESOLVERS = {
     # mapping lacks stays as it is; bench.spec names any band the task does not offer.
     # A ListConfig, not a list: OmegaConf.resolve() can only put config nodes in place.
     "canonical_bands": lambda bands, names: ListConfig([str((names or {}).get(b, b)) for b in bands]),
+    # `${round_up:${task.image_size},32}`: the smallest multiple of 32 at least the tile size, for
+    # backbones whose position embedding is fixed at build time (DOFA, Clay) while TerraTorch pads
+    # tiles to a multiple of twice the patch size.
+    "round_up": lambda value, multiple: -(-int(value) // int(multiple)) * int(multiple),
     # Launcher presets: Ray wants memory in bytes; SLURM must not see a gres request for 0 GPUs
     # on clusters that have no gres at all.
     "gb_to_bytes": lambda gb: None if gb is None else int(float(gb) * 1024**3),

@@ -43,15 +43,17 @@ def ensure_dataset(task: DictConfig) -> Path | None:
     return root
 
 
-def _weights_hint(model: DictConfig, local_key: str, repo_id: str, filename: str) -> str:
+def _weights_hint(model: DictConfig, local_key: str | None, repo_id: str, filename: str) -> str:
+    cache = ("copy a Hugging Face cache that holds it to this machine and point HF_HOME at it; or train from "
+             "random weights with model.model_args.backbone_pretrained=false.")
+    if not local_key:
+        return f"Either {cache}"
     # `+` when the model config does not declare the key yet, as Hydra requires for new keys.
     prefix = "" if OmegaConf.select(model.model_args, local_key, default="absent") != "absent" else "+"
     return (
         "Either download it where the hub is reachable "
         f"(`hf download {repo_id} {filename} --local-dir DIR`) and run with "
-        f"{prefix}model.model_args.{local_key}=DIR/{filename}; or copy a Hugging Face cache that holds "
-        "it to this machine and point HF_HOME at it; or train from random weights with "
-        "model.model_args.backbone_pretrained=false."
+        f"{prefix}model.model_args.{local_key}=DIR/{filename}; or {cache}"
     )
 
 
@@ -65,8 +67,9 @@ def check_pretrained_weights(model: DictConfig) -> None:
     weights = model.get("pretrained_weights")
     if not args.get("backbone_pretrained", False) or weights is None:
         return
-    local_key = weights.get("local_file_key") or "backbone_ckpt_path"
-    local_file = OmegaConf.select(args, local_key, default=None)
+    # null: the model has no model_args key that loads a local copy (Clay: only a cache works).
+    local_key = weights.get("local_file_key", "backbone_ckpt_path")
+    local_file = OmegaConf.select(args, local_key, default=None) if local_key else None
     if local_file:
         if not Path(local_file).expanduser().is_file():
             raise PretrainedWeightsError(
@@ -91,11 +94,19 @@ def _hub_problem(repo_id: str, filename: str) -> str | None:
     import huggingface_hub
     from huggingface_hub import constants as hf_constants
 
-    if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, filename), str):
+    if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, filename), str) or _in_torch_hub_cache(filename):
         return None
     if hf_constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set and the file is not in the local Hugging Face cache"
     return _hub_unreachable(huggingface_hub.hf_hub_url(repo_id, filename))
+
+
+def _in_torch_hub_cache(filename: str) -> bool:
+    """TerraTorch fetches TorchGeo's weights (DOFA, SSL4EO, Satlas) with torch.hub, which keeps them
+    in $TORCH_HOME/hub/checkpoints (torch.hub.get_dir(), computed here without importing torch)."""
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+    return (Path(torch_home) / "hub" / "checkpoints" / filename).is_file()
 
 
 @functools.lru_cache(maxsize=None)
