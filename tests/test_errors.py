@@ -72,8 +72,12 @@ def test_offline_mode_without_cached_weights_is_explained(compose_cfg, monkeypat
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(PretrainedWeightsError, match="HF_HUB_OFFLINE is set") as info:
         check_pretrained_weights(compose_cfg("model=resnet50").model)
-    # timm's way to load a local file; the key is new to the config, hence Hydra's `+`.
+    # timm's way to load a local file; the key is new to the config, hence Hydra's `+`...
     assert "+model.model_args.backbone_pretrained_cfg_overlay.file=DIR/model.safetensors" in str(info.value)
+    # ...and none for a key the model declares, even as null.
+    with pytest.raises(PretrainedWeightsError) as info:
+        check_pretrained_weights(compose_cfg("model=resnet50", "+model.model_args.backbone_pretrained_cfg_overlay={file: null}").model)
+    assert " model.model_args.backbone_pretrained_cfg_overlay.file=DIR/model.safetensors" in str(info.value)
 
 
 def test_cached_weights_pass_without_network(compose_cfg, monkeypatch, tmp_path):

@@ -48,8 +48,11 @@ def _weights_hint(model: DictConfig, local_key: str | None, repo_id: str, filena
              "random weights with model.model_args.backbone_pretrained=false.")
     if not local_key:
         return f"Either {cache}"
-    # `+` when the model config does not declare the key yet, as Hydra requires for new keys.
-    prefix = "" if OmegaConf.select(model.model_args, local_key, default="absent") != "absent" else "+"
+    # `+` when the model config does not declare the key yet, as Hydra requires for new keys (a
+    # declared key may hold null: select() cannot tell that from absent, its parent node can).
+    parent_key, _, leaf = local_key.rpartition(".")
+    parent = OmegaConf.select(model.model_args, parent_key) if parent_key else model.model_args
+    prefix = "" if OmegaConf.is_dict(parent) and leaf in parent.keys() else "+"
     return (
         "Either download it where the hub is reachable "
         f"(`hf download {repo_id} {filename} --local-dir DIR`) and run with "

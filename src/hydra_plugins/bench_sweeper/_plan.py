@@ -119,8 +119,9 @@ def _leaves(group: BaseExceptionGroup) -> Any:
 def problems_error(plan: SweepPlan) -> CellsNotReadyError:
     """Each problem once, with the cells it stops: one missing dataset is one line, however many
     models share its task."""
-    lines = [f"{len(plan.problems)} problem(s) stop {sum(map(len, plan.problems.values()))} of {len(plan.cells)} "
-             "cell(s) before anything is launched:"]
+    stopped = {label for labels in plan.problems.values() for label in labels}
+    lines = [f"{len(plan.problems)} problem(s) stop {len(stopped)} of {len(plan.cells)} cell(s) before anything "
+             "is launched:"]
     for text, labels in plan.problems.items():
         cells = labels[0] if len(labels) == 1 else f"{len(labels)} cells: {'; '.join(labels)}"
         lines.append(f"- {text} [{cells}]")
