@@ -56,11 +56,15 @@ def test_converted_preset_dry_runs_as_iterate_would(config, tmp_path):
     n = len(expected["tasks"])
     assert re.search(rf"^{n} cell\(s\): {n * expected['n_trials']} tuning trials", plan, re.M), plan[:500]
     stem = re.sub(r"[^a-z0-9]+", "_", Path(config).stem.lower())
-    cells = re.findall(r"^cell task=(\S+): (\w+) (\S+)$", plan, re.M)
-    assert [c[0] for c in cells] == [f"{stem}_{name}" for name in expected["tasks"]]
+    cells = re.findall(r"^cell (?:task=)?(\S+): (\w+) (\S+)$", plan, re.M)
+    # One task is one cell with nothing swept, which the sweeper labels `default`.
+    tasks = [f"{stem}_{name}" for name in expected["tasks"]]
+    assert [c[0] for c in cells] == (tasks if n > 1 else ["default"])
+    assert yaml.safe_load((tmp_path / "conf" / "experiment" / f"{stem}.yaml").read_text())["hydra"]["sweeper"]["cells"] \
+        == {"task": tasks}
     for (_, direction, metric) in cells:  # terratorch 1.2.11's names, never the pre-1.0.3 ones
         assert direction == "maximize" and metric in {"val/mIoU", "val/Accuracy_Micro", "val/Multilabel_F1_Score"}
-    blocks = re.split(r"^cell task=", plan, flags=re.M)[1:]
+    blocks = re.split(r"^cell ", plan, flags=re.M)[1:]
     for name, block in zip(expected["tasks"], blocks):
         searched = dict(re.findall(r"^  \+?(\S+): (.+?)  \[", block, re.M))
         skipped = {k for k in expected["space"] if k.rsplit(".", 1)[-1] in expected["except"][name]}

@@ -122,7 +122,9 @@ def _search_space(space: dict[str, Any], existing: set[str], out: Conversion) ->
 def _model(task_defaults: dict[str, Any], out: Conversion, config_dir: Path) -> str:
     args = dict(task_defaults.get("model_args") or {})
     backbone = args.pop("backbone", None)
-    base = catalog.models_by_backbone(config_dir).get(str(backbone))
+    known = catalog.models_by_backbone(config_dir)
+    # iterate's configs name timm backbones without TerraTorch's `timm_` registry prefix.
+    base = known.get(str(backbone)) or known.get(f"timm_{backbone}")
     if base is None:
         raise ConfigError(f"defaults.terratorch_task.model_args.backbone={backbone!r} is not a backbone of bench's "
                           f"model catalog (conf/model/); add a model file for it first, then convert again")
