@@ -77,7 +77,7 @@ def test_converted_preset_dry_runs_as_iterate_would(config, tmp_path):
                 assert re.fullmatch(rf"(tag\(log, )?interval\({low!r}, {high!r}\)\)?", searched[key]), searched[key]
                 assert searched[key].startswith("tag(log") == bool(spec.get("log"))
     if dry.returncode != 0:
-        assert "problem(s) stop" in dry.stderr and "Traceback" not in dry.stderr, dry.stderr[-3000:]
+        assert "bench: error: " in dry.stderr and "Traceback" not in dry.stderr, dry.stderr[-3000:]
 
 
 def test_known_defects_are_reported_not_copied(tmp_path):

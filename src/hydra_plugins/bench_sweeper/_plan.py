@@ -118,8 +118,10 @@ def _leaves(group: BaseExceptionGroup) -> Any:
 
 def problems_error(plan: SweepPlan) -> CellsNotReadyError:
     """Each problem once, with the cells it stops: one missing dataset is one line, however many
-    models share its task."""
+    models share its task. A single problem that stops every cell is just its sentence."""
     stopped = {label for labels in plan.problems.values() for label in labels}
+    if len(plan.problems) == 1 and len(stopped) == len(plan.cells):
+        return CellsNotReadyError(next(iter(plan.problems)))
     lines = [f"{len(plan.problems)} problem(s) stop {len(stopped)} of {len(plan.cells)} cell(s) before anything "
              "is launched:"]
     for text, labels in plan.problems.items():

@@ -51,10 +51,6 @@ def describe_request(params: dict[str, Any]) -> str:
 
 
 class SubmititDispatcher(Dispatcher):
-    # prepare() composes the job's config to read its resource request (a model may need more than
-    # the launcher's default: model.resources), so do it while the slots are busy.
-    prepare_ahead = True
-
     def __init__(self, launcher: Any, poll_interval: float) -> None:
         import submitit
         from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
@@ -88,14 +84,12 @@ class SubmititDispatcher(Dispatcher):
         self.executor.update_parameters(**{(k if k in self.base_keys else f"{self.executor_name}_{k}"): v
                                            for k, v in params.items() if k not in {"submitit_folder", "max_num_timeout", "_target_"}})
 
-    def prepare(self, overrides: list[str], job_num: int) -> Any:
-        params = OmegaConf.to_container(job_config(self.launcher, overrides, job_num).hydra.launcher, resolve=True)
-        params = {k: v for k, v in params.items() if k != "_target_"}
-        return overrides, job_num, params
-
     def submit(self, prepared: Any, ticket: Any) -> dict[str, Any]:
-        overrides, job_num, params = prepared
-        self._use(params)
+        overrides, job_num = prepared
+        # The job's own request (a model may need more than the launcher's default: model.resources),
+        # read from its composed config: tens of ms, against about a second for sbatch itself.
+        params = OmegaConf.to_container(job_config(self.launcher, overrides, job_num).hydra.launcher, resolve=True)
+        self._use({k: v for k, v in params.items() if k != "_target_"})
         log.debug(launch_line(job_num, overrides))
         args = (self.launcher, list(overrides), "hydra.sweep.dir", job_num, f"job_id_for_{job_num}", Singleton.get_state())
         started, delay = time.monotonic(), 2.0
