@@ -7,7 +7,8 @@ pull in optuna, ray or submitit.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 
 def trial_id(trial: Any) -> int:
@@ -68,3 +69,46 @@ def callbacks_of(hydra_callbacks: Any) -> list[Any]:
     """The callback objects of Hydra's Callbacks collection (hydra.callbacks in the config); Hydra
     keeps them in an attribute it does not document (hydra-core<1.4)."""
     return list(getattr(hydra_callbacks, "callbacks", None) or [])
+
+
+@contextlib.contextmanager
+def config_files_read_once(loader: Any) -> Iterator[None]:
+    """Compose many cells without reading and parsing every YAML file again for each (hydra-core<1.4:
+    ConfigLoaderImpl wraps a deep copy of its `repository` in a fresh CachingConfigRepository per
+    composition, so a 24-cell plan parsed each file 24 times). A caching repository that copies as
+    itself, kept underneath for the planning pass, parses each file once. Composition merges copies
+    of what a file holds and never changes it; every cell of one plan has the same search path."""
+    from hydra._internal.config_repository import CachingConfigRepository
+
+    class SharedCache(CachingConfigRepository):
+        def __deepcopy__(self, memo: dict) -> "SharedCache":
+            return self
+
+    original = getattr(loader, "repository", None)
+    if original is None:  # another loader: compose as it does
+        yield
+        return
+    loader.repository = SharedCache(original)
+    try:
+        with _interpolations_parsed_once():
+            yield
+    finally:
+        loader.repository = original
+
+
+@contextlib.contextmanager
+def _interpolations_parsed_once() -> Iterator[None]:
+    """omegaconf<2.4 re-parses the same interpolation strings (`${task.bands}`, ...) with ANTLR at
+    every merge of every cell's composition. Their parse trees are only read (visited), and each
+    keeps its own input stream, so one per distinct string serves the whole planning pass."""
+    import functools
+
+    from omegaconf import _utils, base, grammar_parser
+
+    original = grammar_parser.parse
+    cached = functools.lru_cache(maxsize=4096)(original)
+    _utils.parse = base.parse = cached
+    try:
+        yield
+    finally:
+        _utils.parse = base.parse = original
