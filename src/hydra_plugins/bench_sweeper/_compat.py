@@ -8,6 +8,7 @@ pull in optuna, ray or submitit.
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any, Iterator
 
 
@@ -76,13 +77,17 @@ def config_files_read_once(loader: Any) -> Iterator[None]:
     """Compose many cells without reading and parsing every YAML file again for each (hydra-core<1.4:
     ConfigLoaderImpl wraps a deep copy of its `repository` in a fresh CachingConfigRepository per
     composition, so a 24-cell plan parsed each file 24 times). A caching repository that copies as
-    itself, kept underneath for the planning pass, parses each file once. Composition merges copies
-    of what a file holds and never changes it; every cell of one plan has the same search path."""
+    itself, kept underneath for the planning pass, parses each file once and hands out copies
+    (composition edits the configs it loads: the primary one gets the `+key` overrides). Every cell
+    of one plan has the same search path. 24 cells: 3.3 s -> 2.35 s."""
     from hydra._internal.config_repository import CachingConfigRepository
 
     class SharedCache(CachingConfigRepository):
         def __deepcopy__(self, memo: dict) -> "SharedCache":
             return self
+
+        def load_config(self, config_path: str) -> Any:
+            return copy.deepcopy(super().load_config(config_path))
 
     original = getattr(loader, "repository", None)
     if original is None:  # another loader: compose as it does
