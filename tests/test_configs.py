@@ -49,9 +49,14 @@ def _synthetic_bands_for(model: str) -> list[str]:
     return [f"task.bands=[{','.join(bands)}]"]
 
 
+# One task of each kind a model meets: S2 segmentation, classification, multilabel, RGB aerial,
+# multi-temporal, SAR, NAIP; every task is composed with the default model above.
+KINDS = ["cashew", "eurosat", "big_earth_net", "neontree", "crop_classification", "gb2_kuro_siwo", "chesapeake"]
+
+
 @pytest.mark.parametrize("model", group_options("model"))
-@pytest.mark.parametrize("task", group_options("task"))
-def test_every_model_task_pair_builds_a_spec_or_says_why_not(compose_cfg, model, task):
+@pytest.mark.parametrize("task", KINDS)
+def test_every_model_builds_a_spec_for_each_kind_of_task_or_says_why_not(compose_cfg, model, task):
     try:
         spec = build_spec(compose_cfg(f"model={model}", f"task={task}"))
     except ConfigError as exc:  # a band the model cannot take, or a task type it has no head for

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import signal
 
-from tests.helpers import output, read_csv, run_stub, running_trial_dir, start_stub, studies, wait_for
+from tests.helpers import output, read_csv, run_stub, start_stub, studies, wait_for
 
 
 def _repeats(sweep) -> list[dict[str, str]]:
@@ -68,8 +68,8 @@ def test_a_driver_killed_during_repeats_resumes_them_with_the_same_params_and_se
     args = ["task=a,b", "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=3", "hold_phase=repeat",
             "hold_trials=[1]", f"release={release}"]
     driver = start_stub(sweep, *args)
-    held = wait_for(lambda: (d := running_trial_dir(sweep)) and (sweep / "repeats.csv").exists() and d, 60,
-                    "a repeat held running")
+    # The held repeat itself, not whichever trial happens to be running when repeats.csv appears.
+    held = wait_for(lambda: next((p.parent for p in sweep.glob("*/held")), None), 60, "a repeat held running")
     chosen = {label: (s.user_attrs["best_params"], s.user_attrs["seeds"]) for label, s in _repeat_studies(sweep).items()}
     driver.send_signal(signal.SIGKILL)
     driver.wait()

@@ -47,8 +47,11 @@ def main(cfg: DictConfig) -> float:
             raise RuntimeError(f"stub failure in task {cfg.task.name}" + (f" ({cfg.leak_in_error})" if cfg.leak_in_error else ""))
         number = cfg.trial.number if cfg.trial is not None else None
         phase = cfg.trial.get("phase") if cfg.trial is not None else None
+        held = phase == cfg.hold_phase and number in cfg.hold_trials
+        if held:  # tests wait for this file to know the held trial itself is the one running
+            open(os.path.join(out, "held"), "w").close()
         try:
-            while phase == cfg.hold_phase and number in cfg.hold_trials and not os.path.exists(cfg.release):
+            while held and not os.path.exists(cfg.release):
                 time.sleep(0.05)
         except KeyboardInterrupt:
             if cfg.exit_on_interrupt:
