@@ -136,14 +136,19 @@ def _input_problems(cfg: DictConfig) -> list[Exception]:
     return problems
 
 
-def preflight(cfg: DictConfig) -> TrialSpec:
-    """All checks a job needs before training; returns the merged spec."""
+def _checked(cfg: DictConfig) -> tuple[TrialSpec, list[Exception]]:
+    """The merged spec (its own errors raise at once), then every missing input."""
     from bench.evaluation import wants_test
     from hydra_plugins.bench_sweeper.trial import trial_phase
 
     spec = build_spec(cfg)
     wants_test(cfg, trial_phase(cfg))  # evaluate_test=true is refused in a sweep, before launching
-    problems = _input_problems(cfg)
+    return spec, _input_problems(cfg)
+
+
+def preflight(cfg: DictConfig) -> TrialSpec:
+    """All checks a job needs before training; returns the merged spec."""
+    spec, problems = _checked(cfg)
     if problems:
         raise problems[0]
     return spec
@@ -152,12 +157,7 @@ def preflight(cfg: DictConfig) -> TrialSpec:
 def check_cell(cfg: DictConfig) -> None:
     """The sweeper's cell_check: the same checks, every input problem of the cell at once (an
     ExceptionGroup when there are several); the sweeper lists each problem once for all cells."""
-    from bench.evaluation import wants_test
-    from hydra_plugins.bench_sweeper.trial import trial_phase
-
-    build_spec(cfg)
-    wants_test(cfg, trial_phase(cfg))
-    problems = _input_problems(cfg)
+    _, problems = _checked(cfg)
     if len(problems) > 1:
         raise ExceptionGroup(f"{len(problems)} inputs of this cell are missing", problems)
     if problems:

@@ -94,7 +94,6 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
     patience = task.get("patience")
     patience = max_epochs if patience is None else _positive_int(
         patience, "task.patience", "the validation epochs without improvement before early stopping (null: never stop early)")
-    # A task without classes (regression: num_classes null) gives the head no class count.
     task_kwargs = OmegaConf.merge(
         {"model_factory": model.get("model_factory", "EncoderDecoderFactory"), "model_args": plain(model.model_args)},
         {"model_args": plain(head)},
@@ -102,6 +101,7 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
         plain(task.get("task_args")),
         hparams,
     )
+    # A task without classes (regression: num_classes null) gives the head no class count.
     if task_kwargs.model_args.get("num_classes", 0) is None:
         del task_kwargs.model_args["num_classes"]
     datamodule = OmegaConf.merge(plain(task.datamodule), {"batch_size": batch_size})

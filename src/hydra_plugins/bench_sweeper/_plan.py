@@ -74,7 +74,7 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
     check = get_method(settings.cell_check) if settings.cell_check else None
     value_check = get_method(settings.value_check) if settings.value_check else None
     problems: dict[str, list[str]] = {}  # what the app's cell_check found -> the cells it stops
-    with config_files_read_once(loader):  # 24 cells compose in 1 s instead of 2.5
+    with config_files_read_once(loader):  # a 24-cell dry run: 2.35 s instead of 3.3
         for cell in cells:
             cell_cfg = loader.load_sweep_config(config, split.common + cell.overrides)
             describe_cell(cell, cell_cfg, split, params or {}, search_space_key=settings.search_space_key,
