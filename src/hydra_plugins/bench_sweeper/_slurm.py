@@ -58,7 +58,6 @@ class SubmititDispatcher(Dispatcher):
         self.launcher, self.poll_interval = launcher, poll_interval
         self.executor_name = submitit_executor_name(launcher)
         params = dict(launcher.params)
-        self.request = describe_request(params)
         # The job pickles carry the real config, secrets included: only their owner may read them.
         self.folder = str(params["submitit_folder"])
         private = Path(*itertools.takewhile(lambda part: "%" not in part, Path(self.folder).parts))  # before %j
@@ -82,7 +81,7 @@ class SubmititDispatcher(Dispatcher):
             return
         self.params, self.request = params, describe_request(params)
         self.executor.update_parameters(**{(k if k in self.base_keys else f"{self.executor_name}_{k}"): v
-                                           for k, v in params.items() if k not in {"submitit_folder", "max_num_timeout", "_target_"}})
+                                           for k, v in params.items() if k not in {"submitit_folder", "max_num_timeout"}})
 
     def submit(self, prepared: Any, ticket: Any) -> dict[str, Any]:
         overrides, job_num = prepared
