@@ -13,13 +13,14 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._cost import total
 from ._results import best_trial, format_value
 
 if TYPE_CHECKING:
     from ._loop import CellRun
 
 log = logging.getLogger(__name__)
-HEADERS = ["cell", "done", "running", "pruned", "failed", "best", "elapsed", "ETA"]
+HEADERS = ["cell", "done", "running", "pruned", "failed", "best", "GPU-h", "CPU-h", "elapsed", "ETA"]
 
 
 class Console:
@@ -87,29 +88,36 @@ class Console:
     # -- the table ------------------------------------------------------------------------------
     def rows(self) -> list[list[str]]:
         now = time.monotonic()
-        open_cells = max(1, sum(1 for r in self.runs if not r.stopped and r.done < r.target))
+        open_cells = max(1, sum(1 for r in self.runs if r.wants_trials or r.in_flight))
         every = [d for r in self.runs for d in r.durations]
         rows = []
         for run in self.runs:
             best = best_trial(run.study)
-            remaining = 0 if run.stopped else max(0, run.target - run.done)
+            remaining = 0 if run.stopped or run.ended else max(0, run.target - run.done)
             mean = _mean(run.durations) or _mean(every)
             eta = remaining * mean * open_cells / self.slots if mean else math.nan
-            status = " (stopped)" if run.stopped else ""
+            status = " (stopped)" if run.stopped else " (ended)" if run.ended else ""
+            cost = total(run.study.get_trials(deepcopy=False))  # this cell's, earlier runs of the sweep included
             rows.append([run.label + status, f"{run.done}/{run.target}", str(run.in_flight), str(run.pruned),
-                         str(run.failed), _best_text(run, best),
+                         str(run.failed), _best_text(run, best), f"{cost.gpu_hours:.3g}", f"{cost.cpu_hours:.3g}",
                          _clock(now - run.started) if run.started else "-", _clock(eta) if remaining else "-"])
         return rows
 
     def plain_table(self) -> str:
         from ._results import format_table
 
-        return format_table(HEADERS, self.rows())
+        return f"{self.spent_text()}\n" + format_table(HEADERS, self.rows())
+
+    def spent_text(self) -> str:
+        """The cells' GPU-hours and CPU-hours so far (this command's cells, tuning and repeats)."""
+        costs = [total(run.study.get_trials(deepcopy=False)) for run in self.runs]
+        return (f"{sum(c.gpu_hours for c in costs):.4g} GPU-hours, {sum(c.cpu_hours for c in costs):.4g} CPU-hours "
+                "spent")
 
     def _rich_table(self) -> Any:
         from rich.table import Table
 
-        table = Table(*HEADERS, title="bench sweep", title_justify="left")
+        table = Table(*HEADERS, title=f"bench sweep: {self.spent_text()}", title_justify="left")
         for row in self.rows():
             table.add_row(*row)
         return table

@@ -11,6 +11,7 @@ Any other launcher gets one trial at a time through its own launch().
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from hydra.plugins.launcher import Launcher
 from omegaconf import OmegaConf, open_dict
 
 from ._compat import basic_launcher_class, ray_job_runner
+from ._cost import Cost, Grant, ray_grant
 from ._errors import LaunchError
 from ._masking import mask_override
 
@@ -33,6 +35,10 @@ class Finished:
     ticket: Any  # what the loop handed to submit()
     job_return: JobReturn | None  # None when the launcher itself failed (worker died, cancelled)
     launcher_error: BaseException | None = None
+    # How long the job itself ran (None: the driver's own measure, submission to result, is used),
+    # or its whole cost when the launcher's accounting knows it (SLURM's sacct).
+    elapsed_s: float | None = None
+    cost: Cost | None = None
 
 
 class Dispatcher:
@@ -49,6 +55,10 @@ class Dispatcher:
 
     def prepare(self, overrides: list[str], job_num: int) -> Any:
         return overrides, job_num
+
+    def grant(self, prepared: Any) -> Grant:
+        """The resources a prepared trial will hold while it runs (_cost.py)."""
+        return Grant()
 
     def submit(self, prepared: Any, ticket: Any) -> dict[str, Any] | None:
         """Launch; return how to find the job again after a driver restart (stored on the trial),
@@ -89,8 +99,8 @@ class InProcessDispatcher(Dispatcher):
     max_slots = 1
     runs_in_driver = True
 
-    def __init__(self, launcher: Launcher) -> None:
-        self.launcher = launcher
+    def __init__(self, launcher: Launcher, local: Grant = Grant()) -> None:
+        self.launcher, self.local = launcher, local
         self.done: deque[Finished] = deque()
         setup_globals()
         Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -99,6 +109,7 @@ class InProcessDispatcher(Dispatcher):
         overrides, job_num = prepared
         launcher = self.launcher
         log.debug(launch_line(job_num, overrides))
+        started = time.monotonic()
         try:
             job_return = run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function,
                                  config=job_config(launcher, overrides, job_num), job_dir_key="hydra.sweep.dir",
@@ -107,7 +118,10 @@ class InProcessDispatcher(Dispatcher):
             # run_job switched logging to the job's config (in a sweep: the job's file only); the
             # driver gets its own back, also when the job was interrupted.
             configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
-        self.done.append(Finished(ticket, job_return))
+        self.done.append(Finished(ticket, job_return, elapsed_s=time.monotonic() - started))
+
+    def grant(self, prepared: Any) -> Grant:
+        return self.local
 
     def wait(self, timeout: float) -> list[Finished]:
         out = list(self.done)
@@ -120,23 +134,25 @@ class SerialDispatcher(InProcessDispatcher):
 
     runs_in_driver = False
 
-    def __init__(self, launcher: Launcher) -> None:
-        self.launcher = launcher
+    def __init__(self, launcher: Launcher, local: Grant = Grant()) -> None:
+        self.launcher, self.local = launcher, local  # assumed to run its jobs on this machine
         self.done = deque()
 
     def submit(self, prepared: Any, ticket: Any) -> None:
         overrides, job_num = prepared
+        started = time.monotonic()
         (job_return,) = self.launcher.launch([overrides], initial_job_idx=job_num)
-        self.done.append(Finished(ticket, job_return))
+        self.done.append(Finished(ticket, job_return, elapsed_s=time.monotonic() - started))
 
 
 class RayDispatcher(Dispatcher):
     prepare_ahead = True
 
-    def __init__(self, launcher: Any, check_resources: bool = True) -> None:
+    def __init__(self, launcher: Any, check_resources: bool = True, gpu_resources: tuple[str, ...] = ("GPU",)) -> None:
         import ray
 
-        run_job_remotely, start_ray = ray_job_runner()
+        _, start_ray = ray_job_runner()
+        self.gpu_resources = gpu_resources
         setup_globals()
         configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
         Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -152,13 +168,16 @@ class RayDispatcher(Dispatcher):
         self.placeable: set[tuple] = set()  # requests checked against the cluster already
         self._check_placeable(options)
         self.options = options
-        self.run_job = ray.remote(**options)(run_job_remotely) if options else ray.remote(run_job_remotely)
+        self.run_job = ray.remote(**options)(run_job_timed) if options else ray.remote(run_job_timed)
         self.shared: dict[str, Any] | None = None
         self.pending: dict[Any, Any] = {}
 
     def prepare(self, overrides: list[str], job_num: int) -> Any:
         log.debug(launch_line(job_num, overrides))
         return job_config(self.launcher, overrides, job_num)
+
+    def grant(self, prepared: Any) -> Grant:
+        return ray_grant(_remote_options(prepared.hydra.launcher.ray.remote), self.gpu_resources)
 
     def submit(self, prepared: Any, ticket: Any) -> None:
         launcher = self.launcher
@@ -194,7 +213,8 @@ class RayDispatcher(Dispatcher):
         for ref in ready:
             ticket = self.pending.pop(ref)
             try:
-                out.append(Finished(ticket, self.ray.get(ref)))
+                job_return, elapsed_s = self.ray.get(ref)
+                out.append(Finished(ticket, job_return, elapsed_s=elapsed_s))
             except Exception as exc:  # the task itself never returned: worker died, node lost
                 out.append(Finished(ticket, None, exc))
         return out
@@ -205,6 +225,15 @@ class RayDispatcher(Dispatcher):
         self.pending.clear()
 
 
+def run_job_timed(**kwargs: Any) -> tuple[JobReturn, float]:
+    """hydra-ray-launcher's remote job, timed where it runs: the time a trial held its resources,
+    not the time it waited in Ray's queue."""
+    run_job_remotely, _ = ray_job_runner()
+    started = time.monotonic()
+    job_return = run_job_remotely(**kwargs)
+    return job_return, time.monotonic() - started
+
+
 def _remote_options(remote: Any) -> dict[str, Any]:
     return {k: v for k, v in (OmegaConf.to_container(remote, resolve=True) or {}).items() if v is not None}
 
@@ -212,15 +241,18 @@ def _remote_options(remote: Any) -> dict[str, Any]:
 def _check_ray_can_place(ray: Any, options: dict[str, Any], address: Any) -> None:
     """Ray leaves a task no node can hold pending forever; say so before the first trial that asks."""
     need = {"GPU": float(options.get("num_gpus") or 0), "CPU": float(options.get("num_cpus", 1) or 0),
-            "memory": float(options.get("memory") or 0)}
+            "memory": float(options.get("memory") or 0), **{k: float(v) for k, v in (options.get("resources") or {}).items()}}
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     if any(all(node.get(k, 0.0) >= v for k, v in need.items() if v) for node in nodes):
         return
 
-    def describe(res: dict[str, float]) -> str:
-        return f"{res.get('GPU', 0):g} GPU, {res.get('CPU', 0):g} CPU, {res.get('memory', 0) / 1024**3:.1f} GB memory"
+    custom = sorted(set(need) - {"GPU", "CPU", "memory"})
 
-    biggest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0), r.get("memory", 0)), default={})
+    def describe(res: dict[str, float]) -> str:
+        return ", ".join([f"{res.get('GPU', 0):g} GPU", f"{res.get('CPU', 0):g} CPU",
+                          f"{res.get('memory', 0) / 1024**3:.1f} GB memory", *(f"{res.get(k, 0):g} {k}" for k in custom)])
+
+    biggest = max(nodes, key=lambda r: (*(r.get(k, 0) for k in custom), r.get("GPU", 0), r.get("CPU", 0), r.get("memory", 0)), default={})
     raise LaunchError(
         f"a trial asks Ray for {describe(need)}, but no node of the Ray cluster "
         f"({address or 'started locally'}, {len(nodes)} node(s)) has that much; the largest has {describe(biggest)}. "
@@ -229,18 +261,23 @@ def _check_ray_can_place(ray: Any, options: dict[str, Any], address: Any) -> Non
     )
 
 
-def make_dispatcher(launcher: Launcher, poll_interval: float, check_resources: bool = True) -> Dispatcher:
+def make_dispatcher(launcher: Launcher, poll_interval: float, check_resources: bool = True,
+                    accounting: Any = None) -> Dispatcher:
     # The launcher plugins' modules are imported already when one of them is the launcher, and
     # importing them costs nothing (neither imports ray nor submitit at module level).
     from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
+    from ._cost import local_grant
+
+    accounting = accounting or {}
     if isinstance(launcher, RayLauncher):
-        return RayDispatcher(launcher, check_resources)
+        return RayDispatcher(launcher, check_resources, tuple(accounting.get("gpu_resources") or ("GPU",)))
     if isinstance(launcher, BaseSubmititLauncher):
         from ._slurm import SubmititDispatcher
 
         return SubmititDispatcher(launcher, poll_interval)
+    local = local_grant(accounting.get("local_gpus"), accounting.get("local_cpus"))
     if isinstance(launcher, basic_launcher_class()):
-        return InProcessDispatcher(launcher)
-    return SerialDispatcher(launcher)
+        return InProcessDispatcher(launcher, local)
+    return SerialDispatcher(launcher, local)

@@ -24,7 +24,7 @@ from . import _masking
 from ._errors import CellsStoppedError, SweepInterrupted
 from ._plan import SweepPlan, describe_plan, make_plan, problems_error
 from ._results import format_table, format_value
-from .config import BenchSweeperConf
+from .config import AccountingConf, BenchSweeperConf, BudgetConf
 from ._observer import Observers
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ class BenchSweeperImpl:
     def __init__(self, **settings: Any) -> None:
         # Checked in sweep(), not here: Hydra would wrap an error raised while instantiating.
         self.settings = BenchSweeperConf(**settings)
+        # Nested settings as configs with every default, whether given as config, dict or not at all.
+        for key, node in (("budget", BudgetConf), ("accounting", AccountingConf)):
+            setattr(self.settings, key, OmegaConf.merge(OmegaConf.structured(node), getattr(self.settings, key) or {}))
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -44,6 +47,11 @@ class BenchSweeperImpl:
     def sweep(self, arguments: list[str]) -> list[dict[str, Any]]:
         _masking.install(self.config)
         _quiet_libraries()
+        from ._budget import check_settings
+        from ._warm import check_source
+
+        check_settings(self.settings.budget)
+        check_source(self.settings.warm_start)
         plan = make_plan(self.settings, self.config, self.hydra_context.config_loader, arguments, self.launcher)
         if self.settings.dry_run:
             print(f"Dry run: nothing launched.\n{describe_plan(plan, self.settings, self.launcher)}")
@@ -63,6 +71,7 @@ class BenchSweeperImpl:
         from ._fingerprint import fingerprint
         from ._loop import CellRun, DispatchLoop, LoopSettings
         from ._repeats import existing_repeats, repeat_records
+        from ._warm import WarmStart
         from ._results import write_best, write_repeats, write_results
         from ._studies import (check_resume, max_job_num, open_cell_study, open_storage, running_trials,
                                sweep_studies)
@@ -76,7 +85,7 @@ class BenchSweeperImpl:
         _save_multirun_config(plan.sweep_dir, self.config)
         runs = [CellRun(c, open_cell_study(c, fingerprints[c.label], records, storage, sweep_dir.sweep_id, s.study_name,
                                            s.sampler, s.pruner), target=plan.tuning_trials(c)) for c in cells]
-        dispatcher = make_dispatcher(self.launcher, s.poll_interval, s.check_resources)
+        dispatcher = make_dispatcher(self.launcher, s.poll_interval, s.check_resources, s.accounting)
         slots = min(s.n_jobs, dispatcher.max_slots or s.n_jobs)
         if slots < s.n_jobs:
             log.warning("launcher %s runs one trial at a time in this process; n_jobs=%d is capped to %d "
@@ -88,8 +97,14 @@ class BenchSweeperImpl:
         observers.sweep_start(config=self.config, sweep_dir=str(plan.sweep_dir), cells=cells, storage=plan.storage,
                               resumed=sweep_dir.resumed, trials_in_driver=dispatcher.runs_in_driver)
         console = Console(runs, slots)
+        budget = _budget(s.budget, [r.load(storage) for r in every + repeated()], runs)
+        warm = WarmStart(s.warm_start, s.warm_start_top_k, s.sibling_key, storage) if s.warm_start else None
         settings = LoopSettings(slots, s.max_failure_rate, plan.common, plan.storage, s.trial_key,
-                                s.seed_key, open_repeats=plan.repeats_opener(storage) if plan.seeds else None)
+                                s.seed_key, open_repeats=plan.repeats_opener(storage) if plan.seeds else None,
+                                budget=budget, patience=s.budget.patience, min_delta=s.budget.min_delta,
+                                warm_start=warm.seed if warm else None, defer=warm.defer if warm else None)
+        if warm:
+            warm.runs = runs  # the loop's own list, which repeats join
 
         def write_tables() -> None:
             write_results(str(plan.sweep_dir), every, storage)
@@ -131,9 +146,32 @@ class BenchSweeperImpl:
                 log.error("sweep interrupted (%s); rerun the same command with hydra.sweep.dir=%s to resume it",
                           type(error).__name__, plan.sweep_dir)
         _print_best(best, {key for cell in cells for key in cell.distributions}, plan.sweep_dir)
+        _print_left_short(budget, loop.runs, plan.sweep_dir)
         if error is not None:
             raise error
         return best
+
+
+def _budget(conf: Any, studies: list[Any], runs: list[Any]) -> Any:
+    """The sweep's budget, charged with what every study of the sweep dir has spent already."""
+    from ._budget import Budget, spent_by_cell
+
+    spent, by_cell = spent_by_cell(studies, lambda study: study.user_attrs.get("cell", study.study_name))
+    budget = Budget(conf, spent, by_cell)
+    for run in runs:
+        budget.learn(run.cell.label, run.study.get_trials(deepcopy=False))
+    return budget
+
+
+def _print_left_short(budget: Any, runs: list[Any], sweep_dir: Path) -> None:
+    """A budget reached is a planned end: say where, and which cells still want trials."""
+    short = [f"{run.label} ({run.done}/{run.target})" for run in runs if run.wants_trials]
+    if budget.reached is None or not short:
+        return
+    print(f"Budget reached, no new trials were started: {budget.reached.reason}.\n"
+          f"Cells left short: {', '.join(short)}.\n"
+          f"Resume with a larger budget: the same command with hydra.sweep.dir={sweep_dir} and a larger "
+          "hydra.sweeper.budget.gpu_hours / cpu_hours.\n")
 
 
 def _print_best(rows: list[dict[str, Any]], searched: set[str], sweep_dir: Path) -> None:

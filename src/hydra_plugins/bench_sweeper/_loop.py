@@ -21,9 +21,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ._budget import Budget, converged
 from ._cells import Cell, trial_overrides
 from ._compat import running_trial, trial_id
 from ._console import Console
+from ._cost import Cost, Grant, record as record_cost
 from ._dispatch import Dispatcher, Finished
 from ._errors import LaunchError
 from ._outcome import judge, last_line
@@ -48,7 +50,8 @@ class CellRun:
     pruned: int = 0
     failed: int = 0
     in_flight: int = 0  # asked for: prepared or running
-    stopped: str | None = None  # why the cell stopped early
+    stopped: str | None = None  # why the cell stopped early: its failures (the sweep exits non-zero)
+    ended: str | None = None  # why it takes no more trials though it wants more: converged, cell budget
     durations: list[float] = field(default_factory=list)  # of the trials that ended in this run
     started: float | None = None  # monotonic time its first trial started in this run
 
@@ -61,8 +64,12 @@ class CellRun:
         return self.cell.label if self.phase == PHASE_TUNE else f"{self.cell.label} repeats"
 
     @property
+    def tuning_done(self) -> bool:
+        return self.done >= self.target or self.ended is not None
+
+    @property
     def wants_trials(self) -> bool:
-        if self.stopped:
+        if self.stopped or self.ended:
             return False
         if self.phase == PHASE_REPEAT:  # exactly its seeds: a failed repeat is not replaced
             return self.waiting > 0
@@ -76,6 +83,7 @@ class Ticket:
     job_num: int
     started: float
     values: dict[str, Any] = field(default_factory=dict)  # what the job is given: params (and a repeat's seed)
+    grant: Grant | None = None  # what its launcher gave it (_cost.py); None: unknown (taken over)
 
 
 @dataclass
@@ -88,6 +96,13 @@ class LoopSettings:
     seed_key: str | None = None
     # cell's finished tuning run -> its repeats run, or why it has none (None: no repeats wanted)
     open_repeats: Callable[[CellRun], CellRun | str] | None = None
+    budget: Budget | None = None
+    patience: int | None = None  # convergence stop (_budget.converged)
+    min_delta: float = 0.0
+    # Warm starts (_warm.py): a cell's new study -> configurations enqueued in it (a count) ...
+    warm_start: Callable[[CellRun], int] | None = None
+    # ... and whether a cell not started yet should wait for its siblings (they seed it).
+    defer: Callable[[CellRun, list[CellRun]], bool] | None = None
 
 
 class DispatchLoop:
@@ -109,13 +124,14 @@ class DispatchLoop:
         c = counts(run.study)
         run.complete, run.pruned, run.failed, run.waiting = c["complete"], c["pruned"], c["failed"], c["waiting"]
         self._check_failures(run)
+        self._check_converged(run)
 
     def start_repeats(self, run: CellRun, resumed: bool = False) -> None:
         """Queue the cell's repeats once its tuning is done (every trial finished, none in flight),
         or at once when an earlier run of the sweep had started them (`resumed`)."""
         if self.settings.open_repeats is None or run.phase != PHASE_TUNE or run.cell.label in self._repeats_asked:
             return
-        if not resumed and (run.stopped or run.in_flight or run.done < run.target):
+        if not resumed and (run.stopped or run.in_flight or not run.tuning_done):
             return
         self._repeats_asked.add(run.cell.label)
         opened = self.settings.open_repeats(run)
@@ -162,13 +178,28 @@ class DispatchLoop:
                 self._finish(finished)
 
     def _next_cell(self) -> CellRun | None:
-        open_runs = [r for r in self.runs if r.wants_trials]
-        return min(open_runs, key=lambda r: (r.done + r.in_flight, r.cell.index), default=None)
+        open_runs = [r for r in self.runs if r.wants_trials and self._affordable(r)]
+        defer = self.settings.defer or (lambda run, runs: False)
+        return min(open_runs, key=lambda r: (defer(r, self.runs), r.done + r.in_flight, r.cell.index), default=None)
+
+    def _affordable(self, run: CellRun) -> bool:
+        """The budget lets the cell start one more trial; a cell at its own cap with nothing in
+        flight is done with it."""
+        budget = self.settings.budget
+        refusal = budget.refusal(run, list(self.flying.values()) + [t for t, _ in self.ready]) if budget else None
+        if refusal and not refusal.sweep_wide and not run.in_flight:
+            run.ended = refusal.reason
+            self.console.say(f"[{run.label}] takes no more trials: {refusal.reason}")
+            self.start_repeats(run)
+        return refusal is None
 
     def _prepare(self) -> tuple[Ticket, Any] | None:
         run = self._next_cell()
         if run is None:
             return None
+        if self.settings.warm_start and run.phase == PHASE_TUNE and not run.study.get_trials(deepcopy=False):
+            if seeded := self.settings.warm_start(run):
+                self.console.say(f"[{run.label}] warm start: {seeded} configuration(s) of other cells tried first")
         trial = run.study.ask(run.cell.distributions if run.distributions is None else run.distributions)
         job_num = self.next_job_num
         self.next_job_num += 1
@@ -199,6 +230,7 @@ class DispatchLoop:
 
     def _submit(self, ticket: Ticket, prepared: Any) -> None:
         key = next(self._ids)
+        ticket.grant = self.dispatcher.grant(prepared)
         ticket.started = time.monotonic()
         ticket.run.started = ticket.run.started or ticket.started
         ticket.trial.set_user_attr(ATTR_STARTED, round(time.time(), 3))
@@ -217,11 +249,12 @@ class DispatchLoop:
 
     def _finish(self, finished: Finished) -> None:
         ticket = self.flying.pop(finished.ticket)
-        self._record(ticket, finished.job_return, finished.launcher_error)
+        self._record(ticket, finished.job_return, finished.launcher_error, finished)
         if isinstance(finished.launcher_error, LaunchError):
             raise finished.launcher_error  # e.g. a SLURM job that can never start: so would the next
 
-    def _record(self, ticket: Ticket, ret: Any, launcher_error: BaseException | None) -> None:
+    def _record(self, ticket: Ticket, ret: Any, launcher_error: BaseException | None,
+                finished: Finished | None = None) -> None:
         from optuna.trial import TrialState
 
         run, trial = ticket.run, ticket.trial
@@ -229,6 +262,8 @@ class DispatchLoop:
         duration = round(time.monotonic() - ticket.started, 3)
         run.durations.append(duration)
         trial.set_user_attr(ATTR_DURATION, duration)
+        self._account(ticket, finished.cost if finished else None,
+                      finished.elapsed_s if finished and finished.elapsed_s is not None else duration)
         trial.set_user_attr(ATTR_FINISHED, round(time.time(), 3))
         if ret is not None and ret.hydra_cfg is not None:
             trial.set_user_attr(ATTR_JOB_DIR, str(ret.hydra_cfg.hydra.runtime.output_dir))
@@ -252,6 +287,7 @@ class DispatchLoop:
             self._stop(run, f"trial {trial.number} raised an error that every trial of this cell would repeat: "
                             f"{last_line(error)}")
         self._check_failures(run)
+        self._check_converged(run)
         self.observers.trial_end(cell=run.cell, trial=frozen, job_return=ret, error=error, interrupted=False,
                                  phase=run.phase)
         if run.phase == PHASE_REPEAT:
@@ -267,11 +303,14 @@ class DispatchLoop:
             self.dispatcher.cancel()
         except Exception:
             log.exception("could not cancel the jobs in flight")
-        tickets = list(self.flying.values()) + [ticket for ticket, _ in self.ready]
+        flying = list(self.flying.values())
+        tickets = flying + [ticket for ticket, _ in self.ready]
         self.flying.clear()
         self.ready.clear()
         for ticket in tickets:
             try:
+                if ticket in flying:  # what it held until it was stopped
+                    self._account(ticket, None, time.monotonic() - ticket.started)
                 self._record_interrupted(ticket.run, ticket.trial, "interrupted",
                                          f"interrupted: {type(reason).__name__} {reason}".strip())
             except Exception:
@@ -289,6 +328,21 @@ class DispatchLoop:
             self.console.event(run, frozen.number, event)
         self.observers.trial_end(cell=run.cell, trial=frozen, job_return=None, error=error, interrupted=True,
                                  phase=run.phase)
+
+    def _account(self, ticket: Ticket, cost: Cost | None, elapsed_s: float) -> None:
+        """Record what the trial cost (the launcher's accounting, else its grant x elapsed) and
+        charge it to the budget."""
+        grant = ticket.grant or Grant()
+        cost = cost or grant.for_seconds(elapsed_s)
+        record_cost(ticket.trial, ticket.grant, cost)
+        if self.settings.budget is not None:
+            self.settings.budget.add(ticket.run.cell.label, cost, ticket.grant.gpus if ticket.grant else None)
+
+    def _check_converged(self, run: CellRun) -> None:
+        if run.phase == PHASE_TUNE and not run.ended and not run.stopped and run.done < run.target:
+            if reason := converged(run.study, self.settings.patience, self.settings.min_delta):
+                run.ended = reason
+                self.console.say(f"[{run.label}] takes no more trials: {reason}")
 
     def _check_failures(self, run: CellRun) -> None:
         if run.failed > self.settings.max_failure_rate * run.target:

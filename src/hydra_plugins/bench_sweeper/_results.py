@@ -13,8 +13,10 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_FINISHED, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM,
-                       ATTR_OUTPUTS, ATTR_SEED, ATTR_STARTED, STUDY_CELL, STUDY_VERSION, StudyRecord)
+                       ATTR_OUTPUTS, ATTR_REQUEUED_FROM, ATTR_SEED, ATTR_STARTED, STUDY_CELL, STUDY_VERSION, StudyRecord)
+from ._cost import ATTR_CPU_HOURS, ATTR_GPU_HOURS, total
 from ._observer import TRACKER_RUN_ID_ATTR
+from ._warm import ATTR_WARM_START_FROM
 
 if TYPE_CHECKING:
     import optuna
@@ -22,8 +24,8 @@ if TYPE_CHECKING:
 RESULTS_CSV = "results.csv"
 BEST_CSV = "best.csv"
 REPEATS_CSV = "repeats.csv"
-TRIAL_COLUMNS = ["study", "study_version", "trial", "state", "value", "duration_s", "started_at", "finished_at",
-                 "job_num", "job_dir", TRACKER_RUN_ID_ATTR, "interrupted", "error"]
+TRIAL_COLUMNS = ["study", "study_version", "trial", "state", "value", "duration_s", "gpu_hours", "cpu_hours",
+                 "started_at", "finished_at", "job_num", "job_dir", TRACKER_RUN_ID_ATTR, "interrupted", "error"]
 
 
 def _write_csv(path: str, rows: list[dict[str, Any]], leading: list[str]) -> None:
@@ -52,7 +54,8 @@ def _job_columns(trial: Any) -> dict[str, Any]:
     """What results.csv and repeats.csv both say about a trial's job: when and how long it ran,
     where, its tracker run, and how it ended."""
     attrs = trial.user_attrs
-    return {"duration_s": attrs.get(ATTR_DURATION, ""), "started_at": attrs.get(ATTR_STARTED, ""),
+    return {"duration_s": attrs.get(ATTR_DURATION, ""), "gpu_hours": attrs.get(ATTR_GPU_HOURS, ""),
+            "cpu_hours": attrs.get(ATTR_CPU_HOURS, ""), "started_at": attrs.get(ATTR_STARTED, ""),
             "finished_at": attrs.get(ATTR_FINISHED, ""), "job_dir": attrs.get(ATTR_JOB_DIR, ""),
             TRACKER_RUN_ID_ATTR: attrs.get(TRACKER_RUN_ID_ATTR, ""),
             "interrupted": bool(attrs.get(ATTR_INTERRUPTED, False)), "error": attrs.get(ATTR_ERROR, "")}
@@ -66,9 +69,17 @@ def trial_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]
             rows.append({
                 **described, "study": record.name, "study_version": record.attrs.get(STUDY_VERSION, 1),
                 "trial": trial.number, "state": trial.state.name, "value": trial.value if trial.value is not None else "",
-                "job_num": trial.user_attrs.get(ATTR_JOB_NUM, ""), **_job_columns(trial), **trial.params,
+                "job_num": trial.user_attrs.get(ATTR_JOB_NUM, ""), **_job_columns(trial),
+                # what the job returned besides its value (e.g. its out-of-memory retries)
+                **trial.user_attrs.get(ATTR_OUTPUTS, {}), **_origin(trial), **trial.params,
             })
     return rows
+
+
+def _origin(trial: Any) -> dict[str, Any]:
+    """Where a trial's params came from, when not from the sampler: a warm start, a requeue."""
+    attrs = trial.user_attrs
+    return {key: attrs[key] for key in (ATTR_WARM_START_FROM, ATTR_REQUEUED_FROM) if key in attrs}
 
 
 def write_results(sweep_dir: str, records: list[StudyRecord], storage: Any) -> str:
@@ -124,7 +135,8 @@ def write_repeats(sweep_dir: str, records: list[StudyRecord], storage: Any) -> s
         return None
     path = os.path.join(sweep_dir, REPEATS_CSV)
     _write_csv(path, repeat_rows(records, storage), _leading(records) + [
-        "seed", "state", "val_value", "test_value", "checkpoint", "duration_s", TRACKER_RUN_ID_ATTR, "job_dir"])
+        "seed", "state", "val_value", "test_value", "checkpoint", "duration_s", "gpu_hours", "cpu_hours",
+        TRACKER_RUN_ID_ATTR, "job_dir"])
     return path
 
 
@@ -134,6 +146,7 @@ def best_rows(records: list[StudyRecord], storage: Any, repeats: list[StudyRecor
     from ._repeats import REPEAT_TUNED_BY, summary
 
     summaries = {r.attrs.get(REPEAT_TUNED_BY): summary(r.load(storage)) for r in repeats}
+    repeat_costs = {r.attrs.get(REPEAT_TUNED_BY): total(r.load(storage).get_trials(deepcopy=False)) for r in repeats}
     rows = []
     for record in records:
         if not record.current:
@@ -143,6 +156,10 @@ def best_rows(records: list[StudyRecord], storage: Any, repeats: list[StudyRecor
         row = {**_describing(record), "best_value": best.value if best else "", "best_trial": best.number if best else "",
                "worst_value": worst if worst is not None else "",
                "job_dir": best.user_attrs.get(ATTR_JOB_DIR, "") if best else "", "study": record.name}
+        cost = total(study.get_trials(deepcopy=False))
+        extra = repeat_costs.get(record.name)
+        row.update(gpu_hours=cost.gpu_hours + (extra.gpu_hours if extra else 0.0),  # tuning and repeats
+                   cpu_hours=cost.cpu_hours + (extra.cpu_hours if extra else 0.0))
         row.update(summaries.get(record.name, {}))
         row.update(best.params if best else {})
         rows.append(row)
@@ -154,7 +171,7 @@ def write_best(sweep_dir: str, records: list[StudyRecord], storage: Any,
     rows = best_rows(records, storage, repeats)
     summary_columns = ["n_repeats", "test_mean", "test_std", "test_iqm"] if repeats else []
     _write_csv(os.path.join(sweep_dir, BEST_CSV), rows, _leading([r for r in records if r.current])
-               + ["best_value", "best_trial", "worst_value", *summary_columns, "job_dir", "study"])
+               + ["best_value", "best_trial", "worst_value", *summary_columns, "gpu_hours", "cpu_hours", "job_dir", "study"])
     return rows
 
 

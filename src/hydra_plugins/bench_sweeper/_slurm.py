@@ -24,6 +24,7 @@ from hydra.core.singleton import Singleton
 from omegaconf import OmegaConf
 
 from ._compat import submitit_executor_name
+from ._cost import Grant, sacct_cost, submitit_grant
 from ._dispatch import Dispatcher, Finished, job_config, launch_line
 from ._errors import LaunchError
 
@@ -83,12 +84,18 @@ class SubmititDispatcher(Dispatcher):
         self.executor.update_parameters(**{(k if k in self.base_keys else f"{self.executor_name}_{k}"): v
                                            for k, v in params.items() if k not in {"submitit_folder", "max_num_timeout"}})
 
-    def submit(self, prepared: Any, ticket: Any) -> dict[str, Any]:
-        overrides, job_num = prepared
+    def prepare(self, overrides: list[str], job_num: int) -> Any:
         # The job's own request (a model may need more than the launcher's default: model.resources),
         # read from its composed config: tens of ms, against about a second for sbatch itself.
         params = OmegaConf.to_container(job_config(self.launcher, overrides, job_num).hydra.launcher, resolve=True)
-        self._use({k: v for k, v in params.items() if k != "_target_"})
+        return overrides, job_num, {k: v for k, v in params.items() if k != "_target_"}
+
+    def grant(self, prepared: Any) -> Grant:
+        return submitit_grant(prepared[2])
+
+    def submit(self, prepared: Any, ticket: Any) -> dict[str, Any]:
+        overrides, job_num, params = prepared
+        self._use(params)
         log.debug(launch_line(job_num, overrides))
         args = (self.launcher, list(overrides), "hydra.sweep.dir", job_num, f"job_id_for_{job_num}", Singleton.get_state())
         started, delay = time.monotonic(), 2.0
@@ -123,10 +130,13 @@ class SubmititDispatcher(Dispatcher):
 
     def _collect(self, job: Any) -> Finished:
         ticket = self.pending.pop(job)
+        # SLURM's own accounting, every run of the job (requeues) included; submitit's local
+        # executor has none, and the driver's measure is used.
+        cost = sacct_cost(str(job.job_id)) if self.executor_name == "slurm" else None
         try:
-            return Finished(ticket, job.results()[0])
+            return Finished(ticket, job.results()[0], cost=cost)
         except Exception as exc:  # cancelled, timed out past requeues, node failure
-            return Finished(ticket, None, exc)
+            return Finished(ticket, None, exc, cost=cost)
 
     def _never_starting(self) -> list[Finished]:
         """Jobs pending for a reason that cannot resolve: cancelled and reported as a LaunchError."""

@@ -37,6 +37,7 @@ ATTR_STARTED, ATTR_FINISHED = "started_at", "finished_at"  # wall clock (Unix ti
 ATTR_LAUNCHER_JOB = "launcher_job"  # the launcher's id for the job (SLURM job id ...), to find it again
 ATTR_SEED = "seed"  # a repeat's seed, fixed when its trial is enqueued
 ATTR_OUTPUTS = "outputs"  # what a job returned besides its objective (a repeat's test metrics, checkpoint)
+ATTR_REQUEUED_FROM = "requeued_from"  # an interrupted trial whose params were queued again
 # ... and on each study.
 STUDY_SWEEP, STUDY_CELL, STUDY_VERSION = "sweep_id", "cell", "version"
 STUDY_FINGERPRINT, STUDY_SUPERSEDED_BY = "fingerprint", "superseded_by"
@@ -180,7 +181,7 @@ def mark_interrupted(study: optuna.Study, trial: Any, requeue: bool = True) -> A
     frozen = study.tell(live, state=TrialState.FAIL)
     if requeue:
         kept = {ATTR_SEED: frozen.user_attrs[ATTR_SEED]} if ATTR_SEED in frozen.user_attrs else {}
-        study.enqueue_trial(frozen.params, user_attrs={"requeued_from": frozen.number, **kept}, skip_if_exists=False)
+        study.enqueue_trial(frozen.params, user_attrs={ATTR_REQUEUED_FROM: frozen.number, **kept}, skip_if_exists=False)
     return frozen
 
 

@@ -93,6 +93,30 @@ class HyperbandPrunerConf:
 
 
 @dataclass
+class BudgetConf:
+    # GPU-hours (or CPU-hours, for CPU-only runs) the whole sweep may spend, repeats included and
+    # summed over every run of the sweep dir: resume with a larger figure to go on. null: no limit.
+    gpu_hours: Optional[float] = None
+    cpu_hours: Optional[float] = None
+    # A cap per cell (tuning and repeats), in GPU-hours, or CPU-hours when only cpu_hours is set.
+    per_cell: Optional[float] = None
+    # Convergence stop: a cell whose best value has not improved by more than min_delta (in the
+    # metric's units) over its last `patience` finished trials stops tuning. null: never.
+    patience: Optional[int] = None
+    min_delta: float = 0.0
+
+
+@dataclass
+class AccountingConf:
+    # What a trial run inside the driver (Hydra's basic launcher) holds; null: every GPU visible to
+    # the driver (CUDA_VISIBLE_DEVICES, else nvidia-smi) and every CPU it may use.
+    local_gpus: Optional[float] = None
+    local_cpus: Optional[float] = None
+    # Ray resources counted as GPUs: GPU (num_gpus) and any custom resource standing in for them.
+    gpu_resources: list[str] = field(default_factory=lambda: ["GPU"])
+
+
+@dataclass
 class BenchSweeperConf:
     _target_: str = "hydra_plugins.bench_sweeper.sweeper.BenchSweeper"
     # Sampler and pruner stay configs: every cell's study gets fresh instances.
@@ -162,6 +186,16 @@ class BenchSweeperConf:
     # A resumed cell whose experiment changed: "error" stops before launching, naming each
     # difference; "new_version" starts a new study for it and keeps the old one as history.
     on_change: str = "error"
+    # GPU-hour / CPU-hour budgets and the convergence stop (_budget.py).
+    budget: BudgetConf = field(default_factory=BudgetConf)
+    # How each trial's GPU-hours and CPU-hours are counted (_cost.py).
+    accounting: AccountingConf = field(default_factory=AccountingConf)
+    # Warm starts: each cell's new study first tries the best `warm_start_top_k` configurations of
+    # "siblings" (this sweep's cells that differ from it only in `sibling_key`; all other cells when
+    # null), or of the matching cells of an earlier sweep (its directory). Validation values only.
+    warm_start: Optional[str] = None
+    warm_start_top_k: int = 3
+    sibling_key: Optional[str] = None
 
 _cs = ConfigStore.instance()
 _cs.store(group="hydra/sweeper", name="bench", node=BenchSweeperConf, provider="bench_sweeper")

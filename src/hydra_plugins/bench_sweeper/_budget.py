@@ -1,0 +1,158 @@
+"""Budgets in GPU-hours (or CPU-hours) and the cell-level convergence stop.
+
+A trial starts only if what the sweep has spent (every study of the sweep dir, earlier runs and
+cells this command did not name included), plus what is in flight, plus what the trial itself is
+expected to cost, stays within hydra.sweeper.budget.gpu_hours / cpu_hours; the same holds per cell
+for budget.per_cell. A trial in flight counts at the larger of what it has used so far and what a
+trial of its cell costs on average, so the sweep stops at its allocation, not after it. Reaching
+a budget is a planned end: the trials in flight finish, nothing new starts, and a resume with a
+larger budget goes on where it stopped.
+
+A cell whose best value has not improved by more than budget.min_delta over budget.patience
+finished trials stops tuning (and goes on to its repeats); whatever it did not spend is left to
+the other cells.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ._cost import Cost, total
+from ._errors import SweepConfigError
+
+if TYPE_CHECKING:
+    from ._loop import CellRun, Ticket
+
+log = logging.getLogger(__name__)
+
+
+def check_settings(conf: Any) -> None:
+    """Impossible budgets, refused before anything is created."""
+    for key in ("gpu_hours", "cpu_hours", "per_cell"):
+        value = conf.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise SweepConfigError(f"hydra.sweeper.budget.{key}={value!r}: give a positive number of hours, or null")
+    patience = conf.get("patience")
+    if patience is not None and not (isinstance(patience, int) and patience >= 1):
+        raise SweepConfigError(f"hydra.sweeper.budget.patience={patience!r}: give a whole number of trials >= 1, or null")
+    min_delta = conf.get("min_delta") or 0.0
+    if not isinstance(min_delta, (int, float)) or min_delta < 0:
+        raise SweepConfigError(f"hydra.sweeper.budget.min_delta={min_delta!r} must be a number >= 0")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    sweep_wide: bool  # the whole sweep's budget (nothing new starts), not one cell's cap
+
+
+def hours(cost: Cost, unit: str) -> float:
+    return cost.gpu_hours if unit == "gpu_hours" else cost.cpu_hours
+
+
+class Budget:
+    """What the sweep and each cell may still start. `spent`: the sweep dir's studies' costs when
+    this driver started (total and per cell label); add() keeps them current."""
+
+    def __init__(self, conf: Any, spent_total: Cost, spent_by_cell: dict[str, Cost]) -> None:
+        self.limits = {unit: float(conf[unit]) for unit in ("gpu_hours", "cpu_hours") if conf.get(unit) is not None}
+        # per_cell is in the unit of the sweep's budget: GPU-hours unless only cpu_hours is set.
+        self.cell_unit = "cpu_hours" if set(self.limits) == {"cpu_hours"} else "gpu_hours"
+        self.per_cell = conf.get("per_cell")
+        self.spent = {"gpu_hours": spent_total.gpu_hours, "cpu_hours": spent_total.cpu_hours}
+        self.by_cell = {label: {"gpu_hours": c.gpu_hours, "cpu_hours": c.cpu_hours} for label, c in spent_by_cell.items()}
+        self.costs: dict[str, list[Cost]] = {}  # cell label -> costs of its finished trials (estimates)
+        self.reached: Refusal | None = None  # why the sweep's budget stopped new trials
+        self._warned_no_gpus = False
+
+    @property
+    def active(self) -> bool:
+        return bool(self.limits or self.per_cell)
+
+    def add(self, label: str, cost: Cost, gpus_granted: float | None) -> None:
+        for unit in self.spent:
+            self.spent[unit] += hours(cost, unit)
+            self.by_cell.setdefault(label, {"gpu_hours": 0.0, "cpu_hours": 0.0})[unit] += hours(cost, unit)
+        self.costs.setdefault(label, []).append(cost)
+        counts_gpus = "gpu_hours" in self.limits or (self.per_cell and self.cell_unit == "gpu_hours")
+        if gpus_granted == 0 and counts_gpus and not self._warned_no_gpus:
+            self._warned_no_gpus = True
+            log.warning("trials are granted no GPUs, so a budget in GPU-hours is never spent; on CPU set "
+                        "hydra.sweeper.budget.cpu_hours instead")
+
+    def learn(self, label: str, trials: Iterable[Any]) -> None:
+        """Costs of a cell's trials from earlier runs of the sweep, for the estimates."""
+        from ._cost import recorded
+
+        self.costs.setdefault(label, []).extend(c for c in map(recorded, trials) if c is not None)
+
+    def estimate(self, label: str, unit: str) -> float:
+        """What one more trial of the cell is expected to cost: the mean of its finished trials, else
+        of every finished trial, else nothing known yet (0)."""
+        mine = self.costs.get(label) or [c for costs in self.costs.values() for c in costs]
+        return sum(hours(c, unit) for c in mine) / len(mine) if mine else 0.0
+
+    def _in_flight(self, ticket: Ticket, unit: str, now: float) -> float:
+        used = hours(ticket.grant.for_seconds(now - ticket.started), unit) if ticket.grant and ticket.started else 0.0
+        return max(used, self.estimate(ticket.run.cell.label, unit))
+
+    def refusal(self, run: CellRun, flying: Iterable[Ticket]) -> Refusal | None:
+        """Why the cell may not start another trial now, or None."""
+        if not self.active:
+            return None
+        now, flying = time.monotonic(), list(flying)
+        label = run.cell.label
+        for unit, limit in self.limits.items():
+            committed = self.spent[unit] + sum(self._in_flight(t, unit, now) for t in flying)
+            if committed + self.estimate(label, unit) > limit:
+                self.reached = Refusal(f"budget.{unit}={limit:g} reached: {self.spent[unit]:.4g} spent, "
+                                       f"{committed - self.spent[unit]:.4g} in flight", sweep_wide=True)
+                return self.reached
+        if self.per_cell:
+            unit = self.cell_unit
+            mine = self.by_cell.get(label, {}).get(unit, 0.0)
+            committed = mine + sum(self._in_flight(t, unit, now) for t in flying if t.run.cell.label == label)
+            if committed + self.estimate(label, unit) > self.per_cell:
+                return Refusal(f"budget.per_cell={self.per_cell:g} {unit.replace('_', '-')} reached ({mine:.4g} spent)",
+                               sweep_wide=False)
+        return None
+
+
+def spent_by_cell(studies: Iterable[Any], label_of: Any) -> tuple[Cost, dict[str, Cost]]:
+    """(the total, and per cell label) of what the given studies' trials cost."""
+    by_cell: dict[str, Cost] = {}
+    for study in studies:
+        cost, label = total(study.get_trials(deepcopy=False)), label_of(study)
+        before = by_cell.get(label, Cost(0.0, 0.0))
+        by_cell[label] = Cost(before.gpu_hours + cost.gpu_hours, before.cpu_hours + cost.cpu_hours)
+    return Cost(sum(c.gpu_hours for c in by_cell.values()), sum(c.cpu_hours for c in by_cell.values())), by_cell
+
+
+def converged(study: Any, patience: int | None, min_delta: float) -> str | None:
+    """Why a cell's tuning has converged (its last `patience` finished trials, pruned ones included,
+    did not beat the best before them by more than min_delta), or None."""
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    if not patience:
+        return None
+    finished = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                      key=lambda t: (t.datetime_complete.timestamp() if t.datetime_complete else 0.0, t.number))
+    if len(finished) <= patience:
+        return None
+    sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+    best, since = None, 0
+    for trial in finished:
+        value = trial.value if trial.state == TrialState.COMPLETE else None  # a pruned value is partial
+        if value is not None and (best is None or sign * (value - best) > min_delta):
+            best, since = value, 0
+        else:
+            since += 1
+            if value is not None and sign * (value - best) > 0:
+                best = value  # better, but by no more than min_delta: the bar moves, the count goes on
+    if best is not None and since >= patience:
+        return f"converged: no improvement over {min_delta:g} in its last {since} finished trials (best {best:.4g})"
+    return None
