@@ -35,11 +35,18 @@ from bench.tracking import runs
 from hydra_plugins.bench_sweeper._cells import flatten
 from hydra_plugins.bench_sweeper._compat import job_outcome
 from hydra_plugins.bench_sweeper._masking import mask_config, mask_data, mask_override, mask_text
-from hydra_plugins.bench_sweeper.observer import TRACKER_RUN_ID_ATTR, SweepObserver
+from hydra_plugins.bench_sweeper.observer import COST_ATTRS, TRACKER_RUN_ID_ATTR, SweepObserver
 
 log = logging.getLogger(__name__)
 # In the sweep dir: where its benchmark run is, so `python -m bench.report` can log the report there.
 TRACKING_FILE = "mlflow.json"
+
+COST_METRICS = COST_ATTRS  # the sweeper's trial attributes, logged as metrics of the same names
+
+
+def _costs_of(run: Any) -> dict[str, float]:
+    return {key: float(run.data.metrics.get(key, 0.0)) for key in COST_METRICS}
+
 
 def default_locations(cwd: str | None = None) -> tuple[str, str]:
     """The embedded store: multirun_outputs/mlflow.db and multirun_outputs/mlartifacts."""
@@ -89,6 +96,8 @@ class MLflowTracking(Callback, SweepObserver):
         self.benchmark_run = ""
         self.cell_runs: dict[str, str] = {}
         self.best: dict[str, float] = {}
+        # GPU-hours / CPU-hours so far per cell run and for the benchmark run, earlier runs of the sweep included
+        self.spent: dict[str, dict[str, float]] = {}
         self.job_run: str | None = None
 
     def __getstate__(self) -> dict:
@@ -130,6 +139,7 @@ class MLflowTracking(Callback, SweepObserver):
         if found:
             self.benchmark_run = found[0].info.run_id
             self.client.update_run(self.benchmark_run, status="RUNNING")
+            self.spent[self.benchmark_run] = _costs_of(found[0])
         else:
             self.benchmark_run = runs.create_run(
                 self.client, self.experiment_id, f"benchmark {Path(sweep_dir).name}",
@@ -155,6 +165,7 @@ class MLflowTracking(Callback, SweepObserver):
             self.client.update_run(run_id, status="RUNNING")
             if "best_value" in existing[0].data.metrics:
                 self.best[cell.label] = existing[0].data.metrics["best_value"]
+            self.spent[run_id] = _costs_of(existing[0])
         else:
             run_id = runs.create_run(
                 self.client, self.experiment_id, cell.label,
@@ -193,6 +204,7 @@ class MLflowTracking(Callback, SweepObserver):
         self.client.set_tag(run_id, runs.STATE, state)
         if trial.value is not None:
             self.client.log_metric(run_id, "objective", trial.value)
+        self._log_cost(run_id, cell.label, trial.user_attrs)
         if interrupted and self.job_run == run_id:
             # The trial ran in this process and was cut short: its fluent run would otherwise be
             # closed FINISHED by MLflow's exit handler.
@@ -216,6 +228,20 @@ class MLflowTracking(Callback, SweepObserver):
                 self.client.set_tag(cell_run, "best_trial", trial.number)
                 for key, value in mask_data(trial.params).items():
                     self.client.set_tag(cell_run, f"best.{key}", value)
+
+    def _log_cost(self, run_id: str, label: str, attrs: dict[str, Any]) -> None:
+        """The trial's GPU-hours and CPU-hours (the sweeper's accounting), and the running totals of
+        its cell run and the benchmark run."""
+        cost = {key: float(attrs[key]) for key in COST_METRICS if key in attrs}
+        if not cost:
+            return
+        for key, value in cost.items():
+            self.client.log_metric(run_id, key, value)
+        for parent in (self.cell_runs[label], self.benchmark_run):
+            totals = self.spent.setdefault(parent, dict.fromkeys(COST_METRICS, 0.0))
+            for key, value in cost.items():
+                totals[key] += value
+                self.client.log_metric(parent, key, totals[key])
 
     def on_repeats_update(self, cell: Any, summary: dict[str, float]) -> None:
         if self.client is not None:

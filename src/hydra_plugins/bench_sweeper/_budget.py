@@ -49,6 +49,9 @@ class Refusal:
     sweep_wide: bool  # the whole sweep's budget (nothing new starts), not one cell's cap
 
 
+UNIT_NAMES = {"gpu_hours": "GPU-hours", "cpu_hours": "CPU-hours"}
+
+
 def hours(cost: Cost, unit: str) -> float:
     return cost.gpu_hours if unit == "gpu_hours" else cost.cpu_hours
 
@@ -116,7 +119,7 @@ class Budget:
             mine = self.by_cell.get(label, {}).get(unit, 0.0)
             committed = mine + sum(self._in_flight(t, unit, now) for t in flying if t.run.cell.label == label)
             if committed + self.estimate(label, unit) > self.per_cell:
-                return Refusal(f"budget.per_cell={self.per_cell:g} {unit.replace('_', '-')} reached ({mine:.4g} spent)",
+                return Refusal(f"budget.per_cell={self.per_cell:g} {UNIT_NAMES[unit]} reached ({mine:.4g} spent)",
                                sweep_wide=False)
         return None
 

@@ -50,8 +50,8 @@ class Grant:
 
 def record(trial: Any, grant: Grant | None, cost: Cost) -> None:
     """Keep the figures on a live optuna Trial (before it is told)."""
-    trial.set_user_attr(ATTR_GPU_HOURS, round(cost.gpu_hours, 9))
-    trial.set_user_attr(ATTR_CPU_HOURS, round(cost.cpu_hours, 9))
+    trial.set_user_attr(ATTR_GPU_HOURS, cost.gpu_hours)
+    trial.set_user_attr(ATTR_CPU_HOURS, cost.cpu_hours)
     trial.set_user_attr(ATTR_COST_SOURCE, cost.source)
     if grant is not None:
         trial.set_user_attr(ATTR_GPUS, grant.gpus)

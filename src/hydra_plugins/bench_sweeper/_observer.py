@@ -18,7 +18,8 @@ an end that always comes. A Hydra callback that also subclasses SweepObserver ge
         results.csv shows.
     on_trial_end(cell, trial, job_return, error, interrupted, phase) -> None
         the trial was told to its study (trial is the FrozenTrial; job_return may be None);
-        interrupted: its job was stopped with the driver, or never launched.
+        interrupted: its job was stopped with the driver, or never launched. What the trial cost is
+        in trial.user_attrs under observer.COST_ATTRS (gpu_hours, cpu_hours).
     on_repeats_update(cell, summary) -> None
         a repeat of the cell finished; summary: n_repeats, test_mean, test_std, test_iqm over the
         cell's finished repeats so far (from the study, so a resumed sweep counts earlier ones).

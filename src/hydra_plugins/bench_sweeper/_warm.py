@@ -73,8 +73,9 @@ class WarmStart:
                         and group(r.cell.coordinates, self.sibling_key) == mine]
             siblings.sort(key=lambda r: (not r.tuning_done, -r.done))  # finished siblings first
             return [(r.cell.label, r.study) for r in siblings]
-        return [(study.user_attrs.get("cell", study.study_name), study) for coordinates, study in self.earlier
-                if group(coordinates, self.sibling_key) == mine]
+        matching = [(study.user_attrs.get("cell", study.study_name), study) for coordinates, study in self.earlier
+                    if group(coordinates, self.sibling_key) == mine]
+        return sorted(matching, key=lambda source: source[0] != run.cell.label)  # the same cell first
 
     def seed(self, run: CellRun) -> int:
         """Enqueue the configurations into the cell's new study; how many."""
