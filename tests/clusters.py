@@ -63,7 +63,9 @@ def ray_cluster(tmp_path_factory):
     os.environ.update(auth)
     nodes: list[subprocess.Popen] = []
     try:
-        for args in (["--head", f"--port={port}", "--include-dashboard=false"], [f"--address={address}"]):
+        # The head node also has 2 units of a custom resource that tests use as stand-in GPUs.
+        head = ["--head", f"--port={port}", "--include-dashboard=false", '--resources={"unit": 2}']
+        for args in (head, [f"--address={address}"]):
             log = open(root / f"node{len(nodes)}.log", "w")
             nodes.append(subprocess.Popen([RAY, "start", *args, *common], stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True))

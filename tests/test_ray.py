@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers import (PLANTED, PLANTED_ENV, STUB, alive, assert_tracked_like_the_local_launcher, find_secrets, output,
+from tests.helpers import (PLANTED, PLANTED_ENV, STUB, alive, assert_tracked_like_the_local_launcher, find_secrets, output, read_csv,
                            planted_overrides, received_real_values, start_stub, states, studies,
                            tracking_args, tree, wait_for)
 
@@ -134,3 +134,32 @@ def test_each_cell_asks_ray_for_its_own_resources(ray_cluster, tmp_path):
         attempt = json.loads(attempts.read_text().splitlines()[0])
         granted.setdefault(attempt["model"], set()).add(attempt["ray_resources"]["CPU"])
     assert granted == {"x": {1.0}, "y": {2.0}}, granted
+
+
+@pytest.mark.parametrize("units, at_once", [(0.5, 4), (2, 1)])
+def test_fractional_requests_pack_trials_and_count_as_gpu_hours(ray_cluster, tmp_path, units, at_once):
+    """A custom resource stands in for GPUs (the head node has 2 units): 0.5 per trial runs 2 trials
+    per unit at once, 2 per trial runs 1 trial per 2 units. Every trial's GPU-hours are its units x
+    its run time."""
+    sweep, release = tmp_path / "sweep", tmp_path / "release"
+    driver = start_stub(sweep, *ray_args(ray_cluster), "hydra.launcher.ray.remote.num_cpus=0.25",
+                        f"+hydra.launcher.ray.remote.resources={{unit:{units}}}", "hydra.sweeper.accounting.gpu_resources=[unit]",
+                        "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=6", "hold_trials=[0,1,2,3,4,5]",
+                        f"release={release}")
+    wait_for(lambda: driver.poll() is not None or len(list(sweep.glob("*/held"))) >= at_once, 180,
+             f"{at_once} trials holding units at once")
+    assert driver.poll() is None, output(sweep)
+    release.touch()
+    assert driver.wait(timeout=300) == 0, output(sweep)
+    spans = []
+    for attempts in sweep.glob("*/attempts.jsonl"):
+        assert json.loads(attempts.read_text().splitlines()[0])["ray_resources"]["unit"] == units
+        timing = json.loads((attempts.parent / "timing.json").read_text())
+        spans.append((timing["start"], timing["end"]))
+    running = [sum(start <= t < end for start, end in spans) for t, _ in spans]
+    assert len(spans) == 6 and max(running) == at_once  # never more than the units allow
+    for row in read_csv(sweep / "results.csv"):
+        timing = json.loads((Path(row["job_dir"]) / "timing.json").read_text())
+        assert float(row["gpu_hours"]) * 3600 >= units * (timing["end"] - timing["start"])
+        assert float(row["gpu_hours"]) * 3600 <= units * float(row["duration_s"])
+        assert float(row["cpu_hours"]) == pytest.approx(float(row["gpu_hours"]) * 0.25 / units)

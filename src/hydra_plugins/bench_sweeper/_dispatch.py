@@ -165,7 +165,7 @@ class RayDispatcher(Dispatcher):
         # the same for every trial are put in the object store once instead of pickled per trial.
         options = _remote_options(launcher.ray_cfg.remote)
         self.check_resources, self.address = check_resources, launcher.ray_cfg.init.get("address")
-        self.placeable: set[tuple] = set()  # requests checked against the cluster already
+        self.placeable: set[str] = set()  # requests checked against the cluster already
         self._check_placeable(options)
         self.options = options
         self.run_job = ray.remote(**options)(run_job_timed) if options else ray.remote(run_job_timed)
@@ -198,7 +198,7 @@ class RayDispatcher(Dispatcher):
         self.pending[ref] = ticket
 
     def _check_placeable(self, options: dict[str, Any]) -> None:
-        key = tuple(sorted(options.items()))
+        key = repr(sorted(options.items()))  # values may be dicts (custom resources)
         if self.check_resources and key not in self.placeable:
             _check_ray_can_place(self.ray, options, self.address)
             self.placeable.add(key)
