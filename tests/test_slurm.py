@@ -50,6 +50,13 @@ def sacct_state(job_id: str) -> str:
     return out.split()[0] if out.split() else ""
 
 
+def sacct_cpu_seconds(job_id: str) -> float:
+    """CPU time SLURM accounted to the job, every run of it (-D: requeues) included."""
+    out = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-j", job_id, "--format=CPUTimeRAW"], capture_output=True,
+                         text=True).stdout
+    return float(sum(int(v) for v in out.split()))
+
+
 def submitted_jobs(sweep_dir: Path) -> list[str]:
     folder = sweep_dir / ".submitit"
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) if folder.exists() else []
@@ -73,7 +80,7 @@ def test_each_cell_asks_slurm_for_its_own_resources(slurm_cluster, tmp_path):
     sbatch for: model y's trials get 2 CPUs, model x's 1, in one sweep."""
     sweep = tmp_path / "sweep"
     result = run_stub_on_slurm(sweep, "model=x,y", "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=2",
-                               "hydra.launcher.cpus_per_task=${model.cpus}")
+                               "hydra.launcher.cpus_per_task=${model.cpus}", "sleep=2")
     assert result.returncode == 0, result.stderr[-3000:]
     allocated = {}
     for attempts in sweep.glob("*/attempts.jsonl"):
@@ -82,6 +89,11 @@ def test_each_cell_asks_slurm_for_its_own_resources(slurm_cluster, tmp_path):
                              capture_output=True, text=True).stdout.split()
         allocated[attempt["model"]] = int(out[0])
     assert allocated == {"x": 1, "y": 2}, allocated
+    # What each trial cost is what SLURM's accounting says it used: its CPU time, within 2 %.
+    for row in read_csv(sweep / "results.csv"):
+        job = first_attempt(Path(row["job_dir"]))["slurm_job"]
+        assert float(row["cpu_hours"]) * 3600 == pytest.approx(sacct_cpu_seconds(job), rel=0.02)
+        assert sacct_cpu_seconds(job) >= 2 * allocated[row["model"]]  # it slept 2 s on each of its CPUs
 
 
 def test_scancel_is_recorded_as_a_failed_trial_within_30_s(slurm_cluster, tmp_path):
@@ -123,6 +135,12 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
     assert attempts[1]["resumed_from"] >= 3  # continued, not restarted
     (study,) = studies(sweep).values()
     assert states(study) == ["COMPLETE"]
+    # Its cost counts both runs of the job: the 3+ steps before the requeue and the rest after it.
+    (row,) = read_csv(sweep / "results.csv")
+    assert float(row["cpu_hours"]) * 3600 == pytest.approx(sacct_cpu_seconds(attempts[0]["slurm_job"]), rel=0.02)
+    last_run = subprocess.run(["sacct", "-n", "-X", "-P", "-j", attempts[0]["slurm_job"], "--format=CPUTimeRAW"],
+                              capture_output=True, text=True).stdout.split()
+    assert float(row["cpu_hours"]) * 3600 > int(last_run[0])
 
 
 def test_a_dead_drivers_running_job_is_followed_by_the_next_driver_not_rerun(slurm_cluster, tmp_path):
