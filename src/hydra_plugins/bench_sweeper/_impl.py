@@ -98,7 +98,7 @@ class BenchSweeperImpl:
                               resumed=sweep_dir.resumed, trials_in_driver=dispatcher.runs_in_driver)
         console = Console(runs, slots)
         budget = _budget(s.budget, [r.load(storage) for r in every + repeated()], runs)
-        warm = WarmStart(s.warm_start, s.warm_start_top_k, s.sibling_key, storage) if s.warm_start else None
+        warm = WarmStart(s.warm_start, s.warm_start_top_k, s.sibling_key, storage, s.sampler) if s.warm_start else None
         settings = LoopSettings(slots, s.max_failure_rate, plan.common, plan.storage, s.trial_key,
                                 s.seed_key, open_repeats=plan.repeats_opener(storage) if plan.seeds else None,
                                 budget=budget, patience=s.budget.patience, min_delta=s.budget.min_delta,
