@@ -46,3 +46,65 @@ def test_fewer_gpus_than_requested_is_a_clear_error():
 def test_nonsense_requests_are_rejected(bad):
     with pytest.raises(ConfigError, match="gpus_per_trial"):
         assign_devices(bad, {})
+
+
+# Fractions of a GPU: Ray packs several trials onto one GPU (0.5: two) and gives each of them that
+# GPU's id; the trial trains on that one device, shared.
+@pytest.mark.parametrize("fraction", [0.5, 0.25])
+def test_a_fraction_of_a_gpu_trains_on_the_one_gpu_ray_packed_it_onto(fraction):
+    ray_packed = assign_devices(fraction, {"CUDA_VISIBLE_DEVICES": "3"}, launcher_gpu_ids=[3])
+    assert ray_packed == DeviceAssignment("gpu", 1, ["3"])
+    # Without a launcher's word, as for whole GPUs: the first visible one, or trust the launcher.
+    assert assign_devices(fraction, {"CUDA_VISIBLE_DEVICES": "0,1"}) == DeviceAssignment("gpu", 1, ["0"])
+    assert assign_devices(fraction, {}) == DeviceAssignment("gpu", 1, None)
+
+
+def test_a_fraction_of_a_gpu_still_needs_a_gpu():
+    with pytest.raises(ConfigError, match=r"asked for 0.5 GPU\(s\).*gave it 0: none"):
+        assign_devices(0.5, {}, launcher_gpu_ids=[])
+
+
+def test_more_than_one_gpu_must_be_whole_gpus():
+    with pytest.raises(ConfigError, match=r"gpus_per_trial=1.5: a trial can share one GPU .* or use whole GPUs"):
+        assign_devices(1.5, {"CUDA_VISIBLE_DEVICES": "0,1"})
+    # 2 however it is written (YAML and the command line may give a float).
+    for two in (2, 2.0, "2"):
+        assert assign_devices(two, {}, launcher_gpu_ids=[4, 5]) == DeviceAssignment("gpu", 2, ["4", "5"])
+
+
+def test_ray_is_asked_for_the_fraction(compose_cfg):
+    from hydra import compose, initialize_config_dir
+
+    from bench.paths import CONFIG_DIR
+    from bench.preflight import check_cell
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["launcher=ray", "launcher.gpus_per_trial=0.5"], return_hydra_config=True)
+    assert cfg.hydra.launcher.ray.remote.num_gpus == 0.5
+    check_cell(compose_cfg("launcher=ray", "launcher.gpus_per_trial=0.5"))  # the driver's check lets it through
+
+
+@pytest.mark.parametrize("fraction", ["launcher.gpus_per_trial=0.5", "+model.resources={gpus_per_trial: 0.25}"])
+def test_slurm_refuses_a_fraction_of_a_gpu_before_launching(compose_cfg, fraction):
+    from hydra import compose, initialize_config_dir
+
+    from bench.paths import CONFIG_DIR
+    from bench.preflight import check_cell
+
+    # The sweeper runs check_cell on every cell's config in the driver, before any job is submitted.
+    with pytest.raises(ConfigError, match=r"launcher=slurm with launcher.gpus_per_trial=0\.(5|25): SLURM allocates"):
+        check_cell(compose_cfg("launcher=slurm", fraction))
+    # The launcher itself is built before that check, so its whole-number gpus_per_node must still resolve.
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        launcher = compose("config", overrides=["launcher=slurm", fraction], return_hydra_config=True).hydra.launcher
+    assert launcher.gpus_per_node == 1
+
+
+def test_a_slurm_sweep_with_a_fraction_of_a_gpu_stops_with_a_sentence(run_cli, tmp_path):
+    # check_resources=false: that check asks a SLURM controller (sinfo), and this test has none.
+    result = run_cli("-m", "launcher=slurm", "launcher.gpus_per_trial=0.5", "hydra.sweeper.dry_run=true",
+                     "hydra.sweeper.check_resources=false", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode == 1
+    # One plain sentence (no traceback), from the cell check: nothing was submitted.
+    assert result.stderr.startswith("bench: error: launcher=slurm with launcher.gpus_per_trial=0.5: SLURM allocates")
+    assert "Traceback" not in result.stderr

@@ -3,6 +3,7 @@
 Importing bench must stay cheap (no torch): the CLI, config composition and dry runs use it.
 """
 
+import math
 import secrets
 
 from hydra.types import RunMode
@@ -22,10 +23,8 @@ _RESOLVERS = {
     # backbones whose position embedding is fixed at build time (DOFA, Clay) while TerraTorch pads
     # tiles to a multiple of twice the patch size.
     "round_up": lambda value, multiple: -(-int(value) // int(multiple)) * int(multiple),
-    # Launcher presets: Ray wants memory in bytes; SLURM must not see a gres request for 0 GPUs
-    # on clusters that have no gres at all.
+    # Launcher presets: Ray wants memory in bytes (and takes fractions of a GPU as they are).
     "gb_to_bytes": lambda gb: None if gb is None else int(float(gb) * 1024**3),
-    "none_if_zero": lambda value: None if value in (0, "0") else value,
     # hydra/job_logging=bench: a sweep's jobs log to their file only; a single run to the console too.
     "job_console_handler": lambda mode: "silent" if mode == RunMode.MULTIRUN else "console",
 }
@@ -39,7 +38,21 @@ def _trial_resource(key: str, default, *, _root_):
     return default if value is None else value
 
 
+def _slurm_gpus(value):
+    """`${slurm_gpus:${launcher.gpus_per_trial}}`: SLURM's GPU request. None for 0: SLURM must not see
+    a gres request for 0 GPUs on clusters that have no gres at all. SLURM counts whole GPUs, so a
+    fraction is rounded up to the one GPU it would share; bench refuses a fraction with SLURM for
+    every cell before submitting anything (bench.devices.check_gpus_per_trial), but the launcher is
+    built before that check, and its gpus_per_node only takes whole numbers."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value  # not a number: the launcher's own validation names it
+    return None if number == 0 else math.ceil(number)
+
+
 _RESOLVERS["trial_resource"] = _trial_resource
+_RESOLVERS["slurm_gpus"] = _slurm_gpus
 for _name, _resolver in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)

@@ -2,13 +2,17 @@
 
 Ray sets CUDA_VISIBLE_DEVICES for each task to the GPUs it reserved (ray.get_gpu_ids()); SLURM
 does the same for jobs with a GPU gres. bench checks the trial sees exactly what it asked for,
-pins CUDA_VISIBLE_DEVICES to that, and tells Lightning how many devices to use.
+pins CUDA_VISIBLE_DEVICES to that, and tells Lightning how many devices to use. A trial that asked
+for a fraction of a GPU (Ray packing several trials onto one) trains on that one device, shared.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from omegaconf import DictConfig
 
 from bench.errors import ConfigError
 
@@ -20,36 +24,72 @@ class DeviceAssignment:
     visible: list[str] | None  # CUDA_VISIBLE_DEVICES to set; None: leave the environment alone
 
 
-def assign_devices(requested: int | str | None, env: Mapping[str, str],
+def gpus_requested(requested: float | str | None) -> float | None:
+    """launcher.gpus_per_trial as a number: None for auto; 0 (CPU only); a fraction of one GPU
+    below 1 (Ray packs 1/x trials onto each GPU: 0.5 puts two on one); or a whole number of GPUs.
+    Anything else is refused: 1.5 GPUs cannot be given to one trial (Ray would reserve a second
+    GPU only in part, and Lightning trains on whole devices)."""
+    if requested in (None, "auto"):
+        return None
+    try:
+        wanted = math.nan if isinstance(requested, bool) else float(requested)  # true is no GPU count
+    except (TypeError, ValueError):
+        wanted = math.nan
+    if not math.isfinite(wanted) or wanted < 0:
+        raise ConfigError(f"launcher.gpus_per_trial={requested!r}: use auto, 0 (CPU only), a fraction of one GPU "
+                          "below 1 (0.5: two trials share a GPU) or a whole number of GPUs.")
+    if wanted > 1 and not wanted.is_integer():
+        raise ConfigError(f"launcher.gpus_per_trial={requested!r}: a trial can share one GPU (a fraction below 1, "
+                          "e.g. 0.5) or use whole GPUs (1, 2, ...), not a whole GPU and part of another.")
+    return wanted
+
+
+def is_fraction_of_a_gpu(wanted: float | None) -> bool:
+    return wanted is not None and 0 < wanted < 1
+
+
+def check_gpus_per_trial(cfg: DictConfig) -> None:
+    """The request is one the trial can use and its launcher can make: checked for every cell in
+    the driver before anything is launched (bench.preflight.check_cell), and again in each job.
+    SLURM's gres counts whole GPUs, so a fraction there would silently become a whole GPU (or
+    none); it is refused instead."""
+    launcher = cfg.get("launcher") or {}
+    wanted = gpus_requested(launcher.get("gpus_per_trial", "auto"))
+    if launcher.get("name") == "slurm" and is_fraction_of_a_gpu(wanted):
+        raise ConfigError(f"launcher=slurm with launcher.gpus_per_trial={wanted:g}: SLURM allocates whole GPUs, so "
+                          "trials cannot share one there. Use launcher.gpus_per_trial=1, or launcher=ray, which packs "
+                          f"{math.floor(1 / wanted)} such trials onto each GPU.")
+
+
+def assign_devices(requested: float | str | None, env: Mapping[str, str],
                    launcher_gpu_ids: Sequence[int | str] | None = None) -> DeviceAssignment:
-    """The devices a trial that asked for `requested` GPUs ("auto", 0, 1, ...) should use.
+    """The devices a trial that asked for `requested` GPUs ("auto", 0, 0.5, 1, 2, ...) should use.
+
+    A fraction of a GPU trains on one device, shared with other trials: Ray gives such a task the
+    id of the GPU it packed it onto, like a whole-GPU task.
 
     launcher_gpu_ids: what the launcher says it reserved (Ray's get_gpu_ids()), when it says.
     Otherwise CUDA_VISIBLE_DEVICES is read; unset means the launcher did not restrict anything.
     """
-    if requested in (None, "auto"):
+    wanted = gpus_requested(requested)
+    if wanted is None:
         return DeviceAssignment("auto", 1, None)
-    try:
-        wanted = int(requested)
-    except (TypeError, ValueError):
-        raise ConfigError(f"launcher.gpus_per_trial={requested!r}: use auto or a whole number of GPUs") from None
-    if wanted < 0:
-        raise ConfigError(f"launcher.gpus_per_trial={wanted} must be >= 0")
     if wanted == 0:
         return DeviceAssignment("cpu", 1, [])  # hide every GPU from a CPU trial
+    devices = 1 if is_fraction_of_a_gpu(wanted) else int(wanted)
     if launcher_gpu_ids is not None:
         ids = [str(i) for i in launcher_gpu_ids]
     elif env.get("CUDA_VISIBLE_DEVICES") is not None:
         ids = [i.strip() for i in env["CUDA_VISIBLE_DEVICES"].split(",") if i.strip()]
     else:
-        return DeviceAssignment("gpu", wanted, None)  # nothing to check against: trust the launcher
-    if len(ids) < wanted:
+        return DeviceAssignment("gpu", devices, None)  # nothing to check against: trust the launcher
+    if len(ids) < devices:
         raise ConfigError(
-            f"the trial asked for {wanted} GPU(s) (launcher.gpus_per_trial) but its launcher gave it "
+            f"the trial asked for {wanted:g} GPU(s) (launcher.gpus_per_trial) but its launcher gave it "
             f"{len(ids)}: {','.join(ids) or 'none'}. Check the cluster's GPU resources (Ray num_gpus, SLURM gres)."
         )
     # More visible than asked (a workstation without isolation): keep the trial to its share.
-    return DeviceAssignment("gpu", wanted, ids[:wanted])
+    return DeviceAssignment("gpu", devices, ids[:devices])
 
 
 def launcher_gpu_ids() -> list[int] | None:

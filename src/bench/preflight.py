@@ -13,6 +13,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from bench.devices import check_gpus_per_trial
 from bench.errors import DatasetNotFoundError, PretrainedWeightsError
 from bench.spec import TrialSpec, build_spec
 
@@ -143,6 +144,7 @@ def _checked(cfg: DictConfig) -> tuple[TrialSpec, list[Exception]]:
 
     spec = build_spec(cfg)
     wants_test(cfg, trial_phase(cfg))  # evaluate_test=true is refused in a sweep, before launching
+    check_gpus_per_trial(cfg)  # 1.5 GPUs, or a fraction of one on SLURM, before launching
     return spec, _input_problems(cfg)
 
 

@@ -8,7 +8,8 @@ Torch, Lightning and TerraTorch are imported inside train(), after preflight() h
 input, so composing configs, --help, --cfg and bad input never pay for the 10-16 s import.
 
 Every call builds its own datamodule, task, Trainer and callbacks, and reseeds, so a process can
-call it many times (sweeps on the basic launcher, tests) without state leaking between calls.
+call it many times (sweeps on the basic launcher, tests) without state leaking between calls; an
+attempt that runs out of GPU memory is rebuilt the same way at half the batch size (bench.oom).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import PretrainedWeightsError
+from bench.oom import BatchPlan, allowed_retries, fit_with_oom_retries
 from bench.preflight import preflight
 from bench.spec import TrialSpec
 
@@ -39,26 +43,69 @@ _QUIET = [
 
 def train(cfg: DictConfig) -> float | dict[str, Any]:
     """Fit the configured model on the configured task; return the best validation metric (and,
-    when testing, the test metrics of the best checkpoint)."""
+    when testing, the test metrics of the best checkpoint; after out-of-memory retries, the batch
+    size and accumulation that ran)."""
     from bench.evaluation import test_on_best_checkpoint, wants_test
-    from hydra_plugins.bench_sweeper.trial import PHASE_TUNE, trial_phase
+    from hydra_plugins.bench_sweeper.trial import PHASE_TUNE, trial_from_config, trial_phase
 
     spec = preflight(cfg)  # before the torch import, so bad input fails in about a second
+    max_oom_retries = allowed_retries(cfg.get("oom_retries", 3))
     phase = trial_phase(cfg)  # "tune" / "repeat" in a bench sweep, None in a single run
     testing = wants_test(cfg, phase)
     devices = _assign_devices(cfg)  # before anything initialises CUDA
 
+    import lightning.pytorch  # noqa: F401  (its import adds the console handler that the next line removes)
+
+    _route_framework_logs()
+    output_dir = Path(cfg.output_dir)
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if devices.accelerator != "auto":
+        trainer_args.update(accelerator=devices.accelerator, devices=devices.devices)
+    # The configured batch size and accumulation are the first attempt's; an OOM retry halves one
+    # and doubles the other (bench.oom).
+    first = BatchPlan(spec.datamodule["batch_size"], int(trainer_args.pop("accumulate_grad_batches", None) or 1))
+    trial = trial_from_config(cfg) if phase == PHASE_TUNE else None  # repeats are never pruned
+    fitted, plan = fit_with_oom_retries(
+        lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir), first, max_oom_retries,
+        discard_attempt=lambda: shutil.rmtree(output_dir / "checkpoints", ignore_errors=True), label=spec.task_name)
+    checkpoint = fitted.checkpoint
+
+    best = checkpoint.best_model_score
+    value = float(best) if best is not None else math.nan
+    log.info("%s: best %s = %.4f (%s)", spec.task_name, spec.metric, value, checkpoint.best_model_path)
+    _record_checkpoint(cfg, checkpoint.best_model_path)
+    _drop_resume_point(cfg, output_dir)
+    retried = plan.as_outputs() if plan.oom_retries else {}  # the sweeper keeps them as trial outputs
+    _tag_run(retried)
+    if not testing:
+        return {"value": value, **retried} if retried else value
+    # On the best checkpoint, never the last epoch's weights.
+    metrics = test_on_best_checkpoint(fitted.trainer, fitted.task, fitted.datamodule, checkpoint.best_model_path,
+                                      spec, phase)
+    log.info("%s: %s = %.4f on the test split", spec.task_name, spec.test_metric, metrics[spec.test_metric])
+    return {"value": value, "test_value": metrics[spec.test_metric], "checkpoint": checkpoint.best_model_path,
+            **metrics, **retried}
+
+
+@dataclass
+class _Fitted:
+    trainer: Any
+    task: Any
+    datamodule: Any
+    checkpoint: Any  # the ModelCheckpoint keeping the best epoch
+
+
+def _fit(cfg: DictConfig, spec: TrialSpec, plan: BatchPlan, trainer_args: dict[str, Any], trial: Any,
+         output_dir: Path) -> _Fitted:
+    """One attempt, everything built from scratch and reseeded: an OOM retry (bench.oom) starts
+    from the same initial weights as the first attempt, at its own batch size."""
     import lightning.pytorch as pl
     import optuna
 
     from bench.callbacks import MetricMonitor, OptunaPruning
-    from hydra_plugins.bench_sweeper.trial import trial_from_config
 
-    _route_framework_logs()
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-
-    output_dir = Path(cfg.output_dir)
-    datamodule = instantiate(spec.datamodule, _convert_="all")  # TerraTorch wants plain lists
+    datamodule = instantiate({**spec.datamodule, "batch_size": plan.batch_size}, _convert_="all")  # plain lists
     task = _build_task(spec, cfg.model.name)
     # After TerraTorch's import, which resets UserWarnings to "once" ahead of earlier filters.
     for pattern in _QUIET:
@@ -89,16 +136,14 @@ def train(cfg: DictConfig) -> float | dict[str, Any]:
         checkpoint,
         resume_point,
     ]
-    trial = trial_from_config(cfg) if phase == PHASE_TUNE else None  # repeats are never pruned
     if trial is not None:
         callbacks.append(OptunaPruning(trial, spec.metric))
+    callbacks += _configured_callbacks(cfg)
     loggers = [pl.loggers.CSVLogger(output_dir, name="metrics")]  # metrics/version_N/metrics.csv
     loggers += _mlflow_loggers()
-    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
-    if devices.accelerator != "auto":
-        trainer_args.update(accelerator=devices.accelerator, devices=devices.devices)
     trainer = pl.Trainer(
         **trainer_args,
+        accumulate_grad_batches=plan.accumulate_grad_batches,
         max_epochs=spec.max_epochs,
         callbacks=callbacks,
         logger=loggers,
@@ -111,19 +156,21 @@ def train(cfg: DictConfig) -> float | dict[str, Any]:
         _record_checkpoint(cfg, checkpoint.best_model_path)  # its best epoch so far stays findable
         _drop_resume_point(cfg, output_dir)  # a pruned trial is never run again
         raise
+    return _Fitted(trainer, task, datamodule, checkpoint)
 
-    best = checkpoint.best_model_score
-    value = float(best) if best is not None else math.nan
-    log.info("%s: best %s = %.4f (%s)", spec.task_name, spec.metric, value, checkpoint.best_model_path)
-    _record_checkpoint(cfg, checkpoint.best_model_path)
-    _drop_resume_point(cfg, output_dir)
-    if not testing:
-        return value
-    # On the best checkpoint, never the last epoch's weights.
-    metrics = test_on_best_checkpoint(trainer, task, datamodule, checkpoint.best_model_path, spec, phase)
-    log.info("%s: %s = %.4f on the test split", spec.task_name, spec.test_metric, metrics[spec.test_metric])
-    return {"value": value, "test_value": metrics[spec.test_metric], "checkpoint": checkpoint.best_model_path,
-            **metrics}
+
+def _configured_callbacks(cfg: DictConfig) -> list:
+    """cfg.callbacks: extra Lightning callbacks by name, each {_target_: ..., its arguments}, as in
+    lightning-hydra-template; a null entry is off (an override can switch a preset's one off)."""
+    return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
+
+
+def _tag_run(outputs: dict[str, Any]) -> None:
+    """An OOM-retried trial's batch size and accumulation, on its MLflow run too."""
+    import mlflow
+
+    if outputs and mlflow.active_run() is not None:
+        mlflow.set_tags({f"bench.{key}": value for key, value in outputs.items()})
 
 
 class _DropLitLoggerTip(logging.Filter):

@@ -92,7 +92,7 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
                 _check_search_edges(cell, cell_cfg, value_check)
     plan = SweepPlan(cells, split.common, sweep_dir, storage, [bare_key(k) for k in split.cell_axes],
                      settings.n_trials, seeds, problems)
-    if settings.check_resources:
+    if settings.check_resources and not problems:  # a cell's own problem says more than the cluster's
         _check_launcher_can_run_a_trial(launcher, [c.config for c in cells])
     return plan
 
