@@ -51,7 +51,20 @@ def _slurm_gpus(value):
     return None if number == 0 else math.ceil(number)
 
 
+def _local_trial_gpus(requested, devices):
+    """`${local_trial_gpus:${launcher.gpus_per_trial},${trainer.devices}}`: the GPUs an in-process
+    trial holds, for its GPU-hours: auto means Lightning's `devices` of what is visible (no torch
+    import: CUDA_VISIBLE_DEVICES or nvidia-smi)."""
+    if requested not in (None, "auto"):
+        return float(requested)
+    from hydra_plugins.bench_sweeper._cost import visible_gpu_count
+
+    visible = visible_gpu_count()
+    return float(min(visible, int(devices))) if str(devices).isdigit() else float(visible)
+
+
 _RESOLVERS["trial_resource"] = _trial_resource
+_RESOLVERS["local_trial_gpus"] = _local_trial_gpus
 _RESOLVERS["slurm_gpus"] = _slurm_gpus
 for _name, _resolver in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):

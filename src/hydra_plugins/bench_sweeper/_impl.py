@@ -35,8 +35,11 @@ class BenchSweeperImpl:
         # Checked in sweep(), not here: Hydra would wrap an error raised while instantiating.
         self.settings = BenchSweeperConf(**settings)
         # Nested settings as configs with every default, whether given as config, dict or not at all.
+        # Resolved first, while still part of the whole config: they may interpolate app keys.
         for key, node in (("budget", BudgetConf), ("accounting", AccountingConf)):
-            setattr(self.settings, key, OmegaConf.merge(OmegaConf.structured(node), getattr(self.settings, key) or {}))
+            given = getattr(self.settings, key) or {}
+            given = OmegaConf.to_container(given, resolve=True) if isinstance(given, DictConfig) else given
+            setattr(self.settings, key, OmegaConf.merge(OmegaConf.structured(node), given))
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
