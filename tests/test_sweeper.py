@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -190,11 +191,13 @@ def test_a_terminal_gets_a_live_progress_view_and_a_log_gets_plain_lines(tmp_pat
                                    "hydra.sweeper.n_trials=2", "sleep=0.3"])
     assert code == 0, shown[-3000:]
     assert "bench sweep" in shown and "┃" in shown  # the rich table, redrawn in place
-    for header in ("done", "running", "pruned", "failed", "best", "elapsed", "ETA"):
+    for header in ("done", "running", "pruned", "failed", "best", "GPU-h", "CPU-h", "elapsed", "ETA"):
         assert header in shown
+    assert "CPU-hours spent" in shown  # the sweep's total, in the table's title
     assert "[task=b] trial 1 completed" in shown  # event lines above it
     piped = run_stub(tmp_path / "piped", "task=a,b", "hydra.sweeper.n_trials=2")
-    assert "┃" not in piped.stdout + piped.stderr and "final\ncell    done  running" in piped.stdout
+    assert "┃" not in piped.stdout + piped.stderr
+    assert re.search(r"final\n[0-9.e-]+ GPU-hours, [0-9.e-]+ CPU-hours spent\ncell    done  running", piped.stdout)
 
 
 def test_dry_run_launches_nothing(tmp_path):

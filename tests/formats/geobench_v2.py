@@ -23,7 +23,6 @@ items and columns each dataset class reads in its __getitem__.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Sequence
 

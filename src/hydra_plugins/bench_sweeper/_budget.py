@@ -24,7 +24,7 @@ from ._cost import Cost, total
 from ._errors import SweepConfigError
 
 if TYPE_CHECKING:
-    from ._loop import CellRun, Ticket
+    from ._runs import CellRun, Ticket
 
 log = logging.getLogger(__name__)
 

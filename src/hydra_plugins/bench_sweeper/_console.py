@@ -17,7 +17,7 @@ from ._cost import total
 from ._results import best_trial, format_value
 
 if TYPE_CHECKING:
-    from ._loop import CellRun
+    from ._runs import CellRun
 
 log = logging.getLogger(__name__)
 HEADERS = ["cell", "done", "running", "pruned", "failed", "best", "GPU-h", "CPU-h", "elapsed", "ETA"]

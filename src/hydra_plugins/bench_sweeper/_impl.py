@@ -72,7 +72,8 @@ class BenchSweeperImpl:
         from ._console import Console
         from ._dispatch import make_dispatcher
         from ._fingerprint import fingerprint
-        from ._loop import CellRun, DispatchLoop, LoopSettings
+        from ._loop import DispatchLoop
+        from ._runs import CellRun, LoopSettings
         from ._repeats import existing_repeats, repeat_records
         from ._warm import WarmStart
         from ._results import write_best, write_repeats, write_results

@@ -18,11 +18,10 @@ import itertools
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ._budget import Budget, converged
-from ._cells import Cell, trial_overrides
+from ._budget import converged
+from ._cells import trial_overrides
 from ._compat import running_trial, trial_id
 from ._console import Console
 from ._cost import Cost, Grant, record as record_cost
@@ -32,77 +31,9 @@ from ._outcome import judge, last_line
 from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_FINISHED, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_LAUNCHER_JOB,
                        ATTR_OUTPUTS, ATTR_SEED, ATTR_STARTED, PHASE_REPEAT, PHASE_TUNE, counts, mark_interrupted)
 from ._observer import Observers
+from ._runs import CellRun, LoopSettings, Ticket
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CellRun:
-    """One study's trials in this loop: a cell's tuning, or its seed repeats."""
-
-    cell: Cell
-    study: Any
-    target: int = 0  # tuning: finished trials wanted (n_trials); repeats: the number of seeds
-    phase: str = PHASE_TUNE
-    distributions: dict[str, Any] | None = None  # None: the cell's search space
-    waiting: int = 0  # repeats: enqueued seeds not yet asked for
-    complete: int = 0
-    pruned: int = 0
-    failed: int = 0
-    in_flight: int = 0  # asked for: prepared or running
-    stopped: str | None = None  # why the cell stopped early: its failures (the sweep exits non-zero)
-    ended: str | None = None  # why it takes no more trials though it wants more: converged, cell budget
-    durations: list[float] = field(default_factory=list)  # of the trials that ended in this run
-    started: float | None = None  # monotonic time its first trial started in this run
-
-    @property
-    def done(self) -> int:
-        return self.complete + self.pruned
-
-    @property
-    def label(self) -> str:
-        return self.cell.label if self.phase == PHASE_TUNE else f"{self.cell.label} repeats"
-
-    @property
-    def tuning_done(self) -> bool:
-        return self.done >= self.target or self.ended is not None
-
-    @property
-    def wants_trials(self) -> bool:
-        if self.stopped or self.ended:
-            return False
-        if self.phase == PHASE_REPEAT:  # exactly its seeds: a failed repeat is not replaced
-            return self.waiting > 0
-        return self.done + self.in_flight < self.target
-
-
-@dataclass
-class Ticket:
-    run: CellRun
-    trial: Any  # optuna.trial.Trial
-    job_num: int
-    started: float
-    values: dict[str, Any] = field(default_factory=dict)  # what the job is given: params (and a repeat's seed)
-    grant: Grant | None = None  # what its launcher gave it (_cost.py); None: unknown (taken over)
-
-
-@dataclass
-class LoopSettings:
-    slots: int
-    max_failure_rate: float
-    common_overrides: list[str]
-    storage_location: str
-    trial_key: str
-    seed_key: str | None = None
-    # cell's finished tuning run -> its repeats run, or why it has none (None: no repeats wanted)
-    open_repeats: Callable[[CellRun], CellRun | str] | None = None
-    budget: Budget | None = None
-    patience: int | None = None  # convergence stop (_budget.converged)
-    min_delta: float = 0.0
-    # Warm starts (_warm.py): a cell's new study -> configurations enqueued in it (a count) ...
-    warm_start: Callable[[CellRun], int] | None = None
-    # ... and whether a cell not started yet should wait for its siblings (they seed it).
-    defer: Callable[[CellRun, list[CellRun]], bool] | None = None
 
 
 class DispatchLoop:

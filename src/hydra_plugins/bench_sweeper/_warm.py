@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import SweepConfigError
 
 if TYPE_CHECKING:
-    from ._loop import CellRun
+    from ._runs import CellRun
 
 ATTR_WARM_START_FROM = "warm_start_from"
 SIBLINGS = "siblings"
