@@ -115,6 +115,16 @@ def assert_repeated_tested_and_reported(client, levels: dict, sweep: Path, tunin
     assert list(read_csv(out / "groups.csv")[0]) == ["model", "group", "value", "ci_low", "ci_high", "se", "reason"]
     assert list(read_csv(out / "pairs.csv")[0]) == ["group", "model_a", "model_b", "probability", "ci_low", "ci_high"]
     assert len(read_csv(out / "tuning.csv")) == 4
+    # What each model x task cost: the sweep's own per-trial figures, tuning and repeats apart.
+    costs = {(r["model"], r["dataset"]): r for r in read_csv(out / "costs.csv")}
+    assert len(costs) == 4
+    for (model, task), row in costs.items():
+        spent = {phase: sum(float(r["cpu_hours"]) for r in rows if (r["model"], r["task"]) == (model, task))
+                 for phase, rows in (("tuning", tuning), ("repeats", repeats))}
+        assert float(row["tuning_cpu_hours"]) == pytest.approx(spent["tuning"]) and spent["tuning"] > 0
+        assert float(row["repeats_cpu_hours"]) == pytest.approx(spent["repeats"]) and spent["repeats"] > 0
+        assert float(row["cpu_hours"]) == pytest.approx(spent["tuning"] + spent["repeats"])
+    assert "costs.csv" in report.stdout
     for name in ("report.html", "groups.png", "datasets.png", "profile.png", "tuning.png"):
         assert (out / name).is_file(), name
     benchmark = json.loads((sweep / "mlflow.json").read_text())["benchmark_run"]
@@ -127,3 +137,4 @@ def assert_repeated_tested_and_reported(client, levels: dict, sweep: Path, tunin
                                  capture_output=True, text=True, timeout=300)
     assert from_mlflow.returncode == 0, from_mlflow.stderr[-2000:]
     assert read_csv(sweep.parent / "from_mlflow" / "scores.csv") == scores
+    assert read_csv(sweep.parent / "from_mlflow" / "costs.csv") == read_csv(out / "costs.csv")

@@ -150,9 +150,17 @@ def test_report_page_renders_in_a_real_browser(tmp_path):
                                                      ("biomass", "RMSE", 30.0, "minimize"))
             for seed in range(5)]
     source = _write(tmp_path / "scores.csv", pd.DataFrame(rows).to_csv(index=False))
+    sweep = _cost_sweep(tmp_path / "sweep")  # a fourth dataset, from a sweep dir that recorded its costs
     out = tmp_path / "report"
-    result = report(source, "--out", str(out), "--bootstrap", "200")
+    result = report(source, str(sweep), "--out", str(out), "--bootstrap", "200")
     assert result.returncode == 0, result.stderr
+    costs = {(r["model"], r["dataset"]): r for r in read_csv(out / "costs.csv")}
+    assert set(costs) == {("small", "cropland"), ("large", "cropland")}  # the leaderboard CSV has none
+    large = costs[("large", "cropland")]
+    assert large["tuning_trials"] == "3"  # the queued (WAITING) trial never ran
+    assert float(large["tuning_gpu_hours"]) == pytest.approx(0.5 + 0.25 + 1.0)  # the failed trial was spent too
+    assert float(large["repeats_gpu_hours"]) == pytest.approx(2 * 0.75) and float(large["gpu_hours"]) == pytest.approx(3.25)
+    assert costs[("small", "cropland")]["tuning_gpu_hours"] == ""  # written before accounting: unknown, not 0
     for name in ("scores.csv", "datasets.csv", "groups.csv", "pairs.csv", "report.html", "groups.png",
                  "datasets.png", "profile.png"):
         assert (out / name).is_file(), name
@@ -162,6 +170,26 @@ def test_report_page_renders_in_a_real_browser(tmp_path):
 
     page = render(out / "report.html", screenshot=tmp_path / "report.png")
     assert page.console_errors == [] and page.failed_requests == []
-    assert len(page.images) == 3 and all(width > 100 and height > 100 for _, width, height in page.images)
-    assert page.tables == 3 and page.table_rows > 3 + 2 * 3
+    assert len(page.images) == 4 and all(width > 100 and height > 100 for _, width, height in page.images)
+    assert page.tables == 5 and page.table_rows > 3 + 2 * 4
     assert "Probability of improvement" in page.text and "large" in page.text
+    assert "Compute cost (GPU-hours per model x task" in page.text and "3.2500" in page.text
+
+
+def _cost_sweep(sweep: Path) -> Path:
+    """A sweep dir as bench writes it, for models small and large on one task: large's trials
+    recorded their GPU-hours, small's were written before bench accounted them (no such column)."""
+    sweep.mkdir()
+    common = {"task": "cropland", "metric": "val/mIoU", "direction": "maximize"}
+    tuning = [{**common, "cell": "task=cropland,model=large", "model": "large", "trial": n, "state": state,
+               "value": value, "gpu_hours": hours, "cpu_hours": 4 * hours if hours != "" else ""}
+              for n, state, value, hours in ((0, "COMPLETE", 0.6, 0.5), (1, "COMPLETE", 0.7, 0.25), (2, "FAIL", "", 1.0),
+                                             (3, "WAITING", "", ""))]
+    tuning += [{**common, "cell": "task=cropland,model=small", "model": "small", "trial": 0, "state": "COMPLETE",
+                "value": 0.5}]
+    repeats = [{**common, "cell": f"task=cropland,model={model}", "model": model, "seed": seed, "state": "COMPLETE",
+                "test_value": score + seed / 100, "n_trials": 3, **({"gpu_hours": 0.75} if model == "large" else {})}
+               for model, score in (("large", 0.72), ("small", 0.55)) for seed in (1, 2)]
+    pd.DataFrame(tuning).to_csv(sweep / "results.csv", index=False)
+    pd.DataFrame(repeats).to_csv(sweep / "repeats.csv", index=False)
+    return sweep

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report import compat, inputs, page, stats
+from bench.report.costs import cost_matrix, cost_table
 from bench.report.errors import ReportError
 
 COMPAT_MODES = ("geobench2-leaderboard",)
@@ -120,6 +121,13 @@ def build(args: argparse.Namespace) -> Path:
     group_rows.to_csv(out / "groups.csv", index=False)
     pairs.to_csv(out / "pairs.csv", index=False)
     flags.to_csv(out / "tuning.csv", index=False)
+    costs = cost_table(loaded.tuning, loaded.repeats)
+    args.wrote_costs = costs is not None  # for main's closing line
+    if costs is None:
+        print("bench.report: no input recorded GPU- or CPU-hours (leaderboard CSVs, or sweeps from before bench "
+              "accounted them): no cost table", file=sys.stderr)
+    else:
+        costs.to_csv(out / "costs.csv", index=False)
     images = {"groups": page.plot_groups(group_rows, out / "groups.png"),
               "datasets": page.plot_datasets(datasets, out / "datasets.png"),
               "profile": page.plot_profile(stats.performance_profile(data, TAUS), out / "profile.png")}
@@ -134,6 +142,8 @@ def build(args: argparse.Namespace) -> Path:
     tables = [("Groups", group_rows), ("Datasets", datasets), ("Probability of improvement", pairs)]
     if not flags.empty:
         tables.append(("Tuning", flags.drop(columns=["sweep"])))
+    if costs is not None:
+        tables.append(cost_matrix(costs))
     page.write_html(out / "report.html", "bench report", notes, tables, images)
     if not args.no_mlflow:
         _log_to_mlflow(loaded.sweep_dirs, out)
@@ -161,4 +171,5 @@ def main(argv: list[str] | None = None) -> None:
         out = build(args)
     except ReportError as exc:
         sys.exit(f"bench.report: error: {exc}")
-    print(f"report written to {out}: scores.csv datasets.csv groups.csv pairs.csv tuning.csv report.html + PNG figures")
+    print(f"report written to {out}: scores.csv datasets.csv groups.csv pairs.csv tuning.csv"
+          f"{' costs.csv' if args.wrote_costs else ''} report.html + PNG figures")

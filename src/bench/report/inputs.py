@@ -33,23 +33,26 @@ LEADERBOARD_METRICS = {"Accuracy_Micro": "Overall_Accuracy", "mIoU": "Multiclass
 class Inputs:
     scores: pd.DataFrame  # LAYOUT columns
     tuning: pd.DataFrame = field(default_factory=pd.DataFrame)  # results.csv rows of the sweeps
+    repeats: pd.DataFrame = field(default_factory=pd.DataFrame)  # repeats.csv rows of the sweeps (costs)
     sweep_dirs: list[Path] = field(default_factory=list)
 
 
 def load(sources: list[str], tracking_uri: str | None = None) -> Inputs:
     if not sources:
         raise ReportError("no input: give sweep dirs, mlflow:<experiment>, or leaderboard CSV files")
-    scores, tuning, sweeps = [], [], []
+    scores, tuning, repeats, sweeps = [], [], [], []
     for source in sources:
         if source.startswith("mlflow:"):
             for directory in _from_mlflow(source.removeprefix("mlflow:"), tracking_uri):
                 scores.append(_from_sweep(directory))
-                tuning.append(_tuning(directory))
+                tuning.append(_table(directory, "results.csv"))
+                repeats.append(_table(directory, "repeats.csv"))
             continue
         path = Path(source)
         if path.is_dir():
             scores.append(_from_sweep(path))
-            tuning.append(_tuning(path))
+            tuning.append(_table(path, "results.csv"))
+            repeats.append(_table(path, "repeats.csv"))
             sweeps.append(path)
         elif path.is_file():
             scores.append(_from_csv(path))
@@ -61,7 +64,8 @@ def load(sources: list[str], tracking_uri: str | None = None) -> Inputs:
         print(f"bench.report: {int(repeated.sum())} model x dataset x seed score(s) given more than once: "
               "the last input's are kept", file=sys.stderr)
     merged = merged[~repeated].reset_index(drop=True)
-    return Inputs(merged, pd.concat(tuning, ignore_index=True) if tuning else pd.DataFrame(), sweeps)
+    joined = lambda frames: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()  # noqa: E731
+    return Inputs(merged, joined(tuning), joined(repeats), sweeps)
 
 
 def _from_csv(path: Path) -> pd.DataFrame:
@@ -111,8 +115,9 @@ def _from_sweep(directory: Path) -> pd.DataFrame:
     })
 
 
-def _tuning(directory: Path) -> pd.DataFrame:
-    path = directory / "results.csv"
+def _table(directory: Path, name: str) -> pd.DataFrame:
+    """A sweep's results.csv or repeats.csv as it is, with the sweep's name; empty when absent."""
+    path = directory / name
     if not path.is_file():
         return pd.DataFrame()
     rows = pd.read_csv(path)

@@ -1,0 +1,58 @@
+"""The compute-cost table: what each model x task spent, tuning and repeats apart.
+
+From the sweeps' results.csv (tuning trials) and repeats.csv (seed repeats), whose gpu_hours and
+cpu_hours columns the sweeper fills with each trial's grant x its run time (SLURM: sacct). Every
+trial that ran counts, failed and superseded ones included: they were spent. Leaderboard CSVs carry
+no cost, and sweeps written before the accounting leave the cells empty, never zero.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+COLUMNS = ["model", "dataset", "tuning_trials", "tuning_gpu_hours", "repeats_gpu_hours", "gpu_hours",
+           "tuning_cpu_hours", "repeats_cpu_hours", "cpu_hours"]
+UNITS = ("gpu_hours", "cpu_hours")
+
+
+def _named(rows: pd.DataFrame) -> pd.DataFrame:
+    """Model and dataset as datasets.csv names them (the task and model columns, else the cell)."""
+    rows = rows[rows["state"] != "WAITING"] if "state" in rows.columns else rows  # queued, never ran
+    cell = rows["cell"].astype(str) if "cell" in rows.columns else pd.Series("", index=rows.index)
+    return rows.assign(model=rows["model"].astype(str) if "model" in rows.columns else cell,
+                       dataset=rows["task"].astype(str) if "task" in rows.columns else cell)
+
+
+def _sums(rows: pd.DataFrame, phase: str) -> pd.DataFrame:
+    if rows.empty:
+        return pd.DataFrame(columns=["model", "dataset"])
+    rows = _named(rows)
+    out = rows.groupby(["model", "dataset"], sort=True).size().rename(f"{phase}_trials").to_frame()
+    for unit in UNITS:
+        values = pd.to_numeric(rows[unit], errors="coerce") if unit in rows.columns else pd.Series(float("nan"), index=rows.index)
+        # min_count=1: a cell whose trials all lack the figure stays empty instead of reading 0
+        out[f"{phase}_{unit}"] = values.groupby([rows["model"], rows["dataset"]]).sum(min_count=1)
+    return out.reset_index()
+
+
+def cost_table(tuning: pd.DataFrame, repeats: pd.DataFrame) -> pd.DataFrame | None:
+    """One row per model x dataset, or None when no input recorded any cost."""
+    known = [frame for frame in (tuning, repeats) if not frame.empty and set(UNITS) & set(frame.columns)]
+    if not known:
+        return None
+    table = pd.merge(_sums(tuning, "tuning"), _sums(repeats, "repeats"), on=["model", "dataset"], how="outer")
+    for unit in UNITS:
+        parts = table.reindex(columns=[f"tuning_{unit}", f"repeats_{unit}"])
+        table[unit] = parts.sum(axis=1, min_count=1)
+    table["tuning_trials"] = table.get("tuning_trials", pd.Series(0, index=table.index)).fillna(0).astype(int)
+    return table.reindex(columns=COLUMNS).sort_values(["model", "dataset"]).reset_index(drop=True)
+
+
+def cost_matrix(costs: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """For the page: models x datasets of GPU-hours (CPU-hours when no trial held a GPU), with a
+    total per model."""
+    unit = "gpu_hours" if costs["gpu_hours"].fillna(0).gt(0).any() else "cpu_hours"
+    matrix = costs.pivot_table(index="model", columns="dataset", values=unit, aggfunc="sum", dropna=False)
+    matrix["total"] = matrix.sum(axis=1, min_count=1)
+    caption = f"Compute cost ({'GPU' if unit == 'gpu_hours' else 'CPU'}-hours per model x task, tuning and repeats)"
+    return caption, matrix.reset_index().rename_axis(columns=None)
