@@ -150,12 +150,13 @@ class DispatchLoop:
     def _take_ready(self) -> tuple[Ticket, Any] | None:
         while self.ready:
             ticket, prepared = self.ready.popleft()
-            if not ticket.run.stopped:
+            if not (ticket.run.stopped or ticket.run.ended):
                 return ticket, prepared
-            # Its cell stopped while it waited: it never ran, so it is not a failure of the cell.
+            # Its cell stopped (or converged, or reached its cap) while it waited: it never ran, so it
+            # is not a failure of the cell.
             ticket.run.in_flight -= 1
             # A repeat's seed is queued again, though: it must still run on a resume.
-            self._record_interrupted(ticket.run, ticket.trial, "", "never launched: cell stopped",
+            self._record_interrupted(ticket.run, ticket.trial, "", "never launched: the cell takes no more trials",
                                      requeue=ticket.run.phase == PHASE_REPEAT)
         return None
 
