@@ -158,6 +158,7 @@ class DispatchLoop:
             # A repeat's seed is queued again, though: it must still run on a resume.
             self._record_interrupted(ticket.run, ticket.trial, "", "never launched: the cell takes no more trials",
                                      requeue=ticket.run.phase == PHASE_REPEAT)
+            self.start_repeats(ticket.run)  # it may have been all that kept a converged cell from them
         return None
 
     def _submit(self, ticket: Ticket, prepared: Any) -> None:
