@@ -126,3 +126,10 @@ def test_impossible_budget_and_warm_start_settings_are_refused_before_anything_i
     result = run_stub(tmp_path / "sweep", "task=a,b", override)
     assert result.returncode != 0 and words in result.stderr, result.stderr[-2000:]
     assert not (tmp_path / "sweep").exists()
+
+
+def test_the_dry_run_states_the_budget_and_warm_start(tmp_path):
+    result = run_stub(tmp_path / "sweep", "task=a,b", "hydra.sweeper.dry_run=true", "hydra.sweeper.budget.gpu_hours=3",
+                      "hydra.sweeper.budget.patience=4", "hydra.sweeper.warm_start=siblings")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "budget: gpu_hours=3.0, patience=4, min_delta=0.0; warm start from siblings (top 3)" in result.stdout

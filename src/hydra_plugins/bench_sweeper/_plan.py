@@ -191,6 +191,12 @@ def describe_plan(plan: SweepPlan, settings: Any, launcher: Any) -> str:
     lines = [f"{len(plan.cells)} cell(s): {trials} tuning trials{repeats}, "
              f"n_jobs={settings.n_jobs}, launcher={type(launcher).__name__}, pruner={pruner}",
              f"sweep dir {plan.sweep_dir}, storage {mask_text(plan.storage)}"]
+    budget = settings.budget or {}
+    limits = [f"{key}={budget.get(key)}" for key in ("gpu_hours", "cpu_hours", "per_cell", "patience", "min_delta")
+              if budget.get(key) is not None and (key != "min_delta" or budget.get("patience"))]
+    if limits or settings.warm_start:
+        lines.append("budget: " + (", ".join(limits) or "none")
+                     + (f"; warm start from {settings.warm_start} (top {settings.warm_start_top_k})" if settings.warm_start else ""))
     for cell in plan.cells:
         lines.append(f"\ncell {cell.label}: {cell.direction} {cell.metric or 'the job return value'}")
         for key, text in cell.params.items():
