@@ -44,6 +44,12 @@ TRACKING_FILE = "mlflow.json"
 COST_METRICS = COST_ATTRS  # the sweeper's trial attributes, logged as metrics of the same names
 
 
+def pd_frame(rows: list[dict]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
 def _costs_of(run: Any) -> dict[str, float]:
     return {key: float(run.data.metrics.get(key, 0.0)) for key in COST_METRICS}
 
@@ -202,8 +208,11 @@ class MLflowTracking(Callback, SweepObserver):
             return
         state = "INTERRUPTED" if interrupted else trial.state.name
         self.client.set_tag(run_id, runs.STATE, state)
-        if trial.value is not None:
-            self.client.log_metric(run_id, "objective", trial.value)
+        values = trial.values or []
+        if len(values) == 1:
+            self.client.log_metric(run_id, "objective", values[0])
+        for i, value in enumerate(values if len(values) > 1 else []):  # a multi-objective trial
+            self.client.log_metric(run_id, f"objective_{i}", value)
         self._log_cost(run_id, cell.label, trial.user_attrs)
         if interrupted and self.job_run == run_id:
             # The trial ran in this process and was cut short: its fluent run would otherwise be
@@ -218,7 +227,7 @@ class MLflowTracking(Callback, SweepObserver):
                 self.client.log_text(run_id, mask_text(error), "error.txt")
             status = "KILLED" if interrupted else {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED")
             self.client.set_terminated(run_id, status)
-        if state == "COMPLETE" and phase == "tune":
+        if state == "COMPLETE" and phase == "tune" and len(values) == 1:
             better = max if cell.direction == "maximize" else min
             best = self.best.get(cell.label)
             if best is None or better(best, trial.value) == trial.value:
@@ -228,6 +237,17 @@ class MLflowTracking(Callback, SweepObserver):
                 self.client.set_tag(cell_run, "best_trial", trial.number)
                 for key, value in mask_data(trial.params).items():
                     self.client.set_tag(cell_run, f"best.{key}", value)
+
+    def on_front_update(self, cell: Any, front: list) -> None:
+        """A multi-objective cell's Pareto front, as a table artifact of its cell run (replaced as it
+        changes): one row per non-dominated trial, its values by metric name, and its params."""
+        if self.client is None:
+            return
+        names = cell.metric if isinstance(cell.metric, list) else [f"objective_{i}" for i in range(len(cell.direction))]
+        rows = [{"trial": t.number, **dict(zip(names, t.values)), **mask_data(dict(t.params)),
+                 "mlflow_run_id": t.user_attrs.get(TRACKER_RUN_ID_ATTR, "")} for t in front]
+        self.client.log_table(self.cell_runs[cell.label], data=pd_frame(rows), artifact_file="pareto_front.json")
+        self.client.log_metric(self.cell_runs[cell.label], "front_size", len(rows))
 
     def _log_cost(self, run_id: str, label: str, attrs: dict[str, Any]) -> None:
         """The trial's GPU-hours and CPU-hours (the sweeper's accounting), and the running totals of
@@ -308,8 +328,13 @@ class MLflowTracking(Callback, SweepObserver):
         status = "FAILED"
         try:
             if completed:
-                # A repeat returns {"value": objective, "test_value": ..., ...}; a trial its objective.
-                mlflow.log_metric("objective", float(outcome["value"] if isinstance(outcome, Mapping) else outcome))
+                # A repeat returns {"value": objective, "test_value": ..., ...}; a trial its objective,
+                # or one value per objective (a multi-objective cell).
+                value = outcome["value"] if isinstance(outcome, Mapping) else outcome
+                if isinstance(value, (list, tuple)):
+                    mlflow.log_metrics({f"objective_{i}": float(v) for i, v in enumerate(value)})
+                else:
+                    mlflow.log_metric("objective", float(value))
                 mlflow.set_tag(runs.STATE, "COMPLETE")
                 status = "FINISHED"
             elif isinstance(outcome, optuna.TrialPruned):

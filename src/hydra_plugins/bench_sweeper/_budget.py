@@ -140,7 +140,7 @@ def converged(study: Any, patience: int | None, min_delta: float) -> str | None:
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    if not patience:
+    if not patience or len(study.directions) > 1:  # a front has no single best to stop improving
         return None
     finished = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)),
                       key=lambda t: (t.datetime_complete.timestamp() if t.datetime_complete else 0.0, t.number))

@@ -15,15 +15,14 @@ from typing import Any
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ._errors import SearchSpaceError, SweepConfigError
+from ._objectives import DIRECTIONS, as_text, directions, normalized  # noqa: F401  (DIRECTIONS re-exported)
 from ._space import parse_search_space
 
 # `a,b` and glob(...) enumerate cells; choice()/range()/interval()/tag() are searched by Optuna.
 _CELL_SWEEPS = (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.GLOB_CHOICE_SWEEP)
-# Optuna's direction names; bench's own code imports them from here.
-DIRECTIONS = ("minimize", "maximize")
 _ABSENT = object()
 
 
@@ -41,8 +40,8 @@ class Cell:
     overrides: list[str]  # e.g. ["task=synthetic_seg", "model=prithvi_tiny"]
     label: str  # e.g. "task=synthetic_seg,model=prithvi_tiny" ("default" with no axes)
     coordinates: dict[str, str]  # e.g. {"task": "synthetic_seg", "model": "prithvi_tiny"}
-    direction: str = "minimize"
-    metric: str | None = None
+    direction: str | list[str] = "minimize"  # a list: one per objective (a multi-objective cell)
+    metric: str | list[str] | None = None
     columns: dict[str, Any] = field(default_factory=dict)  # hydra.sweeper.columns, read from its config
     params: dict[str, str] = field(default_factory=dict)  # the grammar strings, for display
     distributions: dict[str, Any] = field(default_factory=dict)
@@ -130,12 +129,15 @@ def describe_cell(
     override grammar: a typo would otherwise be added silently and ignored by every trial.
     """
     cell.config = cell_cfg
-    cell.metric = _select(cell_cfg, metric_key)
-    direction = _select(cell_cfg, direction_key) or default_direction
-    if direction not in DIRECTIONS:
-        where = direction_key if _select(cell_cfg, direction_key) else "hydra.sweeper.direction"
-        raise SweepConfigError(f"cell {cell.label}: {where}={direction!r} is not one of {list(DIRECTIONS)}")
-    cell.direction = direction
+    metric = _select(cell_cfg, metric_key)
+    cell.metric = list(metric) if isinstance(metric, ListConfig) else metric
+    given = _select(cell_cfg, direction_key)
+    where = direction_key if given is not None else "hydra.sweeper.direction"
+    cell.direction = normalized(given if given is not None else default_direction, f"cell {cell.label}: {where}")
+    if isinstance(cell.metric, list) and len(cell.metric) != len(directions(cell.direction)):
+        raise SweepConfigError(f"cell {cell.label}: {metric_key} lists {len(cell.metric)} metrics ({as_text(cell.metric)}) "
+                               f"but {where} {len(directions(cell.direction))} direction(s) ({as_text(cell.direction)}): "
+                               "give one direction per metric, in the same order")
     cell.columns = {name: _select(cell_cfg, key) for name, key in (columns or {}).items()}
 
     params: dict[str, Any] = {}
@@ -188,7 +190,8 @@ def trial_overrides(cell: Cell, common: list[str], values: dict[str, Any], extra
     """
     lines = list(common) + list(cell.overrides)
     lines += [f"++{key}={value}" for key, value in cell.fixed.items()]
-    lines += [f"++{key}={override_value(value)}" for key, value in values.items()]
+    # bare keys: a custom_search_space may suggest `+key` names for keys the config lacks
+    lines += [f"++{bare_key(key)}={override_value(value)}" for key, value in values.items()]
     lines += [f"++{key}={override_value(value)}" for key, value in extra.items()]
     return lines
 

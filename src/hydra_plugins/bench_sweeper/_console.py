@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ._cost import total
+from ._objectives import front, study_is_multi
 from ._results import best_trial, format_value
 
 if TYPE_CHECKING:
@@ -59,7 +60,8 @@ class Console:
 
     def finished(self, run: CellRun, frozen: Any, error: str | None) -> None:
         state = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}.get(frozen.state.name, frozen.state.name)
-        detail = f" {format_value(frozen.value)}" if frozen.value is not None else ""
+        values = frozen.values or []  # one per objective
+        detail = (" " + ", ".join(format_value(v) for v in values)) if values else ""
         if error:
             detail += f": {_last_line(error)}"
         self._say(f"[{run.label}] trial {frozen.number} {state}{detail} ({run.done}/{run.target} done)",
@@ -132,6 +134,8 @@ def _best_text(run: CellRun, best: Any) -> str:
 
         mean = summary(run.study).get("test_mean")
         return f"test {format_value(mean)}" if mean is not None else "-"
+    if study_is_multi(run.study):
+        return f"front of {len(front(run.study))}"
     return format_value(best.value) if best else "-"
 
 

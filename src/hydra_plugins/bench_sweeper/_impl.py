@@ -106,7 +106,8 @@ class BenchSweeperImpl:
         settings = LoopSettings(slots, s.max_failure_rate, plan.common, plan.storage, s.trial_key,
                                 s.seed_key, open_repeats=plan.repeats_opener(storage) if plan.seeds else None,
                                 budget=budget, patience=s.budget.patience, min_delta=s.budget.min_delta,
-                                warm_start=warm.seed if warm else None, defer=warm.defer if warm else None)
+                                warm_start=warm.seed if warm else None, defer=warm.defer if warm else None,
+                                configure=plan.configure)
         if warm:
             warm.runs = runs  # the loop's own list, which repeats join
 
@@ -149,7 +150,9 @@ class BenchSweeperImpl:
             if error is not None and not isinstance(error, Exception):
                 log.error("sweep interrupted (%s); rerun the same command with hydra.sweep.dir=%s to resume it",
                           type(error).__name__, plan.sweep_dir)
-        _print_best(best, {key for cell in cells for key in cell.distributions}, plan.sweep_dir)
+        # the searched params, and those a custom_search_space suggested
+        searched = {key for run in runs for trial in run.study.get_trials(deepcopy=False) for key in trial.params}
+        _print_best(best, searched | {key for cell in cells for key in cell.distributions}, plan.sweep_dir)
         _print_left_short(budget, loop.runs, plan.sweep_dir)
         if error is not None:
             raise error
@@ -182,11 +185,19 @@ def _print_best(rows: list[dict[str, Any]], searched: set[str], sweep_dir: Path)
     repeats = ["test mean", "test std", "seeds"] if any("n_repeats" in r for r in rows) else []
     table = format_table(
         ["cell", "metric", "direction", "best", "worst", "trial", *repeats, "params"],
-        [[r["cell"], r["metric"], r["direction"], r["best_value"], r["worst_value"], r["best_trial"],
+        [[r["cell"], r["metric"], r["direction"], _best_text(r), r.get("worst_value", ""), r["best_trial"],
           *([r.get("test_mean", "-"), r.get("test_std", "-"), r.get("n_repeats", 0)] if repeats else []),
           " ".join(f"{k}={format_value(v)}" for k, v in r.items() if k in searched)] for r in rows],
     )
     print(f"\nBest per cell (also in {sweep_dir / 'best.csv'}):\n{table}\n")
+
+
+def _best_text(row: dict[str, Any]) -> Any:
+    """The best value, or a front trial's values (value_0, value_1, ...)."""
+    objectives = len(str(row["direction"]).split(","))
+    if objectives == 1:
+        return row["best_value"]
+    return "(" + ", ".join(format_value(row.get(f"value_{i}", "")) for i in range(objectives)) + ")"
 
 
 def _quiet_libraries() -> None:

@@ -30,6 +30,7 @@ from ._errors import LaunchError
 from ._outcome import judge, last_line
 from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_FINISHED, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_LAUNCHER_JOB,
                        ATTR_OUTPUTS, ATTR_SEED, ATTR_STARTED, PHASE_REPEAT, PHASE_TUNE, counts, mark_interrupted)
+from ._objectives import directions, front, is_multi
 from ._observer import Observers
 from ._runs import CellRun, LoopSettings, Ticket
 
@@ -132,6 +133,10 @@ class DispatchLoop:
             if seeded := self.settings.warm_start(run):
                 self.console.say(f"[{run.label}] warm start: {seeded} configuration(s) of other cells tried first")
         trial = run.study.ask(run.cell.distributions if run.distributions is None else run.distributions)
+        if self.settings.configure is not None and run.phase == PHASE_TUNE:
+            # hydra.sweeper.custom_search_space: more params, suggested on the trial itself (a
+            # repeat's params are all fixed already, those included)
+            self.settings.configure(run.cell.config, trial)
         job_num = self.next_job_num
         self.next_job_num += 1
         trial.set_user_attr(ATTR_JOB_NUM, job_num)
@@ -201,7 +206,7 @@ class DispatchLoop:
         if ret is not None and ret.hydra_cfg is not None:
             trial.set_user_attr(ATTR_JOB_DIR, str(ret.hydra_cfg.hydra.runtime.output_dir))
 
-        result = judge(ret, launcher_error)
+        result = judge(ret, launcher_error, len(directions(run.cell.direction)))
         state, value, error = result.state, result.value, result.error
         if result.outputs:
             trial.set_user_attr(ATTR_OUTPUTS, result.outputs)
@@ -223,6 +228,8 @@ class DispatchLoop:
         self._check_converged(run)
         self.observers.trial_end(cell=run.cell, trial=frozen, job_return=ret, error=error, interrupted=False,
                                  phase=run.phase)
+        if is_multi(run.cell.direction) and state == TrialState.COMPLETE:
+            self.observers.front_update(cell=run.cell, front=front(run.study))
         if run.phase == PHASE_REPEAT:
             from ._repeats import summary
 

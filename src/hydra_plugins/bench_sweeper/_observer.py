@@ -60,6 +60,9 @@ class SweepObserver:
                      phase: str = "tune") -> None:
         pass
 
+    def on_front_update(self, cell: Any, front: list) -> None:
+        pass
+
     def on_repeats_update(self, cell: Any, summary: dict[str, float]) -> None:
         pass
 
@@ -86,6 +89,10 @@ class Observers:
     def trial_end(self, **kwargs: Any) -> None:
         for obs in self.observers:
             self._safely(obs.on_trial_end, **kwargs)
+
+    def front_update(self, **kwargs: Any) -> None:
+        for obs in self.observers:
+            self._safely(obs.on_front_update, **kwargs)
 
     def repeats_update(self, **kwargs: Any) -> None:
         for obs in self.observers:

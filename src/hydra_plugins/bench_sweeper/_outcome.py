@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from omegaconf import ListConfig
+
 from ._compat import job_outcome
 from ._errors import CellError
 from ._masking import mask_text
@@ -17,13 +19,14 @@ from ._masking import mask_text
 @dataclass
 class Outcome:
     state: Any  # optuna.trial.TrialState
-    value: float | None = None
+    value: float | list[float] | None = None  # a list: one per objective
     outputs: dict[str, Any] = field(default_factory=dict)  # what a job returned besides its objective
     error: str | None = None
     abort: bool = False  # a CellError: every trial of this cell would repeat it
 
 
-def judge(job_return: Any, launcher_error: BaseException | None) -> Outcome:
+def judge(job_return: Any, launcher_error: BaseException | None, objectives: int = 1) -> Outcome:
+    """`objectives`: how many values the cell's study expects (one per direction)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -32,22 +35,37 @@ def judge(job_return: Any, launcher_error: BaseException | None) -> Outcome:
     completed, returned = job_outcome(job_return)
     if completed:
         value, outputs = split_outcome(returned)
-        if value is None:
+        got = len(value) if isinstance(value, list) else 1
+        if got != objectives:
+            # Every trial of the cell would return the same shape: a CellError-like stop.
+            return Outcome(TrialState.FAIL, outputs=outputs, abort=True, error=mask_text(
+                f"the job returned {got} value(s) ({returned!r}) but its study has {objectives} objective(s), one per "
+                "direction: return one value per objective, in the order of the directions, or give as many "
+                "directions (hydra.sweeper.direction, or the cell's direction_key) as the job returns values"))
+        if value is None or (isinstance(value, list) and None in value):
             return Outcome(TrialState.FAIL, outputs=outputs,
-                           error=mask_text(f"the job returned {returned!r}, not a finite number"))
+                           error=mask_text(f"the job returned {returned!r}, not finite numbers"))
         return Outcome(TrialState.COMPLETE, value, outputs)
     if isinstance(returned, optuna.TrialPruned):
         return Outcome(TrialState.PRUNED)
     return Outcome(TrialState.FAIL, error=mask_text(_describe(returned)), abort=isinstance(returned, CellError))
 
 
-def split_outcome(outcome: Any) -> tuple[float | None, dict[str, Any]]:
-    """A job returns its objective, or a mapping with the objective at "value" and anything else it
-    wants kept with the trial (a repeat: its test metrics and checkpoint)."""
+def split_outcome(outcome: Any) -> tuple[float | list[float | None] | None, dict[str, Any]]:
+    """A job returns its objective (a number, or a tuple/list: one per objective), or a mapping with
+    it at "value" and anything else it wants kept with the trial (a repeat: its test metrics and
+    checkpoint)."""
     if isinstance(outcome, Mapping):
         outputs = {str(k): _plain(v) for k, v in outcome.items() if k != "value"}
-        return _as_value(outcome.get("value")), outputs
-    return _as_value(outcome), {}
+        return _as_values(outcome.get("value")), outputs
+    return _as_values(outcome), {}
+
+
+def _as_values(outcome: Any) -> float | list[float | None] | None:
+    if isinstance(outcome, (list, tuple, ListConfig)):
+        values = [_as_value(v) for v in outcome]
+        return values[0] if len(values) == 1 else values
+    return _as_value(outcome)
 
 
 def _plain(value: Any) -> Any:

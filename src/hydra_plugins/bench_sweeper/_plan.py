@@ -20,10 +20,12 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ._compat import config_files_read_once
-from ._cells import DIRECTIONS, Cell, bare_key, describe_cell, enumerate_cells, split_arguments
+from ._cells import Cell, bare_key, describe_cell, enumerate_cells, split_arguments
 from ._errors import CellError, CellsNotReadyError, SearchSpaceError, SweepConfigError
 from ._masking import mask_text
+from ._objectives import as_text, is_multi, normalized
 from ._repeats import seed_list
+from ._samplers import grid_space, is_grid, load_configure, prunes
 from ._studies import ON_CHANGE, storage_location
 from ._sweepdir import check_creatable, read_identity
 
@@ -40,10 +42,15 @@ class SweepPlan:
     # What the app's cell_check found, each problem once -> the cells it stops; the sweep does
     # not start while any is left (a dry run prints the plan first).
     problems: dict[str, list[str]] = field(default_factory=dict)
+    configure: Any = None  # hydra.sweeper.custom_search_space, loaded
+    grid_sizes: dict[str, int] = field(default_factory=dict)  # grid sampler: cell label -> its grid's size
 
     def tuning_trials(self, cell: Cell) -> int:
-        """With repeats, a cell with nothing to search (or n_trials=0) goes straight to them."""
-        return 0 if self.seeds and not cell.distributions else self.n_trials
+        """With repeats, a cell with nothing to search (or n_trials=0) goes straight to them; with
+        the grid sampler, a cell runs no more trials than its grid has points."""
+        if self.seeds and not cell.distributions:
+            return 0
+        return min(self.n_trials, self.grid_sizes.get(cell.label, self.n_trials))
 
     def repeats_opener(self, storage: Any) -> Any:
         from ._repeats import opener
@@ -59,7 +66,9 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
         raise SweepConfigError("hydra.sweeper.n_trials=0 runs no tuning trial, and no repeats are asked for "
                                "(hydra.sweeper.repeats): nothing would run")
     for what in ("sampler", "pruner"):
-        _check_buildable(what, getattr(settings, what))
+        if not (what == "sampler" and is_grid(settings.sampler)):  # its grid is each cell's (_samplers.py)
+            _check_buildable(what, getattr(settings, what))
+    configure = load_configure(settings.custom_search_space)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     check_creatable(sweep_dir, "the sweep directory", "hydra.sweep.dir")
     storage = storage_location(settings.storage, str(sweep_dir))
@@ -90,8 +99,13 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
                 problems.setdefault(str(problem), []).append(cell.label)
             if value_check is not None and not found:
                 _check_search_edges(cell, cell_cfg, value_check)
+    grid_sizes = {}
+    if is_grid(settings.sampler):
+        import math
+
+        grid_sizes = {c.label: math.prod(len(v) for v in grid_space(c.label, c.distributions).values()) for c in cells}
     plan = SweepPlan(cells, split.common, sweep_dir, storage, [bare_key(k) for k in split.cell_axes],
-                     settings.n_trials, seeds, problems)
+                     settings.n_trials, seeds, problems, configure, grid_sizes)
     if settings.check_resources and not problems:  # a cell's own problem says more than the cluster's
         _check_launcher_can_run_a_trial(launcher, [c.config for c in cells])
     return plan
@@ -197,8 +211,12 @@ def describe_plan(plan: SweepPlan, settings: Any, launcher: Any) -> str:
     if limits or settings.warm_start:
         lines.append("budget: " + (", ".join(limits) or "none")
                      + (f"; warm start from {settings.warm_start} (top {settings.warm_start_top_k})" if settings.warm_start else ""))
+    multi = [c.label for c in plan.cells if is_multi(c.direction)]
+    if multi and prunes(settings.pruner):
+        lines.append(f"pruning is off for the multi-objective cell(s) {', '.join(multi)}: Optuna cannot prune a "
+                     "study with several objectives")
     for cell in plan.cells:
-        lines.append(f"\ncell {cell.label}: {cell.direction} {cell.metric or 'the job return value'}")
+        lines.append(f"\ncell {cell.label}: {as_text(cell.direction)} {as_text(cell.metric) or 'the job return value'}")
         for key, text in cell.params.items():
             kind = type(cell.distributions[key]).__name__ if key in cell.distributions else "fixed"
             lines.append(f"  {key}: {text}  [{kind}]")
@@ -217,11 +235,17 @@ def _check_settings(s: Any) -> None:
         problems.append(f"hydra.sweeper.poll_interval={s.poll_interval} must be a positive number of seconds")
     if s.on_change not in ON_CHANGE:
         problems.append(f"hydra.sweeper.on_change={s.on_change!r} must be one of {list(ON_CHANGE)}")
-    direction = getattr(s.direction, "name", s.direction)
-    if direction not in DIRECTIONS:
-        problems.append(f"hydra.sweeper.direction={s.direction!r} must be one of {list(DIRECTIONS)} "
-                        "(multi-objective studies are not supported by the bench sweeper)")
-    s.direction = direction
+    try:
+        s.direction = normalized(s.direction, "hydra.sweeper.direction")
+    except SweepConfigError as exc:
+        problems.append(str(exc))
+    else:
+        if is_multi(s.direction) and prunes(s.pruner):
+            problems.append(f"hydra.sweeper.direction={s.direction} makes every study multi-objective, which Optuna "
+                            "cannot prune, and a pruner is set: use hydra/sweeper/pruner=none")
+    if is_grid(s.sampler) and s.custom_search_space:
+        problems.append("the grid sampler needs its whole grid up front, and hydra.sweeper.custom_search_space adds "
+                        "params trial by trial: use another sampler with custom_search_space")
     if problems:
         raise SweepConfigError("; ".join(problems))
 

@@ -71,6 +71,8 @@ def open_repeats(cell: Cell, tuning: optuna.Study, seeds: list[int], storage: An
     from optuna.distributions import distribution_to_json
     from optuna.trial import TrialState
 
+    if len(tuning.directions) > 1:
+        return "a multi-objective cell has a Pareto front, not one best configuration to repeat"
     study = existing_repeats(storage, tuning.study_name)
     if study is not None:
         _extend_seeds(cell, study, seeds)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_FINISHED, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM,
                        ATTR_OUTPUTS, ATTR_REQUEUED_FROM, ATTR_SEED, ATTR_STARTED, STUDY_CELL, STUDY_VERSION, StudyRecord)
 from ._cost import ATTR_CPU_HOURS, ATTR_GPU_HOURS, total
+from ._objectives import as_text, front, study_is_multi, value_columns
 from ._observer import TRACKER_RUN_ID_ATTR
 from ._warm import ATTR_WARM_START_FROM
 
@@ -43,7 +44,7 @@ def _describing(record: StudyRecord) -> dict[str, Any]:
     coordinates, metric and direction, whether or not they were swept."""
     attrs = record.attrs
     return {"cell": attrs.get(STUDY_CELL, ""), **(attrs.get("columns") or {}), **(attrs.get("coordinates") or {}),
-            "metric": attrs.get("metric") or "", "direction": attrs.get("direction", "")}
+            "metric": as_text(attrs.get("metric")), "direction": as_text(attrs.get("direction", ""))}
 
 
 def _leading(records: list[StudyRecord]) -> list[str]:
@@ -68,12 +69,20 @@ def trial_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]
         for trial in record.load(storage).get_trials(deepcopy=False):
             rows.append({
                 **described, "study": record.name, "study_version": record.attrs.get(STUDY_VERSION, 1),
-                "trial": trial.number, "state": trial.state.name, "value": trial.value if trial.value is not None else "",
+                "trial": trial.number, "state": trial.state.name, **_values(trial),
                 "job_num": trial.user_attrs.get(ATTR_JOB_NUM, ""), **_job_columns(trial),
                 # what the job returned besides its value (e.g. its out-of-memory retries)
                 **trial.user_attrs.get(ATTR_OUTPUTS, {}), **_origin(trial), **trial.params,
             })
     return rows
+
+
+def _values(trial: Any) -> dict[str, Any]:
+    """value, or for a multi-objective trial value_0, value_1, ... (one per objective)."""
+    values = trial.values or []
+    if len(values) > 1:
+        return {"value": "", **value_columns(trial)}
+    return {"value": values[0] if values else ""}
 
 
 def _origin(trial: Any) -> dict[str, Any]:
@@ -89,8 +98,12 @@ def write_results(sweep_dir: str, records: list[StudyRecord], storage: Any) -> s
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The best COMPLETE trial (a pruned trial never counts as best); None for a multi-objective
+    study, which has a front instead (front())."""
+    if study_is_multi(study):
+        return None
     try:
-        return study.best_trial  # COMPLETE trials only: a pruned trial never counts as best
+        return study.best_trial
     except ValueError:
         return None
 
@@ -101,6 +114,8 @@ def worst_value(study: optuna.Study) -> float | None:
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
+    if study_is_multi(study):
+        return None
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     values = [t.value for t in finished if t.value is not None]
     pick = min if study.direction == StudyDirection.MAXIMIZE else max
@@ -152,14 +167,20 @@ def best_rows(records: list[StudyRecord], storage: Any, repeats: list[StudyRecor
         if not record.current:
             continue
         study = record.load(storage)
+        cost = total(study.get_trials(deepcopy=False))
+        extra = repeat_costs.get(record.name)
+        spent = {"gpu_hours": cost.gpu_hours + (extra.gpu_hours if extra else 0.0),  # tuning and repeats
+                 "cpu_hours": cost.cpu_hours + (extra.cpu_hours if extra else 0.0)}
+        if study_is_multi(study):  # its Pareto front: a row per non-dominated trial
+            for trial in front(study):
+                rows.append({**_describing(record), "best_value": "", "best_trial": trial.number, **value_columns(trial),
+                             "job_dir": trial.user_attrs.get(ATTR_JOB_DIR, ""), "study": record.name, **spent,
+                             **trial.params})
+            continue
         best, worst = best_trial(study), worst_value(study)
         row = {**_describing(record), "best_value": best.value if best else "", "best_trial": best.number if best else "",
                "worst_value": worst if worst is not None else "",
-               "job_dir": best.user_attrs.get(ATTR_JOB_DIR, "") if best else "", "study": record.name}
-        cost = total(study.get_trials(deepcopy=False))
-        extra = repeat_costs.get(record.name)
-        row.update(gpu_hours=cost.gpu_hours + (extra.gpu_hours if extra else 0.0),  # tuning and repeats
-                   cpu_hours=cost.cpu_hours + (extra.cpu_hours if extra else 0.0))
+               "job_dir": best.user_attrs.get(ATTR_JOB_DIR, "") if best else "", "study": record.name, **spent}
         row.update(summaries.get(record.name, {}))
         row.update(best.params if best else {})
         rows.append(row)

@@ -78,3 +78,4 @@ class LoopSettings:
     warm_start: Callable[[CellRun], int] | None = None
     # ... and whether a cell not started yet should wait for its siblings (they seed it).
     defer: Callable[[CellRun, list[CellRun]], bool] | None = None
+    configure: Callable[[Any, Any], None] | None = None  # hydra.sweeper.custom_search_space

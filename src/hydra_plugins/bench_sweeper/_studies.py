@@ -17,6 +17,8 @@ from hydra.utils import instantiate
 from ._compat import running_trial
 from ._errors import ResumeMismatchError, SweepConfigError
 from ._fingerprint import differences
+from ._objectives import directions, is_multi
+from ._samplers import build_sampler
 from .trial import PHASE_REPEAT, PHASE_TUNE  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
@@ -140,15 +142,16 @@ def open_cell_study(cell: Cell, fingerprint: dict, records: dict[str, StudyRecor
         version += 1  # check_resume allowed it: on_change=new_version
     name = study_name_for(prefix, cell.label, sweep_id, version)
     # Fresh sampler and pruner per cell: their state (RNG, startup counts) belongs to one study.
-    sampler = instantiate(sampler_cfg) if sampler_cfg else None
-    pruner = instantiate(pruner_cfg) if pruner_cfg else optuna.pruners.NopPruner()
+    sampler = build_sampler(sampler_cfg, cell.label, cell.distributions)
+    # Optuna cannot prune a multi-objective study (its jobs do not report either: trial.py).
+    pruner = instantiate(pruner_cfg) if pruner_cfg and not is_multi(cell.direction) else optuna.pruners.NopPruner()
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                                direction=cell.direction, load_if_exists=True)
+                                directions=directions(cell.direction), load_if_exists=True)
     done = len(study.get_trials(deepcopy=False))
     if done and sampler_cfg and sampler_cfg.get("seed") is not None:
         # A seeded sampler restarts its random stream: resumed, it would propose the points of the
         # first run again. Seeded by the history's length, it stays reproducible and moves on.
-        study.sampler = instantiate(sampler_cfg, seed=int(sampler_cfg.seed) + done)
+        study.sampler = build_sampler(sampler_cfg, cell.label, cell.distributions, seed=int(sampler_cfg.seed) + done)
     if name not in records:
         attrs = {STUDY_SWEEP: sweep_id, STUDY_CELL: cell.label, STUDY_VERSION: version, STUDY_FINGERPRINT: fingerprint,
                  "coordinates": cell.coordinates, "columns": cell.columns, "metric": cell.metric, "direction": cell.direction}

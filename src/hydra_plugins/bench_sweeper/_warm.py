@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import SweepConfigError
+from ._objectives import front, study_is_multi
 
 if TYPE_CHECKING:
     from ._runs import CellRun
@@ -84,6 +85,9 @@ class WarmStart:
 
         ranked = []
         for label, study in self._sources(run):
+            if study_is_multi(study):  # no single ranking: its Pareto front
+                ranked.append([(label, t) for t in front(study)])
+                continue
             complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
             complete.sort(key=lambda t: t.value, reverse=study.direction == StudyDirection.MAXIMIZE)
             ranked.append([(label, t) for t in complete])
@@ -107,11 +111,12 @@ class WarmStart:
         """The warm-start trials come on top of the sampler's random start-up: counted in it, they
         would replace it, and a model fit to a few clustered good points looks everywhere else
         (TPE's mean best fell from 0.98 to 0.955 in benchmarks/warm_start.py)."""
-        from hydra.utils import instantiate
+        from ._samplers import build_sampler
 
         startup = self.sampler_cfg.get("n_startup_trials") if self.sampler_cfg else None
         if enqueued and isinstance(startup, int):
-            run.study.sampler = instantiate(self.sampler_cfg, n_startup_trials=startup + enqueued)
+            run.study.sampler = build_sampler(self.sampler_cfg, run.cell.label, run.cell.distributions,
+                                              n_startup_trials=startup + enqueued)
 
     def defer(self, run: CellRun, runs: list[CellRun]) -> bool:
         """A cell not started yet waits while a sibling of it is tuning (siblings mode)."""

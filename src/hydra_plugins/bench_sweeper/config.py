@@ -1,8 +1,9 @@
 """Structured config of the bench sweeper, registered as `hydra/sweeper=bench`.
 
 The keys mirror hydra-optuna-sweeper's (sampler, direction, storage, study_name, n_trials, n_jobs,
-max_failure_rate, params, and the hydra/sweeper/sampler and hydra/sweeper/pruner groups), so a
-block written for that plugin works after `override hydra/sweeper: bench`.
+max_failure_rate, params, custom_search_space, and the hydra/sweeper/sampler and
+hydra/sweeper/pruner groups), so a block written for that plugin works after
+`override hydra/sweeper: bench`.
 """
 
 from dataclasses import dataclass, field
@@ -58,6 +59,31 @@ class QMCSamplerConf(SamplerConf):
     _target_: str = "optuna.samplers.QMCSampler"
     qmc_type: str = "sobol"
     scramble: bool = True
+
+
+@dataclass
+class GridSamplerConf(SamplerConf):
+    # Every combination of each cell's choice()/range() values, once; the grid is built per cell
+    # from its own search space, so no search_space key is needed here.
+    _target_: str = "optuna.samplers.GridSampler"
+
+
+@dataclass
+class NSGAIISamplerConf(SamplerConf):
+    # The usual sampler for multi-objective cells (hydra.sweeper.direction: [minimize, maximize]).
+    _target_: str = "optuna.samplers.NSGAIISampler"
+    population_size: int = 50
+    mutation_prob: Optional[float] = None
+    crossover_prob: float = 0.9
+    swapping_prob: float = 0.5
+
+
+@dataclass
+class GPSamplerConf(SamplerConf):
+    # Gaussian-process Bayesian optimisation; Optuna imports torch for it (in the driver).
+    _target_: str = "optuna.samplers.GPSampler"
+    n_startup_trials: int = 10
+    deterministic_objective: bool = False
 
 
 @dataclass
@@ -127,7 +153,8 @@ class BenchSweeperConf:
     # Instantiated afresh for every cell's study.
     sampler: Any = MISSING
     pruner: Any = None
-    # Used only for cells whose composed config has no value at `direction_key`.
+    # Used only for cells whose composed config has no value at `direction_key`. A list, one per
+    # objective, makes a multi-objective study whose jobs return one value per objective.
     direction: Any = "minimize"
     # An Optuna storage URL (sqlite:///x.db, postgresql://...) or a journal file path. null: a
     # JournalStorage file in the sweep dir, which jobs on a shared filesystem can reach.
@@ -142,6 +169,10 @@ class BenchSweeperConf:
     max_failure_rate: float = 0.0
     # Search space in hydra-optuna-sweeper's grammar: {config.key: "interval(0, 1)", ...}.
     params: Optional[dict[str, Any]] = None
+    # Dotted path of configure(cfg, trial), called with the cell's config after the params above are
+    # sampled, to suggest more (conditional params, new keys named +key); ".script.function" is a
+    # function of the app's own script. Its params reach the job and results.csv like any other.
+    custom_search_space: Optional[str] = None
 
     # --- bench additions ---
     # Where each cell's composed config holds its own search space, metric and direction.
@@ -199,7 +230,9 @@ class BenchSweeperConf:
 
 _cs = ConfigStore.instance()
 _cs.store(group="hydra/sweeper", name="bench", node=BenchSweeperConf, provider="bench_sweeper")
-for _name, _node in {"tpe": TPESamplerConf, "random": RandomSamplerConf, "cmaes": CmaEsSamplerConf, "qmc": QMCSamplerConf}.items():
+_samplers = {"tpe": TPESamplerConf, "random": RandomSamplerConf, "cmaes": CmaEsSamplerConf, "qmc": QMCSamplerConf,
+             "grid": GridSamplerConf, "nsgaii": NSGAIISamplerConf, "gp": GPSamplerConf}
+for _name, _node in _samplers.items():
     _cs.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider="bench_sweeper")
 _pruners = {
     "none": NopPrunerConf,

@@ -36,7 +36,8 @@ def trial_phase(cfg: DictConfig) -> str | None:
 
 
 def trial_from_config(cfg: DictConfig) -> Any:
-    """The optuna.trial.Trial this job runs, or None outside a bench sweep."""
+    """The optuna.trial.Trial this job runs to report to and be pruned by; None outside a bench sweep,
+    and for a multi-objective study, which Optuna can neither take reports for nor prune."""
     node, sweeper = _trial_node(cfg)
     if node is None:
         return None
@@ -49,6 +50,8 @@ def trial_from_config(cfg: DictConfig) -> Any:
     pruner_cfg = OmegaConf.select(sweeper, "pruner", default=None)
     pruner = instantiate(pruner_cfg) if pruner_cfg else None
     study = optuna.load_study(study_name=node.study, storage=open_storage(node.storage), pruner=pruner)
+    if len(study.directions) > 1:
+        return None
     return trial_by_id(study, int(node.id))
 
 
