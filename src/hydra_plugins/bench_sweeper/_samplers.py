@@ -66,8 +66,20 @@ def build_sampler(sampler_cfg: Any, label: str, distributions: dict[str, Any], *
     if not sampler_cfg:
         return None
     if is_grid(sampler_cfg):
-        overrides["search_space"] = grid_space(label, distributions)
+        return capped_grid_sampler(grid_space(label, distributions), sampler_cfg.get("seed"))
     return instantiate(sampler_cfg, **overrides)
+
+
+def capped_grid_sampler(search_space: dict[str, list[Any]], seed: int | None) -> Any:
+    """Optuna's GridSampler, minus its Study.stop() once the grid is used up: that only works inside
+    study.optimize(), and bench asks and tells. The plan caps each cell at its grid's size instead."""
+    from optuna.samplers import GridSampler
+
+    class CappedGridSampler(GridSampler):
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            pass
+
+    return CappedGridSampler(search_space, seed=seed)
 
 
 def load_configure(path: str | None) -> Callable[[Any, Any], None] | None:

@@ -1,0 +1,115 @@
+"""hydra-optuna-sweeper parity: its three example apps (tests/stub_app, MIT, see LICENSE-hydra) run
+unchanged but for the sweeper's name; every sampler group it has; its bad inputs get a sentence."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.helpers import STUB, read_csv, run_stub, studies
+
+EXAMPLES = STUB.parent
+
+
+def run_example(script: str, sweep_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(EXAMPLES / script), "-m", f"hydra.sweep.dir={sweep_dir}", *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=sweep_dir.parent)
+
+
+def sampler_of(sweep_dir: Path) -> str:
+    """The sampler the sweep was configured with (its multirun.yaml)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(sweep_dir / "multirun.yaml").hydra.sweeper.sampler._target_
+
+
+def dominates(a: list[float], b: list[float]) -> bool:
+    """a is no worse than b in every objective (all minimised) and better in one."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def test_custom_search_space_example_records_its_conditional_params(tmp_path):
+    result = run_example("custom-search-space-objective.py", tmp_path / "sweep")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_csv(tmp_path / "sweep" / "results.csv")
+    assert len(rows) == 20 and {r["state"] for r in rows} == {"COMPLETE"}
+    for row in rows:
+        w, x, y, z = (float(row[k]) for k in "wxyz")  # configure()'s params are columns like the others
+        assert abs(z - x) <= 0.5 and 0.0 <= w <= 1.0  # max_z_difference_from_x, and w in [0, 1]
+        assert float(row["value"]) == pytest.approx(w**2 + x**2 + y**2 + z**2)  # the job got them all
+    (study,) = studies(tmp_path / "sweep").values()
+    assert all(set(t.params) == {"w", "x", "y", "z"} for t in study.trials)
+    assert "z=" in result.stdout.split("Best per cell")[1]  # the best row shows configure()'s params too
+
+
+def test_multi_objective_example_gives_a_non_dominated_front_per_cell(tmp_path):
+    result = run_example("multi-objective.py", tmp_path / "sweep")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (study,) = studies(tmp_path / "sweep").values()
+    assert study.directions == [optuna.study.StudyDirection.MINIMIZE] * 2
+    assert sampler_of(tmp_path / "sweep") == "optuna.samplers.NSGAIISampler"
+    rows = read_csv(tmp_path / "sweep" / "results.csv")
+    assert len(rows) == 20 and {r["state"] for r in rows} == {"COMPLETE"}
+    points = {r["trial"]: [float(r["value_0"]), float(r["value_1"])] for r in rows}
+    for row in rows:  # Binh and Korn, computed by the job from its own x and y
+        x, y = float(row["x"]), float(row["y"])
+        assert points[row["trial"]] == pytest.approx([4 * x**2 + 4 * y**2, (x - 5) ** 2 + (y - 5) ** 2])
+    front = read_csv(tmp_path / "sweep" / "best.csv")
+    on_front = {r["best_trial"] for r in front}
+    assert len(on_front) >= 2 and all(r["direction"] == "minimize,minimize" for r in front)
+    for trial, point in points.items():  # best.csv is exactly the non-dominated trials
+        dominated = any(dominates(other, point) for other in points.values())
+        assert (trial in on_front) == (not dominated), trial
+
+
+def test_sphere_runs_with_every_sampler_group(tmp_path):
+    # n_startup_trials=2 so that GP and TPE fit a model within the 5 trials.
+    for sampler, expected, extra in (
+            ("tpe", "TPESampler", ["hydra.sweeper.sampler.n_startup_trials=2"]), ("random", "RandomSampler", []),
+            ("cmaes", "CmaEsSampler", []), ("qmc", "QMCSampler", []), ("grid", "GridSampler", []),
+            ("nsgaii", "NSGAIISampler", ["hydra.sweeper.sampler.population_size=2"]),
+            ("gp", "GPSampler", ["hydra.sweeper.sampler.n_startup_trials=2"])):
+        expected = f"optuna.samplers.{expected}"
+        sweep = tmp_path / sampler
+        result = subprocess.run([sys.executable, str(EXAMPLES / "sphere.py"), "-m", f"hydra.sweep.dir={sweep}",
+                                 f"hydra/sweeper/sampler={sampler}", "hydra.sweeper.n_trials=5", *extra],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, (sampler, result.stderr[-3000:])
+        assert sampler_of(sweep) == expected
+        rows = read_csv(sweep / "results.csv")
+        assert len(rows) == 5 and {r["state"] for r in rows} == {"COMPLETE"}, sampler
+        if sampler == "grid":  # every point once: no two trials share one
+            assert len({(r["x"], r["y"]) for r in rows}) == 5
+
+
+def test_the_grid_sampler_runs_a_small_grid_once_and_stops(tmp_path):
+    result = subprocess.run([sys.executable, str(EXAMPLES / "sphere.py"), "-m", f"hydra.sweep.dir={tmp_path / 's'}",
+                             "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=50",
+                             "x=choice(-1,0,1)", "y=choice(0,5)"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_csv(tmp_path / "s" / "results.csv")
+    assert sorted((int(float(r["x"])), int(float(r["y"]))) for r in rows) == [(x, y) for x in (-1, 0, 1) for y in (0, 5)]
+
+
+@pytest.mark.parametrize("script, args, words", [
+    # a direction list longer than what the job returns: the cell stops at its first trial
+    ("multi-objective.py", ["hydra.sweeper.direction=[minimize,minimize,minimize]"],
+     "the job returned 2 value(s)"),
+    ("sphere.py", ["hydra.sweeper.direction=[minimize,maximize]", "hydra/sweeper/pruner=median"],
+     "which Optuna cannot prune, and a pruner is set: use hydra/sweeper/pruner=none"),
+    ("sphere.py", ["+hydra.sweeper.custom_search_space=no_such_module.configure"],
+     "hydra.sweeper.custom_search_space='no_such_module.configure' cannot be imported"),
+    ("sphere.py", ["hydra/sweeper/sampler=grid", "z=interval(0, 1)"],
+     "the grid sampler needs a finite set of values for every searched param, and z is continuous"),
+])
+def test_bad_parity_input_gets_a_sentence(tmp_path, script, args, words):
+    sweep = tmp_path / "sweep"
+    result = run_example(script, sweep, *args)
+    assert result.returncode != 0 and words in result.stderr + result.stdout, (result.stdout + result.stderr)[-3000:]
+    if "returned" not in words:  # refused before anything was created
+        assert not sweep.exists()
