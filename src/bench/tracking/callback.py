@@ -35,24 +35,12 @@ from bench.tracking import runs
 from hydra_plugins.bench_sweeper._cells import flatten
 from hydra_plugins.bench_sweeper._compat import job_outcome
 from hydra_plugins.bench_sweeper._masking import mask_config, mask_data, mask_override, mask_text
-from hydra_plugins.bench_sweeper.observer import COST_ATTRS, TRACKER_RUN_ID_ATTR, SweepObserver
+from bench.tracking.sweep_metrics import costs_of, log_front, log_trial_cost
+from hydra_plugins.bench_sweeper.observer import TRACKER_RUN_ID_ATTR, SweepObserver
 
 log = logging.getLogger(__name__)
 # In the sweep dir: where its benchmark run is, so `python -m bench.report` can log the report there.
 TRACKING_FILE = "mlflow.json"
-
-COST_METRICS = COST_ATTRS  # the sweeper's trial attributes, logged as metrics of the same names
-
-
-def pd_frame(rows: list[dict]) -> Any:
-    import pandas as pd
-
-    return pd.DataFrame(rows)
-
-
-def _costs_of(run: Any) -> dict[str, float]:
-    return {key: float(run.data.metrics.get(key, 0.0)) for key in COST_METRICS}
-
 
 def default_locations(cwd: str | None = None) -> tuple[str, str]:
     """The embedded store: multirun_outputs/mlflow.db and multirun_outputs/mlartifacts."""
@@ -145,7 +133,7 @@ class MLflowTracking(Callback, SweepObserver):
         if found:
             self.benchmark_run = found[0].info.run_id
             self.client.update_run(self.benchmark_run, status="RUNNING")
-            self.spent[self.benchmark_run] = _costs_of(found[0])
+            self.spent[self.benchmark_run] = costs_of(found[0])
         else:
             self.benchmark_run = runs.create_run(
                 self.client, self.experiment_id, f"benchmark {Path(sweep_dir).name}",
@@ -171,7 +159,7 @@ class MLflowTracking(Callback, SweepObserver):
             self.client.update_run(run_id, status="RUNNING")
             if "best_value" in existing[0].data.metrics:
                 self.best[cell.label] = existing[0].data.metrics["best_value"]
-            self.spent[run_id] = _costs_of(existing[0])
+            self.spent[run_id] = costs_of(existing[0])
         else:
             run_id = runs.create_run(
                 self.client, self.experiment_id, cell.label,
@@ -239,29 +227,11 @@ class MLflowTracking(Callback, SweepObserver):
                     self.client.set_tag(cell_run, f"best.{key}", value)
 
     def on_front_update(self, cell: Any, front: list) -> None:
-        """A multi-objective cell's Pareto front, as a table artifact of its cell run (replaced as it
-        changes): one row per non-dominated trial, its values by metric name, and its params."""
-        if self.client is None:
-            return
-        names = cell.metric if isinstance(cell.metric, list) else [f"objective_{i}" for i in range(len(cell.direction))]
-        rows = [{"trial": t.number, **dict(zip(names, t.values)), **mask_data(dict(t.params)),
-                 "mlflow_run_id": t.user_attrs.get(TRACKER_RUN_ID_ATTR, "")} for t in front]
-        self.client.log_table(self.cell_runs[cell.label], data=pd_frame(rows), artifact_file="pareto_front.json")
-        self.client.log_metric(self.cell_runs[cell.label], "front_size", len(rows))
+        if self.client is not None:
+            log_front(self.client, self.cell_runs[cell.label], cell, front)
 
     def _log_cost(self, run_id: str, label: str, attrs: dict[str, Any]) -> None:
-        """The trial's GPU-hours and CPU-hours (the sweeper's accounting), and the running totals of
-        its cell run and the benchmark run."""
-        cost = {key: float(attrs[key]) for key in COST_METRICS if key in attrs}
-        if not cost:
-            return
-        for key, value in cost.items():
-            self.client.log_metric(run_id, key, value)
-        for parent in (self.cell_runs[label], self.benchmark_run):
-            totals = self.spent.setdefault(parent, dict.fromkeys(COST_METRICS, 0.0))
-            for key, value in cost.items():
-                totals[key] += value
-                self.client.log_metric(parent, key, totals[key])
+        log_trial_cost(self.client, self.spent, run_id, [self.cell_runs[label], self.benchmark_run], attrs)
 
     def on_repeats_update(self, cell: Any, summary: dict[str, float]) -> None:
         if self.client is not None:
