@@ -3,6 +3,7 @@ unchanged but for the sweeper's name; every sampler group it has; its bad inputs
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,26 @@ def test_bad_parity_input_gets_a_sentence(tmp_path, script, args, words):
     assert result.returncode != 0 and words in result.stderr + result.stdout, (result.stdout + result.stderr)[-3000:]
     if "returned" not in words:  # refused before anything was created
         assert not sweep.exists()
+
+
+def test_a_multi_objective_cell_gets_its_front_in_mlflow(tmp_path):
+    from mlflow import MlflowClient
+
+    from tests.helpers import run_tracked_stub, tree
+
+    result = run_tracked_stub(tmp_path, "task=a,b", "second_objective=true", "hydra.sweeper.direction=[minimize,minimize]",
+                              "~task.direction", "hydra.sweeper.n_trials=6", "hydra/sweeper/sampler=nsgaii",
+                              "hydra.sweeper.sampler.population_size=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    best = read_csv(tmp_path / "sweep" / "best.csv")
+    for cell in tree(client)["cell"]:
+        label = cell.data.tags["bench.cell"]
+        path = client.download_artifacts(cell.info.run_id, "pareto_front.json", str(tmp_path / label))
+        table = json.loads(Path(path).read_text())
+        mine = [r for r in best if r["cell"] == label]
+        assert sorted(row[0] for row in table["data"]) == sorted(int(r["best_trial"]) for r in mine)
+        assert table["columns"][:3] == ["trial", "objective_0", "objective_1"]
+        assert cell.data.metrics["front_size"] == len(mine) >= 1
+    for trial in tree(client)["trial"]:
+        assert {"objective_0", "objective_1"} <= set(trial.data.metrics)
