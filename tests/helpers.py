@@ -197,3 +197,63 @@ def received_real_values(sweep_dir: Path) -> bool:
     digests = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in expected.items()}
     files = list(sweep_dir.glob("*/received.json"))
     return bool(files) and all(json.loads(f.read_text()) == digests for f in files)
+
+
+# ---- report: compute costs -------------------------------------------------------------------
+RESULTS_HEADER = ["cell", "task", "model", "decoder", "metric", "direction", "study", "study_version", "trial", "state",
+                  "value", "duration_s", "gpu_hours", "cpu_hours", "started_at", "finished_at", "job_num", "job_dir",
+                  "mlflow_run_id", "interrupted", "error", "hparams.lr"]
+REPEATS_HEADER = ["cell", "task", "model", "decoder", "metric", "direction", "seed", "state", "val_value", "test_value",
+                  "checkpoint", "duration_s", "gpu_hours", "cpu_hours", "mlflow_run_id", "job_dir", "error",
+                  "finished_at", "hparams.lr", "interrupted", "n_trials", "started_at", "study", "study_version",
+                  "test/mIoU", "trial", "tuning_best_trial"]
+# (model, task): tuning trials as (state, GPU-hours), then repeats as (seed, state, GPU-hours, test mIoU).
+# CPU-hours are 8 x the GPU-hours (8 cores per GPU); "" is a figure not recorded (WAITING, RUNNING).
+COST_CELLS = {
+    ("large", "cropland"): ([("COMPLETE", 0.5), ("PRUNED", 0.25), ("FAIL", 1.0), ("WAITING", "")],
+                            [(1, "COMPLETE", 0.75, 0.72), (2, "COMPLETE", 0.75, 0.74)]),
+    ("large", "burns"): ([("COMPLETE", 0.5), ("RUNNING", "")],
+                         [(1, "COMPLETE", 0.75, 0.61), (2, "COMPLETE", 0.75, 0.63)]),
+    ("small", "cropland"): ([("COMPLETE", 0.125), ("COMPLETE", 0.125)],
+                            [(1, "COMPLETE", 0.25, 0.55), (2, "COMPLETE", 0.25, 0.57)]),
+    ("small", "burns"): ([("COMPLETE", 0.0625)],
+                         [(1, "COMPLETE", 0.25, 0.41), (2, "COMPLETE", 0.25, 0.43), (3, "FAIL", 0.1, "")]),
+}
+# A sweep written before bench accounted costs: its CSVs have no gpu_hours / cpu_hours columns.
+UNACCOUNTED_CELLS = {("baseline", "cropland"): ([("COMPLETE", ""), ("COMPLETE", "")],
+                                                [(1, "COMPLETE", "", 0.50), (2, "COMPLETE", "", 0.52)])}
+
+
+def _write_rows(path: Path, header: list[str], rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        writer.writerows({k: row.get(k, "") for k in header} for row in rows)
+
+
+def write_cost_sweep(sweep: Path, cells: dict = COST_CELLS, accounted: bool = True) -> Path:
+    """A tuned and repeated sweep dir's results.csv and repeats.csv, in the layout the sweeper writes
+    (tests/helpers RESULTS_HEADER / REPEATS_HEADER, as bench_sweeper/_results.py orders them)."""
+    sweep.mkdir(parents=True)
+    tuning, repeats = [], []
+    for (model, task), (trials, seeds) in cells.items():
+        cell = {"cell": f"task={task},model={model}", "task": task, "model": model, "decoder": "UNetDecoder",
+                "metric": "val/mIoU", "direction": "maximize", "study_version": 1}
+        study = f"bench[task={task},model={model}]@0123456789ab"
+        for n, (state, hours) in enumerate(trials):
+            ran = state != "WAITING"
+            tuning.append({**cell, "study": study, "trial": n, "state": state, "hparams.lr": 1e-4 * (n + 1),
+                           "value": 0.3 + 0.1 * n if state in ("COMPLETE", "PRUNED") else "",
+                           "duration_s": 60.0 * (n + 1) if ran and state != "RUNNING" else "",
+                           "gpu_hours": hours, "cpu_hours": 8 * hours if hours != "" else "",
+                           "job_num": n if ran else "", "job_dir": f"{sweep}/{n}" if ran else "",
+                           "interrupted": False, "error": "CUDA error" if state == "FAIL" else ""})
+        for n, (seed, state, hours, score) in enumerate(seeds):
+            repeats.append({**cell, "study": f"{study}/repeats", "trial": n, "seed": seed, "state": state,
+                            "val_value": score, "test_value": score, "test/mIoU": score, "duration_s": 90.0,
+                            "gpu_hours": hours, "cpu_hours": 8 * hours if hours != "" else "", "n_trials": len(trials),
+                            "tuning_best_trial": 0, "interrupted": False, "hparams.lr": 1e-4})
+    drop = [] if accounted else ["gpu_hours", "cpu_hours"]
+    _write_rows(sweep / "results.csv", [c for c in RESULTS_HEADER if c not in drop], tuning)
+    _write_rows(sweep / "repeats.csv", [c for c in REPEATS_HEADER if c not in drop], repeats)
+    return sweep

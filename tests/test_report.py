@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from bench.report import stats
-from bench.report.build import build, parse_args
-from tests.helpers import read_csv
+from bench.report.build import build, parse_args, tuning_table
+from tests.helpers import UNACCOUNTED_CELLS, read_csv, write_cost_sweep
 
 LEADERBOARD = Path(__file__).parent / "data" / "geobench2_leaderboard"
 SUBMISSION = LEADERBOARD / "submission_114be1f0-5a41-43a5-b4e6-7fb683bc01ec.csv"
@@ -105,6 +105,15 @@ def test_normalisation_is_direction_aware_and_clipped_to_the_fixed_range():
     assert normalized.tolist() == pytest.approx([0.4, 1.0, 1.0, 0.0])  # 0.6 clipped; RMSE 10 is the best
 
 
+
+def test_tuning_curve_keeps_the_best_value_through_pruned_trials():
+    results = pd.DataFrame({"sweep": "s", "cell": "c", "model": "m", "task": "t", "direction": "maximize",
+                            "trial": [0, 1, 2, 3], "state": ["COMPLETE", "PRUNED", "FAIL", "PRUNED"],
+                            "value": [0.3, 0.9, np.nan, 0.8]})
+    curves, flags = tuning_table(results)
+    assert curves["best_so_far"].tolist() == [0.3, 0.3, 0.3]  # the FAIL trial is no position; pruned values never best
+    assert flags.iloc[0][["n_trials", "best_value", "best_at_trial"]].tolist() == [3, 0.3, 1]
+
 def _write(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)
@@ -150,17 +159,13 @@ def test_report_page_renders_in_a_real_browser(tmp_path):
                                                      ("biomass", "RMSE", 30.0, "minimize"))
             for seed in range(5)]
     source = _write(tmp_path / "scores.csv", pd.DataFrame(rows).to_csv(index=False))
-    sweep = _cost_sweep(tmp_path / "sweep")  # a fourth dataset, from a sweep dir that recorded its costs
+    # Two more datasets from a sweep dir that recorded its costs, one from a sweep that did not.
+    accounted = write_cost_sweep(tmp_path / "accounted")
+    unaccounted = write_cost_sweep(tmp_path / "unaccounted", UNACCOUNTED_CELLS, accounted=False)
     out = tmp_path / "report"
-    result = report(source, str(sweep), "--out", str(out), "--bootstrap", "200")
+    result = report(source, str(accounted), str(unaccounted), "--out", str(out), "--bootstrap", "200")
     assert result.returncode == 0, result.stderr
-    costs = {(r["model"], r["dataset"]): r for r in read_csv(out / "costs.csv")}
-    assert set(costs) == {("small", "cropland"), ("large", "cropland")}  # the leaderboard CSV has none
-    large = costs[("large", "cropland")]
-    assert large["tuning_trials"] == "3"  # the queued (WAITING) trial never ran
-    assert float(large["tuning_gpu_hours"]) == pytest.approx(0.5 + 0.25 + 1.0)  # the failed trial was spent too
-    assert float(large["repeats_gpu_hours"]) == pytest.approx(2 * 0.75) and float(large["gpu_hours"]) == pytest.approx(3.25)
-    assert costs[("small", "cropland")]["tuning_gpu_hours"] == ""  # written before accounting: unknown, not 0
+    assert "costs.csv" in result.stdout  # test_report_costs.py checks its figures
     for name in ("scores.csv", "datasets.csv", "groups.csv", "pairs.csv", "report.html", "groups.png",
                  "datasets.png", "profile.png"):
         assert (out / name).is_file(), name
@@ -173,23 +178,11 @@ def test_report_page_renders_in_a_real_browser(tmp_path):
     assert len(page.images) == 4 and all(width > 100 and height > 100 for _, width, height in page.images)
     assert page.tables == 5 and page.table_rows > 3 + 2 * 4
     assert "Probability of improvement" in page.text and "large" in page.text
-    assert "Compute cost (GPU-hours per model x task" in page.text and "3.2500" in page.text
+    # The cost matrix: models x datasets of GPU-hours and a total per model; unknown cells are empty
+    # (the leaderboard CSV's datasets, the sweep from before costs were accounted), never 0.
+    section = page.text.split("Compute cost (GPU-hours per model x task, tuning and repeats)\n", 1)[1].splitlines()
+    assert section[0].split("\t") == ["model", "biomass", "burns", "cropland", "eurosat", "floods", "total"]
+    assert section[1:] == ["baseline\t\t\t\t\t\t",  # innerText: a tab between cells, trailing empties too
+                            "large\t\t2.0000\t3.2500\t\t\t5.2500",
+                            "small\t\t0.6625\t0.7500\t\t\t1.4125"]
 
-
-def _cost_sweep(sweep: Path) -> Path:
-    """A sweep dir as bench writes it, for models small and large on one task: large's trials
-    recorded their GPU-hours, small's were written before bench accounted them (no such column)."""
-    sweep.mkdir()
-    common = {"task": "cropland", "metric": "val/mIoU", "direction": "maximize"}
-    tuning = [{**common, "cell": "task=cropland,model=large", "model": "large", "trial": n, "state": state,
-               "value": value, "gpu_hours": hours, "cpu_hours": 4 * hours if hours != "" else ""}
-              for n, state, value, hours in ((0, "COMPLETE", 0.6, 0.5), (1, "COMPLETE", 0.7, 0.25), (2, "FAIL", "", 1.0),
-                                             (3, "WAITING", "", ""))]
-    tuning += [{**common, "cell": "task=cropland,model=small", "model": "small", "trial": 0, "state": "COMPLETE",
-                "value": 0.5}]
-    repeats = [{**common, "cell": f"task=cropland,model={model}", "model": model, "seed": seed, "state": "COMPLETE",
-                "test_value": score + seed / 100, "n_trials": 3, **({"gpu_hours": 0.75} if model == "large" else {})}
-               for model, score in (("large", 0.72), ("small", 0.55)) for seed in (1, 2)]
-    pd.DataFrame(tuning).to_csv(sweep / "results.csv", index=False)
-    pd.DataFrame(repeats).to_csv(sweep / "repeats.csv", index=False)
-    return sweep

@@ -83,6 +83,7 @@ def tuning_table(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         name = " / ".join(str(rows[c].iloc[0]) for c in ("model", "task") if c in rows.columns) or str(cell)
         values = rows["value"].where(rows["state"] == "COMPLETE")
         better = values.cummax() if rows["direction"].iloc[0] == "maximize" else values.cummin()
+        better = better.ffill()  # a pruned trial (no value) keeps the best so far, it does not erase it
         best = better.iloc[-1]
         positions = np.arange(1, len(rows) + 1)
         best_at = int(positions[(better == best).to_numpy()][0]) if pd.notna(best) else 0
@@ -121,7 +122,7 @@ def build(args: argparse.Namespace) -> Path:
     group_rows.to_csv(out / "groups.csv", index=False)
     pairs.to_csv(out / "pairs.csv", index=False)
     flags.to_csv(out / "tuning.csv", index=False)
-    costs = cost_table(loaded.tuning, loaded.repeats)
+    costs = cost_table(loaded.tuning, loaded.repeats, data)
     args.wrote_costs = costs is not None  # for main's closing line
     if costs is None:
         print("bench.report: no input recorded GPU- or CPU-hours (leaderboard CSVs, or sweeps from before bench "
