@@ -137,3 +137,19 @@ def test_a_multi_objective_cell_gets_its_front_in_mlflow(tmp_path):
         assert cell.data.metrics["front_size"] == len(mine) >= 1
     for trial in tree(client)["trial"]:
         assert {"objective_0", "objective_1"} <= set(trial.data.metrics)
+
+
+def test_a_multi_objective_sweep_resumes_and_counts_failures_like_any_other(tmp_path):
+    # Trials with x > 0.5 fail; max_failure_rate=0.5 lets the cell absorb them, replacing each.
+    args = ["task=a", "model=x,y", "second_objective=true", "hydra.sweeper.direction=[minimize,minimize]",
+            "~task.direction", "fail_above=0.5", "hydra.sweeper.max_failure_rate=0.5", "hydra.sweeper.n_jobs=1"]
+    first = run_stub(tmp_path, *args, "hydra.sweeper.n_trials=3")
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = run_stub(tmp_path, *args, "hydra.sweeper.n_trials=6")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for label, study in studies(tmp_path).items():
+        complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+        failed = [t for t in study.trials if t.state.name == "FAIL"]
+        assert len(complete) == 6 and all(t.params["x"] <= 0.5 for t in complete), label
+        assert all(t.params["x"] > 0.5 for t in failed) and len(failed) <= 3, label
+        assert all(len(t.values) == 2 for t in complete)
