@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import lightning.pytorch as pl
 
@@ -54,3 +55,74 @@ class OptunaPruning(pl.Callback):
         from hydra_plugins.bench_sweeper.trial import report_and_maybe_prune
 
         report_and_maybe_prune(self.trial, float(trainer.callback_metrics[self.metric]), trainer.current_epoch)
+
+
+class CostMeter(pl.Callback):
+    """The cost metrics of a multi-objective task (bench.objectives), logged every validation epoch:
+    the model's parameters in millions, and its inference throughput (validation images per second,
+    forward passes only: the time between each validation batch's start and end, the GPU synced).
+    It also keeps each validation epoch's val metrics, so the other listed metrics can be read at
+    the best epoch."""
+
+    def __init__(self) -> None:
+        self.params_m = float("nan")
+        self.images_per_s = float("nan")
+        self.epochs: dict[int, dict[str, float]] = {}
+        self._images, self._seconds, self._started = 0, 0.0, None
+
+    def costs(self) -> dict[str, float]:
+        from bench.objectives import PARAMS_M, VAL_IMAGES_PER_S
+
+        return {PARAMS_M: self.params_m, VAL_IMAGES_PER_S: self.images_per_s}
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.params_m = sum(p.numel() for p in pl_module.parameters()) / 1e6
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._images, self._seconds = 0, 0.0
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking:
+            _sync(pl_module)
+            self._started = time.perf_counter()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.sanity_checking or self._started is None:
+            return
+        _sync(pl_module)
+        self._seconds += time.perf_counter() - self._started
+        self._images += _batch_size(batch)
+        self._started = None
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        from bench.objectives import PARAMS_M, VAL_IMAGES_PER_S
+
+        if self._seconds > 0:
+            self.images_per_s = self._images / self._seconds
+            pl_module.log(VAL_IMAGES_PER_S, self.images_per_s)
+        pl_module.log(PARAMS_M, self.params_m)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:  # after the module logged this epoch's val metrics
+            self.epochs[trainer.current_epoch] = {k: float(v) for k, v in trainer.callback_metrics.items()
+                                                  if k.startswith("val/")}
+
+
+def _sync(pl_module) -> None:
+    import torch
+
+    if pl_module.device.type == "cuda":
+        torch.cuda.synchronize(pl_module.device)  # kernels run asynchronously: time them finished
+
+
+def _batch_size(batch) -> int:
+    """Tiles in a validation batch: TerraTorch's batches are dicts with an "image" tensor (or a dict
+    of them, one per modality)."""
+    image = batch.get("image") if isinstance(batch, dict) else batch
+    if isinstance(image, dict):
+        image = next(iter(image.values()))
+    if isinstance(image, (list, tuple)):
+        image = image[0]
+    return int(image.shape[0])

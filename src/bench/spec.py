@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import ConfigError
+from bench.objectives import Objectives, parse_objectives
 from hydra_plugins.bench_sweeper._cells import DIRECTIONS
 
 # TerraTorch's task class for each task type bench supports.
@@ -40,6 +41,8 @@ class TrialSpec:
     mode: str  # "min" | "max"
     max_epochs: int
     patience: int
+    # task.metric as a list (bench.objectives): metric above is its primary one. None: one metric.
+    objectives: Objectives | None = None
 
 
 def _required(node: DictConfig, key: str, group: str) -> Any:
@@ -72,8 +75,11 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
     task_name = _required(task, "name", "task")
     where = f"task '{task_name}'"
     task_class = task_class_for(_required(task, "type", "task"))
-    mode = monitor_mode(_required(task, "direction", "task"))
-    metric = _required(task, "metric", "task")
+    metric, direction = _required(task, "metric", "task"), _required(task, "direction", "task")
+    objectives = parse_objectives(metric, direction, task_name)  # a list: several objectives
+    if objectives is not None:
+        metric, direction = objectives.primary, objectives.primary_direction
+    mode = monitor_mode(direction)
     for key in ("datamodule", "max_epochs"):
         _required(task, key, "task")
     if "_target_" not in task.datamodule:
@@ -115,6 +121,7 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
         mode=mode,
         max_epochs=max_epochs,
         patience=patience,
+        objectives=objectives,
     )
 
 

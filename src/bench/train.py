@@ -27,6 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import PretrainedWeightsError
+from bench.objectives import objective_values
 from bench.oom import BatchPlan, allowed_retries, fit_with_oom_retries
 from bench.preflight import preflight
 from bench.spec import TrialSpec
@@ -77,6 +78,9 @@ def train(cfg: DictConfig) -> float | dict[str, Any]:
     _drop_resume_point(cfg, output_dir)
     retried = plan.as_outputs() if plan.oom_retries else {}  # the sweeper keeps them as trial outputs
     _tag_run(retried)
+    if spec.objectives is not None:  # one value per listed metric, in order (bench.objectives)
+        value = objective_values(spec.objectives, value, fitted.meter.epochs, fitted.meter.costs(), spec.mode)
+        log.info("%s: objectives %s", spec.task_name, dict(zip(spec.objectives.names, value)))
     if not testing:
         return {"value": value, **retried} if retried else value
     # On the best checkpoint, never the last epoch's weights.
@@ -93,6 +97,7 @@ class _Fitted:
     task: Any
     datamodule: Any
     checkpoint: Any  # the ModelCheckpoint keeping the best epoch
+    meter: Any = None  # callbacks.CostMeter, for a task with several objectives
 
 
 def _fit(cfg: DictConfig, spec: TrialSpec, plan: BatchPlan, trainer_args: dict[str, Any], trial: Any,
@@ -102,7 +107,7 @@ def _fit(cfg: DictConfig, spec: TrialSpec, plan: BatchPlan, trainer_args: dict[s
     import lightning.pytorch as pl
     import optuna
 
-    from bench.callbacks import MetricMonitor, OptunaPruning
+    from bench.callbacks import CostMeter, MetricMonitor, OptunaPruning
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = instantiate({**spec.datamodule, "batch_size": plan.batch_size}, _convert_="all")  # plain lists
@@ -130,7 +135,9 @@ def _fit(cfg: DictConfig, spec: TrialSpec, plan: BatchPlan, trainer_args: dict[s
         save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
+    meter = CostMeter() if spec.objectives else None  # several objectives: costs measured and logged
     callbacks = [
+        *([meter] if meter else []),
         MetricMonitor(spec.metric, spec.mode),
         pl.callbacks.EarlyStopping(monitor=spec.metric, mode=spec.mode, patience=spec.patience),
         checkpoint,
@@ -156,7 +163,7 @@ def _fit(cfg: DictConfig, spec: TrialSpec, plan: BatchPlan, trainer_args: dict[s
         _record_checkpoint(cfg, checkpoint.best_model_path)  # its best epoch so far stays findable
         _drop_resume_point(cfg, output_dir)  # a pruned trial is never run again
         raise
-    return _Fitted(trainer, task, datamodule, checkpoint)
+    return _Fitted(trainer, task, datamodule, checkpoint, meter)
 
 
 def _configured_callbacks(cfg: DictConfig) -> list:
