@@ -15,14 +15,15 @@ from tests.helpers import read_csv
 
 def test_a_bench_cell_trading_miou_against_parameters_has_a_front_of_two(run_cli, tmp_path):
     """Two decoder widths of one model on the synthetic segmentation task: the wide decoder learns
-    more in 3 epochs, the narrow one has fewer parameters, so neither dominates the other."""
+    more in 2 epochs (mIoU 0.45 against 0.40 here), the narrow one has fewer parameters, so neither
+    dominates the other."""
     from mlflow import MlflowClient
 
     sweep = tmp_path / "sweep"
     result = run_cli("-m", "task=synthetic_seg", "task.metric=[val/mIoU,cost/params_M]",
                      "task.direction=[maximize,minimize]", "search_space=none", "hparams.lr=3e-4",
                      "+hparams.model_args.decoder_channels=choice(16,256)", "hydra/sweeper/sampler=grid",
-                     "task.max_epochs=3", f"hydra.sweep.dir={sweep}")
+                     "task.max_epochs=2", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "pruning is off for the multi-objective cell(s) default" in result.stdout + result.stderr
     rows = {int(r["hparams.model_args.decoder_channels"]): r for r in read_csv(sweep / "results.csv")}

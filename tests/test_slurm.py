@@ -223,19 +223,19 @@ def test_sbatch_failing_while_the_controller_is_down_is_retried(slurm_cluster, t
 
 @pytest.mark.slow
 def test_bench_benchmark_on_slurm(slurm_cluster, run_cli, tmp_path):
-    """bench itself, `launcher=slurm`: real training in an sbatch job, then 2 seed repeats tested in
-    jobs of their own, tracked as with the local launcher (multi-task sweeps on SLURM are covered above)."""
+    """bench itself, `launcher=slurm`: real training in an sbatch job, then a seed repeat tested in a
+    job of its own, tracked as with the local launcher (multi-task sweeps on SLURM are covered above)."""
     result = run_cli(
         "-m", "task=synthetic_cls", "launcher=slurm", "launcher.gpus_per_trial=0",
         "launcher.cpus_per_trial=1", "launcher.memory_gb=null", "launcher.timeout_min=15", "launcher.parallel_trials=2",
-        "task.max_epochs=1", "hydra.sweeper.n_trials=1", "hydra.sweeper.repeats=2", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "task.max_epochs=1", "hydra.sweeper.n_trials=1", "hydra.sweeper.repeats=1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (study,) = studies(tmp_path / "sweep").values()
     assert states(study) == ["COMPLETE"]
     client = MlflowClient(f"sqlite:///{tmp_path}/multirun_outputs/mlflow.db")
-    assert_tracked_like_the_local_launcher(client, "bench", tmp_path / "sweep", 1, 1, repeats=2)
+    assert_tracked_like_the_local_launcher(client, "bench", tmp_path / "sweep", 1, 1, repeats=1)
     (trial,) = tree(client, "bench")["trial"]
     assert client.get_metric_history(trial.info.run_id, "val/Accuracy")  # Lightning logged from the job
-    assert len(submitted_jobs(tmp_path / "sweep")) == 3  # the trial and each repeat ran as its own SLURM job
+    assert len(submitted_jobs(tmp_path / "sweep")) == 2  # the trial and the repeat each ran as a SLURM job
 
