@@ -23,7 +23,7 @@ def _metric_rows(output_dir) -> list[dict]:
 @pytest.mark.parametrize("task", ["synthetic_seg", "synthetic_cls"])
 def test_sensible_training_beats_one_epoch_at_a_tiny_learning_rate(compose_cfg, task, tmp_path):
     untrained = train(compose_cfg(f"task={task}", "task.max_epochs=1", "hparams.lr=1e-7", f"output_dir={tmp_path / 'u'}"))
-    trained = train(compose_cfg(f"task={task}", "task.max_epochs=6", "task.patience=6", "hparams.lr=1e-3",
+    trained = train(compose_cfg(f"task={task}", "task.max_epochs=4", "task.patience=4", "hparams.lr=1e-3",
                                 f"output_dir={tmp_path / 't'}"))
     assert math.isfinite(untrained) and math.isfinite(trained)
     assert 0.0 <= untrained <= 1.0 and 0.0 <= trained <= 1.0
