@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import lightning.pytorch as pl
 
 from bench.errors import MetricNotLoggedError
+from bench.objectives import PARAMS_M, VAL_IMAGES_PER_S
 
 log = logging.getLogger(__name__)
 
@@ -17,20 +19,25 @@ class MetricMonitor(pl.Callback):
 
     EarlyStopping and ModelCheckpoint would also fail on a missing metric, but only at the end of
     the first epoch and with Lightning's wording; this names the task's metrics right after the
-    sanity check. It must come before them in the callback list.
+    sanity check. It must come before them in the callback list. `also`: the other metrics a task
+    with several objectives lists (bench.objectives), checked at the same time, so a typo in one
+    fails in seconds rather than after the whole fit.
     """
 
-    def __init__(self, metric: str, mode: str) -> None:
-        self.metric, self.mode = metric, mode
+    def __init__(self, metric: str, mode: str, also: tuple[str, ...] = ()) -> None:
+        self.metric, self.mode, self.also = metric, mode, also
         self.checked = False
 
     def on_validation_end(self, trainer, pl_module) -> None:
         logged = trainer.callback_metrics
         if not self.checked:
-            if self.metric not in logged:
+            missing = [name for name in (self.metric, *self.also) if name not in logged]
+            if missing:
                 available = sorted(k for k in logged if k.startswith(("val/", "train/")))
+                named = (f"task.metric={self.metric!r} is" if not self.also else
+                         f"task.metric lists {', '.join(map(repr, missing))}, which {'is' if len(missing) == 1 else 'are'}")
                 raise MetricNotLoggedError(
-                    f"task.metric={self.metric!r} is never logged by {type(pl_module).__name__}. "
+                    f"{named} never logged by {type(pl_module).__name__}. "
                     f"Metrics it logs: {', '.join(available) or '(none)'}"
                 )
             self.checked = True
@@ -60,20 +67,29 @@ class OptunaPruning(pl.Callback):
 class CostMeter(pl.Callback):
     """The cost metrics of a multi-objective task (bench.objectives), logged every validation epoch:
     the model's parameters in millions, and its inference throughput (validation images per second,
-    forward passes only: the time between each validation batch's start and end, the GPU synced).
-    It also keeps each validation epoch's val metrics, so the other listed metrics can be read at
-    the best epoch."""
+    forward passes only: the time between each validation batch's start and end, the GPU synced;
+    the last validation epoch's is the one kept). It also keeps each validation epoch's values of
+    the task's `learned` metrics, so the other listed metrics can be read at the best epoch.
 
-    def __init__(self) -> None:
-        self.params_m = float("nan")
-        self.images_per_s = float("nan")
+    Its state travels in last.ckpt (state_dict), so a requeued job that resumes still knows the
+    epochs before the interruption: its best epoch may be one of them."""
+
+    def __init__(self, learned: tuple[str, ...]) -> None:
+        self.learned = learned
+        self.params_m = math.nan
+        self.images_per_s = math.nan
         self.epochs: dict[int, dict[str, float]] = {}
         self._images, self._seconds, self._started = 0, 0.0, None
 
     def costs(self) -> dict[str, float]:
-        from bench.objectives import PARAMS_M, VAL_IMAGES_PER_S
-
         return {PARAMS_M: self.params_m, VAL_IMAGES_PER_S: self.images_per_s}
+
+    def state_dict(self) -> dict:
+        return {"epochs": self.epochs, "images_per_s": self.images_per_s}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.epochs = dict(state_dict["epochs"])
+        self.images_per_s = state_dict["images_per_s"]
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.params_m = sum(p.numel() for p in pl_module.parameters()) / 1e6
@@ -97,17 +113,15 @@ class CostMeter(pl.Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
-        from bench.objectives import PARAMS_M, VAL_IMAGES_PER_S
-
         if self._seconds > 0:
             self.images_per_s = self._images / self._seconds
             pl_module.log(VAL_IMAGES_PER_S, self.images_per_s)
         pl_module.log(PARAMS_M, self.params_m)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking:  # after the module logged this epoch's val metrics
-            self.epochs[trainer.current_epoch] = {k: float(v) for k, v in trainer.callback_metrics.items()
-                                                  if k.startswith("val/")}
+        if not trainer.sanity_checking:  # after the module logged this epoch's metrics
+            logged = trainer.callback_metrics
+            self.epochs[trainer.current_epoch] = {name: float(logged[name]) for name in self.learned if name in logged}
 
 
 def _sync(pl_module) -> None:

@@ -20,13 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.errors import ConfigError
+from hydra_plugins.bench_sweeper._cells import DIRECTIONS
 
-COST_PREFIX = "cost/"
-PARAMS_M = "cost/params_M"
-VAL_IMAGES_PER_S = "cost/val_images_per_s"
+COST_PREFIX = "cost/"  # the one name convention: what bench measures, as opposed to what the model logs
+PARAMS_M = f"{COST_PREFIX}params_M"
+VAL_IMAGES_PER_S = f"{COST_PREFIX}val_images_per_s"
 COST_METRICS = {PARAMS_M: "the model's parameters, in millions",
                 VAL_IMAGES_PER_S: "validation images per second, forward passes only"}
-DIRECTIONS = ("minimize", "maximize")
+
+
+def is_cost(name: str) -> bool:
+    return name.startswith(COST_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -37,18 +41,32 @@ class Objectives:
     @property
     def primary(self) -> str:
         """The metric the model is selected on: the first that it learns (not a cost)."""
-        return next(name for name in self.names if not name.startswith(COST_PREFIX))
+        return self.learned[0]
 
     @property
     def primary_direction(self) -> str:
         return self.directions[self.names.index(self.primary)]
 
+    @property
+    def learned(self) -> tuple[str, ...]:
+        """The listed metrics the model logs (not costs), primary first: each must be logged."""
+        return tuple(name for name in self.names if not is_cost(name))
+
 
 def parse_objectives(metric: Any, direction: Any, task_name: str) -> Objectives | None:
     """A task's metric list and directions, checked; None for a single metric."""
+    where = f"task '{task_name}'"
     if isinstance(metric, str) or metric is None:
+        if direction is not None and not isinstance(direction, str):  # a list of directions for one metric
+            listed = [str(d) for d in direction]
+            raise ConfigError(f"{where}: task.metric is one metric ({metric}) but task.direction is a list of "
+                              f"{len(listed)} ({', '.join(listed) or 'none'}): give task.direction as one direction, "
+                              "or task.metric as a list with one metric per direction, in order")
         return None
-    names, where = [str(m) for m in metric], f"task '{task_name}'"
+    names = [str(m) for m in metric]
+    if not names:
+        raise ConfigError(f"{where}: task.metric=[] lists no metric: give the validation metric the model is judged "
+                          "on (e.g. val/mIoU), or a list of metrics with one task.direction each")
     directions = [direction] if isinstance(direction, str) else [str(d) for d in (direction or [])]
     if len(directions) != len(names):
         raise ConfigError(f"{where}: task.metric lists {len(names)} metrics ({', '.join(names)}) but task.direction "
@@ -56,12 +74,12 @@ def parse_objectives(metric: Any, direction: Any, task_name: str) -> Objectives 
     bad = [d for d in directions if d not in DIRECTIONS]
     if bad:
         raise ConfigError(f"{where}: task.direction has {', '.join(map(repr, bad))}; use {' or '.join(DIRECTIONS)}")
-    unknown = [n for n in names if n.startswith(COST_PREFIX) and n not in COST_METRICS]
+    unknown = [n for n in names if is_cost(n) and n not in COST_METRICS]
     if unknown:
         known = "; ".join(f"{name} ({meaning})" for name, meaning in COST_METRICS.items())
         raise ConfigError(f"{where}: task.metric has {', '.join(unknown)}, which bench does not measure; cost metrics: "
                           f"{known}")
-    if all(n.startswith(COST_PREFIX) for n in names):
+    if all(is_cost(n) for n in names):
         raise ConfigError(f"{where}: task.metric lists only costs ({', '.join(names)}): add the validation metric the "
                           "model is judged on (e.g. val/mIoU), which selects its checkpoint")
     if len(set(names)) != len(names):
@@ -71,8 +89,10 @@ def parse_objectives(metric: Any, direction: Any, task_name: str) -> Objectives 
 
 def objective_values(objectives: Objectives, best_value: float, epochs: dict[int, dict[str, float]],
                      costs: dict[str, float], mode: str) -> list[float]:
-    """One value per objective, in task.metric's order. `epochs`: each validation epoch's val
-    metrics; the other val metrics are read at the epoch where the primary one was best."""
+    """One value per objective, in task.metric's order. `epochs`: each validation epoch's values of
+    the learned metrics (callbacks.CostMeter); the others are read at the epoch where the primary
+    one was best, the epoch ModelCheckpoint kept (the first of equals, as it keeps only a strictly
+    better score)."""
     from bench.errors import MetricNotLoggedError
 
     primary = objectives.primary

@@ -135,10 +135,12 @@ def _fit(cfg: DictConfig, spec: TrialSpec, plan: BatchPlan, trainer_args: dict[s
         save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
-    meter = CostMeter() if spec.objectives else None  # several objectives: costs measured and logged
+    # Several objectives: costs measured and logged, the other listed metrics checked and kept.
+    others = spec.objectives.learned[1:] if spec.objectives else ()
+    meter = CostMeter(spec.objectives.learned) if spec.objectives else None
     callbacks = [
         *([meter] if meter else []),
-        MetricMonitor(spec.metric, spec.mode),
+        MetricMonitor(spec.metric, spec.mode, also=others),
         pl.callbacks.EarlyStopping(monitor=spec.metric, mode=spec.mode, patience=spec.patience),
         checkpoint,
         resume_point,
