@@ -88,18 +88,22 @@ class Console:
             log.info("progress\n%s", self.plain_table())
 
     # -- the table ------------------------------------------------------------------------------
-    def rows(self) -> list[list[str]]:
+    def _costs(self) -> list[Any]:
+        """Each run's cost so far (earlier runs of the sweep included), read once per rendering."""
+        return [total(run.study.get_trials(deepcopy=False)) for run in self.runs]
+
+    def rows(self, costs: list[Any] | None = None) -> list[list[str]]:
         now = time.monotonic()
+        costs = costs if costs is not None else self._costs()
         open_cells = max(1, sum(1 for r in self.runs if r.wants_trials or r.in_flight))
         every = [d for r in self.runs for d in r.durations]
         rows = []
-        for run in self.runs:
+        for run, cost in zip(self.runs, costs):
             best = best_trial(run.study)
             remaining = 0 if run.stopped or run.ended else max(0, run.target - run.done)
             mean = _mean(run.durations) or _mean(every)
             eta = remaining * mean * open_cells / self.slots if mean else math.nan
             status = " (stopped)" if run.stopped else " (ended)" if run.ended else ""
-            cost = total(run.study.get_trials(deepcopy=False))  # this cell's, earlier runs of the sweep included
             rows.append([run.label + status, f"{run.done}/{run.target}", str(run.in_flight), str(run.pruned),
                          str(run.failed), _best_text(run, best), f"{cost.gpu_hours:.3g}", f"{cost.cpu_hours:.3g}",
                          _clock(now - run.started) if run.started else "-", _clock(eta) if remaining else "-"])
@@ -108,21 +112,22 @@ class Console:
     def plain_table(self) -> str:
         from ._results import format_table
 
-        return f"{self.spent_text()}\n" + format_table(HEADERS, self.rows())
-
-    def spent_text(self) -> str:
-        """The cells' GPU-hours and CPU-hours so far (this command's cells, tuning and repeats)."""
-        costs = [total(run.study.get_trials(deepcopy=False)) for run in self.runs]
-        return (f"{sum(c.gpu_hours for c in costs):.4g} GPU-hours, {sum(c.cpu_hours for c in costs):.4g} CPU-hours "
-                "spent")
+        costs = self._costs()
+        return f"{_spent_text(costs)}\n" + format_table(HEADERS, self.rows(costs))
 
     def _rich_table(self) -> Any:
         from rich.table import Table
 
-        table = Table(*HEADERS, title=f"bench sweep: {self.spent_text()}", title_justify="left")
-        for row in self.rows():
+        costs = self._costs()
+        table = Table(*HEADERS, title=f"bench sweep: {_spent_text(costs)}", title_justify="left")
+        for row in self.rows(costs):
             table.add_row(*row)
         return table
+
+
+def _spent_text(costs: list[Any]) -> str:
+    """The cells' GPU-hours and CPU-hours so far (this command's cells, tuning and repeats)."""
+    return f"{sum(c.gpu_hours for c in costs):.4g} GPU-hours, {sum(c.cpu_hours for c in costs):.4g} CPU-hours spent"
 
 
 def _best_text(run: CellRun, best: Any) -> str:

@@ -50,11 +50,6 @@ class BenchSweeperImpl:
     def sweep(self, arguments: list[str]) -> list[dict[str, Any]]:
         _masking.install(self.config)
         _quiet_libraries()
-        from ._budget import check_settings
-        from ._warm import check_source
-
-        check_settings(self.settings.budget)
-        check_source(self.settings.warm_start)
         plan = make_plan(self.settings, self.config, self.hydra_context.config_loader, arguments, self.launcher)
         if self.settings.dry_run:
             print(f"Dry run: nothing launched.\n{describe_plan(plan, self.settings, self.launcher)}")

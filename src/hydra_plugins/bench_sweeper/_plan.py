@@ -23,11 +23,13 @@ from ._compat import config_files_read_once
 from ._cells import Cell, bare_key, describe_cell, enumerate_cells, split_arguments
 from ._errors import CellError, CellsNotReadyError, SearchSpaceError, SweepConfigError
 from ._masking import mask_text
+from ._budget import check_settings as check_budget
 from ._objectives import as_text, is_multi, normalized
 from ._repeats import seed_list
 from ._samplers import grid_space, is_grid, load_configure, prunes
 from ._studies import ON_CHANGE, storage_location
 from ._sweepdir import check_creatable, read_identity
+from ._warm import check_source as check_warm_start_source
 
 
 @dataclass
@@ -60,6 +62,8 @@ class SweepPlan:
 
 def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[str], launcher: Any) -> SweepPlan:
     _check_settings(settings)
+    check_budget(settings.budget)
+    check_warm_start_source(settings.warm_start)
     seeds = seed_list(settings.repeats, OmegaConf.to_container(settings.seeds) if OmegaConf.is_config(settings.seeds)
                       else settings.seeds)
     if settings.n_trials == 0 and not seeds:
