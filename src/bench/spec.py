@@ -24,6 +24,10 @@ TASK_CLASSES = {
     "multilabel_classification": "terratorch.tasks.MultiLabelClassificationTask",
     "regression": "terratorch.tasks.PixelwiseRegressionTask",
 }
+# How a single-image backbone takes a multi-temporal task (task.num_frames > 1) when its model file
+# states nothing else (model.temporal_args): TerraTorch's TemporalWrapper runs the backbone on each
+# date and averages the features over time, so every neck and decoder sees one image's features.
+TEMPORAL_WRAPPER = {"backbone_use_temporal": True, "backbone_temporal_pooling": "mean"}
 # Optuna's direction names (as the sweeper spells them) -> Lightning's monitor modes.
 MONITOR_MODES = dict(zip(DIRECTIONS, ("min", "max")))
 
@@ -102,6 +106,7 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
         patience, "task.patience", "the validation epochs without improvement before early stopping (null: never stop early)")
     task_kwargs = OmegaConf.merge(
         {"model_factory": model.get("model_factory", "EncoderDecoderFactory"), "model_args": plain(model.model_args)},
+        {"model_args": _temporal_args(task, model, plain)},
         {"model_args": plain(head)},
         {"model_args": plain(task.get("model_args"))},
         plain(task.get("task_args")),
@@ -136,6 +141,18 @@ def _head_for(model: DictConfig, task_type: str, where: str) -> DictConfig | Non
                           f"{', '.join(sorted(k for k in types if types[k] is not None))}. Pick another model, or add "
                           f"model.task_types.{task_type}")
     return types[task_type]
+
+
+def _temporal_args(task: DictConfig, model: DictConfig, plain) -> dict[str, Any]:
+    """The model's arguments for a multi-temporal task's (B, C, T, H, W) batches: its own
+    `temporal_args` (the Prithvi models take the frames natively: {}), else TerraTorch's wrapper."""
+    frames = task.get("num_frames", 1)
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ConfigError(f"task '{task.name}': task.num_frames={frames!r} is not possible: it is the number of "
+                          "time steps per sample, a whole number of at least 1")
+    if frames == 1:
+        return {}
+    return plain(model.temporal_args) if "temporal_args" in model else dict(TEMPORAL_WRAPPER)
 
 
 def check_bands(task: DictConfig, model: DictConfig) -> None:
