@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 TRANSIENT_SBATCH = ("Unable to contact slurm controller", "Socket timed out", "temporarily unable to accept job",
                     "Resource temporarily unavailable", "job submit limit", "MaxSubmitJob", "Requested operation is presently disabled")
 SUBMIT_RETRY_S = 600.0
+
 # Pending reasons that no amount of waiting resolves: the job asks for more than its partition,
 # QOS or association allows, or names something that does not exist.
 NEVER_STARTS = {
@@ -42,6 +43,17 @@ NEVER_STARTS = {
     "QOSMaxNodePerJobLimit", "QOSMaxWallDurationPerJobLimit", "AssocMaxCpuPerJobLimit", "AssocMaxGRESPerJob",
     "AssocMaxMemPerJob", "AssocMaxNodesPerJobLimit", "AssocMaxWallDurationPerJobLimit",
 }
+
+
+def is_transient(message: str) -> bool:
+    """sbatch words a QOS's submit limit (it passes as jobs end) and a QOS's per-job size or time
+    limit (it never passes) alike, "Job violates accounting/QOS policy (job submit limit, user's size
+    and/or time limits)"; only the reason it names as well tells them apart."""
+    if any(reason in message for reason in NEVER_STARTS):
+        return False
+    return any(words in message for words in TRANSIENT_SBATCH)
+
+
 PENDING_CHECK_S = 10.0
 _REQUEST_KEYS = ("partition", "qos", "account", "constraint", "nodes", "tasks_per_node", "cpus_per_task", "gpus_per_node",
                  "gpus_per_task", "gres", "mem_gb", "mem_per_cpu", "mem_per_gpu", "timeout_min")
@@ -74,6 +86,7 @@ class SubmititDispatcher(Dispatcher):
         self._use(params)
         Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         self.pending: dict[Any, Any] = {}
+        self.collected: list[Finished] = []  # ended during an sbatch retry's backoff
         self._last_pending_check = time.monotonic()
 
     def _use(self, params: dict[str, Any]) -> None:
@@ -105,17 +118,28 @@ class SubmititDispatcher(Dispatcher):
                 break
             except Exception as exc:  # submitit raises FailedJobError with sbatch's stderr
                 message = str(exc).strip()
-                if not any(words in message for words in TRANSIENT_SBATCH):
+                if not is_transient(message):
                     raise LaunchError(f"{self.executor_name} refused the trial's job ({self.request}): {message}") from exc
                 if time.monotonic() - started > SUBMIT_RETRY_S:
                     raise LaunchError(f"sbatch kept failing for {SUBMIT_RETRY_S:.0f} s ({self.request}): {message}") from exc
                 log.warning("sbatch failed, retrying in %.0f s: %s", delay, message.splitlines()[-1])
-                time.sleep(delay)
+                self._collect_while_waiting(delay)
                 delay = min(delay * 2, 60.0)
         self.pending[job] = ticket
         return {"executor": self.executor_name, "job_id": str(job.job_id), "folder": self.folder}
 
+    def _collect_while_waiting(self, seconds: float) -> None:
+        """The backoff between sbatch attempts: jobs that end meanwhile are collected when they end
+        (their results and sacct figures kept for the next wait()), not after the retries."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.collected += [self._collect(job) for job in [j for j in self.pending if j.done()]]
+            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+
     def wait(self, timeout: float) -> list[Finished]:
+        if self.collected:
+            done, self.collected = self.collected, []
+            return done
         deadline = time.monotonic() + timeout
         while self.pending:
             done = [job for job in self.pending if job.done()]
