@@ -48,6 +48,8 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_repeats_tests_trac
     assert len(rows) == 8 and "PRUNED" in {r["state"] for r in rows}
     assert all(r["cell"] == f"task={r['task']},model={r['model']}" and r["metric"] for r in rows)
     client = MlflowClient(f"sqlite:///{tmp_path}/multirun_outputs/mlflow.db")
+    assert (tmp_path / "multirun_outputs" / "mlflow.db").stat().st_mode & 0o777 == 0o600  # its owner's only
+    assert (tmp_path / "multirun_outputs" / "mlartifacts").stat().st_mode & 0o777 == 0o700
     levels = tree(client, "bench")
     assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 4, "trial": 8, "repeat": 8}
     trial_runs = {r.info.run_id: r for r in levels["trial"]}

@@ -55,6 +55,9 @@ def test_default_command_trains_reports_the_metric_and_tracks_the_run(run_cli, t
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
     # Tracked on the embedded default store, with its config and (save_models) its best checkpoint.
     client = MlflowClient(f"sqlite:///{tmp_path}/multirun_outputs/mlflow.db")
+    # Only its owner may read the store (the served one's API asks for credentials).
+    assert (tmp_path / "multirun_outputs" / "mlflow.db").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "multirun_outputs" / "mlartifacts").stat().st_mode & 0o777 == 0o700
     (run,) = tree(client, "bench")["run"]
     assert run.info.status == "FINISHED"
     assert {"config.yaml", "checkpoints"} <= {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -181,9 +181,30 @@ def test_the_best_value_of_a_resumed_cell_never_gets_worse(mlflow_server, tmp_pa
     assert history[-1] == min(t.value for t in study.trials)
 
 
+def test_a_server_that_stops_mid_sweep_is_reported_at_once_and_no_trial_starts_after_it(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [*tracking_args(tmp_path), "task=a", "hydra.sweeper.n_trials=3", "+mlflow.serve=true", "hold_trials=[0]",
+            f"release={tmp_path / 'release'}"]
+    # No HTTP retries: the held trial's last log calls fail at once instead of after minutes.
+    driver = start_stub(sweep, *args, cwd=tmp_path, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    wait_for(lambda: running_trial_dir(sweep), 120, "trial 0 to be running")
+    ps = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
+    (watchdog,) = [int(line.split()[0]) for line in ps
+                   if "bench.tracking.server" in line and f"{tmp_path}/mlflow.db" in line]
+    os.killpg(watchdog, signal.SIGKILL)  # the server's whole group, by its leader's PID
+    # Said while the trial is still running, not when the next one would start.
+    wait_for(lambda: "MLflow server of this sweep" in output(sweep), 30, "the driver to say the server stopped")
+    assert running_trial_dir(sweep) is not None
+    (tmp_path / "release").touch()
+    assert driver.wait(timeout=120) != 0
+    console = output(sweep)
+    assert "stopped (exit code -9)" in console and "no new trial starts" in console
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0"]  # nothing started after it
+
+
 def _processes_mentioning(text: str, grace_s: float = 20.0) -> list[str]:
     def found() -> list[str]:
-        lines = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+        lines = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
         return [line for line in lines if text in line and not line.startswith("ps ")]
 
     try:

@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.tracking import runs
 from hydra_plugins.bench_sweeper._cells import flatten
 from hydra_plugins.bench_sweeper._compat import job_outcome
+from hydra_plugins.bench_sweeper._errors import SweepError
 from hydra_plugins.bench_sweeper._masking import mask_config, mask_data, mask_override, mask_text
 from bench.tracking.sweep_metrics import costs_of, log_front, log_trial_cost
 from hydra_plugins.bench_sweeper.observer import TRACKER_RUN_ID_ATTR, SweepObserver
@@ -42,10 +43,32 @@ log = logging.getLogger(__name__)
 # In the sweep dir: where its benchmark run is, so `python -m bench.report` can log the report there.
 TRACKING_FILE = "mlflow.json"
 
-def default_locations(cwd: str | None = None) -> tuple[str, str]:
+def _default_root() -> Path:
+    return Path(os.getcwd()) / "multirun_outputs"
+
+
+def default_locations() -> tuple[str, str]:
     """The embedded store: multirun_outputs/mlflow.db and multirun_outputs/mlartifacts."""
-    root = Path(cwd or os.getcwd()) / "multirun_outputs"
+    root = _default_root()
     return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
+
+
+def store_locations(settings: DictConfig) -> tuple[str, str]:
+    """The tracking URI and artifact root this config names, else the embedded store's. The embedded
+    store holds every run's config and results, so, like the served store's API (basic auth), only
+    its owner may read it: bench makes its file 0600 and its artifact root 0700 (SQLite gives its
+    journals the file's mode). Locations a user named keep the permissions they have."""
+    default_uri, default_artifacts = default_locations()
+    uri, artifacts = settings.get("tracking_uri"), settings.get("artifact_location")
+    root = _default_root()
+    if not artifacts:
+        (root / "mlartifacts").mkdir(mode=0o700, parents=True, exist_ok=True)
+        (root / "mlartifacts").chmod(0o700)
+    if not uri:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "mlflow.db").touch(mode=0o600)  # an empty file is an empty SQLite database
+        (root / "mlflow.db").chmod(0o600)
+    return uri or default_uri, artifacts or default_artifacts
 
 
 def _serve(settings: DictConfig, trials_in_driver: bool) -> bool:
@@ -114,9 +137,7 @@ class MLflowTracking(Callback, SweepObserver):
         # MLflow's INFO lines (table creation, migrations) are not the sweep's business.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
 
-        default_uri, default_artifacts = default_locations()
-        uri = settings.get("tracking_uri") or default_uri
-        artifacts = settings.get("artifact_location") or default_artifacts
+        uri, artifacts = store_locations(settings)
         if uri.startswith("sqlite:") and _serve(settings, trials_in_driver):
             from bench.tracking.server import LocalTrackingServer
 
@@ -124,6 +145,7 @@ class MLflowTracking(Callback, SweepObserver):
             self.server = LocalTrackingServer(uri, artifacts, Path(sweep_dir) / "mlflow_server.log",
                                               host=settings.get("serve_host", "127.0.0.1"))
             uri = self.server.start()
+            self.server.watch()
         store_uri = uri  # before serving: what stays reachable after this sweep's server has gone
         self.uri, self.client = uri, MlflowClient(uri)
         self.experiment_id = runs.ensure_experiment(self.client, settings.experiment, artifacts)
@@ -174,7 +196,17 @@ class MLflowTracking(Callback, SweepObserver):
             runs.log_yaml(self.client, self.benchmark_run, mask_data(cell.params), f"search_spaces/{cell.label}.yaml")
         self.cell_runs[cell.label] = run_id
 
+    def _reachable(self) -> Any:
+        """The client, while its store can answer. Once this sweep's own server has stopped, each call
+        would only wait out MLflow's HTTP retries (minutes), so tracking stops with the server."""
+        if self.server is not None and not self.server.alive:
+            self.client = None
+        return self.client
+
     def on_trial_prepared(self, cell: Any, trial: Any, phase: str = "tune") -> dict[str, Any] | None:
+        if self.server is not None and not self.server.alive:  # no trial starts that could not log
+            self.client = None
+            raise SweepError(self.server.stopped_sentence())
         if self.client is None:
             return None
         tags = {runs.LEVEL: "trial", runs.SWEEP_DIR: self.sweep_dir, runs.CELL: cell.label, runs.TRIAL: trial.number,
@@ -192,7 +224,7 @@ class MLflowTracking(Callback, SweepObserver):
     def on_trial_end(self, cell: Any, trial: Any, job_return: Any, error: str | None, interrupted: bool = False,
                      phase: str = "tune") -> None:
         run_id = trial.user_attrs.get(TRACKER_RUN_ID_ATTR)
-        if self.client is None or not run_id:
+        if self._reachable() is None or not run_id:
             return
         state = "INTERRUPTED" if interrupted else trial.state.name
         self.client.set_tag(run_id, runs.STATE, state)
@@ -239,9 +271,9 @@ class MLflowTracking(Callback, SweepObserver):
                 self.client.log_metric(self.cell_runs[cell.label], key, value)
 
     def on_sweep_end(self, config: DictConfig, sweep_dir: str, error: BaseException | None, stopped_cells: list[str]) -> None:
-        if self.client is None:
-            return
         try:
+            if self._reachable() is None:
+                return
             for name in ("results.csv", "best.csv", "repeats.csv"):
                 if (Path(sweep_dir) / name).exists():
                     self.client.log_artifact(self.benchmark_run, str(Path(sweep_dir) / name))
@@ -271,14 +303,14 @@ class MLflowTracking(Callback, SweepObserver):
             return  # a sweep without the bench sweeper: nobody to hand this job a run
         import mlflow
 
-        default_uri, default_artifacts = default_locations()
-        mlflow.set_tracking_uri(settings.get("tracking_uri") or default_uri)
-        if run_id:
+        if run_id:  # the sweep's driver made the store and hands its URI to every job
+            mlflow.set_tracking_uri(settings.get("tracking_uri") or default_locations()[0])
             mlflow.start_run(run_id=run_id)
         else:  # a single `python -m bench` run: a standalone run in the same experiment
+            uri, artifacts = store_locations(settings)
+            mlflow.set_tracking_uri(uri)
             client = mlflow.MlflowClient()
-            experiment_id = runs.ensure_experiment(client, settings.experiment,
-                                                   settings.get("artifact_location") or default_artifacts)
+            experiment_id = runs.ensure_experiment(client, settings.experiment, artifacts)
             mlflow.start_run(experiment_id=experiment_id, tags={runs.LEVEL: "run"})
             hparams = OmegaConf.to_container(config.get("hparams") or {}, resolve=True)
             mlflow.log_params(mask_data(flatten(hparams, "hparams.")))

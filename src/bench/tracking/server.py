@@ -55,6 +55,7 @@ class LocalTrackingServer:
         self.password = secrets.token_urlsafe(24)
         remember(self.password)  # masked in every text this process writes from now on
         self._private: str | None = None
+        self._stopping = False  # stop() was asked: its exit is no news
 
     @property
     def tracking_uri(self) -> str:
@@ -107,7 +108,29 @@ class LocalTrackingServer:
         self.stop()
         raise RuntimeError(f"mlflow server did not answer within {timeout_s:.0f} s; see {self.log_path}")
 
+    def watch(self) -> None:
+        """Say at once, on the driver's console, when the server stops while the sweep still needs
+        it (killed, out of memory): trials can no longer log, and the next one will not start."""
+        process = self.process
+
+        def wait() -> None:
+            process.wait()
+            if not self._stopping:
+                log.error("%s", self.stopped_sentence())
+
+        threading.Thread(target=wait, name="mlflow-server-watch", daemon=True).start()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stopped_sentence(self) -> str:
+        return (f"the MLflow server of this sweep ({self.url}) stopped (exit code {self.process.returncode}): trials "
+                f"can no longer log to it, so no new trial starts. Its last log lines: {_tail(self.log_path)} "
+                f"(log: {self.log_path}). Resume the sweep (same command and hydra.sweep.dir) once the cause is fixed")
+
     def stop(self, grace_s: float = 20.0) -> None:
+        self._stopping = True
         try:
             if self.process is None or self.process.poll() is not None:
                 return

@@ -26,7 +26,7 @@ from ._compat import running_trial, trial_id
 from ._console import Console
 from ._cost import Cost, Grant, record as record_cost
 from ._dispatch import Dispatcher, Finished
-from ._errors import LaunchError
+from ._errors import LaunchError, SweepError
 from ._outcome import judge, last_line
 from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_FINISHED, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_LAUNCHER_JOB,
                        ATTR_OUTPUTS, ATTR_SEED, ATTR_STARTED, PHASE_REPEAT, PHASE_TUNE, counts, mark_interrupted)
@@ -147,7 +147,12 @@ class DispatchLoop:
         if run.phase == PHASE_REPEAT:
             run.waiting -= 1
             values[self.settings.seed_key] = trial.user_attrs[ATTR_SEED]
-        extra.update(self.observers.trial_prepared(cell=run.cell, trial=trial, phase=run.phase))
+        try:
+            extra.update(self.observers.trial_prepared(cell=run.cell, trial=trial, phase=run.phase))
+        except SweepError:  # an observer says no trial may start: this one never ran
+            self._record_interrupted(run, trial, "", "never launched: the sweep stopped",
+                                     requeue=run.phase == PHASE_REPEAT)
+            raise
         overrides = trial_overrides(run.cell, self.settings.common_overrides, values, extra)
         run.in_flight += 1
         return Ticket(run, trial, job_num, 0.0, values), self.dispatcher.prepare(overrides, job_num)

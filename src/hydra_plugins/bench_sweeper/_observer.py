@@ -28,7 +28,9 @@ an end that always comes. A Hydra callback that also subclasses SweepObserver ge
         some cells stopped early), or None; stopped_cells are their labels.
 
 Errors in on_sweep_start propagate (nothing has been launched yet); errors in the per-trial hooks
-and in on_sweep_end are logged and the sweep goes on. The module name starts with "_" so Hydra's
+and in on_sweep_end are logged and the sweep goes on, except a SweepError from on_trial_prepared:
+that is the observer's sentence for why no trial may start (bench's MLflow server has stopped),
+and it ends the sweep before the trial is launched. The module name starts with "_" so Hydra's
 plugin scan never re-creates SweepObserver (isinstance must keep working); observer.py is its
 public name.
 """
@@ -39,6 +41,7 @@ import logging
 from typing import Any
 
 from ._compat import callbacks_of
+from ._errors import SweepError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ class Observers:
     def trial_prepared(self, **kwargs: Any) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         for obs in self.observers:
-            extra.update(self._safely(obs.on_trial_prepared, **kwargs) or {})
+            extra.update(self._safely(obs.on_trial_prepared, stops_the_sweep=SweepError, **kwargs) or {})
         return extra
 
     def trial_end(self, **kwargs: Any) -> None:
@@ -103,9 +106,11 @@ class Observers:
             self._safely(obs.on_sweep_end, **kwargs)
 
     @staticmethod
-    def _safely(hook: Any, **kwargs: Any) -> Any:
+    def _safely(hook: Any, stops_the_sweep: type[BaseException] | tuple = (), **kwargs: Any) -> Any:
         try:
             return hook(**kwargs)
+        except stops_the_sweep:
+            raise
         except Exception:  # a tracker failing must not lose the sweep
             log.exception("sweep observer %s failed", hook.__qualname__)
             return None
