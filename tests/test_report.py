@@ -114,6 +114,62 @@ def test_tuning_curve_keeps_the_best_value_through_pruned_trials():
     assert curves["best_so_far"].tolist() == [0.3, 0.3, 0.3]  # the FAIL trial is no position; pruned values never best
     assert flags.iloc[0][["n_trials", "best_value", "best_at_trial"]].tolist() == [3, 0.3, 1]
 
+
+def test_tuning_flags_the_cells_whose_best_was_still_improving_in_the_last_quarter(monkeypatch, tmp_path):
+    """8 trials each: a best found after trial 6 (the last quarter) is flagged, one found by then is not."""
+    def cell(name: str, direction: str, values: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"sweep": "s", "cell": f"task={name}", "task": name, "model": "m", "direction": direction,
+                             "trial": range(len(values)), "state": "COMPLETE", "value": values})
+
+    results = pd.concat([
+        cell("late", "maximize", [0.1, 0.2, 0.2, 0.3, 0.3, 0.3, 0.3, 0.4]),  # best at trial 8 of 8
+        cell("early", "maximize", [0.1, 0.5, 0.4, 0.3, 0.2, 0.5, 0.1, 0.2]),  # best at 2 (the tie at 6 is no gain)
+        cell("boundary", "maximize", [0.1, 0.2, 0.2, 0.2, 0.2, 0.6, 0.6, 0.6]),  # best at 6 = 0.75 x 8: not after it
+        cell("late_rmse", "minimize", [9.0, 8.0, 8.0, 8.0, 8.0, 8.0, 7.0, 8.5]),  # lower is better: best at 7
+    ], ignore_index=True)
+    curves, flags = tuning_table(results)
+    flags = flags.set_index("curve")
+    assert flags.loc["m / late", ["best_at_trial", "still_improving"]].tolist() == [8, True]
+    assert flags.loc["m / early", ["best_at_trial", "still_improving"]].tolist() == [2, False]
+    assert flags.loc["m / boundary", ["best_at_trial", "still_improving"]].tolist() == [6, False]
+    assert flags.loc["m / late_rmse", ["best_at_trial", "best_value", "still_improving"]].tolist() == [7, 7.0, True]
+
+    from bench.report import page
+
+    drawn, save = {}, page._save
+
+    def keep_styles(fig, path):
+        drawn.update({line.get_label(): (line.get_color(), line.get_linestyle()) for line in fig.axes[0].get_lines()})
+        return save(fig, path)
+
+    monkeypatch.setattr(page, "_save", keep_styles)
+    page.plot_tuning(curves, flags.reset_index(), tmp_path / "tuning.png")
+    assert drawn["m / late"] == drawn["m / late_rmse"] == ("tab:red", "--")  # flagged: red, dashed
+    assert drawn["m / early"][1] == drawn["m / boundary"][1] == "-"
+    assert "tab:red" not in (drawn["m / early"][0], drawn["m / boundary"][0])
+
+
+def test_probability_of_improvement_matches_a_hand_computed_case():
+    """P(A > B) per dataset: the share of the 3 x 3 seed pairs A wins, a tie counting half.
+      d1: A 0.5 0.7 0.9 vs B 0.4 0.6 0.7 -> A wins 1 + (2 + 0.5) + 3 = 6.5 of 9
+      d2: A 0.2 0.3 0.4 vs B 0.1 0.3 0.5 -> A wins 1 + (1 + 0.5) + 2 = 4.5 of 9
+    averaged over the datasets: (6.5 + 4.5) / 18 = 11/18; P(B > A) = 1 - 11/18 = 7/18."""
+    seeds = {("A", "d1"): [0.5, 0.7, 0.9], ("B", "d1"): [0.4, 0.6, 0.7],
+             ("A", "d2"): [0.2, 0.3, 0.4], ("B", "d2"): [0.1, 0.3, 0.5]}
+    scores = pd.DataFrame([{"model": m, "dataset": d, "normalized": v} for (m, d), values in seeds.items()
+                           for v in values])
+    pairs = stats.pair_table(scores, {"All": ["d1", "d2"], "Second": ["d2"]}, stats.Settings(n_bootstrap=500, seed=0))
+    assert list(pairs.columns) == ["group", "model_a", "model_b", "probability", "ci_low", "ci_high"]
+    pairs = pairs.set_index(["group", "model_a", "model_b"])
+    expected = {("All", "A", "B"): 11 / 18, ("All", "B", "A"): 7 / 18,
+                ("Second", "A", "B"): 4.5 / 9, ("Second", "B", "A"): 4.5 / 9}
+    assert len(pairs) == len(expected)
+    for key, probability in expected.items():
+        row = pairs.loc[key]
+        assert row["probability"] == pytest.approx(probability, abs=1e-12), key
+        assert 0.0 <= row["ci_low"] <= row["probability"] <= row["ci_high"] <= 1.0, key
+        assert row["ci_low"] < row["ci_high"], key  # three seeds a side: the resamples differ
+
 def _write(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)

@@ -1,6 +1,7 @@
 """python -m bench.report: from test scores to the result tables, figures and page a paper needs.
 
-    inputs (inputs.py) -> scores.csv (leaderboard layout) -> normalised (stats.py or compat.py)
+    inputs (inputs.py) -> scores.csv (leaderboard.py's layout; the sweeps' rows also as submission/)
+      -> normalised (stats.py or compat.py)
       -> datasets.csv, groups.csv, pairs.csv, tuning.csv -> PNG figures + report.html (page.py)
       -> logged to each input sweep's MLflow benchmark run
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report import compat, inputs, page, stats
+from bench.report import compat, inputs, leaderboard, page, stats
 from bench.report.costs import cost_matrix, cost_table
 from bench.report.errors import ReportError
 
@@ -118,6 +119,10 @@ def build(args: argparse.Namespace) -> Path:
     out = Path(args.out or (loaded.sweep_dirs[0] / "report" if loaded.sweep_dirs else "report"))
     out.mkdir(parents=True, exist_ok=True)
     scores.to_csv(out / "scores.csv", index=False)
+    args.wrote_submission = bool(loaded.own.any())  # the sweeps' rows, ready for the leaderboard
+    if args.wrote_submission:
+        for objection in leaderboard.write_submission(scores[loaded.own.to_numpy()], out / "submission"):
+            print(f"bench.report: submission/: {objection}", file=sys.stderr)
     datasets.to_csv(out / "datasets.csv", index=False)
     group_rows.to_csv(out / "groups.csv", index=False)
     pairs.to_csv(out / "pairs.csv", index=False)
@@ -173,4 +178,5 @@ def main(argv: list[str] | None = None) -> None:
     except ReportError as exc:
         sys.exit(f"bench.report: error: {exc}")
     print(f"report written to {out}: scores.csv datasets.csv groups.csv pairs.csv tuning.csv"
-          f"{' costs.csv' if args.wrote_costs else ''} report.html + PNG figures")
+          f"{' costs.csv' if args.wrote_costs else ''} report.html + PNG figures"
+          f"{' submission/ (for the GEO-Bench-2 leaderboard)' if args.wrote_submission else ''}")

@@ -18,23 +18,19 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report.errors import ReportError
+from bench.report.leaderboard import LAYOUT, REQUIRED, conform, metric_label
 
-# The submission layout: what the leaderboard needs, then what it shows as provenance.
-REQUIRED = ["dataset", "Metric", "test metric", "Seed", "backbone"]
-LAYOUT = REQUIRED + ["decoder", "lr", "batch_size", "weight_decay", "n_trials", "early_stop_patience",
-                     "batch_size_selection", "partition_name", "frozen_or_full_ft", "experiment_name",
-                     "mlflow_run_id", "direction"]
-# terratorch's metric names -> the leaderboard's labels for the same metric.
-LEADERBOARD_METRICS = {"Accuracy_Micro": "Overall_Accuracy", "mIoU": "Multiclass_Jaccard_Index",
-                       "Multilabel_F1_Score": "Multilabel_F1_Score", "RMSE": "RMSE"}
+# Marks the rows of sweeps (bench's own runs, the submission folder's rows) while inputs merge.
+_OWN = "_bench_own"
 
 
 @dataclass
 class Inputs:
-    scores: pd.DataFrame  # LAYOUT columns
+    scores: pd.DataFrame  # leaderboard.LAYOUT columns, then any other columns of the CSV inputs
     tuning: pd.DataFrame = field(default_factory=pd.DataFrame)  # results.csv rows of the sweeps
     repeats: pd.DataFrame = field(default_factory=pd.DataFrame)  # repeats.csv rows of the sweeps (costs)
     sweep_dirs: list[Path] = field(default_factory=list)
+    own: pd.Series = field(default_factory=lambda: pd.Series(dtype=bool))  # per scores row: from a sweep
 
 
 def load(sources: list[str], tracking_uri: str | None = None) -> Inputs:
@@ -44,28 +40,31 @@ def load(sources: list[str], tracking_uri: str | None = None) -> Inputs:
     for source in sources:
         if source.startswith("mlflow:"):
             for directory in _from_mlflow(source.removeprefix("mlflow:"), tracking_uri):
-                scores.append(_from_sweep(directory))
+                scores.append(_from_sweep(directory).assign(**{_OWN: True}))
                 tuning.append(_table(directory, "results.csv"))
                 repeats.append(_table(directory, "repeats.csv"))
             continue
         path = Path(source)
         if path.is_dir():
-            scores.append(_from_sweep(path))
+            scores.append(_from_sweep(path).assign(**{_OWN: True}))
             tuning.append(_table(path, "results.csv"))
             repeats.append(_table(path, "repeats.csv"))
             sweeps.append(path)
         elif path.is_file():
-            scores.append(_from_csv(path))
+            scores.append(_from_csv(path).assign(**{_OWN: False}))
         else:
             raise ReportError(f"{source} does not exist: give a sweep dir, mlflow:<experiment>, or a CSV file")
-    merged = pd.concat(scores, ignore_index=True)
+    # Whole-number columns stay whole where another input lacks them (not 6.28e+17 for an experiment id).
+    scores = [frame.astype({c: "Int64" for c in frame.select_dtypes("int64").columns}) for frame in scores]
+    merged = conform(pd.concat(scores, ignore_index=True))
     repeated = merged.duplicated(["backbone", "dataset", "Seed"], keep="last")
     if repeated.any():
         print(f"bench.report: {int(repeated.sum())} model x dataset x seed score(s) given more than once: "
               "the last input's are kept", file=sys.stderr)
     merged = merged[~repeated].reset_index(drop=True)
+    own = merged.pop(_OWN).astype(bool)
     joined = lambda frames: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()  # noqa: E731
-    return Inputs(merged, joined(tuning), joined(repeats), sweeps)
+    return Inputs(merged, joined(tuning), joined(repeats), sweeps, own)
 
 
 def _from_csv(path: Path) -> pd.DataFrame:
@@ -103,15 +102,23 @@ def _from_sweep(directory: Path) -> pd.DataFrame:
         return pd.Series(default, index=rows.index)
 
     metric = column("metric").astype(str).str.partition("/")[2]
+    tuned_batch = "hparams.batch_size" in rows.columns
+    batch = column("hparams.batch_size")
+    if not tuned_batch and "batch_size" in rows.columns:
+        # A batch_size column: the one hydra.sweeper.columns names, except in a row whose out-of-memory
+        # retries halved it, where it is the batch that ran (oom_retries, accumulate_grad_batches beside it).
+        retried = pd.to_numeric(column("oom_retries", default=0), errors="coerce").fillna(0) > 0
+        batch = rows["batch_size"].where(~retried)
     return pd.DataFrame({
-        "dataset": column("task", "cell"), "Metric": metric.map(lambda m: LEADERBOARD_METRICS.get(m, m)),
+        "dataset": column("task", "cell"), "Metric": metric.map(metric_label),
         "test metric": rows["test_value"], "Seed": rows["seed"], "backbone": column("model", "cell"),
-        "decoder": column("decoder"), "lr": column("hparams.lr", "lr"), "batch_size": column("hparams.batch_size", "batch_size"),
+        "decoder": column("decoder").fillna("unknown"), "lr": column("hparams.lr", "lr"), "batch_size": batch,
         "weight_decay": column("hparams.optimizer_hparams.weight_decay", "weight_decay"),
-        "n_trials": rows["n_trials"], "early_stop_patience": column("patience"),
-        "batch_size_selection": "HPO" if "hparams.batch_size" in rows.columns else "Fixed",
-        "partition_name": column("partition", default="default"), "frozen_or_full_ft": "full_ft",
-        "experiment_name": directory.name, "mlflow_run_id": column("mlflow_run_id"), "direction": rows["direction"],
+        "n_trials": rows["n_trials"], "early_stop_patience": column("early_stop_patience", "patience", "task.patience"),
+        "batch_size_selection": "HPO" if tuned_batch else "Fixed",
+        "partition_name": column("partition", "task.partition", default="default").fillna("default"),
+        "frozen_or_full_ft": "full_ft", "experiment_name": directory.name, "mlflow_run_id": column("mlflow_run_id"),
+        "direction": rows["direction"],
     })
 
 
