@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from hydra import compose, initialize_config_dir
+
+from bench.convert.cli import main
+from bench.paths import CONFIG_DIR
+from bench.spec import build_spec
 
 ITERATE = Path(__file__).parent / "data" / "iterate"
 CONFIGS = sorted(p.name for p in ITERATE.glob("*.yaml"))
@@ -111,3 +117,196 @@ def test_a_config_that_is_not_iterates_gets_a_sentence(tmp_path):
     bogus.write_text("n_trials: 3\n")
     result = subprocess.run([sys.executable, "-m", "bench.convert", str(bogus)], capture_output=True, text=True)
     assert result.returncode != 0 and "has no `tasks:` list" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---- the converter in-process, writing into a copy of conf/ (its default --out) --------------------
+def converted(config: Path, conf: Path, capsys) -> tuple[list[str], str]:
+    """Convert with conf as bench's config dir and no --out; (notes, the command it ends with)."""
+    main([str(config)], config_dir=conf)
+    lines = capsys.readouterr().out.strip().splitlines()
+    return [line[len("note: "):] for line in lines if line.startswith("note: ")], lines[-1]
+
+
+@pytest.fixture
+def conf(tmp_path) -> Path:
+    """A copy of bench's conf/: the default --out, without writing into the repository."""
+    copy = tmp_path / "conf"
+    shutil.copytree(CONFIG_DIR, copy)
+    return copy
+
+
+def compose_in(conf: Path, *overrides: str, hydra: bool = False):
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        return compose("config", overrides=[f"output_dir={conf.parent / 'job'}", f"data_dir={conf.parent / 'data'}",
+                                            *overrides], return_hydra_config=hydra)
+
+
+def task_file(conf: Path, option: str) -> dict:
+    return yaml.safe_load((conf / "task" / f"{option}.yaml").read_text())
+
+
+TINY = """
+experiment_name: tiny
+bayesian_search: false
+n_trials: 4
+run_repetitions: 3
+defaults:
+  trainer_args: {max_epochs: 9, precision: bf16-mixed}
+  terratorch_task:
+    model_args: {backbone: resnet50, pretrained: false}
+    optimizer: AdamW
+    lr: 3.0e-4
+    loss: focal
+    freeze_backbone: true
+tasks:
+  - name: eurosat
+    type: classification
+    direction: max
+    metric: val/Overall_Accuracy
+    early_stop_patience: 7
+    terratorch_task:
+      loss: ce
+      model_args: {in_channels: 3, num_classes: 10}
+    datamodule:
+      class_path: terratorch.datamodules.MEuroSATNonGeoDataModule
+      init_args: {partition: 0.20x_train, bands: [RED, GREEN, BLUE], num_workers: 2}
+  - name: chesapeake
+    type: segmentation
+    direction: max
+    metric: val/Multiclass_Jaccard_Index
+    early_stop_patience: 4
+    terratorch_task:
+      model_args: {decoder: UperNetDecoder, decoder_channels: 64, decoder_scale_modules: true}
+    datamodule:
+      class_path: terratorch.datamodules.MChesapeakeLandcoverNonGeoDataModule
+      init_args: {partition: 0.05x_train, bands: [RED, GREEN, BLUE, NIR]}
+optimization_space:
+  lr: {min: 1.0e-5, max: 1.0e-3, type: real, log: true}
+"""
+
+
+def test_budget_keys_reach_the_composed_config_and_the_default_out_is_conf(conf, tmp_path, capsys):
+    source = tmp_path / "tiny.yaml"
+    source.write_text(TINY)
+    notes, command = converted(source, conf, capsys)
+    # No --out: the files go into bench's config dir (here its copy), and the command needs no --config-dir.
+    assert command == "python -m bench -m experiment=tiny"
+    assert {p.relative_to(conf).as_posix() for p in conf.rglob("tiny*.yaml")} == {
+        "experiment/tiny.yaml", "model/tiny.yaml", "search_space/tiny.yaml", "task/tiny_eurosat.yaml",
+        "task/tiny_chesapeake.yaml"}
+    assert not list(CONFIG_DIR.rglob("tiny*.yaml"))
+
+    cfg = compose_in(conf, "experiment=tiny", "task=tiny_eurosat", hydra=True)
+    sweeper = cfg.hydra.sweeper
+    assert (sweeper.n_trials, sweeper.repeats) == (4, 3)  # n_trials, run_repetitions
+    assert sweeper.sampler._target_ == "optuna.samplers.RandomSampler"  # bayesian_search: false
+    assert sweeper.pruner is None  # no task asks for early_prune: the sweeper's NopPruner
+    assert list(sweeper.cells.task) == ["tiny_eurosat", "tiny_chesapeake"]
+    assert (cfg.task.patience, cfg.task.max_epochs, cfg.task.partition) == (7, 9, "0.20x_train")
+    assert list(cfg.task.bands) == ["RED", "GREEN", "BLUE"] and cfg.task.metric == "val/Accuracy_Micro"
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.hparams.lr == 3.0e-4 and cfg.hparams.optimizer == "AdamW"
+    eurosat = build_spec(cfg).task_kwargs
+    # The task's own loss beats the defaults' (iterate's recursive merge); freeze_backbone comes from the defaults.
+    assert (eurosat["loss"], eurosat["freeze_backbone"]) == ("ce", True)
+    assert "in_channels" not in eurosat["model_args"] and eurosat["model_args"]["backbone_in_chans"] == 3
+    assert any("in_channels=3" in n and "bench derives" in n for n in notes)
+
+    cfg = compose_in(conf, "experiment=tiny", "task=tiny_chesapeake")
+    assert (cfg.task.patience, cfg.task.max_epochs, cfg.task.partition) == (4, 9, "0.05x_train")
+    chesapeake = build_spec(cfg).task_kwargs
+    assert (chesapeake["loss"], chesapeake["freeze_backbone"]) == ("focal", True)
+    # A ResNet already gives the decoder its pyramid: UperNet is kept, its scale modules are not.
+    assert chesapeake["model_args"]["decoder"] == "UperNetDecoder" and chesapeake["model_args"]["decoder_channels"] == 64
+    assert "decoder_scale_modules" not in chesapeake["model_args"]
+    assert any("decoder_scale_modules=True not carried over" in n and "multi-scale" in n for n in notes)
+
+
+PLANTED = """
+n_trials: 1
+planted_top: 1
+defaults:
+  planted_defaults: 1
+  trainer_args: {max_epochs: 2, planted_trainer: 1, callbacks: [planted_callback], devices: 4}
+  terratorch_task:
+    planted_task_default: 1
+    model_args: {backbone: resnet50, planted_model_default: 1}
+tasks:
+  - name: eurosat
+    type: classification
+    direction: max
+    metric: val/Accuracy_Micro
+    planted_task: 1
+    terratorch_task:
+      planted_terratorch_task: 1
+      lr: 0.5
+      model_args: {planted_model_arg: 1, in_chans: 3, model: planted_smp_arch}
+    datamodule:
+      class_path: terratorch.datamodules.MEuroSATNonGeoDataModule
+      planted_datamodule: 1
+      init_args: {partition: default}
+"""
+
+
+def test_every_key_it_cannot_carry_is_named(conf, tmp_path, capsys):
+    source = tmp_path / "unknown_keys.yaml"
+    source.write_text(PLANTED)
+    notes, _ = converted(source, conf, capsys)
+    text = "\n".join(notes)
+    for named in ("planted_top=1", "defaults.planted_defaults=1", "defaults.trainer_args.planted_trainer=1",
+                  "defaults.trainer_args.callbacks=['planted_callback']", "defaults.trainer_args.devices=4",
+                  "defaults.terratorch_task.planted_task_default=1",
+                  "defaults.terratorch_task.model_args.planted_model_default=1", "planted_task=1",
+                  "terratorch_task.planted_terratorch_task=1", "terratorch_task.lr=0.5", "model_args.planted_model_arg=1",
+                  "in_chans=3", "model_args.model='planted_smp_arch'", "datamodule planted_datamodule=1"):
+        assert named in text, (named, text)
+    written = "".join(p.read_text() for p in conf.rglob("unknown_keys*.yaml"))
+    assert "planted" not in written and "in_chans" not in written
+    assert "0.5" not in written and "devices" not in written
+
+
+@pytest.mark.parametrize("config", ["geobench_v1_prithvi.yaml", "geobench_v1_dofa_large_patch16_224_upernetdecoder_true.yaml"])
+def test_upernet_keeps_the_catalog_pyramid_without_its_scale_modules(conf, capsys, config):
+    notes, _ = converted(ITERATE / config, conf, capsys)
+    stem = Path(config).stem
+    chesapeake = task_file(conf, f"{stem}_chesapeake")
+    # iterate's decoder and width stay; its scale modules (and DOFA's token-reshape-only neck) do not:
+    # the catalog neck ends in LearnedInterpolateToPyramidal, which makes the same pyramid.
+    assert chesapeake["model_args"] == {"decoder": "UperNetDecoder", "decoder_channels": 128}
+    assert re.search(r"tasks\[0\] \(chesapeake\) model_args\.decoder_scale_modules=True not carried over: the cell's "
+                     r"neck already makes the 1/4\.\.1/32 pyramid \(LearnedInterpolateToPyramidal", "\n".join(notes))
+    if "dofa" in config:
+        assert any(n.startswith("tasks[0] (chesapeake) model_args.necks=") for n in notes)
+
+
+def test_only_arguments_the_catalog_factory_takes_are_written(conf, capsys):
+    prefixes, own = ("backbone_", "decoder_", "head_"), {"decoder", "necks", "num_outputs", "rescale"}
+    for config in CONFIGS:
+        converted(ITERATE / config, conf, capsys)
+    for path in (conf / "task").glob("*.yaml"):
+        for key in yaml.safe_load(path.read_text()).get("model_args") or {}:
+            assert key in own or key.startswith(prefixes), (path.name, key)
+    # An SMP decoder that the catalog head's UNetDecoder arguments would be given is not carried.
+    assert "model_args" not in task_file(conf, "quick_test_neontree")
+    resnet = yaml.safe_load((conf / "task" / "geobench_v1_resnet_eurosat.yaml").read_text())
+    assert "model_args" not in resnet  # TimmModelFactory's in_channels: 3
+
+
+def test_converted_cells_build_on_cpu(conf, capsys):
+    """One classification cell (a ResNet-50 whose iterate task said in_channels) and one
+    segmentation cell (UperNet on Prithvi's pyramid neck) build through bench's spec and run."""
+    import torch
+    from hydra.utils import get_class
+
+    for config in ("geobench_v1_resnet.yaml", "geobench_v1_prithvi.yaml"):
+        converted(ITERATE / config, conf, capsys)
+    for stem, task, expected in (("geobench_v1_resnet", "eurosat", (2, 10)),
+                                 ("geobench_v1_prithvi", "chesapeake", (2, 7, 64, 64))):
+        cfg = compose_in(conf, f"experiment={stem}", f"task={stem}_{task}", "model.model_args.backbone_pretrained=false",
+                         "task.image_size=64")
+        spec = build_spec(cfg)
+        model = get_class(spec.task_class)(**spec.task_kwargs).model
+        with torch.no_grad():
+            assert tuple(model(torch.randn(2, len(cfg.task.bands), 64, 64)).output.shape) == expected
+        if task == "chesapeake":
+            assert type(model.decoder).__name__ == "UperNetDecoder" and not model.decoder.scale_modules
+            assert "LearnedInterpolateToPyramidal" in [type(n).__name__ for n in model.neck]

@@ -1,8 +1,10 @@
 """What bench's own catalog offers, read from conf/ without composing it (no Hydra, no torch):
-which task wraps a TerraTorch datamodule class, which model wraps a backbone, which hparams exist."""
+which task wraps a TerraTorch datamodule class, which model wraps a backbone (with its factory,
+arguments and per-task-type heads), which hparams exist."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,9 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from bench.paths import CONFIG_DIR
+
+# What bench's spec builds a model with when its file names no factory (bench.spec).
+FACTORY = "EncoderDecoderFactory"
 
 
 @dataclass(frozen=True)
@@ -43,13 +48,39 @@ def tasks_by_datamodule(config_dir: Path = CONFIG_DIR) -> dict[str, CatalogTask]
     return {cls: options[0] for cls, options in found.items() if len(options) == 1}
 
 
-def models_by_backbone(config_dir: Path = CONFIG_DIR) -> dict[str, str]:
-    """TerraTorch backbone registry name -> the catalog model option that builds it."""
-    out: dict[str, str] = {}
+@dataclass(frozen=True)
+class CatalogModel:
+    option: str
+    factory: str
+    model_args: dict[str, Any]  # as written: ${task.*} interpolations unresolved
+    heads: dict[str, dict[str, Any]]  # task type -> the neck, decoder and head arguments it adds
+
+    def derived(self) -> list[str]:
+        """model_args the catalog computes for each cell from the task (${task.model_bands}, ...)."""
+        return sorted(k for k, v in self.model_args.items() if "${task." in str(v))
+
+
+def _heads(types: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """task_types with their aliases (`multilabel_classification: ${.classification}`) followed."""
+    heads = {}
+    for name, head in types.items():
+        alias = re.fullmatch(r"\$\{\.(\w+)\}", head) if isinstance(head, str) else None
+        head = types.get(alias.group(1)) if alias else head
+        if isinstance(head, dict):
+            heads[name] = head
+    return heads
+
+
+def models_by_backbone(config_dir: Path = CONFIG_DIR) -> dict[str, CatalogModel]:
+    """TerraTorch backbone registry name -> the catalog model that builds it."""
+    out: dict[str, CatalogModel] = {}
     for path in sorted((config_dir / "model").glob("*.yaml")):
-        backbone = OmegaConf.select(_load(path), "model_args.backbone", default=None)
+        node = OmegaConf.to_container(_load(path), resolve=False)
+        args = node.get("model_args") or {}
+        backbone = args.get("backbone")
         if backbone and backbone not in out:
-            out[str(backbone)] = path.stem
+            out[str(backbone)] = CatalogModel(option=path.stem, factory=node.get("model_factory", FACTORY),
+                                              model_args=args, heads=_heads(node.get("task_types") or {}))
     return out
 
 

@@ -20,17 +20,19 @@ def render(header: str, body: dict) -> str:
     return f"{comment}\n{OmegaConf.to_yaml(OmegaConf.create(body), sort_keys=False)}"
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, config_dir: Path = CONFIG_DIR) -> None:
+    """`config_dir` is bench's config dir: the catalog the files refine, and the default --out (tests
+    pass a copy of it)."""
     parser = argparse.ArgumentParser(prog="python -m bench.convert",
                                      description="Write bench config files for a terratorch-iterate benchmark config.")
     parser.add_argument("config", type=Path, help="the terratorch-iterate YAML")
-    parser.add_argument("--out", type=Path, default=CONFIG_DIR, help=f"config dir to write into (default: {CONFIG_DIR})")
+    parser.add_argument("--out", type=Path, default=config_dir, help=f"config dir to write into (default: {config_dir})")
     parser.add_argument("--force", action="store_true", help="replace files that exist with other contents")
     args = parser.parse_args(argv)
     if not args.config.is_file():
         parser.error(f"{args.config} is not a file")
     try:
-        conversion = convert(args.config)
+        conversion = convert(args.config, config_dir)
     except BenchError as exc:
         sys.exit(f"bench.convert: error: {exc}")
     texts = {args.out / path: render(header, body) for path, (header, body) in conversion.files.items()}
@@ -44,5 +46,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {path}")
     for note in conversion.notes:
         print(f"note: {note}")
-    config_dir = "" if args.out.resolve() == CONFIG_DIR.resolve() else f" --config-dir {args.out.resolve()}"
-    print(f"python -m bench{config_dir} -m experiment={conversion.stem}")
+    # bench reads its own config dir without being told; any other needs --config-dir.
+    extra = "" if args.out.resolve() == config_dir.resolve() else f" --config-dir {args.out.resolve()}"
+    print(f"python -m bench{extra} -m experiment={conversion.stem}")

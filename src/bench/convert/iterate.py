@@ -2,12 +2,15 @@
 
 iterate's keys and where they go:
   defaults.terratorch_task.model_args.backbone -> model/<stem>.yaml on the catalog model of that backbone
-  defaults.terratorch_task.optimizer           -> hparams.optimizer (experiment)
+      (with the defaults' backbone_* arguments its factory takes; decoder/neck/head ones go to each task)
+  defaults.terratorch_task lr/optimizer/optimizer_hparams -> hparams.* (experiment)
+  defaults.terratorch_task's other task arguments (loss, freeze_backbone, ...) -> each task's task_args
   defaults.trainer_args                        -> task.max_epochs, trainer.* (experiment)
   tasks[i]                                     -> task/<stem>_<name>.yaml on the catalog task of its
       datamodule class: partition and bands (datamodule init_args), early_stop_patience, metric
-      (pre-1.0.3 names mapped), direction, terratorch_task.loss and decoder model_args,
-      optimization_except (search keys the cell skips)
+      (pre-1.0.3 names mapped), direction, terratorch_task arguments (task_args) and the model_args
+      the catalog model's factory and head take (bench.convert.args), optimization_except
+  tasks[i].early_prune, max_run_duration       -> the sweeper's pruner, trainer.max_time (experiment)
   optimization_space                           -> search_space/<stem>.yaml
   n_trials, run_repetitions, bayesian_search   -> hydra.sweeper n_trials, repeats, sampler
   experiment_name, save_models                 -> mlflow.experiment, mlflow.save_models
@@ -24,6 +27,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from bench.convert import args as targs
 from bench.convert import catalog
 from bench.errors import ConfigError
 from bench.paths import CONFIG_DIR
@@ -31,8 +35,9 @@ from bench.paths import CONFIG_DIR
 # terratorch 1.0.3 renamed these; 1.2.11 logs only the new names, and iterate's metric assertion fails.
 METRIC_RENAMES = {"Overall_Accuracy": "Accuracy_Micro", "Multiclass_Jaccard_Index": "mIoU"}
 DIRECTIONS = {"max": "maximize", "min": "minimize", "maximize": "maximize", "minimize": "minimize"}
-# Per-task model_args bench derives itself: the bands from task.bands, the classes from the dataset.
-DERIVED_MODEL_ARGS = {"bands", "backbone_bands", "backbone_model_bands", "num_classes"}
+# iterate's Task fields (terratorch_iterate/iterate_types.py).
+TASK_KEYS = {"name", "type", "datamodule", "direction", "terratorch_task", "metric", "early_prune", "early_stop_patience",
+             "optimization_except", "max_run_duration"}
 # Keys of iterate's own run bookkeeping: bench keeps its sweep dir, journal and MLflow store instead.
 RUN_KEYS = {"run_name", "storage_uri", "ray_storage_path", "description"}
 
@@ -43,6 +48,15 @@ class Conversion:
     files: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # path -> (header, body)
     notes: list[str] = field(default_factory=list)
     cells: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Shared:
+    """What the defaults' terratorch_task gives every task, as iterate merges it into each."""
+    model: catalog.CatalogModel
+    factory: str | None
+    model_args: dict[str, Any]  # decoder, necks, head_*: below each task's own
+    task_args: dict[str, Any]
 
 
 def stem_of(source: Path) -> str:
@@ -61,21 +75,33 @@ def convert(source: Path, config_dir: Path = CONFIG_DIR) -> Conversion:
         raise ConfigError(f"{source} is not a terratorch-iterate benchmark config: it has no `tasks:` list")
     out = Conversion(stem_of(source))
     defaults = raw.get("defaults") or {}
+    for key in sorted(set(defaults) - {"trainer_args", "terratorch_task"}):
+        out.notes.append(f"defaults.{key}={defaults[key]!r} not carried over: iterate's defaults hold only "
+                         "trainer_args and terratorch_task.")
     space = raw.get("optimization_space") or {}
     search = _search_space(space, catalog.hparam_keys(config_dir), out)
-    model_option = _model(defaults.get("terratorch_task") or {}, out, config_dir)
+    shared = _model(defaults.get("terratorch_task") or {}, out, config_dir)
     known = catalog.tasks_by_datamodule(config_dir)
     for index, task in enumerate(raw["tasks"]):
-        _task(index, task, search, known, out, source)
+        _task(index, task, search, known, shared, out, source)
     out.files[f"search_space/{out.stem}.yaml"] = (
         f"Converted by bench.convert from {source.name} (terratorch-iterate optimization_space).", search)
-    out.files[f"experiment/{out.stem}.yaml"] = _experiment(raw, defaults, model_option, out, source)
+    out.files[f"experiment/{out.stem}.yaml"] = _experiment(raw, defaults, out.stem, out, source)
     for key in sorted(set(raw) - {"defaults", "tasks", "optimization_space", "n_trials", "run_repetitions",
                                   "bayesian_search", "experiment_name", "save_models"}):
         why = "iterate's run bookkeeping; bench keeps its sweep dir, Optuna journal and MLflow store" if key in RUN_KEYS \
             else "bench has no equivalent"
         out.notes.append(f"{key}={raw[key]!r} not carried over: {why}.")
     return out
+
+
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """iterate's recursive_merge: a task's terratorch_task over the defaults', dicts merged key by key."""
+    result = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(result.get(key), dict)
+        result[key] = merged(result[key], value) if both else value
+    return result
 
 
 def _domain(spec: Any, key: str, out: Conversion) -> str | None:
@@ -119,7 +145,7 @@ def _search_space(space: dict[str, Any], existing: set[str], out: Conversion) ->
     return search
 
 
-def _model(task_defaults: dict[str, Any], out: Conversion, config_dir: Path) -> str:
+def _model(task_defaults: dict[str, Any], out: Conversion, config_dir: Path) -> Shared:
     args = dict(task_defaults.get("model_args") or {})
     backbone = args.pop("backbone", None)
     known = catalog.models_by_backbone(config_dir)
@@ -129,30 +155,29 @@ def _model(task_defaults: dict[str, Any], out: Conversion, config_dir: Path) -> 
         raise ConfigError(f"defaults.terratorch_task.model_args.backbone={backbone!r} is not a backbone of bench's "
                           f"model catalog (conf/model/); add a model file for it first, then convert again")
     factory = task_defaults.get("model_factory")
-    if factory and factory != "EncoderDecoderFactory":
+    if factory and factory != catalog.FACTORY:
         out.notes.append(f"defaults.terratorch_task.model_factory={factory} not carried over: TerraTorch 1.2 builds "
-                         f"{backbone} with EncoderDecoderFactory, so the catalog model {base} (its necks and decoders) is used.")
-    body: dict[str, Any] = {"defaults": [f"/model/{base}@_here_", "_self_"]}
-    carried = {}
-    for key, value in args.items():
-        if key in ("pretrained", "backbone_pretrained"):
-            carried["backbone_pretrained"] = bool(value)
-        elif key == "backbone_pretrained_cfg_overlay" or (isinstance(value, str) and value.startswith("/")):
-            out.notes.append(f"defaults.terratorch_task.model_args.{key}={value!r} not carried over: a path on the "
-                             f"authors' cluster. Point the model's local weights key at your own copy, or let the hub serve them.")
-        elif key == "backbone_out_indices" and factory != "EncoderDecoderFactory":
-            out.notes.append(f"defaults.terratorch_task.model_args.backbone_out_indices={value} not carried over: "
-                             f"{factory}'s argument; the catalog model's neck selects the layers for each task type.")
-        else:
-            carried[key] = value
-    if carried:
-        body["model_args"] = carried
+                         f"{backbone} with {base.factory}, so the catalog model {base.option} (its necks and decoders) is used.")
+    kept = targs.model_args(args, "defaults.terratorch_task.model_args", factory, base, out.notes)
+    body: dict[str, Any] = {"defaults": [f"/model/{base.option}@_here_", "_self_"]}
+    own = {k: v for k, v in kept.items() if k.startswith("backbone_")}
+    if own:
+        body["model_args"] = own
     out.files[f"model/{out.stem}.yaml"] = (f"Converted by bench.convert: {backbone} as iterate's defaults configure it.", body)
-    return out.stem
+    task_args: dict[str, Any] = {}
+    for key, value in task_defaults.items():
+        if key in ("model_args", "model_factory") or key in targs.HPARAMS:  # the experiment's hparams
+            continue
+        if key in targs.ANY_TASK_ARG:
+            task_args[key] = value
+        else:
+            out.notes.append(f"defaults.terratorch_task.{key}={value!r} not carried over: not an argument of "
+                             "TerraTorch's tasks" + (" (bench builds every cell with the model's factory)." if key == "model" else "."))
+    return Shared(base, factory, {k: v for k, v in kept.items() if k not in own}, task_args)
 
 
-def _task(index: int, task: dict[str, Any], search: dict[str, str], known: dict[str, Any], out: Conversion,
-          source: Path) -> None:
+def _task(index: int, task: dict[str, Any], search: dict[str, str], known: dict[str, Any], shared: Shared,
+          out: Conversion, source: Path) -> None:
     name = str(task.get("name") or f"task{index}")
     where = f"tasks[{index}] ({name})"
     datamodule = task.get("datamodule") or {}
@@ -161,6 +186,11 @@ def _task(index: int, task: dict[str, Any], search: dict[str, str], known: dict[
     if base is None:
         raise ConfigError(f"{where}: datamodule {class_path or '(none)'} is not wrapped by a task of bench's catalog "
                           "(conf/task/); add a task file for it first, then convert again")
+    for key in sorted(set(task) - TASK_KEYS):
+        out.notes.append(f"{where}: {key}={task[key]!r} not carried over: not a field of iterate's tasks.")
+    for key in sorted(set(datamodule) - {"class_path", "init_args"}):
+        out.notes.append(f"{where}: datamodule {key}={datamodule[key]!r} not carried over: bench instantiates the "
+                         f"catalog task's datamodule from its class and init_args only.")
     init = dict(datamodule.get("init_args") or {})
     body: dict[str, Any] = {"defaults": [f"/task/{base.option}@_here_", "_self_"], "name": name}
     if task.get("type") and task["type"] != base.type:
@@ -182,23 +212,7 @@ def _task(index: int, task: dict[str, Any], search: dict[str, str], known: dict[
             out.notes.append(f"{where}: datamodule bands {[b for b in bands if b not in base.offered]} are not offered "
                              f"by {base.option} (it offers {base.offered}); kept {offered}.")
         body["bands"] = offered
-    terratorch_task = dict(task.get("terratorch_task") or {})
-    model_args = dict(terratorch_task.pop("model_args", None) or {})
-    classes = model_args.get("num_classes")
-    if classes is not None and base.num_classes is not None and classes != base.num_classes:
-        out.notes.append(f"{where}: num_classes={classes} is wrong: the dataset has {base.num_classes} classes "
-                         f"(conf/task/{base.option}.yaml); kept {base.num_classes}.")
-    for key in sorted(DERIVED_MODEL_ARGS & set(model_args)):
-        model_args.pop(key)
-    for key in ("model", "model_factory"):
-        if key in model_args or key in terratorch_task:
-            value = model_args.pop(key, None) or terratorch_task.pop(key, None)
-            out.notes.append(f"{where}: terratorch_task {key}={value} not carried over: every cell of a bench model "
-                             "is built by that model's factory, neck and decoder.")
-    if model_args:
-        body["model_args"] = model_args
-    if terratorch_task:
-        body["task_args"] = terratorch_task
+    _terratorch_task(dict(task.get("terratorch_task") or {}), where, base, shared, body, out)
     excepted = [k.lstrip("+") for k in search for skip in task.get("optimization_except") or [] if k.rsplit(".", 1)[-1] == skip]
     if task.get("optimization_except"):
         body["search_except"] = excepted
@@ -216,18 +230,48 @@ def _task(index: int, task: dict[str, Any], search: dict[str, str], known: dict[
     out.cells.append(option)
 
 
+def _terratorch_task(terratorch_task: dict[str, Any], where: str, base: catalog.CatalogTask, shared: Shared,
+                     body: dict[str, Any], out: Conversion) -> None:
+    """The task's terratorch_task (over the defaults', as iterate merges them) -> its model_args and task_args."""
+    model_args = dict(terratorch_task.pop("model_args", None) or {})
+    classes = model_args.get("num_classes")
+    if classes is not None and base.num_classes is not None and classes != base.num_classes:
+        out.notes.append(f"{where}: num_classes={classes} is wrong: the dataset has {base.num_classes} classes "
+                         f"(conf/task/{base.option}.yaml); kept {base.num_classes}.")
+    factory = terratorch_task.pop("model_factory", None)
+    for key, value in (("model_factory", factory), ("model", terratorch_task.pop("model", None))):
+        if value is not None:
+            out.notes.append(f"{where}: terratorch_task {key}={value} not carried over: every cell of a bench model "
+                             "is built by that model's factory, neck and decoder.")
+    kept = targs.model_args(model_args, f"{where} model_args", factory or shared.factory, shared.model, out.notes)
+    kept = targs.head_args(merged(shared.model_args, kept), f"{where} model_args", base.type, shared.model, out.notes)
+    if kept:
+        body["model_args"] = kept
+    task_args = targs.task_args(merged(shared.task_args, terratorch_task), f"{where} terratorch_task", base.type, out.notes)
+    if task_args:
+        body["task_args"] = task_args
+
+
 def _experiment(raw: dict[str, Any], defaults: dict[str, Any], model_option: str, out: Conversion,
                 source: Path) -> tuple[str, dict[str, Any]]:
     overrides: list[Any] = [{"override /model": model_option}, {"override /search_space": out.stem}]
     if raw.get("bayesian_search") is False:
         overrides.append({"override /hydra/sweeper/sampler": "random"})
     body: dict[str, Any] = {"defaults": overrides}
-    optimizer = (defaults.get("terratorch_task") or {}).get("optimizer")
-    if optimizer:
-        body["hparams"] = {"optimizer": optimizer}
+    task_defaults = defaults.get("terratorch_task") or {}
+    hparams = {k: task_defaults[k] for k in ("optimizer", "lr", "optimizer_hparams") if k in task_defaults}
+    if hparams:
+        body["hparams"] = hparams
     trainer = dict(defaults.get("trainer_args") or {})
     if "max_epochs" in trainer:
         body["task"] = {"max_epochs": trainer.pop("max_epochs")}
+    trainer = targs.trainer_args(trainer, out.notes)
+    durations = {t.get("max_run_duration") for t in raw["tasks"]}
+    if len(durations) == 1 and None not in durations:  # Lightning's max_time takes iterate's DD:HH:MM:SS
+        trainer["max_time"] = durations.pop()
+    elif len(durations) > 1:
+        out.notes.append(f"tasks' max_run_duration differ ({sorted(map(str, durations))}) not carried over: bench "
+                         "passes one trainer.max_time to every cell.")
     if trainer:
         body["trainer"] = trainer
     mlflow = {k: v for k, v in (("experiment", raw.get("experiment_name")), ("save_models", raw.get("save_models")))
@@ -237,6 +281,12 @@ def _experiment(raw: dict[str, Any], defaults: dict[str, Any], model_option: str
     sweeper: dict[str, Any] = {"cells": {"task": list(out.cells)}, "n_trials": int(raw.get("n_trials", 1))}
     if raw.get("run_repetitions"):
         sweeper["repeats"] = int(raw["run_repetitions"])
+    pruned = {bool(t.get("early_prune")) for t in raw["tasks"]}
+    if pruned == {False}:  # iterate prunes only the tasks that ask for it (early_prune: its pruning callback)
+        # null, not `override /hydra/sweeper/pruner: none`: config.yaml's own override of that group wins.
+        sweeper["pruner"] = None
+    elif pruned == {False, True}:
+        out.notes.append("tasks' early_prune differ: bench prunes every cell of a sweep alike; kept its median pruner.")
     body["hydra"] = {"sweeper": sweeper}
     return (f"@package _global_\n# Converted by bench.convert from {source.name} (terratorch-iterate): "
             f"{len(out.cells)} task(s) x {model_option}.", body)
