@@ -1,4 +1,4 @@
-"""hydra-optuna-sweeper parity: its three example apps (tests/stub_app, MIT, see LICENSE-hydra) run
+"""hydra-optuna-sweeper parity: its three example apps (tests/stub_app, MIT, see LICENSE-hydra; as upstream main has them) run
 unchanged but for the sweeper's name; every sampler group it has; its bad inputs get a sentence."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def test_custom_search_space_example_records_its_conditional_params(tmp_path):
         assert abs(z - x) <= 0.5 and 0.0 <= w <= 1.0  # max_z_difference_from_x, and w in [0, 1]
         assert float(row["value"]) == pytest.approx(w**2 + x**2 + y**2 + z**2)  # the job got them all
     (study,) = studies(tmp_path / "sweep").values()
-    assert all(set(t.params) == {"w", "x", "y", "z"} for t in study.trials)
+    assert all(set(t.params) == {"+w", "x", "y", "z"} for t in study.trials)  # as configure() named it
     assert "z=" in result.stdout.split("Best per cell")[1]  # the best row shows configure()'s params too
 
 
@@ -76,7 +76,7 @@ def test_sphere_runs_with_every_sampler_group(tmp_path):
             ("gp", "GPSampler", ["hydra.sweeper.sampler.n_startup_trials=2"])):
         expected = f"optuna.samplers.{expected}"
         sweep = tmp_path / sampler
-        result = subprocess.run([sys.executable, str(EXAMPLES / "sphere.py"), "-m", f"hydra.sweep.dir={sweep}",
+        result = subprocess.run([sys.executable, str(EXAMPLES / "sphere" / "sphere.py"), "-m", f"hydra.sweep.dir={sweep}",
                                  f"hydra/sweeper/sampler={sampler}", "hydra.sweeper.n_trials=5", *extra],
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, (sampler, result.stderr[-3000:])
@@ -88,7 +88,7 @@ def test_sphere_runs_with_every_sampler_group(tmp_path):
 
 
 def test_the_grid_sampler_runs_a_small_grid_once_and_stops(tmp_path):
-    result = subprocess.run([sys.executable, str(EXAMPLES / "sphere.py"), "-m", f"hydra.sweep.dir={tmp_path / 's'}",
+    result = subprocess.run([sys.executable, str(EXAMPLES / "sphere" / "sphere.py"), "-m", f"hydra.sweep.dir={tmp_path / 's'}",
                              "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=50",
                              "x=choice(-1,0,1)", "y=choice(0,5)"],
                             capture_output=True, text=True, timeout=300)
@@ -101,11 +101,11 @@ def test_the_grid_sampler_runs_a_small_grid_once_and_stops(tmp_path):
     # a direction list longer than what the job returns: the cell stops at its first trial
     ("multi-objective.py", ["hydra.sweeper.direction=[minimize,minimize,minimize]"],
      "the job returned 2 value(s)"),
-    ("sphere.py", ["hydra.sweeper.direction=[minimize,maximize]", "hydra/sweeper/pruner=median"],
+    ("sphere/sphere.py", ["hydra.sweeper.direction=[minimize,maximize]", "hydra/sweeper/pruner=median"],
      "which Optuna cannot prune, and a pruner is set: use hydra/sweeper/pruner=none"),
-    ("sphere.py", ["+hydra.sweeper.custom_search_space=no_such_module.configure"],
+    ("sphere/sphere.py", ["+hydra.sweeper.custom_search_space=no_such_module.configure"],
      "hydra.sweeper.custom_search_space='no_such_module.configure' cannot be imported"),
-    ("sphere.py", ["hydra/sweeper/sampler=grid", "z=interval(0, 1)"],
+    ("sphere/sphere.py", ["hydra/sweeper/sampler=grid", "z=interval(0, 1)"],
      "the grid sampler needs a finite set of values for every searched param, and z is continuous"),
 ])
 def test_bad_parity_input_gets_a_sentence(tmp_path, script, args, words):
@@ -153,3 +153,14 @@ def test_a_multi_objective_sweep_resumes_and_counts_failures_like_any_other(tmp_
         assert len(complete) == 6 and all(t.params["x"] <= 0.5 for t in complete), label
         assert all(t.params["x"] > 0.5 for t in failed) and len(failed) <= 3, label
         assert all(len(t.values) == 2 for t in complete)
+
+
+def test_a_multi_objective_cell_whose_failures_pass_max_failure_rate_stops(tmp_path):
+    # Every trial with x > -1 fails; at max_failure_rate=0.25 of 4 trials the cell stops at its second failure.
+    result = run_stub(tmp_path, "task=a", "second_objective=true", "hydra.sweeper.direction=[minimize,minimize]",
+                      "~task.direction", "fail_above=-1", "hydra.sweeper.max_failure_rate=0.25",
+                      "hydra.sweeper.n_trials=4")
+    assert result.returncode != 0
+    assert "2 failed trials exceed max_failure_rate=0.25 x n_trials=4" in result.stdout + result.stderr
+    (study,) = studies(tmp_path).values()
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]  # stopped, not replaced without end

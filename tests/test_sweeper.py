@@ -71,14 +71,13 @@ def test_cells_can_be_declared_in_config_and_the_command_line_replaces_them(tmp_
 
 
 def test_hydra_optuna_sweeper_example_works_after_switching_sweeper(tmp_path):
-    """hydra-optuna-sweeper's sphere example: same keys, grammar and app, `bench` as the sweeper."""
-    result = subprocess.run(
-        [sys.executable, str(STUB.parent / "sphere.py"), "-m", f"hydra.sweep.dir={tmp_path}",
-         f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db", "z=tag(log, interval(0.1, 10))"],
-        capture_output=True, text=True, timeout=300,
-    )
+    """hydra-optuna-sweeper's sphere example run as its README says, `python sphere.py -m`, with no
+    override: same keys, grammar and app, `bench` as the sweeper; Hydra's default sweep dir."""
+    result = subprocess.run([sys.executable, str(STUB.parent / "sphere" / "sphere.py"), "-m"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    (study,) = studies(tmp_path, storage=f"sqlite:///{tmp_path}/optuna.db").values()
+    (sweep,) = [p.parent for p in tmp_path.glob("multirun/*/*/sweep.json")]
+    (study,) = studies(sweep).values()
     assert study.study_name.startswith("sphere[default]@")
     assert study.direction == optuna.study.StudyDirection.MINIMIZE  # from hydra.sweeper.direction
     assert len(study.trials) == 20
@@ -87,9 +86,17 @@ def test_hydra_optuna_sweeper_example_works_after_switching_sweeper(tmp_path):
         assert t.params["x"] in [-5.5 + 0.5 * i for i in range(22)]  # range(-5.5, 5.5, step=0.5)
         assert t.params["y"] in (-5, 0, 5)
         assert t.value == t.params["x"] ** 2 + t.params["y"] ** 2
-        z = t.distributions["z"]  # command-line search sweeps join the space
-        assert isinstance(z, optuna.distributions.FloatDistribution) and z.log and (z.low, z.high) == (0.1, 10)
     assert min(t.value for t in study.trials) <= 1.0  # TPE found the neighbourhood of the optimum
+
+
+def test_an_example_trial_that_fails_with_max_failure_rate_zero_stops_its_cell(tmp_path):
+    """The example's own failure switch (error=true) against its max_failure_rate: 0.0."""
+    result = subprocess.run([sys.executable, str(STUB.parent / "sphere" / "sphere.py"), "-m", "error=true",
+                             f"hydra.sweep.dir={tmp_path / 'sweep'}"], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    (study,) = studies(tmp_path / "sweep").values()
+    assert [t.state.name for t in study.trials] == ["FAIL"]
+    assert "cfg.error is True" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("trial_key", ["trial", "bench_trial"])

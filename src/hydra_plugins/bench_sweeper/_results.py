@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_FINISHED, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM,
                        ATTR_OUTPUTS, ATTR_REQUEUED_FROM, ATTR_SEED, ATTR_STARTED, STUDY_CELL, STUDY_VERSION, StudyRecord)
+from ._cells import bare_key
 from ._cost import ATTR_CPU_HOURS, ATTR_GPU_HOURS, total
 from ._objectives import as_text, front, study_is_multi, value_columns
 from ._observer import TRACKER_RUN_ID_ATTR
@@ -72,9 +73,16 @@ def trial_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]
                 "trial": trial.number, "state": trial.state.name, **_values(trial),
                 "job_num": trial.user_attrs.get(ATTR_JOB_NUM, ""), **_job_columns(trial),
                 # what the job returned besides its value (e.g. its out-of-memory retries)
-                **trial.user_attrs.get(ATTR_OUTPUTS, {}), **_origin(trial), **trial.params,
+                **trial.user_attrs.get(ATTR_OUTPUTS, {}), **_origin(trial), **param_columns(trial),
             })
     return rows
+
+
+def param_columns(trial: Any) -> dict[str, Any]:
+    """A trial's params under their config keys: a custom_search_space may suggest `+w` (a key the
+    config lacks, in override syntax, as upstream's example does); its column is `w`, as a
+    declared `+key` param's is."""
+    return {bare_key(name): value for name, value in trial.params.items()}
 
 
 def _values(trial: Any) -> dict[str, Any]:
@@ -140,7 +148,7 @@ def repeat_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]
                 **_job_columns(trial), "n_trials": record.attrs.get(REPEAT_N_TRIALS, ""),
                 "tuning_best_trial": record.attrs.get(REPEAT_BEST_TRIAL, ""), "study": record.name,
                 "study_version": record.attrs.get(STUDY_VERSION, 1), "trial": trial.number,
-                **trial.params,
+                **param_columns(trial),
             })
     return rows
 
@@ -175,14 +183,14 @@ def best_rows(records: list[StudyRecord], storage: Any, repeats: list[StudyRecor
             for trial in front(study):
                 rows.append({**_describing(record), "best_value": "", "best_trial": trial.number, **value_columns(trial),
                              "job_dir": trial.user_attrs.get(ATTR_JOB_DIR, ""), "study": record.name, **spent,
-                             **trial.params})
+                             **param_columns(trial)})
             continue
         best, worst = best_trial(study), worst_value(study)
         row = {**_describing(record), "best_value": best.value if best else "", "best_trial": best.number if best else "",
                "worst_value": worst if worst is not None else "",
                "job_dir": best.user_attrs.get(ATTR_JOB_DIR, "") if best else "", "study": record.name, **spent}
         row.update(summaries.get(record.name, {}))
-        row.update(best.params if best else {})
+        row.update(param_columns(best) if best else {})
         rows.append(row)
     return rows
 
