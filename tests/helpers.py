@@ -159,6 +159,8 @@ PLANTED = {
     "db.url": "S3cret-url-password-2222",  # the password of a URL
     "setup": "S3cret-in-a-list-3333",  # NAME=VALUE text inside a list
     "hf": "S3cret-from-env-4444",  # ${oc.env:...} of a variable named like a token
+    "creds.HFToken": "S3cret-camel-case-5555",  # key styles: CamelCase, and a name of several words
+    "cloud.aws_access_key_id": "S3cret-snake-case-6666",
 }
 PLANTED_ENV = {"BENCH_TEST_HF_TOKEN": PLANTED["hf"]}
 
@@ -168,9 +170,11 @@ def planted_overrides() -> list[str]:
             f"+db.url=postgresql://user:{PLANTED['db.url']}@db.example/x",
             f"+setup=['export HF_TOKEN={PLANTED['setup']}']",
             "+hf=${oc.env:BENCH_TEST_HF_TOKEN}",
+            f"+creds.HFToken={PLANTED['creds.HFToken']}",
+            f"+cloud.aws_access_key_id={PLANTED['cloud.aws_access_key_id']}",
             # A failing trial whose traceback carries two of them.
             "leak_in_error='${secrets.db_password} ${hf}'",
-            "received=[secrets.db_password,db.url,setup,hf]"]
+            "received=[secrets.db_password,db.url,setup,hf,creds.HFToken,cloud.aws_access_key_id]"]
 
 
 def find_secrets(secrets: list[str], roots: list[Path], texts: dict[str, str]) -> list[str]:
@@ -193,7 +197,8 @@ def received_real_values(sweep_dir: Path) -> bool:
 
     expected = {"secrets.db_password": PLANTED["secrets.db_password"],
                 "db.url": f"postgresql://user:{PLANTED['db.url']}@db.example/x",
-                "setup": str([f"export HF_TOKEN={PLANTED['setup']}"]), "hf": PLANTED["hf"]}
+                "setup": str([f"export HF_TOKEN={PLANTED['setup']}"]), "hf": PLANTED["hf"],
+                "creds.HFToken": PLANTED["creds.HFToken"], "cloud.aws_access_key_id": PLANTED["cloud.aws_access_key_id"]}
     digests = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in expected.items()}
     files = list(sweep_dir.glob("*/received.json"))
     return bool(files) and all(json.loads(f.read_text()) == digests for f in files)
