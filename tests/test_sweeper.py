@@ -115,6 +115,8 @@ def test_aggressive_pruner_prunes_and_keeps_the_last_value(tmp_path, trial_key):
     for t in pruned:
         assert t.value == t.intermediate_values[max(t.intermediate_values)]  # the last reported value
     assert {r["state"] for r in read_csv(tmp_path / "results.csv")} >= {"PRUNED"}
+    for t in pruned:  # its console line says so, with the value it was pruned at
+        assert re.search(rf"\] trial {t.number} pruned {t.value:.4g} \(", result.stdout + result.stderr)
 
 
 def test_a_raising_trial_is_failed_with_its_error_and_other_cells_finish(tmp_path):
@@ -202,9 +204,17 @@ def test_a_terminal_gets_a_live_progress_view_and_a_log_gets_plain_lines(tmp_pat
         assert header in shown
     assert "CPU-hours spent" in shown  # the sweep's total, in the table's title
     assert "[task=b] trial 1 completed" in shown  # event lines above it
-    piped = run_stub(tmp_path / "piped", "task=a,b", "hydra.sweeper.n_trials=2")
+    piped = run_stub(tmp_path / "piped", "task=a,b", "hydra.sweeper.n_trials=2", "sleep=0.3",
+                     "hydra.sweeper.progress_every_s=0.2")
     assert "┃" not in piped.stdout + piped.stderr
     assert re.search(r"final\n[0-9.e-]+ GPU-hours, [0-9.e-]+ CPU-hours spent\ncell    done  running", piped.stdout)
+    # In a log, the table comes as plain text every progress_every_s while trials run.
+    assert re.search(r"progress\n[0-9.e-]+ GPU-hours, [0-9.e-]+ CPU-hours spent\ncell    done  running", piped.stdout)
+    # One line per trial event: each trial's start, then how it ended.
+    for cell in ("task=a", "task=b"):
+        for number in (0, 1):
+            assert len(re.findall(rf"\[{cell}\] trial {number} started \(job #\d+\): ", piped.stdout)) == 1
+            assert len(re.findall(rf"\[{cell}\] trial {number} completed ", piped.stdout)) == 1
 
 
 def test_dry_run_launches_nothing(tmp_path):

@@ -95,7 +95,7 @@ class BenchSweeperImpl:
         observers = Observers(self.hydra_context.callbacks)
         observers.sweep_start(config=self.config, sweep_dir=str(plan.sweep_dir), cells=cells, storage=plan.storage,
                               resumed=sweep_dir.resumed, trials_in_driver=dispatcher.runs_in_driver)
-        console = Console(runs, slots)
+        console = Console(runs, slots, plain_every_s=s.progress_every_s)
         budget = _budget(s.budget, [r.load(storage) for r in every + repeated()], runs)
         warm = WarmStart(s.warm_start, s.warm_start_top_k, s.sibling_key, storage, s.sampler) if s.warm_start else None
         settings = LoopSettings(slots, s.max_failure_rate, plan.common, plan.storage, s.trial_key,

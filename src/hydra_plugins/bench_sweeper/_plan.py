@@ -235,8 +235,9 @@ def _check_settings(s: Any) -> None:
         problems.append(f"hydra.sweeper.n_trials={s.n_trials} must be at least 0 (0: straight to the repeats)")
     if s.n_jobs < 1:
         problems.append(f"hydra.sweeper.n_jobs={s.n_jobs} must be at least 1 (with bench: launcher.parallel_trials)")
-    if not s.poll_interval > 0:
-        problems.append(f"hydra.sweeper.poll_interval={s.poll_interval} must be a positive number of seconds")
+    for key in ("poll_interval", "progress_every_s"):
+        if not getattr(s, key) > 0:
+            problems.append(f"hydra.sweeper.{key}={getattr(s, key)} must be a positive number of seconds")
     if s.on_change not in ON_CHANGE:
         problems.append(f"hydra.sweeper.on_change={s.on_change!r} must be one of {list(ON_CHANGE)}")
     try:

@@ -203,6 +203,9 @@ class BenchSweeperConf:
     dry_run: bool = False
     # Seconds between polls of asynchronous launchers (Ray, submitit).
     poll_interval: float = 0.2
+    # When the output is not a terminal (a log file, a SLURM job's output): seconds between the
+    # plain-text progress tables (a terminal gets rich's live view instead).
+    progress_every_s: float = 30.0
     # Before the first trial, check that some Ray node or SLURM partition node can hold one
     # trial's request (both would otherwise leave the trials pending forever).
     check_resources: bool = True
