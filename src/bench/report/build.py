@@ -20,6 +20,7 @@ import pandas as pd
 from bench.report import compat, inputs, leaderboard, page, stats
 from bench.report.costs import cost_matrix, cost_table
 from bench.report.errors import ReportError
+from hydra_plugins.bench_sweeper._objectives import MAXIMIZE
 
 COMPAT_MODES = ("geobench2-leaderboard",)
 TAUS = np.linspace(0.0, 1.0, 101)
@@ -83,7 +84,7 @@ def tuning_table(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     for (sweep, cell), rows in finished.groupby(["sweep", "cell"], sort=True):
         name = " / ".join(str(rows[c].iloc[0]) for c in ("model", "task") if c in rows.columns) or str(cell)
         values = rows["value"].where(rows["state"] == "COMPLETE")
-        better = values.cummax() if rows["direction"].iloc[0] == "maximize" else values.cummin()
+        better = values.cummax() if rows["direction"].iloc[0] == MAXIMIZE else values.cummin()
         better = better.ffill()  # a pruned trial (no value) keeps the best so far, it does not erase it
         best = better.iloc[-1]
         positions = np.arange(1, len(rows) + 1)
@@ -98,7 +99,7 @@ def build(args: argparse.Namespace) -> Path:
     loaded = inputs.load(args.inputs, args.tracking_uri)
     scores = loaded.scores
     data = pd.DataFrame({"model": scores["backbone"].astype(str), "dataset": scores["dataset"].astype(str),
-                         "metric": scores["Metric"], "direction": scores["direction"].fillna("maximize"),
+                         "metric": scores["Metric"], "direction": scores["direction"].fillna(MAXIMIZE),
                          "score": pd.to_numeric(scores["test metric"], errors="coerce")})
     if data["score"].isna().any():
         bad = data[data["score"].isna()].iloc[0]

@@ -19,6 +19,7 @@ import pandas as pd
 
 from bench.report.errors import ReportError
 from bench.report.leaderboard import LAYOUT, REQUIRED, conform, metric_label
+from hydra_plugins.bench_sweeper._objectives import MAXIMIZE
 
 # Marks the rows of sweeps (bench's own runs, the submission folder's rows) while inputs merge.
 _OWN = "_bench_own"
@@ -78,7 +79,7 @@ def _from_csv(path: Path) -> pd.DataFrame:
                           f"submission layout, which needs {', '.join(REQUIRED)}")
     if "direction" not in data.columns:
         # The leaderboard's scores are all higher-is-better (its biomassters RMSE is stored as 1 - scaled RMSE).
-        data["direction"] = "maximize"
+        data["direction"] = MAXIMIZE
     return data.reindex(columns=list(dict.fromkeys(LAYOUT + list(data.columns))))
 
 

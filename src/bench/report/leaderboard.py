@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hydra_plugins.bench_sweeper._objectives import MINIMIZE
 
 TEXT = ["dataset", "Metric", "experiment_name", "partition name", "backbone", "decoder", "batch_size_selection",
         "frozen_or_full_ft"]
@@ -125,7 +126,7 @@ def _objections(scores: pd.DataFrame) -> list[str]:
     if not any(set(members) <= have for members in groups.values()):
         said.append("the leaderboard wants every dataset of at least one of its capability groups (Core: "
                     f"{', '.join(groups['Core'])}); this one has {', '.join(sorted(have))}")
-    lower = sorted(scores.loc[scores["direction"] == "minimize", "dataset"].astype(str).unique())
+    lower = sorted(scores.loc[scores["direction"] == MINIMIZE, "dataset"].astype(str).unique())
     if lower:
         said.append(f"lower-is-better scores on {', '.join(lower)}: the leaderboard ranks higher as better (it "
                     "stores biomassters as 1 - RMSE x 0.2538); convert them before submitting")

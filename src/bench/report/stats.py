@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
+from hydra_plugins.bench_sweeper._objectives import MINIMIZE
 
 TRIM = 0.25  # IQM: the mean of the middle 50 %
 CONFIDENCE = 0.95
@@ -45,7 +46,7 @@ def normalize(scores: pd.DataFrame, normalizer: dict[str, tuple[float, float]] |
             low, high = rows["score"].min(), rows["score"].max()
         span = high - low
         value = (rows["score"] - low) / span if span else pd.Series(0.5, index=rows.index)
-        minimize = rows["direction"] == "minimize"
+        minimize = rows["direction"] == MINIMIZE
         value = value.where(~minimize, 1.0 - value)
         out.loc[rows.index] = value.clip(0.0, 1.0) if normalizer is not None else value
     return out

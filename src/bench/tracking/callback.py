@@ -38,6 +38,7 @@ from hydra_plugins.bench_sweeper._errors import SweepError
 from hydra_plugins.bench_sweeper._masking import mask_config, mask_data, mask_override, mask_text
 from bench.tracking.sweep_metrics import costs_of, log_front, log_trial_cost
 from hydra_plugins.bench_sweeper.observer import TRACKER_RUN_ID_ATTR, SweepObserver
+from hydra_plugins.bench_sweeper._objectives import MAXIMIZE
 
 log = logging.getLogger(__name__)
 # In the sweep dir: where its benchmark run is, so `python -m bench.report` can log the report there.
@@ -248,7 +249,7 @@ class MLflowTracking(Callback, SweepObserver):
             status = "KILLED" if interrupted else {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED")
             self.client.set_terminated(run_id, status)
         if state == "COMPLETE" and phase == "tune" and len(values) == 1:
-            better = max if cell.direction == "maximize" else min
+            better = max if cell.direction == MAXIMIZE else min
             best = self.best.get(cell.label)
             if best is None or better(best, trial.value) == trial.value:
                 self.best[cell.label] = trial.value

@@ -17,6 +17,7 @@ from omegaconf import ListConfig
 from ._errors import SweepConfigError
 
 DIRECTIONS = ("minimize", "maximize")  # Optuna's names
+MINIMIZE, MAXIMIZE = DIRECTIONS
 
 
 def normalized(direction: Any, where: str) -> str | list[str]:
