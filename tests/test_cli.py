@@ -102,6 +102,17 @@ def test_dry_run_shows_the_plan_without_importing_torch(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
+def test_the_demo_experiment_declares_its_two_cells_and_their_protocol(run_cli, tmp_path):
+    """`make demo` is `python -m bench -m experiment=demo`: the preset alone gives the matrix."""
+    result = run_cli("-m", "experiment=demo", "hydra.sweeper.dry_run=true", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 cell(s): 8 tuning trials + 2 repeats each (seeds [1, 2])" in result.stdout
+    assert re.findall(r"^cell (\S+): (\w+) (\S+)$", result.stdout, re.M) == [
+        ("task=synthetic_seg", "maximize", "val/mIoU"), ("task=synthetic_cls", "maximize", "val/Accuracy")]
+    # Its own search space, one that suits a randomly initialised model (not the pretrained default).
+    assert "hparams.lr: tag(log, interval(1e-5, 3e-3))" in result.stdout
+
+
 @pytest.mark.parametrize("override, expected", [
     ("hparams.batch_size=0", "bench: error: hparams.batch_size=0 is not possible"),
     ("task.max_epochs=0", "bench: error: task.max_epochs=0 is not possible"),
