@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -51,6 +52,25 @@ def test_preset_dry_run_lists_every_cell_then_each_missing_input_once(run_cli, t
     assert result.stderr.count("model=prithvi needs pretrained weights") == 1
     assert result.stderr.count("model=resnet50 needs pretrained weights") == 1
     assert not (tmp_path / "sweep").exists()
+
+
+def test_the_geobench_v1_preset_has_terratorch_iterates_budget(run_cli, tmp_path):
+    """16 trials, lr 1e-6..1e-3 (log), weight decay 0..0.4, batch size {8, 32, 64}, the model's
+    decoder widths (segmentation only), patience 50 over at most 300 epochs, the 0.10x_train
+    partition, then 5 repeats."""
+    result = run_cli("experiment=geobench_v1", "task=chesapeake", "model=resnet50", "--cfg", "job")
+    job = yaml.safe_load(result.stdout)
+    assert (job["task"]["partition"], job["task"]["patience"], job["task"]["max_epochs"]) == ("0.10x_train", 50, 300)
+    plan = run_cli("-m", "experiment=geobench_v1", "model=resnet50", "hydra.sweeper.dry_run=true",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"GEO_BENCH_DIR": str(tmp_path / "no-data")}).stdout
+    assert re.search(r"^12 cell\(s\): 192 tuning trials \+ 5 repeats each", plan, re.M)
+    blocks = dict(re.findall(r"^cell task=(\w+)[,:][^\n]*\n((?:  .*\n)+)", plan, re.M))
+    for task, block in blocks.items():
+        assert "hparams.lr: tag(log, interval(1e-6, 1e-3))" in block, task
+        assert "hparams.optimizer_hparams.weight_decay: interval(0.0, 0.4)" in block, task
+        assert "hparams.batch_size: choice(8, 32, 64)" in block, task
+    assert ("hparams.model_args.decoder_channels: choice([256,128,64,32,16], [128,64,32,16,8])"
+            in blocks["chesapeake"]) and "decoder_channels" not in blocks["eurosat"]
 
 
 def test_classification_cells_do_not_search_a_decoder_width(run_cli, tmp_path):
