@@ -77,10 +77,13 @@ def test_stub_sweep_builds_the_run_tree_with_configs_and_links(tmp_path):
     # What each trial cost, and the totals of its cell run and of the benchmark run.
     for row in rows:
         assert trial_runs[row["mlflow_run_id"]].data.metrics["cpu_hours"] == pytest.approx(float(row["cpu_hours"]))
+        # No GPU granted on this machine: logged as 0, not left out.
+        assert trial_runs[row["mlflow_run_id"]].data.metrics["gpu_hours"] == float(row["gpu_hours"]) == 0.0
     for cell in levels["cell"]:
         mine = [float(r["cpu_hours"]) for r in rows if r["cell"] == cell.data.tags["bench.cell"]]
         assert cell.data.metrics["cpu_hours"] == pytest.approx(sum(mine)) and sum(mine) > 0
     assert benchmark.data.metrics["cpu_hours"] == pytest.approx(sum(float(r["cpu_hours"]) for r in rows))
+    assert all(run.data.metrics["gpu_hours"] == 0.0 for run in [benchmark, *levels["cell"]])
 
 
 def test_failed_trial_leaves_a_failed_run_with_its_traceback(mlflow_server, tmp_path):
