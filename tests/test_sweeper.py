@@ -119,6 +119,18 @@ def test_aggressive_pruner_prunes_and_keeps_the_last_value(tmp_path, trial_key):
         assert re.search(rf"\] trial {t.number} pruned {t.value:.4g} \(", result.stdout + result.stderr)
 
 
+def test_what_a_trial_returns_besides_its_value_becomes_its_columns(tmp_path):
+    """bench's train() returns its out-of-memory retries with the value ({value, oom_retries,
+    batch_size, accumulate_grad_batches}): results.csv shows them per trial."""
+    result = run_stub(tmp_path, "hydra.sweeper.n_trials=2",
+                      "+outputs={oom_retries:1,batch_size:4,accumulate_grad_batches:2}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_csv(tmp_path / "results.csv")
+    assert [(r["oom_retries"], r["batch_size"], r["accumulate_grad_batches"]) for r in rows] == [("1", "4", "2")] * 2
+    (study,) = studies(tmp_path).values()
+    assert [float(r["value"]) for r in rows] == [t.value for t in study.trials]
+
+
 def test_a_raising_trial_is_failed_with_its_error_and_other_cells_finish(tmp_path):
     result = run_stub(tmp_path, "task=a,b", "fail_tasks=[b]", "hydra.sweeper.n_trials=3", "hydra.sweeper.max_failure_rate=0.0")
     assert result.returncode != 0

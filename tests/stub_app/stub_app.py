@@ -77,6 +77,8 @@ def main(cfg: DictConfig) -> float:
                     "checkpoint": os.path.join(out, "best.ckpt")}
         if cfg.second_objective:  # a multi-objective cell: the value and |x|, both minimised
             return value, abs(cfg.x)
+        if cfg.outputs:
+            return {"value": value, **cfg.outputs}
         return value
     finally:
         _write_json(os.path.join(out, "timing.json"), {"start": started, "end": time.time(), "pid": os.getpid(), "node": node})
