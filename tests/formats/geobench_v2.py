@@ -18,7 +18,10 @@ one row per sample, of format "TORTILLA", whose bytes are a sample tortilla hold
 GeoTIFFs (format "GTiff"), each row carrying the sample's metadata. `write_tortilla` lays out the
 bytes as the writer GEO-Bench-2 used does (pytortilla 0.5.1's create_a_tortilla, which
 tacotoolbox's `tortilla.create` was at the time; checked byte-identical to it); the per-dataset writers below fill it with the
-items and columns each dataset class reads in its __getitem__.
+items and columns each dataset class reads in its __getitem__. A dataset too large for one file
+(PASTIS) is split by that writer into `<name>.NNNN.part.tortilla` files: consecutive runs of the
+samples, each part a whole tortilla of its own (offsets from its own header) whose header counts
+the parts; tacoreader.load reads the list of them as one table.
 """
 
 from __future__ import annotations
@@ -37,9 +40,10 @@ PER_SPLIT = 3
 TILE = 64
 
 
-def write_tortilla(path: Path | None, items: Sequence[dict[str, Any]]) -> bytes:
+def write_tortilla(path: Path | None, items: Sequence[dict[str, Any]], ndatapartitions: int = 1) -> bytes:
     """One tortilla: items are {'id', 'file_format', 'data_split', 'data': bytes, **columns}.
-    Writes it to `path` (if given) and returns its bytes."""
+    Writes it to `path` (if given) and returns its bytes. ndatapartitions: how many part files the
+    dataset is split into (each part's header says so; 1 for a whole file)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     import pandas as pd
@@ -62,7 +66,7 @@ def write_tortilla(path: Path | None, items: Sequence[dict[str, Any]]) -> bytes:
                    compression_level=22, use_dictionary=False)
     footer = sink.getvalue().to_pybytes()
     header = (b"#y" + offset.to_bytes(8, "little") + len(footer).to_bytes(8, "little")
-              + (1).to_bytes(8, "little"))
+              + ndatapartitions.to_bytes(8, "little"))
     blob = header.ljust(HEADER_SIZE, b"\0") + b"".join(i["data"] for i in items) + footer
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,19 +98,31 @@ def _stac(shape: tuple[int, int]) -> dict[str, Any]:
             "stac:centroid": "POINT (9.0 49.6)"}
 
 
-def write_samples(file: Path, samples: Sequence[dict[str, Any]]) -> Path:
-    """The dataset tortilla: each sample is {'split', 'parts': [(id, bytes, format)], **columns};
-    the columns go on every part's row and on the sample's row, as GEO-Bench-2's builders do."""
+def write_samples(file: Path, samples: Sequence[dict[str, Any]], parts: int = 1) -> Path | list[Path]:
+    """The dataset tortilla: each sample is {'split', 'parts': [(id, bytes, format[, columns])],
+    **columns}; the sample's columns go on every part's row and on the sample's row, as
+    GEO-Bench-2's builders do, a part's own columns (its `dates`, say) on its row only. A sample
+    with 'stac': False gets no stac:* columns (its builder gave none: PASTIS's HDF5 parts).
+
+    parts > 1 splits the samples, in order, into that many files named as tacotoolbox names them:
+    `<file stem>.0000.part.tortilla`, ... (returned as a list); sample ids run on across them."""
     outer = []
     for i, sample in enumerate(samples):
-        columns = {k: v for k, v in sample.items() if k not in ("split", "parts", "shape")}
-        stac = _stac(sample.get("shape", (8, 8)))
-        inner = [{"id": pid, "file_format": fmt, "data_split": sample["split"], "data": data, **stac, **columns}
-                 for pid, data, fmt in sample["parts"]]
+        columns = {k: v for k, v in sample.items() if k not in ("split", "parts", "shape", "stac")}
+        stac = _stac(sample.get("shape", (8, 8))) if sample.get("stac", True) else {}
+        inner = [{"id": part[0], "file_format": part[2], "data_split": sample["split"], "data": part[1], **stac,
+                  **columns, **(part[3] if len(part) > 3 else {})}
+                 for part in sample["parts"]]
         outer.append({"id": f"sample_{i}", "file_format": "TORTILLA", "data_split": sample["split"],
                       "data": write_tortilla(None, inner), **stac, **columns})
-    write_tortilla(file, outer)
-    return file
+    if parts == 1:
+        write_tortilla(file, outer)
+        return file
+    size = -(-len(outer) // parts)
+    files = [file.with_suffix(f".{n:04d}.part.tortilla") for n in range(parts)]
+    for n, path in enumerate(files):
+        write_tortilla(path, outer[n * size:(n + 1) * size], ndatapartitions=parts)
+    return files
 
 
 def _each_split(make):
@@ -224,6 +240,53 @@ def write_kuro_siwo(root: Path) -> Path:
     return write_samples(root / "kuro_siwo" / "geobench_kuro_siwo.tortilla", _each_split(make))
 
 
+def hdf5(array: np.ndarray, modality: str) -> bytes:
+    """An array as HDF5 bytes: dataset "data" (gzip 4, chunked) with the attributes PASTIS's
+    builder sets (geobench_v2/generate_benchmark/pastis.py, _convert_pastis_row_to_h5)."""
+    import io
+
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        dset = f.create_dataset("data", data=array, compression="gzip", compression_opts=4, chunks=True)
+        dset.attrs["modality"] = modality
+        dset.attrs["source_path"] = f"{modality}.npy"
+    return buffer.getvalue()
+
+
+def write_pastis(root: Path) -> list[Path]:
+    """pastis/geobench_pastis.000{0,1,2}.part.tortilla (GeoBenchPASTIS.paths): per sample a tortilla
+    of five HDF5 parts, in the order the dataset reads them: s2 (T, 10, H, W) int16 reflectance,
+    s1a and s1d (T, 3, H, W) float32 (VV, VH, VV/VH in dB), semantic (3, H, W) uint8 (band 0 the
+    class: 0 background, 1-18 crops, 19 void) and instance (H, W) parcel ids. Each part's row has
+    its own `dates` (yyyymmdd; none for the targets), the sample's row the S2 dates, which
+    __getitem__ reads. The series lengths differ by modality and sample, as in PASTIS (S2 38-61,
+    here 6-8; s1d shorter than the 6 dates the task takes, so zero-padded) and the datamodule samples
+    num_time_steps of each. Samples go train, validation, test, so each part holds one split
+    (the real 0000 part is all train)."""
+
+    def dates(n: int, start: int) -> list[int]:
+        return [20180900 + start + 100 * (k // 28) + k % 28 for k in range(n)]
+
+    def make(split, i, rng):
+        t2, ta, td = 6 + i, 7, 4
+        parts = [
+            ("s2", hdf5(rng.integers(0, 6000, (t2, 10, TILE, TILE), dtype="int16"), "s2"), "HDF5",
+             {"dates": dates(t2, 1)}),
+            ("s1a", hdf5(rng.normal(-12, 3, (ta, 3, TILE, TILE)).astype("float32"), "s1a"), "HDF5",
+             {"dates": dates(ta, 2)}),
+            ("s1d", hdf5(rng.normal(-12, 3, (td, 3, TILE, TILE)).astype("float32"), "s1d"), "HDF5",
+             {"dates": dates(td, 3)}),
+            ("semantic", hdf5(rng.integers(0, 20, (3, TILE, TILE), dtype="uint8"), "semantic"), "HDF5", {"dates": []}),
+            ("instance", hdf5(rng.integers(0, 40, (TILE, TILE), dtype="int32"), "instance"), "HDF5", {"dates": []}),
+        ]
+        return {"split": split, "stac": False, "parts": parts, "dates": dates(t2, 1), "add_test_split": False,
+                "tile": "t31tfj", "lon": 5.0 + i, "lat": 45.0, "patch_id": f"{10000 + i}"}
+
+    return write_samples(root / "pastis" / "geobench_pastis.tortilla", _each_split(make), parts=3)
+
+
 WRITERS = {
     "benv2": write_benv2,
     "treesatai": write_treesatai,
@@ -232,4 +295,5 @@ WRITERS = {
     "flair2": write_flair2,
     "spacenet7": write_spacenet7,
     "kuro_siwo": write_kuro_siwo,
+    "pastis": write_pastis,
 }
