@@ -21,12 +21,13 @@ install: $(STAMP)
 demo: install
 	$(PY) -m bench -m experiment=demo
 
-# Two workers, a whole test file at a time (the tests of a file share its cluster: Ray in
-# test_ray.py, SLURM in test_slurm.py). The cluster tests mostly wait on schedulers and jobs while
-# the other worker trains. (--dist loadgroup would be finer, but pytest-xdist 3.8 cannot group
-# tests under pytest 9.)
+# Three workers on two cores, a whole test file at a time (the tests of a file share its cluster:
+# Ray in test_ray.py, SLURM in test_slurm.py), the longest files first (tests/conftest.py; xdist's
+# own reordering is off). Much of the suite waits on schedulers, jobs and servers, which a third
+# worker fills. (--dist loadgroup would be finer, but pytest-xdist 3.8 cannot group tests under
+# pytest 9.)
 test: install
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV)

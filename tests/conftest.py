@@ -20,6 +20,17 @@ from bench.paths import CONFIG_DIR, REPO_ROOT  # noqa: E402
 from tests.clusters import ray_cluster, slurm_cluster  # noqa: F401  (session fixtures)
 
 
+def pytest_collection_modifyitems(items: list) -> None:
+    """The longest test files first (their `duration` mark: rough seconds on this 2-core machine),
+    so that `make test`'s workers, which take one file at a time, are not left waiting on one long
+    file at the end (xdist's own order, most tests first, started the 140 s protocol test last)."""
+    def cost(item) -> float:
+        mark = item.get_closest_marker("duration")
+        return mark.args[0] if mark else 0.0
+
+    items.sort(key=cost, reverse=True)  # stable: files and tests keep their order otherwise
+
+
 def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.duration(160)]
 
 
 def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_repeats_tests_tracks_and_reports(run_cli, tmp_path):
     """The whole protocol, small: 2 tasks x 2 models through the bench sweeper, train() in each trial
-    reporting every epoch to its study and to its MLflow run, an aggressive pruner; then 2 seed
+    reporting every epoch to its study and to its MLflow run, an aggressive pruner; then 3 seed
     repeats of each cell's best config, each tested on its best checkpoint; results on disk and on
     the embedded MLflow store (multirun_outputs/mlflow.db); then the report."""
     import optuna
@@ -30,7 +30,7 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_repeats_tests_trac
         "-m", "task=synthetic_seg,synthetic_cls", "model=prithvi_tiny,resnet50",
         "model.model_args.backbone_pretrained=false", "task.max_epochs=2", "task.patience=2",
         "+trainer.limit_train_batches=1",  # this test is about the benchmark's plumbing, not learning
-        "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=2", "hydra.sweeper.sampler.seed=1",
+        "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=3", "hydra.sweeper.sampler.seed=1",
         "hydra/sweeper/pruner=successive_halving", "hydra.sweeper.pruner.min_resource=1",
         "hydra.sweeper.pruner.reduction_factor=100", f"hydra.sweep.dir={sweep}", f"+db.password={SECRET}",
     )
@@ -51,7 +51,7 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_repeats_tests_trac
     assert (tmp_path / "multirun_outputs" / "mlflow.db").stat().st_mode & 0o777 == 0o600  # its owner's only
     assert (tmp_path / "multirun_outputs" / "mlartifacts").stat().st_mode & 0o777 == 0o700
     levels = tree(client, "bench")
-    assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 4, "trial": 8, "repeat": 8}
+    assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 4, "trial": 8, "repeat": 12}
     trial_runs = {r.info.run_id: r for r in levels["trial"]}
     assert sorted(r["mlflow_run_id"] for r in rows) == sorted(trial_runs)
     for row in rows:
@@ -87,7 +87,7 @@ def assert_repeated_tested_and_reported(client, levels: dict, sweep: Path, tunin
     assert {r["cell"] for r in repeats} == cells
     for cell in cells:
         rows = [r for r in repeats if r["cell"] == cell]
-        assert sorted(int(r["seed"]) for r in rows) == [1, 2] and {r["state"] for r in rows} == {"COMPLETE"}
+        assert sorted(int(r["seed"]) for r in rows) == [1, 2, 3] and {r["state"] for r in rows} == {"COMPLETE"}
         # Tested on its own best checkpoint: the test value is the task metric on the test split.
         test_metric = {"synthetic_cls": "test/Accuracy", "synthetic_seg": "test/mIoU"}[rows[0]["task"]]
         assert all(float(r["test_value"]) == float(r[test_metric]) for r in rows)
@@ -100,9 +100,9 @@ def assert_repeated_tested_and_reported(client, levels: dict, sweep: Path, tunin
     for run in levels["repeat"]:  # under their cell's run, tagged with their seed
         parent = cell_runs[run.data.tags["mlflow.parentRunId"]]
         assert parent.data.tags["bench.cell"] == run.data.tags["bench.cell"] and run.info.status == "FINISHED"
-        assert run.data.tags["bench.seed"] in {"1", "2"}
+        assert run.data.tags["bench.seed"] in {"1", "2", "3"}
     for run in cell_runs.values():
-        assert run.data.metrics["n_repeats"] == 2 and {"test_mean", "test_std", "test_iqm"} <= set(run.data.metrics)
+        assert run.data.metrics["n_repeats"] == 3 and {"test_mean", "test_std", "test_iqm"} <= set(run.data.metrics)
     assert {r["mlflow_run_id"] for r in repeats} == {r.info.run_id for r in levels["repeat"]}
 
     report = subprocess.run([sys.executable, "-m", "bench.report", str(sweep), "--bootstrap", "200"],
@@ -110,8 +110,13 @@ def assert_repeated_tested_and_reported(client, levels: dict, sweep: Path, tunin
     assert report.returncode == 0, report.stderr[-3000:]
     out = sweep / "report"
     scores = read_csv(out / "scores.csv")
-    assert len(scores) == 8 and list(scores[0])[:5] == ["dataset", "Metric", "test metric", "Seed", "backbone"]
+    assert len(scores) == 12 and list(scores[0])[:5] == ["dataset", "Metric", "test metric", "Seed", "backbone"]
     assert {r["Metric"] for r in scores} == {"Accuracy", "Multiclass_Jaccard_Index"}  # the leaderboard's labels
+    # Each cell's own head and stopping rule, from the sweep's columns (nothing swept them).
+    assert {(r["backbone"], r["dataset"], r["decoder"]) for r in scores} == {
+        ("prithvi_tiny", "synthetic_seg", "FCNDecoder"), ("prithvi_tiny", "synthetic_cls", "FCNDecoder"),
+        ("resnet50", "synthetic_seg", "UNetDecoder"), ("resnet50", "synthetic_cls", "IdentityDecoder")}
+    assert {r["early_stop_patience"] for r in scores} == {"2"}
     assert list(read_csv(out / "datasets.csv")[0]) == ["model", "dataset", "metric", "direction", "n_seeds", "raw_mean",
                                                        "raw_std", "normalized_iqm", "ci_low", "ci_high"]
     assert list(read_csv(out / "groups.csv")[0]) == ["model", "group", "value", "ci_low", "ci_high", "se", "reason"]

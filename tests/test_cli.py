@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.duration(60)
+
 
 def _imported_modules(stderr: str) -> set[str]:
     # `python -X importtime` writes one "import time: ... | <module>" line per import.

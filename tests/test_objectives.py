@@ -12,6 +12,8 @@ from bench.preflight import check_cell
 from bench.spec import build_spec
 from tests.helpers import read_csv
 
+pytestmark = pytest.mark.duration(110)
+
 
 @pytest.mark.slow
 def test_a_bench_cell_trading_miou_against_parameters_has_a_front_of_two(run_cli, tmp_path):

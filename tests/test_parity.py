@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers import STUB, read_csv, run_stub, studies
 
+pytestmark = pytest.mark.duration(50)
+
 EXAMPLES = STUB.parent
 
 

@@ -17,7 +17,7 @@ from tests.helpers import (PLANTED, PLANTED_ENV, STUB, alive, assert_tracked_lik
                            planted_overrides, received_real_values, start_stub, states, studies,
                            tracking_args, tree, wait_for)
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.duration(150)]
 
 
 def ray_args(address: str) -> list[str]:

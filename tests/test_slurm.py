@@ -18,7 +18,7 @@ from bench.paths import REPO_ROOT
 from tests.helpers import (STUB, assert_tracked_like_the_local_launcher, output, read_csv, start_stub,
                            states, studies, tracking_args, tree, wait_for)
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.duration(190)]
 
 
 def slurm_args(sweep_dir: Path) -> list[str]:

@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers import STUB, read_csv, run_in_terminal, run_stub, states, studies
 
+pytestmark = pytest.mark.duration(75)
+
 
 def test_two_tasks_by_two_models_give_four_studies_of_n_trials(tmp_path):
     result = run_stub(tmp_path, "task=a,b", "model=x,y", "hydra.sweeper.n_trials=4")

@@ -23,6 +23,8 @@ from tests.helpers import (PLANTED, PLANTED_ENV, find_secrets, output, planted_o
                            received_real_values, run_tracked_stub, running_trial_dir, start_stub, studies,
                            tracking_args, tree, wait_for)
 
+pytestmark = pytest.mark.duration(160)
+
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
