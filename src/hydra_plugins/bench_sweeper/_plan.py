@@ -23,6 +23,7 @@ from ._compat import config_files_read_once
 from ._cells import Cell, bare_key, describe_cell, enumerate_cells, split_arguments
 from ._errors import CellError, CellsNotReadyError, SearchSpaceError, SweepConfigError
 from ._masking import mask_text
+from ._parallel import map_cells
 from ._budget import check_settings as check_budget
 from ._objectives import as_text, is_multi, normalized
 from ._repeats import seed_list
@@ -87,22 +88,30 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
     check = get_method(settings.cell_check) if settings.cell_check else None
     value_check = get_method(settings.value_check) if settings.value_check else None
     problems: dict[str, list[str]] = {}  # what the app's cell_check found -> the cells it stops
+
+    def prepare(index: int) -> tuple[Cell, list[CellError]]:
+        """Compose one cell, describe it and check it; the cell comes back filled in."""
+        cell = cells[index]
+        cell_cfg = loader.load_sweep_config(config, split.common + cell.overrides)
+        describe_cell(cell, cell_cfg, split, params or {}, search_space_key=settings.search_space_key,
+                      metric_key=settings.metric_key, direction_key=settings.direction_key,
+                      default_direction=settings.direction, columns=columns or {},
+                      exclude_key=settings.search_exclude_key)
+        if seeds and OmegaConf.select(cell_cfg, settings.seed_key or "", default=_ABSENT) is _ABSENT:
+            raise SweepConfigError(f"cell {cell.label}: repeats set each seed at hydra.sweeper.seed_key="
+                                   f"{settings.seed_key!r}, which is not a key of its config; name the key your app "
+                                   "seeds from")
+        found = _cell_problems(check, cell_cfg) if check is not None else []
+        if value_check is not None and not found:
+            _check_search_edges(cell, cell_cfg, value_check)
+        return cell, found
+
     with config_files_read_once(loader):  # a 24-cell dry run: 2.35 s instead of 3.3
-        for cell in cells:
-            cell_cfg = loader.load_sweep_config(config, split.common + cell.overrides)
-            describe_cell(cell, cell_cfg, split, params or {}, search_space_key=settings.search_space_key,
-                          metric_key=settings.metric_key, direction_key=settings.direction_key,
-                          default_direction=settings.direction, columns=columns or {},
-                          exclude_key=settings.search_exclude_key)
-            if seeds and OmegaConf.select(cell_cfg, settings.seed_key or "", default=_ABSENT) is _ABSENT:
-                raise SweepConfigError(f"cell {cell.label}: repeats set each seed at hydra.sweeper.seed_key="
-                                       f"{settings.seed_key!r}, which is not a key of its config; name the key your app "
-                                       "seeds from")
-            found = _cell_problems(check, cell_cfg) if check is not None else []
-            for problem in found:
-                problems.setdefault(str(problem), []).append(cell.label)
-            if value_check is not None and not found:
-                _check_search_edges(cell, cell_cfg, value_check)
+        prepared = map_cells(len(cells), prepare)  # on several cores when there are many cells
+    cells = [cell for cell, _ in prepared]
+    for cell, found in prepared:
+        for problem in found:
+            problems.setdefault(str(problem), []).append(cell.label)
     grid_sizes = {}
     if is_grid(settings.sampler):
         import math
