@@ -59,7 +59,6 @@ def store_locations(settings: DictConfig) -> tuple[str, str]:
     store holds every run's config and results, so, like the served store's API (basic auth), only
     its owner may read it: bench makes its file 0600 and its artifact root 0700 (SQLite gives its
     journals the file's mode). Locations a user named keep the permissions they have."""
-    default_uri, default_artifacts = default_locations()
     uri, artifacts = settings.get("tracking_uri"), settings.get("artifact_location")
     root = _default_root()
     if not artifacts:
@@ -69,6 +68,7 @@ def store_locations(settings: DictConfig) -> tuple[str, str]:
         root.mkdir(parents=True, exist_ok=True)
         (root / "mlflow.db").touch(mode=0o600)  # an empty file is an empty SQLite database
         (root / "mlflow.db").chmod(0o600)
+    default_uri, default_artifacts = default_locations()
     return uri or default_uri, artifacts or default_artifacts
 
 
@@ -205,10 +205,9 @@ class MLflowTracking(Callback, SweepObserver):
         return self.client
 
     def on_trial_prepared(self, cell: Any, trial: Any, phase: str = "tune") -> dict[str, Any] | None:
-        if self.server is not None and not self.server.alive:  # no trial starts that could not log
-            self.client = None
-            raise SweepError(self.server.stopped_sentence())
-        if self.client is None:
+        if self._reachable() is None:
+            if self.server is not None:  # its server has stopped: no trial starts that could not log
+                raise SweepError(self.server.stopped_sentence())
             return None
         tags = {runs.LEVEL: "trial", runs.SWEEP_DIR: self.sweep_dir, runs.CELL: cell.label, runs.TRIAL: trial.number,
                 runs.STUDY: cell.study_name, **cell.coordinates}

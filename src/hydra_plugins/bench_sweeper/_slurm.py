@@ -133,7 +133,7 @@ class SubmititDispatcher(Dispatcher):
         (their results and sacct figures kept for the next wait()), not after the retries."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            self.collected += [self._collect(job) for job in [j for j in self.pending if j.done()]]
+            self.collected += self._collect_done()
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
 
     def wait(self, timeout: float) -> list[Finished]:
@@ -142,15 +142,17 @@ class SubmititDispatcher(Dispatcher):
             return done
         deadline = time.monotonic() + timeout
         while self.pending:
-            done = [job for job in self.pending if job.done()]
-            if done:
-                return [self._collect(job) for job in done]
+            if done := self._collect_done():
+                return done
             if stuck := self._never_starting():
                 return stuck
             if time.monotonic() >= deadline:
                 break
             time.sleep(self.poll_interval)
         return []
+
+    def _collect_done(self) -> list[Finished]:
+        return [self._collect(job) for job in [j for j in self.pending if j.done()]]
 
     def _collect(self, job: Any) -> Finished:
         ticket = self.pending.pop(job)
