@@ -15,19 +15,20 @@ from omegaconf import OmegaConf
 from hydra_plugins.bench_sweeper._budget import Budget
 from hydra_plugins.bench_sweeper._cost import Cost, Grant, _gpus_in
 from hydra_plugins.bench_sweeper._slurm import _minutes, _node, is_transient
+from hydra_plugins.bench_sweeper._studies import PHASE_REPEAT, PHASE_TUNE
 
 
-def run_of(label: str) -> SimpleNamespace:
-    return SimpleNamespace(cell=SimpleNamespace(label=label))
+def run_of(label: str, phase: str = PHASE_TUNE, waiting: int = 0) -> SimpleNamespace:
+    return SimpleNamespace(cell=SimpleNamespace(label=label), phase=phase, waiting=waiting, stopped=None)
 
 
 def in_flight(run: SimpleNamespace, grant: Grant, running_s: float) -> SimpleNamespace:
     return SimpleNamespace(run=run, grant=grant, started=time.monotonic() - running_s)
 
 
-def budget(**conf) -> Budget:
+def budget(seeds: int = 0, **conf) -> Budget:
     return Budget(OmegaConf.create({"gpu_hours": None, "cpu_hours": None, "per_cell": None, **conf}),
-                  Cost(0.0, 0.0), {})
+                  Cost(0.0, 0.0), {}, seeds)
 
 
 def test_a_trial_in_flight_counts_against_the_budget_before_it_ends():
@@ -55,6 +56,36 @@ def test_a_cpu_hours_budget_is_spent_by_cpu_only_trials_and_caps_cells_in_cpu_ho
     spending.add("task=c", Cost(0.0, 0.6), gpus_granted=0)
     refusal = spending.refusal(run_of("task=d"), [])  # 1.7 spent + ~0.57 expected > 2
     assert refusal is not None and refusal.sweep_wide and "cpu_hours=2" in refusal.reason
+
+
+def test_a_cap_per_cell_is_on_tuning_alone_and_never_refuses_a_repeat():
+    spending = budget(per_cell=1.0)
+    tuning, repeats = run_of("task=a"), run_of("task=a", PHASE_REPEAT, waiting=2)
+    spending.add("task=a", Cost(0.6, 0.6), gpus_granted=1)
+    assert spending.refusal(tuning, []).sweep_wide is False  # 0.6 + 0.6 expected > 1
+    assert spending.refusal(repeats, []) is None  # its repeats still run
+    spending.add("task=a", Cost(5.0, 5.0), gpus_granted=1, tuning=False)  # a repeat's cost
+    assert spending.by_cell["task=a"]["gpu_hours"] == 0.6  # not charged to the cell's tuning cap
+    assert spending.estimate("task=a", "gpu_hours") == 0.6  # nor to the estimate of a tuning trial
+
+
+def test_the_sweep_budget_keeps_room_for_the_repeats_still_owed():
+    spending = budget(seeds=3, gpu_hours=10.0)
+    a, b = run_of("task=a"), run_of("task=b")
+    spending.runs = [a, b]
+    spending.add("task=a", Cost(1.0, 1.0), gpus_granted=1)
+    spending.add("task=b", Cost(1.0, 1.0), gpus_granted=1)
+    # 2 spent + 3 seeds x 2 cells x 1 owed = 8: two more trials fit (2 + 8 = 10), a third does not.
+    assert spending.owed("gpu_hours") == 6.0
+    for _ in range(2):
+        assert spending.refusal(a, []) is None
+        spending.add("task=a", Cost(1.0, 1.0), gpus_granted=1)
+    refusal = spending.refusal(a, [])
+    assert refusal.sweep_wide and "kept for the repeats still owed" in refusal.reason
+    # Once a's repeats are open, its queued seeds are what it owes, and a repeat needs no room beyond them.
+    a_repeats = run_of("task=a", PHASE_REPEAT, waiting=3)
+    spending.runs.append(a_repeats)
+    assert spending.owed("gpu_hours") == 6.0 and spending.refusal(a_repeats, []) is None
 
 
 @pytest.mark.parametrize("tres, gpus", [

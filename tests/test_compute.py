@@ -60,10 +60,10 @@ def test_a_budget_stops_new_trials_exits_cleanly_and_resumes_with_a_larger_one(t
     assert "Budget reached" not in second.stdout
 
 
-def test_a_cap_per_cell_ends_each_cell_on_its_own(tmp_path):
+def test_a_cap_per_cell_ends_each_cell_on_its_own_and_keeps_its_repeats(tmp_path):
     # Task b's trials take 3 times as long, so its cap (3.6 GPU-seconds each) buys fewer of them.
     result = run_stub(tmp_path, "task=a,b", "hydra.sweeper.n_trials=30", "sleep=0.2", "slow_tasks=[b]", "slow_factor=3",
-                      "hydra.sweeper.budget.per_cell=0.001", *GRANT)
+                      "hydra.sweeper.budget.per_cell=0.001", "hydra.sweeper.repeats=2", *GRANT)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(tmp_path / "results.csv")
     by_cell = {cell: [r for r in rows if r["cell"] == cell] for cell in ("task=a", "task=b")}
@@ -72,6 +72,9 @@ def test_a_cap_per_cell_ends_each_cell_on_its_own(tmp_path):
         spent, one_trial = _hours(cell_rows), max(float(r["gpu_hours"]) for r in cell_rows)
         assert 0.001 - 2 * one_trial <= spent <= 0.001 + one_trial  # up to its cap, not past it
     assert "takes no more trials: budget.per_cell=0.001 GPU-hours reached" in result.stdout
+    # The cap is on tuning: every cell still runs all its repeats (it ran none before).
+    repeats = read_csv(tmp_path / "repeats.csv")
+    assert sorted((r["cell"], r["state"]) for r in repeats) == [("task=a", "COMPLETE")] * 2 + [("task=b", "COMPLETE")] * 2
 
 
 def test_a_converged_cell_stops_tuning_and_goes_on_to_its_repeats(tmp_path):

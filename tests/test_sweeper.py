@@ -121,6 +121,21 @@ def test_aggressive_pruner_prunes_and_keeps_the_last_value(tmp_path, trial_key):
         assert re.search(rf"\] trial {t.number} pruned {t.value:.4g} \(", result.stdout + result.stderr)
 
 
+def test_with_count_pruned_false_n_trials_counts_completed_trials_only(tmp_path):
+    """A protocol's "16 trials" are 16 fully trained configurations for every model, however much
+    the pruner cut: pruned trials are replaced."""
+    result = run_stub(
+        tmp_path, "hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.pruner.n_warmup_steps=0", "hydra.sweeper.n_trials=6", "steps=5",
+        "hydra.sweeper.count_pruned=false",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (study,) = studies(tmp_path).values()
+    counts = {s: sum(t.state.name == s for t in study.trials) for s in ("COMPLETE", "PRUNED")}
+    assert counts["COMPLETE"] == 6 and counts["PRUNED"] >= 1, states(study)
+    assert len(study.trials) == 6 + counts["PRUNED"]
+
+
 def test_what_a_trial_returns_besides_its_value_becomes_its_columns(tmp_path):
     """bench's train() returns its out-of-memory retries with the value ({value, oom_retries,
     batch_size, accumulate_grad_batches}): results.csv shows them per trial."""

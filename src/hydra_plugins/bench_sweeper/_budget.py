@@ -8,6 +8,10 @@ trial of its cell costs on average, so the sweep stops at its allocation, not af
 a budget is a planned end: the trials in flight finish, nothing new starts, and a resume with a
 larger budget goes on where it stopped.
 
+Budgets never leave a cell without its seed repeats: budget.per_cell caps a cell's tuning alone
+(its repeats always run), and a tuning trial starts under the sweep's budget only if the repeats
+still owed (every seed of every cell not yet repeated, at its cell's mean trial cost) fit after it.
+
 A cell whose best value has not improved by more than budget.min_delta over budget.patience
 finished trials stops tuning (and goes on to its repeats); whatever it did not spend is left to
 the other cells.
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from ._cost import Cost, total
 from ._errors import SweepConfigError
+from ._studies import PHASE_TUNE
 
 if TYPE_CHECKING:
     from ._runs import CellRun, Ticket
@@ -58,9 +63,11 @@ def hours(cost: Cost, unit: str) -> float:
 
 class Budget:
     """What the sweep and each cell may still start. `spent`: the sweep dir's studies' costs when
-    this driver started (total and per cell label); add() keeps them current."""
+    this driver started (in total, and per cell label its tuning's); add() keeps them current.
+    `runs` (the loop's cell runs, repeats included) and `seeds` (repeats per cell) let tuning trials
+    leave room for the repeats still owed."""
 
-    def __init__(self, conf: Any, spent_total: Cost, spent_by_cell: dict[str, Cost]) -> None:
+    def __init__(self, conf: Any, spent_total: Cost, spent_by_cell: dict[str, Cost], seeds: int = 0) -> None:
         self.limits = {unit: float(conf[unit]) for unit in ("gpu_hours", "cpu_hours") if conf.get(unit) is not None}
         # per_cell is in the unit of the sweep's budget: GPU-hours unless only cpu_hours is set.
         self.cell_unit = "cpu_hours" if set(self.limits) == {"cpu_hours"} else "gpu_hours"
@@ -69,17 +76,21 @@ class Budget:
         self.by_cell = {label: {"gpu_hours": c.gpu_hours, "cpu_hours": c.cpu_hours} for label, c in spent_by_cell.items()}
         self.costs: dict[str, list[Cost]] = {}  # cell label -> costs of its finished trials (estimates)
         self.reached: Refusal | None = None  # why the sweep's budget stopped new trials
+        self.seeds = seeds
+        self.runs: list[CellRun] = []
         self._warned_no_gpus = False
 
     @property
     def active(self) -> bool:
         return bool(self.limits or self.per_cell)
 
-    def add(self, label: str, cost: Cost, gpus_granted: float | None) -> None:
+    def add(self, label: str, cost: Cost, gpus_granted: float | None, tuning: bool = True) -> None:
         for unit in self.spent:
             self.spent[unit] += hours(cost, unit)
-            self.by_cell.setdefault(label, {"gpu_hours": 0.0, "cpu_hours": 0.0})[unit] += hours(cost, unit)
-        self.costs.setdefault(label, []).append(cost)
+            if tuning:  # a cell's cap is on its tuning
+                self.by_cell.setdefault(label, {"gpu_hours": 0.0, "cpu_hours": 0.0})[unit] += hours(cost, unit)
+        if tuning:  # repeats train to the end: their cost would skew the estimate of a tuning trial
+            self.costs.setdefault(label, []).append(cost)
         counts_gpus = "gpu_hours" in self.limits or (self.per_cell and self.cell_unit == "gpu_hours")
         if gpus_granted == 0 and counts_gpus and not self._warned_no_gpus:
             self._warned_no_gpus = True
@@ -102,22 +113,40 @@ class Budget:
         used = hours(ticket.grant.for_seconds(now - ticket.started), unit) if ticket.grant and ticket.started else 0.0
         return max(used, self.estimate(ticket.run.cell.label, unit))
 
+    def owed(self, unit: str) -> float:
+        """The expected cost of the repeats not yet started: each seed of a cell still tuning (or
+        whose repeats are not open yet), and each queued seed of the open ones."""
+        opened = {r.cell.label for r in self.runs if r.phase != PHASE_TUNE}
+        total_owed = 0.0
+        for run in self.runs:
+            if run.stopped:
+                continue
+            if run.phase != PHASE_TUNE:
+                total_owed += run.waiting * self.estimate(run.cell.label, unit)
+            elif run.cell.label not in opened:
+                total_owed += self.seeds * self.estimate(run.cell.label, unit)
+        return total_owed
+
     def refusal(self, run: CellRun, flying: Iterable[Ticket]) -> Refusal | None:
-        """Why the cell may not start another trial now, or None."""
+        """Why the cell may not start another trial now, or None. A repeat's own seed is among
+        the repeats owed, so it needs no room beyond them."""
         if not self.active:
             return None
         now, flying = time.monotonic(), list(flying)
-        label = run.cell.label
+        label, tuning = run.cell.label, run.phase == PHASE_TUNE
         for unit, limit in self.limits.items():
             committed = self.spent[unit] + sum(self._in_flight(t, unit, now) for t in flying)
-            if committed + self.estimate(label, unit) > limit:
+            owed = self.owed(unit)
+            if committed + owed + (self.estimate(label, unit) if tuning else 0.0) > limit:
+                reserved = f", {owed:.4g} kept for the repeats still owed" if owed and tuning else ""
                 self.reached = Refusal(f"budget.{unit}={limit:g} reached: {self.spent[unit]:.4g} spent, "
-                                       f"{committed - self.spent[unit]:.4g} in flight", sweep_wide=True)
+                                       f"{committed - self.spent[unit]:.4g} in flight{reserved}", sweep_wide=True)
                 return self.reached
-        if self.per_cell:
+        if self.per_cell and tuning:
             unit = self.cell_unit
             mine = self.by_cell.get(label, {}).get(unit, 0.0)
-            committed = mine + sum(self._in_flight(t, unit, now) for t in flying if t.run.cell.label == label)
+            committed = mine + sum(self._in_flight(t, unit, now) for t in flying
+                                   if t.run.cell.label == label and t.run.phase == PHASE_TUNE)
             if committed + self.estimate(label, unit) > self.per_cell:
                 return Refusal(f"budget.per_cell={self.per_cell:g} {UNIT_NAMES[unit]} reached ({mine:.4g} spent)",
                                sweep_wide=False)
@@ -125,13 +154,17 @@ class Budget:
 
 
 def spent_by_cell(studies: Iterable[Any], label_of: Any) -> tuple[Cost, dict[str, Cost]]:
-    """(the total, and per cell label) of what the given studies' trials cost."""
+    """(the total of what the given studies' trials cost, and per cell label what its tuning
+    studies' trials cost). label_of(study) -> (cell label, phase)."""
     by_cell: dict[str, Cost] = {}
+    spent = Cost(0.0, 0.0)
     for study in studies:
-        cost, label = total(study.get_trials(deepcopy=False)), label_of(study)
-        before = by_cell.get(label, Cost(0.0, 0.0))
-        by_cell[label] = Cost(before.gpu_hours + cost.gpu_hours, before.cpu_hours + cost.cpu_hours)
-    return Cost(sum(c.gpu_hours for c in by_cell.values()), sum(c.cpu_hours for c in by_cell.values())), by_cell
+        cost, (label, phase) = total(study.get_trials(deepcopy=False)), label_of(study)
+        spent = Cost(spent.gpu_hours + cost.gpu_hours, spent.cpu_hours + cost.cpu_hours)
+        if phase == PHASE_TUNE:
+            before = by_cell.get(label, Cost(0.0, 0.0))
+            by_cell[label] = Cost(before.gpu_hours + cost.gpu_hours, before.cpu_hours + cost.cpu_hours)
+    return spent, by_cell
 
 
 def converged(study: Any, patience: int | None, min_delta: float) -> str | None:

@@ -83,7 +83,8 @@ class BenchSweeperImpl:
         check_resume(cells, fingerprints, records, s.on_change)
         _save_multirun_config(plan.sweep_dir, self.config)
         runs = [CellRun(c, open_cell_study(c, fingerprints[c.label], records, storage, sweep_dir.sweep_id, s.study_name,
-                                           s.sampler, s.pruner), target=plan.tuning_trials(c)) for c in cells]
+                                           s.sampler, s.pruner), target=plan.tuning_trials(c),
+                    count_pruned=s.count_pruned or c.label in plan.grid_sizes) for c in cells]  # a grid never redraws a point
         dispatcher = make_dispatcher(self.launcher, s.poll_interval, s.check_resources, s.accounting)
         slots = min(s.n_jobs, dispatcher.max_slots or s.n_jobs)
         if slots < s.n_jobs:
@@ -96,7 +97,7 @@ class BenchSweeperImpl:
         observers.sweep_start(config=self.config, sweep_dir=str(plan.sweep_dir), cells=cells, storage=plan.storage,
                               resumed=sweep_dir.resumed, trials_in_driver=dispatcher.runs_in_driver)
         console = Console(runs, slots, plain_every_s=s.progress_every_s)
-        budget = _budget(s.budget, [r.load(storage) for r in every + repeated()], runs)
+        budget = _budget(s.budget, [r.load(storage) for r in every + repeated()], runs, len(plan.seeds))
         warm = WarmStart(s.warm_start, s.warm_start_top_k, s.sibling_key, storage, s.sampler) if s.warm_start else None
         settings = LoopSettings(slots, s.max_failure_rate, plan.common, plan.storage, s.trial_key,
                                 s.seed_key, open_repeats=plan.repeats_opener(storage) if plan.seeds else None,
@@ -105,6 +106,7 @@ class BenchSweeperImpl:
                                 configure=plan.configure)
         if warm:
             warm.runs = runs  # the loop's own list, which repeats join
+        budget.runs = runs  # the same list: the repeats still owed
 
         def write_tables() -> None:
             write_results(str(plan.sweep_dir), every, storage)
@@ -154,12 +156,14 @@ class BenchSweeperImpl:
         return best
 
 
-def _budget(conf: Any, studies: list[Any], runs: list[Any]) -> Any:
+def _budget(conf: Any, studies: list[Any], runs: list[Any], seeds: int) -> Any:
     """The sweep's budget, charged with what every study of the sweep dir has spent already."""
     from ._budget import Budget, spent_by_cell
+    from ._studies import PHASE_TUNE, STUDY_CELL, STUDY_PHASE
 
-    spent, by_cell = spent_by_cell(studies, lambda study: study.user_attrs.get("cell", study.study_name))
-    budget = Budget(conf, spent, by_cell)
+    spent, by_cell = spent_by_cell(studies, lambda study: (study.user_attrs.get(STUDY_CELL, study.study_name),
+                                                           study.user_attrs.get(STUDY_PHASE, PHASE_TUNE)))
+    budget = Budget(conf, spent, by_cell, seeds)
     for run in runs:
         budget.learn(run.cell.label, run.study.get_trials(deepcopy=False))
     return budget

@@ -281,7 +281,8 @@ class DispatchLoop:
         cost = cost or grant.for_seconds(elapsed_s)
         record_cost(ticket.trial, ticket.grant, cost)
         if self.settings.budget is not None:
-            self.settings.budget.add(ticket.run.cell.label, cost, ticket.grant.gpus if ticket.grant else None)
+            self.settings.budget.add(ticket.run.cell.label, cost, ticket.grant.gpus if ticket.grant else None,
+                                     tuning=ticket.run.phase == PHASE_TUNE)
 
     def _check_converged(self, run: CellRun) -> None:
         if run.phase == PHASE_TUNE and not run.ended and not run.stopped and run.done < run.target:

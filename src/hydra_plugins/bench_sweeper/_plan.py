@@ -214,8 +214,9 @@ def _check_launcher_can_run_a_trial(launcher: Any, cell_configs: list[DictConfig
 def describe_plan(plan: SweepPlan, settings: Any, launcher: Any) -> str:
     pruner = (settings.pruner or {}).get("_target_", "none")
     trials = sum(plan.tuning_trials(c) for c in plan.cells)
+    counted = " (completed; pruned ones are replaced)" if prunes(settings.pruner) and not settings.count_pruned else ""
     repeats = f" + {len(plan.seeds)} repeats each (seeds {plan.seeds})" if plan.seeds else ""
-    lines = [f"{len(plan.cells)} cell(s): {trials} tuning trials{repeats}, "
+    lines = [f"{len(plan.cells)} cell(s): {trials} tuning trials{counted}{repeats}, "
              f"n_jobs={settings.n_jobs}, launcher={type(launcher).__name__}, pruner={pruner}",
              f"sweep dir {plan.sweep_dir}, storage {mask_text(plan.storage)}"]
     budget = settings.budget or {}

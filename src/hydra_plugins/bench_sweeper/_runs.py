@@ -18,6 +18,7 @@ class CellRun:
     cell: Cell
     study: Any
     target: int = 0  # tuning: finished trials wanted (n_trials); repeats: the number of seeds
+    count_pruned: bool = True  # tuning: a pruned trial counts towards target (hydra.sweeper.count_pruned)
     phase: str = PHASE_TUNE
     distributions: dict[str, Any] | None = None  # None: the cell's search space
     waiting: int = 0  # repeats: enqueued seeds not yet asked for
@@ -32,7 +33,7 @@ class CellRun:
 
     @property
     def done(self) -> int:
-        return self.complete + self.pruned
+        return self.complete + (self.pruned if self.count_pruned or self.phase != PHASE_TUNE else 0)
 
     @property
     def label(self) -> str:

@@ -163,6 +163,10 @@ class BenchSweeperConf:
     study_name: Optional[str] = None
     # Finished + pruned trials per cell (0: no tuning, straight to the repeats).
     n_trials: int = 20
+    # Whether a pruned trial counts towards n_trials (as in hydra-optuna-sweeper). false: n_trials
+    # counts completed trials only, so every cell ends with the same number of fully trained
+    # configurations however much its pruner cut (benchmark protocols set this).
+    count_pruned: bool = True
     # Trials in flight at once, across all cells.
     n_jobs: int = 2
     # A cell stops once its failed trials exceed max_failure_rate * n_trials.
