@@ -23,6 +23,8 @@ _RESOLVERS = {
     # backbones whose position embedding is fixed at build time (DOFA, Clay) while TerraTorch pads
     # tiles to a multiple of twice the patch size.
     "round_up": lambda value, multiple: -(-int(value) // int(multiple)) * int(multiple),
+    # `${finetuning:<freeze_backbone>}`: what a cell does to its backbone, in the leaderboard's words.
+    "finetuning": lambda frozen: "frozen" if frozen else "full_ft",
     # Launcher presets: Ray wants memory in bytes (and takes fractions of a GPU as they are).
     "gb_to_bytes": lambda gb: None if gb is None else int(float(gb) * 1024**3),
     # hydra/job_logging=bench: a sweep's jobs log to their file only; a single run to the console too.
