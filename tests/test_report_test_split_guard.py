@@ -17,18 +17,22 @@ from hydra_plugins.bench_sweeper.trial import PHASE_REPEAT, PHASE_TUNE
 
 wants_test = evaluation.wants_test
 
-REFUSAL = "evaluate_test=true in a tuning trial: tuning never reads the test split"
+REFUSAL = "evaluate_test=true in a sweep: its tuning trials never read the test split"
 
 
 class Trainer:
-    """Records trainer.test calls; answers with the metrics TerraTorch would log."""
+    """Records trainer.test calls; answers with the metrics TerraTorch would log (on validation, the
+    same weights score otherwise: the splits are different samples)."""
 
     def __init__(self, metrics: dict[str, float]):
-        self.metrics, self.calls = metrics, []
+        self.metrics, self.calls, self.loggers = metrics, [], []
 
     def test(self, task, datamodule=None, ckpt_path=None, verbose=True):
         self.calls.append(ckpt_path)
         return [self.metrics]
+
+    def validate(self, task, datamodule=None, ckpt_path=None, verbose=True):
+        return [{key.replace("test/", "val/"): value / 2 for key, value in self.metrics.items()}]
 
 
 @pytest.fixture

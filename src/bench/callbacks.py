@@ -14,6 +14,20 @@ from bench.objectives import PARAMS_M, VAL_IMAGES_PER_S
 log = logging.getLogger(__name__)
 
 
+class SplitGuard(pl.Callback):
+    """Before the first epoch (after the trainer has set the datamodule up for fitting), compares
+    the validation and test samples it resolved; the same samples stop the cell (bench.data.heldout)."""
+
+    def __init__(self, task_name: str) -> None:
+        self.task_name = task_name
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit" and trainer.datamodule is not None:
+            from bench.data.heldout import check_distinct
+
+            check_distinct(trainer.datamodule, self.task_name)
+
+
 class MetricMonitor(pl.Callback):
     """Checks the task metric is logged at the first validation, and logs it each epoch.
 

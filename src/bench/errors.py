@@ -36,5 +36,10 @@ class TestSplitError(BenchError, RuntimeError):
     tuning trial asked for it."""
 
 
+class SplitOverlapError(BenchError, ValueError):
+    """A task's test samples are its validation samples: its test scores would be the validation
+    scores that chose the model."""
+
+
 # What the CLI prints as a plain sentence: bench's errors and the sweeper's.
 USER_ERRORS = (BenchError, SweepError)

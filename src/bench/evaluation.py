@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from bench.errors import TestSplitError
+from bench.errors import SplitOverlapError, TestSplitError
 from bench.spec import TrialSpec
 from hydra_plugins.bench_sweeper.trial import PHASE_REPEAT, PHASE_TUNE
 
@@ -21,19 +21,29 @@ def wants_test(cfg: DictConfig, phase: str | None) -> bool:
     check of each cell, phase None, or a tuning trial) evaluate_test=true is refused."""
     if phase == PHASE_REPEAT:
         return True
-    if cfg.get("evaluate_test", False) and (phase == PHASE_TUNE or _in_multirun()):
+    if cfg.get("evaluate_test", False) and (phase == PHASE_TUNE or in_sweep(cfg, phase)):
         raise TestSplitError(_TUNING_REFUSAL)
     return phase is None and bool(cfg.get("evaluate_test", False))
 
 
-def _in_multirun() -> bool:
+def in_sweep(cfg: DictConfig, phase: str | None) -> bool:
+    """A sweep's job, or the sweeper's driver checking a cell before launching it."""
+    return phase is not None or _in_multirun(cfg)
+
+
+def _in_multirun(cfg: DictConfig) -> bool:
+    """A job reads the mode from its Hydra run; the sweeper's driver checks each cell's composed
+    config before any job exists (HydraConfig is not set there), and that config carries it."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+    from omegaconf import OmegaConf
 
+    if OmegaConf.select(cfg, "hydra.mode", default=None) == RunMode.MULTIRUN:
+        return True
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-_TUNING_REFUSAL = ("evaluate_test=true in a tuning trial: tuning never reads the test split. Use "
+_TUNING_REFUSAL = ("evaluate_test=true in a sweep: its tuning trials never read the test split. Use "
                    "hydra.sweeper.repeats=N: each cell's best params are then trained with N seeds and tested "
                    "on their best checkpoints.")
 
@@ -54,9 +64,39 @@ def test_on_best_checkpoint(trainer: Any, task: Any, datamodule: Any, checkpoint
             + (f". Check the test files under {where}" if where else "")
         ) from exc
     metrics = {key: float(value) for key, value in (results[0] if results else {}).items()}
+    _refuse_validation_as_test(trainer, task, datamodule, checkpoint, spec, metrics)
     if spec.test_metric not in metrics:
         raise TestSplitError(
             f"task '{spec.task_name}': the test metric {spec.test_metric!r} was not logged; the test split logged "
             f"{', '.join(sorted(metrics)) or 'nothing'}. Set task.test_metric to one of them."
         )
     return metrics
+
+
+def _refuse_validation_as_test(trainer: Any, task: Any, datamodule: Any, checkpoint: str, spec: TrialSpec,
+                               test: dict[str, float]) -> None:
+    """The same weights on the validation split: if every metric, the loss included, comes out
+    exactly as on the test split, the two are the same samples (a copy, or a datamodule that
+    lists neither), and the test scores are validation scores. Costs one validation pass."""
+    loggers, trainer.loggers = trainer.loggers, []  # a check, not a point of the run's validation curve
+    try:
+        results = trainer.validate(task, datamodule=datamodule, ckpt_path=checkpoint, verbose=False)
+    finally:
+        trainer.loggers = loggers
+    val = {key: float(value) for key, value in (results[0] if results else {}).items()}
+    if same_samples(val, test):
+        raise SplitOverlapError(
+            f"task '{spec.task_name}': its best checkpoint scores exactly the same on the validation and the test "
+            f"split ({', '.join(f'{k} = {v:.6g}' for k, v in sorted(test.items()))}): they are the same samples, so "
+            "its test scores would be the validation scores that chose the model. Give it a held-out test split, or "
+            "hold out a validation set from the training split (task.validation_from_train).")
+
+
+def same_samples(val: dict[str, float], test: dict[str, float]) -> bool:
+    """Every metric logged on both splits equal, the loss among them: a continuous value two
+    different sets of samples do not share by chance (an accuracy of 1.0 on both can)."""
+    shared = {key.partition("/")[2] for key in test if key.startswith("test/")} & {
+        key.partition("/")[2] for key in val if key.startswith("val/")}
+    if "loss" not in shared or len(shared) < 2:
+        return False
+    return all(abs(val[f"val/{k}"] - test[f"test/{k}"]) <= 1e-9 * max(1.0, abs(test[f"test/{k}"])) for k in shared)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.devices import check_gpus_per_trial
 from bench.errors import DatasetNotFoundError, PretrainedWeightsError
 from bench.spec import TrialSpec, build_spec
+from bench.splits import check_split_sources
 
 
 def ensure_dataset(task: DictConfig) -> Path | None:
@@ -139,11 +140,15 @@ def _input_problems(cfg: DictConfig) -> list[Exception]:
 
 def _checked(cfg: DictConfig) -> tuple[TrialSpec, list[Exception]]:
     """The merged spec (its own errors raise at once), then every missing input."""
-    from bench.evaluation import wants_test
+    from bench.evaluation import in_sweep, wants_test
     from hydra_plugins.bench_sweeper.trial import trial_phase
 
     spec = build_spec(cfg)
-    wants_test(cfg, trial_phase(cfg))  # evaluate_test=true is refused in a sweep, before launching
+    phase = trial_phase(cfg)
+    # evaluate_test=true is refused in a sweep, before launching; a sweep's cells (whose repeats test)
+    # and a single run that tests must test on samples the validation split does not hold.
+    if wants_test(cfg, phase) or in_sweep(cfg, phase):
+        check_split_sources(spec.task_name, spec.datamodule, spec.heldout)
     check_gpus_per_trial(cfg)  # 1.5 GPUs, or a fraction of one on SLURM, before launching
     return spec, _input_problems(cfg)
 

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import ConfigError
 from bench.objectives import Objectives, parse_objectives
+from bench.splits import HeldOut, held_out
 from hydra_plugins.bench_sweeper._cells import DIRECTIONS
 
 # TerraTorch's task class for each task type bench supports.
@@ -47,6 +48,9 @@ class TrialSpec:
     patience: int
     # task.metric as a list (bench.objectives): metric above is its primary one. None: one metric.
     objectives: Objectives | None = None
+    # task.validation_from_train: validation held out of the training split (bench.splits). None:
+    # the datamodule's own validation split.
+    heldout: HeldOut | None = None
 
 
 def _required(node: DictConfig, key: str, group: str) -> Any:
@@ -127,6 +131,7 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
         max_epochs=max_epochs,
         patience=patience,
         objectives=objectives,
+        heldout=held_out(task),
     )
 
 

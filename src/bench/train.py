@@ -47,7 +47,7 @@ def train(cfg: DictConfig) -> float | dict[str, Any]:
     when testing, the test metrics of the best checkpoint; after out-of-memory retries, the batch
     size and accumulation that ran)."""
     from bench.evaluation import test_on_best_checkpoint, wants_test
-    from hydra_plugins.bench_sweeper.trial import PHASE_TUNE, trial_from_config, trial_phase
+    from hydra_plugins.bench_sweeper.trial import PHASE_TUNE, trial_from_config, trial_number, trial_phase
 
     spec = preflight(cfg)  # before the torch import, so bad input fails in about a second
     max_oom_retries = allowed_retries(cfg.get("oom_retries", 3))
@@ -66,8 +66,12 @@ def train(cfg: DictConfig) -> float | dict[str, Any]:
     # and doubles the other (bench.oom).
     first = BatchPlan(spec.datamodule["batch_size"], int(trainer_args.pop("accumulate_grad_batches", None) or 1))
     trial = trial_from_config(cfg) if phase == PHASE_TUNE else None  # repeats are never pruned
+    # Whether this job compares the validation and test samples its datamodule resolves: every job
+    # that tests, and a cell's first tuning trial, so a cell that would test on its validation
+    # samples stops before its budget is spent (bench.data.heldout).
+    guard_splits = testing or (phase == PHASE_TUNE and trial_number(cfg) == 0)
     fitted, plan = fit_with_oom_retries(
-        lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir), first, max_oom_retries,
+        lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir, guard_splits), first, max_oom_retries,
         discard_attempt=lambda: shutil.rmtree(output_dir / "checkpoints", ignore_errors=True), label=spec.task_name)
     checkpoint = fitted.checkpoint
 
@@ -101,16 +105,17 @@ class _Fitted:
 
 
 def _fit(cfg: DictConfig, spec: TrialSpec, plan: BatchPlan, trainer_args: dict[str, Any], trial: Any,
-         output_dir: Path) -> _Fitted:
+         output_dir: Path, guard_splits: bool = False) -> _Fitted:
     """One attempt, everything built from scratch and reseeded: an OOM retry (bench.oom) starts
     from the same initial weights as the first attempt, at its own batch size."""
     import lightning.pytorch as pl
     import optuna
 
-    from bench.callbacks import CostMeter, MetricMonitor, OptunaPruning
+    from bench.callbacks import CostMeter, MetricMonitor, OptunaPruning, SplitGuard
+    from bench.data.heldout import build_datamodule
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    datamodule = instantiate({**spec.datamodule, "batch_size": plan.batch_size}, _convert_="all")  # plain lists
+    datamodule = build_datamodule(spec, plan.batch_size)
     task = _build_task(spec, cfg.model.name)
     # After TerraTorch's import, which resets UserWarnings to "once" ahead of earlier filters.
     for pattern in _QUIET:
@@ -139,6 +144,7 @@ def _fit(cfg: DictConfig, spec: TrialSpec, plan: BatchPlan, trainer_args: dict[s
     others = spec.objectives.learned[1:] if spec.objectives else ()
     meter = CostMeter(spec.objectives.learned) if spec.objectives else None
     callbacks = [
+        *([SplitGuard(spec.task_name)] if guard_splits else []),
         *([meter] if meter else []),
         MetricMonitor(spec.metric, spec.mode, also=others),
         pl.callbacks.EarlyStopping(monitor=spec.metric, mode=spec.mode, patience=spec.patience),

@@ -43,8 +43,9 @@ ibm-nasa-geospatial/multi-temporal-crop-classification (training_chips.tgz, vali
     at 0, uint8 masks with the CDL colour map), TerraTorch's MultiTemporalCropClassification.
 
 The tiles here are 64x64 (the real ones are 512 or 224): the readers do not depend on the size and
-a ViT with patch 16 takes it as it is. Three samples per split: the train loader drops the last
-incomplete batch of 2.
+a ViT with patch 16 takes it as it is. Three samples per split (five in the training split of the
+two datasets that hold their validation samples out of it, so four train: the train loader drops
+the last incomplete batch of 2).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def write_hls_burn_scars(root: Path) -> Path:
     root = Path(root)
     rng = np.random.default_rng(7)
     scenes = {
-        "training": ["T10SEH.2018190", "T11SPV.2020236", "T13TBE.2018220"],
+        "training": ["T10SEH.2018190", "T11SPV.2020236", "T13TBE.2018220", "T10SFH.2019181", "T11SKB.2021210"],
         "validation": ["T10TFM.2018110", "T12STG.2018186", "T15SWA.2020109"],
     }
     for split, keys in scenes.items():
@@ -147,7 +148,7 @@ def write_crop_classification(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(3)
     chips = {
-        "training": ["chip_000_009", "chip_012_345", "chip_143_480"],
+        "training": ["chip_000_009", "chip_012_345", "chip_143_480", "chip_033_128", "chip_099_310"],
         "validation": ["chip_002_017", "chip_087_201", "chip_210_066"],
     }
     for split, ids in chips.items():

@@ -35,6 +35,12 @@ def trial_phase(cfg: DictConfig) -> str | None:
     return None if node is None else node.get("phase") or PHASE_TUNE
 
 
+def trial_number(cfg: DictConfig) -> int | None:
+    """The trial's number in its cell's study (0 for the cell's first), None outside a bench sweep."""
+    node, _ = _trial_node(cfg)
+    return None if node is None or node.get("number") is None else int(node.number)
+
+
 def trial_from_config(cfg: DictConfig) -> Any:
     """The optuna.trial.Trial this job runs to report to and be pruned by; None outside a bench sweep,
     and for a multi-objective study, which Optuna can neither take reports for nor prune."""
