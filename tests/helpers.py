@@ -161,8 +161,9 @@ PLANTED = {
     "hf": "S3cret-from-env-4444",  # ${oc.env:...} of a variable named like a token
     "creds.HFToken": "S3cret-camel-case-5555",  # key styles: CamelCase, and a name of several words
     "cloud.aws_access_key_id": "S3cret-snake-case-6666",
+    "opaque": "S3cret-env-no-separators-7777",  # ${oc.env:...} of a variable named MYSECRET-style
 }
-PLANTED_ENV = {"BENCH_TEST_HF_TOKEN": PLANTED["hf"]}
+PLANTED_ENV = {"BENCH_TEST_HF_TOKEN": PLANTED["hf"], "BENCHTESTSECRET": PLANTED["opaque"]}
 
 
 def planted_overrides() -> list[str]:
@@ -172,9 +173,10 @@ def planted_overrides() -> list[str]:
             "+hf=${oc.env:BENCH_TEST_HF_TOKEN}",
             f"+creds.HFToken={PLANTED['creds.HFToken']}",
             f"+cloud.aws_access_key_id={PLANTED['cloud.aws_access_key_id']}",
+            "+opaque=${oc.env:BENCHTESTSECRET}",
             # A failing trial whose traceback carries two of them.
             "leak_in_error='${secrets.db_password} ${hf}'",
-            "received=[secrets.db_password,db.url,setup,hf,creds.HFToken,cloud.aws_access_key_id]"]
+            "received=[secrets.db_password,db.url,setup,hf,creds.HFToken,cloud.aws_access_key_id,opaque]"]
 
 
 def find_secrets(secrets: list[str], roots: list[Path], texts: dict[str, str]) -> list[str]:
@@ -198,7 +200,8 @@ def received_real_values(sweep_dir: Path) -> bool:
     expected = {"secrets.db_password": PLANTED["secrets.db_password"],
                 "db.url": f"postgresql://user:{PLANTED['db.url']}@db.example/x",
                 "setup": str([f"export HF_TOKEN={PLANTED['setup']}"]), "hf": PLANTED["hf"],
-                "creds.HFToken": PLANTED["creds.HFToken"], "cloud.aws_access_key_id": PLANTED["cloud.aws_access_key_id"]}
+                "creds.HFToken": PLANTED["creds.HFToken"], "cloud.aws_access_key_id": PLANTED["cloud.aws_access_key_id"],
+                "opaque": PLANTED["opaque"]}
     digests = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in expected.items()}
     files = list(sweep_dir.glob("*/received.json"))
     return bool(files) and all(json.loads(f.read_text()) == digests for f in files)

@@ -89,9 +89,9 @@ def test_no_planted_secret_reaches_disk_logs_or_mlflow_on_ray(ray_cluster, tmp_p
     to bench's own authenticated server (whose generated password must not leak either)."""
     # The cluster's workers were started without the variable: Ray's runtime_env ships it, from the
     # driver's environment, as a user would.
-    ship_env = "+hydra.launcher.ray.init.runtime_env.env_vars.BENCH_TEST_HF_TOKEN=${oc.env:BENCH_TEST_HF_TOKEN}"
+    ship_env = [f"+hydra.launcher.ray.init.runtime_env.env_vars.{name}=${{oc.env:{name}}}" for name in PLANTED_ENV]
     result = run_stub_on_ray(ray_cluster, tmp_path / "sweep", *tracking_args(tmp_path), "task=a,b", "fail_tasks=[b]",
-                             "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=2", *planted_overrides(), ship_env,
+                             "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=2", *planted_overrides(), *ship_env,
                              cwd=tmp_path, env=PLANTED_ENV)
     assert "cells stopped before their budget: task=b" in result.stderr, result.stderr[-3000:]
     assert (tmp_path / "sweep" / "mlflow_server.log").exists()  # trials in other processes log over HTTP

@@ -121,6 +121,13 @@ def test_aggressive_pruner_prunes_and_keeps_the_last_value(tmp_path, trial_key):
         assert re.search(rf"\] trial {t.number} pruned {t.value:.4g} \(", result.stdout + result.stderr)
 
 
+def test_the_journal_is_its_owners_only(tmp_path):
+    """It holds every cell's config (masked) and params, as the MLflow store does: mode 0600."""
+    result = run_stub(tmp_path, "hydra.sweeper.n_trials=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "optuna.journal").stat().st_mode & 0o777 == 0o600
+
+
 def test_with_count_pruned_false_n_trials_counts_completed_trials_only(tmp_path):
     """A protocol's "16 trials" are 16 fully trained configurations for every model, however much
     the pruner cut: pruned trials are replaced."""

@@ -27,6 +27,7 @@ from ._console import Console
 from ._cost import Cost, Grant, record as record_cost
 from ._dispatch import Dispatcher, Finished
 from ._errors import LaunchError, SweepError
+from ._masking import mask_data
 from ._outcome import judge, last_line
 from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_FINISHED, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_LAUNCHER_JOB,
                        ATTR_OUTPUTS, ATTR_SEED, ATTR_STARTED, PHASE_REPEAT, PHASE_TUNE, counts, mark_interrupted)
@@ -214,7 +215,7 @@ class DispatchLoop:
         result = judge(ret, launcher_error, len(directions(run.cell.direction)))
         state, value, error = result.state, result.value, result.error
         if result.outputs:
-            trial.set_user_attr(ATTR_OUTPUTS, result.outputs)
+            trial.set_user_attr(ATTR_OUTPUTS, mask_data(result.outputs))  # the journal is written masked
         if error:
             trial.set_user_attr(ATTR_ERROR, error[-2000:])
         frozen = run.study.tell(trial, value, state=state)

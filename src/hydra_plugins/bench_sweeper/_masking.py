@@ -3,7 +3,9 @@
 A value is secret when
   - its key, or any key above it, names a secret in any case or style: password, passwd, pass,
     pwd, passphrase, token (HFToken, hf_token), secret, api/access/secret/private key
-    (aws_access_key_id), auth, authorization, credential(s), cookie;
+    (aws_access_key_id), auth, authorization, credential(s), cookie; the longer words also inside
+    a word written without separators (MYSECRET, DBPASSWORD, GHTOKEN, myapikey), except in the
+    words and names NOT_SECRET lists (tokenizer, a model's cls_token, ...);
   - it is the password of a URL (scheme://user:PASSWORD@host) or the value of NAME=VALUE text
     whose NAME is secret (`export HF_TOKEN=...` inside a list);
   - it came from an environment variable whose name is secret (so `${oc.env:MY_TOKEN}` is masked
@@ -28,6 +30,17 @@ SECRET_WORDS = {
     "password", "passwd", "pass", "pwd", "passphrase", "token", "secret", "apikey", "accesskey", "secretkey",
     "privatekey", "auth", "authorization", "credential", "credentials", "cookie",
 }
+# Found inside a longer word too (MYSECRET, DBPASSWORD, GHTOKEN). The short words (pass, pwd, auth)
+# only on their own: inside a word they are mostly something else (compass, author).
+SECRET_INSIDE = ("password", "passwd", "passphrase", "token", "secret", "apikey", "accesskey", "secretkey",
+                 "privatekey", "credential", "authorization", "cookie")
+# Names that contain a secret word and are known not to be secrets, as lower-case words joined by
+# "_": a word here is never secret, and a whole key equal to a name here is not either.
+NOT_SECRET = {
+    "tokenizer", "tokenizers", "tokenize", "tokenized", "tokenization", "tokens",  # text and ViT token counts
+    "cls_token", "remove_cls_token", "mask_token", "pad_token", "register_tokens", "num_tokens",  # model args
+    "max_tokens", "num_register_tokens",
+}
 # Shell variables whose names only look secret: PWD is the working directory.
 NOT_SECRET_ENV = {"PWD", "OLDPWD"}
 # Shorter values are still masked under their key, but not scrubbed from free text, where "abc"
@@ -45,12 +58,21 @@ _known: set[str] = set()
 
 
 def is_secret_key(key: Any) -> bool:
-    """True for keys such as db.password, HF_TOKEN, HFToken, aws_access_key_id, apiKey."""
+    """True for keys such as db.password, HF_TOKEN, HFToken, aws_access_key_id, apiKey, MYSECRET;
+    False for tokenizer or model_args.remove_cls_token (NOT_SECRET). A dotted key is secret when
+    any of its parts is."""
     if not isinstance(key, str):
         return False
-    words = [w.lower() for w in _WORD_BREAK.split(key.lstrip("+~")) if w]
-    pairs = {a + b for a, b in zip(words, words[1:])}  # api_key -> apikey
-    return bool(SECRET_WORDS & (set(words) | pairs))
+    return any(_is_secret_name(part) for part in key.lstrip("+~").split("."))
+
+
+def _is_secret_name(name: str) -> bool:
+    words = [w.lower() for w in _WORD_BREAK.split(name) if w]
+    if "_".join(words) in NOT_SECRET:
+        return False
+    words = [w for w in words if w not in NOT_SECRET]
+    names = [*words, *(a + b for a, b in zip(words, words[1:]))]  # api_key -> apikey
+    return bool(SECRET_WORDS & set(names)) or any(secret in name for name in names for secret in SECRET_INSIDE)
 
 
 def remember(*values: Any, min_length: int = MIN_SCRUB_LENGTH) -> None:

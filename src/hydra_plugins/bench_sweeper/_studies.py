@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from ._compat import running_trial
 from ._errors import ResumeMismatchError, SweepConfigError
 from ._fingerprint import differences
+from ._masking import mask_data
 from ._objectives import directions, is_multi
 from ._samplers import build_sampler
 from .trial import PHASE_REPEAT, PHASE_TUNE  # noqa: F401  (re-exported)
@@ -68,6 +69,10 @@ def open_storage(location: str) -> Any:
     from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
     os.makedirs(os.path.dirname(os.path.abspath(location)), exist_ok=True)
+    try:  # its owner's only, like the MLflow store: it holds every cell's config (masked) and params
+        os.close(os.open(location, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
     return optuna.storages.JournalStorage(JournalFileBackend(location, lock_obj=JournalFileSymlinkLock(location)))
 
 
@@ -153,8 +158,10 @@ def open_cell_study(cell: Cell, fingerprint: dict, records: dict[str, StudyRecor
         # first run again. Seeded by the history's length, it stays reproducible and moves on.
         study.sampler = build_sampler(sampler_cfg, cell.label, cell.distributions, seed=int(sampler_cfg.seed) + done)
     if name not in records:
+        # The journal keeps these in a file: masked as everything bench writes (the fingerprint is already).
         attrs = {STUDY_SWEEP: sweep_id, STUDY_CELL: cell.label, STUDY_VERSION: version, STUDY_FINGERPRINT: fingerprint,
-                 "coordinates": cell.coordinates, "columns": cell.columns, "metric": cell.metric, "direction": cell.direction}
+                 "coordinates": mask_data(cell.coordinates), "columns": mask_data(cell.columns), "metric": cell.metric,
+                 "direction": cell.direction}
         for key, value in attrs.items():
             study.set_user_attr(key, value)
         if latest is not None:
