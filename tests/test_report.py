@@ -20,7 +20,8 @@ LEADERBOARD = Path(__file__).parent / "data" / "geobench2_leaderboard"
 SUBMISSION = LEADERBOARD / "submission_114be1f0-5a41-43a5-b4e6-7fb683bc01ec.csv"
 NORMALIZER = LEADERBOARD / "normalizer_leaderboard_combined.json"
 DATASETS_COLUMNS = ["model", "dataset", "metric", "direction", "n_seeds", "raw_mean", "raw_std", "normalized_iqm",
-                    "ci_low", "ci_high"]
+                    "ci_low", "ci_high", "raw_iqm", "raw_ci_low", "raw_ci_high", "tuning_trials", "failed_repeats",
+                    "note"]
 GROUPS_COLUMNS = ["model", "group", "value", "ci_low", "ci_high", "se", "reason"]
 
 
@@ -98,11 +99,12 @@ def test_resampling_datasets_too_widens_the_interval_when_datasets_disagree():
     assert both.se > seeds.se
 
 
-def test_normalisation_is_direction_aware_and_clipped_to_the_fixed_range():
-    scores = pd.DataFrame({"dataset": ["a", "a", "b", "b"], "score": [0.2, 0.6, 10.0, 30.0],
-                           "direction": ["maximize", "maximize", "minimize", "minimize"]})
+def test_normalisation_is_direction_aware_and_never_clipped_to_the_fixed_range():
+    scores = pd.DataFrame({"model": ["m", "n", "m", "n"], "dataset": ["a", "a", "b", "b"],
+                           "score": [0.2, 0.6, 10.0, 30.0], "direction": ["maximize", "maximize", "minimize", "minimize"]})
     normalized = stats.normalize(scores, {"a": (0.0, 0.5), "b": (10.0, 20.0)})
-    assert normalized.tolist() == pytest.approx([0.4, 1.0, 1.0, 0.0])  # 0.6 clipped; RMSE 10 is the best
+    # 0.6 beats the range's best (1.2, not 1.0); RMSE 10 is the best (1), RMSE 30 below the worst (-1, not 0)
+    assert normalized.tolist() == pytest.approx([0.4, 1.2, 1.0, -1.0])
 
 
 
@@ -194,10 +196,21 @@ def test_bad_input_gets_a_sentence(tmp_path):
 
     sweep = tmp_path / "sweep"
     sweep.mkdir()
+    result = report(str(sweep))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{sweep} has neither results.csv nor repeats.csv" in result.stderr
     (sweep / "results.csv").write_text("cell,state,value\n")
     result = report(str(sweep))
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert f"{sweep} has no repeats.csv" in result.stderr and "hydra.sweeper.repeats=5" in result.stderr
+    assert f"{sweep} hold(s) no test score and no tuning trial yet" in result.stderr
+
+    result = report(str(SUBMISSION), "--where", "frozen_or_full_ft")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--where frozen_or_full_ft: write it as KEY=VALUE" in result.stderr
+    result = report(str(SUBMISSION), "--where", "frozen=yes")
+    assert result.returncode == 1 and "no input has a column 'frozen'" in result.stderr
+    result = report(str(SUBMISSION), "--where", "frozen_or_full_ft=frozen")
+    assert result.returncode == 1 and "--where frozen_or_full_ft=frozen keeps no row of the inputs" in result.stderr
 
 
 def test_report_page_renders_in_a_real_browser(tmp_path):
@@ -232,8 +245,10 @@ def test_report_page_renders_in_a_real_browser(tmp_path):
     page = render(out / "report.html", screenshot=tmp_path / "report.png")
     assert page.console_errors == [] and page.failed_requests == []
     assert len(page.images) == 4 and all(width > 100 and height > 100 for _, width, height in page.images)
-    assert page.tables == 5 and page.table_rows > 3 + 2 * 4
+    assert page.tables == 6 and page.table_rows > 3 + 2 * 4
     assert "Probability of improvement" in page.text and "large" in page.text
+    # small's failed seed on burns (tests/helpers.COST_CELLS): its own table, and a note on its row
+    assert "Failed repeats (no test score)" in page.text and "1 failed repeat(s) (seed 3)" in page.text
     # The cost matrix: models x datasets of GPU-hours and a total per model; unknown cells are empty
     # (the leaderboard CSV's datasets, the sweep from before costs were accounted), never 0.
     section = page.text.split("Compute cost (GPU-hours per model x task, tuning and repeats)\n", 1)[1].splitlines()

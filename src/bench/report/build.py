@@ -1,8 +1,10 @@
 """python -m bench.report: from test scores to the result tables, figures and page a paper needs.
 
-    inputs (inputs.py) -> scores.csv (leaderboard.py's layout; the sweeps' rows also as submission/)
-      -> normalised (stats.py or compat.py)
-      -> datasets.csv, groups.csv, pairs.csv, tuning.csv -> PNG figures + report.html (page.py)
+    inputs (inputs.py, each on its own) -> merged by experiment, models named (merge.py)
+      -> scores.csv (leaderboard.py's layout; the sweeps' rows also as submission/)
+      -> normalised (stats.py or compat.py; intervals.py)
+      -> datasets.csv (with budgets.py's notes), groups.csv, pairs.csv, tuning.csv (tuning.py)
+      -> PNG figures + report.html (page.py)
       -> logged to each input sweep's MLflow benchmark run
 """
 
@@ -14,16 +16,17 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from bench.report import compat, inputs, leaderboard, page, stats
-from bench.report.costs import cost_matrix, cost_table
+from bench.report import budgets, compat, inputs, leaderboard, merge, page, stats
+from bench.report.costs import cost_table
 from bench.report.errors import ReportError
-from hydra_plugins.bench_sweeper._objectives import MAXIMIZE
+from bench.report.tuning import tuning_table  # noqa: F401  (part of this module's interface)
+from hydra_plugins.bench_sweeper._objectives import MAXIMIZE, MINIMIZE
 
 COMPAT_MODES = ("geobench2-leaderboard",)
-TAUS = np.linspace(0.0, 1.0, 101)
+GROUPS_COLUMNS = ["model", "group", "value", "ci_low", "ci_high", "se", "reason"]
+PAIRS_COLUMNS = ["group", "model_a", "model_b", "probability", "ci_low", "ci_high"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resample", choices=("seeds", "datasets"), default="seeds",
                         help="group CIs resample seeds within each model x dataset, or datasets too")
     parser.add_argument("--compat", choices=COMPAT_MODES, help="reproduce the public leaderboard's own figures")
+    parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                        help="keep the rows whose KEY (a scores.csv column or a swept key) is VALUE; repeatable "
+                             "(a key given twice: either value)")
     parser.add_argument("--out", help="output dir (default: <first sweep dir>/report, else ./report)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI for mlflow:<experiment> inputs")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the report to the sweeps' MLflow runs")
@@ -74,55 +80,93 @@ def _normalizer(path: str | None, datasets: set[str]) -> dict[str, tuple[float, 
     return {d: (float(r[0]), float(r[1])) for d, r in ranges.items()}
 
 
-def tuning_table(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per cell: best validation value after each finished trial, and whether the best was still
-    improving in the last quarter of the trials (a budget too small to trust)."""
-    curves, flags = [], []
-    if results.empty or "state" not in results.columns:
-        return pd.DataFrame(columns=["curve", "position", "best_so_far"]), pd.DataFrame(columns=["curve", "still_improving"])
-    finished = results[results["state"].isin(["COMPLETE", "PRUNED"])].sort_values("trial")
-    for (sweep, cell), rows in finished.groupby(["sweep", "cell"], sort=True):
-        name = " / ".join(str(rows[c].iloc[0]) for c in ("model", "task") if c in rows.columns) or str(cell)
-        values = rows["value"].where(rows["state"] == "COMPLETE")
-        better = values.cummax() if rows["direction"].iloc[0] == MAXIMIZE else values.cummin()
-        better = better.ffill()  # a pruned trial (no value) keeps the best so far, it does not erase it
-        best = better.iloc[-1]
-        positions = np.arange(1, len(rows) + 1)
-        best_at = int(positions[(better == best).to_numpy()][0]) if pd.notna(best) else 0
-        curves.append(pd.DataFrame({"curve": name, "position": positions, "best_so_far": better.to_numpy()}))
-        flags.append({"curve": name, "sweep": sweep, "cell": cell, "n_trials": len(rows), "best_value": best,
-                      "best_at_trial": best_at, "still_improving": best_at > 0.75 * len(rows)})
-    return pd.concat(curves, ignore_index=True), pd.DataFrame(flags)
-
-
-def build(args: argparse.Namespace) -> Path:
-    loaded = inputs.load(args.inputs, args.tracking_uri)
-    scores = loaded.scores
-    data = pd.DataFrame({"model": scores["backbone"].astype(str), "dataset": scores["dataset"].astype(str),
+def _scored(scores: pd.DataFrame) -> pd.DataFrame:
+    """The statistics' input: one row per model x dataset x seed."""
+    data = pd.DataFrame({"model": scores["model"].astype(str), "backbone": scores["backbone"].astype(str),
+                         "dataset": scores["dataset"].astype(str), "source": scores["source"].astype(str),
                          "metric": scores["Metric"], "direction": scores["direction"].fillna(MAXIMIZE),
                          "score": pd.to_numeric(scores["test metric"], errors="coerce")})
     if data["score"].isna().any():
         bad = data[data["score"].isna()].iloc[0]
         raise ReportError(f"a 'test metric' that is not a number: model {bad.model}, dataset {bad.dataset}")
-    normalizer = _normalizer(args.normalizer, set(data["dataset"]))
-    groups = _groups(args.groups, set(data["dataset"]), normalizer)
+    return data
+
+
+def _compat_warnings(args: argparse.Namespace, data: pd.DataFrame) -> list[str]:
+    said = []
+    lower = sorted(data.loc[data["direction"] == MINIMIZE, "dataset"].unique())
+    if lower:
+        said.append(f"--compat {args.compat}: lower-is-better scores on {', '.join(lower)} reach the leaderboard's "
+                    "method unconverted, and it ranks higher as better, so a better model scores lower there; "
+                    "convert them first (the leaderboard stores biomassters as 1 - RMSE x 0.2538)")
+    if args.normalizer is None and data["source"].nunique() > 1:
+        said.append(f"--compat {args.compat} without --normalizer: the observed range across all inputs normalises "
+                    "the scores, so each input's figures depend on the others; the leaderboard uses a fixed one")
+    return said
+
+
+def _statistics(args: argparse.Namespace, data: pd.DataFrame, normalizer, groups) -> tuple[pd.DataFrame, ...]:
     settings = stats.Settings(args.bootstrap, args.seed, args.resample == "datasets")
+    if data.empty:
+        return (pd.DataFrame(columns=stats.DATASET_COLUMNS), pd.DataFrame(columns=GROUPS_COLUMNS),
+                pd.DataFrame(columns=PAIRS_COLUMNS))
     if args.compat:
         data["normalized"] = compat.normalize(data, normalizer)
-        datasets, group_rows = compat.dataset_table(data), compat.group_table(data, groups)
-        pairs = pd.DataFrame(columns=["group", "model_a", "model_b", "probability", "ci_low", "ci_high"])
-    else:
-        data["normalized"] = stats.normalize(data, normalizer)
-        datasets, group_rows = stats.dataset_table(data, settings), stats.group_table(data, groups, settings)
-        pairs = stats.pair_table(data, groups, settings)
+        datasets = compat.dataset_table(data).merge(
+            stats.dataset_table(data)[["model", "dataset", "raw_iqm", "raw_ci_low", "raw_ci_high"]])
+        return datasets, compat.group_table(data, groups), pd.DataFrame(columns=PAIRS_COLUMNS)
+    data["normalized"] = stats.normalize(data, normalizer)
+    return stats.dataset_table(data), stats.group_table(data, groups, settings), stats.pair_table(data, groups, settings)
+
+
+def _method(args: argparse.Namespace) -> str:
+    if args.compat:
+        return f"compat {args.compat}: the leaderboard's normalisation, IQMs and mean ± SEM of 100 bootstrap IQMs, each input bootstrapped on its own"
+    group = ("a 95 % percentile CI resampling datasets, then seeds" if args.resample == "datasets" else
+             "a 95 % stratified studentised bootstrap CI (seeds resampled within each dataset)")
+    return (f"per-dataset IQM with Yuen's 95 % trimmed-mean interval; group IQM with {group} ({args.bootstrap} samples, "
+            f"seed {args.seed}); P(A > B) with a 95 % percentile bootstrap CI, which covers about 0.8-0.93 at 5 seeds "
+            "in simulation; min-max normalised per dataset, 1 = best, never clipped")
+
+
+def build(args: argparse.Namespace) -> Path:
+    loaded = merge.load(args.inputs, args.tracking_uri, args.where, per_input=bool(args.compat))
+    scores, data = loaded.scores, _scored(loaded.scores)
+    normalizer = _normalizer(args.normalizer, set(data["dataset"]))
+    groups = _groups(args.groups, set(data["dataset"]), normalizer)
+    said = list(loaded.notes)
+    if args.compat:
+        said += _compat_warnings(args, data)
+    alone = stats.single_model_datasets(data) if normalizer is None and not data.empty else []
+    one_model = data["model"].nunique() == 1 and normalizer is None
+    if one_model:
+        said.append("one model and no --normalizer: min-max normalisation across models needs two, so the tables "
+                    "show raw scores (IQM with 95 % CI) and no normalised value or aggregate; give --normalizer "
+                    "{dataset: [min, max]} to normalise")
+    elif alone:
+        said.append(f"no other model scored {', '.join(alone)}: no normalised score there (give --normalizer)")
+    if data.empty:
+        said.append("no test score yet (no finished seed repeat): only the tuning tables; resume the sweep with "
+                    "hydra.sweeper.repeats=5 (the same command and hydra.sweep.dir=<sweep dir>) to add them")
+    datasets, group_rows, pairs = _statistics(args, data, normalizer, groups)
+    datasets = budgets.annotate(datasets, scores, loaded.tuning, loaded.repeats)
+    failed = budgets.failed_table(loaded.repeats)
     curves, flags = tuning_table(loaded.tuning)
+    said += [f"{r.model} / {r.dataset}: {r.note}" for r in datasets.itertuples() if r.note]
+    said += budgets.unscored(failed, datasets)
+    scored = set(zip(datasets["model"], datasets["dataset"]))
+    said += [f"tuning {r.curve}: {r.note}" for r in flags.itertuples()
+             if r.fewer_trials and (r.model, r.dataset) not in scored]
+    for line in said[len(loaded.notes):]:
+        print(f"bench.report: {line}", file=sys.stderr)
 
     out = Path(args.out or (loaded.sweep_dirs[0] / "report" if loaded.sweep_dirs else "report"))
     out.mkdir(parents=True, exist_ok=True)
     scores.to_csv(out / "scores.csv", index=False)
     args.wrote_submission = bool(loaded.own.any())  # the sweeps' rows, ready for the leaderboard
     if args.wrote_submission:
-        for objection in leaderboard.write_submission(scores[loaded.own.to_numpy()], out / "submission"):
+        mine = scores[loaded.own.to_numpy()].drop(columns=["model", "source"])
+        for objection in leaderboard.write_submission(mine, out / "submission"):
             print(f"bench.report: submission/: {objection}", file=sys.stderr)
     datasets.to_csv(out / "datasets.csv", index=False)
     group_rows.to_csv(out / "groups.csv", index=False)
@@ -135,23 +179,11 @@ def build(args: argparse.Namespace) -> Path:
               "accounted them): no cost table", file=sys.stderr)
     else:
         costs.to_csv(out / "costs.csv", index=False)
-    images = {"groups": page.plot_groups(group_rows, out / "groups.png"),
-              "datasets": page.plot_datasets(datasets, out / "datasets.png"),
-              "profile": page.plot_profile(stats.performance_profile(data, TAUS), out / "profile.png")}
-    if not curves.empty:
-        images["tuning"] = page.plot_tuning(curves, flags, out / "tuning.png")
-    method = (f"compat {args.compat}: the leaderboard's normalisation, IQMs and mean ± SEM of 100 bootstrap IQMs"
-              if args.compat else f"IQM with 95 % percentile CIs from a stratified bootstrap ({args.bootstrap} samples, "
-              f"seed {args.seed}, resampling {args.resample}); min-max normalised per dataset, 1 = best")
-    notes = [f"inputs: {', '.join(args.inputs)}", method,
-             f"normaliser: {args.normalizer or 'observed min and max across models'}",
-             f"{data['model'].nunique()} models, {data['dataset'].nunique()} datasets, {len(data)} seed scores"]
-    tables = [("Groups", group_rows), ("Datasets", datasets), ("Probability of improvement", pairs)]
-    if not flags.empty:
-        tables.append(("Tuning", flags.drop(columns=["sweep"])))
-    if costs is not None:
-        tables.append(cost_matrix(costs))
-    page.write_html(out / "report.html", "bench report", notes, tables, images)
+    page.write_report(out, data, datasets, group_rows, pairs, flags, curves, failed, costs,
+                      notes=[f"inputs: {', '.join(args.inputs)}", _method(args),
+                             f"normaliser: {args.normalizer or 'observed min and max across models'}",
+                             f"{data['model'].nunique()} models, {data['dataset'].nunique()} datasets, "
+                             f"{len(data)} seed scores", *said])
     if not args.no_mlflow:
         _log_to_mlflow(loaded.sweep_dirs, out)
     return out

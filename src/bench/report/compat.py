@@ -12,7 +12,11 @@ to the same method, defects included:
     each backbone's pooled rows;
   - "±": scipy.stats.sem of those 100 values, reported as `se`. It is the spread of a mean of
     bootstrap means, not a confidence interval, so ci_low/ci_high stay empty.
-A group is scored only when the input has all of its datasets.
+Each input is bootstrapped on its own, as the leaderboard scores each submission on its own: the
+random stream runs over one input's rows, so adding an input never moves another's figures
+(merge.py gives a model held by several inputs one name per input in this mode). A group is
+scored for an input only when the input has all of its datasets. The leaderboard ranks higher as
+better and never flips a lower-is-better metric; build.py warns when one reaches it.
 """
 
 from __future__ import annotations
@@ -50,29 +54,36 @@ def dataset_table(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def group_table(scores: pd.DataFrame, groups: dict[str, list[str]]) -> pd.DataFrame:
+    """scores: model, backbone, dataset, source (the input), normalized; one row per seed."""
     rows = []
-    present = set(scores["dataset"])
     for group, datasets in groups.items():
-        data = scores.loc[scores["dataset"].isin(datasets)]
-        scored = set(datasets) <= present
-        bootstrap = _bootstrap_iqms(data) if scored else None
+        draws: dict[str, list[float]] = {}
+        absent: dict[str, set[str]] = {}  # per input: the group's datasets it lacks
+        for source, data in scores.groupby("source", sort=False):
+            absent[source] = set(datasets) - set(data["dataset"])
+            if not absent[source]:
+                draws.update(_bootstrap_iqms(data.loc[data["dataset"].isin(datasets)]))
         for model in sorted(scores["model"].unique()):
-            have = set(data.loc[data["model"] == model, "dataset"])
+            mine = scores.loc[scores["model"] == model]
+            have, lacking = set(mine["dataset"]), set().union(*(absent[s] for s in mine["source"].unique()))
             row = {"model": model, "group": group, "value": np.nan, "ci_low": np.nan, "ci_high": np.nan,
                    "se": np.nan, "reason": ""}
-            if not scored:
-                row["reason"] = f"the input has no scores for {', '.join(sorted(set(datasets) - present))}"
-            elif have != set(datasets):
+            if not set(datasets) <= have:
                 row["reason"] = f"no scores for {', '.join(sorted(set(datasets) - have))}"
+            elif lacking:
+                row["reason"] = f"the input has no scores for {', '.join(sorted(lacking))}"
+            elif np.isnan(draws[model]).any():
+                row["reason"] = "a dataset of the group has no normalised score (give --normalizer)"
             else:
-                values = bootstrap[model]
-                row["value"], row["se"] = float(np.mean(values)), float(stats.sem(values))
+                row["value"], row["se"] = float(np.mean(draws[model])), float(stats.sem(draws[model]))
             rows.append(row)
     return pd.DataFrame(rows, columns=["model", "group", "value", "ci_low", "ci_high", "se", "reason"])
 
 
 def _bootstrap_iqms(data: pd.DataFrame) -> dict[str, list[float]]:
-    by_cell = data.groupby(["model", "dataset"])
+    # Grouped by backbone first, as the leaderboard groups (backbone, dataset): the random stream
+    # then visits the groups in its order.
+    by_cell = data.groupby(["backbone", "model", "dataset"])
     draws: dict[str, list[float]] = {}
     for i in range(REPEAT):
         sample = by_cell.sample(frac=1, replace=True, random_state=100 + i)

@@ -1,16 +1,20 @@
-"""The report's inputs, as one scores table in the GEO-Bench-2 leaderboard submission layout.
+"""The report's inputs, each read on its own into the GEO-Bench-2 leaderboard submission layout.
 
-  a sweep dir         its repeats.csv (test scores per cell x seed) and results.csv (tuning curves)
+  a sweep dir         its repeats.csv (test scores per cell x seed) and results.csv (tuning trials);
+                      either may be missing (a sweep tuned without repeats yet has no test score)
   mlflow:<experiment> the repeats.csv / results.csv artifacts of every benchmark run in it
   a .csv file         a leaderboard submission (or a scores.csv bench wrote: the same layout)
 
-Several inputs are concatenated; a model x dataset x seed given twice keeps its last row.
+merge.py decides which rows are the same experiment. For that a sweep's rows also carry its swept
+keys: the describing columns of its cells (results.csv and repeats.csv list them first, before a
+trial's or a seed's own columns) other than those the layout already maps (task, model, decoder,
+partition, patience, frozen_or_full_ft). A tuned hyperparameter is a trial's param, listed after
+them, so it never counts as another experiment; a key swept as cells (hparams.lr=1e-3,1e-4) does.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,51 +25,48 @@ from bench.report.errors import ReportError
 from bench.report.leaderboard import LAYOUT, REQUIRED, conform, metric_label
 from hydra_plugins.bench_sweeper._objectives import MAXIMIZE
 
-# Marks the rows of sweeps (bench's own runs, the submission folder's rows) while inputs merge.
-_OWN = "_bench_own"
+RESULTS, REPEATS = "results.csv", "repeats.csv"
+# The first column after a row's describing ones (bench_sweeper/_results.py: TRIAL_COLUMNS, write_repeats).
+_FIRST_OWN = {RESULTS: "study", REPEATS: "seed"}
+# Describing columns the layout maps to its own (or that name the cell itself).
+_MAPPED = {"cell", "task", "model", "metric", "direction", "decoder", "partition", "task.partition", "patience",
+           "frozen_or_full_ft"}
+FULL_FT, FROZEN = "full_ft", "frozen"
 
 
 @dataclass
-class Inputs:
-    scores: pd.DataFrame  # leaderboard.LAYOUT columns, then any other columns of the CSV inputs
-    tuning: pd.DataFrame = field(default_factory=pd.DataFrame)  # results.csv rows of the sweeps
-    repeats: pd.DataFrame = field(default_factory=pd.DataFrame)  # repeats.csv rows of the sweeps (costs)
-    sweep_dirs: list[Path] = field(default_factory=list)
-    own: pd.Series = field(default_factory=lambda: pd.Series(dtype=bool))  # per scores row: from a sweep
+class Source:
+    path: str  # as given (a sweep of an MLflow experiment: mlflow:<experiment>/<sweep>)
+    name: str  # short, for labels: the CSV's stem or the sweep dir's name
+    scores: pd.DataFrame  # LAYOUT, then the sweep's swept keys or the CSV's other columns; one row per seed
+    tuning: pd.DataFrame = field(default_factory=pd.DataFrame)  # results.csv, with the layout's identity columns
+    repeats: pd.DataFrame = field(default_factory=pd.DataFrame)  # repeats.csv (every state), likewise
+    swept: list[str] = field(default_factory=list)
+    directory: Path | None = None  # a sweep's
+
+    @property
+    def own(self) -> bool:
+        """A sweep of bench's (its rows go to submission/), not a leaderboard CSV."""
+        return self.directory is not None
 
 
-def load(sources: list[str], tracking_uri: str | None = None) -> Inputs:
+def read(sources: list[str], tracking_uri: str | None = None) -> list[Source]:
     if not sources:
         raise ReportError("no input: give sweep dirs, mlflow:<experiment>, or leaderboard CSV files")
-    scores, tuning, repeats, sweeps = [], [], [], []
+    read_ = []
     for source in sources:
         if source.startswith("mlflow:"):
-            for directory in _from_mlflow(source.removeprefix("mlflow:"), tracking_uri):
-                scores.append(_from_sweep(directory).assign(**{_OWN: True}))
-                tuning.append(_table(directory, "results.csv"))
-                repeats.append(_table(directory, "repeats.csv"))
+            experiment = source.removeprefix("mlflow:")
+            read_ += [_from_sweep(d, f"{source}/{d.name}") for d in _from_mlflow(experiment, tracking_uri)]
             continue
         path = Path(source)
         if path.is_dir():
-            scores.append(_from_sweep(path).assign(**{_OWN: True}))
-            tuning.append(_table(path, "results.csv"))
-            repeats.append(_table(path, "repeats.csv"))
-            sweeps.append(path)
+            read_.append(_from_sweep(path, source))
         elif path.is_file():
-            scores.append(_from_csv(path).assign(**{_OWN: False}))
+            read_.append(Source(source, path.stem, _from_csv(path)))
         else:
             raise ReportError(f"{source} does not exist: give a sweep dir, mlflow:<experiment>, or a CSV file")
-    # Whole-number columns stay whole where another input lacks them (not 6.28e+17 for an experiment id).
-    scores = [frame.astype({c: "Int64" for c in frame.select_dtypes("int64").columns}) for frame in scores]
-    merged = conform(pd.concat(scores, ignore_index=True))
-    repeated = merged.duplicated(["backbone", "dataset", "Seed"], keep="last")
-    if repeated.any():
-        print(f"bench.report: {int(repeated.sum())} model x dataset x seed score(s) given more than once: "
-              "the last input's are kept", file=sys.stderr)
-    merged = merged[~repeated].reset_index(drop=True)
-    own = merged.pop(_OWN).astype(bool)
-    joined = lambda frames: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()  # noqa: E731
-    return Inputs(merged, joined(tuning), joined(repeats), sweeps, own)
+    return read_
 
 
 def _from_csv(path: Path) -> pd.DataFrame:
@@ -83,26 +84,49 @@ def _from_csv(path: Path) -> pd.DataFrame:
     return data.reindex(columns=list(dict.fromkeys(LAYOUT + list(data.columns))))
 
 
-def _from_sweep(directory: Path) -> pd.DataFrame:
-    path = directory / "repeats.csv"
-    if not path.is_file():
-        raise ReportError(f"{directory} has no repeats.csv: its cells were tuned without seed repeats, so there "
-                          "are no test scores. Resume it with hydra.sweeper.repeats=5 (the same command and "
-                          f"hydra.sweep.dir={directory}) to add them")
-    rows = pd.read_csv(path, float_precision="round_trip")
-    if "study_version" in rows.columns:  # a cell whose experiment changed: its latest version only
-        rows = rows[rows["study_version"] == rows.groupby("cell")["study_version"].transform("max")]
-    rows = rows[rows["state"] == "COMPLETE"]
-    if rows.empty:
-        raise ReportError(f"{path} has no finished repeat yet")
+def _from_sweep(directory: Path, path: str) -> Source:
+    tuning, repeats = _table(directory, RESULTS), _table(directory, REPEATS)
+    if tuning is None and repeats is None:
+        raise ReportError(f"{directory} has neither {RESULTS} nor {REPEATS}: give the directory a bench sweep "
+                          "wrote (python -m bench -m ...)")
+    tuning, repeats = tuning if tuning is not None else pd.DataFrame(), repeats if repeats is not None else pd.DataFrame()
+    swept = list(dict.fromkeys(_swept(directory / RESULTS, tuning) + _swept(directory / REPEATS, repeats)))
+    layouts = [conform(_layout(rows, directory, swept)) if not rows.empty else None for rows in (tuning, repeats)]
+    tuning, repeats = (rows.assign(**_identity(layout)) if layout is not None else rows
+                       for rows, layout in zip((tuning, repeats), layouts))
+    scores = pd.DataFrame(columns=LAYOUT + swept)
+    if not repeats.empty:
+        scored = latest(repeats) & (repeats["state"] == "COMPLETE")
+        scores = layouts[1][scored].reset_index(drop=True)
+    return Source(path, directory.name, scores, tuning, repeats, swept, directory)
 
+
+def latest(rows: pd.DataFrame) -> pd.Series:
+    """Per row of results.csv or repeats.csv: whether it is of its cell's latest study version (a
+    cell whose experiment changed keeps its older versions' rows too)."""
+    if rows.empty or "study_version" not in rows.columns or "cell" not in rows.columns:
+        return pd.Series(True, index=rows.index)
+    version = pd.to_numeric(rows["study_version"], errors="coerce").fillna(1)
+    cell = [rows[c].astype(str) for c in ("source", "sweep", "cell") if c in rows.columns]
+    return version == version.groupby(cell).transform("max")
+
+
+def _swept(path: Path, rows: pd.DataFrame) -> list[str]:
+    if rows.empty:
+        return []
+    header = list(rows.columns)
+    describing = header[:header.index(_FIRST_OWN[path.name])] if _FIRST_OWN[path.name] in header else []
+    return [c for c in describing if c not in _MAPPED and c != "sweep"]
+
+
+def _layout(rows: pd.DataFrame, directory: Path, swept: list[str]) -> pd.DataFrame:
+    """Rows of results.csv or repeats.csv in the submission layout (a tuning trial has no test metric)."""
     def column(*names: str, default: object = None) -> pd.Series:
         for name in names:
             if name in rows.columns:
                 return rows[name]
-        return pd.Series(default, index=rows.index)
+        return pd.Series(default, index=rows.index, dtype=object if default is None else None)
 
-    metric = column("metric").astype(str).str.partition("/")[2]
     tuned_batch = "hparams.batch_size" in rows.columns
     batch = column("hparams.batch_size")
     if not tuned_batch and "batch_size" in rows.columns:
@@ -110,25 +134,49 @@ def _from_sweep(directory: Path) -> pd.DataFrame:
         # retries halved it, where it is the batch that ran (oom_retries, accumulate_grad_batches beside it).
         retried = pd.to_numeric(column("oom_retries", default=0), errors="coerce").fillna(0) > 0
         batch = rows["batch_size"].where(~retried)
-    return pd.DataFrame({
-        "dataset": column("task", "cell"), "Metric": metric.map(metric_label),
-        "test metric": rows["test_value"], "Seed": rows["seed"], "backbone": column("model", "cell"),
+    out = pd.DataFrame({
+        "dataset": column("task", "cell"), "Metric": column("metric").astype(str).str.partition("/")[2].map(metric_label),
+        "test metric": column("test_value"), "Seed": column("seed"), "backbone": column("model", "cell"),
         "decoder": column("decoder").fillna("unknown"), "lr": column("hparams.lr", "lr"), "batch_size": batch,
         "weight_decay": column("hparams.optimizer_hparams.weight_decay", "weight_decay"),
-        "n_trials": rows["n_trials"], "early_stop_patience": column("early_stop_patience", "patience", "task.patience"),
+        "n_trials": column("n_trials"), "early_stop_patience": column("early_stop_patience", "patience", "task.patience"),
         "batch_size_selection": "HPO" if tuned_batch else "Fixed",
         "partition_name": column("partition", "task.partition", default="default").fillna("default"),
-        "frozen_or_full_ft": "full_ft", "experiment_name": directory.name, "mlflow_run_id": column("mlflow_run_id"),
-        "direction": rows["direction"],
+        "frozen_or_full_ft": _finetuning(rows), "experiment_name": directory.name,
+        "mlflow_run_id": column("mlflow_run_id"), "direction": column("direction"),
     })
+    out = out.reindex(columns=LAYOUT)
+    return pd.concat([out, rows.reindex(columns=swept)], axis=1)
 
 
-def _table(directory: Path, name: str) -> pd.DataFrame:
-    """A sweep's results.csv or repeats.csv as it is, with the sweep's name; empty when absent."""
+def _finetuning(rows: pd.DataFrame) -> pd.Series:
+    """frozen or full_ft, as the cell ran: its frozen_or_full_ft column (sweeps from before it was
+    written fine-tuned in full), unless freeze_backbone was a tuned param of the row."""
+    given = rows["frozen_or_full_ft"] if "frozen_or_full_ft" in rows.columns else pd.Series(None, index=rows.index)
+    given = given.fillna(FULL_FT).astype(str)
+    if "hparams.freeze_backbone" in rows.columns:
+        tuned = rows["hparams.freeze_backbone"]
+        frozen = tuned.astype(str).str.lower().isin(["true", "1", "1.0"])
+        given = given.where(tuned.isna(), frozen.map({True: FROZEN, False: FULL_FT}))
+    return given
+
+
+def _identity(layout: pd.DataFrame) -> dict[str, pd.Series]:
+    """What merge.py needs of a tuning trial or a repeat to name its model as the scores name it."""
+    keep = ["backbone", "dataset", "decoder", "partition_name", "partition name", "data_percentages",
+            "frozen_or_full_ft", "experiment_name"]
+    return {name: layout[name] for name in keep}
+
+
+def _table(directory: Path, name: str) -> pd.DataFrame | None:
+    """A sweep's results.csv or repeats.csv as it is, with the sweep's name; None when absent."""
     path = directory / name
     if not path.is_file():
+        return None
+    try:
+        rows = pd.read_csv(path, float_precision="round_trip")
+    except pd.errors.EmptyDataError:
         return pd.DataFrame()
-    rows = pd.read_csv(path)
     rows["sweep"] = directory.name
     return rows
 
@@ -150,17 +198,16 @@ def _from_mlflow(experiment: str, tracking_uri: str | None) -> list[Path]:
     root = Path(tempfile.mkdtemp(prefix="bench-report-"))
     directories = []
     for run in benchmarks:
-        names = {a.path for a in client.list_artifacts(run.info.run_id)}
-        if "repeats.csv" not in names:
+        names = {a.path for a in client.list_artifacts(run.info.run_id)} & {RESULTS, REPEATS}
+        if not names:
             continue
         target = root / Path(run.data.tags.get(runs.SWEEP_DIR, run.info.run_id)).name
         target.mkdir(parents=True, exist_ok=True)
-        for name in ("repeats.csv", "results.csv"):
-            if name in names:
-                client.download_artifacts(run.info.run_id, name, str(target))
+        for name in sorted(names):
+            client.download_artifacts(run.info.run_id, name, str(target))
         directories.append(target)
     if not directories:
-        raise ReportError(f"MLflow experiment {experiment!r} has no benchmark run with repeats (repeats.csv)")
+        raise ReportError(f"MLflow experiment {experiment!r} has no benchmark run with {RESULTS} or {REPEATS}")
     return directories
 
 

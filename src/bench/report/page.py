@@ -12,6 +12,7 @@ import pandas as pd
 
 PLOTS = {"groups": "Aggregate IQM per model and group, 95 % CI",
          "datasets": "Per-dataset normalised IQM per model, 95 % CI",
+         "raw": "Per-dataset raw IQM per model (the metric's own units), 95 % CI: no normalised score to show",
          "profile": "Performance profile: share of seed scores above each normalised score",
          "tuning": "Tuning curves: best validation value by trial (red: still improving in the last quarter)"}
 
@@ -38,11 +39,12 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _interval_plot(ax, table: pd.DataFrame, value: str, title: str) -> None:
+def _interval_plot(ax, table: pd.DataFrame, value: str, title: str, bounds: tuple[str, str] = ("ci_low", "ci_high")
+                   ) -> None:
     table = table.sort_values("model")
     y = np.arange(len(table))
-    low = (table[value] - table["ci_low"]).clip(lower=0).fillna(0)
-    high = (table["ci_high"] - table[value]).clip(lower=0).fillna(0)
+    low = (table[value] - table[bounds[0]]).clip(lower=0).fillna(0)
+    high = (table[bounds[1]] - table[value]).clip(lower=0).fillna(0)
     ax.errorbar(table[value], y, xerr=[low, high], fmt="o", capsize=3)
     ax.set_yticks(y, table["model"], fontsize=7)
     ax.set_title(title, fontsize=9)
@@ -59,12 +61,14 @@ def plot_groups(groups: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_datasets(datasets: pd.DataFrame, path: Path) -> Path:
+def plot_datasets(datasets: pd.DataFrame, path: Path, raw: bool = False) -> Path:
+    value, bounds = ("raw_iqm", ("raw_ci_low", "raw_ci_high")) if raw else ("normalized_iqm", ("ci_low", "ci_high"))
+    datasets = datasets.dropna(subset=[value])
     names = sorted(datasets["dataset"].unique())
-    cols = min(4, len(names))
-    fig, axes = _figure(-(-len(names) // cols), cols, height=0.3 * max(4, datasets["model"].nunique()) + 1)
+    cols = max(1, min(4, len(names)))
+    fig, axes = _figure(max(1, -(-len(names) // cols)), cols, height=0.3 * max(4, datasets["model"].nunique()) + 1)
     for ax, name in zip(axes, names):
-        _interval_plot(ax, datasets[datasets["dataset"] == name], "normalized_iqm", name)
+        _interval_plot(ax, datasets[datasets["dataset"] == name], value, name, bounds)
     return _save(fig, path)
 
 
@@ -96,6 +100,36 @@ def plot_tuning(curves: pd.DataFrame, flags: pd.DataFrame, path: Path) -> Path:
 def _table(frame: pd.DataFrame, caption: str) -> str:
     body = frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4f}", border=0)
     return f"<h2>{html.escape(caption)}</h2>\n{body}"
+
+
+def write_report(out: Path, data: pd.DataFrame, datasets: pd.DataFrame, groups: pd.DataFrame, pairs: pd.DataFrame,
+                 flags: pd.DataFrame, curves: pd.DataFrame, failed: pd.DataFrame, costs: pd.DataFrame | None,
+                 notes: list[str]) -> Path:
+    """The figures that have something to show, and report.html with them and the tables."""
+    from bench.report.costs import cost_matrix
+    from bench.report.stats import performance_profile
+
+    images = {}
+    if groups["value"].notna().any():
+        images["groups"] = plot_groups(groups, out / "groups.png")
+    normalised = datasets["normalized_iqm"].notna().any()
+    if not datasets.empty:
+        images["datasets" if normalised else "raw"] = plot_datasets(datasets, out / "datasets.png", raw=not normalised)
+    if normalised:
+        values = data["normalized"].dropna()
+        # Unclipped scores may leave [0, 1]: the thresholds span whatever the scores span.
+        taus = np.linspace(min(0.0, values.min()), max(1.0, values.max()), 101)
+        images["profile"] = plot_profile(performance_profile(data, taus), out / "profile.png")
+    if not curves.empty:
+        images["tuning"] = plot_tuning(curves, flags, out / "tuning.png")
+    unnormalised = ["normalized_iqm", "ci_low", "ci_high"] if not normalised else []
+    tables = [("Groups", groups if groups["value"].notna().any() else groups.iloc[:0]),
+              ("Datasets", datasets.drop(columns=unnormalised)), ("Probability of improvement", pairs),
+              ("Failed repeats (no test score)", failed), ("Tuning", flags.drop(columns=["sweep"]))]
+    tables = [(caption, frame) for caption, frame in tables if not frame.empty]
+    if costs is not None:
+        tables.append(cost_matrix(costs))
+    return write_html(out / "report.html", "bench report", notes, tables, images)
 
 
 def write_html(path: Path, title: str, notes: list[str], tables: list[tuple[str, pd.DataFrame]],
