@@ -108,6 +108,31 @@ def test_every_small_model_builds_and_runs_for_each_task_type(compose_cfg, model
     assert tuple(out.shape) == expected
 
 
+def _heads() -> list[tuple[str, str]]:
+    """(model, head) for every segmentation head a small model's file offers by name (`heads`)."""
+    return [(m, head) for m in group_options("model") if m not in LARGE for head in _model_file(m).get("heads") or {}]
+
+
+@pytest.mark.parametrize(("model", "head"), _heads())
+def test_every_segmentation_head_a_model_offers_builds_with_each_width_it_searches(compose_cfg, model, head):
+    """model.head picks the decoder (a preset does, for its protocol); each builds a per-pixel output
+    with every width its search space tries (a trial passes one as ++hparams.model_args.decoder_channels)."""
+    import torch
+
+    overrides = [f"model={model}", "task=synthetic_seg", "model.model_args.backbone_pretrained=false",
+                 f"model.head={head}", *_synthetic_bands_for(model)]
+    key = "hparams.model_args.decoder_channels"
+    space, _ = parse_search_space({key: compose_cfg(*overrides).model.decoder_channels_space})
+    for width in space[key].choices:
+        cfg = compose_cfg(*overrides, f"++{key}={width}")
+        spec = build_spec(cfg)
+        model_ = get_class(spec.task_class)(**spec.task_kwargs).model
+        assert type(model_.decoder).__name__ == cfg.model.heads[head].decoder
+        with torch.no_grad():
+            out = model_(torch.randn(2, len(cfg.task.bands), 64, 64)).output
+        assert tuple(out.shape) == (2, cfg.task.num_classes, 64, 64), width
+
+
 @pytest.mark.parametrize("space", group_options("search_space"))
 @pytest.mark.parametrize("model", group_options("model"))
 def test_every_search_space_parses_into_optuna_distributions(compose_cfg, space, model):

@@ -4,12 +4,11 @@ arguments and per-task-type heads), which hparams exist."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from bench.paths import CONFIG_DIR
 
@@ -60,14 +59,15 @@ class CatalogModel:
         return sorted(k for k, v in self.model_args.items() if "${task." in str(v))
 
 
-def _heads(types: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """task_types with their aliases (`multilabel_classification: ${.classification}`) followed."""
+def _heads(model: DictConfig) -> dict[str, dict[str, Any]]:
+    """task_types with their interpolations followed (`multilabel_classification: ${.classification}`,
+    `segmentation: ${..heads.${..head}}`: the head the file picks by name), ${task.*} values as written."""
+    types = model.get("task_types") or {}
     heads = {}
-    for name, head in types.items():
-        alias = re.fullmatch(r"\$\{\.(\w+)\}", head) if isinstance(head, str) else None
-        head = types.get(alias.group(1)) if alias else head
-        if isinstance(head, dict):
-            heads[name] = head
+    for name in types:
+        head = types[name]  # a node interpolation gives the node it names
+        if isinstance(head, DictConfig):
+            heads[name] = OmegaConf.to_container(head, resolve=False)
     return heads
 
 
@@ -75,12 +75,13 @@ def models_by_backbone(config_dir: Path = CONFIG_DIR) -> dict[str, CatalogModel]
     """TerraTorch backbone registry name -> the catalog model that builds it."""
     out: dict[str, CatalogModel] = {}
     for path in sorted((config_dir / "model").glob("*.yaml")):
-        node = OmegaConf.to_container(_load(path), resolve=False)
+        model = _load(path)
+        node = OmegaConf.to_container(model, resolve=False)
         args = node.get("model_args") or {}
         backbone = args.get("backbone")
         if backbone and backbone not in out:
             out[str(backbone)] = CatalogModel(option=path.stem, factory=node.get("model_factory", FACTORY),
-                                              model_args=args, heads=_heads(node.get("task_types") or {}))
+                                              model_args=args, heads=_heads(model))
     return out
 
 
