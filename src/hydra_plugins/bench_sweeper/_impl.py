@@ -67,6 +67,7 @@ class BenchSweeperImpl:
         from ._console import Console
         from ._dispatch import make_dispatcher
         from ._fingerprint import fingerprint
+        from ._integrity import check_tables_match
         from ._loop import DispatchLoop
         from ._runs import CellRun, LoopSettings
         from ._repeats import existing_repeats, repeat_records
@@ -78,6 +79,8 @@ class BenchSweeperImpl:
         s, cells = self.settings, plan.cells
         storage = open_storage(plan.storage)
         records = sweep_studies(storage, sweep_dir.sweep_id)
+        check_tables_match(plan.sweep_dir, set(records) | {r.name for r in repeat_records(storage, sweep_dir.sweep_id)},
+                           sweep_dir.sweep_id)  # before anything is written: the tables are this storage's
         fingerprints = {c.label: fingerprint(c, c.config, s.sampler, list(s.ignore_on_resume), s.trial_key, s.search_space_key)
                         for c in cells}
         check_resume(cells, fingerprints, records, s.on_change)

@@ -29,7 +29,8 @@ from ._objectives import as_text, is_multi, normalized
 from ._repeats import seed_list
 from ._samplers import grid_space, is_grid, load_configure, prunes
 from ._studies import ON_CHANGE, storage_location
-from ._sweepdir import check_creatable, read_identity
+from ._integrity import check_dir, read_identity
+from ._sweepdir import check_creatable
 from ._warm import check_source as check_warm_start_source
 
 
@@ -78,6 +79,7 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
     check_creatable(sweep_dir, "the sweep directory", "hydra.sweep.dir")
     storage = storage_location(settings.storage, str(sweep_dir))
     _check_storage(storage)
+    check_dir(sweep_dir, storage, dry_run=settings.dry_run)  # its results, identity and journal agree
 
     params = OmegaConf.to_container(settings.params, resolve=False) if OmegaConf.is_config(settings.params) else settings.params
     declared = OmegaConf.to_container(settings.cells, resolve=True) if OmegaConf.is_config(settings.cells) else settings.cells

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_FINISHED, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM,
                        ATTR_OUTPUTS, ATTR_REQUEUED_FROM, ATTR_SEED, ATTR_STARTED, STUDY_CELL, STUDY_VERSION, StudyRecord)
 from ._cells import bare_key
+from ._integrity import keep_before_shrinking
 from ._cost import ATTR_CPU_HOURS, ATTR_GPU_HOURS, total
 from ._objectives import as_text, front, study_is_multi, value_columns
 from ._observer import TRACKER_RUN_ID_ATTR
@@ -30,7 +31,13 @@ TRIAL_COLUMNS = ["study", "study_version", "trial", "state", "value", "duration_
                  "started_at", "finished_at", "job_num", "job_dir", TRACKER_RUN_ID_ATTR, "interrupted", "error"]
 
 
+_WRITTEN: dict[str, int] = {}  # rows this process last wrote to each table
+
+
 def _write_csv(path: str, rows: list[dict[str, Any]], leading: list[str]) -> None:
+    if os.path.basename(path) in (RESULTS_CSV, REPEATS_CSV):  # never cut to fewer rows than it held
+        keep_before_shrinking(path, len(rows), _WRITTEN)
+        _WRITTEN[path] = len(rows)
     extra = sorted({key for row in rows for key in row} - set(leading))
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", newline="") as f:

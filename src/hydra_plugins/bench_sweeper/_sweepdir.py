@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import SweepConfigError, SweepLockedError
+from ._integrity import IDENTITY, SweepDirError, listing, produced, read_identity
 
 log = logging.getLogger(__name__)
 
-IDENTITY = "sweep.json"
 LOCK = "driver.lock"
 
 
@@ -46,14 +46,6 @@ def check_creatable(path: Path, what: str, key: str, is_dir: bool = True) -> Non
         raise SweepConfigError(f"{key}={path}: {what} cannot be created because {probe} is not a directory. Pick another {key}.")
     if not os.access(probe, os.W_OK | (os.X_OK if probe.is_dir() else 0)):
         raise SweepConfigError(f"{key}={path}: {what} cannot be written: {probe} is not writable by this user. Pick another {key}.")
-
-
-def read_identity(path: Path) -> dict[str, Any]:
-    """sweep.json of an existing sweep dir ({} for a new one); reading creates nothing."""
-    try:
-        return json.loads((Path(path) / IDENTITY).read_text())
-    except FileNotFoundError:
-        return {}
 
 
 class SweepDir:
@@ -115,6 +107,8 @@ class SweepDir:
     def _identify(self) -> None:
         identity = read_identity(self.path)
         self.resumed = bool(identity)
+        if not identity and (left := produced(self.path)):  # checked in the plan too; this holds the lock
+            raise SweepDirError(f"{self.path} holds {listing(left)} but no {IDENTITY}; use a new hydra.sweep.dir")
         if not identity:
             identity = {"sweep_id": uuid.uuid4().hex[:12],
                         "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}

@@ -41,7 +41,9 @@ def group(coordinates: dict[str, Any], sibling_key: str | None) -> tuple:
 def check_source(warm_start: str | None) -> None:
     if warm_start in (None, SIBLINGS):
         return
-    if not (Path(warm_start) / "sweep.json").is_file():
+    from ._integrity import read_identity
+
+    if not read_identity(Path(warm_start)):  # a damaged sweep.json is named
         raise SweepConfigError(f"hydra.sweeper.warm_start={warm_start!r}: use 'siblings', or the directory of an "
                                "earlier sweep (one with a sweep.json); no sweep was found there")
 
@@ -130,13 +132,12 @@ class WarmStart:
 def _earlier_studies(sweep_dir: Path, storage: Any) -> list[tuple[dict, Any]]:
     """The current tuning studies of an earlier sweep: from its own journal file when it has one,
     else from this sweep's storage (a shared database)."""
-    import json
-
     import optuna
 
+    from ._integrity import read_identity
     from ._studies import JOURNAL_NAME, open_storage, sweep_studies
 
-    sweep_id = json.loads((sweep_dir / "sweep.json").read_text())["sweep_id"]
+    sweep_id = read_identity(sweep_dir)["sweep_id"]
     journal = sweep_dir / JOURNAL_NAME
     source = open_storage(str(journal)) if journal.is_file() else storage
     records = [r for r in sweep_studies(source, sweep_id).values() if r.current]
