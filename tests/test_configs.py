@@ -16,7 +16,7 @@ from tests.conftest import group_options
 
 pytestmark = pytest.mark.duration(100)
 
-GROUPS = ["model", "task", "search_space", "launcher", "experiment"]
+GROUPS = ["model", "task", "search_space", "launcher", "experiment", "pruning"]
 
 
 def test_every_group_has_options():
@@ -169,6 +169,19 @@ def test_launcher_local_uses_hydra_basic_launcher():
 
 def test_experiment_demo_overrides_task_budget(compose_cfg):
     assert compose_cfg("experiment=demo").task.max_epochs < compose_cfg().task.max_epochs
+
+
+@pytest.mark.parametrize(("option", "pruner"), [("median", "optuna.pruners.MedianPruner"), ("none", "optuna.pruners.NopPruner")])
+def test_pruning_picks_the_sweepers_pruner_and_a_preset_can_turn_it_off(option, pruner):
+    from hydra import compose, initialize_config_dir
+
+    from bench.paths import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"pruning={option}"], return_hydra_config=True)
+        default = compose("config", return_hydra_config=True)
+    assert cfg.hydra.sweeper.pruner._target_ == pruner
+    assert default.hydra.sweeper.pruner._target_ == "optuna.pruners.MedianPruner"  # bench's default
 
 
 def test_run_and_sweep_dirs_of_commands_started_in_the_same_second_differ():

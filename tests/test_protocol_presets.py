@@ -36,6 +36,9 @@ PRESETS = ["geobench_v1", *GEOBENCH_V2_PRESETS]
 MODELS = [m for m in group_options("model") if m != "prithvi_tiny"]
 
 
+NO_PRUNER = "optuna.pruners.NopPruner"
+
+
 def compose_preset(preset: str, *overrides: str):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose("config", overrides=[f"experiment={preset}", "output_dir=unused", *overrides],
@@ -169,7 +172,7 @@ def test_geobench_v1_has_iterates_cells_and_budget():
     sweeper = compose_preset("geobench_v1").hydra.sweeper
     assert sorted(sweeper.cells.task) == sorted(t["name"] for t in source["tasks"])
     assert sweeper.n_trials == source["n_trials"]
-    assert not any(t.get("early_prune") for t in source["tasks"]) and sweeper.pruner is None
+    assert not any(t.get("early_prune") for t in source["tasks"]) and sweeper.pruner._target_ == NO_PRUNER
     for name in FAMILIES:  # none of iterate's configs sets a repeat count; bench's is the leaderboard's
         assert "run_repetitions" not in iterate(name)
     seeds = Counter((r["submission"], r["backbone"], r["dataset"]) for r in unet_rows())
@@ -228,9 +231,10 @@ def test_protocol_presets_do_not_prune_and_a_pruner_would_not_cut_the_trial_coun
     """Neither source prunes (terratorch-iterate only when a task asks for early_prune). A pruner turned
     on anyway must leave every cell n_trials completed trials: median pruning favours fast starters,
     and pruned trials would count towards the 16."""
-    assert compose_preset(preset).hydra.sweeper.pruner is None
-    pruning = compose_preset(preset, "hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner}").hydra.sweeper
-    assert pruning.pruner._target_ == "optuna.pruners.MedianPruner" and pruning.count_pruned is False
+    assert compose_preset(preset).hydra.sweeper.pruner._target_ == NO_PRUNER
+    for turned_on in ("pruning=median", "hydra/sweeper/pruner=median"):  # a user's choice wins over the preset's
+        pruning = compose_preset(preset, turned_on).hydra.sweeper
+        assert pruning.pruner._target_ == "optuna.pruners.MedianPruner" and pruning.count_pruned is False
 
 
 @pytest.mark.parametrize(("preset", "model", "decoder", "overrides"), [
