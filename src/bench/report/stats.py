@@ -79,31 +79,37 @@ DATASET_COLUMNS = ["model", "dataset", "metric", "direction", "n_seeds", "raw_me
                    "ci_low", "ci_high", "raw_iqm", "raw_ci_low", "raw_ci_high"]
 
 
-def _interval(values: np.ndarray) -> tuple[float, float, float]:
-    """(IQM, low, high); all NaN when a value is missing (a dataset without normalised scores)."""
-    if np.isnan(values).any():
-        return np.nan, np.nan, np.nan
-    low, high = yuen(values)
-    return float(iqm(values)), float(low), float(high)
+def _intervals(values: pd.Series) -> pd.DataFrame:
+    """Per cell (values: one list of seed scores each): IQM, low, high; NaN where a score is
+    missing (a dataset without normalised scores). Cells with as many seeds are computed at once."""
+    out = pd.DataFrame(np.nan, index=values.index, columns=["iqm", "low", "high"])
+    lengths = values.map(len)
+    for n in lengths.unique():
+        cells = values.index[lengths == n]
+        seeds = np.array(values[cells].tolist(), dtype=float).reshape(len(cells), n)
+        known = ~np.isnan(seeds).any(axis=1)
+        low, high = yuen(seeds[known])
+        out.loc[cells[known], "iqm"], out.loc[cells[known], "low"], out.loc[cells[known], "high"] = \
+            iqm(seeds[known]), low, high
+    return out
 
 
 def dataset_table(scores: pd.DataFrame) -> pd.DataFrame:
     """One row per model x dataset: raw mean/std, the normalised and raw IQMs with their CIs."""
-    rows = []
-    for (model, dataset), group in scores.groupby(["model", "dataset"], sort=True):
-        value, low, high = _interval(group["normalized"].to_numpy(float))
-        raw, raw_low, raw_high = _interval(group["score"].to_numpy(float))
-        rows.append({"model": model, "dataset": dataset, "metric": group["metric"].iloc[0],
-                     "direction": group["direction"].iloc[0], "n_seeds": len(group),
-                     "raw_mean": group["score"].mean(), "raw_std": group["score"].std(ddof=1),
-                     "normalized_iqm": value, "ci_low": low, "ci_high": high,
-                     "raw_iqm": raw, "raw_ci_low": raw_low, "raw_ci_high": raw_high})
-    return pd.DataFrame(rows, columns=DATASET_COLUMNS)
+    if scores.empty:
+        return pd.DataFrame(columns=DATASET_COLUMNS)
+    grouped = scores.groupby(["model", "dataset"], sort=True)
+    table = grouped.agg(metric=("metric", "first"), direction=("direction", "first"), n_seeds=("score", "size"),
+                        raw_mean=("score", "mean"), raw_std=("score", "std"))
+    for column, names in (("normalized", ["normalized_iqm", "ci_low", "ci_high"]),
+                          ("score", ["raw_iqm", "raw_ci_low", "raw_ci_high"])):
+        table[names] = _intervals(grouped[column].agg(list)).to_numpy()
+    return table.reset_index()[DATASET_COLUMNS]
 
 
-def _strata(scores: pd.DataFrame, model: str, datasets: list[str]) -> list[np.ndarray]:
-    mine = scores[scores["model"] == model]
-    return [mine.loc[mine["dataset"] == d, "normalized"].to_numpy(float) for d in datasets]
+def _cells(scores: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
+    """(model, dataset) -> its normalised seed scores."""
+    return {key: rows["normalized"].to_numpy(float) for key, rows in scores.groupby(["model", "dataset"], sort=False)}
 
 
 def _resampled_datasets_iqm(strata: list[np.ndarray], settings: Settings) -> tuple[float, float, float]:
@@ -119,14 +125,13 @@ def _resampled_datasets_iqm(strata: list[np.ndarray], settings: Settings) -> tup
 
 def group_table(scores: pd.DataFrame, groups: dict[str, list[str]], settings: Settings) -> pd.DataFrame:
     """One row per model x group; a model without every dataset of a group gets no value, and why."""
-    rows = []
+    rows, cells = [], _cells(scores)
     for group, datasets in groups.items():
         for model in sorted(scores["model"].unique()):
-            have = set(scores.loc[scores["model"] == model, "dataset"])
-            missing = [d for d in datasets if d not in have]
+            missing = [d for d in datasets if (model, d) not in cells]
             row = {"model": model, "group": group, "value": np.nan, "ci_low": np.nan, "ci_high": np.nan,
                    "se": np.nan, "reason": ""}
-            strata = [] if missing else _strata(scores, model, datasets)
+            strata = [] if missing else [cells[model, d] for d in datasets]
             unnormalised = [d for d, s in zip(datasets, strata) if np.isnan(s).any()]
             if missing:
                 row["reason"] = f"no scores for {', '.join(missing)}"
@@ -160,15 +165,14 @@ def _improvement(k: int):
 
 def pair_table(scores: pd.DataFrame, groups: dict[str, list[str]], settings: Settings) -> pd.DataFrame:
     """P(model_a > model_b) per group, for every ordered pair of models scored on the whole group."""
-    rows = []
+    rows, cells = [], _cells(scores)
     for group, datasets in groups.items():
-        models = [m for m in sorted(scores["model"].unique())
-                  if set(datasets) <= set(scores.loc[scores["model"] == m, "dataset"])]
+        models = [m for m in sorted(scores["model"].unique()) if all((m, d) in cells for d in datasets)]
         for a in models:
             for b in models:
                 if a == b:
                     continue
-                samples = _strata(scores, a, datasets) + _strata(scores, b, datasets)
+                samples = [cells[a, d] for d in datasets] + [cells[b, d] for d in datasets]
                 statistic = _improvement(len(datasets))
                 value = float(statistic(*[s[np.newaxis, :] for s in samples])[0])
                 low, high, _ = _bootstrap(samples, statistic, settings)
