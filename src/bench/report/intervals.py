@@ -1,17 +1,18 @@
 """95 % confidence intervals for interquartile means (IQM, the 25 % trimmed mean) at a few seeds.
 
-Chosen by measuring coverage of the population IQM at 5 seeds (benchmarks/report_coverage.py; the
-figures below are from it), where the percentile bootstrap covers 0.89-0.91:
+Chosen by measuring coverage of the population IQM at 5 seeds, 2000 simulations each
+(benchmarks/report_coverage.py: normal, t(3), lognormal and beta(8, 2) seed scores):
   - one model x dataset: Yuen's trimmed-mean t interval, IQM +- t(h - 1) sqrt(SSw / (h (h - 1))),
     SSw the sum of squared deviations of the winsorised seeds and h the number the trim keeps.
-    Coverage 0.93-0.95 (normal, t(3), skewed); BCa 0.89-0.90, a studentised bootstrap 0.90-0.92:
-    five values give too few distinct resamples for either.
+    Covers 0.943 (normal), 0.951 (t3), 0.935 and 0.926 (skewed); the percentile bootstrap the
+    report used covered 0.895-0.909, BCa 0.884-0.897, a studentised bootstrap 0.90-0.92 when tried:
+    five values give too few distinct resamples for any bootstrap.
   - a group (the IQM of the pooled seed scores of several datasets, seeds resampled within each
     dataset): a stratified studentised bootstrap (bootstrap-t). Each resample is studentised by
     the standard error of the pooled trimmed mean, sqrt(sum_d n_d s_d^2) / h, s_d^2 the variance
-    within dataset d of the seeds winsorised at the pooled trim points. Coverage 0.95-0.96 with 4
-    or 6 datasets, 0.96-0.98 with 2 (conservative); BCa 0.88-0.91. A group of one dataset gets
-    Yuen's interval, the dataset's own.
+    within dataset d of the seeds winsorised at the pooled trim points. Covers 0.949-0.962 with 6
+    datasets, 0.960-0.970 with 2 (conservative); percentile 0.881-0.903, BCa 0.862-0.897. A group
+    of one dataset gets Yuen's interval, the dataset's own.
 Every function works along the last axis, leading axes being independent batches (the coverage
 test simulates thousands of models at once).
 """

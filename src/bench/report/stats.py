@@ -13,8 +13,9 @@ bench's method (Agarwal et al. 2021, as GEO-Bench-2 uses it, with its defects fi
     datasets too); `se` is the bootstrap standard error;
   - probability of improvement P(A > B): per dataset, the Mann-Whitney probability that a seed of
     A beats a seed of B (ties count half), averaged over the group's datasets; stratified
-    percentile CI. At 5 seeds it covers 0.79-0.93 (benchmarks/report_coverage.py); studentising
-    it (DeLong's standard error) did worse on one dataset, so it is kept and the page says so.
+    percentile CI. At 5 seeds it covers 0.94-0.95 on 6 datasets but 0.81-0.91 on one
+    (benchmarks/report_coverage.py); studentising it with DeLong's standard error did worse on one
+    dataset (0.61-0.89) and over-covered on several, so it is kept, and the page says so.
 scipy does the trimmed means, bootstraps and Mann-Whitney statistics; numpy the resampling of
 datasets, which scipy's bootstrap has no notion of.
 
