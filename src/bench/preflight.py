@@ -149,8 +149,18 @@ def _checked(cfg: DictConfig) -> tuple[TrialSpec, list[Exception]]:
     # and a single run that tests must test on samples the validation split does not hold.
     if wants_test(cfg, phase) or in_sweep(cfg, phase):
         check_split_sources(spec.task_name, spec.datamodule, spec.heldout)
+    if not in_sweep(cfg, phase):  # a sweep's tracker checks its store while planning (on_sweep_plan)
+        _check_tracking(cfg)
     check_gpus_per_trial(cfg)  # 1.5 GPUs, or a fraction of one on SLURM, before launching
     return spec, _input_problems(cfg)
+
+
+def _check_tracking(cfg: DictConfig) -> None:
+    settings = cfg.get("mlflow")
+    if settings is not None and settings.get("enabled", True):
+        from bench.tracking.store import check_store
+
+        check_store(settings.get("tracking_uri"), Path.cwd() / "multirun_outputs" / "mlflow.db")
 
 
 def preflight(cfg: DictConfig) -> TrialSpec:

@@ -37,6 +37,7 @@ from hydra_plugins.bench_sweeper._compat import job_outcome
 from hydra_plugins.bench_sweeper._errors import SweepError
 from hydra_plugins.bench_sweeper._masking import mask_config, mask_data, mask_override, mask_text
 from bench.tracking.sweep_metrics import costs_of, log_front, log_trial_cost
+from bench.tracking.store import check_store, prepare_embedded
 from hydra_plugins.bench_sweeper.observer import TRACKER_RUN_ID_ATTR, SweepObserver
 from hydra_plugins.bench_sweeper._objectives import MAXIMIZE
 
@@ -65,9 +66,7 @@ def store_locations(settings: DictConfig) -> tuple[str, str]:
         (root / "mlartifacts").mkdir(mode=0o700, parents=True, exist_ok=True)
         (root / "mlartifacts").chmod(0o700)
     if not uri:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "mlflow.db").touch(mode=0o600)  # an empty file is an empty SQLite database
-        (root / "mlflow.db").chmod(0o600)
+        prepare_embedded(root / "mlflow.db")  # created and migrated once, under a lock; 0600
     default_uri, default_artifacts = default_locations()
     return uri or default_uri, artifacts or default_artifacts
 
@@ -126,6 +125,11 @@ class MLflowTracking(Callback, SweepObserver):
         self._driver_reset()
 
     # ---- driver side ------------------------------------------------------------------------
+    def on_sweep_plan(self, config: DictConfig) -> None:
+        settings = _settings(config)
+        if settings is not None:
+            check_store(settings.get("tracking_uri"), _default_root() / "mlflow.db")
+
     def on_sweep_start(self, config: DictConfig, sweep_dir: str, cells: list, storage: str, resumed: bool,
                        trials_in_driver: bool = False) -> None:
         settings = _settings(config)

@@ -51,6 +51,7 @@ class BenchSweeperImpl:
         _masking.install(self.config)
         _quiet_libraries()
         plan = make_plan(self.settings, self.config, self.hydra_context.config_loader, arguments, self.launcher)
+        Observers(self.hydra_context.callbacks).sweep_plan(config=self.config)  # a tracker's own checks
         if self.settings.dry_run:
             print(f"Dry run: nothing launched.\n{describe_plan(plan, self.settings, self.launcher)}")
         if plan.problems:

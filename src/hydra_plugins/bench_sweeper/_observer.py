@@ -6,6 +6,10 @@ needs more, in the driver: the cells, each trial before it is launched, each tri
 an end that always comes. A Hydra callback that also subclasses SweepObserver gets these calls
 (the base class does nothing; override what you need):
 
+    on_sweep_plan(config) -> None
+        while the sweep is planned, before anything is created or launched (the dry run included):
+        raise a SweepError whose message says what would fail once the sweep started (bench's
+        MLflow callback: a tracking server that does not answer, a half-migrated store).
     on_sweep_start(config, sweep_dir, cells, storage, resumed, trials_in_driver) -> None
         before the first trial; `cells` are _cells.Cell (label, coordinates, metric, direction,
         params, study_name, config = the cell's composed config); trials_in_driver: the launcher
@@ -27,7 +31,7 @@ an end that always comes. A Hydra callback that also subclasses SweepObserver ge
         always, in a `finally`; error is the exception that ends the sweep (CellsStoppedError when
         some cells stopped early), or None; stopped_cells are their labels.
 
-Errors in on_sweep_start propagate (nothing has been launched yet); errors in the per-trial hooks
+Errors in on_sweep_plan and on_sweep_start propagate (nothing has been launched yet); errors in the per-trial hooks
 and in on_sweep_end are logged and the sweep goes on, except a SweepError from on_trial_prepared:
 that is the observer's sentence for why no trial may start (bench's MLflow server has stopped),
 and it ends the sweep before the trial is launched. The module name starts with "_" so Hydra's
@@ -51,6 +55,9 @@ TRACKER_RUN_ID_ATTR = "mlflow_run_id"
 
 class SweepObserver:
     """Base class of the callbacks that follow a sweep; every hook is a no-op here."""
+
+    def on_sweep_plan(self, config: Any) -> None:
+        pass
 
     def on_sweep_start(self, config: Any, sweep_dir: str, cells: list, storage: str, resumed: bool,
                        trials_in_driver: bool) -> None:
@@ -78,6 +85,10 @@ class Observers:
 
     def __init__(self, hydra_callbacks: Any) -> None:
         self.observers = [cb for cb in callbacks_of(hydra_callbacks) if isinstance(cb, SweepObserver)]
+
+    def sweep_plan(self, **kwargs: Any) -> None:
+        for obs in self.observers:
+            obs.on_sweep_plan(**kwargs)
 
     def sweep_start(self, **kwargs: Any) -> None:
         for obs in self.observers:

@@ -1,0 +1,137 @@
+"""The tracking store, checked before a sweep creates anything, and the embedded one made safely.
+
+  check_store(settings)     in planning (and a single run's preflight), without torch: a named
+                            tracking URI must answer, and the embedded SQLite store must not be a
+                            half-migrated one that holds runs (a sentence says how to repair it)
+  prepare_embedded(db)      when the sweep starts: the file is created and MLflow's schema
+                            migrated under a file lock, once. MLflow migrates a new SQLite store on
+                            first use, and two sweeps started at once raced that migration
+                            ("duplicate column name: step", "table _alembic_tmp_metrics already
+                            exists"), leaving a store every later sweep failed on. A half-migrated
+                            store that holds no run is set aside and made again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import logging
+import os
+import sqlite3
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from hydra_plugins.bench_sweeper._errors import SweepError
+
+log = logging.getLogger(__name__)
+
+
+class TrackingStoreError(SweepError, RuntimeError):
+    """The tracking store cannot be used: unreachable, or half-migrated with runs in it."""
+
+
+def check_store(uri: str | None, embedded_db: Path) -> None:
+    """Refuse what would fail once the sweep has started (a sentence, before anything exists)."""
+    if uri:
+        _check_reachable(uri)
+    else:
+        _check_not_half_migrated(embedded_db)
+
+
+@functools.lru_cache(maxsize=None)
+def _check_reachable(uri: str) -> None:
+    parts = urlsplit(uri)
+    # Without its credentials: to show it, and to ask it (urllib takes no user:password@ in a URL).
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else uri
+    shown = bare if parts.password else uri
+    if parts.scheme in ("http", "https"):
+        try:  # any answer, a 401 included, is a server; no answer is not
+            urllib.request.urlopen(f"{bare.rstrip('/')}/health", timeout=10).close()
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingStoreError(
+                f"mlflow.tracking_uri={shown} cannot be reached ({reason}): start that MLflow server or fix the "
+                "address, leave mlflow.tracking_uri unset for the embedded store, or set mlflow.enabled=false"
+            ) from None
+    elif parts.scheme == "sqlite":
+        _check_not_half_migrated(Path(uri.split(":///", 1)[-1]))
+    elif parts.scheme in ("", "file"):
+        return
+    else:
+        import sqlalchemy
+
+        try:
+            with sqlalchemy.create_engine(uri).connect():
+                pass
+        except Exception as exc:
+            raise TrackingStoreError(f"mlflow.tracking_uri={shown} cannot be reached: {str(exc).splitlines()[0]}. "
+                                     "Check the URL, the credentials and that the database server is up") from None
+
+
+def _tables(db: Path) -> set[str]:
+    if not db.is_file() or db.stat().st_size == 0:
+        return set()
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        return {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def _runs_in(db: Path) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+
+def _half_migrated(db: Path) -> str | None:
+    """Why the store is half-migrated, or None. MLflow's migrations copy a table through
+    _alembic_tmp_<name> and record their step in alembic_version; an interrupted one leaves either."""
+    try:
+        tables = _tables(db)
+    except sqlite3.DatabaseError as exc:
+        return f"it is not a readable SQLite database ({exc})"
+    if not tables:
+        return None
+    leftover = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
+    if leftover:
+        return f"an interrupted schema migration left the table {leftover[0]}"
+    if "alembic_version" not in tables:
+        return "it has MLflow tables but no alembic_version"
+    return None
+
+
+def _check_not_half_migrated(db: Path) -> None:
+    reason = _half_migrated(db)
+    if reason is None:
+        return
+    try:
+        runs = _runs_in(db)
+    except sqlite3.DatabaseError:
+        runs = 0
+    if runs:
+        raise TrackingStoreError(
+            f"the MLflow store {db} is half-migrated ({reason}) and holds {runs} runs. Back it up, then drop the "
+            "_alembic_tmp_* tables (sqlite3 <it> 'DROP TABLE _alembic_tmp_<name>') and run "
+            f"`mlflow db upgrade sqlite:///{db}`; or point mlflow.tracking_uri elsewhere")
+
+
+def prepare_embedded(db: Path) -> None:
+    """Create and migrate the embedded store once, under a lock; a half-migrated one without runs
+    is moved aside (kept) and made again. The file is its owner's only (0600)."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the next sweep waits until this one has migrated it
+        reason = _half_migrated(db)
+        if reason is not None:
+            _check_not_half_migrated(db)  # with runs in it: refused, with how to repair it
+            aside = db.with_name(f"{db.name}.half-migrated-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(db, aside)
+            log.warning("the MLflow store %s was half-migrated (%s) and held no run: kept as %s, made again",
+                        db, reason, aside.name)
+        db.touch(mode=0o600)  # an empty file is an empty SQLite database
+        db.chmod(0o600)
+        from mlflow import MlflowClient
+
+        MlflowClient(f"sqlite:///{db}").search_experiments(max_results=1)  # creates and migrates its schema
