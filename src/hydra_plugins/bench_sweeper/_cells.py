@@ -143,8 +143,8 @@ def describe_cell(
     params: dict[str, Any] = {}
     space_node = _select(cell_cfg, search_space_key)
     if space_node is not None:
-        params.update(flatten(OmegaConf.to_container(space_node, resolve=True)))
-    params.update(flatten(sweeper_params or {}))
+        params.update(flatten(_mapping(OmegaConf.to_container(space_node, resolve=True), search_space_key, cell)))
+    params.update(flatten(_mapping(sweeper_params or {}, "hydra.sweeper.params", cell)))
     params.update(split.search)
     excluded = set(split.fixed_keys) | {bare_key(str(k)) for k in (_select_list(cell_cfg, exclude_key))}
     params = {str(k): str(v) for k, v in params.items() if bare_key(str(k)) not in excluded}
@@ -159,6 +159,15 @@ def describe_cell(
             "would ignore them. Fix the name, or write +key to add a new key on purpose."
         )
     cell.params = {bare_key(k): v for k, v in params.items()}
+
+
+def _mapping(space: Any, where: str | None, cell: Cell) -> dict[str, Any]:
+    """A search space is {config key: domain}; a list or a value there is refused, naming it."""
+    if not isinstance(space, dict):
+        shown = repr(space) if len(repr(space)) <= 80 else repr(space)[:77] + "..."
+        raise SearchSpaceError(f"cell {cell.label}: {where} must map config keys to search domains "
+                               f"(hparams.lr: tag(log, interval(1e-5, 1e-2)), ...), not a {type(space).__name__}: {shown}")
+    return space
 
 
 def _select_list(cell_cfg: DictConfig, key: str | None) -> list[Any]:

@@ -165,7 +165,10 @@ def _check_search_edges(cell: Cell, cell_cfg: DictConfig, value_check: Any) -> N
     """Run value_check with every edge of the cell's search space set. All keys move together, one
     round per edge (round r sets each key to its r-th edge), so a 24-cell plan checks each cell a
     few times rather than once per edge; a round that fails is retried key by key to name the value."""
-    edges = {key: _edges(key, distribution) for key, distribution in cell.distributions.items()}
+    parser = OverridesParser.create()
+    # A fixed value of the space goes to every trial: checked with each round, as the edges are.
+    edges = {key: [parser.parse_override(f"{key}={value}").value()] for key, value in cell.fixed.items()}
+    edges.update({key: _edges(key, distribution) for key, distribution in cell.distributions.items()})
     rounds = max((len(values) for values in edges.values()), default=0)
     for r in range(rounds):
         values = {key: options[r % len(options)] for key, options in edges.items()}
@@ -176,8 +179,9 @@ def _check_search_edges(cell: Cell, cell_cfg: DictConfig, value_check: Any) -> N
                 try:
                     value_check(_with_values(cell_cfg, {key: value}))
                 except Exception as exc:  # the app's own sentence, with where the value came from
-                    raise SearchSpaceError(f"cell {cell.label}: the search space gives {key} the value {value!r} "
-                                           f"({cell.params[key]}), which no trial can use: {exc}") from None
+                    source = f" ({cell.params[key]})" if key in cell.distributions else " (fixed)"
+                    raise SearchSpaceError(f"cell {cell.label}: the search space gives {key} the value {value!r}"
+                                           f"{source}, which no trial can use: {exc}") from None
             raise  # only the combination fails: the app's own error says why
 
 
