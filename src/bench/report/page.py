@@ -34,7 +34,7 @@ def _save(fig, path: Path) -> Path:
         if not ax.has_data():
             ax.set_visible(False)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")  # long model names: the image grows to hold them
     plt.close(fig)
     return path
 
@@ -51,10 +51,16 @@ def _interval_plot(ax, table: pd.DataFrame, value: str, title: str, bounds: tupl
     ax.grid(axis="x", alpha=0.3)
 
 
+def _width(models: pd.Series, least: float) -> float:
+    """Room for the longest model name beside each panel (names carry their experiment and input)."""
+    return max(least, 3.0 + 0.075 * max((len(str(m)) for m in models), default=0))
+
+
 def plot_groups(groups: pd.DataFrame, path: Path) -> Path:
     scored = groups.dropna(subset=["value"])
     names = list(dict.fromkeys(scored["group"])) or ["(none)"]
-    fig, axes = _figure(1, len(names), width=4.5, height=0.35 * max(4, scored["model"].nunique()) + 1)
+    fig, axes = _figure(1, len(names), width=_width(scored["model"], 4.5),
+                        height=0.35 * max(4, scored["model"].nunique()) + 1)
     for ax, name in zip(axes, names):
         if name in set(scored["group"]):
             _interval_plot(ax, scored[scored["group"] == name], "value", name)
@@ -66,7 +72,8 @@ def plot_datasets(datasets: pd.DataFrame, path: Path, raw: bool = False) -> Path
     datasets = datasets.dropna(subset=[value])
     names = sorted(datasets["dataset"].unique())
     cols = max(1, min(4, len(names)))
-    fig, axes = _figure(max(1, -(-len(names) // cols)), cols, height=0.3 * max(4, datasets["model"].nunique()) + 1)
+    fig, axes = _figure(max(1, -(-len(names) // cols)), cols, width=_width(datasets["model"], 4.0),
+                        height=0.3 * max(4, datasets["model"].nunique()) + 1)
     for ax, name in zip(axes, names):
         _interval_plot(ax, datasets[datasets["dataset"] == name], value, name, bounds)
     return _save(fig, path)
