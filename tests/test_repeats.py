@@ -95,6 +95,22 @@ def test_a_driver_killed_during_repeats_resumes_them_with_the_same_params_and_se
         assert sorted(int(r["seed"]) for r in done) == [1, 2, 3]
     interrupted = [r for r in _repeats(sweep) if r["interrupted"] == "True"]
     assert len(interrupted) == 1 and interrupted[0]["seed"] == "2"  # repeat #1 had seed 2
+    # Recorded as interrupted, not as a failed repeat; its seed's rerun is the row that counts.
+    assert (interrupted[0]["state"], interrupted[0]["counts"]) == ("INTERRUPTED", "False")
+    counting = [(r["cell"], r["seed"]) for r in _repeats(sweep) if r["counts"] == "True"]
+    assert len(counting) == len(set(counting)) == 6  # one row per cell x seed
+    assert all(r["state"] == "COMPLETE" for r in _repeats(sweep) if r["counts"] == "True")
+
+
+def test_fewer_repeats_on_resume_keep_the_seeds_already_chosen_and_say_so(tmp_path):
+    sweep = tmp_path / "sweep"
+    first = run_stub(sweep, "task=a", "hydra.sweeper.n_trials=1", "hydra.sweeper.repeats=3", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_stub(sweep, "task=a", "hydra.sweeper.n_trials=1", "hydra.sweeper.repeats=1", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "its repeats keep the 3 seeds [1, 2, 3] they started with (this command asks for 1)" in \
+        again.stdout + again.stderr
+    assert sorted(int(r["seed"]) for r in _repeats(sweep)) == [1, 2, 3]
 
 
 def _repeat_studies(sweep) -> dict:

@@ -44,7 +44,7 @@ def test_killed_driver_is_taken_over_its_running_trial_really_interrupted_and_re
     for study in found.values():
         assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4
     (interrupted,) = [r for r in read_csv(sweep / "results.csv") if r["interrupted"] == "True"]
-    assert (interrupted["cell"], interrupted["state"], interrupted["job_dir"]) == ("task=a", "FAIL", "")
+    assert (interrupted["cell"], interrupted["state"], interrupted["job_dir"]) == ("task=a", "INTERRUPTED", "")
     rerun = [t for t in found["task=a"].trials if t.user_attrs.get("requeued_from") == int(interrupted["trial"])]
     assert len(rerun) == 1 and rerun[0].state.name == "COMPLETE"
     assert rerun[0].params["x"] == float(interrupted["x"])  # the same point, run again

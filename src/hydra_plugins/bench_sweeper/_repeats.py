@@ -13,6 +13,7 @@ trial's outputs, which repeats.csv lists and the cell's summary aggregates.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ResumeMismatchError, SweepConfigError
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     import optuna
 
     from ._cells import Cell
+
+log = logging.getLogger(__name__)
 
 # Used when hydra.sweeper.seeds is not given: the same seeds for every cell, so every model of a
 # benchmark is repeated with the same seeds.
@@ -109,6 +112,10 @@ def _extend_seeds(cell: Cell, study: optuna.Study, seeds: list[int]) -> None:
             f"cell {cell.label}: its repeats were started with seeds {stored}, and this command asks for {seeds}. "
             "Resume with the same seeds (or a list that extends them), or use a new hydra.sweep.dir."
         )
+    if len(seeds) < len(stored):
+        log.warning("[%s] its repeats keep the %d seeds %s they started with (this command asks for %d): seeds once "
+                    "chosen are never dropped, so the cells of a sweep keep the same seeds; use a new hydra.sweep.dir "
+                    "for fewer", cell.label, len(stored), stored, len(seeds))
     added = seeds[len(stored):]
     for seed in added:
         study.enqueue_trial(study.user_attrs.get(REPEAT_PARAMS, {}), user_attrs={ATTR_SEED: seed}, skip_if_exists=False)

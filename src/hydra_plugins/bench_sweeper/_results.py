@@ -77,7 +77,7 @@ def trial_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]
         for trial in record.load(storage).get_trials(deepcopy=False):
             rows.append({
                 **described, "study": record.name, "study_version": record.attrs.get(STUDY_VERSION, 1),
-                "trial": trial.number, "state": trial.state.name, **_values(trial),
+                "trial": trial.number, "state": table_state(trial), **_values(trial),
                 "job_num": trial.user_attrs.get(ATTR_JOB_NUM, ""), **_job_columns(trial),
                 # what the job returned besides its value (e.g. its out-of-memory retries)
                 **trial.user_attrs.get(ATTR_OUTPUTS, {}), **_origin(trial), **param_columns(trial),
@@ -137,9 +137,31 @@ def worst_value(study: optuna.Study) -> float | None:
     return pick(values) if values else None
 
 
+def table_state(trial: Any) -> str:
+    """The trial's state as the tables show it: INTERRUPTED for a trial whose job was stopped with
+    its driver or never launched (Optuna keeps it FAIL, its params queued again), which is not a
+    failure of the configuration."""
+    return "INTERRUPTED" if trial.user_attrs.get(ATTR_INTERRUPTED) else trial.state.name
+
+
+def _mark_counting(rows: list[dict[str, Any]]) -> None:
+    """`counts`: the one row per study x seed that stands for the seed (its latest run that was not
+    interrupted); a seed interrupted and run again on resume keeps both rows, only one counting."""
+    latest: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for row in rows:
+        row["counts"] = False
+        if row["state"] != "INTERRUPTED":
+            key = (row["study"], row["seed"])
+            if key not in latest or row["trial"] > latest[key]["trial"]:
+                latest[key] = row
+    for row in latest.values():
+        row["counts"] = True
+
+
 def repeat_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
     """One row per cell x seed: the validation value its best checkpoint reached, what the job
-    returned besides (test_value, every test metric, checkpoint), and where to find the run."""
+    returned besides (test_value, every test metric, checkpoint), and where to find the run; a seed
+    run again after an interruption has a row per run, `counts` marking the one that stands."""
     from ._repeats import REPEAT_BEST_TRIAL, REPEAT_N_TRIALS
 
     rows = []
@@ -150,13 +172,14 @@ def repeat_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]
             if trial.state.name == "WAITING":
                 continue  # a seed not run yet
             rows.append({
-                **described, "seed": attrs.get(ATTR_SEED, ""), "state": trial.state.name,
+                **described, "seed": attrs.get(ATTR_SEED, ""), "state": table_state(trial),
                 "val_value": trial.value if trial.value is not None else "", **attrs.get(ATTR_OUTPUTS, {}),
                 **_job_columns(trial), "n_trials": record.attrs.get(REPEAT_N_TRIALS, ""),
                 "tuning_best_trial": record.attrs.get(REPEAT_BEST_TRIAL, ""), "study": record.name,
                 "study_version": record.attrs.get(STUDY_VERSION, 1), "trial": trial.number,
                 **param_columns(trial),
             })
+    _mark_counting(rows)
     return rows
 
 
@@ -165,7 +188,7 @@ def write_repeats(sweep_dir: str, records: list[StudyRecord], storage: Any) -> s
         return None
     path = os.path.join(sweep_dir, REPEATS_CSV)
     _write_csv(path, repeat_rows(records, storage), _leading(records) + [
-        "seed", "state", "val_value", "test_value", "checkpoint", "duration_s", "gpu_hours", "cpu_hours",
+        "seed", "state", "counts", "val_value", "test_value", "checkpoint", "duration_s", "gpu_hours", "cpu_hours",
         TRACKER_RUN_ID_ATTR, "job_dir"])
     return path
 
