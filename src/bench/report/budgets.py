@@ -19,16 +19,12 @@ from bench.report.inputs import latest
 FAILED_COLUMNS = ["model", "dataset", "seed", "error", "sweep"]
 
 
-def _failed(repeats: pd.DataFrame) -> pd.DataFrame:
+def failed_table(repeats: pd.DataFrame) -> pd.DataFrame:
+    """One row per failed repeat of a cell's latest version: model, dataset, seed, its error, the sweep."""
     if repeats.empty or "state" not in repeats.columns:
         return pd.DataFrame(columns=FAILED_COLUMNS)
     rows = repeats[latest(repeats) & (repeats["state"] == "FAIL")]
     return rows.reindex(columns=FAILED_COLUMNS).sort_values(["model", "dataset", "seed"]).reset_index(drop=True)
-
-
-def failed_table(repeats: pd.DataFrame) -> pd.DataFrame:
-    """One row per failed repeat: model, dataset, seed, the error's text, the sweep."""
-    return _failed(repeats)
 
 
 def _completed(scores: pd.DataFrame, tuning: pd.DataFrame) -> pd.Series:
@@ -53,7 +49,7 @@ def annotate(datasets: pd.DataFrame, scores: pd.DataFrame, tuning: pd.DataFrame,
     keys = list(zip(out["model"], out["dataset"]))
     completed = _completed(scores, tuning)
     out["tuning_trials"] = pd.array([completed.get(k, pd.NA) for k in keys], dtype="Int64")
-    failed = _failed(repeats)
+    failed = failed_table(repeats)
     seeds = failed.groupby(["model", "dataset"])["seed"].agg(list).to_dict()
     out["failed_repeats"] = [len(seeds.get(k, [])) for k in keys]
     most_trials = out.groupby("dataset")["tuning_trials"].transform("max")

@@ -21,7 +21,7 @@ import pandas as pd
 from bench.report import budgets, compat, inputs, leaderboard, merge, page, stats
 from bench.report.costs import cost_table
 from bench.report.errors import ReportError
-from bench.report.tuning import tuning_table  # noqa: F401  (part of this module's interface)
+from bench.report.tuning import tuning_table
 from hydra_plugins.bench_sweeper._objectives import MAXIMIZE, MINIMIZE
 
 COMPAT_MODES = ("geobench2-leaderboard",)
@@ -121,12 +121,38 @@ def _statistics(args: argparse.Namespace, data: pd.DataFrame, normalizer, groups
 
 def _method(args: argparse.Namespace) -> str:
     if args.compat:
-        return f"compat {args.compat}: the leaderboard's normalisation, IQMs and mean ± SEM of 100 bootstrap IQMs, each input bootstrapped on its own"
+        return (f"compat {args.compat}: the leaderboard's normalisation, IQMs and mean ± SEM of 100 bootstrap IQMs, "
+                "each input bootstrapped on its own")
     group = ("a 95 % percentile CI resampling datasets, then seeds" if args.resample == "datasets" else
              "a 95 % stratified studentised bootstrap CI (seeds resampled within each dataset)")
-    return (f"per-dataset IQM with Yuen's 95 % trimmed-mean interval; group IQM with {group} ({args.bootstrap} samples, "
-            f"seed {args.seed}); P(A > B) with a 95 % percentile bootstrap CI, which at 5 seeds covers only 0.81-0.91 "
-            "on a single dataset in simulation (0.94-0.95 on 6); min-max normalised per dataset, 1 = best, never clipped")
+    return (f"per-dataset IQM with Yuen's 95 % trimmed-mean interval; group IQM with {group} ({args.bootstrap} "
+            f"samples, seed {args.seed}); P(A > B) with a 95 % percentile bootstrap CI, which at 5 seeds covers only "
+            "0.81-0.91 on a single dataset in simulation (0.94-0.95 on 6); min-max normalised per dataset, 1 = best, "
+            "never clipped")
+
+
+def _normalisation_notes(data: pd.DataFrame, normalizer: dict | None) -> list[str]:
+    """Why a table has no normalised score, or no score at all."""
+    if data.empty:
+        return ["no test score yet (no finished seed repeat): only the tuning tables; resume the sweep with "
+                "hydra.sweeper.repeats=5 (the same command and hydra.sweep.dir=<sweep dir>) to add them"]
+    if normalizer is not None:
+        return []
+    if data["model"].nunique() == 1:
+        return ["one model and no --normalizer: min-max normalisation across models needs two, so the tables show "
+                "raw scores (IQM with 95 % CI) and no normalised value or aggregate; give --normalizer "
+                "{dataset: [min, max]} to normalise"]
+    alone = stats.single_model_datasets(data)
+    return [f"no other model scored {', '.join(alone)}: no normalised score there (give --normalizer)"] if alone else []
+
+
+def _unequal_notes(datasets: pd.DataFrame, failed: pd.DataFrame, flags: pd.DataFrame) -> list[str]:
+    """Per cell: fewer completed tuning trials, failed repeats, fewer seeds (budgets.py, tuning.py)."""
+    said = [f"{r.model} / {r.dataset}: {r.note}" for r in datasets.itertuples() if r.note]
+    said += budgets.unscored(failed, datasets)
+    scored = set(zip(datasets["model"], datasets["dataset"]))
+    return said + [f"tuning {r.curve}: {r.note}" for r in flags.itertuples()
+                   if r.fewer_trials and (r.model, r.dataset) not in scored]
 
 
 def build(args: argparse.Namespace) -> Path:
@@ -134,30 +160,14 @@ def build(args: argparse.Namespace) -> Path:
     scores, data = loaded.scores, _scored(loaded.scores)
     normalizer = _normalizer(args.normalizer, set(data["dataset"]))
     groups = _groups(args.groups, set(data["dataset"]), normalizer)
-    said = list(loaded.notes)
-    if args.compat:
-        said += _compat_warnings(args, data)
-    alone = stats.single_model_datasets(data) if normalizer is None and not data.empty else []
-    one_model = data["model"].nunique() == 1 and normalizer is None
-    if one_model:
-        said.append("one model and no --normalizer: min-max normalisation across models needs two, so the tables "
-                    "show raw scores (IQM with 95 % CI) and no normalised value or aggregate; give --normalizer "
-                    "{dataset: [min, max]} to normalise")
-    elif alone:
-        said.append(f"no other model scored {', '.join(alone)}: no normalised score there (give --normalizer)")
-    if data.empty:
-        said.append("no test score yet (no finished seed repeat): only the tuning tables; resume the sweep with "
-                    "hydra.sweeper.repeats=5 (the same command and hydra.sweep.dir=<sweep dir>) to add them")
+    said = _compat_warnings(args, data) if args.compat else []
+    said += _normalisation_notes(data, normalizer)
     datasets, group_rows, pairs = _statistics(args, data, normalizer, groups)
     datasets = budgets.annotate(datasets, scores, loaded.tuning, loaded.repeats)
     failed = budgets.failed_table(loaded.repeats)
     curves, flags = tuning_table(loaded.tuning)
-    said += [f"{r.model} / {r.dataset}: {r.note}" for r in datasets.itertuples() if r.note]
-    said += budgets.unscored(failed, datasets)
-    scored = set(zip(datasets["model"], datasets["dataset"]))
-    said += [f"tuning {r.curve}: {r.note}" for r in flags.itertuples()
-             if r.fewer_trials and (r.model, r.dataset) not in scored]
-    for line in said[len(loaded.notes):]:
+    said += _unequal_notes(datasets, failed, flags)
+    for line in said:
         print(f"bench.report: {line}", file=sys.stderr)
 
     out = Path(args.out or (loaded.sweep_dirs[0] / "report" if loaded.sweep_dirs else "report"))
@@ -183,7 +193,7 @@ def build(args: argparse.Namespace) -> Path:
                       notes=[f"inputs: {', '.join(args.inputs)}", _method(args),
                              f"normaliser: {args.normalizer or 'observed min and max across models'}",
                              f"{data['model'].nunique()} models, {data['dataset'].nunique()} datasets, "
-                             f"{len(data)} seed scores", *said])
+                             f"{len(data)} seed scores", *loaded.notes, *said])
     if not args.no_mlflow:
         _log_to_mlflow(loaded.sweep_dirs, out)
     return out

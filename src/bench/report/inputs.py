@@ -89,7 +89,7 @@ def _from_sweep(directory: Path, path: str) -> Source:
     if tuning is None and repeats is None:
         raise ReportError(f"{directory} has neither {RESULTS} nor {REPEATS}: give the directory a bench sweep "
                           "wrote (python -m bench -m ...)")
-    tuning, repeats = tuning if tuning is not None else pd.DataFrame(), repeats if repeats is not None else pd.DataFrame()
+    tuning, repeats = (rows if rows is not None else pd.DataFrame() for rows in (tuning, repeats))
     swept = list(dict.fromkeys(_swept(directory / RESULTS, tuning) + _swept(directory / REPEATS, repeats)))
     layouts = [conform(_layout(rows, directory, swept)) if not rows.empty else None for rows in (tuning, repeats)]
     tuning, repeats = (rows.assign(**_identity(layout)) if layout is not None else rows
@@ -135,11 +135,13 @@ def _layout(rows: pd.DataFrame, directory: Path, swept: list[str]) -> pd.DataFra
         retried = pd.to_numeric(column("oom_retries", default=0), errors="coerce").fillna(0) > 0
         batch = rows["batch_size"].where(~retried)
     out = pd.DataFrame({
-        "dataset": column("task", "cell"), "Metric": column("metric").astype(str).str.partition("/")[2].map(metric_label),
+        "dataset": column("task", "cell"),
+        "Metric": column("metric").astype(str).str.partition("/")[2].map(metric_label),
         "test metric": column("test_value"), "Seed": column("seed"), "backbone": column("model", "cell"),
         "decoder": column("decoder").fillna("unknown"), "lr": column("hparams.lr", "lr"), "batch_size": batch,
         "weight_decay": column("hparams.optimizer_hparams.weight_decay", "weight_decay"),
-        "n_trials": column("n_trials"), "early_stop_patience": column("early_stop_patience", "patience", "task.patience"),
+        "n_trials": column("n_trials"),
+        "early_stop_patience": column("early_stop_patience", "patience", "task.patience"),
         "batch_size_selection": "HPO" if tuned_batch else "Fixed",
         "partition_name": column("partition", "task.partition", default="default").fillna("default"),
         "frozen_or_full_ft": _finetuning(rows), "experiment_name": directory.name,

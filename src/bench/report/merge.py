@@ -104,7 +104,8 @@ def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _KEYS(swept: list[str]) -> list[str]:  # noqa: N802  (the identity columns of _identity)
+def _keys(swept: list[str]) -> list[str]:
+    """The identity columns of _identity, seed aside."""
     return ["backbone", "dataset", *FIXED, *swept]
 
 
@@ -165,19 +166,20 @@ def _matches(frame: pd.DataFrame, key: str, values: set[str]) -> pd.Series:
 def _refuse_conflicts(scores: pd.DataFrame, swept: list[str]) -> None:
     ident = _identity(scores, swept).assign(Seed=_text(scores["Seed"]), score=scores["test metric"],
                                             source=scores["source"])
-    spread = ident.groupby(_KEYS(swept) + ["Seed"], sort=False)["score"].transform("nunique")
+    spread = ident.groupby(_keys(swept) + ["Seed"], sort=False)["score"].transform("nunique")
     clashing = ident[spread > 1]
     if clashing.empty:
         return
     first = clashing.iloc[0]
-    same = clashing[(clashing[_KEYS(swept) + ["Seed"]] == first[_KEYS(swept) + ["Seed"]]).all(axis=1)]
+    same = clashing[(clashing[_keys(swept) + ["Seed"]] == first[_keys(swept) + ["Seed"]]).all(axis=1)]
     other = same[same["score"] != first["score"]].iloc[0]
-    experiment = ", ".join(f"{k} {first[k]}" for k in FIXED + swept if first[k] != "")
-    cases = clashing.groupby(_KEYS(swept) + ["Seed"], sort=False).ngroups
+    named = {"frozen_or_full_ft": "{}", "partition": "partition {}", "decoder": "decoder {}"}
+    experiment = ", ".join(named.get(k, k + "={}").format(first[k]) for k in FIXED + swept if first[k] != "")
+    cases = clashing.groupby(_keys(swept) + ["Seed"], sort=False).ngroups
     raise ReportError(
         f"{first['source']} and {other['source']} give different scores for the same experiment and seed "
-        f"({first['backbone']} on {first['dataset']}, seed {first['Seed']}, {experiment}: {first['score']!r} vs "
-        f"{other['score']!r}; {cases} such seed(s) in all): give only one of them, or set one's rows aside with "
+        f"({first['backbone']} on {first['dataset']}, seed {first['Seed']}, {experiment}: {float(first['score'])!r} vs "
+        f"{float(other['score'])!r}; {cases} such seed(s) in all): give only one of them, or set one's rows aside with "
         "--where")
 
 

@@ -147,8 +147,9 @@ def group_table(scores: pd.DataFrame, groups: dict[str, list[str]], settings: Se
                     low, high, se = studentized(strata, settings.n_bootstrap, np.random.default_rng(settings.seed))
                     row["ci_low"], row["ci_high"], row["se"] = float(low), float(high), float(se)
                 if np.isnan(row["ci_low"]):
-                    row["reason"] = ("a single seed on some dataset: no confidence interval" if min(map(len, strata)) < 2
-                                     else "no resample has any spread (too few distinct seed scores): no confidence interval")
+                    row["reason"] = ("a single seed on some dataset: no confidence interval"
+                                     if min(map(len, strata)) < 2 else
+                                     "no resample has any spread (too few distinct seed scores): no confidence interval")
             rows.append(row)
     return pd.DataFrame(rows, columns=["model", "group", "value", "ci_low", "ci_high", "se", "reason"])
 

@@ -16,8 +16,9 @@ import pandas as pd
 from bench.report.inputs import latest
 from hydra_plugins.bench_sweeper._objectives import MAXIMIZE
 
-FLAG_COLUMNS = ["curve", "model", "dataset", "sweep", "cell", "n_trials", "completed", "pruned", "failed", "best_value", "best_at_trial",
-                "still_improving", "fewer_trials", "note"]
+FLAG_COLUMNS = ["curve", "model", "dataset", "sweep", "cell", "n_trials", "completed", "pruned", "failed", "best_value",
+                "best_at_trial", "still_improving", "fewer_trials", "note"]
+CURVE_COLUMNS = ["curve", "position", "best_so_far"]
 
 
 def _first(rows: pd.DataFrame, column: str, default: object) -> object:
@@ -33,7 +34,7 @@ def tuning_table(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     improving in the last quarter of the trials (a budget too small to trust), and its counts."""
     curves, flags = [], []
     if results.empty or "state" not in results.columns:
-        return pd.DataFrame(columns=["curve", "position", "best_so_far"]), pd.DataFrame(columns=FLAG_COLUMNS)
+        return pd.DataFrame(columns=CURVE_COLUMNS), pd.DataFrame(columns=FLAG_COLUMNS)
     results = results[latest(results)]
     if "sweep" not in results.columns:
         results = results.assign(sweep="")
@@ -53,11 +54,12 @@ def tuning_table(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             curves.append(pd.DataFrame({"curve": _name(rows, cell), "sweep": sweep, "cell": cell,
                                         "position": positions, "best_so_far": better.to_numpy()}))
         flags.append({"curve": _name(rows, cell), "sweep": sweep, "cell": cell, **counts, "best_value": best,
-                      "best_at_trial": best_at, "still_improving": bool(len(finished)) and best_at > 0.75 * len(finished),
-                      "model": _first(rows, "model", cell), "dataset": _first(rows, "dataset", _first(rows, "task", cell)),
-                      "task": _first(rows, "task", cell)})
+                      "best_at_trial": best_at,
+                      "still_improving": bool(len(finished)) and best_at > 0.75 * len(finished),
+                      "model": _first(rows, "model", cell),
+                      "dataset": _first(rows, "dataset", _first(rows, "task", cell))})
     flags = _compare(pd.DataFrame(flags))
-    curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=["curve", "position", "best_so_far"])
+    curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
     # One name per line of the plot: a cell named alike in two sweeps gets its sweep's name too.
     twice = flags.groupby("curve")["sweep"].transform("nunique") > 1
     flags.loc[twice, "curve"] = flags.loc[twice, "curve"] + " (" + flags.loc[twice, "sweep"].astype(str) + ")"
@@ -69,14 +71,14 @@ def tuning_table(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _compare(flags: pd.DataFrame) -> pd.DataFrame:
-    """fewer_trials and note: completed trials below the most any cell of the same task got."""
-    most = flags.groupby("task")["completed"].transform("max")
+    """fewer_trials and note: completed trials below the most any cell of the same dataset got."""
+    most = flags.groupby("dataset")["completed"].transform("max")
     flags["fewer_trials"] = flags["completed"] < most
     notes = []
     for row, top in zip(flags.itertuples(), most):
         said = []
         if row.fewer_trials:
-            said.append(f"{row.completed} completed tuning trials, {top} for another model on {row.task}")
+            said.append(f"{row.completed} completed tuning trials, {top} for another model on {row.dataset}")
         if row.failed or row.pruned:
             said.append(f"{row.failed} failed, {row.pruned} pruned")
         notes.append("; ".join(said))
