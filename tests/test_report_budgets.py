@@ -84,6 +84,10 @@ def test_a_one_model_report_shows_raw_scores_and_says_why(tmp_path, capsys):
     assert [alt for alt, _, _ in page.images] == ["raw", "tuning"]  # raw scores; no aggregate, no profile
     assert "Groups" not in page.text.split("\n") and "normalized_iqm" not in page.text
 
+    out, stderr = run(tmp_path / "compat", capsys, str(sweep), "--compat", "geobench2-leaderboard")
+    assert datasets(out)["normalized_iqm"].isna().all() and pd.read_csv(out / "groups.csv")["value"].isna().all()
+    assert why in stderr
+
     # with a fixed normaliser one model has a meaningful normalised score
     normalizer = tmp_path / "normalizer.json"
     normalizer.write_text('{"burns": [0.5, 0.7], "floods": [0.3, 0.5]}')

@@ -172,7 +172,8 @@ def build(args: argparse.Namespace) -> Path:
 
     out = Path(args.out or (loaded.sweep_dirs[0] / "report" if loaded.sweep_dirs else "report"))
     out.mkdir(parents=True, exist_ok=True)
-    scores.to_csv(out / "scores.csv", index=False)
+    # `model` is the name the tables use; the input's path stays out (a sweep read from MLflow is the same rows)
+    scores.drop(columns=["source"]).to_csv(out / "scores.csv", index=False)
     args.wrote_submission = bool(loaded.own.any())  # the sweeps' rows, ready for the leaderboard
     if args.wrote_submission:
         mine = scores[loaded.own.to_numpy()].drop(columns=["model", "source"])

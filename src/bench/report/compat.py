@@ -25,14 +25,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.report.stats import TRIM
+from bench.report.stats import TRIM, single_model_datasets
 
 REPEAT = 100
 
 
 def normalize(scores: pd.DataFrame, normalizer: dict[str, tuple[float, float]] | None) -> pd.Series:
+    """The leaderboard's (x - min) / (max - min); without a normalizer (the leaderboard always has
+    one) the observed range, and, as in bench's method, nothing for a dataset one model scored."""
     out = pd.Series(np.nan, index=scores.index, dtype=float)
+    alone = set(single_model_datasets(scores)) if normalizer is None else set()
     for dataset, rows in scores.groupby("dataset", sort=False):
+        if dataset in alone:
+            continue
         low, high = normalizer[dataset] if normalizer is not None else (rows["score"].min(), rows["score"].max())
         out.loc[rows.index] = (rows["score"] - low) / (high - low)
     return out

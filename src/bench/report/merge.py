@@ -40,7 +40,7 @@ FIXED = ["frozen_or_full_ft", "partition", "decoder"]  # identity keys besides b
 
 @dataclass
 class Inputs:
-    scores: pd.DataFrame  # leaderboard layout, other columns, then `model` (its name here) and `source`
+    scores: pd.DataFrame  # leaderboard layout, other columns, `source` (the input), then `model` (its name here)
     tuning: pd.DataFrame = field(default_factory=pd.DataFrame)  # results.csv rows; `model` renamed likewise
     repeats: pd.DataFrame = field(default_factory=pd.DataFrame)  # repeats.csv rows (every state, version)
     sweep_dirs: list[Path] = field(default_factory=list)
