@@ -57,6 +57,20 @@ def test_unequal_tuning_trials_failed_repeats_and_missing_seeds_are_said_per_cel
                            "resnet50\tburns\t4\tRuntimeError: NaN loss\tsweep"]
 
 
+@pytest.mark.parametrize("counts", [True, False], ids=["counts column", "before the counts column"])
+def test_an_interrupted_repeat_run_again_is_one_seed_and_no_failure(tmp_path, capsys, counts):
+    """A driver stopped during repeats: seed 2's first run was interrupted, its rerun completed. The
+    report counts seed 2 once and shows no failed repeat (repeats.csv marks the row that counts;
+    before that column, the interrupted run was recorded FAIL with interrupted=True)."""
+    cells = [cell("burns", m, seeds(b)) for m, b in (("prithvi", 0.6), ("resnet50", 0.5))]
+    sweep = write_sweep(tmp_path / "sweep", cells, interrupted=(2,), counts=counts)
+    out, stderr = run(tmp_path, capsys, str(sweep))
+    table = datasets(out)
+    assert table["n_seeds"].tolist() == [5, 5] and table["failed_repeats"].tolist() == [0, 0]
+    assert table["note"].isna().all() and "failed" not in stderr
+    assert "Failed repeats" not in (out / "report.html").read_text()
+
+
 def test_a_one_model_report_shows_raw_scores_and_says_why(tmp_path, capsys):
     """Min-max normalisation across models means nothing for one model: before, every dataset read
     0.5 with a CI near [0, 1], and the group an aggregate of that."""

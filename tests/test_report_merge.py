@@ -22,7 +22,7 @@ RERUN = LEADERBOARD / "submission_2ce4a907-7ae3-45d3-a07a-558f8d0d758b.csv"  # f
 FROZEN = LEADERBOARD / "submission_80100fc6-dc1a-4514-b946-341157eaf816.csv"  # frozen, 10 backbones
 NORMALIZER = LEADERBOARD / "normalizer_leaderboard_combined.json"
 # repeats.csv's fixed columns after the describing ones (bench_sweeper/_results.py write_repeats)
-REPEATS_FIXED = ["seed", "state", "val_value", "test_value", "checkpoint", "duration_s", "gpu_hours", "cpu_hours",
+REPEATS_FIXED = ["seed", "state", "counts", "val_value", "test_value", "checkpoint", "duration_s", "gpu_hours", "cpu_hours",
                  "mlflow_run_id", "job_dir"]
 
 
@@ -42,9 +42,11 @@ def cell(task: str, model: str, scores: dict[int, float | None], *, trials: list
     return {"described": described, "trials": list(trials), "scores": scores, "version": version, "lr": lr}
 
 
-def write_sweep(directory: Path, cells: list[dict]) -> Path:
+def write_sweep(directory: Path, cells: list[dict], interrupted: tuple[int, ...] = (), counts: bool = True) -> Path:
     """results.csv and repeats.csv as the sweeper writes them (its own _write_csv: the describing
-    columns first, then the fixed ones, then the rest sorted, a tuned param among them)."""
+    columns first, then the fixed ones, then the rest sorted, a tuned param among them).
+    interrupted: seeds whose first run was stopped with the driver and run again on resume.
+    counts=False: repeats.csv as written before it had a `counts` column, an interrupted run FAIL."""
     directory.mkdir(parents=True)
     leading = list(dict.fromkeys(k for c in cells for k in c["described"]))
     results, repeats = [], []
@@ -59,7 +61,11 @@ def write_sweep(directory: Path, cells: list[dict]) -> Path:
         finished = sum(s in ("COMPLETE", "PRUNED") for s in c["trials"])
         for n, (seed, score) in enumerate(c["scores"].items()):
             failed = score is None
-            repeats.append({**c["described"], "seed": seed, "state": "FAIL" if failed else "COMPLETE",
+            if seed in interrupted:
+                repeats.append({**c["described"], "seed": seed, "state": "INTERRUPTED" if counts else "FAIL",
+                                "counts": False, "study": f"{study}/repeats", "study_version": c["version"],
+                                "trial": 100 + n, "interrupted": True, "n_trials": finished})
+            repeats.append({**c["described"], "seed": seed, "state": "FAIL" if failed else "COMPLETE", "counts": True,
                             "val_value": "" if failed else score, "test_value": "" if failed else score,
                             "test/mIoU": "" if failed else score, "checkpoint": f"{directory}/r{n}/best.ckpt",
                             "duration_s": 90.0, "gpu_hours": 0.5, "cpu_hours": 4.0, "mlflow_run_id": f"run{n}", "job_dir": f"{directory}/r{n}",
@@ -68,7 +74,9 @@ def write_sweep(directory: Path, cells: list[dict]) -> Path:
                             "error": "RuntimeError: NaN loss" if failed else "", "hparams.lr": c["lr"]})
     _write_csv(str(directory / "results.csv"), results, leading + TRIAL_COLUMNS)
     if repeats:
-        _write_csv(str(directory / "repeats.csv"), repeats, leading + REPEATS_FIXED)
+        fixed = REPEATS_FIXED if counts else [c for c in REPEATS_FIXED if c != "counts"]
+        _write_csv(str(directory / "repeats.csv"), [{k: v for k, v in r.items() if counts or k != "counts"}
+                                                    for r in repeats], leading + fixed)
     return directory
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.report.inputs import latest
+from bench.report.inputs import latest, standing
 
 FAILED_COLUMNS = ["model", "dataset", "seed", "error", "sweep"]
 
@@ -23,7 +23,7 @@ def failed_table(repeats: pd.DataFrame) -> pd.DataFrame:
     """One row per failed repeat of a cell's latest version: model, dataset, seed, its error, the sweep."""
     if repeats.empty or "state" not in repeats.columns:
         return pd.DataFrame(columns=FAILED_COLUMNS)
-    rows = repeats[latest(repeats) & (repeats["state"] == "FAIL")]
+    rows = repeats[standing(repeats) & (repeats["state"] == "FAIL")]
     return rows.reindex(columns=FAILED_COLUMNS).sort_values(["model", "dataset", "seed"]).reset_index(drop=True)
 
 

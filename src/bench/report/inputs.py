@@ -96,7 +96,7 @@ def _from_sweep(directory: Path, path: str) -> Source:
                        for rows, layout in zip((tuning, repeats), layouts))
     scores = pd.DataFrame(columns=LAYOUT + swept)
     if not repeats.empty:
-        scored = latest(repeats) & (repeats["state"] == "COMPLETE")
+        scored = standing(repeats) & (repeats["state"] == "COMPLETE")
         scores = layouts[1][scored].reset_index(drop=True)
     return Source(path, directory.name, scores, tuning, repeats, swept, directory)
 
@@ -109,6 +109,17 @@ def latest(rows: pd.DataFrame) -> pd.Series:
     version = pd.to_numeric(rows["study_version"], errors="coerce").fillna(1)
     cell = [rows[c].astype(str) for c in ("source", "sweep", "cell") if c in rows.columns]
     return version == version.groupby(cell).transform("max")
+
+
+def standing(repeats: pd.DataFrame) -> pd.Series:
+    """Per row of repeats.csv: whether it stands for its cell x seed. Its cell's latest version,
+    and the row repeats.csv marks `counts` (a seed interrupted and run again has a row per run);
+    before that column, every row not interrupted (an interrupted repeat was recorded FAIL then)."""
+    rows = latest(repeats)
+    for column, wanted in (("counts", "true"), ("interrupted", "false")):
+        if column in repeats.columns:
+            return rows & (repeats[column].astype(str).str.lower() == wanted)
+    return rows
 
 
 def _swept(path: Path, rows: pd.DataFrame) -> list[str]:

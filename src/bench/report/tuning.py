@@ -21,6 +21,14 @@ FLAG_COLUMNS = ["curve", "model", "dataset", "sweep", "cell", "n_trials", "compl
 CURVE_COLUMNS = ["curve", "position", "best_so_far"]
 
 
+def _states(rows: pd.DataFrame) -> pd.Series:
+    """Trial states; a trial stopped with its driver was recorded FAIL before results.csv said
+    INTERRUPTED (its `interrupted` column says so), and is no failure of its configuration."""
+    if "interrupted" not in rows.columns:
+        return rows["state"]
+    return rows["state"].where(rows["interrupted"].astype(str).str.lower() != "true", "INTERRUPTED")
+
+
 def _first(rows: pd.DataFrame, column: str, default: object) -> object:
     return rows[column].iloc[0] if column in rows.columns else default
 
@@ -39,7 +47,7 @@ def tuning_table(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "sweep" not in results.columns:
         results = results.assign(sweep="")
     for (sweep, cell), rows in results.sort_values("trial").groupby(["sweep", "cell"], sort=True):
-        states = rows["state"].value_counts()
+        states = _states(rows).value_counts()
         finished = rows[rows["state"].isin(["COMPLETE", "PRUNED"])]
         counts = {"n_trials": len(finished), "completed": int(states.get("COMPLETE", 0)),
                   "pruned": int(states.get("PRUNED", 0)), "failed": int(states.get("FAIL", 0))}
