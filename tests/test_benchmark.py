@@ -118,7 +118,13 @@ def assert_repeated_tested_and_reported(client, levels: dict, sweep: Path, tunin
         ("resnet50", "synthetic_seg", "UNetDecoder"), ("resnet50", "synthetic_cls", "IdentityDecoder")}
     assert {r["early_stop_patience"] for r in scores} == {"2"}
     assert list(read_csv(out / "datasets.csv")[0]) == ["model", "dataset", "metric", "direction", "n_seeds", "raw_mean",
-                                                       "raw_std", "normalized_iqm", "ci_low", "ci_high"]
+                                                       "raw_std", "normalized_iqm", "ci_low", "ci_high", "raw_iqm",
+                                                       "raw_ci_low", "raw_ci_high", "tuning_trials", "failed_repeats",
+                                                       "note"]
+    # Each cell's completed tuning trials, as results.csv has them (its pruner may have cut some).
+    completed = {(r["model"], r["task"]): sum(t["state"] == "COMPLETE" for t in tuning
+                                              if (t["model"], t["task"]) == (r["model"], r["task"])) for r in tuning}
+    assert {(r["model"], r["dataset"]): int(r["tuning_trials"]) for r in read_csv(out / "datasets.csv")} == completed
     assert list(read_csv(out / "groups.csv")[0]) == ["model", "group", "value", "ci_low", "ci_high", "se", "reason"]
     assert list(read_csv(out / "pairs.csv")[0]) == ["group", "model_a", "model_b", "probability", "ci_low", "ci_high"]
     assert len(read_csv(out / "tuning.csv")) == 4

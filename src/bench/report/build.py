@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import budgets, compat, inputs, leaderboard, merge, page, stats
+from bench.report import budgets, compat, inputs, leaderboard, merge, output, page, stats
 from bench.report.costs import cost_table
 from bench.report.errors import ReportError
 from bench.report.tuning import tuning_table
@@ -157,6 +157,13 @@ def _unequal_notes(datasets: pd.DataFrame, failed: pd.DataFrame, flags: pd.DataF
 
 def build(args: argparse.Namespace) -> Path:
     loaded = merge.load(args.inputs, args.tracking_uri, args.where, per_input=bool(args.compat))
+    out = Path(args.out or (loaded.sweep_dirs[0] / "report" if loaded.sweep_dirs else "report"))
+    with output.writing(out):  # one report at a time in a folder
+        _write(args, loaded, out)
+    return out
+
+
+def _write(args: argparse.Namespace, loaded: merge.Inputs, out: Path) -> None:
     scores, data = loaded.scores, _scored(loaded.scores)
     normalizer = _normalizer(args.normalizer, set(data["dataset"]))
     groups = _groups(args.groups, set(data["dataset"]), normalizer)
@@ -170,8 +177,6 @@ def build(args: argparse.Namespace) -> Path:
     for line in said:
         print(f"bench.report: {line}", file=sys.stderr)
 
-    out = Path(args.out or (loaded.sweep_dirs[0] / "report" if loaded.sweep_dirs else "report"))
-    out.mkdir(parents=True, exist_ok=True)
     # `model` is the name the tables use; the input's path stays out (a sweep read from MLflow is the same rows)
     scores.drop(columns=["source"]).to_csv(out / "scores.csv", index=False)
     args.wrote_submission = bool(loaded.own.any())  # the sweeps' rows, ready for the leaderboard
@@ -196,23 +201,7 @@ def build(args: argparse.Namespace) -> Path:
                              f"{data['model'].nunique()} models, {data['dataset'].nunique()} datasets, "
                              f"{len(data)} seed scores", *loaded.notes, *said])
     if not args.no_mlflow:
-        _log_to_mlflow(loaded.sweep_dirs, out)
-    return out
-
-
-def _log_to_mlflow(sweep_dirs: list[Path], out: Path) -> None:
-    """Into each input sweep's benchmark run, as the artifact folder report/."""
-    from bench.tracking.callback import TRACKING_FILE
-
-    for sweep in sweep_dirs:
-        info = sweep / TRACKING_FILE
-        if not info.is_file():
-            continue
-        where = json.loads(info.read_text())
-        from mlflow import MlflowClient
-
-        MlflowClient(where["tracking_uri"]).log_artifacts(where["benchmark_run"], str(out), "report")
-        print(f"logged to MLflow run {where['benchmark_run']} ({where['experiment']})")
+        output.log_to_mlflow(loaded.sweep_dirs, out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,6 +24,7 @@ import pandas as pd
 from bench.report.errors import ReportError
 from bench.report.leaderboard import LAYOUT, REQUIRED, conform, metric_label
 from hydra_plugins.bench_sweeper._objectives import MAXIMIZE
+from hydra_plugins.bench_sweeper._sweepdir import running_driver
 
 RESULTS, REPEATS = "results.csv", "repeats.csv"
 # The first column after a row's describing ones (bench_sweeper/_results.py: TRIAL_COLUMNS, write_repeats).
@@ -43,6 +44,7 @@ class Source:
     repeats: pd.DataFrame = field(default_factory=pd.DataFrame)  # repeats.csv (every state), likewise
     swept: list[str] = field(default_factory=list)
     directory: Path | None = None  # a sweep's
+    notes: list[str] = field(default_factory=list)  # about the input's state (a sweep still running)
 
     @property
     def own(self) -> bool:
@@ -98,7 +100,12 @@ def _from_sweep(directory: Path, path: str) -> Source:
     if not repeats.empty:
         scored = standing(repeats) & (repeats["state"] == "COMPLETE")
         scores = layouts[1][scored].reset_index(drop=True)
-    return Source(path, directory.name, scores, tuning, repeats, swept, directory)
+    notes = []
+    if driver := running_driver(directory):
+        stage = "tuning" if repeats.empty else "running"
+        notes.append(f"{directory.name} is still {stage} (its driver, {driver}, holds driver.lock): this report "
+                     "has the trials and repeats finished so far")
+    return Source(path, directory.name, scores, tuning, repeats, swept, directory, notes)
 
 
 def latest(rows: pd.DataFrame) -> pd.Series:
@@ -181,15 +188,30 @@ def _identity(layout: pd.DataFrame) -> dict[str, pd.Series]:
     return {name: layout[name] for name in keep}
 
 
+# What the report reads of each table; a table without them is damaged, not a sweep's.
+_NEEDED = {RESULTS: ["cell", "state", "value"], REPEATS: ["cell", "state", "seed", "test_value"]}
+
+
 def _table(directory: Path, name: str) -> pd.DataFrame | None:
-    """A sweep's results.csv or repeats.csv as it is, with the sweep's name; None when absent."""
+    """A sweep's results.csv or repeats.csv as it is, with the sweep's name; None when absent; a
+    damaged one (empty, not text, not CSV, without the columns sweeps write) is refused, naming it."""
     path = directory / name
     if not path.is_file():
         return None
     try:
         rows = pd.read_csv(path, float_precision="round_trip")
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+    except pd.errors.EmptyDataError:  # a sweep always writes the header: an empty file was cut
+        raise ReportError(f"{path} is empty (not even its header): it is damaged; a sweep rewrites it from its "
+                          f"journal when resumed (the same command with hydra.sweep.dir={directory})") from None
+    except (UnicodeDecodeError, pd.errors.ParserError, ValueError, OSError) as exc:
+        reason = "it is not text" if isinstance(exc, UnicodeDecodeError) else str(exc).splitlines()[0]
+        raise ReportError(f"{path} cannot be read as CSV ({reason}): a sweep rewrites it from its journal when "
+                          f"resumed (the same command with hydra.sweep.dir={directory})") from None
+    missing = [c for c in _NEEDED[name] if c not in rows.columns]
+    if missing and not rows.empty:
+        raise ReportError(f"{path} lacks the column(s) {', '.join(missing)} that bench's sweeps write: it is damaged "
+                          f"or not a sweep's; a sweep rewrites it from its journal when resumed (the same command "
+                          f"with hydra.sweep.dir={directory})")
     rows["sweep"] = directory.name
     return rows
 

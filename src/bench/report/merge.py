@@ -81,7 +81,7 @@ def merge(sources: list[Source], where: list[str] = (), per_input: bool = False)
                               for name, source in zip(base, frame["source"])]
     identity = _identity(scores, swept).assign(model=scores["model"], Seed=_text(scores["Seed"]))
     repeated = identity.duplicated(keep="first")
-    notes = []
+    notes = [note for s in sources for note in s.notes]
     if repeated.any():
         notes.append(f"{int(repeated.sum())} score(s) given again with the same value by "
                      f"{', '.join(dict.fromkeys(scores.loc[repeated, 'source']))}: counted once")

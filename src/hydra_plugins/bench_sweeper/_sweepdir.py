@@ -120,6 +120,21 @@ class SweepDir:
             os.replace(tmp, self.path / IDENTITY)
 
 
+def running_driver(path: str | os.PathLike) -> str | None:
+    """Who runs the sweep in `path` now ("pid 12 on host h, started ..."), or None; reads only."""
+    try:
+        fd = os.open(Path(path) / LOCK, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return _describe(_read_holder(fd))
+    finally:
+        os.close(fd)  # closing releases a lock we took
+    return None
+
+
 def _read_holder(fd: int) -> dict[str, Any]:
     try:
         text = os.pread(fd, 4096, 0).decode()
