@@ -162,3 +162,15 @@ def test_a_report_says_its_sweep_is_still_running(sweep, tmp_path):
         os.close(fd)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "sweep is still running (its driver, pid 4242 on host node1, started now, holds driver.lock)" in result.stderr
+
+
+def test_a_report_refused_for_its_options_makes_no_folder(sweep, tmp_path):
+    """The normaliser, the groups and the scores are checked before the report folder is made."""
+    import subprocess
+    import sys
+
+    (tmp_path / "normalizer.json").write_text('{"elsewhere": [0, 1]}')
+    result = subprocess.run([sys.executable, "-m", "bench.report", str(sweep.resolve()), "--normalizer",
+                             "normalizer.json", "--no-mlflow"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "has no [min, max] for dataset(s)" in result.stderr
+    assert not (sweep / "report").exists() and not (tmp_path / "report").exists()

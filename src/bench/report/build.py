@@ -157,16 +157,18 @@ def _unequal_notes(datasets: pd.DataFrame, failed: pd.DataFrame, flags: pd.DataF
 
 def build(args: argparse.Namespace) -> Path:
     loaded = merge.load(args.inputs, args.tracking_uri, args.where, per_input=bool(args.compat))
+    data = _scored(loaded.scores)  # every input checked before anything is made
+    normalizer = _normalizer(args.normalizer, set(data["dataset"]))
+    groups = _groups(args.groups, set(data["dataset"]), normalizer)
     out = Path(args.out or (loaded.sweep_dirs[0] / "report" if loaded.sweep_dirs else "report"))
     with output.writing(out):  # one report at a time in a folder
-        _write(args, loaded, out)
+        _write(args, loaded, data, normalizer, groups, out)
     return out
 
 
-def _write(args: argparse.Namespace, loaded: merge.Inputs, out: Path) -> None:
-    scores, data = loaded.scores, _scored(loaded.scores)
-    normalizer = _normalizer(args.normalizer, set(data["dataset"]))
-    groups = _groups(args.groups, set(data["dataset"]), normalizer)
+def _write(args: argparse.Namespace, loaded: merge.Inputs, data: pd.DataFrame, normalizer: dict | None,
+           groups: dict[str, list[str]], out: Path) -> None:
+    scores = loaded.scores
     said = _compat_warnings(args, data) if args.compat else []
     said += _normalisation_notes(data, normalizer)
     datasets, group_rows, pairs = _statistics(args, data, normalizer, groups)
