@@ -166,19 +166,19 @@ def test_a_datamodule_that_resolves_its_validation_samples_for_test_stops_the_ce
 
 
 @pytest.mark.slow
-def test_a_repeat_whose_test_split_is_a_copy_of_its_validation_split_is_refused(run_cli, tmp_path, data_dir):
-    """Files that differ only in where they lie: only the metrics can tell. The first repeat sees
-    every metric, the loss included, equal on both, and the cell's repeats stop there."""
+def test_a_test_split_that_is_a_copy_of_the_validation_split_is_refused_after_testing(compose_cfg, tmp_path):
+    """Files that differ only in where they lie: only the metrics can tell. The best checkpoint scores
+    every metric, the loss included, equal on both, so the run that tested (a repeat, here a single
+    run with evaluate_test) fails with the sentence, which stops a sweep cell's repeats."""
     from bench.data.synthetic import ensure_synthetic_dataset
+    from bench.train import train
 
     root = tmp_path / "synthetic_seg_v1"
     ensure_synthetic_dataset(root=str(root), kind="segmentation")
     shutil.copytree(root / "val", tmp_path / "copy_of_val")
-    sweep = tmp_path / "sweep"
-    result = run_cli("-m", f"hydra.sweep.dir={sweep}", "task=synthetic_seg", *TINY, "hydra.sweeper.n_trials=0",
-                     "hydra.sweeper.repeats=2", f"task.dataset.root={root}",
-                     f"task.datamodule.test_data_root={tmp_path / 'copy_of_val'}")
-    assert result.returncode == 1, result.stderr[-3000:]
-    (row,) = read_csv(sweep / "repeats.csv")
-    assert row["state"] == "FAIL"
-    assert "scores exactly the same on the validation and the test split" in row["error"]
+    cfg = compose_cfg("task=synthetic_seg", *TINY, "evaluate_test=true", f"task.dataset.root={root}",
+                      f"task.datamodule.test_data_root={tmp_path / 'copy_of_val'}", "task.datamodule.num_workers=0")
+    with pytest.raises(SplitOverlapError, match="scores exactly the same on the validation and the test split"):
+        train(cfg)
+    # The same run on the dataset's own test split tests as usual.
+    assert train(compose_cfg("task=synthetic_seg", *TINY, "evaluate_test=true", f"task.dataset.root={root}"))["test_value"] >= 0

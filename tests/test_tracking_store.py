@@ -25,17 +25,17 @@ def _start(cwd, name: str) -> subprocess.Popen:
 
 
 def test_sweeps_started_at_once_on_an_empty_folder_all_track_into_one_store(tmp_path):
-    """Before, 3 of 4 failed in MLflow's schema migration (each raced the others on the new file),
-    and the store was left half-migrated for every later sweep."""
-    sweeps = [_start(tmp_path, f"s{i}") for i in range(4)]
+    """Before, all but one failed in MLflow's schema migration (each raced the others on the new
+    file: 3 of 4 here), and the store was left half-migrated for every later sweep."""
+    sweeps = [_start(tmp_path, f"s{i}") for i in range(3)]
     codes = [p.wait(timeout=300) for p in sweeps]
-    assert codes == [0, 0, 0, 0], [(tmp_path / f"s{i}.log").read_text()[-1500:] for i in range(4)]
+    assert codes == [0, 0, 0], [(tmp_path / f"s{i}.log").read_text()[-1500:] for i in range(3)]
     db = tmp_path / "multirun_outputs" / "mlflow.db"
     assert db.stat().st_mode & 0o777 == 0o600
     client = MlflowClient(f"sqlite:///{db}")
     runs = client.search_runs([client.get_experiment_by_name("stub").experiment_id], "tags.`bench.level` = 'benchmark'")
-    assert len(runs) == 4
-    later = run_stub(tmp_path / "s4", *TRACKED, cwd=tmp_path)
+    assert len(runs) == 3
+    later = run_stub(tmp_path / "s3", *TRACKED, cwd=tmp_path)
     assert later.returncode == 0, later.stderr[-2000:]
 
 
