@@ -29,7 +29,7 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_repeats_tests_trac
     result = run_cli(
         "-m", "task=synthetic_seg,synthetic_cls", "model=prithvi_tiny,resnet50",
         "model.model_args.backbone_pretrained=false", "task.max_epochs=2", "task.patience=2",
-        "+trainer.limit_train_batches=1",  # this test is about the benchmark's plumbing, not learning
+        "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1",  # the benchmark's plumbing, not learning
         "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=3", "hydra.sweeper.sampler.seed=1",
         "hydra/sweeper/pruner=successive_halving", "hydra.sweeper.pruner.min_resource=1",
         "hydra.sweeper.pruner.reduction_factor=100", f"hydra.sweep.dir={sweep}", f"+db.password={SECRET}",

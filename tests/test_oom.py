@@ -34,8 +34,9 @@ def test_an_out_of_memory_trial_is_rerun_from_scratch_at_half_the_batch_size(com
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     record, out = tmp_path / "epochs.jsonl", tmp_path / "job"
     # Batches above 2 tiles run out of memory from epoch 1 on: each attempt at 8 and 4 finishes
-    # epoch 0 (and writes its last.ckpt) before failing, which the next attempt must not resume.
-    cfg = compose_cfg("hparams.batch_size=8", *FAST, *_inject_oom(2, from_epoch=1), *_record_epochs(record),
+    # epoch 0 (and writes its last.ckpt, as on a launcher that reruns jobs) before failing, which the
+    # next attempt must not resume.
+    cfg = compose_cfg("hparams.batch_size=8", "launcher.reruns_jobs=true", *FAST, *_inject_oom(2, from_epoch=1), *_record_epochs(record),
                       f"output_dir={out}")
     with mlflow.start_run() as run:
         returned = train(cfg)

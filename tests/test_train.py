@@ -81,6 +81,24 @@ def test_test_split_when_asked_is_evaluated_on_the_best_checkpoint(compose_cfg, 
     assert result["test/mIoU"] == pytest.approx(float(logged[0]["test/mIoU"]), abs=1e-6)
 
 
+@pytest.mark.parametrize(("launcher", "written"), [("local", False), ("slurm", True)])
+def test_a_resume_point_is_written_only_where_a_job_can_be_run_again(compose_cfg, tmp_path, launcher, written):
+    """SLURM requeues and Ray retries run a job again in its own dir, which resumes from last.ckpt;
+    the local launcher never does, and writing it every epoch (3.6 GB for a 300M model) is waste."""
+    import json
+
+    reruns = "true" if launcher != "local" else "false"  # what conf/launcher/<launcher>.yaml says
+    composed = compose_cfg(f"launcher={launcher}")
+    assert str(composed.launcher.reruns_jobs).lower() == reruns
+    record, out = tmp_path / "resume_point.jsonl", tmp_path / "job"
+    train(compose_cfg("task.max_epochs=2", f"launcher.reruns_jobs={reruns}", f"output_dir={out}",
+                      "+callbacks.probe._target_=tests.probes.RecordResumePoint", f"+callbacks.probe.path={record}",
+                      f"+callbacks.probe.output_dir={out}"))
+    # At the start of epoch 1, the resume point of epoch 0 exists where the launcher reruns jobs.
+    assert [json.loads(line)["last_ckpt"] for line in record.read_text().splitlines()] == [False, written]
+    assert not (out / "checkpoints" / "last.ckpt").exists()  # a finished job drops it either way
+
+
 def test_a_rerun_job_resumes_from_its_last_checkpoint(compose_cfg, tmp_path):
     """What a SLURM requeue or a Ray retry does: the same job, same output dir, runs again."""
     out = tmp_path / "job"

@@ -130,16 +130,18 @@ def _fit(cfg: DictConfig, spec: TrialSpec, plan: BatchPlan, trainer_args: dict[s
         save_weights_only=True,
         enable_version_counter=False,
     )
-    # last.ckpt lets a requeued (SLURM) or retried (Ray) trial resume instead of starting over.
-    # Not `save_last=True`: Lightning 2.6 only refreshes that when the metric improved. Saved at
-    # train-epoch end, after validation, so a resumed job starts the next epoch instead of redoing it.
+    # last.ckpt lets a requeued (SLURM) or retried (Ray) trial resume instead of starting over; a
+    # launcher that never reruns a job in its own dir (launcher.reruns_jobs: false, the local one)
+    # gets none, unless keep_last_checkpoint asks for it. Not `save_last=True`: Lightning 2.6 only
+    # refreshes that when the metric improved. Saved at train-epoch end, after validation, so a
+    # resumed job starts the next epoch instead of redoing it.
     resume_point = pl.callbacks.ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="last",
         save_top_k=1,
         save_on_train_epoch_end=True,
         enable_version_counter=False,
-    )
+    ) if OmegaConf.select(cfg, "launcher.reruns_jobs", default=True) or cfg.get("keep_last_checkpoint") else None
     # Several objectives: costs measured and logged, the other listed metrics checked and kept.
     others = spec.objectives.learned[1:] if spec.objectives else ()
     meter = CostMeter(spec.objectives.learned) if spec.objectives else None
@@ -149,7 +151,7 @@ def _fit(cfg: DictConfig, spec: TrialSpec, plan: BatchPlan, trainer_args: dict[s
         MetricMonitor(spec.metric, spec.mode, also=others),
         pl.callbacks.EarlyStopping(monitor=spec.metric, mode=spec.mode, patience=spec.patience),
         checkpoint,
-        resume_point,
+        *([resume_point] if resume_point else []),
     ]
     if trial is not None:
         callbacks.append(OptunaPruning(trial, spec.metric))
