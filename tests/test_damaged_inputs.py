@@ -62,12 +62,26 @@ def sweep(tmp_path_factory) -> Path:
     return directory
 
 
-def _report(*args: str):
-    import subprocess
-    import sys
+class Ran:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
-    return subprocess.run([sys.executable, "-m", "bench.report", *args, "--bootstrap", "20"], capture_output=True,
-                          text=True, timeout=300)
+
+def _report(capsys, *args: str) -> Ran:
+    """`python -m bench.report ...` in this process (its import costs seconds per run): the exit code
+    and what it printed. An exception other than the sentence's SystemExit fails the test."""
+    from bench.report.build import main
+
+    capsys.readouterr()
+    try:
+        main([*args, "--bootstrap", "20"])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        if isinstance(exc.code, str):
+            print(exc.code, file=__import__("sys").stderr)
+    out, err = capsys.readouterr()
+    return Ran(code, out, err)
 
 
 def _drop_column(path: Path, column: str) -> None:
@@ -94,7 +108,7 @@ REPORTS = {
 
 
 @pytest.mark.parametrize("case", sorted(REPORTS))
-def test_a_report_on_damaged_or_odd_input_is_a_sentence(case, sweep, tmp_path):
+def test_a_report_on_damaged_or_odd_input_is_a_sentence(case, sweep, tmp_path, capsys):
     import shutil
 
     copy = tmp_path / "sweep"
@@ -106,7 +120,7 @@ def test_a_report_on_damaged_or_odd_input_is_a_sentence(case, sweep, tmp_path):
     source = tmp_path / "empty" if case == "an empty dir" else copy
     source.mkdir(exist_ok=True)
     out = target.get(case, tmp_path / "out")
-    result = _report(str(source), "--out", str(out), "--no-mlflow")
+    result = _report(capsys, str(source), "--out", str(out), "--no-mlflow")
     assert result.returncode != 0, (case, result.stdout[-1500:])
     assert words in result.stderr, (case, result.stderr[-1500:])
     assert "Traceback" not in result.stderr
@@ -115,7 +129,7 @@ def test_a_report_on_damaged_or_odd_input_is_a_sentence(case, sweep, tmp_path):
         assert (tmp_path / "taken").read_text() == "mine"
 
 
-def test_a_second_report_writing_to_the_same_folder_is_refused(sweep, tmp_path):
+def test_a_second_report_writing_to_the_same_folder_is_refused(sweep, tmp_path, capsys):
     import fcntl
     import os
 
@@ -124,15 +138,15 @@ def test_a_second_report_writing_to_the_same_folder_is_refused(sweep, tmp_path):
     fd = os.open(out / ".bench-report.lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)  # as a first report holds it while it writes
     try:
-        result = _report(str(sweep), "--out", str(out), "--no-mlflow")
+        result = _report(capsys, str(sweep), "--out", str(out), "--no-mlflow")
     finally:
         os.close(fd)
     assert result.returncode != 0 and f"another bench.report is writing to {out}" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == [".bench-report.lock"]  # it wrote nothing
-    assert _report(str(sweep), "--out", str(out), "--no-mlflow").returncode == 0  # once free, it writes
+    assert _report(capsys, str(sweep), "--out", str(out), "--no-mlflow").returncode == 0  # once free, it writes
 
 
-def test_an_unreachable_tracking_server_is_a_warning_the_files_are_the_result(sweep, tmp_path):
+def test_an_unreachable_tracking_server_is_a_warning_the_files_are_the_result(sweep, tmp_path, capsys):
     import json
     import shutil
 
@@ -140,13 +154,13 @@ def test_an_unreachable_tracking_server_is_a_warning_the_files_are_the_result(sw
     shutil.copytree(sweep, copy)
     (copy / "mlflow.json").write_text(json.dumps({"tracking_uri": f"http://127.0.0.1:{_closed_port()}",
                                                   "experiment": "x", "benchmark_run": "0" * 32}))
-    result = _report(str(copy), "--out", str(tmp_path / "out"))
+    result = _report(capsys, str(copy), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "the report could not be logged to MLflow run" in result.stderr
     assert (tmp_path / "out" / "report.html").is_file()
 
 
-def test_a_report_says_its_sweep_is_still_running(sweep, tmp_path):
+def test_a_report_says_its_sweep_is_still_running(sweep, tmp_path, capsys):
     import fcntl
     import os
     import shutil
@@ -157,7 +171,7 @@ def test_a_report_says_its_sweep_is_still_running(sweep, tmp_path):
     os.pwrite(fd, b'{"pid": 4242, "host": "node1", "started": "now"}', 0)
     fcntl.flock(fd, fcntl.LOCK_EX)  # as a driver running the sweep holds it
     try:
-        result = _report(str(copy), "--out", str(tmp_path / "out"), "--no-mlflow")
+        result = _report(capsys, str(copy), "--out", str(tmp_path / "out"), "--no-mlflow")
     finally:
         os.close(fd)
     assert result.returncode == 0, result.stderr[-2000:]

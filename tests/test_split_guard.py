@@ -152,17 +152,44 @@ def test_a_repeat_of_hls_burn_scars_scores_test_and_validation_on_different_samp
 
 
 @pytest.mark.slow
-def test_a_datamodule_that_resolves_its_validation_samples_for_test_stops_the_cell_at_its_first_trial(
-        run_cli, tmp_path):
-    sweep = tmp_path / "sweep"
-    result = run_cli("-m", f"hydra.sweep.dir={sweep}", "task=synthetic_seg", *TINY, "hydra.sweeper.n_trials=3",
-                     "task.datamodule._target_=tests.split_datamodules.ValidationAsTest",
-                     env={"PYTHONPATH": str(REPO)})
-    assert result.returncode == 1
-    (row,) = read_csv(sweep / "results.csv")  # the first trial, before any training; no other trial ran
-    assert row["state"] == "FAIL"
-    assert "resolves the same 16 samples for validation and test" in row["error"]
-    assert "Traceback" not in result.stderr
+def test_a_cells_first_tuning_trial_compares_the_samples_its_datamodule_resolves(tmp_path, data_dir):
+    """A datamodule that tests on its validation files under a name no list knows: the first tuning
+    trial of a cell (its number 0) finds it before training, so the cell stops before its budget
+    is spent; later trials do not look again. A real study and trial, as the sweeper hands them."""
+    import optuna
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from bench.paths import CONFIG_DIR
+    from bench.train import train
+    from hydra_plugins.bench_sweeper._compat import trial_id
+    from hydra_plugins.bench_sweeper._studies import open_storage
+
+    journal = str(tmp_path / "optuna.journal")
+    study = optuna.create_study(study_name="cell", storage=open_storage(journal), direction="maximize")
+
+    def tuning_trial(number: int):
+        trial = study.ask()
+        assert trial.number == number
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=[
+                "task=synthetic_seg", *TINY, f"data_dir={data_dir}", f"output_dir={tmp_path / str(number)}",
+                "task.datamodule._target_=tests.split_datamodules.ValidationAsTest", "hydra.mode=MULTIRUN",
+                f"trial={{study: cell, storage: '{journal}', id: {trial_id(trial)}, number: {number}, phase: tune}}"],
+                return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]  # as a job sees its config
+        return cfg
+
+    try:
+        with pytest.raises(SplitOverlapError, match="resolves the same 16 samples for validation and test"):
+            train(tuning_trial(0))
+        assert not list((tmp_path / "0").glob("checkpoints/*.ckpt"))  # before any epoch
+        value = train(tuning_trial(1))  # a later trial trains without looking again
+        assert value == value
+    finally:
+        HydraConfig.instance().cfg = None
 
 
 @pytest.mark.slow
