@@ -60,9 +60,19 @@ def test_a_state_dir_someone_else_could_have_made_is_refused(tmp_path, owner, mo
 
 
 def test_not_root_means_cannot_run_here(tmp_path):
-    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash",
-                             str(SCRIPTS / "slurm-up.sh")], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "BENCH_SLURM_DIR": str(tmp_path / "state")})
+    """As another user (nobody). A checkout in a private folder (root's home, `mktemp -d`: 0700) is
+    not readable to it, so the helper runs from a readable copy."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as readable:
+        os.chmod(readable, 0o755)
+        scripts = Path(shutil.copytree(SCRIPTS, Path(readable) / "scripts"))
+        for path in [scripts, *scripts.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash",
+                                 str(scripts / "slurm-up.sh")], capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "BENCH_SLURM_DIR": str(tmp_path / "state")})
     assert result.returncode == 2  # the one failure tests may skip on
     assert "cannot run here: must run as root" in result.stderr
 
