@@ -86,8 +86,8 @@ def check_dir(path: Path, storage_location: str, dry_run: bool = False) -> None:
     if not path.is_dir():
         return
     identity = read_identity(path)
-    left = produced(path)
-    if not identity and left:
+    # What the dir holds is listed only for a sentence: counting the tables' rows reads them whole.
+    if not identity and (left := produced(path)):
         raise SweepDirError(f"{path} holds {listing(left)} but no {IDENTITY}, which names the sweep they belong "
                             f"to: starting there would begin a new sweep and rewrite its tables without those rows. "
                             f"{_restore_hint(path)}")
@@ -96,13 +96,12 @@ def check_dir(path: Path, storage_location: str, dry_run: bool = False) -> None:
     if "://" in storage_location:
         return
     journal = Path(storage_location)
-    rows = sum(table_rows(path / name) or 0 for name in TABLES if (path / name).is_file())
-    if identity and not journal.is_file() and rows:
-        raise SweepDirError(f"{path} holds {listing(left)} of sweep {identity['sweep_id']}, but its storage "
-                            f"{journal} is missing: it holds the studies those rows came from, and a new one would "
-                            "start the sweep over. Restore it (from a backup), or use a new hydra.sweep.dir.")
     if journal.is_file():
         check_journal(journal, repair=not dry_run)
+    elif identity and any(table_rows(path / name) for name in TABLES if (path / name).is_file()):
+        raise SweepDirError(f"{path} holds {listing(produced(path))} of sweep {identity['sweep_id']}, but its storage "
+                            f"{journal} is missing: it holds the studies those rows came from, and a new one would "
+                            "start the sweep over. Restore it (from a backup), or use a new hydra.sweep.dir.")
 
 
 def check_journal(journal: Path, repair: bool) -> None:

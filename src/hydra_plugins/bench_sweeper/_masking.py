@@ -18,6 +18,7 @@ forget the remembered values).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -66,6 +67,7 @@ def is_secret_key(key: Any) -> bool:
     return any(_is_secret_name(part) for part in key.lstrip("+~").split("."))
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every key masked and every NAME=VALUE in every log line
 def _is_secret_name(name: str) -> bool:
     words = [w.lower() for w in _WORD_BREAK.split(name) if w]
     if "_".join(words) in NOT_SECRET:
