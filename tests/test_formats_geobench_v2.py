@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.formats.check import check_task_reads
-from tests.formats.geobench_v2 import WRITERS
+from tests.formats.geobench_v2_all import WRITERS
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", sorted(WRITERS))
