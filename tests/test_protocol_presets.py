@@ -124,9 +124,9 @@ def test_every_model_gets_the_submissions_decoder_in_a_geobench_v2_cell(model):
 
 
 def test_pastis_median_is_not_scored_as_the_leaderboards_pastis():
-    """The leaderboard's pastis is a time series; gb2_pastis trains on one median image of it, so the
-    report (whose dataset is the task's name) must not put it beside the leaderboard's figures."""
-    cfg = compose_preset("geobench_v2_core", "task=gb2_pastis")
+    """The leaderboard's pastis is a time series; gb2_pastis_median trains on one median image of it, so
+    the report (whose dataset is the task's name) must not put it beside the leaderboard's figures."""
+    cfg = compose_preset("geobench_v2_core", "task=gb2_pastis_median")
     assert cfg.task.num_frames == 1 and cfg.task.datamodule.temporal_aggregation == "median"
     leaderboard = {row["dataset"] for row in unet_rows()}
     groups = json.loads((Path(bench.__file__).parent / "report" / "geobench2_groups.json").read_text())
