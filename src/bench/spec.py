@@ -13,22 +13,56 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from bench.cell_checks import check_freezable, check_metric, temporal_args
 from bench.errors import ConfigError
 from bench.objectives import Objectives, parse_objectives
 from bench.splits import HeldOut, held_out
 from hydra_plugins.bench_sweeper._cells import DIRECTIONS
 
-# TerraTorch's task class for each task type bench supports.
-TASK_CLASSES = {
-    "segmentation": "terratorch.tasks.SemanticSegmentationTask",
-    "classification": "terratorch.tasks.ClassificationTask",
-    "multilabel_classification": "terratorch.tasks.MultiLabelClassificationTask",
-    "regression": "terratorch.tasks.PixelwiseRegressionTask",
+
+@dataclass(frozen=True)
+class Stages:
+    """How a TerraTorch task class names a metric on each split: its pixelwise and classification
+    tasks log val/mIoU and test/mIoU, its ObjectDetectionTask val_map and test_map (and no loss on
+    the validation split: it only predicts there)."""
+
+    train: str = "train/"
+    val: str = "val/"
+    test: str = "test/"
+    val_loss: bool = True
+
+    def bare(self, key: str, split: str) -> str | None:
+        """The metric's name without this split's prefix; None for a key of another split."""
+        prefix = getattr(self, split)
+        return key[len(prefix):] if key.startswith(prefix) and len(key) > len(prefix) else None
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """What a task type trains with: TerraTorch's task class, how it names its metrics, and for the
+    detection types the factory and framework the type implies whatever the model file says."""
+
+    task_class: str
+    stages: Stages = Stages()
+    model_factory: str | None = None  # None: the model file's own
+    model_args: tuple[tuple[str, Any], ...] = ()  # set over the model's and its head's
+
+
+_DETECTION = Stages(train="train_", val="val_", test="test_", val_loss=False)
+TASK_TYPES = {
+    "segmentation": TaskType("terratorch.tasks.SemanticSegmentationTask"),
+    "classification": TaskType("terratorch.tasks.ClassificationTask"),
+    "multilabel_classification": TaskType("terratorch.tasks.MultiLabelClassificationTask"),
+    "regression": TaskType("terratorch.tasks.PixelwiseRegressionTask"),
+    # Boxes (Faster R-CNN) and boxes with a mask each (Mask R-CNN): one TerraTorch task, its framework
+    # picked by model_args.framework; the model's task_types entry gives the necks to a multi-scale map.
+    "object_detection": TaskType("terratorch.tasks.ObjectDetectionTask", _DETECTION, "ObjectDetectionModelFactory",
+                                 (("framework", "faster-rcnn"),)),
+    "instance_segmentation": TaskType("terratorch.tasks.ObjectDetectionTask", _DETECTION,
+                                      "ObjectDetectionModelFactory", (("framework", "mask-rcnn"),)),
 }
-# How a single-image backbone takes a multi-temporal task (task.num_frames > 1) when its model file
-# states nothing else (model.temporal_args): TerraTorch's TemporalWrapper runs the backbone on each
-# date and averages the features over time, so every neck and decoder sees one image's features.
-TEMPORAL_WRAPPER = {"backbone_use_temporal": True, "backbone_temporal_pooling": "mean"}
+# TerraTorch's task class for each task type bench supports.
+TASK_CLASSES = {name: kind.task_class for name, kind in TASK_TYPES.items()}
 # Optuna's direction names (as the sweeper spells them) -> Lightning's monitor modes.
 MONITOR_MODES = dict(zip(DIRECTIONS, ("min", "max")))
 
@@ -51,6 +85,8 @@ class TrialSpec:
     # task.validation_from_train: validation held out of the training split (bench.splits). None:
     # the datamodule's own validation split.
     heldout: HeldOut | None = None
+    # How the task class names metrics per split (the monitor, the test metric, the val/test check).
+    stages: Stages = Stages()
 
 
 def _required(node: DictConfig, key: str, group: str) -> Any:
@@ -83,11 +119,13 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
     task_name = _required(task, "name", "task")
     where = f"task '{task_name}'"
     task_class = task_class_for(_required(task, "type", "task"))
+    kind = TASK_TYPES[task.type]
     metric, direction = _required(task, "metric", "task"), _required(task, "direction", "task")
     objectives = parse_objectives(metric, direction, task_name)  # a list: several objectives
     if objectives is not None:
         metric, direction = objectives.primary, objectives.primary_direction
     mode = monitor_mode(direction)
+    check_metric(task.type, metric, where)
     for key in ("datamodule", "max_epochs"):
         _required(task, key, "task")
     if "_target_" not in task.datamodule:
@@ -109,13 +147,16 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
     patience = max_epochs if patience is None else _positive_int(
         patience, "task.patience", "the validation epochs without improvement before early stopping (null: never stop early)")
     task_kwargs = OmegaConf.merge(
-        {"model_factory": model.get("model_factory", "EncoderDecoderFactory"), "model_args": plain(model.model_args)},
-        {"model_args": _temporal_args(task, model, plain)},
+        {"model_factory": kind.model_factory or model.get("model_factory", "EncoderDecoderFactory"),
+         "model_args": plain(model.model_args)},
+        {"model_args": temporal_args(task, model, plain)},
         {"model_args": plain(head)},
         {"model_args": plain(task.get("model_args"))},
+        {"model_args": dict(kind.model_args)},
         plain(task.get("task_args")),
         hparams,
     )
+    check_freezable(task_kwargs, model, where)
     # A task without classes (regression: num_classes null) gives the head no class count.
     if task_kwargs.model_args.get("num_classes", 0) is None:
         del task_kwargs.model_args["num_classes"]
@@ -126,12 +167,13 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
         task_kwargs=OmegaConf.to_container(task_kwargs),
         datamodule=OmegaConf.to_container(datamodule),
         metric=metric,
-        test_metric=task.get("test_metric") or _on_test_split(metric, task_name),
+        test_metric=task.get("test_metric") or _on_test_split(metric, task_name, kind.stages),
         mode=mode,
         max_epochs=max_epochs,
         patience=patience,
         objectives=objectives,
         heldout=held_out(task),
+        stages=kind.stages,
     )
 
 
@@ -146,18 +188,6 @@ def _head_for(model: DictConfig, task_type: str, where: str) -> DictConfig | Non
                           f"{', '.join(sorted(k for k in types if types[k] is not None))}. Pick another model, or add "
                           f"model.task_types.{task_type}")
     return types[task_type]
-
-
-def _temporal_args(task: DictConfig, model: DictConfig, plain) -> dict[str, Any]:
-    """The model's arguments for a multi-temporal task's (B, C, T, H, W) batches: its own
-    `temporal_args` (the Prithvi models take the frames natively: {}), else TerraTorch's wrapper."""
-    frames = task.get("num_frames", 1)
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ConfigError(f"task '{task.name}': task.num_frames={frames!r} is not possible: it is the number of "
-                          "time steps per sample, a whole number of at least 1")
-    if frames == 1:
-        return {}
-    return plain(model.temporal_args) if "temporal_args" in model else dict(TEMPORAL_WRAPPER)
 
 
 def check_bands(task: DictConfig, model: DictConfig) -> None:
@@ -189,13 +219,14 @@ def _check_partition(task: DictConfig, where: str) -> None:
                           f"partitions: {', '.join(partitions)}")
 
 
-def _on_test_split(metric: str, task_name: str) -> str:
-    """TerraTorch logs each metric once per split, prefixed with the stage: val/mIoU, test/mIoU."""
-    stage, _, name = metric.partition("/")
-    if stage != "val" or not name:
+def _on_test_split(metric: str, task_name: str, stages: Stages = Stages()) -> str:
+    """TerraTorch logs each metric once per split, prefixed with the stage: val/mIoU, test/mIoU
+    (val_map, test_map for detection: `stages`)."""
+    name = stages.bare(metric, "val")
+    if name is None:
         raise ConfigError(f"task '{task_name}': task.metric={metric!r} is not a TerraTorch validation metric "
-                          "(val/<name>), so its test-split counterpart is unknown; set task.test_metric")
-    return f"test/{name}"
+                          f"({stages.val}<name>), so its test-split counterpart is unknown; set task.test_metric")
+    return f"{stages.test}{name}"
 
 
 def _positive_int(value, key: str, meaning: str) -> int:

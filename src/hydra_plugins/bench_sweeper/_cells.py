@@ -48,6 +48,7 @@ class Cell:
     fixed: dict[str, str] = field(default_factory=dict)
     study_name: str = ""
     config: Any = None  # the cell's composed config (DictConfig), for observers
+    n_trials: int | None = None  # its own trial count (hydra.sweeper.n_trials_key); None: the sweep's
 
 
 def bare_key(key: str) -> str:
@@ -120,6 +121,7 @@ def describe_cell(
     default_direction: str,
     columns: dict[str, str] | None = None,
     exclude_key: str | None = None,
+    n_trials_key: str | None = None,
 ) -> None:
     """Fill in the cell's metric, direction, columns and search space from its composed config.
 
@@ -139,6 +141,11 @@ def describe_cell(
                                f"but {where} {len(directions(cell.direction))} direction(s) ({as_text(cell.direction)}): "
                                "give one direction per metric, in the same order")
     cell.columns = {name: _select(cell_cfg, key) for name, key in (columns or {}).items()}
+    own = _select(cell_cfg, n_trials_key)
+    if own is not None and (isinstance(own, bool) or not isinstance(own, int) or own < 0):
+        raise SweepConfigError(f"cell {cell.label}: {n_trials_key}={own!r} is not a trial count: give a whole number "
+                               "of at least 0 (0: straight to the repeats), or null for hydra.sweeper.n_trials")
+    cell.n_trials = own
 
     params: dict[str, Any] = {}
     space_node = _select(cell_cfg, search_space_key)

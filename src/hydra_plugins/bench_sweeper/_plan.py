@@ -51,10 +51,12 @@ class SweepPlan:
 
     def tuning_trials(self, cell: Cell) -> int:
         """With repeats, a cell with nothing to search (or n_trials=0) goes straight to them; with
-        the grid sampler, a cell runs no more trials than its grid has points."""
+        the grid sampler, a cell runs no more trials than its grid has points. A cell may give its own
+        count (hydra.sweeper.n_trials_key)."""
         if self.seeds and not cell.distributions:
             return 0
-        return min(self.n_trials, self.grid_sizes.get(cell.label, self.n_trials))
+        n_trials = self.n_trials if cell.n_trials is None else cell.n_trials
+        return min(n_trials, self.grid_sizes.get(cell.label, n_trials))
 
     def repeats_opener(self, storage: Any) -> Any:
         from ._repeats import opener
@@ -98,7 +100,7 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
         describe_cell(cell, cell_cfg, split, params or {}, search_space_key=settings.search_space_key,
                       metric_key=settings.metric_key, direction_key=settings.direction_key,
                       default_direction=settings.direction, columns=columns or {},
-                      exclude_key=settings.search_exclude_key)
+                      exclude_key=settings.search_exclude_key, n_trials_key=settings.n_trials_key)
         if seeds and OmegaConf.select(cell_cfg, settings.seed_key or "", default=_ABSENT) is _ABSENT:
             raise SweepConfigError(f"cell {cell.label}: repeats set each seed at hydra.sweeper.seed_key="
                                    f"{settings.seed_key!r}, which is not a key of its config; name the key your app "

@@ -185,6 +185,9 @@ class BenchSweeperConf:
     # terratorch-iterate's optimization_except): bench's classification tasks drop the decoder width.
     search_exclude_key: Optional[str] = None
     metric_key: Optional[str] = "task.metric"
+    # Where a cell's config may give its own trial count, for a protocol that tunes some cells less
+    # (GEO-Bench-2 gives its detection datasets 10 trials, the others 16). Absent or null: n_trials.
+    n_trials_key: Optional[str] = None
     direction_key: Optional[str] = "task.direction"
     # Config node each trial gets (study, storage, trial id), so the job can report and prune;
     # jobs read this setting from their own hydra.sweeper config (trial.py).
