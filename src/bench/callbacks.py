@@ -38,8 +38,9 @@ class MetricMonitor(pl.Callback):
     fails in seconds rather than after the whole fit.
     """
 
-    def __init__(self, metric: str, mode: str, also: tuple[str, ...] = ()) -> None:
-        self.metric, self.mode, self.also = metric, mode, also
+    def __init__(self, metric: str, mode: str, also: tuple[str, ...] = (), listed: tuple[str, ...] = ("val/", "train/")) -> None:
+        # listed: the prefixes of the metrics a refusal names (the task class's validation and training ones).
+        self.metric, self.mode, self.also, self.listed = metric, mode, also, listed
         self.checked = False
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -47,7 +48,7 @@ class MetricMonitor(pl.Callback):
         if not self.checked:
             missing = [name for name in (self.metric, *self.also) if name not in logged]
             if missing:
-                available = sorted(k for k in logged if k.startswith(("val/", "train/")))
+                available = sorted(k for k in logged if k.startswith(self.listed))
                 named = (f"task.metric={self.metric!r} is" if not self.also else
                          f"task.metric lists {', '.join(map(repr, missing))}, which {'is' if len(missing) == 1 else 'are'}")
                 raise MetricNotLoggedError(

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from bench.errors import SplitOverlapError, TestSplitError
-from bench.spec import TrialSpec
+from bench.spec import Stages, TrialSpec
 from hydra_plugins.bench_sweeper.trial import PHASE_REPEAT, PHASE_TUNE
 
 
@@ -84,7 +84,7 @@ def _refuse_validation_as_test(trainer: Any, task: Any, datamodule: Any, checkpo
     finally:
         trainer.loggers = loggers
     val = {key: float(value) for key, value in (results[0] if results else {}).items()}
-    if same_samples(val, test):
+    if same_samples(val, test, spec.stages):
         raise SplitOverlapError(
             f"task '{spec.task_name}': its best checkpoint scores exactly the same on the validation and the test "
             f"split ({', '.join(f'{k} = {v:.6g}' for k, v in sorted(test.items()))}): they are the same samples, so "
@@ -92,11 +92,19 @@ def _refuse_validation_as_test(trainer: Any, task: Any, datamodule: Any, checkpo
             "hold out a validation set from the training split (task.validation_from_train).")
 
 
-def same_samples(val: dict[str, float], test: dict[str, float]) -> bool:
+def same_samples(val: dict[str, float], test: dict[str, float], stages: Stages = Stages()) -> bool:
     """Every metric logged on both splits equal, the loss among them: a continuous value two
-    different sets of samples do not share by chance (an accuracy of 1.0 on both can)."""
-    shared = {key.partition("/")[2] for key in test if key.startswith("test/")} & {
-        key.partition("/")[2] for key in val if key.startswith("val/")}
-    if "loss" not in shared or len(shared) < 2:
+    different sets of samples do not share by chance (an accuracy of 1.0 on both can). A task that
+    logs no validation loss (detection: only mAP and mAR) needs one shared value other than 0, 1 and
+    -1 (torchmetrics' "no such object"), which an untrained detector's both splits give alike."""
+    val_names = {name: key for key in val if (name := stages.bare(key, "val")) is not None}
+    test_names = {name: key for key in test if (name := stages.bare(key, "test")) is not None}
+    shared = set(val_names) & set(test_names)
+    if len(shared) < 2:
         return False
-    return all(abs(val[f"val/{k}"] - test[f"test/{k}"]) <= 1e-9 * max(1.0, abs(test[f"test/{k}"])) for k in shared)
+    if stages.val_loss and "loss" not in shared:
+        return False
+    if not stages.val_loss and all(test[test_names[k]] in (0.0, 1.0, -1.0) for k in shared):
+        return False
+    return all(abs(val[val_names[k]] - test[test_names[k]]) <= 1e-9 * max(1.0, abs(test[test_names[k]]))
+               for k in shared)

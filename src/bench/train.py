@@ -148,7 +148,7 @@ def _fit(cfg: DictConfig, spec: TrialSpec, plan: BatchPlan, trainer_args: dict[s
     callbacks = [
         *([SplitGuard(spec.task_name)] if guard_splits else []),
         *([meter] if meter else []),
-        MetricMonitor(spec.metric, spec.mode, also=others),
+        MetricMonitor(spec.metric, spec.mode, also=others, listed=(spec.stages.val, spec.stages.train)),
         pl.callbacks.EarlyStopping(monitor=spec.metric, mode=spec.mode, patience=spec.patience),
         checkpoint,
         *([resume_point] if resume_point else []),

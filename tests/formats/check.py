@@ -25,6 +25,30 @@ ONE_STEP = [
 ]
 
 
+# Task types whose batches hold, per image, a list of objects rather than one target tensor.
+DETECTION = ("object_detection", "instance_segmentation")
+
+
+def check_detection_batch(task: str, batch: dict[str, Any], fields, num_classes: int, masks: bool) -> None:
+    """Per image (under the task's own field names, as ObjectDetectionTask reads them): its boxes (N, 4) in
+    pixels inside the tile, x2 > x1 and y2 > y1; N class indices, real classes (not the background 0
+    torchvision reserves, nor past num_classes); for instance segmentation N binary masks of the tile's size.
+    Every image of the fixtures holds at least one object."""
+    height, width = batch["image"].shape[-2:]
+    boxes, labels = batch[fields.boxes_field], batch[fields.labels_field]
+    assert isinstance(boxes, list) and len(boxes) == len(labels) == 2, (task, type(boxes), len(boxes))
+    for i, (b, lab) in enumerate(zip(boxes, labels)):
+        n = b.shape[0]
+        assert n >= 1 and tuple(b.shape) == (n, 4) and tuple(lab.shape) == (n,), (task, i, tuple(b.shape), tuple(lab.shape))
+        assert bool((b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()), (task, i, b)
+        assert float(b.min()) >= 0 and float(b[:, 2].max()) <= width and float(b[:, 3].max()) <= height, (task, i, b)
+        assert int(lab.min()) >= 0 and int(lab.max()) < num_classes, (task, i, lab)
+        if masks:
+            m = batch[fields.masks_field][i]
+            assert tuple(m.shape) == (n, height, width), (task, i, tuple(m.shape), (n, height, width))
+            assert set(m.unique().tolist()) <= {0, 1} and bool((m.flatten(1).amax(1) == 1).all()), (task, i)
+
+
 def load_batch(cfg) -> tuple[Any, dict[str, Any]]:
     """The task's datamodule, set up for fitting, and the first training batch it yields."""
     from bench.preflight import preflight
@@ -47,7 +71,9 @@ def check_task_reads(compose_cfg: Callable, task: str, *overrides: str) -> dict[
     # (B, C, H, W), or (B, C, T, H, W) for multi-temporal tasks.
     assert image.shape[0] == 2 and image.shape[1] == n_bands, (task, tuple(image.shape), n_bands)
     assert target is not None, f"{task}: the batch has neither a mask nor a label: {sorted(batch)}"
-    if cfg.task.type in ("segmentation", "regression"):
+    if cfg.task.type in DETECTION:
+        check_detection_batch(task, batch, cfg.task.task_args, cfg.task.num_classes, cfg.task.type == "instance_segmentation")
+    elif cfg.task.type in ("segmentation", "regression"):
         assert tuple(target.shape[-2:]) == tuple(image.shape[-2:]), (task, tuple(target.shape), tuple(image.shape))
     elif cfg.task.type == "multilabel_classification":
         assert target.shape == (2, cfg.task.num_classes), (task, tuple(target.shape))
