@@ -170,7 +170,41 @@ def test_the_submission_says_what_the_leaderboard_would_refuse(tmp_path, capsys)
     assert "submission/: the leaderboard wants every dataset of at least one of its capability groups" in stderr
     assert "submission/: lower-is-better scores on cropland" in stderr
     scores = pd.read_csv(tmp_path / "report" / "submission" / "results_and_parameters.csv")
-    assert set(scores["Metric"]) == {"RMSE"} and set(scores["decoder"]) == {"UNetDecoder"}
+    # the leaderboard's own decoder label; an RMSE it has no higher-is-better form of stays as it is
+    assert set(scores["Metric"]) == {"RMSE"} and set(scores["decoder"]) == {"UNet"}
+    assert sorted(scores["test metric"]) == sorted([0.5, 0.51, 0.52])
+
+
+def test_biomassters_rmse_is_converted_as_the_leaderboard_stores_it_only_where_it_does(tmp_path, capsys):
+    """The leaderboard keeps biomassters as 1 - RMSE x 0.2538 (higher is better, still labelled RMSE):
+    the submission folder and --compat convert bench's RMSE so; scores.csv and bench's own method keep
+    the RMSE, lower is better."""
+    from bench.report.leaderboard import BIOMASSTERS_STD
+
+    cells = [{**_cell("biomassters", model, "val/RMSE", direction="minimize"), "params": {}}
+             for model in ("prithvi", "dofa_large")]
+    sweep = write_sweep(tmp_path / "sweep", cells)
+    rmse = [0.5 + 0.01 * seed for seed in range(REQUIRED_SEEDS)]
+    main([str(sweep), "--out", str(tmp_path / "own"), "--bootstrap", "20", "--no-mlflow"])
+    main([str(sweep), "--out", str(tmp_path / "compat"), "--compat", "geobench2-leaderboard", "--no-mlflow"])
+    err = capsys.readouterr().err
+    submitted = pd.read_csv(tmp_path / "own" / "submission" / "results_and_parameters.csv")
+    assert set(submitted["Metric"]) == {"RMSE"}
+    assert sorted(submitted["test metric"]) == pytest.approx(sorted([1 - r * BIOMASSTERS_STD for r in rmse] * 2))
+    assert "lower-is-better" not in err  # neither the submission's objection nor compat's warning
+    assert sorted(pd.read_csv(tmp_path / "own" / "scores.csv")["test metric"]) == pytest.approx(sorted(rmse * 2))
+    own = pd.read_csv(tmp_path / "own" / "datasets.csv")
+    compat = pd.read_csv(tmp_path / "compat" / "datasets.csv")
+    assert own["raw_mean"].tolist() == pytest.approx([sum(rmse) / len(rmse)] * 2)
+    assert compat["raw_mean"].tolist() == pytest.approx([1 - sum(rmse) / len(rmse) * BIOMASSTERS_STD] * 2)
+    assert set(own["direction"]) == {"minimize"} and set(compat["direction"]) == {"maximize"}
+
+
+def test_detection_metrics_get_the_leaderboards_labels():
+    from bench.report.leaderboard import metric_label
+
+    assert [metric_label(m) for m in ("val_map", "test_segm_map", "val/mIoU", "val/Accuracy_Micro", "val/IoU_1")] == [
+        "test_test_map", "test_test_segm_map", "Multiclass_Jaccard_Index", "Overall_Accuracy", "IoU_1"]
 
 
 def test_leaderboard_csvs_alone_give_no_submission_folder(tmp_path, capsys):

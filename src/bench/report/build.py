@@ -98,7 +98,7 @@ def _compat_warnings(args: argparse.Namespace, data: pd.DataFrame) -> list[str]:
     if lower:
         said.append(f"--compat {args.compat}: lower-is-better scores on {', '.join(lower)} reach the leaderboard's "
                     "method unconverted, and it ranks higher as better, so a better model scores lower there; "
-                    "convert them first (the leaderboard stores biomassters as 1 - RMSE x 0.2538)")
+                    "the leaderboard has a higher-is-better form of biomassters' RMSE only (1 - RMSE x 0.2538)")
     if args.normalizer is None and data["source"].nunique() > 1:
         said.append(f"--compat {args.compat} without --normalizer: the observed range across all inputs normalises "
                     "the scores, so each input's figures depend on the others; the leaderboard uses a fixed one")
@@ -158,6 +158,8 @@ def _unequal_notes(datasets: pd.DataFrame, failed: pd.DataFrame, flags: pd.DataF
 def build(args: argparse.Namespace) -> Path:
     loaded = merge.load(args.inputs, args.tracking_uri, args.where, per_input=bool(args.compat))
     data = _scored(loaded.scores)  # every input checked before anything is made
+    if args.compat:  # biomassters' RMSE as the leaderboard stores it, as its own submissions hold it
+        data = leaderboard.as_leaderboard_scores(data, score="score", label="metric")
     normalizer = _normalizer(args.normalizer, set(data["dataset"]))
     groups = _groups(args.groups, set(data["dataset"]), normalizer)
     out = Path(args.out or (loaded.sweep_dirs[0] / "report" if loaded.sweep_dirs else "report"))

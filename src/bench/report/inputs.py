@@ -154,7 +154,7 @@ def _layout(rows: pd.DataFrame, directory: Path, swept: list[str]) -> pd.DataFra
         batch = rows["batch_size"].where(~retried)
     out = pd.DataFrame({
         "dataset": column("task", "cell"),
-        "Metric": column("metric").astype(str).str.partition("/")[2].map(metric_label),
+        "Metric": column("metric").astype(str).map(metric_label),
         "test metric": column("test_value"), "Seed": column("seed"), "backbone": column("model", "cell"),
         "decoder": column("decoder").fillna("unknown"), "lr": column("hparams.lr", "lr"), "batch_size": batch,
         "weight_decay": column("hparams.optimizer_hparams.weight_decay", "weight_decay"),

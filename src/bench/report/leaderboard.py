@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hydra_plugins.bench_sweeper._objectives import MINIMIZE
+from hydra_plugins.bench_sweeper._objectives import MAXIMIZE, MINIMIZE
 
 TEXT = ["dataset", "Metric", "experiment_name", "partition name", "backbone", "decoder", "batch_size_selection",
         "frozen_or_full_ft"]
@@ -36,13 +36,40 @@ LAYOUT = REQUIRED + ["decoder", "lr", "batch_size", "weight_decay", "n_trials", 
 # "Accuracy" is the macro (per-class averaged) accuracy, not the leaderboard's Overall_Accuracy
 # (micro, TerraTorch's "Accuracy_Micro"), so it keeps its own name.
 METRIC_LABELS = {"Accuracy_Micro": "Overall_Accuracy", "mIoU": "Multiclass_Jaccard_Index",
-                 "Multilabel_F1_Score": "Multilabel_F1_Score", "RMSE": "RMSE"}
+                 "Multilabel_F1_Score": "Multilabel_F1_Score", "RMSE": "RMSE",
+                 # TerraTorch's detection task logs test_map / test_segm_map; terratorch-iterate, which ran
+                 # the submissions, prefixed its test metrics with "test_" once more.
+                 "map": "test_test_map", "segm_map": "test_test_segm_map"}
+# bench's decoder names (task.decoder_name) -> the leaderboard's labels; the detection frameworks
+# (faster-rcnn, mask-rcnn) are the same in both.
+DECODER_LABELS = {"UNetDecoder": "UNet"}
+# The leaderboard stores biomassters' RMSE as 1 - RMSE x this (its utils/constants.py BIOMASSTERS_STD,
+# the dataset's target standard deviation), higher is better, still labelled RMSE; no other dataset
+# is converted.
+BIOMASSTERS_STD = 0.2537951171398163
+CONVERTED = {("biomassters", "RMSE"): lambda rmse: 1 - rmse * BIOMASSTERS_STD}
+_STAGES = ("val/", "test/", "train/", "val_", "test_", "train_")
 # GEO-Bench partitions: default (the whole training split) or 0.01x_train ... 1.00x_train.
 _FRACTION = re.compile(r"(\d+(?:\.\d+)?)x[_ ]train")
 
 
 def metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)
+    """The leaderboard's label for a TerraTorch metric, given with or without its stage (val/mIoU,
+    test_map)."""
+    name = next((metric[len(p):] for p in _STAGES if metric.startswith(p)), metric)
+    return METRIC_LABELS.get(name, name)
+
+
+def as_leaderboard_scores(scores: pd.DataFrame, score: str = "test metric", label: str = "Metric") -> pd.DataFrame:
+    """The leaderboard's form of bench's own lower-is-better scores where it has one (biomassters: 1 -
+    RMSE x 0.2538, then higher is better); rows already in that form (direction maximize, as every
+    leaderboard CSV's) and every other dataset stay as they are."""
+    out = scores.copy()
+    for (dataset, metric), convert in CONVERTED.items():
+        rows = (out["dataset"].astype(str) == dataset) & (out[label] == metric) & (out["direction"] == MINIMIZE)
+        out.loc[rows, score] = convert(pd.to_numeric(out.loc[rows, score]))
+        out.loc[rows, "direction"] = MAXIMIZE
+    return out
 
 
 def data_percentage(partition: object) -> float:
@@ -106,7 +133,10 @@ def additional_info(scores: pd.DataFrame) -> dict:
 
 
 def write_submission(scores: pd.DataFrame, folder: Path) -> list[str]:
-    """The leaderboard's submission folder; returns what its validation or scoring would object to."""
+    """The leaderboard's submission folder, in its vocabulary (its decoder labels, biomassters' RMSE
+    converted as it stores it); returns what its validation or scoring would object to."""
+    scores = as_leaderboard_scores(scores)
+    scores["decoder"] = scores["decoder"].map(lambda d: DECODER_LABELS.get(d, d))
     folder.mkdir(parents=True, exist_ok=True)
     scores.to_csv(folder / CSV_FILE, index=False)
     (folder / JSON_FILE).write_text(json.dumps(additional_info(scores), indent=1) + "\n")
@@ -128,6 +158,6 @@ def _objections(scores: pd.DataFrame) -> list[str]:
                     f"{', '.join(groups['Core'])}); this one has {', '.join(sorted(have))}")
     lower = sorted(scores.loc[scores["direction"] == MINIMIZE, "dataset"].astype(str).unique())
     if lower:
-        said.append(f"lower-is-better scores on {', '.join(lower)}: the leaderboard ranks higher as better (it "
-                    "stores biomassters as 1 - RMSE x 0.2538); convert them before submitting")
+        said.append(f"lower-is-better scores on {', '.join(lower)}: the leaderboard ranks higher as better and has a "
+                    "higher-is-better form of biomassters' RMSE only (1 - RMSE x 0.2538); convert them before submitting")
     return said
