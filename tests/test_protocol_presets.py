@@ -30,7 +30,7 @@ LEADERBOARD = DATA / "geobench2_leaderboard"
 # public submission, 80100fc6, is its frozen-backbone table.
 FULL_FT = ["submission_114be1f0-5a41-43a5-b4e6-7fb683bc01ec.csv", "submission_2ce4a907-7ae3-45d3-a07a-558f8d0d758b.csv"]
 ITERATE = DATA / "iterate"
-GEOBENCH_V2_PRESETS = ["geobench_v2_core", "hls"]
+GEOBENCH_V2_PRESETS = ["geobench_v2", "geobench_v2_core", "hls"]
 PRESETS = ["geobench_v1", *GEOBENCH_V2_PRESETS]
 # The catalog models a benchmark compares (prithvi_tiny is the tests' and demo's random model).
 MODELS = [m for m in group_options("model") if m != "prithvi_tiny"]
@@ -57,17 +57,6 @@ def search(cfg) -> tuple[dict, dict]:
     return parse_search_space({k: v for k, v in params.items() if k.lstrip("+") not in skipped})
 
 
-def unet_rows(files=None) -> list[dict[str, str]]:
-    """Every UNet row of the public submissions (the detection rows, faster-rcnn and mask-rcnn, are a
-    task type bench does not have)."""
-    rows = []
-    for path in sorted(LEADERBOARD.glob("submission_*.csv")) if files is None else [LEADERBOARD / f for f in files]:
-        with path.open(newline="") as f:
-            rows += [{**row, "submission": path.name} for row in csv.DictReader(f) if row["decoder"] == "UNet"]
-    assert rows, "no UNet rows: the submissions moved"
-    return rows
-
-
 def one(values, what: str):
     found = set(values)
     assert len(found) == 1, f"the source has several {what}: {sorted(found)}"
@@ -79,6 +68,77 @@ def iterate(name: str) -> dict:
 
 
 # --- GEO-Bench-2 -------------------------------------------------------------------------------------
+
+GROUPS = json.loads((Path(bench.__file__).parent / "report" / "geobench2_groups.json").read_text())
+# The leaderboard's decoder labels -> bench's decoder names (task.decoder_name).
+DECODERS_V2 = {"UNet": "UNetDecoder", "faster-rcnn": "faster-rcnn", "mask-rcnn": "mask-rcnn"}
+# Where bench differs from the submissions on purpose (the preset's comment says why): they label their
+# classification rows "UNet" too; bench puts a pooled linear head there.
+DECODER_DIFFERS = {dataset: "IdentityDecoder" for dataset in GROUPS["Classification"]}
+
+
+def all_rows(files=None) -> list[dict[str, str]]:
+    rows = []
+    for path in sorted(LEADERBOARD.glob("submission_*.csv")) if files is None else [LEADERBOARD / f for f in files]:
+        with path.open(newline="") as f:
+            rows += [{**row, "submission": path.name} for row in csv.DictReader(f)]
+    assert rows, "no rows: the submissions moved"
+    return rows
+
+
+def unet_rows(files=None) -> list[dict[str, str]]:
+    """Every UNet row of the public submissions (segmentation, regression and classification)."""
+    return [row for row in all_rows(files) if row["decoder"] == "UNet"]
+
+
+def by_dataset(rows) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list] = {}
+    for row in rows:
+        out.setdefault(row["dataset"], []).append(row)
+    return out
+
+
+def dataset_of(task: str) -> str:
+    return compose_preset("geobench_v2", f"task={task}").task.name
+
+
+def test_geobench_v2_presets_are_the_leaderboards_datasets():
+    every = set(by_dataset(all_rows()))
+    assert len(every) == 19 and every == {d for members in GROUPS.values() for d in members}
+    assert sorted(dataset_of(t) for t in cells("geobench_v2")) == sorted(every)
+    assert sorted(dataset_of(t) for t in cells("geobench_v2_core")) == sorted(GROUPS["Core"])
+
+
+@pytest.mark.parametrize("preset", ["geobench_v2", "geobench_v2_core"])
+def test_each_geobench_v2_cell_has_its_datasets_protocol(preset):
+    """Per dataset, from every public row of it: decoder, metric label, early-stopping patience, weight
+    decay, the batch sizes (tuned over the rows' set, or the one fixed size most rows ran), the trial
+    count and the fine-tuning mode."""
+    from bench.report.leaderboard import metric_label
+
+    rows = by_dataset(all_rows())
+    sweeper = compose_preset(preset).hydra.sweeper
+    for task in sweeper.cells.task:
+        cfg = compose_preset(preset, f"task={task}", "model=prithvi")
+        dataset, source = cfg.task.name, rows[cfg.task.name]
+        decoder = one((r["decoder"] for r in source), f"{dataset} decoders")
+        assert cfg.task.decoder_name == DECODER_DIFFERS.get(dataset, DECODERS_V2[decoder]), dataset
+        assert metric_label(cfg.task.metric) == one((r["Metric"] for r in source), f"{dataset} metrics"), dataset
+        patience = {int(float(r["early_stop_patience"])) if r["early_stop_patience"] else None for r in source}
+        assert cfg.task.patience == one(patience, f"{dataset} patiences"), dataset  # None: never stops early
+        distributions, fixed = search(cfg)
+        assert float(fixed["hparams.optimizer_hparams.weight_decay"]) == one(
+            (float(r["weight_decay"]) for r in source), f"{dataset} weight decays"), dataset
+        sizes = Counter(int(r["batch_size"]) for r in source)
+        if one((r["batch_size_selection"] for r in source), f"{dataset} batch size selections") == "HPO":
+            assert sorted(distributions["hparams.batch_size"].choices) == sorted(sizes), dataset
+        else:  # Fixed: 8, or 4 for the two largest backbones; bench keeps its composed hparams.batch_size
+            assert "hparams.batch_size" not in distributions | fixed, dataset
+            assert cfg.hparams.batch_size == sizes.most_common(1)[0][0] == 8, dataset
+        trials = cfg.task.n_trials if cfg.task.n_trials is not None else sweeper.n_trials
+        assert trials == max(int(r["n_trials"]) for r in source), dataset  # fewer only where trials failed
+        assert cfg.task.finetuning == one((r["frozen_or_full_ft"] for r in unet_rows(FULL_FT)), "modes"), dataset
+
 
 @pytest.mark.parametrize("preset", GEOBENCH_V2_PRESETS)
 def test_geobench_v2_presets_have_the_submissions_search_space(preset):
@@ -92,8 +152,8 @@ def test_geobench_v2_presets_have_the_submissions_search_space(preset):
     # Batch size: tuned (HPO) over exactly the sizes the rows hold.
     assert one((r["batch_size_selection"] for r in rows), "batch size selections") == "HPO"
     assert sorted(distributions["hparams.batch_size"].choices) == sorted({int(r["batch_size"]) for r in rows})
-    # Learning rate: log-uniform over the decades every submitted value lies in.
-    lrs = [float(r["lr"]) for r in rows]
+    # Learning rate: log-uniform over the decades every submitted value, detection's too, lies in.
+    lrs = [float(r["lr"]) for r in all_rows()]
     lr = distributions["hparams.lr"]
     assert lr.log and (lr.low, lr.high) == (10.0 ** math.floor(math.log10(min(lrs))),
                                             10.0 ** math.ceil(math.log10(max(lrs))))
@@ -106,13 +166,21 @@ def test_geobench_v2_presets_have_the_submissions_budget(preset):
     rows = unet_rows()
     sweeper = compose_preset(preset).hydra.sweeper
     assert sweeper.n_trials == one((int(r["n_trials"]) for r in rows), "trial counts")
-    seeds = Counter((r["submission"], r["backbone"], r["dataset"]) for r in rows)
+    seeds = Counter((r["submission"], r["backbone"], r["dataset"]) for r in all_rows())
     assert sweeper.repeats == one(seeds.values(), "seed counts per cell")
-    patience = one((int(float(r["early_stop_patience"])) for r in rows), "patiences")  # written 10 or 10.0
-    finetuning = one((r["frozen_or_full_ft"] for r in unet_rows(FULL_FT)), "fine-tuning modes")
-    for task in sweeper.cells.task:
-        cfg = compose_preset(preset, f"task={task}")
-        assert (cfg.task.patience, cfg.task.finetuning) == (patience, finetuning), task
+
+
+def test_protocol_frozen_is_the_frozen_submissions_protocol():
+    """Submission 80100fc6, the leaderboard's frozen category: the full fine-tuning protocol (its rows hold the
+    same patience, weight decay, batch sizes and trial count), the encoder frozen."""
+    frozen = unet_rows(["submission_80100fc6-dc1a-4514-b946-341157eaf816.csv"])
+    assert one((r["frozen_or_full_ft"] for r in frozen), "modes") == "frozen"
+    for keys in (("early_stop_patience",), ("weight_decay",), ("n_trials",)):
+        assert {float(r[keys[0]]) for r in frozen} == {float(r[keys[0]]) for r in unet_rows(FULL_FT)}, keys
+    cfg = compose_preset("geobench_v2", "task=gb2_burn_scars", "protocol=frozen")
+    assert cfg.task.finetuning == "frozen" and cfg.task.task_args.freeze_backbone is True
+    assert build_spec(compose_preset("geobench_v2", "task=gb2_burn_scars", "protocol=frozen", "model=prithvi_tiny",
+                                     "hparams.batch_size=8")).task_kwargs["freeze_backbone"] is True
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -65,6 +65,17 @@ def _local_trial_gpus(requested, devices):
     return float(min(visible, int(devices))) if str(devices).isdigit() else float(visible)
 
 
+def _decoder_name(task_type, decoder):
+    """`${decoder_name:${task.type},<the model's decoder>}`: what a cell puts on its encoder, as the
+    report and the leaderboard name it: the detection framework bench.spec gives a detection task
+    type (faster-rcnn, mask-rcnn), else the model's decoder for the type."""
+    from bench.spec import TASK_TYPES  # no torch: spec is config only
+
+    kind = TASK_TYPES.get(str(task_type))
+    return dict(kind.model_args).get("framework", decoder) if kind is not None else decoder
+
+
+_RESOLVERS["decoder_name"] = _decoder_name
 _RESOLVERS["trial_resource"] = _trial_resource
 _RESOLVERS["local_trial_gpus"] = _local_trial_gpus
 _RESOLVERS["slurm_gpus"] = _slurm_gpus
