@@ -57,8 +57,9 @@ ZSTD = dict(tiled=True, blockxsize=TILE, blockysize=TILE, compress="zstd", zstd_
 
 def write_so2sat(root: Path) -> Path:
     """so2sat/geobench_so2sat.tortilla (generate_benchmark/so2sat.py, from GEO-Bench's m-so2sat HDF5):
-    per sample `s1` (2 bands: VV.Real and VH.Real, in the HDF5's sorted key order) and `s2` (10
-    bands B02-B12 without B09/B10, reflectance), float32, 32x32, GeoTIFFs without georeferencing
+    per sample `s1` (2 bands: "01 - VH.Real" then "03 - VV.Real", the HDF5's sorted key order the
+    builder indexes in, though the dataset names them VV, VH) and `s2` (10 bands B02-B12 without
+    B09/B10, reflectance), float32, 32x32, GeoTIFFs without georeferencing
     and no stac columns (the builder gave stac_data=None). Part rows: `labels` = the LCZ class
     index (what __getitem__ reads), `patch_id`; the sample row: `labels` = the class name."""
     from geobench_v2.datasets import GeoBenchSo2Sat
