@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from bench.devices import check_gpus_per_trial
-from bench.errors import DatasetNotFoundError, PretrainedWeightsError
+from bench.errors import ConfigError, DatasetNotFoundError, PretrainedWeightsError
 from bench.spec import TrialSpec, build_spec
 from bench.splits import check_split_sources
 
@@ -173,8 +173,13 @@ def preflight(cfg: DictConfig) -> TrialSpec:
 
 def check_cell(cfg: DictConfig) -> None:
     """The sweeper's cell_check: the same checks, every input problem of the cell at once (an
-    ExceptionGroup when there are several); the sweeper lists each problem once for all cells."""
-    _, problems = _checked(cfg)
+    ExceptionGroup when there are several); the sweeper lists each problem once for all cells. A
+    cell its model cannot take (bands, task type) still says what data it lacks, so a benchmark's
+    dry run names every missing dataset, whichever models it pairs them with."""
+    try:
+        _, problems = _checked(cfg)
+    except ConfigError as exc:
+        problems = [exc, *_input_problems(cfg)]
     if len(problems) > 1:
         raise ExceptionGroup(f"{len(problems)} inputs of this cell are missing", problems)
     if problems:
