@@ -100,6 +100,8 @@ def test_time_series_task_trains_on_series(task, tmp_path, monkeypatch, compose_
 
     result = check_task_reads(compose_cfg, task, *TINY)
     assert result["value"] >= 0 and result["test_value"] >= 0
+    # TerraTorch logged the task's metric on the test split under its own name (test/mIoU, test/RMSE).
+    assert cfg.task.metric.replace("val/", "test/", 1) in result, sorted(k for k in result if k.startswith("test/"))
 
 
 @pytest.mark.slow
