@@ -25,7 +25,9 @@ class SplitGuard(pl.Callback):
         if stage == "fit" and trainer.datamodule is not None:
             from bench.data.heldout import check_distinct
 
-            check_distinct(trainer.datamodule, self.task_name)
+            # TerraTorch's GeoBenchV2*DataModule proxies keep the geobench_v2 datamodule, and so its datasets, in
+            # _proxy: compared there, or the check would find no datasets to compare.
+            check_distinct(getattr(trainer.datamodule, "_proxy", trainer.datamodule), self.task_name)
 
 
 class MetricMonitor(pl.Callback):
