@@ -151,13 +151,6 @@ def test_detection_tasks_train_on_tiny_tiles(key, tmp_path, monkeypatch, compose
 
     WRITERS[key](tmp_path / "geobench_v2")
     monkeypatch.setenv("GEO_BENCH_V2_DIR", str(tmp_path / "geobench_v2"))
-    if key == "pastis_r":
-        # geobench_v2 0.9 resizes PASTIS's instance masks but not its "boxes" (kornia scales only bbox_xyxy keys), so
-        # away from the tiles' native size the boxes miss their masks: check_task_reads' box check refuses them.
-        # Fails (and should then join the others) once geobench_v2 resizes them.
-        with pytest.raises(AssertionError, match="pastis_r"):
-            check_task_reads(compose_cfg, f"gb2_{key}", f"task.image_size={TINY}", "task.datamodule.num_workers=0")
-        return
     result = check_task_reads(compose_cfg, f"gb2_{key}", f"task.image_size={TINY}", "task.datamodule.num_workers=0")
     metric = "test_segm_map" if key in ("substation", "pastis_r") else "test_map"
     assert result["test_value"] == result[metric]

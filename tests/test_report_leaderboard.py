@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import bench.report
+
 from bench.report.build import main
 from hydra_plugins.bench_sweeper._results import _write_csv
 
@@ -27,7 +29,8 @@ JSON_FORMAT_TYPES = {"Paper Link": str, "Code Repository Link ": str, "License":
                      "Additional information about submission": str, "Comments on new models in submission": str,
                      "New model info": list}  # utils/constants.py JSON_FORMAT: its keys, and its values' types
 NEW_MODEL_KEYS = {"model_display_name", "model_size", "unique_backbone_key"}
-CLASSIFICATION = ["so2sat", "forestnet", "benv2", "treesatai"]  # utils/constants.py DIMENSIONS["Classification"]
+GROUPS = json.loads((Path(bench.report.__file__).parent / "geobench2_groups.json").read_text())  # DIMENSIONS
+CLASSIFICATION = GROUPS["Classification"]
 
 LEADERBOARD_CSV = (Path(__file__).parent / "data" / "geobench2_leaderboard"
                    / "submission_114be1f0-5a41-43a5-b4e6-7fb683bc01ec.csv")
@@ -138,25 +141,33 @@ def test_scores_csv_has_the_leaderboards_columns_and_types(report_dir):
     assert "submission/" in stdout.splitlines()[-1]
 
 
-def test_the_submission_folder_passes_the_leaderboards_validation(report_dir):
-    out, _, stderr = report_dir
-    folder = out / "submission"
+def assert_passes_leaderboard_validation(folder: Path, seeds: int = REQUIRED_SEEDS) -> pd.DataFrame:
+    """utils/input_validation.py validate_new_submission's checks, in its order; `seeds` stands in for its
+    REQUIRED_SEEDS (5), for a test sweep that ran fewer repeats."""
     # check_correct_file_type: the folder holds exactly these two files
     assert sorted(p.name for p in folder.iterdir()) == ["additional_info.json", "results_and_parameters.csv"]
     data = assert_leaderboard_columns(folder / "results_and_parameters.csv")
-    # bench's own rows only: the other submission's resnet50 is in scores.csv, not here
-    assert set(data["backbone"]) == {"prithvi", "dofa_large", "prithvi_tiny"}
-    # check_correct_entries_per_dataset: REQUIRED_SEEDS test scores and unique seeds per backbone x dataset
+    # check_correct_entries_per_dataset: `seeds` test scores and unique seeds per backbone x dataset
     counts = data.groupby(["backbone", "dataset"]).agg(scores=("test metric", "count"), seeds=("Seed", "nunique"))
-    assert set(counts["scores"]) == set(counts["seeds"]) == {REQUIRED_SEEDS}
+    assert set(counts["scores"]) == set(counts["seeds"]) == {seeds}
     # check_has_atleast_one_dimension, check_has_frozen_or_full_ft
-    assert set(CLASSIFICATION) <= set(data["dataset"])
+    assert any(set(members) <= set(data["dataset"]) for members in GROUPS.values()), set(data["dataset"])
     assert set(data["frozen_or_full_ft"]) <= {"frozen", "full_ft"}
     # check_json_keys: every key of JSON_FORMAT, with its value's type
     info = json.loads((folder / "additional_info.json").read_text())
     assert {key: type(info.get(key)) for key in JSON_FORMAT_TYPES} == JSON_FORMAT_TYPES
-    assert [set(model) for model in info["New model info"]] == [NEW_MODEL_KEYS] * 3
+    assert [set(model) for model in info["New model info"]] == [NEW_MODEL_KEYS] * data["backbone"].nunique()
     assert sorted(m["unique_backbone_key"] for m in info["New model info"]) == sorted(set(data["backbone"]))
+    return data
+
+
+def test_the_submission_folder_passes_the_leaderboards_validation(report_dir):
+    out, _, stderr = report_dir
+    data = assert_passes_leaderboard_validation(out / "submission")
+    # bench's own rows only: the other submission's resnet50 is in scores.csv, not here
+    assert set(data["backbone"]) == {"prithvi", "dofa_large", "prithvi_tiny"}
+    assert set(CLASSIFICATION) <= set(data["dataset"])
+    info = json.loads((out / "submission" / "additional_info.json").read_text())
     assert info["Number of HPO trials"] == "16"
     assert "submission/:" not in stderr  # nothing the leaderboard would refuse
 

@@ -32,7 +32,8 @@ DETECTION = ("object_detection", "instance_segmentation")
 def check_detection_batch(task: str, batch: dict[str, Any], fields, num_classes: int, masks: bool) -> None:
     """Per image (under the task's own field names, as ObjectDetectionTask reads them): its boxes (N, 4) in
     pixels inside the tile, x2 > x1 and y2 > y1; N class indices, real classes (not the background 0
-    torchvision reserves, nor past num_classes); for instance segmentation N binary masks of the tile's size.
+    torchvision reserves, nor past num_classes); for instance segmentation N binary masks of the tile's size,
+    each framed by its box.
     Every image of the fixtures holds at least one object."""
     height, width = batch["image"].shape[-2:]
     boxes, labels = batch[fields.boxes_field], batch[fields.labels_field]
@@ -47,6 +48,11 @@ def check_detection_batch(task: str, batch: dict[str, Any], fields, num_classes:
             m = batch[fields.masks_field][i]
             assert tuple(m.shape) == (n, height, width), (task, i, tuple(m.shape), (n, height, width))
             assert set(m.unique().tolist()) <= {0, 1} and bool((m.flatten(1).amax(1) == 1).all()), (task, i)
+            # each box frames its own mask: the mask's extreme pixels within a pixel and a half of its edges (PASTIS
+            # draws boxes from them exactly; substation's come from sub-pixel polygons)
+            from bench.data.instances import boxes_of
+
+            assert bool(((boxes_of(m) - b).abs() <= 1.5).all()), (task, i, b, boxes_of(m))
 
 
 def load_batch(cfg) -> tuple[Any, dict[str, Any]]:

@@ -19,11 +19,11 @@ UNITS = ("gpu_hours", "cpu_hours")
 
 
 def _named(rows: pd.DataFrame) -> pd.DataFrame:
-    """Model and dataset as datasets.csv names them (the task and model columns, else the cell)."""
+    """Model and dataset as datasets.csv names them (the dataset, else task, and model columns, else the cell)."""
     rows = rows[rows["state"] != "WAITING"] if "state" in rows.columns else rows  # queued, never ran
     cell = rows["cell"].astype(str) if "cell" in rows.columns else pd.Series("", index=rows.index)
     return rows.assign(model=rows["model"].astype(str) if "model" in rows.columns else cell,
-                       dataset=rows["task"].astype(str) if "task" in rows.columns else cell)
+                       dataset=next((rows[c].astype(str) for c in ("dataset", "task") if c in rows.columns), cell))
 
 
 def _sums(rows: pd.DataFrame, phase: str) -> pd.DataFrame:

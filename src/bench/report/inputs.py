@@ -30,7 +30,7 @@ RESULTS, REPEATS = "results.csv", "repeats.csv"
 # The first column after a row's describing ones (bench_sweeper/_results.py: TRIAL_COLUMNS, write_repeats).
 _FIRST_OWN = {RESULTS: "study", REPEATS: "seed"}
 # Describing columns the layout maps to its own (or that name the cell itself).
-_MAPPED = {"cell", "task", "model", "metric", "direction", "decoder", "partition", "task.partition", "patience",
+_MAPPED = {"cell", "task", "dataset", "model", "metric", "direction", "decoder", "partition", "task.partition", "patience",
            "frozen_or_full_ft"}
 FULL_FT, FROZEN = "full_ft", "frozen"
 
@@ -153,7 +153,7 @@ def _layout(rows: pd.DataFrame, directory: Path, swept: list[str]) -> pd.DataFra
         retried = pd.to_numeric(column("oom_retries", default=0), errors="coerce").fillna(0) > 0
         batch = rows["batch_size"].where(~retried)
     out = pd.DataFrame({
-        "dataset": column("task", "cell"),
+        "dataset": column("dataset", "task", "cell"),
         "Metric": column("metric").astype(str).map(metric_label),
         "test metric": column("test_value"), "Seed": column("seed"), "backbone": column("model", "cell"),
         "decoder": column("decoder").fillna("unknown"), "lr": column("hparams.lr", "lr"), "batch_size": batch,
