@@ -1,7 +1,7 @@
 """Wall time of each catalog preset's dry run, as a user types it (a fresh `python -m bench`
 process: Hydra start-up, composing every cell, every check, without torch).
 
-    python benchmarks/catalog_dry_run.py [--repeat 3] [--models prithvi,resnet50]
+    python benchmarks/catalog_dry_run.py [--repeat 3] [--models prithvi,terramind_base] [--presets geobench_v2]
 
 Prints, per preset, the cell count, the exit status (non-zero without the data: each missing
 dataset is listed once) and the best and median wall time of --repeat runs, and whether torch was
@@ -19,19 +19,20 @@ import sys
 import tempfile
 import time
 
-PRESETS = ["geobench_v1", "hls", "geobench_v2_core"]
+PRESETS = ["geobench_v1", "hls", "geobench_v2_core", "geobench_v2"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--models", default="prithvi,resnet50")
+    parser.add_argument("--presets", default=",".join(PRESETS))
     args = parser.parse_args()
     probe = "import sys, runpy; sys.argv = ['bench'] + sys.argv[1:]; " \
             "import atexit; atexit.register(lambda: print('torch imported:', 'torch' in sys.modules, file=sys.stderr)); " \
             "runpy.run_module('bench', run_name='__main__')"
     print(f"{'preset':18} {'cells':>5} {'exit':>4} {'best s':>7} {'median s':>8}  torch imported")
-    for preset in PRESETS:
+    for preset in args.presets.split(","):
         times, cells, code, torch = [], 0, None, None
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory() as tmp:
