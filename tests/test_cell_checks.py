@@ -83,3 +83,24 @@ def test_refusals_come_before_a_sweep_launches(run_cli, tmp_path):
     assert result.returncode != 0
     assert "regression task never logs" in result.stderr + result.stdout
     assert not (sweep / "optuna.journal").exists() and not list(sweep.glob("*/"))
+
+
+@pytest.mark.slow
+def test_protocol_frozen_is_recorded_in_the_tables_the_scores_and_the_submission(run_cli, tmp_path):
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", "task=synthetic_seg", "protocol=frozen", "task.max_epochs=1", "+trainer.limit_train_batches=1",
+                     "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1", "hydra.sweeper.n_trials=1",
+                     "hydra.sweeper.repeats=1", "mlflow.enabled=false", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for table in ("results.csv", "repeats.csv"):
+        assert set(pd.read_csv(sweep / table)["frozen_or_full_ft"]) == {"frozen"}, table
+    report = subprocess.run([sys.executable, "-m", "bench.report", str(sweep), "--out", str(tmp_path / "report"),
+                             "--bootstrap", "20", "--no-mlflow"], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr[-3000:]
+    for scores in (tmp_path / "report" / "scores.csv", tmp_path / "report" / "submission" / "results_and_parameters.csv"):
+        assert set(pd.read_csv(scores)["frozen_or_full_ft"]) == {"frozen"}, scores

@@ -259,7 +259,8 @@ def write_pastis(root: Path) -> list[Path]:
     """pastis/geobench_pastis.000{0,1,2}.part.tortilla (GeoBenchPASTIS.paths): per sample a tortilla
     of five HDF5 parts, in the order the dataset reads them: s2 (T, 10, H, W) int16 reflectance,
     s1a and s1d (T, 3, H, W) float32 (VV, VH, VV/VH in dB), semantic (3, H, W) uint8 (band 0 the
-    class: 0 background, 1-18 crops, 19 void) and instance (H, W) parcel ids. Each part's row has
+    class: 0 background, 1-18 crops, 19 void) and instance (H, W) parcel ids (0: no parcel), each
+    parcel a contiguous field of one crop class. Each part's row has
     its own `dates` (yyyymmdd; none for the targets), the sample's row the S2 dates, which
     __getitem__ reads. The series lengths differ by modality and sample, as in PASTIS (S2 38-61,
     here 6-8; s1d shorter than the 6 dates the task takes, so zero-padded) and the datamodule samples
@@ -271,6 +272,15 @@ def write_pastis(root: Path) -> list[Path]:
 
     def make(split, i, rng):
         t2, ta, td = 6 + i, 7, 4
+        # Parcels as PASTIS has them: contiguous fields (here a 4 x 4 grid of blocks, ids 1-16, 0 outside any
+        # parcel along the grid lines), each of one crop class, which band 0 of the semantic target repeats
+        # (bands 1-2, PASTIS's other target layers, are not read).
+        block = TILE // 4
+        parcels = (1 + np.arange(TILE)[:, None] // block * 4 + np.arange(TILE)[None, :] // block).astype("int32")
+        parcels[::block, :] = parcels[:, ::block] = 0
+        crops = np.concatenate([[0], rng.integers(1, 19, 16)])
+        semantic = np.stack([crops[parcels], rng.integers(0, 20, (TILE, TILE)), rng.integers(0, 20, (TILE, TILE))])
+        semantic = semantic.astype("uint8")
         parts = [
             ("s2", hdf5(rng.integers(0, 6000, (t2, 10, TILE, TILE), dtype="int16"), "s2"), "HDF5",
              {"dates": dates(t2, 1)}),
@@ -278,8 +288,8 @@ def write_pastis(root: Path) -> list[Path]:
              {"dates": dates(ta, 2)}),
             ("s1d", hdf5(rng.normal(-12, 3, (td, 3, TILE, TILE)).astype("float32"), "s1d"), "HDF5",
              {"dates": dates(td, 3)}),
-            ("semantic", hdf5(rng.integers(0, 20, (3, TILE, TILE), dtype="uint8"), "semantic"), "HDF5", {"dates": []}),
-            ("instance", hdf5(rng.integers(0, 40, (TILE, TILE), dtype="int32"), "instance"), "HDF5", {"dates": []}),
+            ("semantic", hdf5(semantic, "semantic"), "HDF5", {"dates": []}),
+            ("instance", hdf5(parcels, "instance"), "HDF5", {"dates": []}),
         ]
         return {"split": split, "stac": False, "parts": parts, "dates": dates(t2, 1), "add_test_split": False,
                 "tile": "t31tfj", "lon": 5.0 + i, "lat": 45.0, "patch_id": f"{10000 + i}"}
