@@ -9,7 +9,7 @@ import pytest
 from bench.errors import ConfigError
 from bench.spec import build_spec
 
-pytestmark = pytest.mark.duration(40)
+pytestmark = pytest.mark.duration(60)
 
 
 def refusal(compose_cfg, *overrides: str) -> str:

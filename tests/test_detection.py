@@ -13,6 +13,8 @@ from bench.evaluation import same_samples
 from bench.spec import TASK_TYPES, build_spec
 from tests.conftest import group_options
 
+pytestmark = pytest.mark.duration(120)
+
 DETECTION_TYPES = ("object_detection", "instance_segmentation")
 # An RGB task and a Sentinel-2 instance task on their RGB bands, which every catalog model can take.
 TASK_OF_TYPE = {"object_detection": ["task=gb2_everwatch"],
@@ -103,9 +105,14 @@ def _forward(spec, bands: int):
     return losses, predictions
 
 
+# Every model's necks go into Mask R-CNN (a model file's instance_segmentation entry is its object_detection one, so
+# this builds both); Faster R-CNN, the same necks without the mask head, on a ViT and a CNN.
+HEADS = [(model, "instance_segmentation") for model in _catalog_claims("instance_segmentation")] + [
+    (model, "object_detection") for model in ("prithvi_tiny", "resnet50")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("task_type", DETECTION_TYPES)
-@pytest.mark.parametrize("model", _catalog_claims("object_detection"))
+@pytest.mark.parametrize("model, task_type", HEADS)
 def test_catalog_detection_heads_build_train_and_predict(compose_cfg, model, task_type):
     import torch
 

@@ -12,6 +12,9 @@ import pytest
 from tests.formats.check import check_task_reads
 from tests.formats.geobench_v2_all import WRITERS
 
+pytestmark = pytest.mark.duration(110)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("key", sorted(WRITERS))
 def test_geobench_v2_task_reads_its_format(key, tmp_path, monkeypatch, compose_cfg):

@@ -12,6 +12,8 @@ from bench.data.geobench_v2_fixes import StackTimeSteps
 from tests.formats.check import load_batch
 from tests.formats.geobench_v2_pixelwise import write_fotw
 
+pytestmark = pytest.mark.duration(25)
+
 
 def _sample(value: float) -> dict:
     return {"image_a": torch.full((4, 8, 8), value), "image_b": torch.full((4, 8, 8), value + 100),

@@ -19,7 +19,7 @@ from tests.formats.geobench_v2_all import WRITERS
 from tests.helpers import studies
 from tests.test_report_leaderboard import GROUPS, assert_passes_leaderboard_validation
 
-pytestmark = [pytest.mark.slow, pytest.mark.duration(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.duration(260)]
 
 MODELS = ("prithvi_tiny", "resnet50")
 # Faster / Mask R-CNN with random weights keep up to 100 boxes an image, each through 4 convolutions of the mask

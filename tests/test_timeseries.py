@@ -11,6 +11,8 @@ from tests.formats.check import check_task_reads, load_batch, ONE_STEP
 from tests.formats.geobench_v2 import write_pastis
 from tests.formats.geobench_v2_temporal import write_biomassters, write_dynamic_earthnet
 
+pytestmark = pytest.mark.duration(25)
+
 SIZE = 24  # resized from 16 px samples: every pixel of the output is interpolated, none copied
 
 
