@@ -106,7 +106,8 @@ def test_an_impossible_partition_is_refused(compose_cfg):
 
 def test_a_task_type_the_model_has_no_head_for_is_refused(compose_cfg):
     with pytest.raises(ConfigError, match=r"model=prithvi_tiny has no neck and decoder for regression tasks"):
-        build_spec(compose_cfg("task=synthetic_seg", "task.type=regression", "model.task_types.regression=null"))
+        build_spec(compose_cfg("task=synthetic_seg", "task.type=regression", "task.metric=val/RMSE",
+                               "task.direction=minimize", "model.task_types.regression=null"))
 
 
 def _launcher(*overrides: str):
