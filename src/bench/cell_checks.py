@@ -49,16 +49,17 @@ def _bare(metric: str) -> str:
     return metric
 
 
-def check_metric(task_type: str, metric: str, where: str) -> None:
+def check_metric(task_type: str, metric: str, where: str, val_prefix: str = "val/") -> None:
     """Refuse a metric that TerraTorch logs for other task types only; names it does not know (a
-    per-class IoU, a custom metric) are left to the job's own check that the metric was logged."""
+    per-class IoU, a custom metric) are left to the job's own check that the metric was logged.
+    val_prefix: how the type's task class names its validation metrics (val/mIoU, val_map)."""
     name = _bare(str(metric))
     own = LOGGED_METRICS.get(task_type, set())
     others = sorted(t for t, names in LOGGED_METRICS.items() if name in names and t != task_type)
     if name in own or not others:
         return
-    raise ConfigError(f"{where}: task.metric={metric!r} is a {' / '.join(others)} metric, which a {task_type} task "
-                      f"never logs; its metrics are {', '.join(sorted(own))}")
+    raise ConfigError(f"{where}: task.metric={metric!r} is a {' / '.join(others)} metric, which {task_type} tasks "
+                      f"never log; they log {', '.join(val_prefix + n for n in sorted(own))}")
 
 
 def temporal_args(task: DictConfig, model: DictConfig, plain: Callable[[Any], dict]) -> dict[str, Any]:

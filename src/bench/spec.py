@@ -125,7 +125,7 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
     if objectives is not None:
         metric, direction = objectives.primary, objectives.primary_direction
     mode = monitor_mode(direction)
-    check_metric(task.type, metric, where)
+    check_metric(task.type, metric, where, kind.stages.val)
     for key in ("datamodule", "max_epochs"):
         _required(task, key, "task")
     if "_target_" not in task.datamodule:
