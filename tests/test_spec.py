@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.errors import ConfigError
-from bench.spec import TASK_CLASSES, build_spec
+from bench.spec import TASK_TYPES, build_spec
 
 
 def test_task_settings_override_model_defaults(compose_cfg):
@@ -62,7 +62,7 @@ def test_unknown_direction_is_rejected(compose_cfg):
 def test_task_type_without_terratorch_class_is_rejected(compose_cfg):
     with pytest.raises(ConfigError, match="task.type='object_counting' has no TerraTorch task class") as info:
         build_spec(compose_cfg("task.type=object_counting"))
-    for supported in TASK_CLASSES:
+    for supported in TASK_TYPES:
         assert supported in str(info.value)
 
 

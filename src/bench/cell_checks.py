@@ -41,19 +41,20 @@ WRAPPING_FACTORIES = {"EncoderDecoderFactory", "ObjectDetectionModelFactory"}
 TEMPORAL_WRAPPER = {"backbone_use_temporal": True, "backbone_temporal_pooling": "mean"}
 
 
-def _bare(metric: str) -> str:
-    """val/mIoU -> mIoU, val_map -> map (TerraTorch's detection task logs with an underscore)."""
-    for stage in ("val/", "val_", "test/", "test_"):
-        if metric.startswith(stage):
-            return metric[len(stage):]
-    return metric
+# How TerraTorch's task classes prefix a metric with its split (its detection task with an underscore).
+_STAGE_PREFIXES = ("val/", "test/", "train/", "val_", "test_", "train_")
+
+
+def metric_name(metric: str) -> str:
+    """A logged metric without its split: val/mIoU -> mIoU, test_map -> map."""
+    return next((metric[len(p):] for p in _STAGE_PREFIXES if metric.startswith(p)), metric)
 
 
 def check_metric(task_type: str, metric: str, where: str, val_prefix: str = "val/") -> None:
     """Refuse a metric that TerraTorch logs for other task types only; names it does not know (a
     per-class IoU, a custom metric) are left to the job's own check that the metric was logged.
     val_prefix: how the type's task class names its validation metrics (val/mIoU, val_map)."""
-    name = _bare(str(metric))
+    name = metric_name(str(metric))
     own = LOGGED_METRICS.get(task_type, set())
     others = sorted(t for t, names in LOGGED_METRICS.items() if name in names and t != task_type)
     if name in own or not others:

@@ -61,8 +61,6 @@ TASK_TYPES = {
     "instance_segmentation": TaskType("terratorch.tasks.ObjectDetectionTask", _DETECTION,
                                       "ObjectDetectionModelFactory", (("framework", "mask-rcnn"),)),
 }
-# TerraTorch's task class for each task type bench supports.
-TASK_CLASSES = {name: kind.task_class for name, kind in TASK_TYPES.items()}
 # Optuna's direction names (as the sweeper spells them) -> Lightning's monitor modes.
 MONITOR_MODES = dict(zip(DIRECTIONS, ("min", "max")))
 
@@ -104,13 +102,13 @@ def monitor_mode(direction: str, where: str = "task.direction") -> str:
     return MONITOR_MODES[direction]
 
 
-def task_class_for(task_type: str) -> str:
-    if task_type not in TASK_CLASSES:
+def task_type_for(task_type: str) -> TaskType:
+    if task_type not in TASK_TYPES:
         raise ConfigError(
             f"task.type={task_type!r} has no TerraTorch task class in bench; "
-            f"supported types: {', '.join(sorted(TASK_CLASSES))}"
+            f"supported types: {', '.join(sorted(TASK_TYPES))}"
         )
-    return TASK_CLASSES[task_type]
+    return TASK_TYPES[task_type]
 
 
 def build_spec(cfg: DictConfig) -> TrialSpec:
@@ -118,8 +116,7 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
     task, model = cfg.task, cfg.model
     task_name = _required(task, "name", "task")
     where = f"task '{task_name}'"
-    task_class = task_class_for(_required(task, "type", "task"))
-    kind = TASK_TYPES[task.type]
+    kind = task_type_for(_required(task, "type", "task"))
     metric, direction = _required(task, "metric", "task"), _required(task, "direction", "task")
     objectives = parse_objectives(metric, direction, task_name)  # a list: several objectives
     if objectives is not None:
@@ -163,7 +160,7 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
     datamodule = OmegaConf.merge(plain(task.datamodule), {"batch_size": batch_size})
     return TrialSpec(
         task_name=task_name,
-        task_class=task_class,
+        task_class=kind.task_class,
         task_kwargs=OmegaConf.to_container(task_kwargs),
         datamodule=OmegaConf.to_container(datamodule),
         metric=metric,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench.cell_checks import metric_name
 from hydra_plugins.bench_sweeper._objectives import MAXIMIZE, MINIMIZE
 
 TEXT = ["dataset", "Metric", "experiment_name", "partition name", "backbone", "decoder", "batch_size_selection",
@@ -48,7 +49,6 @@ DECODER_LABELS = {"UNetDecoder": "UNet"}
 # is converted.
 BIOMASSTERS_STD = 0.2537951171398163
 CONVERTED = {("biomassters", "RMSE"): lambda rmse: 1 - rmse * BIOMASSTERS_STD}
-_STAGES = ("val/", "test/", "train/", "val_", "test_", "train_")
 # GEO-Bench partitions: default (the whole training split) or 0.01x_train ... 1.00x_train.
 _FRACTION = re.compile(r"(\d+(?:\.\d+)?)x[_ ]train")
 
@@ -56,7 +56,7 @@ _FRACTION = re.compile(r"(\d+(?:\.\d+)?)x[_ ]train")
 def metric_label(metric: str) -> str:
     """The leaderboard's label for a TerraTorch metric, given with or without its stage (val/mIoU,
     test_map)."""
-    name = next((metric[len(p):] for p in _STAGES if metric.startswith(p)), metric)
+    name = metric_name(metric)
     return METRIC_LABELS.get(name, name)
 
 
