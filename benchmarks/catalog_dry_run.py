@@ -28,24 +28,41 @@ def main() -> None:
     parser.add_argument("--models", default="prithvi,resnet50")
     parser.add_argument("--presets", default=",".join(PRESETS))
     args = parser.parse_args()
-    probe = "import sys, runpy; sys.argv = ['bench'] + sys.argv[1:]; " \
-            "import atexit; atexit.register(lambda: print('torch imported:', 'torch' in sys.modules, file=sys.stderr)); " \
-            "runpy.run_module('bench', run_name='__main__')"
+    probe = (
+        "import sys, runpy; sys.argv = ['bench'] + sys.argv[1:]; "
+        "import atexit; atexit.register(lambda: print('torch imported:', 'torch' in sys.modules, file=sys.stderr)); "
+        "runpy.run_module('bench', run_name='__main__')"
+    )
     print(f"{'preset':18} {'cells':>5} {'exit':>4} {'best s':>7} {'median s':>8}  torch imported")
     for preset in args.presets.split(","):
         times, cells, code, torch = [], 0, None, None
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 started = time.perf_counter()
-                result = subprocess.run([sys.executable, "-c", probe, "-m", f"experiment={preset}", f"model={args.models}",
-                                         "hydra.sweeper.dry_run=true", f"hydra.sweep.dir={tmp}/sweep"],
-                                        capture_output=True, text=True, cwd=tmp, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                result = subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        probe,
+                        "-m",
+                        f"experiment={preset}",
+                        f"model={args.models}",
+                        "hydra.sweeper.dry_run=true",
+                        f"hydra.sweep.dir={tmp}/sweep",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    cwd=tmp,
+                    env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                )
                 times.append(time.perf_counter() - started)
             cells = len(re.findall(r"^cell ", result.stdout, re.M))
             code = result.returncode
             torch = re.search(r"torch imported: (\w+)", result.stderr)
-        print(f"{preset:18} {cells:>5} {code:>4} {min(times):>7.2f} {statistics.median(times):>8.2f}  "
-              f"{torch.group(1) if torch else '?'}")
+        print(
+            f"{preset:18} {cells:>5} {code:>4} {min(times):>7.2f} {statistics.median(times):>8.2f}  "
+            f"{torch.group(1) if torch else '?'}"
+        )
 
 
 if __name__ == "__main__":

@@ -36,11 +36,18 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--min-delta", type=float, default=0.005)
     args = parser.parse_args()
-    ways = {"uniform": [], "convergence": [f"hydra.sweeper.budget.patience={args.patience}",
-                                            f"hydra.sweeper.budget.min_delta={args.min_delta}"]}
+    ways = {
+        "uniform": [],
+        "convergence": [
+            f"hydra.sweeper.budget.patience={args.patience}",
+            f"hydra.sweeper.budget.min_delta={args.min_delta}",
+        ],
+    }
     results = {name: [measure(seed, extra) for seed in range(args.seeds)] for name, extra in ways.items()}
-    print(f"8 cells, n_trials=16, {args.seeds} sampler seeds; convergence: patience={args.patience}, "
-          f"min_delta={args.min_delta}")
+    print(
+        f"8 cells, n_trials=16, {args.seeds} sampler seeds; convergence: patience={args.patience}, "
+        f"min_delta={args.min_delta}"
+    )
     print(f"{'':12} {'trials':>7} {'GPU-hours':>10} {'mean best':>10}")
     means = {}
     for name, runs in results.items():
@@ -49,8 +56,10 @@ def main() -> None:
         print(f"{name:12} {trials:7.1f} {gpu_hours:10.5f} {best:10.4f}")
     saved = 1 - means["convergence"][1] / means["uniform"][1]
     change = means["convergence"][2] / means["uniform"][2] - 1
-    print(f"convergence stopping: {saved:.0%} fewer GPU-hours, mean best {change:+.2%} "
-          f"(goal: >= 30 % fewer, within 1 %: {'met' if saved >= 0.30 and abs(change) <= 0.01 else 'NOT met'})")
+    print(
+        f"convergence stopping: {saved:.0%} fewer GPU-hours, mean best {change:+.2%} "
+        f"(goal: >= 30 % fewer, within 1 %: {'met' if saved >= 0.30 and abs(change) <= 0.01 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -40,17 +40,29 @@ LAUNCHERS = {
     "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.submitit_folder={sweep_dir}/.submitit"],
     "ray": ["hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus={slots}", "+hydra.launcher.ray.remote.num_cpus=1"],
     # Needs a running SLURM (scripts/slurm-up.sh, then export SLURM_CONF=...).
-    "slurm": ["hydra/launcher=submitit_slurm", "hydra.launcher.submitit_folder={sweep_dir}/.submitit/%j",
-              "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=30", "hydra.sweeper.poll_interval=0.2"],
+    "slurm": [
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.submitit_folder={sweep_dir}/.submitit/%j",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.timeout_min=30",
+        "hydra.sweeper.poll_interval=0.2",
+    ],
 }
 
 
 def run(launcher: str, slots: int, cells: int, trials: int, median_s: float, repeats: int = 0) -> dict:
     sweep_dir = Path(tempfile.mkdtemp(prefix=f"bench-util-{launcher}-"))
-    args = [sys.executable, str(APP), "-m", f"hydra.sweep.dir={sweep_dir}",
-            "cell=" + ",".join(f"c{i + 1}" for i in range(cells)),
-            f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.n_jobs={slots}", f"median_s={median_s}",
-            f"hydra.sweeper.repeats={repeats}"]
+    args = [
+        sys.executable,
+        str(APP),
+        "-m",
+        f"hydra.sweep.dir={sweep_dir}",
+        "cell=" + ",".join(f"c{i + 1}" for i in range(cells)),
+        f"hydra.sweeper.n_trials={trials}",
+        f"hydra.sweeper.n_jobs={slots}",
+        f"median_s={median_s}",
+        f"hydra.sweeper.repeats={repeats}",
+    ]
     args += [a.format(sweep_dir=sweep_dir, slots=slots) for a in LAUNCHERS[launcher]]
     t0 = time.time()
     proc = subprocess.run(args, capture_output=True, text=True)
@@ -75,7 +87,7 @@ def summarise(timings: list[dict], slots: int) -> dict:
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
 
     # Same durations, in the same order, through a barrier: each batch lasts as long as its slowest.
-    barrier_span = sum(max(durations[i:i + slots]) for i in range(0, n, slots))
+    barrier_span = sum(max(durations[i : i + slots]) for i in range(0, n, slots))
     # ...and through a dispatcher with no overhead at all: each trial goes to the first free slot.
     ideal_span = _greedy_span(durations, slots)
     # Tune-then-repeat: every tuning trial, a barrier, then every repeat.
@@ -86,13 +98,18 @@ def summarise(timings: list[dict], slots: int) -> dict:
     first, last_start = timings[0]["start"], max(t["start"] for t in timings)
     steady_busy = sum(max(0.0, min(t["end"], last_start) - t["start"]) for t in timings)
     return {
-        "trials": n, "span_s": span, "busy_s": busy,
+        "trials": n,
+        "span_s": span,
+        "busy_s": busy,
         "utilisation": busy / (slots * span),
         "overhead_s": (slots * span - busy) / n,
-        "gap_s": mean(gaps), "gap_first_half_s": mean(gaps[:half]), "gap_second_half_s": mean(gaps[half:]),
+        "gap_s": mean(gaps),
+        "gap_first_half_s": mean(gaps[:half]),
+        "gap_second_half_s": mean(gaps[half:]),
         "barrier_utilisation": busy / (slots * barrier_span),
         "ideal_utilisation": busy / (slots * ideal_span),
-        "phases_utilisation": busy / (slots * phases_span), "repeats": len(repeated),
+        "phases_utilisation": busy / (slots * phases_span),
+        "repeats": len(repeated),
         "steady_utilisation": steady_busy / (slots * (last_start - first)) if last_start > first else 1.0,
     }
 
@@ -117,21 +134,27 @@ def main() -> None:
     slots = 1 if args.launcher == "basic" else args.slots
     result = run(args.launcher, slots, args.cells, args.trials, args.median_s, args.repeats)
     stats = summarise(result["timings"], slots)
-    print(f"launcher={args.launcher} slots={slots} cells={args.cells} trials/cell={args.trials} "
-          f"repeats/cell={args.repeats} median={args.median_s}s sigma=0.8  (sweep dir {result['sweep_dir']})")
+    print(
+        f"launcher={args.launcher} slots={slots} cells={args.cells} trials/cell={args.trials} "
+        f"repeats/cell={args.repeats} median={args.median_s}s sigma=0.8  (sweep dir {result['sweep_dir']})"
+    )
     print(f"  trials run            {stats['trials']} ({stats['repeats']} of them repeats)")
     print(f"  span                  {stats['span_s']:.1f} s  (driver wall time {result['wall']:.1f} s)")
     print(f"  busy (sum of trials)  {stats['busy_s']:.1f} s")
     print(f"  utilisation           {stats['utilisation']:.3f}")
     print(f"  overhead per trial    {stats['overhead_s']:.3f} s idle slot-time")
-    print(f"  refill gap            {stats['gap_s']:.3f} s  (first half {stats['gap_first_half_s']:.3f} s, "
-          f"second half {stats['gap_second_half_s']:.3f} s)")
+    print(
+        f"  refill gap            {stats['gap_s']:.3f} s  (first half {stats['gap_first_half_s']:.3f} s, "
+        f"second half {stats['gap_second_half_s']:.3f} s)"
+    )
     print(f"  steady-state utilisation (while work remained)   {stats['steady_utilisation']:.3f}")
     print(f"  same durations, zero-overhead no-barrier (ideal) {stats['ideal_utilisation']:.3f}")
     print(f"  same durations, batch barrier of {slots}             {stats['barrier_utilisation']:.3f}")
     if stats["repeats"]:
         print(f"  same durations, tune-then-repeat phase barrier   {stats['phases_utilisation']:.3f}")
-        print(f"  pipelined / ideal                                {stats['utilisation'] / stats['ideal_utilisation']:.3f}")
+        print(
+            f"  pipelined / ideal                                {stats['utilisation'] / stats['ideal_utilisation']:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -19,9 +19,23 @@ import tempfile
 import time
 from pathlib import Path
 
-SEG_VAL_METRICS = ["val/loss", "val/mIoU", "val/mIoU_Micro", "val/F1_Score", "val/Accuracy", "val/Pixel_Accuracy",
-                   "val/Boundary_mIoU", "val/IoU_0", "val/IoU_1", "val/Class_Accuracy_0", "val/Class_Accuracy_1",
-                   "train/mIoU", "train/Accuracy", "train/F1_Score", "train/Pixel_Accuracy"]
+SEG_VAL_METRICS = [
+    "val/loss",
+    "val/mIoU",
+    "val/mIoU_Micro",
+    "val/F1_Score",
+    "val/Accuracy",
+    "val/Pixel_Accuracy",
+    "val/Boundary_mIoU",
+    "val/IoU_0",
+    "val/IoU_1",
+    "val/Class_Accuracy_0",
+    "val/Class_Accuracy_1",
+    "train/mIoU",
+    "train/Accuracy",
+    "train/F1_Score",
+    "train/Pixel_Accuracy",
+]
 STEPS_PER_EPOCH = 4
 
 
@@ -66,8 +80,10 @@ def with_training(epochs: int) -> tuple[float, float]:
 
     def run(tracked: bool) -> float:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=[f"output_dir={tmp / str(tracked)}", f"task.max_epochs={epochs}",
-                                               f"task.patience={epochs}"])
+            cfg = compose(
+                "config",
+                overrides=[f"output_dir={tmp / str(tracked)}", f"task.max_epochs={epochs}", f"task.patience={epochs}"],
+            )
         started = time.perf_counter()
         if tracked:
             mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
@@ -91,12 +107,16 @@ def main() -> None:
     parser.add_argument("--train", action="store_true")
     args = parser.parse_args()
     per_epoch = logging_alone(args.epochs)
-    print(f"MLFlowLogger -> local mlflow server (SQLite): {per_epoch * 1000:.1f} ms per logged epoch "
-          f"({STEPS_PER_EPOCH} step calls + 1 validation call with {len(SEG_VAL_METRICS)} metrics)")
+    print(
+        f"MLFlowLogger -> local mlflow server (SQLite): {per_epoch * 1000:.1f} ms per logged epoch "
+        f"({STEPS_PER_EPOCH} step calls + 1 validation call with {len(SEG_VAL_METRICS)} metrics)"
+    )
     if args.train:
         plain, tracked = with_training(min(args.epochs, 8))
-        print(f"train() synthetic_seg: {plain:.2f} s/epoch without MLflow, {tracked:.2f} s/epoch with "
-              f"(difference {100 * (tracked - plain) / plain:+.1f}%)")
+        print(
+            f"train() synthetic_seg: {plain:.2f} s/epoch without MLflow, {tracked:.2f} s/epoch with "
+            f"(difference {100 * (tracked - plain) / plain:+.1f}%)"
+        )
 
 
 if __name__ == "__main__":

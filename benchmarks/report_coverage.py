@@ -26,15 +26,18 @@ from bench.report.intervals import CONFIDENCE, iqm, studentized, yuen
 
 SEEDS = 5
 SCALE = 0.05
-SHAPES = {"normal": lambda m: stats.norm(m, SCALE), "t3": lambda m: stats.t(3, loc=m, scale=SCALE),
-          "lognormal": lambda m: stats.lognorm(0.5, loc=m - 0.1, scale=0.1),
-          "beta(8,2)": lambda m: stats.beta(8, 2, loc=m - 0.8 * 0.25, scale=0.25)}
+SHAPES = {
+    "normal": lambda m: stats.norm(m, SCALE),
+    "t3": lambda m: stats.t(3, loc=m, scale=SCALE),
+    "lognormal": lambda m: stats.lognorm(0.5, loc=m - 0.1, scale=0.1),
+    "beta(8,2)": lambda m: stats.beta(8, 2, loc=m - 0.8 * 0.25, scale=0.25),
+}
 CHUNK = 200  # simulations resampled at once (memory: CHUNK x resamples x seeds)
 
 
 def truth(mixture: list) -> float:
     cdf = lambda x: np.mean([d.cdf(x) for d in mixture])  # noqa: E731
-    low, high = (optimize.brentq(lambda x: cdf(x) - q, -20, 20, xtol=1e-12) for q in (0.25, 0.75))
+    low, high = (optimize.brentq(lambda x, q=q: cdf(x) - q, -20, 20, xtol=1e-12) for q in (0.25, 0.75))
     return float(np.mean([d.expect(lambda x: x, lb=low, ub=high) for d in mixture]) / 0.5)
 
 
@@ -44,8 +47,17 @@ def _pooled(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def scipy_interval(strata: list[np.ndarray], method: str, resamples: int, rng) -> tuple[np.ndarray, np.ndarray]:
     """scipy's bootstrap over each simulation (leading axis), as the report called it before."""
-    result = stats.bootstrap(strata, _pooled, n_resamples=resamples, confidence_level=CONFIDENCE, method=method,
-                             vectorized=True, axis=-1, batch=50, random_state=rng)
+    result = stats.bootstrap(
+        strata,
+        _pooled,
+        n_resamples=resamples,
+        confidence_level=CONFIDENCE,
+        method=method,
+        vectorized=True,
+        axis=-1,
+        batch=50,
+        random_state=rng,
+    )
     return result.confidence_interval.low, result.confidence_interval.high
 
 
@@ -61,8 +73,9 @@ def coverage(mixture: list, simulations: int, method: str, resamples: int, rng) 
     for start in range(0, simulations, CHUNK):
         size = min(CHUNK, simulations - start)
         strata = [d.rvs(size=(size, SEEDS), random_state=rng) for d in mixture]
-        low, high = (new_interval(strata, resamples, rng) if method == "new"
-                     else scipy_interval(strata, method, resamples, rng))
+        low, high = (
+            new_interval(strata, resamples, rng) if method == "new" else scipy_interval(strata, method, resamples, rng)
+        )
         hits += int(np.sum((low <= value) & (value <= high)))
     return hits / simulations
 
@@ -93,21 +106,29 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     print(f"coverage of 95 % intervals, {SEEDS} seeds, {args.simulations} simulations, {args.resamples} resamples")
     print(f"{'':34}{'percentile (before)':>21}{'BCa':>8}{'now':>8}")
-    scenarios = [("per dataset", [0.6]), ("per group, 6 datasets", list(np.linspace(0.3, 0.8, 6))),
-                 ("per group, 2 datasets", [0.5, 0.6])]
+    scenarios = [
+        ("per dataset", [0.6]),
+        ("per group, 6 datasets", list(np.linspace(0.3, 0.8, 6))),
+        ("per group, 2 datasets", [0.5, 0.6]),
+    ]
     for title, means in scenarios:
         for shape, make in SHAPES.items():
             mixture = [make(m) for m in means]
-            row = [coverage(mixture, args.simulations, method, args.resamples, rng)
-                   for method in ("percentile", "BCa", "new")]
+            row = [
+                coverage(mixture, args.simulations, method, args.resamples, rng)
+                for method in ("percentile", "BCa", "new")
+            ]
             print(f"{title + ', ' + shape:34}{row[0]:>21.3f}{row[1]:>8.3f}{row[2]:>8.3f}", flush=True)
     print("now: Yuen's interval per dataset, the stratified studentised bootstrap per group")
     print(f"\nP(A > B), normal, percentile bootstrap (kept), {args.simulations // 4} simulations")
     for datasets in (1, 6):
         for delta in (0.0, 0.03, 0.07):
             value = improvement_coverage(datasets, delta, args.simulations // 4, args.resamples, rng)
-            print(f"  {datasets} dataset(s), A - B = {delta:.2f} (P = {stats.norm.cdf(delta / (SCALE * 2 ** 0.5)):.2f})"
-                  f": {value:.3f}", flush=True)
+            print(
+                f"  {datasets} dataset(s), A - B = {delta:.2f} (P = {stats.norm.cdf(delta / (SCALE * 2**0.5)):.2f})"
+                f": {value:.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

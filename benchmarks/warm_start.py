@@ -26,8 +26,14 @@ DIFFICULTY = 30  # a peak about a fifth of the range wide
 
 
 def trajectories(seed: int, extra: list[str]) -> dict[str, list[float]]:
-    rows = sweep(f"task.shift={SHIFTS}", f"task.difficulty={DIFFICULTY}", f"hydra.sweeper.n_trials={N_TRIALS}",
-                 f"hydra.sweeper.sampler.seed={seed}", "sleep=0", *extra)
+    rows = sweep(
+        f"task.shift={SHIFTS}",
+        f"task.difficulty={DIFFICULTY}",
+        f"hydra.sweeper.n_trials={N_TRIALS}",
+        f"hydra.sweeper.sampler.seed={seed}",
+        "sleep=0",
+        *extra,
+    )
     return {cell: [float(r["value"]) for r in mine] for cell, mine in cells(rows).items()}
 
 
@@ -45,12 +51,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--top-k", type=int, default=3)
     args = parser.parse_args()
-    ways = {"cold": [], "siblings": ["hydra.sweeper.warm_start=siblings", "hydra.sweeper.sibling_key=task.shift",
-                                     f"hydra.sweeper.warm_start_top_k={args.top_k}"]}
+    ways = {
+        "cold": [],
+        "siblings": [
+            "hydra.sweeper.warm_start=siblings",
+            "hydra.sweeper.sibling_key=task.shift",
+            f"hydra.sweeper.warm_start_top_k={args.top_k}",
+        ],
+    }
     runs = {name: [trajectories(seed, extra) for seed in range(args.seeds)] for name, extra in ways.items()}
     labels = list(runs["cold"][0])
     reference = {c: max(max(run[c]) for way in runs.values() for run in way) for c in labels}
-    print(f"{len(labels)} cells with correlated optima, {N_TRIALS} trials each, {args.seeds} sampler seeds, top_k={args.top_k}")
+    print(
+        f"{len(labels)} cells with correlated optima, {N_TRIALS} trials each, {args.seeds} sampler seeds, top_k={args.top_k}"
+    )
     print(f"{'':10} {'trials to 95 % (all cells)':>27} {'(warm-started cells)':>21} {'mean best':>10}")
     means = {}
     for name, way in runs.items():

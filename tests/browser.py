@@ -47,8 +47,15 @@ def chromium_executable() -> str:
         # A fresh machine's package lists may be missing or stale: on failure, update and retry once.
         for command in (install, [*apt, "update"], install):
             try:
-                subprocess.run(command, check=False, stdout=out, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, env=env, timeout=900)
+                subprocess.run(
+                    command,
+                    check=False,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    timeout=900,
+                )
             except subprocess.TimeoutExpired:
                 break
             if path := _find():
@@ -89,21 +96,26 @@ def render(html: Path, screenshot: Path | None = None) -> Rendered:
             route.abort()
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=LAUNCH_ARGS,
-                                             timeout=TIMEOUT_MS)
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=LAUNCH_ARGS, timeout=TIMEOUT_MS
+        )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.set_default_timeout(TIMEOUT_MS)
             page.route("**/*", route)
             page.on("console", lambda m: m.type == "error" and result.console_errors.append(m.text))
             page.on("pageerror", lambda e: result.console_errors.append(f"uncaught: {e}"))
-            page.on("requestfailed", lambda r: result.failed_requests.append(
-                f"failed: {r.url[:80]} ({r.failure})"))
+            page.on("requestfailed", lambda r: result.failed_requests.append(f"failed: {r.url[:80]} ({r.failure})"))
             page.goto(Path(html).resolve().as_uri(), wait_until="load")
             page.wait_for_function("Array.from(document.images).every(i => i.complete)")
-            result.images = [tuple(i) for i in page.eval_on_selector_all(
-                "img", "imgs => imgs.map(i => [i.alt || (i.getAttribute('src') || '').slice(0, 40),"
-                " i.naturalWidth, i.naturalHeight])")]
+            result.images = [
+                tuple(i)
+                for i in page.eval_on_selector_all(
+                    "img",
+                    "imgs => imgs.map(i => [i.alt || (i.getAttribute('src') || '').slice(0, 40),"
+                    " i.naturalWidth, i.naturalHeight])",
+                )
+            ]
             result.tables = page.locator("table").count()
             result.table_rows = page.locator("tr").count()
             result.title = page.title()

@@ -32,9 +32,16 @@ def skip_or_fail(reason: str) -> None:
 
 def _alive_nodes(address: str) -> int:
     probe = subprocess.run(
-        [sys.executable, "-c", "import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR');"
-         "print(sum(n['Alive'] for n in ray.nodes()))", address],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import ray,sys; ray.init(address=sys.argv[1], logging_level='ERROR');"
+            "print(sum(n['Alive'] for n in ray.nodes()))",
+            address,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return int(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 else 0
 
@@ -67,8 +74,11 @@ def ray_cluster(tmp_path_factory):
         head = ["--head", f"--port={port}", "--include-dashboard=false", '--resources={"unit": 2}']
         for args in (head, [f"--address={address}"]):
             log = open(root / f"node{len(nodes)}.log", "w")
-            nodes.append(subprocess.Popen([RAY, "start", *args, *common], stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True))
+            nodes.append(
+                subprocess.Popen(
+                    [RAY, "start", *args, *common], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
         deadline = time.time() + 90
         while _alive_nodes(address) < 2:  # polls the cluster's own state (each probe takes seconds)
             failed = [n for n in nodes if n.poll() is not None]
@@ -106,7 +116,9 @@ def slurm_cluster():
     """scripts/slurm-up.sh: a single-node SLURM with accounting (submitit needs sacct). Exit code 2
     means it cannot run here (no root, no apt) and may skip; any other failure is a broken helper
     or cluster, and fails."""
-    up = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "slurm-up.sh")], capture_output=True, text=True, timeout=600)
+    up = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "slurm-up.sh")], capture_output=True, text=True, timeout=600
+    )
     if up.returncode == 2:
         skip_or_fail(f"no SLURM here: {(up.stderr or up.stdout).strip().splitlines()[-1:]}")
     elif up.returncode != 0:

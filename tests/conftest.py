@@ -24,6 +24,7 @@ def pytest_collection_modifyitems(items: list) -> None:
     """The longest test files first (their `duration` mark: rough seconds on this 2-core machine),
     so that `make test`'s workers, which take one file at a time, are not left waiting on one long
     file at the end (xdist's own order, most tests first, started the 140 s protocol test last)."""
+
     def cost(item) -> float:
         mark = item.get_closest_marker("duration")
         return mark.args[0] if mark else 0.0
@@ -63,7 +64,11 @@ def run_cli(tmp_path, data_dir):
         full_env = {**os.environ, "BENCH_DATA_DIR": str(data_dir), "HYDRA_FULL_ERROR": "", **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", "bench", *args],
-            cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=timeout,
+            cwd=tmp_path,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     return _run

@@ -8,26 +8,40 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 STUB = Path(__file__).parent / "stub_app" / "stub_app.py"
 SECRET = "hunter2-do-not-log"
 
 
-def run_stub(sweep_dir: Path, *args: str, timeout: float = 300, cwd: Path | None = None,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(STUB), "-m", f"hydra.sweep.dir={sweep_dir}", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env={**os.environ, "HYDRA_FULL_ERROR": "1", **(env or {})})
+def run_stub(
+    sweep_dir: Path, *args: str, timeout: float = 300, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={sweep_dir}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1", **(env or {})},
+    )
 
 
-def start_stub(sweep_dir: Path, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_stub(
+    sweep_dir: Path, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """The stub sweep in the background; its output goes to <sweep_dir>.log (read it with `output`)."""
     log = open(f"{sweep_dir}.log", "w")
-    return subprocess.Popen([sys.executable, str(STUB), "-m", f"hydra.sweep.dir={sweep_dir}", *args], stdout=log,
-                            stderr=subprocess.STDOUT, text=True, cwd=cwd,
-                            env={**os.environ, "HYDRA_FULL_ERROR": "1", **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={sweep_dir}", *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1", **(env or {})},
+    )
 
 
 def run_in_terminal(args: list[str], timeout: float = 300) -> tuple[int, str]:
@@ -36,8 +50,13 @@ def run_in_terminal(args: list[str], timeout: float = 300) -> tuple[int, str]:
     import select
 
     primary, secondary = pty.openpty()
-    proc = subprocess.Popen(args, stdin=secondary, stdout=secondary, stderr=secondary,
-                            env={**os.environ, "COLUMNS": "120", "HYDRA_FULL_ERROR": "1"})
+    proc = subprocess.Popen(
+        args,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env={**os.environ, "COLUMNS": "120", "HYDRA_FULL_ERROR": "1"},
+    )
     os.close(secondary)
     shown, deadline = b"", time.time() + timeout
     while time.time() < deadline:
@@ -112,12 +131,16 @@ def running_trial_dir(sweep_dir: Path) -> Path | None:
 # ---- MLflow ----------------------------------------------------------------------------------
 def tracking_args(tmp_path: Path, uri: str | None = None) -> list[str]:
     """Turn on bench's MLflow callback in the stub app: by default the embedded SQLite store."""
-    return ["mlflow.enabled=true", f"mlflow.tracking_uri={uri or f'sqlite:///{tmp_path}/mlflow.db'}",
-            f"+mlflow.artifact_location={(tmp_path / 'artifacts').as_uri()}"]
+    return [
+        "mlflow.enabled=true",
+        f"mlflow.tracking_uri={uri or f'sqlite:///{tmp_path}/mlflow.db'}",
+        f"+mlflow.artifact_location={(tmp_path / 'artifacts').as_uri()}",
+    ]
 
 
-def run_tracked_stub(tmp_path: Path, *args: str, uri: str | None = None, timeout: float = 300,
-                     env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_tracked_stub(
+    tmp_path: Path, *args: str, uri: str | None = None, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return run_stub(tmp_path / "sweep", *tracking_args(tmp_path, uri), *args, timeout=timeout, cwd=tmp_path, env=env)
 
 
@@ -134,8 +157,9 @@ def read_results(tmp_path: Path) -> list[dict[str, str]]:
     return read_csv(tmp_path / "sweep" / "results.csv")
 
 
-def assert_tracked_like_the_local_launcher(client: Any, experiment: str, sweep_dir: Path, cells: int, trials: int,
-                                           repeats: int = 0) -> None:
+def assert_tracked_like_the_local_launcher(
+    client: Any, experiment: str, sweep_dir: Path, cells: int, trials: int, repeats: int = 0
+) -> None:
     """One benchmark run, a run per cell, a FINISHED run per trial (and per repeat, with its test
     value in repeats.csv), and results.csv / repeats.csv pointing at them."""
     levels = tree(client, experiment)
@@ -167,16 +191,18 @@ PLANTED_ENV = {"BENCH_TEST_HF_TOKEN": PLANTED["hf"], "BENCHTESTSECRET": PLANTED[
 
 
 def planted_overrides() -> list[str]:
-    return [f"+secrets.db_password={PLANTED['secrets.db_password']}",
-            f"+db.url=postgresql://user:{PLANTED['db.url']}@db.example/x",
-            f"+setup=['export HF_TOKEN={PLANTED['setup']}']",
-            "+hf=${oc.env:BENCH_TEST_HF_TOKEN}",
-            f"+creds.HFToken={PLANTED['creds.HFToken']}",
-            f"+cloud.aws_access_key_id={PLANTED['cloud.aws_access_key_id']}",
-            "+opaque=${oc.env:BENCHTESTSECRET}",
-            # A failing trial whose traceback carries two of them.
-            "leak_in_error='${secrets.db_password} ${hf}'",
-            "received=[secrets.db_password,db.url,setup,hf,creds.HFToken,cloud.aws_access_key_id,opaque]"]
+    return [
+        f"+secrets.db_password={PLANTED['secrets.db_password']}",
+        f"+db.url=postgresql://user:{PLANTED['db.url']}@db.example/x",
+        f"+setup=['export HF_TOKEN={PLANTED['setup']}']",
+        "+hf=${oc.env:BENCH_TEST_HF_TOKEN}",
+        f"+creds.HFToken={PLANTED['creds.HFToken']}",
+        f"+cloud.aws_access_key_id={PLANTED['cloud.aws_access_key_id']}",
+        "+opaque=${oc.env:BENCHTESTSECRET}",
+        # A failing trial whose traceback carries two of them.
+        "leak_in_error='${secrets.db_password} ${hf}'",
+        "received=[secrets.db_password,db.url,setup,hf,creds.HFToken,cloud.aws_access_key_id,opaque]",
+    ]
 
 
 def find_secrets(secrets: list[str], roots: list[Path], texts: dict[str, str]) -> list[str]:
@@ -197,39 +223,101 @@ def received_real_values(sweep_dir: Path) -> bool:
     """Every trial that ran got the real planted values (it recorded their digests)."""
     import hashlib
 
-    expected = {"secrets.db_password": PLANTED["secrets.db_password"],
-                "db.url": f"postgresql://user:{PLANTED['db.url']}@db.example/x",
-                "setup": str([f"export HF_TOKEN={PLANTED['setup']}"]), "hf": PLANTED["hf"],
-                "creds.HFToken": PLANTED["creds.HFToken"], "cloud.aws_access_key_id": PLANTED["cloud.aws_access_key_id"],
-                "opaque": PLANTED["opaque"]}
+    expected = {
+        "secrets.db_password": PLANTED["secrets.db_password"],
+        "db.url": f"postgresql://user:{PLANTED['db.url']}@db.example/x",
+        "setup": str([f"export HF_TOKEN={PLANTED['setup']}"]),
+        "hf": PLANTED["hf"],
+        "creds.HFToken": PLANTED["creds.HFToken"],
+        "cloud.aws_access_key_id": PLANTED["cloud.aws_access_key_id"],
+        "opaque": PLANTED["opaque"],
+    }
     digests = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in expected.items()}
     files = list(sweep_dir.glob("*/received.json"))
     return bool(files) and all(json.loads(f.read_text()) == digests for f in files)
 
 
 # ---- report: compute costs -------------------------------------------------------------------
-RESULTS_HEADER = ["cell", "task", "model", "decoder", "metric", "direction", "study", "study_version", "trial", "state",
-                  "value", "duration_s", "gpu_hours", "cpu_hours", "started_at", "finished_at", "job_num", "job_dir",
-                  "mlflow_run_id", "interrupted", "error", "hparams.lr"]
-REPEATS_HEADER = ["cell", "task", "model", "decoder", "metric", "direction", "seed", "state", "val_value", "test_value",
-                  "checkpoint", "duration_s", "gpu_hours", "cpu_hours", "mlflow_run_id", "job_dir", "error",
-                  "finished_at", "hparams.lr", "interrupted", "n_trials", "started_at", "study", "study_version",
-                  "test/mIoU", "trial", "tuning_best_trial"]
+RESULTS_HEADER = [
+    "cell",
+    "task",
+    "model",
+    "decoder",
+    "metric",
+    "direction",
+    "study",
+    "study_version",
+    "trial",
+    "state",
+    "value",
+    "duration_s",
+    "gpu_hours",
+    "cpu_hours",
+    "started_at",
+    "finished_at",
+    "job_num",
+    "job_dir",
+    "mlflow_run_id",
+    "interrupted",
+    "error",
+    "hparams.lr",
+]
+REPEATS_HEADER = [
+    "cell",
+    "task",
+    "model",
+    "decoder",
+    "metric",
+    "direction",
+    "seed",
+    "state",
+    "val_value",
+    "test_value",
+    "checkpoint",
+    "duration_s",
+    "gpu_hours",
+    "cpu_hours",
+    "mlflow_run_id",
+    "job_dir",
+    "error",
+    "finished_at",
+    "hparams.lr",
+    "interrupted",
+    "n_trials",
+    "started_at",
+    "study",
+    "study_version",
+    "test/mIoU",
+    "trial",
+    "tuning_best_trial",
+]
 # (model, task): tuning trials as (state, GPU-hours), then repeats as (seed, state, GPU-hours, test mIoU).
 # CPU-hours are 8 x the GPU-hours (8 cores per GPU); "" is a figure not recorded (WAITING, RUNNING).
 COST_CELLS = {
-    ("large", "cropland"): ([("COMPLETE", 0.5), ("PRUNED", 0.25), ("FAIL", 1.0), ("WAITING", "")],
-                            [(1, "COMPLETE", 0.75, 0.72), (2, "COMPLETE", 0.75, 0.74)]),
-    ("large", "burns"): ([("COMPLETE", 0.5), ("RUNNING", "")],
-                         [(1, "COMPLETE", 0.75, 0.61), (2, "COMPLETE", 0.75, 0.63)]),
-    ("small", "cropland"): ([("COMPLETE", 0.125), ("COMPLETE", 0.125)],
-                            [(1, "COMPLETE", 0.25, 0.55), (2, "COMPLETE", 0.25, 0.57)]),
-    ("small", "burns"): ([("COMPLETE", 0.0625)],
-                         [(1, "COMPLETE", 0.25, 0.41), (2, "COMPLETE", 0.25, 0.43), (3, "FAIL", 0.1, "")]),
+    ("large", "cropland"): (
+        [("COMPLETE", 0.5), ("PRUNED", 0.25), ("FAIL", 1.0), ("WAITING", "")],
+        [(1, "COMPLETE", 0.75, 0.72), (2, "COMPLETE", 0.75, 0.74)],
+    ),
+    ("large", "burns"): (
+        [("COMPLETE", 0.5), ("RUNNING", "")],
+        [(1, "COMPLETE", 0.75, 0.61), (2, "COMPLETE", 0.75, 0.63)],
+    ),
+    ("small", "cropland"): (
+        [("COMPLETE", 0.125), ("COMPLETE", 0.125)],
+        [(1, "COMPLETE", 0.25, 0.55), (2, "COMPLETE", 0.25, 0.57)],
+    ),
+    ("small", "burns"): (
+        [("COMPLETE", 0.0625)],
+        [(1, "COMPLETE", 0.25, 0.41), (2, "COMPLETE", 0.25, 0.43), (3, "FAIL", 0.1, "")],
+    ),
 }
 # A sweep written before bench accounted costs: its CSVs have no gpu_hours / cpu_hours columns.
-UNACCOUNTED_CELLS = {("baseline", "cropland"): ([("COMPLETE", ""), ("COMPLETE", "")],
-                                                [(1, "COMPLETE", "", 0.50), (2, "COMPLETE", "", 0.52)])}
+UNACCOUNTED_CELLS = {
+    ("baseline", "cropland"): (
+        [("COMPLETE", ""), ("COMPLETE", "")],
+        [(1, "COMPLETE", "", 0.50), (2, "COMPLETE", "", 0.52)],
+    )
+}
 
 
 def _write_rows(path: Path, header: list[str], rows: list[dict[str, Any]]) -> None:
@@ -245,22 +333,55 @@ def write_cost_sweep(sweep: Path, cells: dict = COST_CELLS, accounted: bool = Tr
     sweep.mkdir(parents=True)
     tuning, repeats = [], []
     for (model, task), (trials, seeds) in cells.items():
-        cell = {"cell": f"task={task},model={model}", "task": task, "model": model, "decoder": "UNetDecoder",
-                "metric": "val/mIoU", "direction": "maximize", "study_version": 1}
+        cell = {
+            "cell": f"task={task},model={model}",
+            "task": task,
+            "model": model,
+            "decoder": "UNetDecoder",
+            "metric": "val/mIoU",
+            "direction": "maximize",
+            "study_version": 1,
+        }
         study = f"bench[task={task},model={model}]@0123456789ab"
         for n, (state, hours) in enumerate(trials):
             ran = state != "WAITING"
-            tuning.append({**cell, "study": study, "trial": n, "state": state, "hparams.lr": 1e-4 * (n + 1),
-                           "value": 0.3 + 0.1 * n if state in ("COMPLETE", "PRUNED") else "",
-                           "duration_s": 60.0 * (n + 1) if ran and state != "RUNNING" else "",
-                           "gpu_hours": hours, "cpu_hours": 8 * hours if hours != "" else "",
-                           "job_num": n if ran else "", "job_dir": f"{sweep}/{n}" if ran else "",
-                           "interrupted": False, "error": "CUDA error" if state == "FAIL" else ""})
+            tuning.append(
+                {
+                    **cell,
+                    "study": study,
+                    "trial": n,
+                    "state": state,
+                    "hparams.lr": 1e-4 * (n + 1),
+                    "value": 0.3 + 0.1 * n if state in ("COMPLETE", "PRUNED") else "",
+                    "duration_s": 60.0 * (n + 1) if ran and state != "RUNNING" else "",
+                    "gpu_hours": hours,
+                    "cpu_hours": 8 * hours if hours != "" else "",
+                    "job_num": n if ran else "",
+                    "job_dir": f"{sweep}/{n}" if ran else "",
+                    "interrupted": False,
+                    "error": "CUDA error" if state == "FAIL" else "",
+                }
+            )
         for n, (seed, state, hours, score) in enumerate(seeds):
-            repeats.append({**cell, "study": f"{study}/repeats", "trial": n, "seed": seed, "state": state,
-                            "val_value": score, "test_value": score, "test/mIoU": score, "duration_s": 90.0,
-                            "gpu_hours": hours, "cpu_hours": 8 * hours if hours != "" else "", "n_trials": len(trials),
-                            "tuning_best_trial": 0, "interrupted": False, "hparams.lr": 1e-4})
+            repeats.append(
+                {
+                    **cell,
+                    "study": f"{study}/repeats",
+                    "trial": n,
+                    "seed": seed,
+                    "state": state,
+                    "val_value": score,
+                    "test_value": score,
+                    "test/mIoU": score,
+                    "duration_s": 90.0,
+                    "gpu_hours": hours,
+                    "cpu_hours": 8 * hours if hours != "" else "",
+                    "n_trials": len(trials),
+                    "tuning_best_trial": 0,
+                    "interrupted": False,
+                    "hparams.lr": 1e-4,
+                }
+            )
     drop = [] if accounted else ["gpu_hours", "cpu_hours"]
     _write_rows(sweep / "results.csv", [c for c in RESULTS_HEADER if c not in drop], tuning)
     _write_rows(sweep / "repeats.csv", [c for c in REPEATS_HEADER if c not in drop], repeats)

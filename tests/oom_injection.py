@@ -41,7 +41,12 @@ class RecordEpochs(pl.Callback):
         self.batches += 1
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        line = {"epoch": trainer.current_epoch, "batch_sizes": sorted(self.batch_sizes), "batches": self.batches,
-                "accumulate_grad_batches": trainer.accumulate_grad_batches, "global_step": trainer.global_step}
+        line = {
+            "epoch": trainer.current_epoch,
+            "batch_sizes": sorted(self.batch_sizes),
+            "batches": self.batches,
+            "accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "global_step": trainer.global_step,
+        }
         with open(self.path, "a") as f:
             f.write(json.dumps(line) + "\n")

@@ -27,8 +27,9 @@ def in_flight(run: SimpleNamespace, grant: Grant, running_s: float) -> SimpleNam
 
 
 def budget(seeds: int = 0, **conf) -> Budget:
-    return Budget(OmegaConf.create({"gpu_hours": None, "cpu_hours": None, "per_cell": None, **conf}),
-                  Cost(0.0, 0.0), {}, seeds)
+    return Budget(
+        OmegaConf.create({"gpu_hours": None, "cpu_hours": None, "per_cell": None, **conf}), Cost(0.0, 0.0), {}, seeds
+    )
 
 
 def test_a_trial_in_flight_counts_against_the_budget_before_it_ends():
@@ -88,34 +89,55 @@ def test_the_sweep_budget_keeps_room_for_the_repeats_still_owed():
     assert spending.owed("gpu_hours") == 6.0 and spending.refusal(a_repeats, []) is None
 
 
-@pytest.mark.parametrize("tres, gpus", [
-    ("billing=8,cpu=8,gres/gpu=2,mem=64G,node=1", 2.0),
-    ("billing=8,cpu=8,gres/gpu:a100=2,gres/gpu=2,mem=64G,node=1", 2.0),  # typed entries repeat the total
-    ("cpu=4,gres/gpu:h100=1,mem=32G,node=1", 1.0),  # only a typed entry
-    ("billing=2,cpu=2,mem=2G,node=1", 0.0),
-    ("", 0.0),
-])
+@pytest.mark.parametrize(
+    "tres, gpus",
+    [
+        ("billing=8,cpu=8,gres/gpu=2,mem=64G,node=1", 2.0),
+        ("billing=8,cpu=8,gres/gpu:a100=2,gres/gpu=2,mem=64G,node=1", 2.0),  # typed entries repeat the total
+        ("cpu=4,gres/gpu:h100=1,mem=32G,node=1", 1.0),  # only a typed entry
+        ("billing=2,cpu=2,mem=2G,node=1", 0.0),
+        ("", 0.0),
+    ],
+)
 def test_gpus_are_read_from_sacct_alloctres(tres, gpus):
     assert _gpus_in(tres) == gpus
 
 
 def test_sinfo_node_lines_give_each_nodes_size_and_time_limit():
     node = _node("gpu*|n01|64|515000|gpu:a100:4(S:0-1),gpu:t4:1|2-00:00:00")
-    assert node == {"partition": "gpu", "default": True, "cpus": 64, "memory_mb": 515000.0, "gpus": 5,
-                    "minutes": 2 * 24 * 60}
+    assert node == {
+        "partition": "gpu",
+        "default": True,
+        "cpus": 64,
+        "memory_mb": 515000.0,
+        "gpus": 5,
+        "minutes": 2 * 24 * 60,
+    }
     assert _minutes("infinite") == float("inf") and _minutes("30:00") == 30 and _minutes("4:00:00") == 240
 
 
-@pytest.mark.parametrize("message, transient", [
-    ("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)", True),
-    ("sbatch: error: Batch job submission failed: Socket timed out on send/recv operation", True),
-    ("sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job submission failed: Job violates "
-     "accounting/QOS policy (job submit limit, user's size and/or time limits)", True),
-    # The same sentence for a job larger than its QOS allows: waiting never helps.
-    ("sbatch: error: QOSMaxCpuPerJobLimit\nsbatch: error: Batch job submission failed: Job violates "
-     "accounting/QOS policy (job submit limit, user's size and/or time limits)", False),
-    ("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified", False),
-    ("sbatch: error: Batch job submission failed: Requested node configuration is not available", False),
-])
+@pytest.mark.parametrize(
+    "message, transient",
+    [
+        ("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)", True),
+        ("sbatch: error: Batch job submission failed: Socket timed out on send/recv operation", True),
+        (
+            "sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job submission failed: Job violates "
+            "accounting/QOS policy (job submit limit, user's size and/or time limits)",
+            True,
+        ),
+        # The same sentence for a job larger than its QOS allows: waiting never helps.
+        (
+            "sbatch: error: QOSMaxCpuPerJobLimit\nsbatch: error: Batch job submission failed: Job violates "
+            "accounting/QOS policy (job submit limit, user's size and/or time limits)",
+            False,
+        ),
+        (
+            "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+            False,
+        ),
+        ("sbatch: error: Batch job submission failed: Requested node configuration is not available", False),
+    ],
+)
 def test_only_sbatch_failures_that_pass_are_retried(message, transient):
     assert is_transient(message) is transient

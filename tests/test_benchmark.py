@@ -27,12 +27,22 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_repeats_tests_trac
 
     sweep = tmp_path / "sweep"
     result = run_cli(
-        "-m", "task=synthetic_seg,synthetic_cls", "model=prithvi_tiny,resnet50",
-        "model.model_args.backbone_pretrained=false", "task.max_epochs=2", "task.patience=2",
-        "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1",  # the benchmark's plumbing, not learning
-        "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=3", "hydra.sweeper.sampler.seed=1",
-        "hydra/sweeper/pruner=successive_halving", "hydra.sweeper.pruner.min_resource=1",
-        "hydra.sweeper.pruner.reduction_factor=100", f"hydra.sweep.dir={sweep}", f"+db.password={SECRET}",
+        "-m",
+        "task=synthetic_seg,synthetic_cls",
+        "model=prithvi_tiny,resnet50",
+        "model.model_args.backbone_pretrained=false",
+        "task.max_epochs=2",
+        "task.patience=2",
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1",  # the benchmark's plumbing, not learning
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.repeats=3",
+        "hydra.sweeper.sampler.seed=1",
+        "hydra/sweeper/pruner=successive_halving",
+        "hydra.sweeper.pruner.min_resource=1",
+        "hydra.sweeper.pruner.reduction_factor=100",
+        f"hydra.sweep.dir={sweep}",
+        f"+db.password={SECRET}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     found = studies(sweep)
@@ -67,7 +77,9 @@ def test_benchmark_over_two_tasks_and_two_models_tunes_prunes_repeats_tests_trac
         assert not (Path(row["job_dir"]) / "checkpoints" / "last.ckpt").exists()  # finished or pruned
         assert float(run.data.params["hparams.lr"]) == float(row["hparams.lr"])
         assert {"config.yaml", "overrides.yaml"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
-        config = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / run.info.run_id))).read_text()
+        config = Path(
+            client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path / run.info.run_id))
+        ).read_text()
         assert SECRET not in config and "password" in config
         assert SECRET not in (Path(row["job_dir"]) / ".hydra" / "overrides.yaml").read_text()
     assert SECRET not in result.stdout + result.stderr + (sweep / "multirun.yaml").read_text()
@@ -105,8 +117,12 @@ def assert_repeated_tested_and_reported(client, levels: dict, sweep: Path, tunin
         assert run.data.metrics["n_repeats"] == 3 and {"test_mean", "test_std", "test_iqm"} <= set(run.data.metrics)
     assert {r["mlflow_run_id"] for r in repeats} == {r.info.run_id for r in levels["repeat"]}
 
-    report = subprocess.run([sys.executable, "-m", "bench.report", str(sweep), "--bootstrap", "200"],
-                            capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [sys.executable, "-m", "bench.report", str(sweep), "--bootstrap", "200"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert report.returncode == 0, report.stderr[-3000:]
     out = sweep / "report"
     scores = read_csv(out / "scores.csv")
@@ -114,16 +130,37 @@ def assert_repeated_tested_and_reported(client, levels: dict, sweep: Path, tunin
     assert {r["Metric"] for r in scores} == {"Accuracy", "Multiclass_Jaccard_Index"}  # the leaderboard's labels
     # Each cell's own head and stopping rule, from the sweep's columns (nothing swept them).
     assert {(r["backbone"], r["dataset"], r["decoder"]) for r in scores} == {
-        ("prithvi_tiny", "synthetic_seg", "FCNDecoder"), ("prithvi_tiny", "synthetic_cls", "FCNDecoder"),
-        ("resnet50", "synthetic_seg", "UNetDecoder"), ("resnet50", "synthetic_cls", "IdentityDecoder")}
+        ("prithvi_tiny", "synthetic_seg", "FCNDecoder"),
+        ("prithvi_tiny", "synthetic_cls", "FCNDecoder"),
+        ("resnet50", "synthetic_seg", "UNetDecoder"),
+        ("resnet50", "synthetic_cls", "IdentityDecoder"),
+    }
     assert {r["early_stop_patience"] for r in scores} == {"2"}
-    assert list(read_csv(out / "datasets.csv")[0]) == ["model", "dataset", "metric", "direction", "n_seeds", "raw_mean",
-                                                       "raw_std", "normalized_iqm", "ci_low", "ci_high", "raw_iqm",
-                                                       "raw_ci_low", "raw_ci_high", "tuning_trials", "failed_repeats",
-                                                       "note"]
+    assert list(read_csv(out / "datasets.csv")[0]) == [
+        "model",
+        "dataset",
+        "metric",
+        "direction",
+        "n_seeds",
+        "raw_mean",
+        "raw_std",
+        "normalized_iqm",
+        "ci_low",
+        "ci_high",
+        "raw_iqm",
+        "raw_ci_low",
+        "raw_ci_high",
+        "tuning_trials",
+        "failed_repeats",
+        "note",
+    ]
     # Each cell's completed tuning trials, as results.csv has them (its pruner may have cut some).
-    completed = {(r["model"], r["task"]): sum(t["state"] == "COMPLETE" for t in tuning
-                                              if (t["model"], t["task"]) == (r["model"], r["task"])) for r in tuning}
+    completed = {
+        (r["model"], r["task"]): sum(
+            t["state"] == "COMPLETE" for t in tuning if (t["model"], t["task"]) == (r["model"], r["task"])
+        )
+        for r in tuning
+    }
     assert {(r["model"], r["dataset"]): int(r["tuning_trials"]) for r in read_csv(out / "datasets.csv")} == completed
     assert list(read_csv(out / "groups.csv")[0]) == ["model", "group", "value", "ci_low", "ci_high", "se", "reason"]
     assert list(read_csv(out / "pairs.csv")[0]) == ["group", "model_a", "model_b", "probability", "ci_low", "ci_high"]
@@ -132,8 +169,10 @@ def assert_repeated_tested_and_reported(client, levels: dict, sweep: Path, tunin
     costs = {(r["model"], r["dataset"]): r for r in read_csv(out / "costs.csv")}
     assert len(costs) == 4
     for (model, task), row in costs.items():
-        spent = {phase: sum(float(r["cpu_hours"]) for r in rows if (r["model"], r["task"]) == (model, task))
-                 for phase, rows in (("tuning", tuning), ("repeats", repeats))}
+        spent = {
+            phase: sum(float(r["cpu_hours"]) for r in rows if (r["model"], r["task"]) == (model, task))
+            for phase, rows in (("tuning", tuning), ("repeats", repeats))
+        }
         assert float(row["tuning_cpu_hours"]) == pytest.approx(spent["tuning"]) and spent["tuning"] > 0
         assert float(row["repeats_cpu_hours"]) == pytest.approx(spent["repeats"]) and spent["repeats"] > 0
         assert float(row["cpu_hours"]) == pytest.approx(spent["tuning"] + spent["repeats"])
@@ -145,9 +184,23 @@ def assert_repeated_tested_and_reported(client, levels: dict, sweep: Path, tunin
     assert {"report/report.html", "report/groups.csv", "report/scores.csv"} <= logged
 
     # The same scores read back from the MLflow experiment instead of the sweep dir.
-    from_mlflow = subprocess.run([sys.executable, "-m", "bench.report", "mlflow:bench", "--tracking-uri",
-                                  client.tracking_uri, "--out", str(sweep.parent / "from_mlflow"), "--bootstrap", "50"],
-                                 capture_output=True, text=True, timeout=300)
+    from_mlflow = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.report",
+            "mlflow:bench",
+            "--tracking-uri",
+            client.tracking_uri,
+            "--out",
+            str(sweep.parent / "from_mlflow"),
+            "--bootstrap",
+            "50",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert from_mlflow.returncode == 0, from_mlflow.stderr[-2000:]
     assert read_csv(sweep.parent / "from_mlflow" / "scores.csv") == scores
     assert read_csv(sweep.parent / "from_mlflow" / "costs.csv") == read_csv(out / "costs.csv")

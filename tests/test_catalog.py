@@ -33,15 +33,34 @@ def task_file(task: str):
     return OmegaConf.load(CONFIG_DIR / "task" / f"{task}.yaml")
 
 
-@pytest.mark.parametrize("preset,models", [("geobench_v1", ("prithvi", "resnet50")), ("hls", ("prithvi", "resnet50")),
-                                           ("geobench_v2", ("prithvi", "terramind_base"))])
+@pytest.mark.parametrize(
+    "preset,models",
+    [
+        ("geobench_v1", ("prithvi", "resnet50")),
+        ("hls", ("prithvi", "resnet50")),
+        ("geobench_v2", ("prithvi", "terramind_base")),
+    ],
+)
 def test_preset_dry_run_lists_every_cell_then_each_missing_input_once(run_cli, tmp_path, preset, models):
     missing = tmp_path / "no-data"
-    result = run_cli("-m", f"experiment={preset}", f"model={','.join(models)}", "hydra.sweeper.dry_run=true",
-                     f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                     env={var: str(missing) for var in ("GEO_BENCH_DIR", "GEO_BENCH_V2_DIR", "SEN1FLOODS11_DIR",
-                                                        "HLS_BURN_SCARS_DIR", "CROP_CLASSIFICATION_DIR")}
-                     | {"HF_HUB_OFFLINE": "1"})
+    result = run_cli(
+        "-m",
+        f"experiment={preset}",
+        f"model={','.join(models)}",
+        "hydra.sweeper.dry_run=true",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        env={
+            var: str(missing)
+            for var in (
+                "GEO_BENCH_DIR",
+                "GEO_BENCH_V2_DIR",
+                "SEN1FLOODS11_DIR",
+                "HLS_BURN_SCARS_DIR",
+                "CROP_CLASSIFICATION_DIR",
+            )
+        }
+        | {"HF_HUB_OFFLINE": "1"},
+    )
     tasks = preset_tasks(preset)
     cells = CELL.findall(result.stdout)
     assert sorted((t, m) for t, m, _, _ in cells) == sorted((t, m) for t in tasks for m in models)
@@ -68,8 +87,14 @@ def test_the_geobench_v1_preset_has_terratorch_iterates_budget(run_cli, tmp_path
     result = run_cli("experiment=geobench_v1", "task=chesapeake", "model=resnet50", "--cfg", "job")
     job = yaml.safe_load(result.stdout)
     assert (job["task"]["partition"], job["task"]["patience"], job["task"]["max_epochs"]) == ("0.10x_train", 50, 300)
-    plan = run_cli("-m", "experiment=geobench_v1", "model=resnet50", "hydra.sweeper.dry_run=true",
-                   f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"GEO_BENCH_DIR": str(tmp_path / "no-data")}).stdout
+    plan = run_cli(
+        "-m",
+        "experiment=geobench_v1",
+        "model=resnet50",
+        "hydra.sweeper.dry_run=true",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        env={"GEO_BENCH_DIR": str(tmp_path / "no-data")},
+    ).stdout
     assert re.search(r"^12 cell\(s\): 192 tuning trials \+ 5 repeats each", plan, re.M)
     blocks = dict(re.findall(r"^cell task=(\w+)[,:][^\n]*\n((?:  .*\n)+)", plan, re.M))
     for task, block in blocks.items():
@@ -80,9 +105,15 @@ def test_the_geobench_v1_preset_has_terratorch_iterates_budget(run_cli, tmp_path
 
 
 def test_classification_cells_do_not_search_a_decoder_width(run_cli, tmp_path):
-    result = run_cli("-m", "task=eurosat,chesapeake", "model=resnet50", "search_space=geobench_v1",
-                     "hydra.sweeper.dry_run=true", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                     env={"GEO_BENCH_DIR": str(tmp_path / "no-data")})
+    result = run_cli(
+        "-m",
+        "task=eurosat,chesapeake",
+        "model=resnet50",
+        "search_space=geobench_v1",
+        "hydra.sweeper.dry_run=true",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        env={"GEO_BENCH_DIR": str(tmp_path / "no-data")},
+    )
     blocks = dict(re.findall(r"^cell task=(\w+)[,:][^\n]*\n((?:  .*\n)+)", result.stdout, re.M))
     assert "hparams.lr" in blocks["eurosat"] and "hparams.lr" in blocks["chesapeake"]
     assert "decoder_channels" not in blocks["eurosat"] and "decoder_channels" in blocks["chesapeake"]
@@ -106,8 +137,15 @@ def test_an_impossible_partition_is_refused(compose_cfg):
 
 def test_a_task_type_the_model_has_no_head_for_is_refused(compose_cfg):
     with pytest.raises(ConfigError, match=r"model=prithvi_tiny has no neck and decoder for regression tasks"):
-        build_spec(compose_cfg("task=synthetic_seg", "task.type=regression", "task.metric=val/RMSE",
-                               "task.direction=minimize", "model.task_types.regression=null"))
+        build_spec(
+            compose_cfg(
+                "task=synthetic_seg",
+                "task.type=regression",
+                "task.metric=val/RMSE",
+                "task.direction=minimize",
+                "model.task_types.regression=null",
+            )
+        )
 
 
 def _launcher(*overrides: str):
@@ -127,8 +165,9 @@ def test_a_models_resources_override_the_launchers_defaults():
     assert (ray.ray.remote.num_gpus, ray.ray.remote.num_cpus) == (2, 16)
 
 
-@pytest.mark.parametrize("model", [m for m in group_options("model")
-                                   if OmegaConf.load(CONFIG_DIR / "model" / f"{m}.yaml").get("resources")])
+@pytest.mark.parametrize(
+    "model", [m for m in group_options("model") if OmegaConf.load(CONFIG_DIR / "model" / f"{m}.yaml").get("resources")]
+)
 def test_catalog_resources_reach_the_launcher(model):
     stated = OmegaConf.load(CONFIG_DIR / "model" / f"{model}.yaml").resources
     launcher = _launcher("launcher=slurm", f"model={model}")

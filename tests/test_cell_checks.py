@@ -20,14 +20,27 @@ def refusal(compose_cfg, *overrides: str) -> str:
 
 @pytest.mark.parametrize("metric", ["val/mIoU", "val/Accuracy_Micro", "val/Multilabel_F1_Score", "val_map"])
 def test_a_regression_task_given_another_types_metric_is_refused(compose_cfg, metric):
-    said = refusal(compose_cfg, "task=synthetic_seg", "task.type=regression", "task.num_classes=null",
-                   f"task.metric={metric}", "task.direction=maximize")
+    said = refusal(
+        compose_cfg,
+        "task=synthetic_seg",
+        "task.type=regression",
+        "task.num_classes=null",
+        f"task.metric={metric}",
+        "task.direction=maximize",
+    )
     assert f"task.metric={metric!r}" in said and "regression tasks never log" in said and "val/RMSE" in said
 
 
 def test_a_regression_metric_on_a_regression_task_is_taken(compose_cfg):
-    spec = build_spec(compose_cfg("task=synthetic_seg", "task.type=regression", "task.num_classes=null",
-                                  "task.metric=val/RMSE", "task.direction=minimize"))
+    spec = build_spec(
+        compose_cfg(
+            "task=synthetic_seg",
+            "task.type=regression",
+            "task.num_classes=null",
+            "task.metric=val/RMSE",
+            "task.direction=minimize",
+        )
+    )
     assert (spec.metric, spec.test_metric, spec.mode) == ("val/RMSE", "test/RMSE", "min")
 
 
@@ -78,8 +91,15 @@ def test_protocol_frozen_freezes_the_encoder_and_is_recorded(compose_cfg):
 
 def test_refusals_come_before_a_sweep_launches(run_cli, tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli("-m", "task=synthetic_seg", "task.type=regression", "task.num_classes=null",
-                     "task.metric=val/mIoU", "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={sweep}")
+    result = run_cli(
+        "-m",
+        "task=synthetic_seg",
+        "task.type=regression",
+        "task.num_classes=null",
+        "task.metric=val/mIoU",
+        "hydra.sweeper.n_trials=1",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert result.returncode != 0
     assert "regression tasks never log" in result.stderr + result.stdout
     assert not (sweep / "optuna.journal").exists() and not list(sweep.glob("*/"))
@@ -93,14 +113,40 @@ def test_protocol_frozen_is_recorded_in_the_tables_the_scores_and_the_submission
     import pandas as pd
 
     sweep = tmp_path / "sweep"
-    result = run_cli("-m", "task=synthetic_seg", "protocol=frozen", "task.max_epochs=1", "+trainer.limit_train_batches=1",
-                     "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1", "hydra.sweeper.n_trials=1",
-                     "hydra.sweeper.repeats=1", "mlflow.enabled=false", f"hydra.sweep.dir={sweep}")
+    result = run_cli(
+        "-m",
+        "task=synthetic_seg",
+        "protocol=frozen",
+        "task.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1",
+        "+trainer.limit_test_batches=1",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.repeats=1",
+        "mlflow.enabled=false",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for table in ("results.csv", "repeats.csv"):
         assert set(pd.read_csv(sweep / table)["frozen_or_full_ft"]) == {"frozen"}, table
-    report = subprocess.run([sys.executable, "-m", "bench.report", str(sweep), "--out", str(tmp_path / "report"),
-                             "--bootstrap", "20", "--no-mlflow"], capture_output=True, text=True)
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.report",
+            str(sweep),
+            "--out",
+            str(tmp_path / "report"),
+            "--bootstrap",
+            "20",
+            "--no-mlflow",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert report.returncode == 0, report.stderr[-3000:]
-    for scores in (tmp_path / "report" / "scores.csv", tmp_path / "report" / "submission" / "results_and_parameters.csv"):
+    for scores in (
+        tmp_path / "report" / "scores.csv",
+        tmp_path / "report" / "submission" / "results_and_parameters.csv",
+    ):
         assert set(pd.read_csv(scores)["frozen_or_full_ft"]) == {"frozen"}, scores

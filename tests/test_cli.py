@@ -21,7 +21,10 @@ def _imported_modules(stderr: str) -> set[str]:
 def test_cli_introspection_never_imports_torch(args):
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "bench", *args],
-        capture_output=True, text=True, timeout=120, env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     modules = _imported_modules(result.stderr)
@@ -82,7 +85,9 @@ def test_malformed_search_space_fails_before_any_job(run_cli, tmp_path, grammar)
     (tmp_path / "extra" / "search_space" / "mine.yaml").write_text(
         f"hparams.lr: '{grammar}'\nhparams.batch_size: choice(8, 16)\n"
     )
-    result = run_cli("-m", "--config-dir", str(tmp_path / "extra"), "search_space=mine", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    result = run_cli(
+        "-m", "--config-dir", str(tmp_path / "extra"), "search_space=mine", f"hydra.sweep.dir={tmp_path / 'sweep'}"
+    )
     assert result.returncode != 0
     assert f"search space entry 'hparams.lr={grammar}' is malformed" in result.stderr
     assert "Traceback" not in result.stderr
@@ -91,10 +96,22 @@ def test_malformed_search_space_fails_before_any_job(run_cli, tmp_path, grammar)
 
 def test_dry_run_shows_the_plan_without_importing_torch(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "bench", "-m", "task=synthetic_seg,synthetic_cls",
-         "model=prithvi_tiny,prithvi", "model.model_args.backbone_pretrained=false", "hydra.sweeper.dry_run=true",
-         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "bench",
+            "-m",
+            "task=synthetic_seg,synthetic_cls",
+            "model=prithvi_tiny,prithvi",
+            "model.model_args.backbone_pretrained=false",
+            "hydra.sweeper.dry_run=true",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "4 cell(s): 32 tuning trials" in result.stdout
@@ -110,20 +127,28 @@ def test_the_demo_experiment_declares_its_two_cells_and_their_protocol(run_cli, 
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 cell(s): 8 tuning trials + 2 repeats each (seeds [1, 2])" in result.stdout
     assert re.findall(r"^cell (\S+): (\w+) (\S+)$", result.stdout, re.M) == [
-        ("task=synthetic_seg", "maximize", "val/mIoU"), ("task=synthetic_cls", "maximize", "val/Accuracy")]
+        ("task=synthetic_seg", "maximize", "val/mIoU"),
+        ("task=synthetic_cls", "maximize", "val/Accuracy"),
+    ]
     # Its own search space, one that suits a randomly initialised model (not the pretrained default).
     assert "hparams.lr: tag(log, interval(1e-5, 3e-3))" in result.stdout
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("hparams.batch_size=0", "bench: error: hparams.batch_size=0 is not possible"),
-    ("task.max_epochs=0", "bench: error: task.max_epochs=0 is not possible"),
-    ("task.max_epochs=-1", "bench: error: task.max_epochs=-1 is not possible"),
-    ("task.patience=0", "bench: error: task.patience=0 is not possible"),
-    # A value only some trials would draw: refused up front, not by failing those trials.
-    ("hparams.batch_size=choice(8,0)", "the search space gives hparams.batch_size the value 0 (choice(8,0)), which "
-                                       "no trial can use: hparams.batch_size=0 is not possible"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("hparams.batch_size=0", "bench: error: hparams.batch_size=0 is not possible"),
+        ("task.max_epochs=0", "bench: error: task.max_epochs=0 is not possible"),
+        ("task.max_epochs=-1", "bench: error: task.max_epochs=-1 is not possible"),
+        ("task.patience=0", "bench: error: task.patience=0 is not possible"),
+        # A value only some trials would draw: refused up front, not by failing those trials.
+        (
+            "hparams.batch_size=choice(8,0)",
+            "the search space gives hparams.batch_size the value 0 (choice(8,0)), which "
+            "no trial can use: hparams.batch_size=0 is not possible",
+        ),
+    ],
+)
 def test_impossible_values_fail_before_any_job(run_cli, tmp_path, override, expected):
     result = run_cli("-m", override, "search_space=none", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert result.returncode != 0

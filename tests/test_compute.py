@@ -62,8 +62,17 @@ def test_a_budget_stops_new_trials_exits_cleanly_and_resumes_with_a_larger_one(t
 
 def test_a_cap_per_cell_ends_each_cell_on_its_own_and_keeps_its_repeats(tmp_path):
     # Task b's trials take 3 times as long, so its cap (3.6 GPU-seconds each) buys fewer of them.
-    result = run_stub(tmp_path, "task=a,b", "hydra.sweeper.n_trials=30", "sleep=0.2", "slow_tasks=[b]", "slow_factor=3",
-                      "hydra.sweeper.budget.per_cell=0.001", "hydra.sweeper.repeats=2", *GRANT)
+    result = run_stub(
+        tmp_path,
+        "task=a,b",
+        "hydra.sweeper.n_trials=30",
+        "sleep=0.2",
+        "slow_tasks=[b]",
+        "slow_factor=3",
+        "hydra.sweeper.budget.per_cell=0.001",
+        "hydra.sweeper.repeats=2",
+        *GRANT,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(tmp_path / "results.csv")
     by_cell = {cell: [r for r in rows if r["cell"] == cell] for cell in ("task=a", "task=b")}
@@ -74,14 +83,22 @@ def test_a_cap_per_cell_ends_each_cell_on_its_own_and_keeps_its_repeats(tmp_path
     assert "takes no more trials: budget.per_cell=0.001 GPU-hours reached" in result.stdout
     # The cap is on tuning: every cell still runs all its repeats (it ran none before).
     repeats = read_csv(tmp_path / "repeats.csv")
-    assert sorted((r["cell"], r["state"]) for r in repeats) == [("task=a", "COMPLETE")] * 2 + [("task=b", "COMPLETE")] * 2
+    assert (
+        sorted((r["cell"], r["state"]) for r in repeats) == [("task=a", "COMPLETE")] * 2 + [("task=b", "COMPLETE")] * 2
+    )
 
 
 def test_a_converged_cell_stops_tuning_and_goes_on_to_its_repeats(tmp_path):
     # No trial beats the first by more than 100: after the first trial plus `patience` more, the
     # cell has converged, long before its n_trials.
-    result = run_stub(tmp_path, "task=a,b", "hydra.sweeper.n_trials=10", "hydra.sweeper.repeats=1",
-                      "hydra.sweeper.budget.patience=2", "hydra.sweeper.budget.min_delta=100")
+    result = run_stub(
+        tmp_path,
+        "task=a,b",
+        "hydra.sweeper.n_trials=10",
+        "hydra.sweeper.repeats=1",
+        "hydra.sweeper.budget.patience=2",
+        "hydra.sweeper.budget.min_delta=100",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(tmp_path / "results.csv")
     assert sorted(r["cell"] for r in rows) == ["task=a"] * 3 + ["task=b"] * 3
@@ -92,8 +109,14 @@ def test_a_converged_cell_stops_tuning_and_goes_on_to_its_repeats(tmp_path):
 def test_warm_start_from_siblings_tries_their_best_configurations_first(tmp_path):
     # Siblings: cells that differ only in the task. task=a runs first, task=b then starts from a's
     # best two configurations (a minimises: its lowest values).
-    result = run_stub(tmp_path, "task=a,b", "hydra.sweeper.n_trials=4", "hydra.sweeper.warm_start=siblings",
-                      "hydra.sweeper.sibling_key=task", "hydra.sweeper.warm_start_top_k=2")
+    result = run_stub(
+        tmp_path,
+        "task=a,b",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.warm_start=siblings",
+        "hydra.sweeper.sibling_key=task",
+        "hydra.sweeper.warm_start_top_k=2",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = sorted(read_csv(tmp_path / "results.csv"), key=lambda r: int(r["job_num"]))
     assert [r["task"] for r in rows] == ["a"] * 4 + ["b"] * 4  # b waited for its sibling
@@ -108,8 +131,14 @@ def test_warm_start_from_an_earlier_sweep_seeds_the_matching_cell(tmp_path):
     earlier, later = tmp_path / "earlier", tmp_path / "later"
     grid = ["task=a,b", "model=x,y"]
     assert run_stub(earlier, *grid, "hydra.sweeper.n_trials=3").returncode == 0
-    result = run_stub(later, *grid, "hydra.sweeper.n_trials=2", f"hydra.sweeper.warm_start={earlier}",
-                      "hydra.sweeper.sibling_key=task", "hydra.sweeper.warm_start_top_k=1")
+    result = run_stub(
+        later,
+        *grid,
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.warm_start={earlier}",
+        "hydra.sweeper.sibling_key=task",
+        "hydra.sweeper.warm_start_top_k=1",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     before, after = read_csv(earlier / "results.csv"), read_csv(later / "results.csv")
     for cell in ("task=a,model=x", "task=b,model=y"):
@@ -120,11 +149,14 @@ def test_warm_start_from_an_earlier_sweep_seeds_the_matching_cell(tmp_path):
         assert first["warm_start_from"] == f"{cell} #{best['trial']}" and first["x"] == best["x"]
 
 
-@pytest.mark.parametrize("override, words", [
-    ("hydra.sweeper.budget.gpu_hours=-1", "budget.gpu_hours=-1.0: give a positive number of hours"),
-    ("hydra.sweeper.budget.patience=0", "budget.patience=0: give a whole number of trials >= 1"),
-    ("hydra.sweeper.warm_start=/no/such/sweep", "warm_start='/no/such/sweep': use 'siblings', or the directory"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("hydra.sweeper.budget.gpu_hours=-1", "budget.gpu_hours=-1.0: give a positive number of hours"),
+        ("hydra.sweeper.budget.patience=0", "budget.patience=0: give a whole number of trials >= 1"),
+        ("hydra.sweeper.warm_start=/no/such/sweep", "warm_start='/no/such/sweep': use 'siblings', or the directory"),
+    ],
+)
 def test_impossible_budget_and_warm_start_settings_are_refused_before_anything_is_created(tmp_path, override, words):
     result = run_stub(tmp_path / "sweep", "task=a,b", override)
     assert result.returncode != 0 and words in result.stderr, result.stderr[-2000:]
@@ -132,7 +164,13 @@ def test_impossible_budget_and_warm_start_settings_are_refused_before_anything_i
 
 
 def test_the_dry_run_states_the_budget_and_warm_start(tmp_path):
-    result = run_stub(tmp_path / "sweep", "task=a,b", "hydra.sweeper.dry_run=true", "hydra.sweeper.budget.gpu_hours=3",
-                      "hydra.sweeper.budget.patience=4", "hydra.sweeper.warm_start=siblings")
+    result = run_stub(
+        tmp_path / "sweep",
+        "task=a,b",
+        "hydra.sweeper.dry_run=true",
+        "hydra.sweeper.budget.gpu_hours=3",
+        "hydra.sweeper.budget.patience=4",
+        "hydra.sweeper.warm_start=siblings",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "budget: gpu_hours=3.0, patience=4, min_delta=0.0; warm start from siblings (top 3)" in result.stdout

@@ -97,8 +97,12 @@ def test_every_small_model_builds_and_runs_for_each_task_type(compose_cfg, model
     import torch
 
     # Random init: the hub is unreachable here (pretrained weights are checked in test_errors).
-    cfg = compose_cfg(f"model={model}", f"task={TYPES[task_type]}", "model.model_args.backbone_pretrained=false",
-                      *_synthetic_bands_for(model))
+    cfg = compose_cfg(
+        f"model={model}",
+        f"task={TYPES[task_type]}",
+        "model.model_args.backbone_pretrained=false",
+        *_synthetic_bands_for(model),
+    )
     spec = build_spec(cfg)
     task = get_class(spec.task_class)(**spec.task_kwargs)
     size = cfg.task.image_size
@@ -121,8 +125,13 @@ def test_every_segmentation_head_a_model_offers_builds_with_each_width_it_search
     differ only in size, not in shape, so two builds per head prove them."""
     import torch
 
-    overrides = [f"model={model}", "task=synthetic_seg", "model.model_args.backbone_pretrained=false",
-                 f"model.head={head}", *_synthetic_bands_for(model)]
+    overrides = [
+        f"model={model}",
+        "task=synthetic_seg",
+        "model.model_args.backbone_pretrained=false",
+        f"model.head={head}",
+        *_synthetic_bands_for(model),
+    ]
     key = "hparams.model_args.decoder_channels"
     space, _ = parse_search_space({key: compose_cfg(*overrides).model.decoder_channels_space})
     choices = list(space[key].choices)
@@ -174,7 +183,9 @@ def test_experiment_demo_overrides_task_budget(compose_cfg):
     assert compose_cfg("experiment=demo").task.max_epochs < compose_cfg().task.max_epochs
 
 
-@pytest.mark.parametrize(("option", "pruner"), [("median", "optuna.pruners.MedianPruner"), ("none", "optuna.pruners.NopPruner")])
+@pytest.mark.parametrize(
+    ("option", "pruner"), [("median", "optuna.pruners.MedianPruner"), ("none", "optuna.pruners.NopPruner")]
+)
 def test_pruning_picks_the_sweepers_pruner_and_a_preset_can_turn_it_off(option, pruner):
     from hydra import compose, initialize_config_dir
 

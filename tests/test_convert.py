@@ -24,8 +24,12 @@ CONFIGS = sorted(p.name for p in ITERATE.glob("*.yaml"))
 
 
 def convert(config: str, out: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench.convert", str(ITERATE / config), "--out", str(out), *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "bench.convert", str(ITERATE / config), "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def iterate_plan(config: str) -> dict:
@@ -40,8 +44,12 @@ def iterate_plan(config: str) -> dict:
                 space[f"hparams.{prefix}{key}"] = value
 
     walk(raw.get("optimization_space") or {})
-    return {"tasks": [t["name"] for t in raw["tasks"]], "n_trials": raw["n_trials"], "space": space,
-            "except": {t["name"]: t.get("optimization_except") or [] for t in raw["tasks"]}}
+    return {
+        "tasks": [t["name"] for t in raw["tasks"]],
+        "n_trials": raw["n_trials"],
+        "space": space,
+        "except": {t["name"]: t.get("optimization_except") or [] for t in raw["tasks"]},
+    }
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -53,9 +61,14 @@ def test_converted_preset_dry_runs_as_iterate_would(config, tmp_path):
     expected = iterate_plan(config)
 
     args = command.split()[3:]  # after `python -m bench`
-    dry = subprocess.run([sys.executable, "-m", "bench", *args, "hydra.sweeper.dry_run=true",
-                          f"hydra.sweep.dir={tmp_path / 'sweep'}"], capture_output=True, text=True, timeout=120,
-                         cwd=tmp_path, env={**os.environ, "GEO_BENCH_DIR": str(tmp_path / "no-data"), "HF_HUB_OFFLINE": "1"})
+    dry = subprocess.run(
+        [sys.executable, "-m", "bench", *args, "hydra.sweeper.dry_run=true", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "GEO_BENCH_DIR": str(tmp_path / "no-data"), "HF_HUB_OFFLINE": "1"},
+    )
     plan = dry.stdout
     # Without the data and offline, the plan is printed, then each missing input is listed once.
     assert "Dry run: nothing launched." in plan, dry.stderr[-3000:]
@@ -66,9 +79,10 @@ def test_converted_preset_dry_runs_as_iterate_would(config, tmp_path):
     # One task is one cell with nothing swept, which the sweeper labels `default`.
     tasks = [f"{stem}_{name}" for name in expected["tasks"]]
     assert [c[0] for c in cells] == (tasks if n > 1 else ["default"])
-    assert yaml.safe_load((tmp_path / "conf" / "experiment" / f"{stem}.yaml").read_text())["hydra"]["sweeper"]["cells"] \
-        == {"task": tasks}
-    for (_, direction, metric) in cells:  # terratorch 1.2.11's names, never the pre-1.0.3 ones
+    assert yaml.safe_load((tmp_path / "conf" / "experiment" / f"{stem}.yaml").read_text())["hydra"]["sweeper"][
+        "cells"
+    ] == {"task": tasks}
+    for _, direction, metric in cells:  # terratorch 1.2.11's names, never the pre-1.0.3 ones
         assert direction == "maximize" and metric in {"val/mIoU", "val/Accuracy_Micro", "val/Multilabel_F1_Score"}
     blocks = re.split(r"^cell ", plan, flags=re.M)[1:]
     for name, block in zip(expected["tasks"], blocks):
@@ -98,7 +112,9 @@ def test_known_defects_are_reported_not_copied(tmp_path):
     forestnet = yaml.safe_load((tmp_path / "conf" / "task" / "geobench_v1_prithvi_forestnet.yaml").read_text())
     assert "num_classes" not in forestnet and forestnet["metric"] == "val/Accuracy_Micro"
     written = "".join(p.read_text() for p in (tmp_path / "conf").rglob("*.yaml"))
-    assert "/dccstor/" not in written and "Overall_Accuracy" not in written and "Multiclass_Jaccard_Index" not in written
+    assert (
+        "/dccstor/" not in written and "Overall_Accuracy" not in written and "Multiclass_Jaccard_Index" not in written
+    )
 
 
 def test_an_existing_different_file_is_never_overwritten(tmp_path):
@@ -124,7 +140,7 @@ def converted(config: Path, conf: Path, capsys) -> tuple[list[str], str]:
     """Convert with conf as bench's config dir and no --out; (notes, the command it ends with)."""
     main([str(config)], config_dir=conf)
     lines = capsys.readouterr().out.strip().splitlines()
-    return [line[len("note: "):] for line in lines if line.startswith("note: ")], lines[-1]
+    return [line[len("note: ") :] for line in lines if line.startswith("note: ")], lines[-1]
 
 
 @pytest.fixture
@@ -137,8 +153,11 @@ def conf(tmp_path) -> Path:
 
 def compose_in(conf: Path, *overrides: str, hydra: bool = False):
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        return compose("config", overrides=[f"output_dir={conf.parent / 'job'}", f"data_dir={conf.parent / 'data'}",
-                                            *overrides], return_hydra_config=hydra)
+        return compose(
+            "config",
+            overrides=[f"output_dir={conf.parent / 'job'}", f"data_dir={conf.parent / 'data'}", *overrides],
+            return_hydra_config=hydra,
+        )
 
 
 def task_file(conf: Path, option: str) -> dict:
@@ -192,8 +211,12 @@ def test_budget_keys_reach_the_composed_config_and_the_default_out_is_conf(conf,
     # No --out: the files go into bench's config dir (here its copy), and the command needs no --config-dir.
     assert command == "python -m bench -m experiment=tiny"
     assert {p.relative_to(conf).as_posix() for p in conf.rglob("tiny*.yaml")} == {
-        "experiment/tiny.yaml", "model/tiny.yaml", "search_space/tiny.yaml", "task/tiny_eurosat.yaml",
-        "task/tiny_chesapeake.yaml"}
+        "experiment/tiny.yaml",
+        "model/tiny.yaml",
+        "search_space/tiny.yaml",
+        "task/tiny_eurosat.yaml",
+        "task/tiny_chesapeake.yaml",
+    }
     assert not list(CONFIG_DIR.rglob("tiny*.yaml"))
 
     cfg = compose_in(conf, "experiment=tiny", "task=tiny_eurosat", hydra=True)
@@ -216,7 +239,9 @@ def test_budget_keys_reach_the_composed_config_and_the_default_out_is_conf(conf,
     chesapeake = build_spec(cfg).task_kwargs
     assert (chesapeake["loss"], chesapeake["freeze_backbone"]) == ("focal", True)
     # A ResNet already gives the decoder its pyramid: UperNet is kept, its scale modules are not.
-    assert chesapeake["model_args"]["decoder"] == "UperNetDecoder" and chesapeake["model_args"]["decoder_channels"] == 64
+    assert (
+        chesapeake["model_args"]["decoder"] == "UperNetDecoder" and chesapeake["model_args"]["decoder_channels"] == 64
+    )
     assert "decoder_scale_modules" not in chesapeake["model_args"]
     assert any("decoder_scale_modules=True not carried over" in n and "multi-scale" in n for n in notes)
 
@@ -252,19 +277,31 @@ def test_every_key_it_cannot_carry_is_named(conf, tmp_path, capsys):
     source.write_text(PLANTED)
     notes, _ = converted(source, conf, capsys)
     text = "\n".join(notes)
-    for named in ("planted_top=1", "defaults.planted_defaults=1", "defaults.trainer_args.planted_trainer=1",
-                  "defaults.trainer_args.callbacks=['planted_callback']", "defaults.trainer_args.devices=4",
-                  "defaults.terratorch_task.planted_task_default=1",
-                  "defaults.terratorch_task.model_args.planted_model_default=1", "planted_task=1",
-                  "terratorch_task.planted_terratorch_task=1", "terratorch_task.lr=0.5", "model_args.planted_model_arg=1",
-                  "in_chans=3", "model_args.model='planted_smp_arch'", "datamodule planted_datamodule=1"):
+    for named in (
+        "planted_top=1",
+        "defaults.planted_defaults=1",
+        "defaults.trainer_args.planted_trainer=1",
+        "defaults.trainer_args.callbacks=['planted_callback']",
+        "defaults.trainer_args.devices=4",
+        "defaults.terratorch_task.planted_task_default=1",
+        "defaults.terratorch_task.model_args.planted_model_default=1",
+        "planted_task=1",
+        "terratorch_task.planted_terratorch_task=1",
+        "terratorch_task.lr=0.5",
+        "model_args.planted_model_arg=1",
+        "in_chans=3",
+        "model_args.model='planted_smp_arch'",
+        "datamodule planted_datamodule=1",
+    ):
         assert named in text, (named, text)
     written = "".join(p.read_text() for p in conf.rglob("unknown_keys*.yaml"))
     assert "planted" not in written and "in_chans" not in written
     assert "0.5" not in written and "devices" not in written
 
 
-@pytest.mark.parametrize("config", ["geobench_v1_prithvi.yaml", "geobench_v1_dofa_large_patch16_224_upernetdecoder_true.yaml"])
+@pytest.mark.parametrize(
+    "config", ["geobench_v1_prithvi.yaml", "geobench_v1_dofa_large_patch16_224_upernetdecoder_true.yaml"]
+)
 def test_upernet_keeps_the_catalog_pyramid_without_its_scale_modules(conf, capsys, config):
     notes, _ = converted(ITERATE / config, conf, capsys)
     stem = Path(config).stem
@@ -272,8 +309,11 @@ def test_upernet_keeps_the_catalog_pyramid_without_its_scale_modules(conf, capsy
     # iterate's decoder and width stay; its scale modules (and DOFA's token-reshape-only neck) do not:
     # the catalog neck ends in LearnedInterpolateToPyramidal, which makes the same pyramid.
     assert chesapeake["model_args"] == {"decoder": "UperNetDecoder", "decoder_channels": 128}
-    assert re.search(r"tasks\[0\] \(chesapeake\) model_args\.decoder_scale_modules=True not carried over: the cell's "
-                     r"neck already makes the 1/4\.\.1/32 pyramid \(LearnedInterpolateToPyramidal", "\n".join(notes))
+    assert re.search(
+        r"tasks\[0\] \(chesapeake\) model_args\.decoder_scale_modules=True not carried over: the cell's "
+        r"neck already makes the 1/4\.\.1/32 pyramid \(LearnedInterpolateToPyramidal",
+        "\n".join(notes),
+    )
     if "dofa" in config:
         assert any(n.startswith("tasks[0] (chesapeake) model_args.necks=") for n in notes)
 
@@ -299,10 +339,17 @@ def test_converted_cells_build_on_cpu(conf, capsys):
 
     for config in ("geobench_v1_resnet.yaml", "geobench_v1_prithvi.yaml"):
         converted(ITERATE / config, conf, capsys)
-    for stem, task, expected in (("geobench_v1_resnet", "eurosat", (2, 10)),
-                                 ("geobench_v1_prithvi", "chesapeake", (2, 7, 64, 64))):
-        cfg = compose_in(conf, f"experiment={stem}", f"task={stem}_{task}", "model.model_args.backbone_pretrained=false",
-                         "task.image_size=64")
+    for stem, task, expected in (
+        ("geobench_v1_resnet", "eurosat", (2, 10)),
+        ("geobench_v1_prithvi", "chesapeake", (2, 7, 64, 64)),
+    ):
+        cfg = compose_in(
+            conf,
+            f"experiment={stem}",
+            f"task={stem}_{task}",
+            "model.model_args.backbone_pretrained=false",
+            "task.image_size=64",
+        )
         spec = build_spec(cfg)
         model = get_class(spec.task_class)(**spec.task_kwargs).model
         with torch.no_grad():

@@ -26,12 +26,18 @@ def _search_space(root: Path, name: str, text: str) -> list[str]:
 SWEEPS = {
     "a search space that is a list": (
         lambda root: _search_space(root, "listy", "- hparams.lr\n- 0.1\n"),
-        "search_space must map config keys to search domains"),
+        "search_space must map config keys to search domains",
+    ),
     "a fixed impossible value in a search space": (
-        lambda root: _search_space(root, "fixedbad", "hparams.batch_size: 0\nhparams.lr: tag(log, interval(1e-5, 1e-3))\n"),
-        "the search space gives hparams.batch_size the value 0 (fixed), which no trial can use"),
+        lambda root: _search_space(
+            root, "fixedbad", "hparams.batch_size: 0\nhparams.lr: tag(log, interval(1e-5, 1e-3))\n"
+        ),
+        "the search space gives hparams.batch_size the value 0 (fixed), which no trial can use",
+    ),
     "a tracking server that does not answer": (
-        lambda root: [f"mlflow.tracking_uri=http://127.0.0.1:{_closed_port()}"], "cannot be reached"),
+        lambda root: [f"mlflow.tracking_uri=http://127.0.0.1:{_closed_port()}"],
+        "cannot be reached",
+    ),
     "evaluate_test in a sweep": (lambda root: ["evaluate_test=true"], "evaluate_test=true in a sweep"),
 }
 
@@ -41,8 +47,9 @@ def test_a_sweep_with_bad_input_is_refused_before_anything_is_created(case, run_
     arguments, words = SWEEPS[case]
     sweep = tmp_path / "sweep"
     for dry in (True, False):
-        result = run_cli("-m", f"hydra.sweep.dir={sweep}", *arguments(tmp_path),
-                         *(["hydra.sweeper.dry_run=true"] if dry else []))
+        result = run_cli(
+            "-m", f"hydra.sweep.dir={sweep}", *arguments(tmp_path), *(["hydra.sweeper.dry_run=true"] if dry else [])
+        )
         assert result.returncode != 0, (case, result.stdout[-1500:])
         assert words in result.stderr, (case, result.stderr[-1500:])
         assert "Traceback" not in result.stderr
@@ -50,6 +57,7 @@ def test_a_sweep_with_bad_input_is_refused_before_anything_is_created(case, run_
 
 
 # ---- bench.report -------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
@@ -95,11 +103,15 @@ def _drop_column(path: Path, column: str) -> None:
 
 
 REPORTS = {
-    "a repeats.csv missing a column": (lambda s, t: _drop_column(s / "repeats.csv", "test_value"),
-                                       "repeats.csv lacks the column(s) test_value"),
+    "a repeats.csv missing a column": (
+        lambda s, t: _drop_column(s / "repeats.csv", "test_value"),
+        "repeats.csv lacks the column(s) test_value",
+    ),
     "an empty repeats.csv": (lambda s, t: (s / "repeats.csv").write_bytes(b""), "repeats.csv is empty"),
-    "a binary repeats.csv": (lambda s, t: (s / "repeats.csv").write_bytes(b"\x00\xff\xfe" * 50),
-                             "repeats.csv cannot be read as CSV (it is not text)"),
+    "a binary repeats.csv": (
+        lambda s, t: (s / "repeats.csv").write_bytes(b"\x00\xff\xfe" * 50),
+        "repeats.csv cannot be read as CSV (it is not text)",
+    ),
     "--out that is a file": (lambda s, t: (t / "taken").write_text("mine"), "is a file, not a folder"),
     "--out under a file": (lambda s, t: (t / "taken").write_text("mine"), "cannot be created: "),
     "an unwritable --out": (lambda s, t: None, "--out /sys/bench-report cannot be written"),  # root or not
@@ -115,8 +127,11 @@ def test_a_report_on_damaged_or_odd_input_is_a_sentence(case, sweep, tmp_path, c
     shutil.copytree(sweep, copy)
     harm, words = REPORTS[case]
     harm(copy, tmp_path)
-    target = {"--out that is a file": tmp_path / "taken", "--out under a file": tmp_path / "taken" / "report",
-              "an unwritable --out": Path("/sys/bench-report")}
+    target = {
+        "--out that is a file": tmp_path / "taken",
+        "--out under a file": tmp_path / "taken" / "report",
+        "an unwritable --out": Path("/sys/bench-report"),
+    }
     source = tmp_path / "empty" if case == "an empty dir" else copy
     source.mkdir(exist_ok=True)
     out = target.get(case, tmp_path / "out")
@@ -152,8 +167,9 @@ def test_an_unreachable_tracking_server_is_a_warning_the_files_are_the_result(sw
 
     copy = tmp_path / "sweep"
     shutil.copytree(sweep, copy)
-    (copy / "mlflow.json").write_text(json.dumps({"tracking_uri": f"http://127.0.0.1:{_closed_port()}",
-                                                  "experiment": "x", "benchmark_run": "0" * 32}))
+    (copy / "mlflow.json").write_text(
+        json.dumps({"tracking_uri": f"http://127.0.0.1:{_closed_port()}", "experiment": "x", "benchmark_run": "0" * 32})
+    )
     result = _report(capsys, str(copy), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "the report could not be logged to MLflow run" in result.stderr
@@ -175,7 +191,9 @@ def test_a_report_says_its_sweep_is_still_running(sweep, tmp_path, capsys):
     finally:
         os.close(fd)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "sweep is still running (its driver, pid 4242 on host node1, started now, holds driver.lock)" in result.stderr
+    assert (
+        "sweep is still running (its driver, pid 4242 on host node1, started now, holds driver.lock)" in result.stderr
+    )
 
 
 def test_a_report_refused_for_its_options_makes_no_folder(sweep, tmp_path):
@@ -184,7 +202,12 @@ def test_a_report_refused_for_its_options_makes_no_folder(sweep, tmp_path):
     import sys
 
     (tmp_path / "normalizer.json").write_text('{"elsewhere": [0, 1]}')
-    result = subprocess.run([sys.executable, "-m", "bench.report", str(sweep.resolve()), "--normalizer",
-                             "normalizer.json", "--no-mlflow"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.report", str(sweep.resolve()), "--normalizer", "normalizer.json", "--no-mlflow"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0 and "has no [min, max] for dataset(s)" in result.stderr
     assert not (sweep / "report").exists() and not (tmp_path / "report").exists()

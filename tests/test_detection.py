@@ -19,8 +19,10 @@ pytestmark = pytest.mark.duration(120)
 
 DETECTION_TYPES = ("object_detection", "instance_segmentation")
 # An RGB task and a Sentinel-2 instance task on their RGB bands, which every catalog model can take.
-TASK_OF_TYPE = {"object_detection": ["task=gb2_everwatch"],
-                "instance_segmentation": ["task=gb2_substation", "task.bands=[B02,B03,B04]"]}
+TASK_OF_TYPE = {
+    "object_detection": ["task=gb2_everwatch"],
+    "instance_segmentation": ["task=gb2_substation", "task.bands=[B02,B03,B04]"],
+}
 # 64 px: small enough for CPU, and a size every model builds for (DOFA and Clay fix theirs from task.image_size).
 SIZE = 64
 
@@ -29,22 +31,30 @@ def _catalog_claims(task_type: str) -> list[str]:
     """The catalog's models whose file has an entry for this type, read from the YAML (no compose at collection)."""
     from bench.paths import CONFIG_DIR
 
-    return [m for m in group_options("model")
-            if task_type in (OmegaConf.load(CONFIG_DIR / "model" / f"{m}.yaml").get("task_types") or {})]
+    return [
+        m
+        for m in group_options("model")
+        if task_type in (OmegaConf.load(CONFIG_DIR / "model" / f"{m}.yaml").get("task_types") or {})
+    ]
 
 
-@pytest.mark.parametrize("task_type, task, metric, test_metric", [
-    ("object_detection", "gb2_everwatch", "val_map", "test_map"),
-    ("object_detection", "gb2_nzcattle", "val_map", "test_map"),
-    ("instance_segmentation", "gb2_substation", "val_segm_map", "test_segm_map"),
-    ("instance_segmentation", "gb2_pastis_r", "val_segm_map", "test_segm_map"),
-])
+@pytest.mark.parametrize(
+    "task_type, task, metric, test_metric",
+    [
+        ("object_detection", "gb2_everwatch", "val_map", "test_map"),
+        ("object_detection", "gb2_nzcattle", "val_map", "test_map"),
+        ("instance_segmentation", "gb2_substation", "val_segm_map", "test_segm_map"),
+        ("instance_segmentation", "gb2_pastis_r", "val_segm_map", "test_segm_map"),
+    ],
+)
 def test_detection_tasks_train_the_framework_of_their_type(compose_cfg, task_type, task, metric, test_metric):
     spec = build_spec(compose_cfg("model=prithvi_tiny", f"task={task}"))
     assert spec.task_class == "terratorch.tasks.ObjectDetectionTask"
     assert spec.task_kwargs["model_factory"] == "ObjectDetectionModelFactory"
-    assert spec.task_kwargs["model_args"]["framework"] == {"object_detection": "faster-rcnn",
-                                                           "instance_segmentation": "mask-rcnn"}[task_type]
+    assert (
+        spec.task_kwargs["model_args"]["framework"]
+        == {"object_detection": "faster-rcnn", "instance_segmentation": "mask-rcnn"}[task_type]
+    )
     assert (spec.metric, spec.test_metric, spec.mode) == (metric, test_metric, "max")
     # GEO-Bench-2 records no patience for these: never stop early (patience = every epoch).
     assert spec.patience == spec.max_epochs
@@ -55,12 +65,17 @@ def test_detection_tasks_train_the_framework_of_their_type(compose_cfg, task_typ
 
 def test_pixelwise_tasks_keep_their_factory_and_slash_metrics(compose_cfg):
     spec = build_spec(compose_cfg("model=prithvi_tiny", "task=gb2_burn_scars"))
-    assert spec.task_kwargs["model_factory"] == "EncoderDecoderFactory" and "framework" not in spec.task_kwargs["model_args"]
+    assert (
+        spec.task_kwargs["model_factory"] == "EncoderDecoderFactory"
+        and "framework" not in spec.task_kwargs["model_args"]
+    )
     assert (spec.metric, spec.test_metric) == ("val/mIoU", "test/mIoU")
 
 
 def test_a_detection_metric_without_the_validation_prefix_is_refused(compose_cfg):
-    with pytest.raises(ConfigError, match=r"task.metric='val/map' is not a TerraTorch validation metric \(val_<name>\)"):
+    with pytest.raises(
+        ConfigError, match=r"task.metric='val/map' is not a TerraTorch validation metric \(val_<name>\)"
+    ):
         build_spec(compose_cfg("model=prithvi_tiny", "task=gb2_everwatch", "task.metric=val/map"))
 
 
@@ -110,7 +125,8 @@ def _forward(spec, bands: int):
 # Every model's necks go into Mask R-CNN (a model file's instance_segmentation entry is its object_detection one, so
 # this builds both); Faster R-CNN, the same necks without the mask head, on a ViT and a CNN.
 HEADS = [(model, "instance_segmentation") for model in _catalog_claims("instance_segmentation")] + [
-    (model, "object_detection") for model in ("prithvi_tiny", "resnet50")]
+    (model, "object_detection") for model in ("prithvi_tiny", "resnet50")
+]
 
 
 @pytest.mark.slow
@@ -118,8 +134,12 @@ HEADS = [(model, "instance_segmentation") for model in _catalog_claims("instance
 def test_catalog_detection_heads_build_train_and_predict(compose_cfg, model, task_type):
     import torch
 
-    overrides = [f"model={model}", *TASK_OF_TYPE[task_type], f"task.image_size={SIZE}",
-                 "model.model_args.backbone_pretrained=false"]
+    overrides = [
+        f"model={model}",
+        *TASK_OF_TYPE[task_type],
+        f"task.image_size={SIZE}",
+        "model.model_args.backbone_pretrained=false",
+    ]
     cfg = compose_cfg(*overrides)
     losses, predictions = _forward(build_spec(cfg), len(cfg.task.bands))
     expected = {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
@@ -127,7 +147,10 @@ def test_catalog_detection_heads_build_train_and_predict(compose_cfg, model, tas
         expected.add("loss_mask")
     assert set(losses) == expected, (model, sorted(losses))
     assert all(torch.isfinite(v) for v in losses.values()), (model, losses)
-    assert len(predictions) == 2 and {"boxes", "labels", "scores"} <= set(predictions[0]), (model, predictions[0].keys())
+    assert len(predictions) == 2 and {"boxes", "labels", "scores"} <= set(predictions[0]), (
+        model,
+        predictions[0].keys(),
+    )
     if task_type == "instance_segmentation":
         assert "masks" in predictions[0]
 
@@ -137,10 +160,16 @@ def test_a_model_without_a_detection_head_is_refused_before_launch(compose_cfg, 
     from bench.preflight import check_cell
 
     # Both entries go (the instance one refers to the detection one), as in a model file that has neither.
-    cfg = compose_cfg("model=prithvi_tiny", *TASK_OF_TYPE[task_type], "~model.task_types.instance_segmentation",
-                      "~model.task_types.object_detection")
-    sentence = (f"model=prithvi_tiny has no neck and decoder for {task_type} tasks .* Pick another model, or add "
-                f"model.task_types.{task_type}")
+    cfg = compose_cfg(
+        "model=prithvi_tiny",
+        *TASK_OF_TYPE[task_type],
+        "~model.task_types.instance_segmentation",
+        "~model.task_types.object_detection",
+    )
+    sentence = (
+        f"model=prithvi_tiny has no neck and decoder for {task_type} tasks .* Pick another model, or add "
+        f"model.task_types.{task_type}"
+    )
     with pytest.raises(ConfigError, match=sentence):
         build_spec(cfg)
     # the sweep's check says it too, beside what else the cell lacks (here its data)

@@ -102,8 +102,14 @@ def test_slurm_refuses_a_fraction_of_a_gpu_before_launching(compose_cfg, fractio
 
 def test_a_slurm_sweep_with_a_fraction_of_a_gpu_stops_with_a_sentence(run_cli, tmp_path):
     # check_resources=false: that check asks a SLURM controller (sinfo), and this test has none.
-    result = run_cli("-m", "launcher=slurm", "launcher.gpus_per_trial=0.5", "hydra.sweeper.dry_run=true",
-                     "hydra.sweeper.check_resources=false", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    result = run_cli(
+        "-m",
+        "launcher=slurm",
+        "launcher.gpus_per_trial=0.5",
+        "hydra.sweeper.dry_run=true",
+        "hydra.sweeper.check_resources=false",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
     assert result.returncode == 1
     # One plain sentence (no traceback), from the cell check: nothing was submitted.
     assert result.stderr.startswith("bench: error: launcher=slurm with launcher.gpus_per_trial=0.5: SLURM allocates")

@@ -50,7 +50,9 @@ def test_synthetic_dataset_is_deterministic(tmp_path):
         assert (a / name).read_bytes() == (b / name).read_bytes()
 
 
-def test_unreachable_hub_for_pretrained_prithvi_explains_weights_and_local_checkpoint(compose_cfg, monkeypatch, tmp_path):
+def test_unreachable_hub_for_pretrained_prithvi_explains_weights_and_local_checkpoint(
+    compose_cfg, monkeypatch, tmp_path
+):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "ENDPOINT", DEAD_HUB["HF_ENDPOINT"])
@@ -59,7 +61,10 @@ def test_unreachable_hub_for_pretrained_prithvi_explains_weights_and_local_check
     with pytest.raises(PretrainedWeightsError) as info:
         check_pretrained_weights(compose_cfg("model=prithvi").model)
     message = str(info.value)
-    assert "model=prithvi needs pretrained weights ibm-nasa-geospatial/Prithvi-EO-2.0-300M/Prithvi_EO_V2_300M.pt" in message
+    assert (
+        "model=prithvi needs pretrained weights ibm-nasa-geospatial/Prithvi-EO-2.0-300M/Prithvi_EO_V2_300M.pt"
+        in message
+    )
     assert "could not be reached" in message
     assert "model.model_args.backbone_ckpt_path=" in message
     assert "backbone_pretrained=false" in message
@@ -76,7 +81,9 @@ def test_offline_mode_without_cached_weights_is_explained(compose_cfg, monkeypat
     assert "+model.model_args.backbone_pretrained_cfg_overlay.file=DIR/model.safetensors" in str(info.value)
     # ...and none for a key the model declares, even as null.
     with pytest.raises(PretrainedWeightsError) as info:
-        check_pretrained_weights(compose_cfg("model=resnet50", "+model.model_args.backbone_pretrained_cfg_overlay={file: null}").model)
+        check_pretrained_weights(
+            compose_cfg("model=resnet50", "+model.model_args.backbone_pretrained_cfg_overlay={file: null}").model
+        )
     assert " model.model_args.backbone_pretrained_cfg_overlay.file=DIR/model.safetensors" in str(info.value)
 
 
@@ -97,7 +104,9 @@ def test_cached_weights_pass_without_network(compose_cfg, monkeypatch, tmp_path)
 
 def test_local_checkpoint_path_must_exist(compose_cfg, tmp_path):
     with pytest.raises(PretrainedWeightsError, match="model_args.backbone_ckpt_path=.*is not a file"):
-        check_pretrained_weights(compose_cfg("model=prithvi", f"model.model_args.backbone_ckpt_path={tmp_path}/nope.pt").model)
+        check_pretrained_weights(
+            compose_cfg("model=prithvi", f"model.model_args.backbone_ckpt_path={tmp_path}/nope.pt").model
+        )
     (tmp_path / "w.pt").write_bytes(b"x")
     check_pretrained_weights(compose_cfg("model=prithvi", f"model.model_args.backbone_ckpt_path={tmp_path}/w.pt").model)
 

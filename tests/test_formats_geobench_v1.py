@@ -22,7 +22,14 @@ def test_a_partition_selects_its_own_training_samples(tmp_path, monkeypatch, com
     monkeypatch.setenv("GEO_BENCH_DIR", str(write_geobench_v1(tmp_path / "geobench", ["eurosat"])))
     sizes = {}
     for partition in ("default", "0.10x_train"):
-        datamodule, _ = load_batch(compose_cfg("task=eurosat", f"task.partition={partition}", "hparams.batch_size=1",
-                                               "task.datamodule.num_workers=0", "task.image_size=64"))
+        datamodule, _ = load_batch(
+            compose_cfg(
+                "task=eurosat",
+                f"task.partition={partition}",
+                "hparams.batch_size=1",
+                "task.datamodule.num_workers=0",
+                "task.image_size=64",
+            )
+        )
         sizes[partition] = len(datamodule.train_dataset)
     assert sizes == {"default": PER_SPLIT, "0.10x_train": 1}

@@ -20,16 +20,21 @@ def test_hls_task_reads_its_format(task, tmp_path, monkeypatch, compose_cfg):
 
 
 @pytest.mark.slow
-def test_a_single_image_model_takes_the_multi_temporal_task_through_the_temporal_wrapper(tmp_path, monkeypatch,
-                                                                                        compose_cfg):
+def test_a_single_image_model_takes_the_multi_temporal_task_through_the_temporal_wrapper(
+    tmp_path, monkeypatch, compose_cfg
+):
     """ResNet-50 has no time axis: bench wraps it in TerraTorch's TemporalWrapper for the crop task's
     (B, C, T, H, W) batches, so the cell trains instead of failing at its first batch."""
     from bench.spec import build_spec
 
     root = WRITERS["crop_classification"](tmp_path / "crop")
     monkeypatch.setenv(ENV_VARS["crop_classification"], str(root))
-    overrides = ("model=resnet50", "model.model_args.backbone_pretrained=false", "task.image_size=64",
-                 "task.datamodule.num_workers=0")
+    overrides = (
+        "model=resnet50",
+        "model.model_args.backbone_pretrained=false",
+        "task.image_size=64",
+        "task.datamodule.num_workers=0",
+    )
     args = build_spec(compose_cfg("task=crop_classification", *overrides)).task_kwargs["model_args"]
     assert args["backbone_use_temporal"] is True and args["backbone_temporal_pooling"] == "mean"
     assert "backbone_use_temporal" not in build_spec(compose_cfg("task=crop_classification")).task_kwargs["model_args"]

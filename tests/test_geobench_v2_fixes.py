@@ -16,8 +16,11 @@ pytestmark = pytest.mark.duration(25)
 
 
 def _sample(value: float) -> dict:
-    return {"image_a": torch.full((4, 8, 8), value), "image_b": torch.full((4, 8, 8), value + 100),
-            "mask": torch.zeros(8, 8, dtype=torch.long)}
+    return {
+        "image_a": torch.full((4, 8, 8), value),
+        "image_b": torch.full((4, 8, 8), value + 100),
+        "mask": torch.zeros(8, 8, dtype=torch.long),
+    }
 
 
 def test_stack_time_steps_stacks_the_windows_in_order_on_a_time_axis():
@@ -44,8 +47,9 @@ def test_upstream_fotw_cannot_stack_its_windows(tmp_path):
     bands = ["red", "green", "blue", "nir"]
     sample = GeoBenchFieldsOfTheWorld(root=str(tmp_path / "fotw"), split="train", band_order=bands)[0]
     assert "image" not in sample and {"image_a", "image_b"} <= set(sample)
-    stacked = GeoBenchFieldsOfTheWorld(root=str(tmp_path / "fotw"), split="train", band_order=bands,
-                                       return_stacked_image=True)
+    stacked = GeoBenchFieldsOfTheWorld(
+        root=str(tmp_path / "fotw"), split="train", band_order=bands, return_stacked_image=True
+    )
     with pytest.raises(AttributeError, match="sample"):
         stacked[0]
 

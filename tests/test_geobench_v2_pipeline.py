@@ -25,9 +25,15 @@ MODELS = ("prithvi_tiny", "resnet50")
 # Faster / Mask R-CNN with random weights keep up to 100 boxes an image, each through 4 convolutions of the mask
 # head: most of this test's time. Fewer proposals and boxes (torchvision's own arguments, which the detection
 # heads take as framework_*; instance_segmentation's head is object_detection's) test the same plumbing.
-FEWER_BOXES = [f"+model.task_types.object_detection.framework_{key}={value}" for key, value in (
-    ("rpn_post_nms_top_n_train", 64), ("rpn_post_nms_top_n_test", 32), ("box_batch_size_per_image", 32),
-    ("box_detections_per_img", 8))]
+FEWER_BOXES = [
+    f"+model.task_types.object_detection.framework_{key}={value}"
+    for key, value in (
+        ("rpn_post_nms_top_n_train", 64),
+        ("rpn_post_nms_top_n_test", 32),
+        ("box_batch_size_per_image", 32),
+        ("box_detections_per_img", 8),
+    )
+]
 SEEDS = 2
 
 
@@ -37,12 +43,27 @@ def test_geobench_v2_sweep_scores_every_capability_group_and_makes_a_valid_submi
         write(root)
     sweep = tmp_path / "sweep"
     result = run_cli(
-        "-m", "experiment=geobench_v2", f"model={','.join(MODELS)}", "model.model_args.backbone_pretrained=false",
-        "task.image_size=64", "task.max_epochs=1", "task.datamodule.num_workers=0", "hparams.batch_size=2",
-        "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1",
-        "trainer.num_sanity_val_steps=0", "hydra.sweeper.n_trials=1", "task.n_trials=1", *FEWER_BOXES,
-        f"hydra.sweeper.repeats={SEEDS}", "mlflow.enabled=false", f"hydra.sweep.dir={sweep}",
-        env={"GEO_BENCH_V2_DIR": str(root), "HF_HUB_OFFLINE": "1"}, timeout=1500)
+        "-m",
+        "experiment=geobench_v2",
+        f"model={','.join(MODELS)}",
+        "model.model_args.backbone_pretrained=false",
+        "task.image_size=64",
+        "task.max_epochs=1",
+        "task.datamodule.num_workers=0",
+        "hparams.batch_size=2",
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1",
+        "+trainer.limit_test_batches=1",
+        "trainer.num_sanity_val_steps=0",
+        "hydra.sweeper.n_trials=1",
+        "task.n_trials=1",
+        *FEWER_BOXES,
+        f"hydra.sweeper.repeats={SEEDS}",
+        "mlflow.enabled=false",
+        f"hydra.sweep.dir={sweep}",
+        env={"GEO_BENCH_V2_DIR": str(root), "HF_HUB_OFFLINE": "1"},
+        timeout=1500,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
 
     repeats = pd.read_csv(sweep / "repeats.csv")
@@ -61,8 +82,24 @@ def test_geobench_v2_sweep_scores_every_capability_group_and_makes_a_valid_submi
         assert study.trials[0].intermediate_values, cell
 
     out = tmp_path / "report"
-    report = subprocess.run([sys.executable, "-m", "bench.report", str(sweep), "--groups", "geobench2", "--out", str(out),
-                             "--bootstrap", "200", "--no-mlflow"], capture_output=True, text=True, timeout=600)
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.report",
+            str(sweep),
+            "--groups",
+            "geobench2",
+            "--out",
+            str(out),
+            "--bootstrap",
+            "200",
+            "--no-mlflow",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert report.returncode == 0, report.stderr[-3000:]
     groups = pd.read_csv(out / "groups.csv")
     assert sorted(groups["group"].unique()) == sorted(GROUPS) and set(groups["model"]) == set(MODELS)
@@ -80,4 +117,3 @@ def test_geobench_v2_sweep_scores_every_capability_group_and_makes_a_valid_submi
     assert labels.loc["biomassters", "Metric"] == "RMSE" and labels.loc["so2sat", "Metric"] == "Overall_Accuracy"
     objections = [line for line in report.stderr.splitlines() if "submission/:" in line]
     assert len(objections) == 1 and "wants 5 seeds" in objections[0], objections
-

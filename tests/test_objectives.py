@@ -23,10 +23,18 @@ def test_a_bench_cell_trading_miou_against_parameters_has_a_front_of_two(run_cli
     from mlflow import MlflowClient
 
     sweep = tmp_path / "sweep"
-    result = run_cli("-m", "task=synthetic_seg", "task.metric=[val/mIoU,cost/params_M]",
-                     "task.direction=[maximize,minimize]", "search_space=none", "hparams.lr=3e-4",
-                     "+hparams.model_args.decoder_channels=choice(16,256)", "hydra/sweeper/sampler=grid",
-                     "task.max_epochs=2", f"hydra.sweep.dir={sweep}")
+    result = run_cli(
+        "-m",
+        "task=synthetic_seg",
+        "task.metric=[val/mIoU,cost/params_M]",
+        "task.direction=[maximize,minimize]",
+        "search_space=none",
+        "hparams.lr=3e-4",
+        "+hparams.model_args.decoder_channels=choice(16,256)",
+        "hydra/sweeper/sampler=grid",
+        "task.max_epochs=2",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "pruning is off for the multi-objective cell(s) default" in result.stdout + result.stderr
     rows = {int(r["hparams.model_args.decoder_channels"]): r for r in read_csv(sweep / "results.csv")}
@@ -70,8 +78,15 @@ def test_miou_and_parameters_are_the_best_epochs_score_and_the_models_size(compo
     from bench.train import train
 
     narrow_out, wide_out = tmp_path / "narrow", tmp_path / "wide"
-    narrow = train(compose_cfg(*MIOU_AND_PARAMS, *FAST, "task.max_epochs=2", "+hparams.model_args.decoder_channels=64",
-                               f"output_dir={narrow_out}"))
+    narrow = train(
+        compose_cfg(
+            *MIOU_AND_PARAMS,
+            *FAST,
+            "task.max_epochs=2",
+            "+hparams.model_args.decoder_channels=64",
+            f"output_dir={narrow_out}",
+        )
+    )
     assert isinstance(narrow, list) and len(narrow) == 2 and all(math.isfinite(v) for v in narrow)
     rows = _logged(narrow_out)
     assert len(_per_epoch(rows, "val/mIoU")) == 2
@@ -81,8 +96,15 @@ def test_miou_and_parameters_are_the_best_epochs_score_and_the_models_size(compo
     assert narrow[1] == pytest.approx(sum(p.numel() for p in saved.model.parameters()) / 1e6)
     assert list(_per_epoch(rows, "cost/params_M").values()) == pytest.approx([narrow[1]] * 2)  # logged each epoch too
 
-    wide = train(compose_cfg(*MIOU_AND_PARAMS, *FAST, "task.max_epochs=1", "+hparams.model_args.decoder_channels=256",
-                             f"output_dir={wide_out}"))
+    wide = train(
+        compose_cfg(
+            *MIOU_AND_PARAMS,
+            *FAST,
+            "task.max_epochs=1",
+            "+hparams.model_args.decoder_channels=256",
+            f"output_dir={wide_out}",
+        )
+    )
     assert wide[1] > narrow[1]
 
 
@@ -92,9 +114,17 @@ def test_other_metrics_are_read_at_the_best_epoch_and_a_test_run_returns_them_as
     the checkpoint, the epoch the other listed metrics are read at, and the test metric."""
     from bench.train import train
 
-    returned = train(compose_cfg("task.metric=[cost/val_images_per_s,val/loss,val/mIoU]",
-                                 "task.direction=[maximize,minimize,maximize]", *FAST, "task.max_epochs=3",
-                                 "task.patience=3", "evaluate_test=true", f"output_dir={tmp_path}"))
+    returned = train(
+        compose_cfg(
+            "task.metric=[cost/val_images_per_s,val/loss,val/mIoU]",
+            "task.direction=[maximize,minimize,maximize]",
+            *FAST,
+            "task.max_epochs=3",
+            "task.patience=3",
+            "evaluate_test=true",
+            f"output_dir={tmp_path}",
+        )
+    )
     throughput, loss, miou = returned["value"]
     rows = _logged(tmp_path)
     losses, mious = _per_epoch(rows, "val/loss"), _per_epoch(rows, "val/mIoU")
@@ -110,11 +140,22 @@ def test_other_metrics_are_read_at_the_best_epoch_and_a_test_run_returns_them_as
 def test_an_out_of_memory_retry_returns_every_objective(compose_cfg, tmp_path):
     from bench.train import train
 
-    returned = train(compose_cfg(*MIOU_AND_PARAMS, *FAST, "task.max_epochs=1", "hparams.batch_size=8",
-                                 "+callbacks.inject_oom._target_=tests.oom_injection.InjectOOM",
-                                 "+callbacks.inject_oom.threshold=4", f"output_dir={tmp_path}"))
-    assert {k: v for k, v in returned.items() if k != "value"} == {"oom_retries": 1, "batch_size": 4,
-                                                                    "accumulate_grad_batches": 2}
+    returned = train(
+        compose_cfg(
+            *MIOU_AND_PARAMS,
+            *FAST,
+            "task.max_epochs=1",
+            "hparams.batch_size=8",
+            "+callbacks.inject_oom._target_=tests.oom_injection.InjectOOM",
+            "+callbacks.inject_oom.threshold=4",
+            f"output_dir={tmp_path}",
+        )
+    )
+    assert {k: v for k, v in returned.items() if k != "value"} == {
+        "oom_retries": 1,
+        "batch_size": 4,
+        "accumulate_grad_batches": 2,
+    }
     assert len(returned["value"]) == 2 and all(math.isfinite(v) for v in returned["value"])
 
 
@@ -124,8 +165,13 @@ def test_a_resumed_job_still_knows_the_epochs_before_its_interruption(compose_cf
     trains no further epoch: every value it returns comes from the epochs of its first run."""
     from bench.train import train
 
-    overrides = ["task.metric=[val/mIoU,val/loss,cost/val_images_per_s]", "task.direction=[maximize,minimize,maximize]",
-                 *FAST, "task.max_epochs=2", f"output_dir={tmp_path}"]
+    overrides = [
+        "task.metric=[val/mIoU,val/loss,cost/val_images_per_s]",
+        "task.direction=[maximize,minimize,maximize]",
+        *FAST,
+        "task.max_epochs=2",
+        f"output_dir={tmp_path}",
+    ]
     first = train(compose_cfg(*overrides, "keep_last_checkpoint=true"))
     assert train(compose_cfg(*overrides)) == first
 
@@ -136,15 +182,22 @@ def test_a_listed_metric_the_task_never_logs_fails_at_the_first_validation(compo
     from bench.train import train
 
     with pytest.raises(MetricNotLoggedError) as caught:
-        train(compose_cfg("task.metric=[val/mIoU,cost/params_M,val/mIoU_typo]",
-                          "task.direction=[maximize,minimize,maximize]", *FAST, f"output_dir={tmp_path}"))
+        train(
+            compose_cfg(
+                "task.metric=[val/mIoU,cost/params_M,val/mIoU_typo]",
+                "task.direction=[maximize,minimize,maximize]",
+                *FAST,
+                f"output_dir={tmp_path}",
+            )
+        )
     assert "task.metric lists 'val/mIoU_typo', which is never logged by SemanticSegmentationTask" in str(caught.value)
     assert not list(tmp_path.glob("checkpoints/*.ckpt"))  # refused after the sanity check, before any epoch
 
 
 def test_a_metric_list_selects_on_the_first_metric_the_model_learns(compose_cfg):
-    spec = build_spec(compose_cfg("task.metric=[cost/params_M,val/loss,val/mIoU]",
-                                  "task.direction=[minimize,minimize,maximize]"))
+    spec = build_spec(
+        compose_cfg("task.metric=[cost/params_M,val/loss,val/mIoU]", "task.direction=[minimize,minimize,maximize]")
+    )
     assert (spec.metric, spec.mode, spec.test_metric) == ("val/loss", "min", "test/loss")
     assert spec.objectives.names == ("cost/params_M", "val/loss", "val/mIoU")
     assert spec.objectives.directions == ("minimize", "minimize", "maximize")
@@ -152,21 +205,38 @@ def test_a_metric_list_selects_on_the_first_metric_the_model_learns(compose_cfg)
     assert (single.metric, single.mode, single.objectives) == ("val/mIoU", "max", None)
 
 
-@pytest.mark.parametrize("overrides, words", [
-    (["task.metric=[val/mIoU,cost/params_M]", "task.direction=[maximize]"],
-     ("task.metric lists 2 metrics (val/mIoU, cost/params_M) but task.direction 1 (maximize): give one direction per "
-      "metric, in order")),
-    (["task.metric=[val/mIoU,cost/flops]", "task.direction=[maximize,minimize]"],
-     ("task.metric has cost/flops, which bench does not measure; cost metrics: cost/params_M (the model's parameters, "
-      "in millions); cost/val_images_per_s (validation images per second, forward passes only)")),
-    (["task.metric=[val/mIoU,cost/params_M]", "task.direction=[maximize,smaller]"],
-     "task.direction has 'smaller'; use minimize or maximize"),
-    (["task.metric=[cost/params_M,cost/val_images_per_s]", "task.direction=[minimize,maximize]"],
-     "task.metric lists only costs (cost/params_M, cost/val_images_per_s)"),
-    (["task.direction=[maximize,minimize]"],
-     "task.metric is one metric (val/mIoU) but task.direction is a list of 2 (maximize, minimize)"),
-    (["task.metric=[]", "task.direction=[]"], "task.metric=[] lists no metric"),
-])
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (
+            ["task.metric=[val/mIoU,cost/params_M]", "task.direction=[maximize]"],
+            (
+                "task.metric lists 2 metrics (val/mIoU, cost/params_M) but task.direction 1 (maximize): give one direction per "
+                "metric, in order"
+            ),
+        ),
+        (
+            ["task.metric=[val/mIoU,cost/flops]", "task.direction=[maximize,minimize]"],
+            (
+                "task.metric has cost/flops, which bench does not measure; cost metrics: cost/params_M (the model's parameters, "
+                "in millions); cost/val_images_per_s (validation images per second, forward passes only)"
+            ),
+        ),
+        (
+            ["task.metric=[val/mIoU,cost/params_M]", "task.direction=[maximize,smaller]"],
+            "task.direction has 'smaller'; use minimize or maximize",
+        ),
+        (
+            ["task.metric=[cost/params_M,cost/val_images_per_s]", "task.direction=[minimize,maximize]"],
+            "task.metric lists only costs (cost/params_M, cost/val_images_per_s)",
+        ),
+        (
+            ["task.direction=[maximize,minimize]"],
+            "task.metric is one metric (val/mIoU) but task.direction is a list of 2 (maximize, minimize)",
+        ),
+        (["task.metric=[]", "task.direction=[]"], "task.metric=[] lists no metric"),
+    ],
+)
 def test_bad_objective_lists_are_refused_before_launching(compose_cfg, overrides, words):
     """By the sweeper's cell check, in the driver: no job is launched for such a cell."""
     with pytest.raises(ConfigError) as caught:

@@ -20,8 +20,11 @@ FAST = ["task.max_epochs=2", "task.patience=2", "+trainer.limit_train_batches=8"
 
 
 def _inject_oom(threshold: int, from_epoch: int = 0) -> list[str]:
-    return ["+callbacks.inject_oom._target_=tests.oom_injection.InjectOOM",
-            f"+callbacks.inject_oom.threshold={threshold}", f"+callbacks.inject_oom.from_epoch={from_epoch}"]
+    return [
+        "+callbacks.inject_oom._target_=tests.oom_injection.InjectOOM",
+        f"+callbacks.inject_oom.threshold={threshold}",
+        f"+callbacks.inject_oom.from_epoch={from_epoch}",
+    ]
 
 
 def _record_epochs(path) -> list[str]:
@@ -36,12 +39,22 @@ def test_an_out_of_memory_trial_is_rerun_from_scratch_at_half_the_batch_size(com
     # Batches above 2 tiles run out of memory from epoch 1 on: each attempt at 8 and 4 finishes
     # epoch 0 (and writes its last.ckpt, as on a launcher that reruns jobs) before failing, which the
     # next attempt must not resume.
-    cfg = compose_cfg("hparams.batch_size=8", "launcher.reruns_jobs=true", *FAST, *_inject_oom(2, from_epoch=1), *_record_epochs(record),
-                      f"output_dir={out}")
+    cfg = compose_cfg(
+        "hparams.batch_size=8",
+        "launcher.reruns_jobs=true",
+        *FAST,
+        *_inject_oom(2, from_epoch=1),
+        *_record_epochs(record),
+        f"output_dir={out}",
+    )
     with mlflow.start_run() as run:
         returned = train(cfg)
-    assert returned == {"value": pytest.approx(returned["value"]), "oom_retries": 2, "batch_size": 2,
-                        "accumulate_grad_batches": 4}
+    assert returned == {
+        "value": pytest.approx(returned["value"]),
+        "oom_retries": 2,
+        "batch_size": 2,
+        "accumulate_grad_batches": 4,
+    }
     assert math.isfinite(returned["value"])
     epochs = [json.loads(line) for line in record.read_text().splitlines()]
     assert [(e["epoch"], e["batch_sizes"], e["accumulate_grad_batches"]) for e in epochs] == [
@@ -60,8 +73,11 @@ def test_an_out_of_memory_trial_is_rerun_from_scratch_at_half_the_batch_size(com
     assert [tags[name] for name in recorded] == ["2", "2", "4"]
 
     # Fresh weights with the same seed: the final attempt is the run that asked for 2 x 4 directly.
-    direct = train(compose_cfg("hparams.batch_size=2", "+trainer.accumulate_grad_batches=4", *FAST,
-                               f"output_dir={tmp_path / 'direct'}"))
+    direct = train(
+        compose_cfg(
+            "hparams.batch_size=2", "+trainer.accumulate_grad_batches=4", *FAST, f"output_dir={tmp_path / 'direct'}"
+        )
+    )
     assert direct == returned["value"]
 
 

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from tests.helpers import read_csv, run_tracked_stub, studies, tree
 from hydra_plugins.bench_sweeper._parallel import MIN_CELLS, map_cells
+from tests.helpers import read_csv, run_tracked_stub, studies, tree
 
 CELLS = max(MIN_CELLS, 24)
 
@@ -32,7 +32,7 @@ def test_a_cell_that_raises_raises_in_the_driver_with_its_own_error():
 
 
 def test_results_that_cannot_come_back_are_computed_in_the_driver():
-    results = map_cells(CELLS, lambda i: (lambda: i))  # a lambda does not pickle
+    results = map_cells(CELLS, lambda i: lambda: i)  # a lambda does not pickle
     assert [make() for make in results] == list(range(CELLS))
 
 
@@ -47,6 +47,7 @@ def test_a_sweep_of_many_cells_planned_by_workers_runs_and_tracks_every_cell(tmp
     assert len(found) == 12 and all(len(s.trials) == 1 for s in found.values())
     rows = read_csv(tmp_path / "sweep" / "results.csv")
     assert sorted((r["task"], r["model"], r["z"]) for r in rows) == sorted(
-        (t, m, z) for t in "ab" for m in "xy" for z in "123")
+        (t, m, z) for t in "ab" for m in "xy" for z in "123"
+    )
     levels = tree(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"))
     assert len(levels["cell"]) == 12 and len(levels["trial"]) == 12

@@ -19,8 +19,13 @@ EXAMPLES = STUB.parent
 
 
 def run_example(script: str, sweep_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(EXAMPLES / script), "-m", f"hydra.sweep.dir={sweep_dir}", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=sweep_dir.parent)
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "-m", f"hydra.sweep.dir={sweep_dir}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=sweep_dir.parent,
+    )
 
 
 def sampler_of(sweep_dir: Path) -> str:
@@ -72,15 +77,30 @@ def test_multi_objective_example_gives_a_non_dominated_front_per_cell(tmp_path):
 def test_sphere_runs_with_every_sampler_group(tmp_path):
     # n_startup_trials=2 so that GP and TPE fit a model within the 5 trials.
     for sampler, expected, extra in (
-            ("tpe", "TPESampler", ["hydra.sweeper.sampler.n_startup_trials=2"]), ("random", "RandomSampler", []),
-            ("cmaes", "CmaEsSampler", []), ("qmc", "QMCSampler", []), ("grid", "GridSampler", []),
-            ("nsgaii", "NSGAIISampler", ["hydra.sweeper.sampler.population_size=2"]),
-            ("gp", "GPSampler", ["hydra.sweeper.sampler.n_startup_trials=2"])):
+        ("tpe", "TPESampler", ["hydra.sweeper.sampler.n_startup_trials=2"]),
+        ("random", "RandomSampler", []),
+        ("cmaes", "CmaEsSampler", []),
+        ("qmc", "QMCSampler", []),
+        ("grid", "GridSampler", []),
+        ("nsgaii", "NSGAIISampler", ["hydra.sweeper.sampler.population_size=2"]),
+        ("gp", "GPSampler", ["hydra.sweeper.sampler.n_startup_trials=2"]),
+    ):
         expected = f"optuna.samplers.{expected}"
         sweep = tmp_path / sampler
-        result = subprocess.run([sys.executable, str(EXAMPLES / "sphere" / "sphere.py"), "-m", f"hydra.sweep.dir={sweep}",
-                                 f"hydra/sweeper/sampler={sampler}", "hydra.sweeper.n_trials=5", *extra],
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(EXAMPLES / "sphere" / "sphere.py"),
+                "-m",
+                f"hydra.sweep.dir={sweep}",
+                f"hydra/sweeper/sampler={sampler}",
+                "hydra.sweeper.n_trials=5",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, (sampler, result.stderr[-3000:])
         assert sampler_of(sweep) == expected
         rows = read_csv(sweep / "results.csv")
@@ -90,26 +110,50 @@ def test_sphere_runs_with_every_sampler_group(tmp_path):
 
 
 def test_the_grid_sampler_runs_a_small_grid_once_and_stops(tmp_path):
-    result = subprocess.run([sys.executable, str(EXAMPLES / "sphere" / "sphere.py"), "-m", f"hydra.sweep.dir={tmp_path / 's'}",
-                             "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=50",
-                             "x=choice(-1,0,1)", "y=choice(0,5)"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "sphere" / "sphere.py"),
+            "-m",
+            f"hydra.sweep.dir={tmp_path / 's'}",
+            "hydra/sweeper/sampler=grid",
+            "hydra.sweeper.n_trials=50",
+            "x=choice(-1,0,1)",
+            "y=choice(0,5)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(tmp_path / "s" / "results.csv")
-    assert sorted((int(float(r["x"])), int(float(r["y"]))) for r in rows) == [(x, y) for x in (-1, 0, 1) for y in (0, 5)]
+    assert sorted((int(float(r["x"])), int(float(r["y"]))) for r in rows) == [
+        (x, y) for x in (-1, 0, 1) for y in (0, 5)
+    ]
 
 
-@pytest.mark.parametrize("script, args, words", [
-    # a direction list longer than what the job returns: the cell stops at its first trial
-    ("multi-objective.py", ["hydra.sweeper.direction=[minimize,minimize,minimize]"],
-     "the job returned 2 value(s)"),
-    ("sphere/sphere.py", ["hydra.sweeper.direction=[minimize,maximize]", "hydra/sweeper/pruner=median"],
-     "which Optuna cannot prune, and a pruner is set: use hydra/sweeper/pruner=none"),
-    ("sphere/sphere.py", ["+hydra.sweeper.custom_search_space=no_such_module.configure"],
-     "hydra.sweeper.custom_search_space='no_such_module.configure' cannot be imported"),
-    ("sphere/sphere.py", ["hydra/sweeper/sampler=grid", "z=interval(0, 1)"],
-     "the grid sampler needs a finite set of values for every searched param, and z is continuous"),
-])
+@pytest.mark.parametrize(
+    "script, args, words",
+    [
+        # a direction list longer than what the job returns: the cell stops at its first trial
+        ("multi-objective.py", ["hydra.sweeper.direction=[minimize,minimize,minimize]"], "the job returned 2 value(s)"),
+        (
+            "sphere/sphere.py",
+            ["hydra.sweeper.direction=[minimize,maximize]", "hydra/sweeper/pruner=median"],
+            "which Optuna cannot prune, and a pruner is set: use hydra/sweeper/pruner=none",
+        ),
+        (
+            "sphere/sphere.py",
+            ["+hydra.sweeper.custom_search_space=no_such_module.configure"],
+            "hydra.sweeper.custom_search_space='no_such_module.configure' cannot be imported",
+        ),
+        (
+            "sphere/sphere.py",
+            ["hydra/sweeper/sampler=grid", "z=interval(0, 1)"],
+            "the grid sampler needs a finite set of values for every searched param, and z is continuous",
+        ),
+    ],
+)
 def test_bad_parity_input_gets_a_sentence(tmp_path, script, args, words):
     sweep = tmp_path / "sweep"
     result = run_example(script, sweep, *args)
@@ -123,9 +167,16 @@ def test_a_multi_objective_cell_gets_its_front_in_mlflow(tmp_path):
 
     from tests.helpers import run_tracked_stub, tree
 
-    result = run_tracked_stub(tmp_path, "task=a,b", "second_objective=true", "hydra.sweeper.direction=[minimize,minimize]",
-                              "~task.direction", "hydra.sweeper.n_trials=6", "hydra/sweeper/sampler=nsgaii",
-                              "hydra.sweeper.sampler.population_size=3")
+    result = run_tracked_stub(
+        tmp_path,
+        "task=a,b",
+        "second_objective=true",
+        "hydra.sweeper.direction=[minimize,minimize]",
+        "~task.direction",
+        "hydra.sweeper.n_trials=6",
+        "hydra/sweeper/sampler=nsgaii",
+        "hydra.sweeper.sampler.population_size=3",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     best = read_csv(tmp_path / "sweep" / "best.csv")
@@ -143,8 +194,16 @@ def test_a_multi_objective_cell_gets_its_front_in_mlflow(tmp_path):
 
 def test_a_multi_objective_sweep_resumes_and_counts_failures_like_any_other(tmp_path):
     # Trials with x > 0.5 fail; max_failure_rate=0.5 lets the cell absorb them, replacing each.
-    args = ["task=a", "model=x,y", "second_objective=true", "hydra.sweeper.direction=[minimize,minimize]",
-            "~task.direction", "fail_above=0.5", "hydra.sweeper.max_failure_rate=0.5", "hydra.sweeper.n_jobs=1"]
+    args = [
+        "task=a",
+        "model=x,y",
+        "second_objective=true",
+        "hydra.sweeper.direction=[minimize,minimize]",
+        "~task.direction",
+        "fail_above=0.5",
+        "hydra.sweeper.max_failure_rate=0.5",
+        "hydra.sweeper.n_jobs=1",
+    ]
     first = run_stub(tmp_path, *args, "hydra.sweeper.n_trials=3")
     assert first.returncode == 0, first.stderr[-3000:]
     resumed = run_stub(tmp_path, *args, "hydra.sweeper.n_trials=6")
@@ -159,9 +218,16 @@ def test_a_multi_objective_sweep_resumes_and_counts_failures_like_any_other(tmp_
 
 def test_a_multi_objective_cell_whose_failures_pass_max_failure_rate_stops(tmp_path):
     # Every trial with x > -1 fails; at max_failure_rate=0.25 of 4 trials the cell stops at its second failure.
-    result = run_stub(tmp_path, "task=a", "second_objective=true", "hydra.sweeper.direction=[minimize,minimize]",
-                      "~task.direction", "fail_above=-1", "hydra.sweeper.max_failure_rate=0.25",
-                      "hydra.sweeper.n_trials=4")
+    result = run_stub(
+        tmp_path,
+        "task=a",
+        "second_objective=true",
+        "hydra.sweeper.direction=[minimize,minimize]",
+        "~task.direction",
+        "fail_above=-1",
+        "hydra.sweeper.max_failure_rate=0.25",
+        "hydra.sweeper.n_trials=4",
+    )
     assert result.returncode != 0
     assert "2 failed trials exceed max_failure_rate=0.25 x n_trials=4" in result.stdout + result.stderr
     (study,) = studies(tmp_path).values()

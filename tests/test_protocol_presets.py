@@ -41,8 +41,9 @@ NO_PRUNER = "optuna.pruners.NopPruner"
 
 def compose_preset(preset: str, *overrides: str):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"experiment={preset}", "output_dir=unused", *overrides],
-                       return_hydra_config=True)
+        return compose(
+            "config", overrides=[f"experiment={preset}", "output_dir=unused", *overrides], return_hydra_config=True
+        )
 
 
 def cells(preset: str) -> list[str]:
@@ -128,7 +129,8 @@ def test_each_geobench_v2_cell_has_its_datasets_protocol(preset):
         assert cfg.task.patience == one(patience, f"{dataset} patiences"), dataset  # None: never stops early
         distributions, fixed = search(cfg)
         assert float(fixed["hparams.optimizer_hparams.weight_decay"]) == one(
-            (float(r["weight_decay"]) for r in source), f"{dataset} weight decays"), dataset
+            (float(r["weight_decay"]) for r in source), f"{dataset} weight decays"
+        ), dataset
         sizes = Counter(int(r["batch_size"]) for r in source)
         if one((r["batch_size_selection"] for r in source), f"{dataset} batch size selections") == "HPO":
             assert sorted(distributions["hparams.batch_size"].choices) == sorted(sizes), dataset
@@ -146,8 +148,9 @@ def test_geobench_v2_presets_have_the_submissions_search_space(preset):
     cfg = compose_preset(preset, f"task={cells(preset)[0]}")
     distributions, fixed = search(cfg)
     # Weight decay: one value in every row, never searched.
-    assert float(fixed["hparams.optimizer_hparams.weight_decay"]) == one((float(r["weight_decay"]) for r in rows),
-                                                                          "weight decays")
+    assert float(fixed["hparams.optimizer_hparams.weight_decay"]) == one(
+        (float(r["weight_decay"]) for r in rows), "weight decays"
+    )
     assert "hparams.optimizer_hparams.weight_decay" not in distributions
     # Batch size: tuned (HPO) over exactly the sizes the rows hold.
     assert one((r["batch_size_selection"] for r in rows), "batch size selections") == "HPO"
@@ -155,8 +158,10 @@ def test_geobench_v2_presets_have_the_submissions_search_space(preset):
     # Learning rate: log-uniform over the decades every submitted value, detection's too, lies in.
     lrs = [float(r["lr"]) for r in all_rows()]
     lr = distributions["hparams.lr"]
-    assert lr.log and (lr.low, lr.high) == (10.0 ** math.floor(math.log10(min(lrs))),
-                                            10.0 ** math.ceil(math.log10(max(lrs))))
+    assert lr.log and (lr.low, lr.high) == (
+        10.0 ** math.floor(math.log10(min(lrs))),
+        10.0 ** math.ceil(math.log10(max(lrs))),
+    )
     # No decoder width: the submissions report none.
     assert not any("decoder_channels" in key for key in [*distributions, *fixed])
 
@@ -179,8 +184,14 @@ def test_protocol_frozen_is_the_frozen_submissions_protocol():
         assert {float(r[keys[0]]) for r in frozen} == {float(r[keys[0]]) for r in unet_rows(FULL_FT)}, keys
     cfg = compose_preset("geobench_v2", "task=gb2_burn_scars", "protocol=frozen")
     assert cfg.task.finetuning == "frozen" and cfg.task.task_args.freeze_backbone is True
-    assert build_spec(compose_preset("geobench_v2", "task=gb2_burn_scars", "protocol=frozen", "model=prithvi_tiny",
-                                     "hparams.batch_size=8")).task_kwargs["freeze_backbone"] is True
+    assert (
+        build_spec(
+            compose_preset(
+                "geobench_v2", "task=gb2_burn_scars", "protocol=frozen", "model=prithvi_tiny", "hparams.batch_size=8"
+            )
+        ).task_kwargs["freeze_backbone"]
+        is True
+    )
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -229,8 +240,11 @@ def test_kuro_siwo_no_data_is_neither_learnt_nor_scored(compose_cfg):
 PRITHVI = "geobench_v1_prithvi.yaml"  # the budget's source: iterate's full GEO-Bench v1 run
 # iterate's config -> the catalog model of its backbone, and the decoder it gives that family. DOFA's config is a
 # smoke test (1 trial, 11 epochs, 0.01x_train): only its decoder is taken.
-FAMILIES = {PRITHVI: "prithvi_v1_100", "geobench_v1_resnet.yaml": "resnet50",
-            "geobench_v1_dofa_large_patch16_224_upernetdecoder_true.yaml": "dofa_large"}
+FAMILIES = {
+    PRITHVI: "prithvi_v1_100",
+    "geobench_v1_resnet.yaml": "resnet50",
+    "geobench_v1_dofa_large_patch16_224_upernetdecoder_true.yaml": "dofa_large",
+}
 # iterate's decoder names (TerraTorch's, or SMP's `model`) -> TerraTorch's.
 DECODERS = {"UperNetDecoder": "UperNetDecoder", "Unet": "UNetDecoder"}
 
@@ -248,8 +262,10 @@ def test_geobench_v1_has_iterates_cells_and_budget():
     for task in source["tasks"]:
         cfg = compose_preset("geobench_v1", f"task={task['name']}")
         assert cfg.task.type == task["type"], task["name"]
-        assert (cfg.task.patience, cfg.task.partition) == (task["early_stop_patience"],
-                                                           task["datamodule"]["init_args"]["partition"]), task["name"]
+        assert (cfg.task.patience, cfg.task.partition) == (
+            task["early_stop_patience"],
+            task["datamodule"]["init_args"]["partition"],
+        ), task["name"]
         assert cfg.task.max_epochs == source["defaults"]["trainer_args"]["max_epochs"]
         assert cfg.trainer.precision == source["defaults"]["trainer_args"]["precision"]
 
@@ -263,8 +279,10 @@ def test_geobench_v1_searches_iterates_optimization_space():
         lr = distributions["hparams.lr"]
         assert (lr.low, lr.high, lr.log) == (float(space["lr"]["min"]), float(space["lr"]["max"]), space["lr"]["log"])
         wd = distributions["hparams.optimizer_hparams.weight_decay"]
-        assert (wd.low, wd.high) == (space["optimizer_hparams"]["weight_decay"]["min"],
-                                     space["optimizer_hparams"]["weight_decay"]["max"])
+        assert (wd.low, wd.high) == (
+            space["optimizer_hparams"]["weight_decay"]["min"],
+            space["optimizer_hparams"]["weight_decay"]["max"],
+        )
         assert list(distributions["hparams.batch_size"].choices) == space["batch_size"]
         width = distributions.get("hparams.model_args.decoder_channels")
         if "decoder_channels" in task.get("optimization_except", []):
@@ -289,10 +307,12 @@ def test_geobench_v1_gives_each_model_family_iterates_decoder(source):
         # A family whose optimization_space has no decoder width does not search one.
         distributions, _ = search(cfg)
         assert ("hparams.model_args.decoder_channels" in distributions) == (
-            "decoder_channels" in config["optimization_space"].get("model_args", {})), task["name"]
+            "decoder_channels" in config["optimization_space"].get("model_args", {})
+        ), task["name"]
 
 
 # --- Every preset ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_protocol_presets_do_not_prune_and_a_pruner_would_not_cut_the_trial_count(preset):
@@ -307,17 +327,29 @@ def test_protocol_presets_do_not_prune_and_a_pruner_would_not_cut_the_trial_coun
 
 # (Satlas's U-Net under GEO-Bench-2 is built and run by test_configs.py's test of every head, and its
 # decoder per preset checked above: a training step would add only its cost.)
-@pytest.mark.parametrize(("preset", "model", "decoder", "overrides"), [
-    # UperNet on Prithvi's pyramid neck, in bf16-mixed (terratorch-iterate's GEO-Bench v1).
-    ("geobench_v1", "prithvi_100_tl", "UperNetDecoder", []),
-])
+@pytest.mark.parametrize(
+    ("preset", "model", "decoder", "overrides"),
+    [
+        # UperNet on Prithvi's pyramid neck, in bf16-mixed (terratorch-iterate's GEO-Bench v1).
+        ("geobench_v1", "prithvi_100_tl", "UperNetDecoder", []),
+    ],
+)
 def test_a_presets_model_trains_a_step(compose_cfg, preset, model, decoder, overrides):
     from bench.train import train
 
-    cfg = compose_cfg(f"experiment={preset}", "task=synthetic_seg", f"model={model}",
-                      "model.model_args.backbone_pretrained=false", "task.max_epochs=1", "+trainer.limit_train_batches=1",
-                      "+trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "hparams.batch_size=2",
-                      "mlflow.enabled=false", *overrides)
+    cfg = compose_cfg(
+        f"experiment={preset}",
+        "task=synthetic_seg",
+        f"model={model}",
+        "model.model_args.backbone_pretrained=false",
+        "task.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=1",
+        "trainer.num_sanity_val_steps=0",
+        "hparams.batch_size=2",
+        "mlflow.enabled=false",
+        *overrides,
+    )
     assert build_spec(cfg).task_kwargs["model_args"]["decoder"] == decoder
     value = train(cfg)
     assert value == value  # the metric was logged (not NaN)

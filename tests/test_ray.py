@@ -13,9 +13,24 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers import (PLANTED, PLANTED_ENV, STUB, alive, assert_tracked_like_the_local_launcher, find_secrets, output, read_csv,
-                           planted_overrides, received_real_values, start_stub, states, studies,
-                           tracking_args, tree, wait_for)
+from tests.helpers import (
+    PLANTED,
+    PLANTED_ENV,
+    STUB,
+    alive,
+    assert_tracked_like_the_local_launcher,
+    find_secrets,
+    output,
+    planted_overrides,
+    read_csv,
+    received_real_values,
+    start_stub,
+    states,
+    studies,
+    tracking_args,
+    tree,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.duration(150)]
 
@@ -24,21 +39,35 @@ def ray_args(address: str) -> list[str]:
     return ["hydra/launcher=ray", f"hydra.launcher.ray.init.address={address}", "+hydra.launcher.ray.remote.num_cpus=1"]
 
 
-def run_stub_on_ray(address: str, sweep_dir: Path, *args: str, timeout: float = 600, cwd: Path | None = None,
-                    env: dict | None = None) -> subprocess.CompletedProcess:
+def run_stub_on_ray(
+    address: str, sweep_dir: Path, *args: str, timeout: float = 600, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={sweep_dir}", *ray_args(address), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ, "HYDRA_FULL_ERROR": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1", **(env or {})},
     )
 
 
 def test_existing_cluster_runs_trials_on_both_nodes_without_a_barrier(ray_cluster, tmp_path):
-    result = run_stub_on_ray(ray_cluster, tmp_path / "sweep", "task=a,b", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=4",
-                             "sleep=0.5", *tracking_args(tmp_path))
+    result = run_stub_on_ray(
+        ray_cluster,
+        tmp_path / "sweep",
+        "task=a,b",
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.n_jobs=4",
+        "sleep=0.5",
+        *tracking_args(tmp_path),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for study in studies(tmp_path / "sweep").values():
         assert states(study) == ["COMPLETE"] * 6
-    assert_tracked_like_the_local_launcher(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"), "stub", tmp_path / "sweep", 2, 12)
+    assert_tracked_like_the_local_launcher(
+        MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"), "stub", tmp_path / "sweep", 2, 12
+    )
     assert (tmp_path / "sweep" / "mlflow_server.log").exists()  # trials in other processes log over HTTP
     timings = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/timing.json")]
     assert len({t["node"] for t in timings}) == 2  # both nodes of the cluster took trials
@@ -47,8 +76,16 @@ def test_existing_cluster_runs_trials_on_both_nodes_without_a_barrier(ray_cluste
 
 def test_killed_worker_is_retried_and_the_benchmark_completes(ray_cluster, tmp_path):
     sweep = tmp_path / "sweep"
-    driver = start_stub(sweep, *ray_args(ray_cluster), "+hydra.launcher.ray.remote.max_retries=1", "hydra.sweeper.n_trials=4",
-                        "hydra.sweeper.n_jobs=2", "sleep=0.5", "slow_trials=[0]", "slow_factor=20")
+    driver = start_stub(
+        sweep,
+        *ray_args(ray_cluster),
+        "+hydra.launcher.ray.remote.max_retries=1",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        "sleep=0.5",
+        "slow_trials=[0]",
+        "slow_factor=20",
+    )
     attempts = sweep / "0" / "attempts.jsonl"
     wait_for(attempts.exists, 120, "trial 0 to start")
     victim = json.loads(attempts.read_text().splitlines()[0])["pid"]
@@ -70,8 +107,16 @@ def test_request_no_node_can_hold_fails_before_any_trial(ray_cluster, tmp_path):
 
 def test_sigterm_of_the_driver_cancels_its_ray_tasks_and_records_them_interrupted(ray_cluster, tmp_path):
     sweep = tmp_path / "sweep"
-    driver = start_stub(sweep, *ray_args(ray_cluster), *tracking_args(tmp_path), "hydra.sweeper.n_trials=2",
-                        "hydra.sweeper.n_jobs=2", "hold_trials=[0,1]", f"release={tmp_path / 'never'}", cwd=tmp_path)
+    driver = start_stub(
+        sweep,
+        *ray_args(ray_cluster),
+        *tracking_args(tmp_path),
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        "hold_trials=[0,1]",
+        f"release={tmp_path / 'never'}",
+        cwd=tmp_path,
+    )
     wait_for(lambda: len(list(sweep.glob("*/attempts.jsonl"))) == 2, 120, "two trials running on the cluster")
     workers = [json.loads(p.read_text().splitlines()[0])["pid"] for p in sweep.glob("*/attempts.jsonl")]
     driver.send_signal(signal.SIGTERM)
@@ -81,7 +126,9 @@ def test_sigterm_of_the_driver_cancels_its_ray_tasks_and_records_them_interrupte
     assert sorted(states(study)) == ["FAIL", "FAIL", "WAITING", "WAITING"]  # both interrupted, both queued again
     assert all(t.user_attrs.get("interrupted") for t in study.trials if t.state.name == "FAIL")
     trial_runs = tree(MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"))["trial"]
-    assert sorted((r.data.tags.get("bench.state"), r.info.status) for r in trial_runs) == [("INTERRUPTED", "KILLED")] * 2
+    assert (
+        sorted((r.data.tags.get("bench.state"), r.info.status) for r in trial_runs) == [("INTERRUPTED", "KILLED")] * 2
+    )
 
 
 def test_no_planted_secret_reaches_disk_logs_or_mlflow_on_ray(ray_cluster, tmp_path):
@@ -90,16 +137,28 @@ def test_no_planted_secret_reaches_disk_logs_or_mlflow_on_ray(ray_cluster, tmp_p
     # The cluster's workers were started without the variable: Ray's runtime_env ships it, from the
     # driver's environment, as a user would.
     ship_env = [f"+hydra.launcher.ray.init.runtime_env.env_vars.{name}=${{oc.env:{name}}}" for name in PLANTED_ENV]
-    result = run_stub_on_ray(ray_cluster, tmp_path / "sweep", *tracking_args(tmp_path), "task=a,b", "fail_tasks=[b]",
-                             "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=2", *planted_overrides(), *ship_env,
-                             cwd=tmp_path, env=PLANTED_ENV)
+    result = run_stub_on_ray(
+        ray_cluster,
+        tmp_path / "sweep",
+        *tracking_args(tmp_path),
+        "task=a,b",
+        "fail_tasks=[b]",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.n_jobs=2",
+        *planted_overrides(),
+        *ship_env,
+        cwd=tmp_path,
+        env=PLANTED_ENV,
+    )
     assert "cells stopped before their budget: task=b" in result.stderr, result.stderr[-3000:]
     assert (tmp_path / "sweep" / "mlflow_server.log").exists()  # trials in other processes log over HTTP
     assert received_real_values(tmp_path / "sweep")
     found = find_secrets(list(PLANTED.values()), [tmp_path], {"stdout": result.stdout, "stderr": result.stderr})
     assert not found, found
     # The server's generated credentials reached the jobs in their config, and nowhere else in clear.
-    in_clear = [p for p in tmp_path.rglob("*") if p.is_file() and re.search(rb"://bench:(?!\*\*\*)[^@\s]+@", p.read_bytes())]
+    in_clear = [
+        p for p in tmp_path.rglob("*") if p.is_file() and re.search(rb"://bench:(?!\*\*\*)[^@\s]+@", p.read_bytes())
+    ]
     assert not in_clear and not re.search(r"://bench:(?!\*\*\*)[^@\s]+@", result.stdout + result.stderr)
 
 
@@ -109,9 +168,17 @@ def test_bench_benchmark_on_the_ray_cluster(ray_cluster, run_cli, tmp_path):
     then 2 seed repeats tested there, tracked as with the local launcher (multi-task sweeps on the
     cluster are covered above)."""
     result = run_cli(
-        "-m", "task=synthetic_cls", "launcher=ray", f"launcher.address={ray_cluster}",
-        "launcher.gpus_per_trial=0", "launcher.cpus_per_trial=2", "launcher.parallel_trials=1",
-        "task.max_epochs=1", "hydra.sweeper.n_trials=1", "hydra.sweeper.repeats=2", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "-m",
+        "task=synthetic_cls",
+        "launcher=ray",
+        f"launcher.address={ray_cluster}",
+        "launcher.gpus_per_trial=0",
+        "launcher.cpus_per_trial=2",
+        "launcher.parallel_trials=1",
+        "task.max_epochs=1",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.repeats=2",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (study,) = studies(tmp_path / "sweep").values()
@@ -126,8 +193,15 @@ def test_each_cell_asks_ray_for_its_own_resources(ray_cluster, tmp_path):
     """A cell's own hydra.launcher request wins over the primary config's (bench: a model's
     resources), so models of different sizes share one benchmark: model y's trials take both CPUs
     of a node, model x's one."""
-    result = run_stub_on_ray(ray_cluster, tmp_path / "sweep", "model=x,y", "hydra.sweeper.n_trials=2",
-                             "hydra.sweeper.n_jobs=2", "hydra.launcher.ray.remote.num_cpus=${model.cpus}", timeout=300)
+    result = run_stub_on_ray(
+        ray_cluster,
+        tmp_path / "sweep",
+        "model=x,y",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.launcher.ray.remote.num_cpus=${model.cpus}",
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     granted: dict[str, set[float]] = {}
     for attempts in (tmp_path / "sweep").glob("*/attempts.jsonl"):
@@ -142,12 +216,22 @@ def test_fractional_requests_pack_trials_and_count_as_gpu_hours(ray_cluster, tmp
     per unit at once, 2 per trial runs 1 trial per 2 units. Every trial's GPU-hours are its units x
     its run time."""
     sweep, release = tmp_path / "sweep", tmp_path / "release"
-    driver = start_stub(sweep, *ray_args(ray_cluster), "hydra.launcher.ray.remote.num_cpus=0.25",
-                        f"+hydra.launcher.ray.remote.resources={{unit:{units}}}", "hydra.sweeper.accounting.gpu_resources=[unit]",
-                        "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=6", "hold_trials=[0,1,2,3,4,5]",
-                        f"release={release}")
-    wait_for(lambda: driver.poll() is not None or len(list(sweep.glob("*/held"))) >= at_once, 180,
-             f"{at_once} trials holding units at once")
+    driver = start_stub(
+        sweep,
+        *ray_args(ray_cluster),
+        "hydra.launcher.ray.remote.num_cpus=0.25",
+        f"+hydra.launcher.ray.remote.resources={{unit:{units}}}",
+        "hydra.sweeper.accounting.gpu_resources=[unit]",
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.n_jobs=6",
+        "hold_trials=[0,1,2,3,4,5]",
+        f"release={release}",
+    )
+    wait_for(
+        lambda: driver.poll() is not None or len(list(sweep.glob("*/held"))) >= at_once,
+        180,
+        f"{at_once} trials holding units at once",
+    )
     assert driver.poll() is None, output(sweep)
     release.touch()
     assert driver.wait(timeout=300) == 0, output(sweep)

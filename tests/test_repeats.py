@@ -23,8 +23,17 @@ def _by_cell(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
 def test_each_cells_best_params_are_repeated_with_the_same_seeds_as_soon_as_its_tuning_is_done(tmp_path):
     sweep = tmp_path / "sweep"
     # task=b's trials are slow: task=a finishes tuning first, and its repeats must not wait for b.
-    result = run_stub(sweep, "task=a,b", "hydra.sweeper.n_trials=3", "hydra.sweeper.repeats=3",
-                      "hydra.sweeper.n_jobs=1", "sleep=0.05", "slow_factor=4", "slow_tasks=[b]", cwd=tmp_path)
+    result = run_stub(
+        sweep,
+        "task=a,b",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.repeats=3",
+        "hydra.sweeper.n_jobs=1",
+        "sleep=0.05",
+        "slow_factor=4",
+        "slow_tasks=[b]",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     tuning = {cell: rows for cell, rows in _by_cell(read_csv(sweep / "results.csv")).items()}
     repeats = _by_cell(_repeats(sweep))
@@ -35,8 +44,10 @@ def test_each_cells_best_params_are_repeated_with_the_same_seeds_as_soon_as_its_
         assert {(r["x"], r["y"]) for r in rows} == {(best["x"], best["y"])}  # the best trial's params
         assert {r["tuning_best_trial"] for r in rows} == {best["trial"]}
         # What the job returned besides its objective: the test value, every test metric, the checkpoint.
-        assert all(float(r["test_value"]) == float(r["test/score"]) == float(r["val_value"]) + int(r["seed"]) / 100
-                   for r in rows)
+        assert all(
+            float(r["test_value"]) == float(r["test/score"]) == float(r["val_value"]) + int(r["seed"]) / 100
+            for r in rows
+        )
         assert all(r["checkpoint"].endswith("best.ckpt") and r["n_trials"] == "3" for r in rows)
     # No phase barrier: task=a's first repeat started before task=b's tuning was over.
     first_repeat_a = min(float(r["started_at"]) for r in repeats["task=a"])
@@ -55,7 +66,10 @@ def test_a_cell_without_a_search_space_goes_straight_to_repeats_of_its_composed_
     assert result.returncode == 0, result.stderr[-3000:]
     assert read_csv(sweep / "results.csv") == []  # not one tuning trial
     rows = _repeats(sweep)
-    assert [(r["seed"], r["state"], float(r["val_value"])) for r in rows] == [("1", "COMPLETE", 3.0), ("2", "COMPLETE", 3.0)]
+    assert [(r["seed"], r["state"], float(r["val_value"])) for r in rows] == [
+        ("1", "COMPLETE", 3.0),
+        ("2", "COMPLETE", 3.0),
+    ]
 
     sweep = tmp_path / "n_trials_0"
     result = run_stub(sweep, "task=a", "hydra.sweeper.n_trials=0", "hydra.sweeper.seeds=[7,11]", cwd=tmp_path)
@@ -65,12 +79,20 @@ def test_a_cell_without_a_search_space_goes_straight_to_repeats_of_its_composed_
 
 def test_a_driver_killed_during_repeats_resumes_them_with_the_same_params_and_seeds(tmp_path):
     sweep, release = tmp_path / "sweep", tmp_path / "release"
-    args = ["task=a,b", "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=3", "hold_phase=repeat",
-            "hold_trials=[1]", f"release={release}"]
+    args = [
+        "task=a,b",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.repeats=3",
+        "hold_phase=repeat",
+        "hold_trials=[1]",
+        f"release={release}",
+    ]
     driver = start_stub(sweep, *args)
     # The held repeat itself, not whichever trial happens to be running when repeats.csv appears.
     held = wait_for(lambda: next((p.parent for p in sweep.glob("*/held")), None), 60, "a repeat held running")
-    chosen = {label: (s.user_attrs["best_params"], s.user_attrs["seeds"]) for label, s in _repeat_studies(sweep).items()}
+    chosen = {
+        label: (s.user_attrs["best_params"], s.user_attrs["seeds"]) for label, s in _repeat_studies(sweep).items()
+    }
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     # (Not Optuna's journal lock: a symlink that exists only while a driver writes.)
@@ -90,7 +112,7 @@ def test_a_driver_killed_during_repeats_resumes_them_with_the_same_params_and_se
     for study in studies(sweep).values():
         assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]  # tuning was not redone
     rows = _by_cell(_repeats(sweep))
-    for cell, cell_rows in rows.items():
+    for cell_rows in rows.values():
         done = [r for r in cell_rows if r["state"] == "COMPLETE"]
         assert sorted(int(r["seed"]) for r in done) == [1, 2, 3]
     interrupted = [r for r in _repeats(sweep) if r["interrupted"] == "True"]
@@ -108,8 +130,10 @@ def test_fewer_repeats_on_resume_keep_the_seeds_already_chosen_and_say_so(tmp_pa
     assert first.returncode == 0, first.stderr[-3000:]
     again = run_stub(sweep, "task=a", "hydra.sweeper.n_trials=1", "hydra.sweeper.repeats=1", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "its repeats keep the 3 seeds [1, 2, 3] they started with (this command asks for 1)" in \
-        again.stdout + again.stderr
+    assert (
+        "its repeats keep the 3 seeds [1, 2, 3] they started with (this command asks for 1)"
+        in again.stdout + again.stderr
+    )
     assert sorted(int(r["seed"]) for r in _repeats(sweep)) == [1, 2, 3]
 
 
@@ -121,8 +145,10 @@ def _repeat_studies(sweep) -> dict:
 
     storage = open_storage(str(sweep / "optuna.journal"))
     sweep_id = json.loads((sweep / "sweep.json").read_text())["sweep_id"]
-    return {r.attrs["cell"]: optuna.load_study(study_name=r.name, storage=storage)
-            for r in repeat_records(storage, sweep_id)}
+    return {
+        r.attrs["cell"]: optuna.load_study(study_name=r.name, storage=storage)
+        for r in repeat_records(storage, sweep_id)
+    }
 
 
 def test_repeats_that_cannot_read_the_test_split_fail_the_cells_repeats_not_its_tuning(tmp_path):

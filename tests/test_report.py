@@ -19,9 +19,24 @@ from tests.helpers import UNACCOUNTED_CELLS, read_csv, write_cost_sweep
 LEADERBOARD = Path(__file__).parent / "data" / "geobench2_leaderboard"
 SUBMISSION = LEADERBOARD / "submission_114be1f0-5a41-43a5-b4e6-7fb683bc01ec.csv"
 NORMALIZER = LEADERBOARD / "normalizer_leaderboard_combined.json"
-DATASETS_COLUMNS = ["model", "dataset", "metric", "direction", "n_seeds", "raw_mean", "raw_std", "normalized_iqm",
-                    "ci_low", "ci_high", "raw_iqm", "raw_ci_low", "raw_ci_high", "tuning_trials", "failed_repeats",
-                    "note"]
+DATASETS_COLUMNS = [
+    "model",
+    "dataset",
+    "metric",
+    "direction",
+    "n_seeds",
+    "raw_mean",
+    "raw_std",
+    "normalized_iqm",
+    "ci_low",
+    "ci_high",
+    "raw_iqm",
+    "raw_ci_low",
+    "raw_ci_high",
+    "tuning_trials",
+    "failed_repeats",
+    "note",
+]
 GROUPS_COLUMNS = ["model", "group", "value", "ci_low", "ci_high", "se", "reason"]
 
 
@@ -32,8 +47,22 @@ def report(*argv: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def compat_report(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("compat")
-    build(parse_args([str(SUBMISSION), "--normalizer", str(NORMALIZER), "--groups", "geobench2",
-                      "--compat", "geobench2-leaderboard", "--out", str(out), "--no-mlflow"]))
+    build(
+        parse_args(
+            [
+                str(SUBMISSION),
+                "--normalizer",
+                str(NORMALIZER),
+                "--groups",
+                "geobench2",
+                "--compat",
+                "geobench2-leaderboard",
+                "--out",
+                str(out),
+                "--no-mlflow",
+            ]
+        )
+    )
     return out
 
 
@@ -79,10 +108,12 @@ def test_bootstrap_ci_covers_the_true_iqm_about_95_percent_of_the_time():
     covered = 0
     for repetition in range(200):
         strata = [rng.normal(m, 0.05, 20) for m in means]
-        scores = pd.DataFrame({"model": "m", "dataset": np.repeat([f"d{i}" for i in range(6)], 20),
-                               "normalized": np.concatenate(strata)})
-        row = stats.group_table(scores, {"All": [f"d{i}" for i in range(6)]},
-                                stats.Settings(n_bootstrap=500, seed=repetition)).iloc[0]
+        scores = pd.DataFrame(
+            {"model": "m", "dataset": np.repeat([f"d{i}" for i in range(6)], 20), "normalized": np.concatenate(strata)}
+        )
+        row = stats.group_table(
+            scores, {"All": [f"d{i}" for i in range(6)]}, stats.Settings(n_bootstrap=500, seed=repetition)
+        ).iloc[0]
         covered += row.ci_low <= truth <= row.ci_high
     assert 0.89 <= covered / 200 <= 0.99
 
@@ -90,8 +121,13 @@ def test_bootstrap_ci_covers_the_true_iqm_about_95_percent_of_the_time():
 def test_resampling_datasets_too_widens_the_interval_when_datasets_disagree():
     rng = np.random.default_rng(7)
     datasets = [f"d{i}" for i in range(6)]
-    scores = pd.DataFrame({"model": "m", "dataset": np.repeat(datasets, 5),
-                           "normalized": np.concatenate([rng.normal(m, 0.02, 5) for m in np.linspace(0.1, 0.9, 6)])})
+    scores = pd.DataFrame(
+        {
+            "model": "m",
+            "dataset": np.repeat(datasets, 5),
+            "normalized": np.concatenate([rng.normal(m, 0.02, 5) for m in np.linspace(0.1, 0.9, 6)]),
+        }
+    )
     seeds = stats.group_table(scores, {"All": datasets}, stats.Settings(500, 0)).iloc[0]
     both = stats.group_table(scores, {"All": datasets}, stats.Settings(500, 0, resample_datasets=True)).iloc[0]
     assert seeds.value == both.value  # the point estimate does not depend on the resampling
@@ -100,18 +136,32 @@ def test_resampling_datasets_too_widens_the_interval_when_datasets_disagree():
 
 
 def test_normalisation_is_direction_aware_and_never_clipped_to_the_fixed_range():
-    scores = pd.DataFrame({"model": ["m", "n", "m", "n"], "dataset": ["a", "a", "b", "b"],
-                           "score": [0.2, 0.6, 10.0, 30.0], "direction": ["maximize", "maximize", "minimize", "minimize"]})
+    scores = pd.DataFrame(
+        {
+            "model": ["m", "n", "m", "n"],
+            "dataset": ["a", "a", "b", "b"],
+            "score": [0.2, 0.6, 10.0, 30.0],
+            "direction": ["maximize", "maximize", "minimize", "minimize"],
+        }
+    )
     normalized = stats.normalize(scores, {"a": (0.0, 0.5), "b": (10.0, 20.0)})
     # 0.6 beats the range's best (1.2, not 1.0); RMSE 10 is the best (1), RMSE 30 below the worst (-1, not 0)
     assert normalized.tolist() == pytest.approx([0.4, 1.2, 1.0, -1.0])
 
 
-
 def test_tuning_curve_keeps_the_best_value_through_pruned_trials():
-    results = pd.DataFrame({"sweep": "s", "cell": "c", "model": "m", "task": "t", "direction": "maximize",
-                            "trial": [0, 1, 2, 3], "state": ["COMPLETE", "PRUNED", "FAIL", "PRUNED"],
-                            "value": [0.3, 0.9, np.nan, 0.8]})
+    results = pd.DataFrame(
+        {
+            "sweep": "s",
+            "cell": "c",
+            "model": "m",
+            "task": "t",
+            "direction": "maximize",
+            "trial": [0, 1, 2, 3],
+            "state": ["COMPLETE", "PRUNED", "FAIL", "PRUNED"],
+            "value": [0.3, 0.9, np.nan, 0.8],
+        }
+    )
     curves, flags = tuning_table(results)
     assert curves["best_so_far"].tolist() == [0.3, 0.3, 0.3]  # the FAIL trial is no position; pruned values never best
     assert flags.iloc[0][["n_trials", "best_value", "best_at_trial"]].tolist() == [3, 0.3, 1]
@@ -119,16 +169,32 @@ def test_tuning_curve_keeps_the_best_value_through_pruned_trials():
 
 def test_tuning_flags_the_cells_whose_best_was_still_improving_in_the_last_quarter(monkeypatch, tmp_path):
     """8 trials each: a best found after trial 6 (the last quarter) is flagged, one found by then is not."""
-    def cell(name: str, direction: str, values: list[float]) -> pd.DataFrame:
-        return pd.DataFrame({"sweep": "s", "cell": f"task={name}", "task": name, "model": "m", "direction": direction,
-                             "trial": range(len(values)), "state": "COMPLETE", "value": values})
 
-    results = pd.concat([
-        cell("late", "maximize", [0.1, 0.2, 0.2, 0.3, 0.3, 0.3, 0.3, 0.4]),  # best at trial 8 of 8
-        cell("early", "maximize", [0.1, 0.5, 0.4, 0.3, 0.2, 0.5, 0.1, 0.2]),  # best at 2 (the tie at 6 is no gain)
-        cell("boundary", "maximize", [0.1, 0.2, 0.2, 0.2, 0.2, 0.6, 0.6, 0.6]),  # best at 6 = 0.75 x 8: not after it
-        cell("late_rmse", "minimize", [9.0, 8.0, 8.0, 8.0, 8.0, 8.0, 7.0, 8.5]),  # lower is better: best at 7
-    ], ignore_index=True)
+    def cell(name: str, direction: str, values: list[float]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "sweep": "s",
+                "cell": f"task={name}",
+                "task": name,
+                "model": "m",
+                "direction": direction,
+                "trial": range(len(values)),
+                "state": "COMPLETE",
+                "value": values,
+            }
+        )
+
+    results = pd.concat(
+        [
+            cell("late", "maximize", [0.1, 0.2, 0.2, 0.3, 0.3, 0.3, 0.3, 0.4]),  # best at trial 8 of 8
+            cell("early", "maximize", [0.1, 0.5, 0.4, 0.3, 0.2, 0.5, 0.1, 0.2]),  # best at 2 (the tie at 6 is no gain)
+            cell(
+                "boundary", "maximize", [0.1, 0.2, 0.2, 0.2, 0.2, 0.6, 0.6, 0.6]
+            ),  # best at 6 = 0.75 x 8: not after it
+            cell("late_rmse", "minimize", [9.0, 8.0, 8.0, 8.0, 8.0, 8.0, 7.0, 8.5]),  # lower is better: best at 7
+        ],
+        ignore_index=True,
+    )
     curves, flags = tuning_table(results)
     flags = flags.set_index("curve")
     assert flags.loc["m / late", ["best_at_trial", "still_improving"]].tolist() == [8, True]
@@ -156,21 +222,31 @@ def test_probability_of_improvement_matches_a_hand_computed_case():
       d1: A 0.5 0.7 0.9 vs B 0.4 0.6 0.7 -> A wins 1 + (2 + 0.5) + 3 = 6.5 of 9
       d2: A 0.2 0.3 0.4 vs B 0.1 0.3 0.5 -> A wins 1 + (1 + 0.5) + 2 = 4.5 of 9
     averaged over the datasets: (6.5 + 4.5) / 18 = 11/18; P(B > A) = 1 - 11/18 = 7/18."""
-    seeds = {("A", "d1"): [0.5, 0.7, 0.9], ("B", "d1"): [0.4, 0.6, 0.7],
-             ("A", "d2"): [0.2, 0.3, 0.4], ("B", "d2"): [0.1, 0.3, 0.5]}
-    scores = pd.DataFrame([{"model": m, "dataset": d, "normalized": v} for (m, d), values in seeds.items()
-                           for v in values])
+    seeds = {
+        ("A", "d1"): [0.5, 0.7, 0.9],
+        ("B", "d1"): [0.4, 0.6, 0.7],
+        ("A", "d2"): [0.2, 0.3, 0.4],
+        ("B", "d2"): [0.1, 0.3, 0.5],
+    }
+    scores = pd.DataFrame(
+        [{"model": m, "dataset": d, "normalized": v} for (m, d), values in seeds.items() for v in values]
+    )
     pairs = stats.pair_table(scores, {"All": ["d1", "d2"], "Second": ["d2"]}, stats.Settings(n_bootstrap=500, seed=0))
     assert list(pairs.columns) == ["group", "model_a", "model_b", "probability", "ci_low", "ci_high"]
     pairs = pairs.set_index(["group", "model_a", "model_b"])
-    expected = {("All", "A", "B"): 11 / 18, ("All", "B", "A"): 7 / 18,
-                ("Second", "A", "B"): 4.5 / 9, ("Second", "B", "A"): 4.5 / 9}
+    expected = {
+        ("All", "A", "B"): 11 / 18,
+        ("All", "B", "A"): 7 / 18,
+        ("Second", "A", "B"): 4.5 / 9,
+        ("Second", "B", "A"): 4.5 / 9,
+    }
     assert len(pairs) == len(expected)
     for key, probability in expected.items():
         row = pairs.loc[key]
         assert row["probability"] == pytest.approx(probability, abs=1e-12), key
         assert 0.0 <= row["ci_low"] <= row["probability"] <= row["ci_high"] <= 1.0, key
         assert row["ci_low"] < row["ci_high"], key  # three seeds a side: the resamples differ
+
 
 def _write(path: Path, text: str) -> str:
     path.write_text(text)
@@ -187,7 +263,9 @@ def test_bad_input_gets_a_sentence(tmp_path):
     partial = _write(tmp_path / "normalizer.json", json.dumps({"benv2": [0.7, 0.8]}))
     result = report(str(SUBMISSION), "--normalizer", partial)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert f"the normalizer {partial} has no [min, max] for dataset(s)" in result.stderr and "biomassters" in result.stderr
+    assert (
+        f"the normalizer {partial} has no [min, max] for dataset(s)" in result.stderr and "biomassters" in result.stderr
+    )
 
     groups = _write(tmp_path / "groups.json", json.dumps({"Mine": ["benv2", "atlantis"]}))
     result = report(str(SUBMISSION), "--groups", groups)
@@ -219,14 +297,23 @@ def test_report_page_renders_in_a_real_browser(tmp_path):
     # Two models, three datasets (one lower-is-better), five seeds each.
     rng = np.random.default_rng(0)
     # "large" is better everywhere: higher accuracy and IoU, lower RMSE.
-    rows = [{"dataset": dataset, "Metric": metric, "Seed": seed,
-             "test metric": base + (shift if direction == "maximize" else -shift) + rng.normal(0, 0.01),
-             "backbone": model, "direction": direction}
-            for model, shift in (("small", 0.0), ("large", 0.05))
-            for dataset, metric, base, direction in (("eurosat", "Overall_Accuracy", 0.9, "maximize"),
-                                                     ("floods", "Multiclass_Jaccard_Index", 0.6, "maximize"),
-                                                     ("biomass", "RMSE", 30.0, "minimize"))
-            for seed in range(5)]
+    rows = [
+        {
+            "dataset": dataset,
+            "Metric": metric,
+            "Seed": seed,
+            "test metric": base + (shift if direction == "maximize" else -shift) + rng.normal(0, 0.01),
+            "backbone": model,
+            "direction": direction,
+        }
+        for model, shift in (("small", 0.0), ("large", 0.05))
+        for dataset, metric, base, direction in (
+            ("eurosat", "Overall_Accuracy", 0.9, "maximize"),
+            ("floods", "Multiclass_Jaccard_Index", 0.6, "maximize"),
+            ("biomass", "RMSE", 30.0, "minimize"),
+        )
+        for seed in range(5)
+    ]
     source = _write(tmp_path / "scores.csv", pd.DataFrame(rows).to_csv(index=False))
     # Two more datasets from a sweep dir that recorded its costs, one from a sweep that did not.
     accounted = write_cost_sweep(tmp_path / "accounted")
@@ -235,8 +322,16 @@ def test_report_page_renders_in_a_real_browser(tmp_path):
     result = report(source, str(accounted), str(unaccounted), "--out", str(out), "--bootstrap", "200")
     assert result.returncode == 0, result.stderr
     assert "costs.csv" in result.stdout  # test_report_costs.py checks its figures
-    for name in ("scores.csv", "datasets.csv", "groups.csv", "pairs.csv", "report.html", "groups.png",
-                 "datasets.png", "profile.png"):
+    for name in (
+        "scores.csv",
+        "datasets.csv",
+        "groups.csv",
+        "pairs.csv",
+        "report.html",
+        "groups.png",
+        "datasets.png",
+        "profile.png",
+    ):
         assert (out / name).is_file(), name
     assert list(read_csv(out / "datasets.csv")[0]) == DATASETS_COLUMNS
     pairs = {(r["model_a"], r["model_b"]): float(r["probability"]) for r in read_csv(out / "pairs.csv")}
@@ -253,7 +348,8 @@ def test_report_page_renders_in_a_real_browser(tmp_path):
     # (the leaderboard CSV's datasets, the sweep from before costs were accounted), never 0.
     section = page.text.split("Compute cost (GPU-hours per model x task, tuning and repeats)\n", 1)[1].splitlines()
     assert section[0].split("\t") == ["model", "biomass", "burns", "cropland", "eurosat", "floods", "total"]
-    assert section[1:] == ["baseline\t\t\t\t\t\t",  # innerText: a tab between cells, trailing empties too
-                            "large\t\t2.0000\t3.2500\t\t\t5.2500",
-                            "small\t\t0.6625\t0.7500\t\t\t1.4125"]
-
+    assert section[1:] == [
+        "baseline\t\t\t\t\t\t",  # innerText: a tab between cells, trailing empties too
+        "large\t\t2.0000\t3.2500\t\t\t5.2500",
+        "small\t\t0.6625\t0.7500\t\t\t1.4125",
+    ]

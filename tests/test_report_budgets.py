@@ -18,23 +18,31 @@ CAPPED = ["COMPLETE"] * 10 + ["FAIL"] * 2 + ["PRUNED"] * 4  # a per-cell cap met
 def test_unequal_tuning_trials_failed_repeats_and_missing_seeds_are_said_per_cell(tmp_path, capsys):
     from tests.browser import render
 
-    cells = [cell("burns", "prithvi", seeds(0.6), trials=["COMPLETE"] * 16),
-             cell("burns", "resnet50", {**seeds(0.5), 4: None}, trials=CAPPED),  # seed 4 failed
-             cell("floods", "prithvi", seeds(0.4), trials=["COMPLETE"] * 16),
-             cell("floods", "resnet50", seeds(0.3), trials=["COMPLETE"] * 16, version=2),
-             cell("cropland", "prithvi", {1: None, 2: None}, trials=["COMPLETE"] * 16),  # every repeat failed
-             # the first version of a cell whose experiment changed: another experiment's trials and seeds
-             cell("floods", "resnet50", seeds(0.2), trials=["COMPLETE"] * 20, version=1)]
+    cells = [
+        cell("burns", "prithvi", seeds(0.6), trials=["COMPLETE"] * 16),
+        cell("burns", "resnet50", {**seeds(0.5), 4: None}, trials=CAPPED),  # seed 4 failed
+        cell("floods", "prithvi", seeds(0.4), trials=["COMPLETE"] * 16),
+        cell("floods", "resnet50", seeds(0.3), trials=["COMPLETE"] * 16, version=2),
+        cell("cropland", "prithvi", {1: None, 2: None}, trials=["COMPLETE"] * 16),  # every repeat failed
+        # the first version of a cell whose experiment changed: another experiment's trials and seeds
+        cell("floods", "resnet50", seeds(0.2), trials=["COMPLETE"] * 20, version=1),
+    ]
     sweep = write_sweep(tmp_path / "sweep", cells)
     out, stderr = run(tmp_path, capsys, str(sweep))
 
     table = datasets(out)
-    assert table["tuning_trials"].to_dict() == {("prithvi", "burns"): 16, ("prithvi", "floods"): 16,
-                                                ("resnet50", "burns"): 10, ("resnet50", "floods"): 16}
+    assert table["tuning_trials"].to_dict() == {
+        ("prithvi", "burns"): 16,
+        ("prithvi", "floods"): 16,
+        ("resnet50", "burns"): 10,
+        ("resnet50", "floods"): 16,
+    }
     assert table.loc[("resnet50", "burns"), "failed_repeats"] == 1 and table.loc[("resnet50", "burns"), "n_seeds"] == 4
     note = table.loc[("resnet50", "burns"), "note"]
-    assert note == ("10 completed tuning trials, 16 for another model on burns; 1 failed repeat(s) (seed 4); "
-                    "4 seeds where another cell has 5")
+    assert note == (
+        "10 completed tuning trials, 16 for another model on burns; 1 failed repeat(s) (seed 4); "
+        "4 seeds where another cell has 5"
+    )
     assert pd.isna(table.loc[("prithvi", "floods"), "note"])  # nothing sets it apart
     assert table["raw_mean"].loc[("resnet50", "floods")] == pytest.approx(0.33)  # the latest version's scores
 
@@ -52,9 +60,11 @@ def test_unequal_tuning_trials_failed_repeats_and_missing_seeds_are_said_per_cel
     assert f"resnet50 / burns: {note}" in page.text  # the page's notes
     failed = page.text.split("Failed repeats (no test score)\n", 1)[1].splitlines()
     assert failed[0].split("\t") == ["model", "dataset", "seed", "error", "sweep"]
-    assert failed[1:4] == ["prithvi\tcropland\t1\tRuntimeError: NaN loss\tsweep",
-                           "prithvi\tcropland\t2\tRuntimeError: NaN loss\tsweep",
-                           "resnet50\tburns\t4\tRuntimeError: NaN loss\tsweep"]
+    assert failed[1:4] == [
+        "prithvi\tcropland\t1\tRuntimeError: NaN loss\tsweep",
+        "prithvi\tcropland\t2\tRuntimeError: NaN loss\tsweep",
+        "resnet50\tburns\t4\tRuntimeError: NaN loss\tsweep",
+    ]
 
 
 @pytest.mark.parametrize("counts", [True, False], ids=["counts column", "before the counts column"])
@@ -114,8 +124,13 @@ def test_a_sweep_tuned_without_repeats_yet_reports_its_tuning(tmp_path, capsys):
     """Before: 'has no repeats.csv', and no report at all."""
     from tests.browser import render
 
-    sweep = write_sweep(tmp_path / "sweep", [cell("burns", "prithvi", {}, trials=["COMPLETE"] * 6),
-                                            cell("burns", "resnet50", {}, trials=["COMPLETE", "FAIL", "COMPLETE"])])
+    sweep = write_sweep(
+        tmp_path / "sweep",
+        [
+            cell("burns", "prithvi", {}, trials=["COMPLETE"] * 6),
+            cell("burns", "resnet50", {}, trials=["COMPLETE", "FAIL", "COMPLETE"]),
+        ],
+    )
     assert not (sweep / "repeats.csv").exists()
     out, stderr = run(tmp_path, capsys, str(sweep))
     tuning = pd.read_csv(out / "tuning.csv").set_index("curve")

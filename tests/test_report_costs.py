@@ -28,8 +28,16 @@ EXPECTED = {
 
 
 def _leaderboard(path: Path) -> Path:
-    rows = [{"dataset": "cropland", "Metric": "Multiclass_Jaccard_Index", "Seed": seed, "test metric": 0.6 + seed / 100,
-             "backbone": "leader"} for seed in range(3)]
+    rows = [
+        {
+            "dataset": "cropland",
+            "Metric": "Multiclass_Jaccard_Index",
+            "Seed": seed,
+            "test metric": 0.6 + seed / 100,
+            "backbone": "leader",
+        }
+        for seed in range(3)
+    ]
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
@@ -77,8 +85,14 @@ def test_no_input_with_costs_gives_no_cost_table(tmp_path, capsys):
 
 
 def test_the_pages_matrix_falls_back_to_cpu_hours_when_no_trial_held_a_gpu():
-    costs = pd.DataFrame({"model": ["a", "a", "b"], "dataset": ["x", "y", "x"], "gpu_hours": [0.0, np.nan, 0.0],
-                          "cpu_hours": [2.0, np.nan, 0.5]})
+    costs = pd.DataFrame(
+        {
+            "model": ["a", "a", "b"],
+            "dataset": ["x", "y", "x"],
+            "gpu_hours": [0.0, np.nan, 0.0],
+            "cpu_hours": [2.0, np.nan, 0.5],
+        }
+    )
     caption, matrix = cost_matrix(costs)
     assert caption.startswith("Compute cost (CPU-hours per model x task")
     assert list(matrix.columns) == ["model", "x", "y", "total"]
@@ -93,8 +107,16 @@ def test_the_pages_matrix_falls_back_to_cpu_hours_when_no_trial_held_a_gpu():
 
 
 def test_a_cell_tuned_without_a_test_score_yet_still_has_its_cost():
-    tuning = pd.DataFrame({"cell": "task=t,model=m", "task": "t", "model": "m", "state": ["COMPLETE", "RUNNING"],
-                           "gpu_hours": [0.5, np.nan], "cpu_hours": [4.0, np.nan]})
+    tuning = pd.DataFrame(
+        {
+            "cell": "task=t,model=m",
+            "task": "t",
+            "model": "m",
+            "state": ["COMPLETE", "RUNNING"],
+            "gpu_hours": [0.5, np.nan],
+            "cpu_hours": [4.0, np.nan],
+        }
+    )
     table = cost_table(tuning, pd.DataFrame(), pd.DataFrame({"model": ["other"], "dataset": ["t"]}))
     rows = table.set_index(["model", "dataset"])
     mine = rows.loc[("m", "t")]

@@ -24,24 +24,33 @@ LEADERBOARD = Path(__file__).parent / "data" / "geobench2_leaderboard"
 FROZEN = LEADERBOARD / "submission_80100fc6-dc1a-4514-b946-341157eaf816.csv"
 NORMALIZER = LEADERBOARD / "normalizer_leaderboard_combined.json"
 # Seed scores of a dataset: normal, and heavy-tailed (Student's t, 3 degrees of freedom).
-SHAPES = {"normal": lambda mean: distributions.norm(mean, 0.05),
-          "t3": lambda mean: distributions.t(3, loc=mean, scale=0.05)}
+SHAPES = {
+    "normal": lambda mean: distributions.norm(mean, 0.05),
+    "t3": lambda mean: distributions.t(3, loc=mean, scale=0.05),
+}
 
 
 def population_iqm(mixture: list) -> float:
     """The 25 % trimmed mean of an equal mixture of distributions, by integration: the mean of
     the mixture between its 25 % and 75 % quantiles."""
     cdf = lambda x: np.mean([d.cdf(x) for d in mixture])  # noqa: E731
-    low, high = (optimize.brentq(lambda x: cdf(x) - q, -10, 10, xtol=1e-12) for q in (0.25, 0.75))
+    low, high = (optimize.brentq(lambda x, q=q: cdf(x) - q, -10, 10, xtol=1e-12) for q in (0.25, 0.75))
     return float(np.mean([d.expect(lambda x: x, lb=low, ub=high) for d in mixture]) / 0.5)
 
 
 def simulated(mixture: list, models: int, rng: np.random.Generator) -> pd.DataFrame:
     """`models` models, each with SEEDS seed scores on every dataset of the mixture."""
     draws = np.stack([d.rvs(size=(models, SEEDS), random_state=rng) for d in mixture], axis=1)
-    return pd.DataFrame({"model": np.repeat(np.arange(models), len(mixture) * SEEDS).astype(str),
-                         "dataset": np.tile(np.repeat([f"d{i}" for i in range(len(mixture))], SEEDS), models),
-                         "metric": "m", "direction": "maximize", "score": draws.ravel(), "normalized": draws.ravel()})
+    return pd.DataFrame(
+        {
+            "model": np.repeat(np.arange(models), len(mixture) * SEEDS).astype(str),
+            "dataset": np.tile(np.repeat([f"d{i}" for i in range(len(mixture))], SEEDS), models),
+            "metric": "m",
+            "direction": "maximize",
+            "score": draws.ravel(),
+            "normalized": draws.ravel(),
+        }
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -61,8 +70,9 @@ def test_group_intervals_cover_the_population_iqm_at_5_seeds(shape):
     mixture = [SHAPES[shape](mean) for mean in np.linspace(0.3, 0.8, 6)]
     truth = population_iqm(mixture)
     names = [f"d{i}" for i in range(6)]
-    table = stats.group_table(simulated(mixture, 3000, np.random.default_rng(2)), {"All": names},
-                              stats.Settings(n_bootstrap=1000, seed=0))
+    table = stats.group_table(
+        simulated(mixture, 3000, np.random.default_rng(2)), {"All": names}, stats.Settings(n_bootstrap=1000, seed=0)
+    )
     covered = ((table["ci_low"] <= truth) & (truth <= table["ci_high"])).mean()
     assert 0.93 <= covered <= 0.97, covered
     assert (table["se"] > 0).all() and (table["reason"] == "").all()

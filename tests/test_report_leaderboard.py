@@ -15,28 +15,52 @@ import pandas as pd
 import pytest
 
 import bench.report
-
 from bench.report.build import main
 from hydra_plugins.bench_sweeper._results import _write_csv
 
 # utils/constants.py NEW_SUBMISSION_COLUMN_INFO at 1659ccf5.
-STRING_COLS = ["dataset", "Metric", "experiment_name", "partition name", "backbone", "decoder", "batch_size_selection",
-               "frozen_or_full_ft"]
+STRING_COLS = [
+    "dataset",
+    "Metric",
+    "experiment_name",
+    "partition name",
+    "backbone",
+    "decoder",
+    "batch_size_selection",
+    "frozen_or_full_ft",
+]
 INTEGER_COLS = ["early_stop_patience", "n_trials", "Seed", "data_percentages", "batch_size"]
 FLOAT_COLS = ["weight_decay", "lr", "test metric"]
 REQUIRED_SEEDS = 5  # utils/constants.py REQUIRED_SEEDS
-JSON_FORMAT_TYPES = {"Paper Link": str, "Code Repository Link ": str, "License": str, "Number of HPO trials": str,
-                     "Additional information about submission": str, "Comments on new models in submission": str,
-                     "New model info": list}  # utils/constants.py JSON_FORMAT: its keys, and its values' types
+JSON_FORMAT_TYPES = {
+    "Paper Link": str,
+    "Code Repository Link ": str,
+    "License": str,
+    "Number of HPO trials": str,
+    "Additional information about submission": str,
+    "Comments on new models in submission": str,
+    "New model info": list,
+}  # utils/constants.py JSON_FORMAT: its keys, and its values' types
 NEW_MODEL_KEYS = {"model_display_name", "model_size", "unique_backbone_key"}
 GROUPS = json.loads((Path(bench.report.__file__).parent / "geobench2_groups.json").read_text())  # DIMENSIONS
 CLASSIFICATION = GROUPS["Classification"]
 
-LEADERBOARD_CSV = (Path(__file__).parent / "data" / "geobench2_leaderboard"
-                   / "submission_114be1f0-5a41-43a5-b4e6-7fb683bc01ec.csv")
+LEADERBOARD_CSV = (
+    Path(__file__).parent / "data" / "geobench2_leaderboard" / "submission_114be1f0-5a41-43a5-b4e6-7fb683bc01ec.csv"
+)
 # The fixed columns of repeats.csv after each cell's describing ones (bench_sweeper/_results.py write_repeats).
-REPEATS_LEADING = ["seed", "state", "val_value", "test_value", "checkpoint", "duration_s", "gpu_hours", "cpu_hours",
-                   "mlflow_run_id", "job_dir"]
+REPEATS_LEADING = [
+    "seed",
+    "state",
+    "val_value",
+    "test_value",
+    "checkpoint",
+    "duration_s",
+    "gpu_hours",
+    "cpu_hours",
+    "mlflow_run_id",
+    "job_dir",
+]
 
 
 def _is_text(column: pd.Series) -> bool:
@@ -66,13 +90,32 @@ def write_sweep(sweep: Path, cells: list[dict], seeds: int = REQUIRED_SEEDS) -> 
         leading += [k for k in described if k not in leading]
         for seed in range(seeds):
             score = 0.5 + 0.01 * seed
-            rows.append({**described, "seed": seed, "state": "COMPLETE", "val_value": score, "test_value": score,
-                         f"test/{cell['metric'].split('/')[1]}": score, "checkpoint": f"{sweep}/{seed}/best.ckpt",
-                         "duration_s": 60.0, "gpu_hours": 0.1, "cpu_hours": 0.8, "mlflow_run_id": f"run{seed}",
-                         "job_dir": f"{sweep}/{seed}", "n_trials": 16, "tuning_best_trial": 3, "trial": seed,
-                         "study": f"bench[{described['cell']}]@abc/repeats", "study_version": 1,
-                         "interrupted": False, "error": "", **cell.get("extra", {}), **cell["params"],
-                         **cell.get("rows", {}).get(seed, {})})
+            rows.append(
+                {
+                    **described,
+                    "seed": seed,
+                    "state": "COMPLETE",
+                    "val_value": score,
+                    "test_value": score,
+                    f"test/{cell['metric'].split('/')[1]}": score,
+                    "checkpoint": f"{sweep}/{seed}/best.ckpt",
+                    "duration_s": 60.0,
+                    "gpu_hours": 0.1,
+                    "cpu_hours": 0.8,
+                    "mlflow_run_id": f"run{seed}",
+                    "job_dir": f"{sweep}/{seed}",
+                    "n_trials": 16,
+                    "tuning_best_trial": 3,
+                    "trial": seed,
+                    "study": f"bench[{described['cell']}]@abc/repeats",
+                    "study_version": 1,
+                    "interrupted": False,
+                    "error": "",
+                    **cell.get("extra", {}),
+                    **cell["params"],
+                    **cell.get("rows", {}).get(seed, {}),
+                }
+            )
     # a seed that failed: no test score, never a row of scores.csv
     rows.append({**rows[-1], "seed": seeds, "state": "FAIL", "test_value": "", "error": "CUDA error"})
     _write_csv(str(sweep / "repeats.csv"), rows, leading + REPEATS_LEADING)
@@ -80,25 +123,46 @@ def write_sweep(sweep: Path, cells: list[dict], seeds: int = REQUIRED_SEEDS) -> 
 
 
 def _cell(task: str, model: str, metric: str, **extra) -> dict:
-    return {"cell": f"task={task},model={model}", "task": task, "model": model, "decoder": "UNetDecoder",
-            "metric": metric, "direction": "maximize", **extra}
+    return {
+        "cell": f"task={task},model={model}",
+        "task": task,
+        "model": model,
+        "decoder": "UNetDecoder",
+        "metric": metric,
+        "direction": "maximize",
+        **extra,
+    }
 
 
 @pytest.fixture
 def report_dir(tmp_path, capsys) -> tuple[Path, str, str]:
     # GEO-Bench-2's Classification group, 2 models, lr and batch size tuned (one seed's out-of-memory
     # retry ran at batch 4).
-    metrics = {"so2sat": "val/Accuracy_Micro", "forestnet": "val/Accuracy_Micro", "benv2": "val/Multilabel_F1_Score",
-               "treesatai": "val/Multilabel_F1_Score"}
-    tuned = [{**_cell(task, model, metric), "params": {"hparams.lr": 1e-4, "hparams.batch_size": 8},
-              "rows": {1: {"oom_retries": 1, "batch_size": 4, "accumulate_grad_batches": 2}}}
-             for model in ("prithvi", "dofa_large") for task, metric in metrics.items()]
+    metrics = {
+        "so2sat": "val/Accuracy_Micro",
+        "forestnet": "val/Accuracy_Micro",
+        "benv2": "val/Multilabel_F1_Score",
+        "treesatai": "val/Multilabel_F1_Score",
+    }
+    tuned = [
+        {
+            **_cell(task, model, metric),
+            "params": {"hparams.lr": 1e-4, "hparams.batch_size": 8},
+            "rows": {1: {"oom_retries": 1, "batch_size": 4, "accumulate_grad_batches": 2}},
+        }
+        for model in ("prithvi", "dofa_large")
+        for task, metric in metrics.items()
+    ]
     gb2 = write_sweep(tmp_path / "gb2", tuned)
     # The synthetic task on a swept partition, patience and batch size named in hydra.sweeper.columns.
-    partitioned = [{**_cell("synthetic_cls", "prithvi_tiny", "val/Accuracy", **{"task.partition": "0.10x_train"}),
-                    "params": {"hparams.lr": 1e-3},
-                    "extra": {"patience": 50, "batch_size": 16, "hparams.optimizer_hparams.weight_decay": 0.05},
-                    "rows": {2: {"oom_retries": 1, "batch_size": 8, "accumulate_grad_batches": 2}}}]
+    partitioned = [
+        {
+            **_cell("synthetic_cls", "prithvi_tiny", "val/Accuracy", **{"task.partition": "0.10x_train"}),
+            "params": {"hparams.lr": 1e-3},
+            "extra": {"patience": 50, "batch_size": 16, "hparams.optimizer_hparams.weight_decay": 0.05},
+            "rows": {2: {"oom_retries": 1, "batch_size": 8, "accumulate_grad_batches": 2}},
+        }
+    ]
     partition = write_sweep(tmp_path / "partition", partitioned)
     # Another submission's rows, to compare with: in scores.csv, not in submission/.
     theirs = pd.read_csv(LEADERBOARD_CSV)
@@ -116,15 +180,24 @@ def test_scores_csv_has_the_leaderboards_columns_and_types(report_dir):
     scores = assert_leaderboard_columns(out / "scores.csv")
     assert len(scores) == 8 * REQUIRED_SEEDS + REQUIRED_SEEDS + 2 * REQUIRED_SEEDS  # the FAIL seeds left out
     rows = scores.set_index(["backbone", "dataset", "Seed"]).sort_index()
-    mine, partitioned, theirs = rows.loc["prithvi", "so2sat", 0], rows.loc["prithvi_tiny", "synthetic_cls", 0], \
-        rows.loc["resnet50", "so2sat"].iloc[0]
+    mine, partitioned, theirs = (
+        rows.loc["prithvi", "so2sat", 0],
+        rows.loc["prithvi_tiny", "synthetic_cls", 0],
+        rows.loc["resnet50", "so2sat"].iloc[0],
+    )
     # the leaderboard's metric labels; TerraTorch's macro "Accuracy" is not its Overall_Accuracy
     assert (mine["Metric"], rows.loc["prithvi", "benv2", 0]["Metric"], partitioned["Metric"]) == (
-        "Overall_Accuracy", "Multilabel_F1_Score", "Accuracy")
+        "Overall_Accuracy",
+        "Multilabel_F1_Score",
+        "Accuracy",
+    )
     # partitions: default -> 100 %, 0.10x_train -> 10 %, as the leaderboard's own files say it
     assert (mine["partition name"], mine["data_percentages"], mine["partition_name"]) == ("100%", 100, "default")
     assert (partitioned["partition name"], partitioned["data_percentages"], partitioned["partition_name"]) == (
-        "10%", 10, "0.10x_train")
+        "10%",
+        10,
+        "0.10x_train",
+    )
     assert (theirs["partition name"], theirs["data_percentages"], theirs["partition_name"]) == ("100%", 100, "default")
     # batch size: the tuned one (also where an out-of-memory retry ran at half of it), else the composed
     # one from hydra.sweeper.columns; unknown (empty) where only the retry's halved batch was recorded
@@ -137,7 +210,10 @@ def test_scores_csv_has_the_leaderboards_columns_and_types(report_dir):
     # whole numbers stay whole (not 8.0), as in the leaderboard's own files
     text = pd.read_csv(out / "scores.csv", dtype=str).set_index(["backbone", "dataset", "Seed"]).sort_index()
     assert text.loc[("prithvi", "so2sat", "0"), ["batch_size", "n_trials", "data_percentages"]].tolist() == [
-        "8", "16", "100"]
+        "8",
+        "16",
+        "100",
+    ]
     assert "submission/" in stdout.splitlines()[-1]
 
 
@@ -192,8 +268,10 @@ def test_biomassters_rmse_is_converted_as_the_leaderboard_stores_it_only_where_i
     the RMSE, lower is better."""
     from bench.report.leaderboard import BIOMASSTERS_STD
 
-    cells = [{**_cell("biomassters", model, "val/RMSE", direction="minimize"), "params": {}}
-             for model in ("prithvi", "dofa_large")]
+    cells = [
+        {**_cell("biomassters", model, "val/RMSE", direction="minimize"), "params": {}}
+        for model in ("prithvi", "dofa_large")
+    ]
     sweep = write_sweep(tmp_path / "sweep", cells)
     rmse = [0.5 + 0.01 * seed for seed in range(REQUIRED_SEEDS)]
     main([str(sweep), "--out", str(tmp_path / "own"), "--bootstrap", "20", "--no-mlflow"])
@@ -215,7 +293,12 @@ def test_detection_metrics_get_the_leaderboards_labels():
     from bench.report.leaderboard import metric_label
 
     assert [metric_label(m) for m in ("val_map", "test_segm_map", "val/mIoU", "val/Accuracy_Micro", "val/IoU_1")] == [
-        "test_test_map", "test_test_segm_map", "Multiclass_Jaccard_Index", "Overall_Accuracy", "IoU_1"]
+        "test_test_map",
+        "test_test_segm_map",
+        "Multiclass_Jaccard_Index",
+        "Overall_Accuracy",
+        "IoU_1",
+    ]
 
 
 def test_leaderboard_csvs_alone_give_no_submission_folder(tmp_path, capsys):

@@ -22,13 +22,35 @@ RERUN = LEADERBOARD / "submission_2ce4a907-7ae3-45d3-a07a-558f8d0d758b.csv"  # f
 FROZEN = LEADERBOARD / "submission_80100fc6-dc1a-4514-b946-341157eaf816.csv"  # frozen, 10 backbones
 NORMALIZER = LEADERBOARD / "normalizer_leaderboard_combined.json"
 # repeats.csv's fixed columns after the describing ones (bench_sweeper/_results.py write_repeats)
-REPEATS_FIXED = ["seed", "state", "counts", "val_value", "test_value", "checkpoint", "duration_s", "gpu_hours", "cpu_hours",
-                 "mlflow_run_id", "job_dir"]
+REPEATS_FIXED = [
+    "seed",
+    "state",
+    "counts",
+    "val_value",
+    "test_value",
+    "checkpoint",
+    "duration_s",
+    "gpu_hours",
+    "cpu_hours",
+    "mlflow_run_id",
+    "job_dir",
+]
 
 
-def cell(task: str, model: str, scores: dict[int, float | None], *, trials: list[str] = ("COMPLETE",) * 4,
-         finetuning: str | None = "full_ft", partition: str | None = None, swept: dict | None = None,
-         metric: str = "val/mIoU", direction: str = "maximize", version: int = 1, lr: float = 1e-4) -> dict:
+def cell(
+    task: str,
+    model: str,
+    scores: dict[int, float | None],
+    *,
+    trials: list[str] = ("COMPLETE",) * 4,
+    finetuning: str | None = "full_ft",
+    partition: str | None = None,
+    swept: dict | None = None,
+    metric: str = "val/mIoU",
+    direction: str = "maximize",
+    version: int = 1,
+    lr: float = 1e-4,
+) -> dict:
     """A cell of a sweep: its tuning trials' states, and its repeats' test score per seed (None: FAIL).
     finetuning None: a sweep from before results.csv had a frozen_or_full_ft column."""
     swept = swept or {}
@@ -37,8 +59,15 @@ def cell(task: str, model: str, scores: dict[int, float | None], *, trials: list
     if finetuning is not None:
         columns["frozen_or_full_ft"] = finetuning
     # _results._describing: the cell, the app's columns, its coordinates, metric, direction
-    described = {"cell": label, **columns, "task": task, "model": model, **swept, "metric": metric,
-                 "direction": direction}
+    described = {
+        "cell": label,
+        **columns,
+        "task": task,
+        "model": model,
+        **swept,
+        "metric": metric,
+        "direction": direction,
+    }
     return {"described": described, "trials": list(trials), "scores": scores, "version": version, "lr": lr}
 
 
@@ -53,30 +82,74 @@ def write_sweep(directory: Path, cells: list[dict], interrupted: tuple[int, ...]
     for c in cells:
         study = f"bench[{c['described']['cell']}]@0123456789ab" + (f"/v{c['version']}" if c["version"] > 1 else "")
         for n, state in enumerate(c["trials"]):
-            results.append({**c["described"], "study": study, "study_version": c["version"], "trial": n,
-                            "state": state, "value": 0.3 + 0.01 * n if state in ("COMPLETE", "PRUNED") else "",
-                            "duration_s": 60.0, "gpu_hours": 0.25, "cpu_hours": 2.0, "job_num": n, "job_dir": f"{directory}/{n}", "interrupted": False,
-                            "error": "CUDA error: out of memory" if state == "FAIL" else "",
-                            "hparams.lr": c["lr"] * (n + 1)})
+            results.append(
+                {
+                    **c["described"],
+                    "study": study,
+                    "study_version": c["version"],
+                    "trial": n,
+                    "state": state,
+                    "value": 0.3 + 0.01 * n if state in ("COMPLETE", "PRUNED") else "",
+                    "duration_s": 60.0,
+                    "gpu_hours": 0.25,
+                    "cpu_hours": 2.0,
+                    "job_num": n,
+                    "job_dir": f"{directory}/{n}",
+                    "interrupted": False,
+                    "error": "CUDA error: out of memory" if state == "FAIL" else "",
+                    "hparams.lr": c["lr"] * (n + 1),
+                }
+            )
         finished = sum(s in ("COMPLETE", "PRUNED") for s in c["trials"])
         for n, (seed, score) in enumerate(c["scores"].items()):
             failed = score is None
             if seed in interrupted:
-                repeats.append({**c["described"], "seed": seed, "state": "INTERRUPTED" if counts else "FAIL",
-                                "counts": False, "study": f"{study}/repeats", "study_version": c["version"],
-                                "trial": 100 + n, "interrupted": True, "n_trials": finished})
-            repeats.append({**c["described"], "seed": seed, "state": "FAIL" if failed else "COMPLETE", "counts": True,
-                            "val_value": "" if failed else score, "test_value": "" if failed else score,
-                            "test/mIoU": "" if failed else score, "checkpoint": f"{directory}/r{n}/best.ckpt",
-                            "duration_s": 90.0, "gpu_hours": 0.5, "cpu_hours": 4.0, "mlflow_run_id": f"run{n}", "job_dir": f"{directory}/r{n}",
-                            "n_trials": finished, "tuning_best_trial": 0, "study": f"{study}/repeats",
-                            "study_version": c["version"], "trial": n, "interrupted": False,
-                            "error": "RuntimeError: NaN loss" if failed else "", "hparams.lr": c["lr"]})
+                repeats.append(
+                    {
+                        **c["described"],
+                        "seed": seed,
+                        "state": "INTERRUPTED" if counts else "FAIL",
+                        "counts": False,
+                        "study": f"{study}/repeats",
+                        "study_version": c["version"],
+                        "trial": 100 + n,
+                        "interrupted": True,
+                        "n_trials": finished,
+                    }
+                )
+            repeats.append(
+                {
+                    **c["described"],
+                    "seed": seed,
+                    "state": "FAIL" if failed else "COMPLETE",
+                    "counts": True,
+                    "val_value": "" if failed else score,
+                    "test_value": "" if failed else score,
+                    "test/mIoU": "" if failed else score,
+                    "checkpoint": f"{directory}/r{n}/best.ckpt",
+                    "duration_s": 90.0,
+                    "gpu_hours": 0.5,
+                    "cpu_hours": 4.0,
+                    "mlflow_run_id": f"run{n}",
+                    "job_dir": f"{directory}/r{n}",
+                    "n_trials": finished,
+                    "tuning_best_trial": 0,
+                    "study": f"{study}/repeats",
+                    "study_version": c["version"],
+                    "trial": n,
+                    "interrupted": False,
+                    "error": "RuntimeError: NaN loss" if failed else "",
+                    "hparams.lr": c["lr"],
+                }
+            )
     _write_csv(str(directory / "results.csv"), results, leading + TRIAL_COLUMNS)
     if repeats:
         fixed = REPEATS_FIXED if counts else [c for c in REPEATS_FIXED if c != "counts"]
-        _write_csv(str(directory / "repeats.csv"), [{k: v for k, v in r.items() if counts or k != "counts"}
-                                                    for r in repeats], leading + fixed)
+        _write_csv(
+            str(directory / "repeats.csv"),
+            [{k: v for k, v in r.items() if counts or k != "counts"} for r in repeats],
+            leading + fixed,
+        )
     return directory
 
 
@@ -105,14 +178,20 @@ def datasets(out: Path) -> pd.DataFrame:
 
 def test_a_sweep_over_two_partitions_keeps_both_as_separate_models(tmp_path, capsys):
     """A GEO-Bench v1 sweep task.partition=0.10x_train,1.00x_train: both partitions, named apart."""
-    cells = [cell("eurosat", model, seeds(base + shift), partition=partition, swept={"task.partition": partition})
-             for model, base in (("prithvi", 0.8), ("resnet50", 0.7))
-             for partition, shift in (("0.10x_train", 0.0), ("1.00x_train", 0.1))]
+    cells = [
+        cell("eurosat", model, seeds(base + shift), partition=partition, swept={"task.partition": partition})
+        for model, base in (("prithvi", 0.8), ("resnet50", 0.7))
+        for partition, shift in (("0.10x_train", 0.0), ("1.00x_train", 0.1))
+    ]
     sweep = write_sweep(tmp_path / "sweep", cells)
     out, _ = run(tmp_path, capsys, str(sweep))
     table = datasets(out)
     assert sorted(table.index.get_level_values("model")) == [
-        "prithvi [0.10x_train]", "prithvi [1.00x_train]", "resnet50 [0.10x_train]", "resnet50 [1.00x_train]"]
+        "prithvi [0.10x_train]",
+        "prithvi [1.00x_train]",
+        "resnet50 [0.10x_train]",
+        "resnet50 [1.00x_train]",
+    ]
     assert (table["n_seeds"] == 5).all()  # before: one partition's seeds silently dropped, the other kept
     assert table.loc[("prithvi [0.10x_train]", "eurosat"), "raw_mean"] == pytest.approx(0.83)
     assert table.loc[("prithvi [1.00x_train]", "eurosat"), "raw_mean"] == pytest.approx(0.93)
@@ -127,14 +206,23 @@ def test_a_sweep_over_two_partitions_keeps_both_as_separate_models(tmp_path, cap
 
 
 def test_frozen_or_full_ft_is_what_the_cell_did_and_an_old_sweep_counts_as_full_ft(tmp_path, capsys):
-    frozen = write_sweep(tmp_path / "frozen", [cell("burns", m, seeds(b), finetuning="frozen")
-                                               for m, b in (("prithvi", 0.5), ("resnet50", 0.4))])
-    old = write_sweep(tmp_path / "old", [cell("burns", m, seeds(b), finetuning=None)  # no frozen_or_full_ft column
-                                         for m, b in (("prithvi", 0.7), ("resnet50", 0.6))])
+    frozen = write_sweep(
+        tmp_path / "frozen",
+        [cell("burns", m, seeds(b), finetuning="frozen") for m, b in (("prithvi", 0.5), ("resnet50", 0.4))],
+    )
+    old = write_sweep(
+        tmp_path / "old",
+        [
+            cell("burns", m, seeds(b), finetuning=None)  # no frozen_or_full_ft column
+            for m, b in (("prithvi", 0.7), ("resnet50", 0.6))
+        ],
+    )
     out, _ = run(tmp_path, capsys, str(frozen), str(old))
     scores = pd.read_csv(out / "scores.csv")
     assert scores.groupby("experiment_name")["frozen_or_full_ft"].unique().map(list).to_dict() == {
-        "frozen": ["frozen"], "old": ["full_ft"]}
+        "frozen": ["frozen"],
+        "old": ["full_ft"],
+    }
     table = datasets(out)
     assert table.loc[("prithvi [frozen]", "burns"), "raw_mean"] == pytest.approx(0.53)
     assert table.loc[("prithvi [full_ft]", "burns"), "raw_mean"] == pytest.approx(0.73)
@@ -147,15 +235,24 @@ def test_a_swept_key_is_another_experiment_and_a_tuned_hyperparameter_is_not(tmp
     """Cells swept over task.bands are two experiments; each cell's tuned lr (a param column of
     results.csv and repeats.csv) differs too, and must not split anything."""
     rgb, six = "[RED,GREEN,BLUE]", "[BLUE,GREEN,RED,NIR_NARROW,SWIR_1,SWIR_2]"
-    cells = [cell("burns", "prithvi", seeds(base), swept={"task.bands": bands}, lr=lr)
-             for bands, base, lr in ((rgb, 0.5, 1e-4), (six, 0.6, 3e-4))]
-    cells += [cell("burns", "resnet50", seeds(0.45), swept={"task.bands": rgb}, lr=5e-4),
-              cell("floods", "resnet50", seeds(0.3), swept={"task.bands": rgb}, lr=2e-4)]
+    cells = [
+        cell("burns", "prithvi", seeds(base), swept={"task.bands": bands}, lr=lr)
+        for bands, base, lr in ((rgb, 0.5, 1e-4), (six, 0.6, 3e-4))
+    ]
+    cells += [
+        cell("burns", "resnet50", seeds(0.45), swept={"task.bands": rgb}, lr=5e-4),
+        cell("floods", "resnet50", seeds(0.3), swept={"task.bands": rgb}, lr=2e-4),
+    ]
     out, _ = run(tmp_path, capsys, str(write_sweep(tmp_path / "sweep", cells)))
     table = datasets(out)
-    assert sorted(table.index) == sorted([
-        (f"prithvi [task.bands={rgb}]", "burns"), (f"prithvi [task.bands={six}]", "burns"),
-        (f"resnet50 [task.bands={rgb}]", "burns"), (f"resnet50 [task.bands={rgb}]", "floods")])
+    assert sorted(table.index) == sorted(
+        [
+            (f"prithvi [task.bands={rgb}]", "burns"),
+            (f"prithvi [task.bands={six}]", "burns"),
+            (f"resnet50 [task.bands={rgb}]", "burns"),
+            (f"resnet50 [task.bands={rgb}]", "floods"),
+        ]
+    )
     assert (table["n_seeds"] == 5).all()
 
 
@@ -177,7 +274,9 @@ def _rerun_without_conflicts(tmp_path: Path) -> Path:
     differ from 114be1f0's for the same seeds."""
     rerun, full = pd.read_csv(RERUN, float_precision="round_trip"), pd.read_csv(FULL, float_precision="round_trip")
     both = rerun.merge(full, on=["backbone", "dataset", "Seed"])
-    clash = set(map(tuple, both.loc[both["test metric_x"] != both["test metric_y"], ["backbone", "dataset"]].to_numpy()))
+    clash = set(
+        map(tuple, both.loc[both["test metric_x"] != both["test metric_y"], ["backbone", "dataset"]].to_numpy())
+    )
     assert len(clash) == 6
     keep = [(b, d) not in clash for b, d in zip(rerun["backbone"], rerun["dataset"])]
     path = tmp_path / RERUN.name
@@ -213,19 +312,45 @@ def test_conflicting_scores_are_refused_naming_both_inputs_before_anything_is_wr
     with pytest.raises(SystemExit) as exited:
         main([str(FULL), str(RERUN), "--out", str(out), "--no-mlflow"])
     message = str(exited.value.code)
-    assert message.startswith(f"bench.report: error: {FULL} and {RERUN} give different scores for the same "
-                              "experiment and seed (")
-    assert "30 such seed(s) in all" in message and "give only one of them, or set one's rows aside with --where" in message
+    assert message.startswith(
+        f"bench.report: error: {FULL} and {RERUN} give different scores for the same experiment and seed ("
+    )
+    assert (
+        "30 such seed(s) in all" in message and "give only one of them, or set one's rows aside with --where" in message
+    )
     assert not out.exists()
     # --where sets one backbone's rows aside: what is left merges
-    main([str(FULL), str(RERUN), "--where", "backbone=resnet50", "--where", "backbone=clay_v1_base",
-          "--where", "dataset=treesatai", "--out", str(out), "--no-mlflow", "--bootstrap", "20"])
+    main(
+        [
+            str(FULL),
+            str(RERUN),
+            "--where",
+            "backbone=resnet50",
+            "--where",
+            "backbone=clay_v1_base",
+            "--where",
+            "dataset=treesatai",
+            "--out",
+            str(out),
+            "--no-mlflow",
+            "--bootstrap",
+            "20",
+        ]
+    )
     assert sorted(datasets(out).index) == [("clay_v1_base", "treesatai"), ("resnet50", "treesatai")]
 
 
 def test_where_selects_frozen_or_full_fine_tuning(tmp_path, capsys):
-    out, _ = run(tmp_path, capsys, str(FULL), str(FROZEN), "--where", "frozen_or_full_ft=frozen",
-                 "--groups", few_groups(tmp_path))
+    out, _ = run(
+        tmp_path,
+        capsys,
+        str(FULL),
+        str(FROZEN),
+        "--where",
+        "frozen_or_full_ft=frozen",
+        "--groups",
+        few_groups(tmp_path),
+    )
     scores = pd.read_csv(out / "scores.csv")
     assert len(scores) == 750 and set(scores["frozen_or_full_ft"]) == {"frozen"}
     assert "clay_v1_base" in set(datasets(out).index.get_level_values("model"))  # nothing left to tell apart
@@ -242,8 +367,17 @@ def test_compat_bootstraps_each_input_on_its_own(tmp_path, capsys):
     groups = few_groups(tmp_path, "Core", "Classification")
 
     def compat(name: str, *inputs: Path) -> Path:
-        out, _ = run(tmp_path / name, capsys, *map(str, inputs), "--normalizer", str(NORMALIZER),
-                     "--groups", groups, "--compat", "geobench2-leaderboard")
+        out, _ = run(
+            tmp_path / name,
+            capsys,
+            *map(str, inputs),
+            "--normalizer",
+            str(NORMALIZER),
+            "--groups",
+            groups,
+            "--compat",
+            "geobench2-leaderboard",
+        )
         return out
 
     alone, frozen = compat("alone", FULL), compat("frozen", FROZEN)
@@ -265,19 +399,26 @@ def test_compat_bootstraps_each_input_on_its_own(tmp_path, capsys):
     table = pd.read_csv(shared / "groups.csv", float_precision="round_trip").dropna(subset=["value"])
     scored = {(r.model, r.group): (r.value, r.se) for r in table.itertuples()}
     for (backbone, group), figures in _groups(alone).items():
-        name = f"{backbone} [{FULL.stem}]" if backbone in ("clay_v1_base", "dofa_large_patch16_224",
-                                                             "terramind_v1_large") else backbone
+        name = (
+            f"{backbone} [{FULL.stem}]"
+            if backbone in ("clay_v1_base", "dofa_large_patch16_224", "terramind_v1_large")
+            else backbone
+        )
         assert scored[name, group] == figures, (backbone, group)
     assert (f"clay_v1_base [{RERUN.stem}]", "Classification") in scored
 
 
 def test_compat_warns_when_a_lower_is_better_metric_reaches_it(tmp_path, capsys):
-    cells = [cell("cropland", m, seeds(b, 3), metric="val/RMSE", direction="minimize")
-             for m, b in (("small", 30.0), ("large", 20.0))]
+    cells = [
+        cell("cropland", m, seeds(b, 3), metric="val/RMSE", direction="minimize")
+        for m, b in (("small", 30.0), ("large", 20.0))
+    ]
     sweep = write_sweep(tmp_path / "sweep", cells)
     _, stderr = run(tmp_path, capsys, str(sweep), "--compat", "geobench2-leaderboard")
-    assert ("--compat geobench2-leaderboard: lower-is-better scores on cropland reach the leaderboard's method "
-            "unconverted, and it ranks higher as better") in stderr
+    assert (
+        "--compat geobench2-leaderboard: lower-is-better scores on cropland reach the leaderboard's method "
+        "unconverted, and it ranks higher as better"
+    ) in stderr
     _, stderr = run(tmp_path / "default", capsys, str(sweep))
     assert "unconverted" not in stderr  # bench's own method flips it
 

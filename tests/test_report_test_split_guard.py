@@ -42,9 +42,17 @@ def hydra_cfg(tmp_path):
 
     def _compose(*overrides: str, mode: str = "RUN", trial: dict | None = None):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=[f"output_dir={tmp_path / 'job'}", f"data_dir={tmp_path / 'data'}",
-                                               "mlflow.enabled=false", f"hydra.mode={mode}", *overrides],
-                          return_hydra_config=True)
+            cfg = compose(
+                "config",
+                overrides=[
+                    f"output_dir={tmp_path / 'job'}",
+                    f"data_dir={tmp_path / 'data'}",
+                    "mlflow.enabled=false",
+                    f"hydra.mode={mode}",
+                    *overrides,
+                ],
+                return_hydra_config=True,
+            )
         if trial is not None:
             with open_dict(cfg):
                 cfg.trial = OmegaConf.create(trial)
@@ -59,8 +67,9 @@ def test_a_tuning_trial_never_calls_trainer_test(compose_cfg):
     spec = build_spec(compose_cfg("task=synthetic_seg"))
     trainer = Trainer({"test/mIoU": 0.5, "test/Accuracy": 0.8})
     with pytest.raises(errors.TestSplitError, match=REFUSAL):
-        evaluation.test_on_best_checkpoint(trainer, task=None, datamodule=None, checkpoint="best.ckpt", spec=spec,
-                                           phase=PHASE_TUNE)
+        evaluation.test_on_best_checkpoint(
+            trainer, task=None, datamodule=None, checkpoint="best.ckpt", spec=spec, phase=PHASE_TUNE
+        )
     assert trainer.calls == []  # refused before any test file is read
     # A repeat tests the same checkpoint and returns every metric the test split logged.
     assert evaluation.test_on_best_checkpoint(trainer, None, None, "best.ckpt", spec, PHASE_REPEAT) == trainer.metrics

@@ -31,7 +31,9 @@ def test_killed_driver_is_taken_over_its_running_trial_really_interrupted_and_re
     sweep, release = tmp_path / "sweep", tmp_path / "release"
     args = ["task=a,b", "hydra.sweeper.n_trials=4", "hold_trials=[2]", f"release={release}"]
     driver = start_stub(sweep, *args)
-    victim_dir = wait_for(lambda: (d := running_trial_dir(sweep)) and d.name == "4" and d, 60, "trial 2 of task=a running")
+    victim_dir = wait_for(
+        lambda: (d := running_trial_dir(sweep)) and d.name == "4" and d, 60, "trial 2 of task=a running"
+    )
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     before = {p: p.stat().st_mtime for p in sweep.rglob("*") if p.is_file() and p.name != "results.csv"}
@@ -69,12 +71,20 @@ def test_sweeps_sharing_a_storage_never_share_studies(tmp_path):
     assert len(one.trials) == len(two.trials) == 3
 
 
-@pytest.mark.parametrize("signum, trial_exits", [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)])
+@pytest.mark.parametrize(
+    "signum, trial_exits", [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)]
+)
 def test_interrupted_driver_records_its_running_trial_interrupted_and_requeues_it(tmp_path, signum, trial_exits):
     """trial_exits: the trial answers Ctrl-C with sys.exit(1), as Lightning does; still a Ctrl-C."""
     sweep = tmp_path / "sweep"
-    driver = start_stub(sweep, "task=a", "hold_trials=[1]", f"release={tmp_path / 'never'}", "hydra.sweeper.n_trials=3",
-                        f"exit_on_interrupt={trial_exits}")
+    driver = start_stub(
+        sweep,
+        "task=a",
+        "hold_trials=[1]",
+        f"release={tmp_path / 'never'}",
+        "hydra.sweeper.n_trials=3",
+        f"exit_on_interrupt={trial_exits}",
+    )
     wait_for(lambda: (d := running_trial_dir(sweep)) and d.name == "1", 60, "trial 1 running")
     driver.send_signal(signum)
     assert driver.wait(timeout=60) != 0
@@ -89,11 +99,23 @@ def test_interrupted_driver_records_its_running_trial_interrupted_and_requeues_i
 
 def test_resume_with_a_changed_experiment_stops_naming_each_difference(tmp_path):
     assert run_stub(tmp_path, "task=a", "hydra.sweeper.n_trials=2").returncode == 0
-    result = run_stub(tmp_path, "task=a", "hydra.sweeper.n_trials=4", "search_space.x='interval(5.0, 6.0)'",
-                      "task.metric=other", "model.scale=3.0", "hydra/sweeper/sampler=random")
+    result = run_stub(
+        tmp_path,
+        "task=a",
+        "hydra.sweeper.n_trials=4",
+        "search_space.x='interval(5.0, 6.0)'",
+        "task.metric=other",
+        "model.scale=3.0",
+        "hydra/sweeper/sampler=random",
+    )
     assert result.returncode != 0
-    for difference in ("metric: score -> other", "search space x:", "model.scale: 1.0 -> 3.0", "sampler:",
-                       "hydra.sweeper.on_change=new_version"):
+    for difference in (
+        "metric: score -> other",
+        "search space x:",
+        "model.scale: 1.0 -> 3.0",
+        "sampler:",
+        "hydra.sweeper.on_change=new_version",
+    ):
         assert difference in result.stderr, result.stderr[-3000:]
     (study,) = studies(tmp_path).values()
     assert len(study.trials) == 2 and not (tmp_path / "2").exists()  # nothing launched
@@ -102,7 +124,9 @@ def test_resume_with_a_changed_experiment_stops_naming_each_difference(tmp_path)
 
 def test_new_version_for_a_changed_cell_keeps_the_old_study_as_history(tmp_path):
     assert run_stub(tmp_path, "task=a,b", "hydra.sweeper.n_trials=2").returncode == 0
-    result = run_stub(tmp_path, "task=a,b", "hydra.sweeper.n_trials=2", "model.scale=3.0", "hydra.sweeper.on_change=new_version")
+    result = run_stub(
+        tmp_path, "task=a,b", "hydra.sweeper.n_trials=2", "model.scale=3.0", "hydra.sweeper.on_change=new_version"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     every = studies(tmp_path, current_only=False)
     assert len(every) == 4 and sum(name.endswith("/v2") for name in every) == 2

@@ -8,16 +8,54 @@ import pytest
 from hydra_plugins.bench_sweeper._masking import NOT_SECRET, is_secret_key
 
 SECRET = [
-    "password", "db.password", "DB_PASSWORD", "DBPASSWORD", "passwd", "pass", "pwd", "passphrase",
-    "HF_TOKEN", "HFToken", "hf_token", "GHTOKEN", "oauth_token", "MYSECRET", "MY_SECRET", "client_secret",
-    "secrets.anything", "aws_access_key_id", "AWS_SECRET_ACCESS_KEY", "apiKey", "api_key", "myapikey",
-    "private_key", "auth", "authorization", "credentials", "GOOGLE_APPLICATION_CREDENTIALS", "cookie",
-    "+hydra.launcher.env.MYTOKEN", "password.value",
+    "password",
+    "db.password",
+    "DB_PASSWORD",
+    "DBPASSWORD",
+    "passwd",
+    "pass",
+    "pwd",
+    "passphrase",
+    "HF_TOKEN",
+    "HFToken",
+    "hf_token",
+    "GHTOKEN",
+    "oauth_token",
+    "MYSECRET",
+    "MY_SECRET",
+    "client_secret",
+    "secrets.anything",
+    "aws_access_key_id",
+    "AWS_SECRET_ACCESS_KEY",
+    "apiKey",
+    "api_key",
+    "myapikey",
+    "private_key",
+    "auth",
+    "authorization",
+    "credentials",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "cookie",
+    "+hydra.launcher.env.MYTOKEN",
+    "password.value",
 ]
 NOT = [
-    "task.name", "lr", "compass", "author", "bypass", "passes", "tokenizer", "model.model_args.remove_cls_token",
-    "cls_token", "mask_token", "max_tokens", "num_register_tokens", "backbone_tokenizer", "keyboard",
-    "hparams.batch_size", "data_dir",
+    "task.name",
+    "lr",
+    "compass",
+    "author",
+    "bypass",
+    "passes",
+    "tokenizer",
+    "model.model_args.remove_cls_token",
+    "cls_token",
+    "mask_token",
+    "max_tokens",
+    "num_register_tokens",
+    "backbone_tokenizer",
+    "keyboard",
+    "hparams.batch_size",
+    "data_dir",
 ]
 
 
@@ -37,5 +75,7 @@ def test_every_allowed_name_contains_a_secret_word_so_the_list_is_needed_and_sho
 
     for name in NOT_SECRET:
         words = name.split("_")
-        assert any(secret in word for word in words for secret in (*_masking.SECRET_INSIDE, *_masking.SECRET_WORDS)), name
+        assert any(secret in word for word in words for secret in (*_masking.SECRET_INSIDE, *_masking.SECRET_WORDS)), (
+            name
+        )
     assert len(NOT_SECRET) <= 20

@@ -15,21 +15,41 @@ import pytest
 from mlflow import MlflowClient
 
 from bench.paths import REPO_ROOT
-from tests.helpers import (STUB, assert_tracked_like_the_local_launcher, output, read_csv, start_stub,
-                           states, studies, tracking_args, tree, wait_for)
+from tests.helpers import (
+    STUB,
+    assert_tracked_like_the_local_launcher,
+    output,
+    read_csv,
+    start_stub,
+    states,
+    studies,
+    tracking_args,
+    tree,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.duration(190)]
 
 
 def slurm_args(sweep_dir: Path) -> list[str]:
     # A fresh submitit folder per test: job ids restart when the cluster's state is purged.
-    return ["hydra/launcher=submitit_slurm", f"hydra.launcher.submitit_folder={sweep_dir}/.submitit/%j",
-            "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10", "hydra.sweeper.poll_interval=0.5"]
+    return [
+        "hydra/launcher=submitit_slurm",
+        f"hydra.launcher.submitit_folder={sweep_dir}/.submitit/%j",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.timeout_min=10",
+        "hydra.sweeper.poll_interval=0.5",
+    ]
 
 
 def run_stub_on_slurm(sweep_dir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(STUB), "-m", f"hydra.sweep.dir={sweep_dir}", *slurm_args(sweep_dir), *args],
-                          capture_output=True, text=True, timeout=timeout, env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+    return subprocess.run(
+        [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={sweep_dir}", *slurm_args(sweep_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+    )
 
 
 def start_stub_on_slurm(sweep_dir: Path, *args: str) -> subprocess.Popen:
@@ -46,14 +66,17 @@ def squeue_state(job_id: str) -> str:
 
 
 def sacct_state(job_id: str) -> str:
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "--format=State"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", job_id, "--format=State"], capture_output=True, text=True
+    ).stdout
     return out.split()[0] if out.split() else ""
 
 
 def sacct_cpu_seconds(job_id: str) -> float:
     """CPU time SLURM accounted to the job, every run of it (-D: requeues) included."""
-    out = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-j", job_id, "--format=CPUTimeRAW"], capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-D", "-P", "-j", job_id, "--format=CPUTimeRAW"], capture_output=True, text=True
+    ).stdout
     return float(sum(int(v) for v in out.split()))
 
 
@@ -64,7 +87,9 @@ def submitted_jobs(sweep_dir: Path) -> list[str]:
 
 def test_multi_task_sweep_runs_as_real_slurm_jobs(slurm_cluster, tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_stub_on_slurm(sweep, "task=a,b", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", *tracking_args(tmp_path))
+    result = run_stub_on_slurm(
+        sweep, "task=a,b", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", *tracking_args(tmp_path)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for study in studies(sweep).values():
         assert states(study) == ["COMPLETE"] * 3
@@ -79,14 +104,23 @@ def test_each_cell_asks_slurm_for_its_own_resources(slurm_cluster, tmp_path):
     """A cell's own hydra.launcher request (bench: its model's resources) is what its jobs ask
     sbatch for: model y's trials get 2 CPUs, model x's 1, in one sweep."""
     sweep = tmp_path / "sweep"
-    result = run_stub_on_slurm(sweep, "model=x,y", "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=2",
-                               "hydra.launcher.cpus_per_task=${model.cpus}", "sleep=2")
+    result = run_stub_on_slurm(
+        sweep,
+        "model=x,y",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.launcher.cpus_per_task=${model.cpus}",
+        "sleep=2",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     allocated = {}
     for attempts in sweep.glob("*/attempts.jsonl"):
         attempt = first_attempt(attempts.parent)
-        out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", attempt["slurm_job"], "--format=AllocCPUS"],
-                             capture_output=True, text=True).stdout.split()
+        out = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-j", attempt["slurm_job"], "--format=AllocCPUS"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
         allocated[attempt["model"]] = int(out[0])
     assert allocated == {"x": 1, "y": 2}, allocated
     # What each trial cost is what SLURM's accounting says it used: its CPU time, within 2 %.
@@ -97,8 +131,14 @@ def test_each_cell_asks_slurm_for_its_own_resources(slurm_cluster, tmp_path):
 
 
 def test_scancel_is_recorded_as_a_failed_trial_within_30_s(slurm_cluster, tmp_path):
-    driver = start_stub_on_slurm(tmp_path / "sweep", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2",
-                                 "hydra.sweeper.max_failure_rate=0.5", "hold_trials=[0]", f"release={tmp_path / 'never'}")
+    driver = start_stub_on_slurm(
+        tmp_path / "sweep",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.max_failure_rate=0.5",
+        "hold_trials=[0]",
+        f"release={tmp_path / 'never'}",
+    )
     attempt = wait_for(lambda: first_attempt(tmp_path / "sweep" / "0"), 180, "trial 0 to start on SLURM")
     cancelled = time.time()
     subprocess.run(["scancel", attempt["slurm_job"]], check=True)
@@ -138,8 +178,11 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
     # Its cost counts both runs of the job: the 3+ steps before the requeue and the rest after it.
     (row,) = read_csv(sweep / "results.csv")
     assert float(row["cpu_hours"]) * 3600 == pytest.approx(sacct_cpu_seconds(attempts[0]["slurm_job"]), rel=0.02)
-    last_run = subprocess.run(["sacct", "-n", "-X", "-P", "-j", attempts[0]["slurm_job"], "--format=CPUTimeRAW"],
-                              capture_output=True, text=True).stdout.split()
+    last_run = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", attempts[0]["slurm_job"], "--format=CPUTimeRAW"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert float(row["cpu_hours"]) * 3600 > int(last_run[0])
 
 
@@ -156,7 +199,9 @@ def test_a_dead_drivers_running_job_is_followed_by_the_next_driver_not_rerun(slu
     assert resumed.wait(timeout=300) == 0, output(sweep)
     (study,) = studies(sweep).values()
     assert states(study) == ["COMPLETE", "COMPLETE"]  # trial 0 recorded from its original job
-    assert [json.loads(line)["slurm_job"] for line in (sweep / "0" / "attempts.jsonl").read_text().splitlines()] == [attempt["slurm_job"]]
+    assert [json.loads(line)["slurm_job"] for line in (sweep / "0" / "attempts.jsonl").read_text().splitlines()] == [
+        attempt["slurm_job"]
+    ]
     assert not [r for r in read_csv(sweep / "results.csv") if r["interrupted"] == "True"]
 
 
@@ -176,17 +221,30 @@ def test_a_request_no_node_can_hold_stops_before_any_submission(slurm_cluster, t
     it would pend forever (no EnforcePartLimits). bench says so before submitting anything."""
     sweep = tmp_path / "sweep"
     for dry_run in ("false", "true"):
-        result = run_stub_on_slurm(sweep, "hydra.launcher.cpus_per_task=64", "hydra.sweeper.n_trials=2",
-                                   f"hydra.sweeper.dry_run={dry_run}", timeout=300)
+        result = run_stub_on_slurm(
+            sweep,
+            "hydra.launcher.cpus_per_task=64",
+            "hydra.sweeper.n_trials=2",
+            f"hydra.sweeper.dry_run={dry_run}",
+            timeout=300,
+        )
         assert result.returncode != 0
-        assert "every trial asks SLURM for 64 CPU" in result.stderr and "no node of partition 'debug' can hold it" in result.stderr
+        assert (
+            "every trial asks SLURM for 64 CPU" in result.stderr
+            and "no node of partition 'debug' can hold it" in result.stderr
+        )
         assert not sweep.exists()  # nothing created, nothing submitted
 
 
 def test_a_job_pending_for_a_reason_that_never_resolves_stops_the_sweep(slurm_cluster, tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_stub_on_slurm(sweep, "hydra.launcher.cpus_per_task=64", "hydra.sweeper.check_resources=false",
-                               "hydra.sweeper.n_trials=2", timeout=300)
+    result = run_stub_on_slurm(
+        sweep,
+        "hydra.launcher.cpus_per_task=64",
+        "hydra.sweeper.check_resources=false",
+        "hydra.sweeper.n_trials=2",
+        timeout=300,
+    )
     assert result.returncode != 0
     assert "can never start (pending reason" in result.stderr, result.stderr[-3000:]
     (job,) = submitted_jobs(sweep)  # one job tried, then the sweep stopped
@@ -196,8 +254,13 @@ def test_a_job_pending_for_a_reason_that_never_resolves_stops_the_sweep(slurm_cl
 
 
 def test_a_request_the_cluster_refuses_stops_at_the_first_trial(slurm_cluster, tmp_path):
-    result = run_stub_on_slurm(tmp_path, "hydra.launcher.gpus_per_node=1", "hydra.sweeper.check_resources=false",
-                               "hydra.sweeper.n_trials=5", timeout=300)
+    result = run_stub_on_slurm(
+        tmp_path,
+        "hydra.launcher.gpus_per_node=1",
+        "hydra.sweeper.check_resources=false",
+        "hydra.sweeper.n_trials=5",
+        timeout=300,
+    )
     assert result.returncode != 0
     assert "slurm refused the trial's job (" in result.stderr and "gpus_per_node=1" in result.stderr
     assert "Invalid generic resource" in result.stderr
@@ -206,15 +269,21 @@ def test_a_request_the_cluster_refuses_stops_at_the_first_trial(slurm_cluster, t
 
 
 def test_sbatch_failing_while_the_controller_is_down_is_retried(slurm_cluster, tmp_path):
-    down = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "slurm-down.sh"), "--only", "slurmctld"],
-                          capture_output=True, text=True, timeout=120)
+    down = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "slurm-down.sh"), "--only", "slurmctld"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert down.returncode == 0, down.stderr
     sweep = tmp_path / "sweep"
     driver = start_stub_on_slurm(sweep, "hydra.sweeper.n_trials=1", "hydra.sweeper.check_resources=false")
     try:
         wait_for(lambda: "sbatch failed, retrying in" in output(sweep), 180, "a failed sbatch to be retried")
     finally:
-        up = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "slurm-up.sh")], capture_output=True, text=True, timeout=600)
+        up = subprocess.run(
+            ["bash", str(REPO_ROOT / "scripts" / "slurm-up.sh")], capture_output=True, text=True, timeout=600
+        )
     assert up.returncode == 0, up.stderr
     assert driver.wait(timeout=300) == 0, output(sweep)
     (study,) = studies(sweep).values()
@@ -226,9 +295,18 @@ def test_bench_benchmark_on_slurm(slurm_cluster, run_cli, tmp_path):
     """bench itself, `launcher=slurm`: real training in an sbatch job, then a seed repeat tested in a
     job of its own, tracked as with the local launcher (multi-task sweeps on SLURM are covered above)."""
     result = run_cli(
-        "-m", "task=synthetic_cls", "launcher=slurm", "launcher.gpus_per_trial=0",
-        "launcher.cpus_per_trial=1", "launcher.memory_gb=null", "launcher.timeout_min=15", "launcher.parallel_trials=2",
-        "task.max_epochs=1", "hydra.sweeper.n_trials=1", "hydra.sweeper.repeats=1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "-m",
+        "task=synthetic_cls",
+        "launcher=slurm",
+        "launcher.gpus_per_trial=0",
+        "launcher.cpus_per_trial=1",
+        "launcher.memory_gb=null",
+        "launcher.timeout_min=15",
+        "launcher.parallel_trials=2",
+        "task.max_epochs=1",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.repeats=1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (study,) = studies(tmp_path / "sweep").values()
@@ -238,4 +316,3 @@ def test_bench_benchmark_on_slurm(slurm_cluster, run_cli, tmp_path):
     (trial,) = tree(client, "bench")["trial"]
     assert client.get_metric_history(trial.info.run_id, "val/Accuracy")  # Lightning logged from the job
     assert len(submitted_jobs(tmp_path / "sweep")) == 2  # the trial and the repeat each ran as a SLURM job
-

@@ -25,8 +25,13 @@ def as_root():
 
 
 def helper(name: str, *args: str, state_dir: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPTS / name), *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "BENCH_SLURM_DIR": str(state_dir), **env})
+    return subprocess.run(
+        ["bash", str(SCRIPTS / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "BENCH_SLURM_DIR": str(state_dir), **env},
+    )
 
 
 def test_a_symlinked_state_dir_is_refused_and_its_target_untouched(tmp_path):
@@ -39,11 +44,14 @@ def test_a_symlinked_state_dir_is_refused_and_its_target_untouched(tmp_path):
     assert not any(target.iterdir())
 
 
-@pytest.mark.parametrize("owner, mode, expected", [
-    (65534, 0o700, "belongs to uid 65534, not root"),
-    (0, 0o755, "has mode 755; others must not read or write it"),
-    (0, 0o700, "was not made by this helper"),
-])
+@pytest.mark.parametrize(
+    "owner, mode, expected",
+    [
+        (65534, 0o700, "belongs to uid 65534, not root"),
+        (0, 0o755, "has mode 755; others must not read or write it"),
+        (0, 0o700, "was not made by this helper"),
+    ],
+)
 def test_a_state_dir_someone_else_could_have_made_is_refused(tmp_path, owner, mode, expected):
     state = tmp_path / "state"
     state.mkdir()
@@ -70,9 +78,13 @@ def test_not_root_means_cannot_run_here(tmp_path):
         scripts = Path(shutil.copytree(SCRIPTS, Path(readable) / "scripts"))
         for path in [scripts, *scripts.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
-        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash",
-                                 str(scripts / "slurm-up.sh")], capture_output=True, text=True, timeout=60,
-                                env={**os.environ, "BENCH_SLURM_DIR": str(tmp_path / "state")})
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", str(scripts / "slurm-up.sh")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "BENCH_SLURM_DIR": str(tmp_path / "state")},
+        )
     assert result.returncode == 2  # the one failure tests may skip on
     assert "cannot run here: must run as root" in result.stderr
 
@@ -81,10 +93,15 @@ def test_a_temporary_machine_wide_file_goes_even_when_the_helper_is_killed(tmp_p
     """The mechanism behind the temporary /usr/sbin/policy-rc.d (remove_on_exit in lib.sh), on a
     file of the test's own: the helper is killed with SIGKILL, and the file still goes."""
     marker = tmp_path / "policy-rc.d"
-    script = (f"source {SCRIPTS / 'slurm' / 'lib.sh'}; remove_on_exit {marker}; touch {marker}; "
-              f"echo ready; exec sleep 300")
-    shell = subprocess.Popen(["bash", "-c", script], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "BENCH_SLURM_DIR": str(tmp_path / "state")})
+    script = (
+        f"source {SCRIPTS / 'slurm' / 'lib.sh'}; remove_on_exit {marker}; touch {marker}; echo ready; exec sleep 300"
+    )
+    shell = subprocess.Popen(
+        ["bash", "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BENCH_SLURM_DIR": str(tmp_path / "state")},
+    )
     assert shell.stdout.readline().strip() == "ready" and marker.exists()
     os.kill(shell.pid, signal.SIGKILL)
     shell.wait()

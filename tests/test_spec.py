@@ -55,7 +55,9 @@ def test_metric_direction_and_budget_come_from_the_task(compose_cfg):
 
 
 def test_unknown_direction_is_rejected(compose_cfg):
-    with pytest.raises(ConfigError, match=r"task.direction='maximise' is not a direction; use one of \['maximize', 'minimize'\]"):
+    with pytest.raises(
+        ConfigError, match=r"task.direction='maximise' is not a direction; use one of \['maximize', 'minimize'\]"
+    ):
         build_spec(compose_cfg("task.direction=maximise"))
 
 
@@ -71,9 +73,16 @@ def test_missing_metric_key_is_rejected(compose_cfg):
         build_spec(compose_cfg("task.metric=null"))
 
 
-@pytest.mark.parametrize("override, key", [("hparams.batch_size=0", "hparams.batch_size"), ("task.max_epochs=0", "task.max_epochs"),
-                                           ("task.max_epochs=-1", "task.max_epochs"), ("task.patience=0", "task.patience"),
-                                           ("hparams.batch_size=8.5", "hparams.batch_size")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("hparams.batch_size=0", "hparams.batch_size"),
+        ("task.max_epochs=0", "task.max_epochs"),
+        ("task.max_epochs=-1", "task.max_epochs"),
+        ("task.patience=0", "task.patience"),
+        ("hparams.batch_size=8.5", "hparams.batch_size"),
+    ],
+)
 def test_impossible_values_are_refused_naming_the_key(compose_cfg, override, key):
     with pytest.raises(ConfigError, match=rf"^{key}=.* is not possible: .* a whole number of at least 1"):
         build_spec(compose_cfg(override))

@@ -21,8 +21,13 @@ from tests.helpers import read_csv
 
 SAME_FILES = "its validation and test splits are the same files"
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["model=prithvi_tiny", "task.max_epochs=1", "mlflow.enabled=false", "search_space=none",
-        "trainer.num_sanity_val_steps=0"]
+TINY = [
+    "model=prithvi_tiny",
+    "task.max_epochs=1",
+    "mlflow.enabled=false",
+    "search_space=none",
+    "trainer.num_sanity_val_steps=0",
+]
 
 
 def multirun(cfg):
@@ -44,8 +49,12 @@ def test_a_cell_whose_test_files_are_its_validation_files_is_refused_before_anyt
     assert real.returncode != 0 and SAME_FILES in real.stderr
     assert not sweep.exists()
     # The same folder written another way is the same folder.
-    other = run_cli("-m", "task=synthetic_seg", "task.datamodule.test_data_root=${task.dataset.root}/val/../val/",
-                    "hydra.sweeper.dry_run=true")
+    other = run_cli(
+        "-m",
+        "task=synthetic_seg",
+        "task.datamodule.test_data_root=${task.dataset.root}/val/../val/",
+        "hydra.sweeper.dry_run=true",
+    )
     assert other.returncode != 0 and SAME_FILES in other.stderr
 
 
@@ -66,8 +75,9 @@ def test_a_single_run_is_refused_only_when_it_tests(compose_cfg):
 
 
 @pytest.mark.parametrize("task", ["hls_burn_scars", "crop_classification"])
-def test_a_datamodule_that_tests_on_its_validation_split_must_hold_validation_out(task, compose_cfg, tmp_path,
-                                                                                  monkeypatch):
+def test_a_datamodule_that_tests_on_its_validation_split_must_hold_validation_out(
+    task, compose_cfg, tmp_path, monkeypatch
+):
     monkeypatch.setenv(ENV_VARS[task], str(WRITERS[task](tmp_path / task)))
     check_cell(multirun(compose_cfg(f"task={task}")))  # as the catalog has it: held out of training
     with pytest.raises(SplitOverlapError, match="tests on the dataset's validation split"):
@@ -103,23 +113,27 @@ def test_split_indices_hold_a_fixed_share_out_by_file_name():
     _, held_moved = split_indices(moved, HeldOut(0.2, 0))
     assert {names[i] for i in held} == {Path(moved[i]).name for i in held_moved}
     assert split_indices([f"/d/{n}" for n in names], HeldOut(0.2, 1))[1] != held  # the seed chooses
-    assert split_indices(["/d/a", "/d/b"], HeldOut(0.01, 0)) == ([0], [1]) or \
-        split_indices(["/d/a", "/d/b"], HeldOut(0.01, 0)) == ([1], [0])  # at least one, never all
+    assert split_indices(["/d/a", "/d/b"], HeldOut(0.01, 0)) == ([0], [1]) or split_indices(
+        ["/d/a", "/d/b"], HeldOut(0.01, 0)
+    ) == ([1], [0])  # at least one, never all
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["hls_burn_scars", "crop_classification"])
-def test_the_hls_tasks_validate_on_training_samples_and_test_on_the_validation_split(task, compose_cfg, tmp_path,
-                                                                                    monkeypatch):
+def test_the_hls_tasks_validate_on_training_samples_and_test_on_the_validation_split(
+    task, compose_cfg, tmp_path, monkeypatch
+):
     from bench.data.heldout import build_datamodule, sample_ids
 
     root = WRITERS[task](tmp_path / task)
     monkeypatch.setenv(ENV_VARS[task], str(root))
     spec = preflight(compose_cfg(f"task={task}", "task.datamodule.num_workers=0"))
-    training, validation = (sorted(str(p.resolve()) for p in (root / folder).glob("*_merged.tif")
-                                   if not p.name.startswith("._"))
-                            for folder in ((("training", "validation") if task == "hls_burn_scars"
-                                            else ("training_chips", "validation_chips"))))
+    training, validation = (
+        sorted(str(p.resolve()) for p in (root / folder).glob("*_merged.tif") if not p.name.startswith("._"))
+        for folder in (
+            ("training", "validation") if task == "hls_burn_scars" else ("training_chips", "validation_chips")
+        )
+    )
     seen = []
     for _ in range(2):  # the same samples every time
         datamodule = build_datamodule(spec, batch_size=2)
@@ -140,9 +154,18 @@ def test_a_repeat_of_hls_burn_scars_scores_test_and_validation_on_different_samp
     val_value == test_value. Now validation is held out of training."""
     root = WRITERS["hls_burn_scars"](tmp_path / "burn")
     sweep = tmp_path / "sweep"
-    result = run_cli("-m", f"hydra.sweep.dir={sweep}", "task=hls_burn_scars", *TINY, "hydra.sweeper.n_trials=0",
-                     "hydra.sweeper.repeats=2", "task.image_size=64", "task.datamodule.num_workers=0",
-                     "hparams.batch_size=2", env={"HLS_BURN_SCARS_DIR": str(root)})
+    result = run_cli(
+        "-m",
+        f"hydra.sweep.dir={sweep}",
+        "task=hls_burn_scars",
+        *TINY,
+        "hydra.sweeper.n_trials=0",
+        "hydra.sweeper.repeats=2",
+        "task.image_size=64",
+        "task.datamodule.num_workers=0",
+        "hparams.batch_size=2",
+        env={"HLS_BURN_SCARS_DIR": str(root)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(sweep / "repeats.csv")
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE"]
@@ -172,11 +195,19 @@ def test_a_cells_first_tuning_trial_compares_the_samples_its_datamodule_resolves
         trial = study.ask()
         assert trial.number == number
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=[
-                "task=synthetic_seg", *TINY, f"data_dir={data_dir}", f"output_dir={tmp_path / str(number)}",
-                "task.datamodule._target_=tests.split_datamodules.ValidationAsTest", "hydra.mode=MULTIRUN",
-                f"trial={{study: cell, storage: '{journal}', id: {trial_id(trial)}, number: {number}, phase: tune}}"],
-                return_hydra_config=True)
+            cfg = compose(
+                "config",
+                overrides=[
+                    "task=synthetic_seg",
+                    *TINY,
+                    f"data_dir={data_dir}",
+                    f"output_dir={tmp_path / str(number)}",
+                    "task.datamodule._target_=tests.split_datamodules.ValidationAsTest",
+                    "hydra.mode=MULTIRUN",
+                    f"trial={{study: cell, storage: '{journal}', id: {trial_id(trial)}, number: {number}, phase: tune}}",
+                ],
+                return_hydra_config=True,
+            )
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
             del cfg["hydra"]  # as a job sees its config
@@ -203,9 +234,18 @@ def test_a_test_split_that_is_a_copy_of_the_validation_split_is_refused_after_te
     root = tmp_path / "synthetic_seg_v1"
     ensure_synthetic_dataset(root=str(root), kind="segmentation")
     shutil.copytree(root / "val", tmp_path / "copy_of_val")
-    cfg = compose_cfg("task=synthetic_seg", *TINY, "evaluate_test=true", f"task.dataset.root={root}",
-                      f"task.datamodule.test_data_root={tmp_path / 'copy_of_val'}", "task.datamodule.num_workers=0")
+    cfg = compose_cfg(
+        "task=synthetic_seg",
+        *TINY,
+        "evaluate_test=true",
+        f"task.dataset.root={root}",
+        f"task.datamodule.test_data_root={tmp_path / 'copy_of_val'}",
+        "task.datamodule.num_workers=0",
+    )
     with pytest.raises(SplitOverlapError, match="scores exactly the same on the validation and the test split"):
         train(cfg)
     # The same run on the dataset's own test split tests as usual.
-    assert train(compose_cfg("task=synthetic_seg", *TINY, "evaluate_test=true", f"task.dataset.root={root}"))["test_value"] >= 0
+    assert (
+        train(compose_cfg("task=synthetic_seg", *TINY, "evaluate_test=true", f"task.dataset.root={root}"))["test_value"]
+        >= 0
+    )

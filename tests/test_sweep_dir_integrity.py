@@ -38,12 +38,15 @@ def _damage_line_3(sweep: Path) -> None:
 
 
 DAMAGE = {
-    "sweep.json removed": (lambda s: (s / "sweep.json").unlink(),
-                           "holds results.csv (4 rows), repeats.csv (4 rows), best.csv, optuna.journal and 8 job dirs "
-                           "but no sweep.json"),
+    "sweep.json removed": (
+        lambda s: (s / "sweep.json").unlink(),
+        "holds results.csv (4 rows), repeats.csv (4 rows), best.csv, optuna.journal and 8 job dirs but no sweep.json",
+    ),
     "optuna.journal removed": (lambda s: (s / "optuna.journal").unlink(), "optuna.journal is missing"),
-    "sweep.json of another sweep": (lambda s: (s / "sweep.json").write_text('{"sweep_id": "0123456789ab"}'),
-                                    "that the storage does not hold for sweep 0123456789ab"),
+    "sweep.json of another sweep": (
+        lambda s: (s / "sweep.json").write_text('{"sweep_id": "0123456789ab"}'),
+        "that the storage does not hold for sweep 0123456789ab",
+    ),
     "empty sweep.json": (lambda s: (s / "sweep.json").write_text(""), "sweep.json is damaged (empty)"),
     "garbage sweep.json": (lambda s: (s / "sweep.json").write_bytes(b"\x00\xffnot json"), "sweep.json is damaged"),
     "journal damaged mid-file": (_damage_line_3, "optuna.journal is damaged at line 3"),

@@ -28,7 +28,9 @@ def test_two_tasks_by_two_models_give_four_studies_of_n_trials(tmp_path):
     rows = read_csv(tmp_path / "results.csv")
     assert len(rows) == 16
     assert {(r["task"], r["model"]) for r in rows} == {(t, m) for t in "ab" for m in "xy"}
-    assert {"cell", "metric", "trial", "state", "value", "duration_s", "job_dir", "mlflow_run_id", "x", "y"} <= set(rows[0])
+    assert {"cell", "metric", "trial", "state", "value", "duration_s", "job_dir", "mlflow_run_id", "x", "y"} <= set(
+        rows[0]
+    )
     # Every trial ran in its own Hydra job directory, numbered without collisions.
     assert sorted(int(r["job_num"]) for r in rows) == list(range(16))
     assert all(Path(r["job_dir"]).is_dir() for r in rows)
@@ -65,8 +67,13 @@ def test_cells_interleave_and_trials_get_their_own_parameters(tmp_path):
 
 
 def test_cells_can_be_declared_in_config_and_the_command_line_replaces_them(tmp_path):
-    result = run_stub(tmp_path, "+hydra.sweeper.cells.task=[a,b]", "+hydra.sweeper.cells.model='x,y'", "model=y",
-                      "hydra.sweeper.n_trials=1")
+    result = run_stub(
+        tmp_path,
+        "+hydra.sweeper.cells.task=[a,b]",
+        "+hydra.sweeper.cells.model='x,y'",
+        "model=y",
+        "hydra.sweeper.n_trials=1",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(studies(tmp_path)) == ["task=a", "task=b"]  # model=y pinned on the command line
     assert {r["model"] for r in read_csv(tmp_path / "results.csv")} == {"y"}
@@ -75,8 +82,13 @@ def test_cells_can_be_declared_in_config_and_the_command_line_replaces_them(tmp_
 def test_hydra_optuna_sweeper_example_works_after_switching_sweeper(tmp_path):
     """hydra-optuna-sweeper's sphere example run as its README says, `python sphere.py -m`, with no
     override: same keys, grammar and app, `bench` as the sweeper; Hydra's default sweep dir."""
-    result = subprocess.run([sys.executable, str(STUB.parent / "sphere" / "sphere.py"), "-m"],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(STUB.parent / "sphere" / "sphere.py"), "-m"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = [p.parent for p in tmp_path.glob("multirun/*/*/sweep.json")]
     (study,) = studies(sweep).values()
@@ -93,8 +105,18 @@ def test_hydra_optuna_sweeper_example_works_after_switching_sweeper(tmp_path):
 
 def test_an_example_trial_that_fails_with_max_failure_rate_zero_stops_its_cell(tmp_path):
     """The example's own failure switch (error=true) against its max_failure_rate: 0.0."""
-    result = subprocess.run([sys.executable, str(STUB.parent / "sphere" / "sphere.py"), "-m", "error=true",
-                             f"hydra.sweep.dir={tmp_path / 'sweep'}"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(STUB.parent / "sphere" / "sphere.py"),
+            "-m",
+            "error=true",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0
     (study,) = studies(tmp_path / "sweep").values()
     assert [t.state.name for t in study.trials] == ["FAIL"]
@@ -105,9 +127,14 @@ def test_an_example_trial_that_fails_with_max_failure_rate_zero_stops_its_cell(t
 def test_aggressive_pruner_prunes_and_keeps_the_last_value(tmp_path, trial_key):
     """Pruning works whatever hydra.sweeper.trial_key is: the job reads the key from its own config."""
     result = run_stub(
-        tmp_path, "hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=1",
-        "hydra.sweeper.pruner.n_warmup_steps=0", "hydra.sweeper.n_trials=8", "steps=5",
-        f"hydra.sweeper.trial_key={trial_key}", f"+{trial_key}=null" if trial_key != "trial" else "trial=null",
+        tmp_path,
+        "hydra/sweeper/pruner=median",
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.pruner.n_warmup_steps=0",
+        "hydra.sweeper.n_trials=8",
+        "steps=5",
+        f"hydra.sweeper.trial_key={trial_key}",
+        f"+{trial_key}=null" if trial_key != "trial" else "trial=null",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (study,) = studies(tmp_path).values()
@@ -132,8 +159,12 @@ def test_with_count_pruned_false_n_trials_counts_completed_trials_only(tmp_path)
     """A protocol's "16 trials" are 16 fully trained configurations for every model, however much
     the pruner cut: pruned trials are replaced."""
     result = run_stub(
-        tmp_path, "hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_startup_trials=1",
-        "hydra.sweeper.pruner.n_warmup_steps=0", "hydra.sweeper.n_trials=6", "steps=5",
+        tmp_path,
+        "hydra/sweeper/pruner=median",
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.pruner.n_warmup_steps=0",
+        "hydra.sweeper.n_trials=6",
+        "steps=5",
         "hydra.sweeper.count_pruned=false",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -146,8 +177,9 @@ def test_with_count_pruned_false_n_trials_counts_completed_trials_only(tmp_path)
 def test_what_a_trial_returns_besides_its_value_becomes_its_columns(tmp_path):
     """bench's train() returns its out-of-memory retries with the value ({value, oom_retries,
     batch_size, accumulate_grad_batches}): results.csv shows them per trial."""
-    result = run_stub(tmp_path, "hydra.sweeper.n_trials=2",
-                      "+outputs={oom_retries:1,batch_size:4,accumulate_grad_batches:2}")
+    result = run_stub(
+        tmp_path, "hydra.sweeper.n_trials=2", "+outputs={oom_retries:1,batch_size:4,accumulate_grad_batches:2}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(tmp_path / "results.csv")
     assert [(r["oom_retries"], r["batch_size"], r["accumulate_grad_batches"]) for r in rows] == [("1", "4", "2")] * 2
@@ -156,7 +188,9 @@ def test_what_a_trial_returns_besides_its_value_becomes_its_columns(tmp_path):
 
 
 def test_a_raising_trial_is_failed_with_its_error_and_other_cells_finish(tmp_path):
-    result = run_stub(tmp_path, "task=a,b", "fail_tasks=[b]", "hydra.sweeper.n_trials=3", "hydra.sweeper.max_failure_rate=0.0")
+    result = run_stub(
+        tmp_path, "task=a,b", "fail_tasks=[b]", "hydra.sweeper.n_trials=3", "hydra.sweeper.max_failure_rate=0.0"
+    )
     assert result.returncode != 0
     assert "cells stopped before their budget: task=b" in result.stderr
     found = studies(tmp_path)
@@ -169,13 +203,26 @@ def test_a_raising_trial_is_failed_with_its_error_and_other_cells_finish(tmp_pat
     assert "Error executing job" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=submitit_local", "hydra.launcher.submitit_folder=${hydra.sweep.dir}/.submitit/%j"]])
+@pytest.mark.parametrize(
+    "launcher",
+    [[], ["hydra/launcher=submitit_local", "hydra.launcher.submitit_folder=${hydra.sweep.dir}/.submitit/%j"]],
+)
 def test_an_error_every_trial_would_repeat_stops_its_cell_at_once(tmp_path, launcher):
     """Matched by class (the sweeper's CellError), in the driver and across a process boundary."""
-    result = run_stub(tmp_path, "task=a", "fail_for_the_cell=true", "hydra.sweeper.n_trials=3",
-                      "hydra.sweeper.max_failure_rate=1.0", *launcher, timeout=300)
+    result = run_stub(
+        tmp_path,
+        "task=a",
+        "fail_for_the_cell=true",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.max_failure_rate=1.0",
+        *launcher,
+        timeout=300,
+    )
     assert result.returncode != 0
-    assert "every trial of this cell would repeat: StubCellError: task a cannot work with this config" in result.stdout + result.stderr
+    assert (
+        "every trial of this cell would repeat: StubCellError: task a cannot work with this config"
+        in result.stdout + result.stderr
+    )
     (study,) = studies(tmp_path).values()
     assert states(study) == ["FAIL"]  # not the 3 failures max_failure_rate=1.0 would allow
 
@@ -191,7 +238,9 @@ def test_max_failure_rate_allows_that_many_failures_per_cell(tmp_path):
 
 def test_failures_within_the_rate_are_replaced_so_the_budget_is_met(tmp_path):
     # x > 0.5 fails; the cell still ends with exactly n_trials finished trials.
-    result = run_stub(tmp_path, "task=a", "hydra.sweeper.n_trials=5", "hydra.sweeper.max_failure_rate=1.0", "fail_above=0.5")
+    result = run_stub(
+        tmp_path, "task=a", "hydra.sweeper.n_trials=5", "hydra.sweeper.max_failure_rate=1.0", "fail_above=0.5"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (study,) = studies(tmp_path).values()
     assert states(study).count("COMPLETE") == 5
@@ -199,21 +248,33 @@ def test_failures_within_the_rate_are_replaced_so_the_budget_is_met(tmp_path):
 
 
 # ---- bad input: a sentence, before anything exists -------------------------------------------
-@pytest.mark.parametrize("args, expected", [
-    # Quoted: a string in the search-space config, as a search_space/*.yaml file would hold it.
-    (["search_space.x='interval(1.0)'"], "search space entry 'x=interval(1.0)' is malformed"),
-    (["x=range(0,10,0)"], "range(0, 10, step=0) holds no value"),
-    (["search_space.x='interval(2.0, 1.0)'"], "interval(2.0, 1.0) is empty"),
-    (["+search_space.nope='choice(1,2)'"], "searched key(s) nope exist nowhere in the config"),
-    (["task.direction=up"], "task.direction='up' is not one of ['minimize', 'maximize']"),
-    (["hydra.sweeper.sampler._target_=optuna.samplers.TPESamplr"], "hydra.sweeper.sampler (optuna.samplers.TPESamplr) cannot be built"),
-    (["hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_warmup_steps=-3"], "hydra.sweeper.pruner (optuna.pruners.MedianPruner) cannot be built"),
-    (["hydra.sweeper.storage=postgresql://bench:pw@127.0.0.1:1/x"], "hydra.sweeper.storage=postgresql://bench:***@127.0.0.1:1/x cannot be reached"),
-    (["hydra.sweeper.poll_interval=-1"], "hydra.sweeper.poll_interval=-1.0 must be a positive number of seconds"),
-    (["hydra.sweeper.n_trials=-1"], "hydra.sweeper.n_trials=-1 must be at least 0"),
-    (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0 runs no tuning trial, and no repeats are asked for"),
-    (["hydra.sweeper.on_change=overwrite"], "hydra.sweeper.on_change='overwrite' must be one of"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        # Quoted: a string in the search-space config, as a search_space/*.yaml file would hold it.
+        (["search_space.x='interval(1.0)'"], "search space entry 'x=interval(1.0)' is malformed"),
+        (["x=range(0,10,0)"], "range(0, 10, step=0) holds no value"),
+        (["search_space.x='interval(2.0, 1.0)'"], "interval(2.0, 1.0) is empty"),
+        (["+search_space.nope='choice(1,2)'"], "searched key(s) nope exist nowhere in the config"),
+        (["task.direction=up"], "task.direction='up' is not one of ['minimize', 'maximize']"),
+        (
+            ["hydra.sweeper.sampler._target_=optuna.samplers.TPESamplr"],
+            "hydra.sweeper.sampler (optuna.samplers.TPESamplr) cannot be built",
+        ),
+        (
+            ["hydra/sweeper/pruner=median", "hydra.sweeper.pruner.n_warmup_steps=-3"],
+            "hydra.sweeper.pruner (optuna.pruners.MedianPruner) cannot be built",
+        ),
+        (
+            ["hydra.sweeper.storage=postgresql://bench:pw@127.0.0.1:1/x"],
+            "hydra.sweeper.storage=postgresql://bench:***@127.0.0.1:1/x cannot be reached",
+        ),
+        (["hydra.sweeper.poll_interval=-1"], "hydra.sweeper.poll_interval=-1.0 must be a positive number of seconds"),
+        (["hydra.sweeper.n_trials=-1"], "hydra.sweeper.n_trials=-1 must be at least 0"),
+        (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0 runs no tuning trial, and no repeats are asked for"),
+        (["hydra.sweeper.on_change=overwrite"], "hydra.sweeper.on_change='overwrite' must be one of"),
+    ],
+)
 def test_bad_input_fails_with_a_sentence_before_anything_is_created(tmp_path, args, expected):
     sweep = tmp_path / "sweep"
     result = run_stub(sweep, "task=a,b", *args, timeout=120)
@@ -228,20 +289,33 @@ def test_a_sweep_dir_that_cannot_be_created_is_refused_before_anything_else(tmp_
     (tmp_path / "a_file").write_text("")
     result = run_stub(tmp_path / "a_file" / "sweep", "task=a", timeout=120)
     assert result.returncode != 0
-    assert f"hydra.sweep.dir={tmp_path / 'a_file' / 'sweep'}: the sweep directory cannot be created because" in result.stderr
+    assert (
+        f"hydra.sweep.dir={tmp_path / 'a_file' / 'sweep'}: the sweep directory cannot be created because"
+        in result.stderr
+    )
 
 
 def test_a_terminal_gets_a_live_progress_view_and_a_log_gets_plain_lines(tmp_path):
-    code, shown = run_in_terminal([sys.executable, str(STUB), "-m", f"hydra.sweep.dir={tmp_path / 'tty'}", "task=a,b",
-                                   "hydra.sweeper.n_trials=2", "sleep=0.3"])
+    code, shown = run_in_terminal(
+        [
+            sys.executable,
+            str(STUB),
+            "-m",
+            f"hydra.sweep.dir={tmp_path / 'tty'}",
+            "task=a,b",
+            "hydra.sweeper.n_trials=2",
+            "sleep=0.3",
+        ]
+    )
     assert code == 0, shown[-3000:]
     assert "bench sweep" in shown and "┃" in shown  # the rich table, redrawn in place
     for header in ("done", "running", "pruned", "failed", "best", "GPU-h", "CPU-h", "elapsed", "ETA"):
         assert header in shown
     assert "CPU-hours spent" in shown  # the sweep's total, in the table's title
     assert "[task=b] trial 1 completed" in shown  # event lines above it
-    piped = run_stub(tmp_path / "piped", "task=a,b", "hydra.sweeper.n_trials=2", "sleep=0.3",
-                     "hydra.sweeper.progress_every_s=0.2")
+    piped = run_stub(
+        tmp_path / "piped", "task=a,b", "hydra.sweeper.n_trials=2", "sleep=0.3", "hydra.sweeper.progress_every_s=0.2"
+    )
     assert "┃" not in piped.stdout + piped.stderr
     assert re.search(r"final\n[0-9.e-]+ GPU-hours, [0-9.e-]+ CPU-hours spent\ncell    done  running", piped.stdout)
     # In a log, the table comes as plain text every progress_every_s while trials run.
@@ -266,8 +340,14 @@ def test_async_launcher_keeps_slots_busy_without_a_batch_barrier(tmp_path):
     """submitit's local executor runs real processes. Trial 0 is slow: while it runs, the other
     slot must go on taking trials instead of waiting for it (as a batch barrier would)."""
     result = run_stub(
-        tmp_path, "hydra/launcher=submitit_local", f"hydra.launcher.submitit_folder={tmp_path}/.submitit/%j",
-        "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=6", "sleep=0.3", "slow_trials=[0]", "slow_factor=30",
+        tmp_path,
+        "hydra/launcher=submitit_local",
+        f"hydra.launcher.submitit_folder={tmp_path}/.submitit/%j",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=6",
+        "sleep=0.3",
+        "slow_trials=[0]",
+        "slow_factor=30",
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

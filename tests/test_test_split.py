@@ -25,9 +25,17 @@ def test_tuning_never_reads_the_test_split_and_repeats_say_why_they_cannot(run_c
     for path in broken:
         path.write_bytes(b"not a GeoTIFF")
     sweep = tmp_path / "sweep"
-    result = run_cli("-m", f"hydra.sweep.dir={sweep}", "task=synthetic_cls", "search_space=demo",
-                     "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=2", "task.max_epochs=1", "mlflow.enabled=false",
-                     env={"BENCH_DATA_DIR": str(data)})
+    result = run_cli(
+        "-m",
+        f"hydra.sweep.dir={sweep}",
+        "task=synthetic_cls",
+        "search_space=demo",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.repeats=2",
+        "task.max_epochs=1",
+        "mlflow.enabled=false",
+        env={"BENCH_DATA_DIR": str(data)},
+    )
     assert result.returncode == 1
     assert [r["state"] for r in read_csv(sweep / "results.csv")] == ["COMPLETE", "COMPLETE"]
     (failed,) = read_csv(sweep / "repeats.csv")  # the cell's repeats stop at the first: all would fail

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.formats.check import check_task_reads, load_batch, ONE_STEP
+from tests.formats.check import ONE_STEP, check_task_reads, load_batch
 from tests.formats.geobench_v2 import write_pastis
 from tests.formats.geobench_v2_temporal import write_biomassters, write_dynamic_earthnet
 
@@ -29,9 +29,11 @@ def _sample(mask_shape, mask_dtype, dates=6, bands=4, key="image"):
 
 # Each datamodule class with the sample its dataset passes to the transform (datasets/<key>.py,
 # __getitem__): the image key, then the mask's shape and dtype.
-DATAMODULES = {"PASTISDataModule": ("image_s2", (16, 16), "long"),
-               "DynamicEarthNetDataModule": ("image_planet", (1, 16, 16), "long"),
-               "BioMasstersDataModule": ("image_s2", (1, 16, 16), "float32")}
+DATAMODULES = {
+    "PASTISDataModule": ("image_s2", (16, 16), "long"),
+    "DynamicEarthNetDataModule": ("image_planet", (1, 16, 16), "long"),
+    "BioMasstersDataModule": ("image_s2", (1, 16, 16), "float32"),
+}
 
 
 @pytest.mark.parametrize("name", sorted(DATAMODULES))
@@ -68,8 +70,11 @@ def test_geobench_v2_own_resize_still_gives_the_mask_a_time_axis():
     assert tuple(out["mask"].shape) != (SIZE, SIZE)
 
 
-SERIES = {"gb2_pastis": write_pastis, "gb2_dynamic_earthnet": write_dynamic_earthnet,
-          "gb2_biomassters": write_biomassters}
+SERIES = {
+    "gb2_pastis": write_pastis,
+    "gb2_dynamic_earthnet": write_dynamic_earthnet,
+    "gb2_biomassters": write_biomassters,
+}
 # The whole-benchmark test runs on tiny tiles; the fixtures' are 32-64 px, so this also downsamples.
 TINY = ("task.image_size=32", "task.datamodule.num_workers=0")
 

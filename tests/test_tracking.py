@@ -19,9 +19,22 @@ import pytest
 from mlflow import MlflowClient
 
 from bench.tracking.server import LocalTrackingServer
-from tests.helpers import (PLANTED, PLANTED_ENV, find_secrets, output, planted_overrides, read_results,
-                           received_real_values, run_tracked_stub, running_trial_dir, start_stub, studies,
-                           tracking_args, tree, wait_for)
+from tests.helpers import (
+    PLANTED,
+    PLANTED_ENV,
+    find_secrets,
+    output,
+    planted_overrides,
+    read_results,
+    received_real_values,
+    run_tracked_stub,
+    running_trial_dir,
+    start_stub,
+    studies,
+    tracking_args,
+    tree,
+    wait_for,
+)
 
 pytestmark = pytest.mark.duration(160)
 
@@ -60,7 +73,9 @@ def test_stub_sweep_builds_the_run_tree_with_configs_and_links(tmp_path):
     for run in [benchmark, *levels["cell"], *levels["trial"]]:
         assert run.info.status == "FINISHED", (run.data.tags, run.info.status)
         assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"results.csv", "best.csv", "overrides.yaml", "search_spaces"} <= {a.path for a in client.list_artifacts(benchmark.info.run_id)}
+    assert {"results.csv", "best.csv", "overrides.yaml", "search_spaces"} <= {
+        a.path for a in client.list_artifacts(benchmark.info.run_id)
+    }
     assert benchmark.data.params["version.optuna"] and benchmark.data.params["version.mlflow"]
     # Both ways: results.csv -> run, run -> cell, trial number, sweep dir.
     rows = read_results(tmp_path)
@@ -68,7 +83,11 @@ def test_stub_sweep_builds_the_run_tree_with_configs_and_links(tmp_path):
     assert sorted(r["mlflow_run_id"] for r in rows) == sorted(trial_runs)
     for row in rows:
         tags = trial_runs[row["mlflow_run_id"]].data.tags
-        assert (tags["bench.cell"], tags["bench.trial"], tags["bench.study"]) == (row["cell"], row["trial"], row["study"])
+        assert (tags["bench.cell"], tags["bench.trial"], tags["bench.study"]) == (
+            row["cell"],
+            row["trial"],
+            row["study"],
+        )
         assert tags["bench.sweep_dir"] == str((tmp_path / "sweep").resolve())
         run = trial_runs[row["mlflow_run_id"]]
         assert float(run.data.params["x"]) == float(row["x"])  # sampled hyperparameters as params
@@ -89,7 +108,9 @@ def test_stub_sweep_builds_the_run_tree_with_configs_and_links(tmp_path):
 
 
 def test_failed_trial_leaves_a_failed_run_with_its_traceback(mlflow_server, tmp_path):
-    result, client, experiment = run_on_server(mlflow_server, tmp_path, "task=a,b", "fail_tasks=[b]", "hydra.sweeper.n_trials=2")
+    result, client, experiment = run_on_server(
+        mlflow_server, tmp_path, "task=a,b", "fail_tasks=[b]", "hydra.sweeper.n_trials=2"
+    )
     assert result.returncode != 0  # cell b stopped
     levels = tree(client, experiment)
     failed = [r for r in levels["trial"] if r.info.status == "FAILED"]
@@ -102,8 +123,14 @@ def test_failed_trial_leaves_a_failed_run_with_its_traceback(mlflow_server, tmp_
 
 
 def test_pruned_trials_are_marked_and_terminated(mlflow_server, tmp_path):
-    result, client, experiment = run_on_server(mlflow_server, tmp_path, "hydra/sweeper/pruner=median",
-                                               "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.n_trials=8", "steps=5")
+    result, client, experiment = run_on_server(
+        mlflow_server,
+        tmp_path,
+        "hydra/sweeper/pruner=median",
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.n_trials=8",
+        "steps=5",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     pruned = [r for r in tree(client, experiment)["trial"] if r.data.tags.get("bench.state") == "PRUNED"]
     assert pruned
@@ -118,8 +145,15 @@ def test_no_planted_secret_reaches_disk_logs_or_mlflow(mlflow_server, tmp_path):
     value, the tracking URI's credentials, a traceback) and two trials on the local launcher: none
     is anywhere on disk, in MLflow (database and artifacts) or on the console; the jobs got them."""
     uri, server, server_root = mlflow_server
-    result, _, _ = run_on_server(mlflow_server, tmp_path, "task=a,b", "fail_tasks=[b]", "hydra.sweeper.n_trials=1",
-                                 *planted_overrides(), env=PLANTED_ENV)
+    result, _, _ = run_on_server(
+        mlflow_server,
+        tmp_path,
+        "task=a,b",
+        "fail_tasks=[b]",
+        "hydra.sweeper.n_trials=1",
+        *planted_overrides(),
+        env=PLANTED_ENV,
+    )
     assert "cells stopped before their budget: task=b" in result.stderr  # b's trial failed, as planted
     assert received_real_values(tmp_path / "sweep")
     secrets = [*PLANTED.values(), server.password]
@@ -132,8 +166,14 @@ def test_no_planted_secret_reaches_disk_logs_or_mlflow(mlflow_server, tmp_path):
 
 
 def test_a_driver_killed_mid_trial_then_resumed_leaves_nothing_running_and_deletes_nothing(tmp_path):
-    args = [*tracking_args(tmp_path), "task=a,b", "hydra.sweeper.n_trials=4", "+mlflow.serve=true",
-            "hold_trials=[1]", f"release={tmp_path / 'release'}"]
+    args = [
+        *tracking_args(tmp_path),
+        "task=a,b",
+        "hydra.sweeper.n_trials=4",
+        "+mlflow.serve=true",
+        "hold_trials=[1]",
+        f"release={tmp_path / 'release'}",
+    ]
     driver = start_stub(tmp_path / "sweep", *args, cwd=tmp_path)
     wait_for(lambda: running_trial_dir(tmp_path / "sweep"), 120, "a trial to be running")
     driver.send_signal(signal.SIGKILL)
@@ -161,8 +201,16 @@ def test_a_driver_killed_mid_trial_then_resumed_leaves_nothing_running_and_delet
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_driver_closes_its_in_process_trial_run_as_killed(tmp_path, signum):
-    driver = start_stub(tmp_path / "sweep", *tracking_args(tmp_path), "task=a", "hydra.sweeper.n_trials=3",
-                        "hold_trials=[1]", f"release={tmp_path / 'never'}", "steps=2", cwd=tmp_path)
+    driver = start_stub(
+        tmp_path / "sweep",
+        *tracking_args(tmp_path),
+        "task=a",
+        "hydra.sweeper.n_trials=3",
+        "hold_trials=[1]",
+        f"release={tmp_path / 'never'}",
+        "steps=2",
+        cwd=tmp_path,
+    )
     wait_for(lambda: (d := running_trial_dir(tmp_path / "sweep")) and d.name == "1", 120, "trial 1 running")
     driver.send_signal(signum)
     assert driver.wait(timeout=120) != 0
@@ -188,14 +236,21 @@ def test_the_best_value_of_a_resumed_cell_never_gets_worse(mlflow_server, tmp_pa
 
 def test_a_server_that_stops_mid_sweep_is_reported_at_once_and_no_trial_starts_after_it(tmp_path):
     sweep = tmp_path / "sweep"
-    args = [*tracking_args(tmp_path), "task=a", "hydra.sweeper.n_trials=3", "+mlflow.serve=true", "hold_trials=[0]",
-            f"release={tmp_path / 'release'}"]
+    args = [
+        *tracking_args(tmp_path),
+        "task=a",
+        "hydra.sweeper.n_trials=3",
+        "+mlflow.serve=true",
+        "hold_trials=[0]",
+        f"release={tmp_path / 'release'}",
+    ]
     # No HTTP retries: the held trial's last log calls fail at once instead of after minutes.
     driver = start_stub(sweep, *args, cwd=tmp_path, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
     wait_for(lambda: running_trial_dir(sweep), 120, "trial 0 to be running")
     ps = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
-    (watchdog,) = [int(line.split()[0]) for line in ps
-                   if "bench.tracking.server" in line and f"{tmp_path}/mlflow.db" in line]
+    (watchdog,) = [
+        int(line.split()[0]) for line in ps if "bench.tracking.server" in line and f"{tmp_path}/mlflow.db" in line
+    ]
     os.killpg(watchdog, signal.SIGKILL)  # the server's whole group, by its leader's PID
     # Said while the trial is still running, not when the next one would start.
     wait_for(lambda: "MLflow server of this sweep" in output(sweep), 30, "the driver to say the server stopped")
@@ -233,7 +288,9 @@ def _search(url: str, credentials: str | None = None) -> int:
     headers = {"Content-Type": "application/json"}
     if credentials:
         headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
-    request = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search", data=b'{"max_results": 5}', headers=headers)
+    request = urllib.request.Request(
+        f"{url}/api/2.0/mlflow/experiments/search", data=b'{"max_results": 5}', headers=headers
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status
@@ -255,7 +312,9 @@ def test_a_server_that_cannot_start_is_reported_at_once(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        server = LocalTrackingServer(f"sqlite:///{tmp_path}/m.db", (tmp_path / "a").as_uri(), tmp_path / "log", port=port)
+        server = LocalTrackingServer(
+            f"sqlite:///{tmp_path}/m.db", (tmp_path / "a").as_uri(), tmp_path / "log", port=port
+        )
         started = time.monotonic()
         with pytest.raises(RuntimeError, match=r"stopped before answering on http://127.0.0.1:\d+ \(exit code") as info:
             server.start()
@@ -295,12 +354,15 @@ def test_eight_concurrent_trials_lose_no_metric_point(mlflow_server):
     experiment = client.create_experiment("concurrency")
     run_ids = [client.create_run(experiment).info.run_id for _ in range(8)]
     steps = 40
-    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_LOGGER, uri, run_id, str(steps)],
-                              stderr=subprocess.PIPE, text=True) for run_id in run_ids]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_LOGGER, uri, run_id, str(steps)], stderr=subprocess.PIPE, text=True
+        )
+        for run_id in run_ids
+    ]
     for proc in procs:
         assert proc.wait(timeout=300) == 0, proc.stderr.read()
     for run_id in run_ids:
         for name in ("train/loss", "val/loss", "val/mIoU"):
             history = client.get_metric_history(run_id, name)
             assert sorted(m.step for m in history) == list(range(steps)), (run_id, name)
-

@@ -19,9 +19,13 @@ TRACKED = ["mlflow.enabled=true", "hydra.sweeper.n_trials=1"]
 
 def _start(cwd, name: str) -> subprocess.Popen:
     """A sweep in the background, its output in <name>.log (files: a full pipe would stall it)."""
-    return subprocess.Popen([sys.executable, str(STUB), "-m", f"hydra.sweep.dir={cwd / name}", *TRACKED], cwd=cwd,
-                            stdout=open(cwd / f"{name}.log", "w"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+    return subprocess.Popen(
+        [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={cwd / name}", *TRACKED],
+        cwd=cwd,
+        stdout=open(cwd / f"{name}.log", "w"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HYDRA_FULL_ERROR": "1"},
+    )
 
 
 def test_sweeps_started_at_once_on_an_empty_folder_all_track_into_one_store(tmp_path):
@@ -53,7 +57,10 @@ def test_a_half_migrated_store_without_runs_is_set_aside_and_made_again(tmp_path
     _half_migrated(db, with_run=False)
     result = run_stub(tmp_path / "sweep", *TRACKED, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "was half-migrated (an interrupted schema migration left the table _alembic_tmp_metrics)" in result.stdout + result.stderr
+    assert (
+        "was half-migrated (an interrupted schema migration left the table _alembic_tmp_metrics)"
+        in result.stdout + result.stderr
+    )
     assert list(db.parent.glob("mlflow.db.half-migrated-*"))  # kept, not deleted
 
 
@@ -64,8 +71,10 @@ def test_a_half_migrated_store_with_runs_is_refused_with_how_to_repair_it(tmp_pa
     for dry in (True, False):
         result = run_stub(tmp_path / "sweep", *TRACKED, *(["hydra.sweeper.dry_run=true"] if dry else []), cwd=tmp_path)
         assert result.returncode != 0
-        assert "is half-migrated (an interrupted schema migration left the table _alembic_tmp_metrics) and holds 1 runs" \
+        assert (
+            "is half-migrated (an interrupted schema migration left the table _alembic_tmp_metrics) and holds 1 runs"
             in result.stderr
+        )
         assert "mlflow db upgrade" in result.stderr
     assert not (tmp_path / "sweep").exists() and db.read_bytes() == before
 
@@ -77,8 +86,13 @@ def test_a_tracking_server_that_does_not_answer_is_refused_before_anything_exist
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     for dry in (True, False):
-        result = run_stub(tmp_path / "sweep", *TRACKED, f"mlflow.tracking_uri=http://127.0.0.1:{port}",
-                          *(["hydra.sweeper.dry_run=true"] if dry else []), cwd=tmp_path)
+        result = run_stub(
+            tmp_path / "sweep",
+            *TRACKED,
+            f"mlflow.tracking_uri=http://127.0.0.1:{port}",
+            *(["hydra.sweeper.dry_run=true"] if dry else []),
+            cwd=tmp_path,
+        )
         assert result.returncode != 0
         assert f"mlflow.tracking_uri=http://127.0.0.1:{port} cannot be reached" in result.stderr
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "multirun_outputs").exists()
@@ -90,7 +104,12 @@ def test_a_server_named_with_credentials_is_asked_without_them_and_never_shown_w
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = run_stub(tmp_path / "sweep", *TRACKED, f"mlflow.tracking_uri=http://bench:Hunter2-pass-x@127.0.0.1:{port}",
-                      "hydra.sweeper.dry_run=true", cwd=tmp_path)
+    result = run_stub(
+        tmp_path / "sweep",
+        *TRACKED,
+        f"mlflow.tracking_uri=http://bench:Hunter2-pass-x@127.0.0.1:{port}",
+        "hydra.sweeper.dry_run=true",
+        cwd=tmp_path,
+    )
     assert result.returncode != 0 and f"mlflow.tracking_uri=http://127.0.0.1:{port} cannot be reached" in result.stderr
     assert "Hunter2-pass-x" not in result.stdout + result.stderr

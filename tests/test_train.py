@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 import math
+from pathlib import Path
 
 import pytest
 
@@ -22,9 +22,14 @@ def _metric_rows(output_dir) -> list[dict]:
 
 @pytest.mark.parametrize("task", ["synthetic_seg", "synthetic_cls"])
 def test_sensible_training_beats_one_epoch_at_a_tiny_learning_rate(compose_cfg, task, tmp_path):
-    untrained = train(compose_cfg(f"task={task}", "task.max_epochs=1", "hparams.lr=1e-7", f"output_dir={tmp_path / 'u'}"))
-    trained = train(compose_cfg(f"task={task}", "task.max_epochs=4", "task.patience=4", "hparams.lr=1e-3",
-                                f"output_dir={tmp_path / 't'}"))
+    untrained = train(
+        compose_cfg(f"task={task}", "task.max_epochs=1", "hparams.lr=1e-7", f"output_dir={tmp_path / 'u'}")
+    )
+    trained = train(
+        compose_cfg(
+            f"task={task}", "task.max_epochs=4", "task.patience=4", "hparams.lr=1e-3", f"output_dir={tmp_path / 't'}"
+        )
+    )
     assert math.isfinite(untrained) and math.isfinite(trained)
     assert 0.0 <= untrained <= 1.0 and 0.0 <= trained <= 1.0
     assert trained > untrained + 0.15, (trained, untrained)
@@ -35,8 +40,16 @@ def test_calls_in_one_process_are_independent(compose_cfg, tmp_path):
 
     first = train(compose_cfg("task.max_epochs=2", f"output_dir={tmp_path / 'a'}"))
     # A different run in between: other data, model width, learning rate and seed.
-    train(compose_cfg("task=synthetic_cls", "task.max_epochs=1", "hparams.lr=1e-2", "seed=7",
-                      "+hparams.model_args.decoder_channels=64", f"output_dir={tmp_path / 'b'}"))
+    train(
+        compose_cfg(
+            "task=synthetic_cls",
+            "task.max_epochs=1",
+            "hparams.lr=1e-2",
+            "seed=7",
+            "+hparams.model_args.decoder_channels=64",
+            f"output_dir={tmp_path / 'b'}",
+        )
+    )
     again = train(compose_cfg("task.max_epochs=2", f"output_dir={tmp_path / 'c'}"))
     assert again == first
     assert (tmp_path / "c" / "checkpoints" / "best.ckpt").is_file()
@@ -61,9 +74,9 @@ def test_metric_the_task_never_logs_lists_the_ones_it_does(compose_cfg):
 def test_test_split_when_asked_is_evaluated_on_the_best_checkpoint(compose_cfg, tmp_path):
     import lightning.pytorch as pl
     from hydra.utils import instantiate
+    from terratorch.tasks import SemanticSegmentationTask
 
     from bench.spec import build_spec
-    from terratorch.tasks import SemanticSegmentationTask
 
     # (Without evaluate_test no test metric is logged: see test_calls_in_one_process_are_independent.)
     out = tmp_path / "with_test"
@@ -91,9 +104,16 @@ def test_a_resume_point_is_written_only_where_a_job_can_be_run_again(compose_cfg
     composed = compose_cfg(f"launcher={launcher}")
     assert str(composed.launcher.reruns_jobs).lower() == reruns
     record, out = tmp_path / "resume_point.jsonl", tmp_path / "job"
-    train(compose_cfg("task.max_epochs=2", f"launcher.reruns_jobs={reruns}", f"output_dir={out}",
-                      "+callbacks.probe._target_=tests.probes.RecordResumePoint", f"+callbacks.probe.path={record}",
-                      f"+callbacks.probe.output_dir={out}"))
+    train(
+        compose_cfg(
+            "task.max_epochs=2",
+            f"launcher.reruns_jobs={reruns}",
+            f"output_dir={out}",
+            "+callbacks.probe._target_=tests.probes.RecordResumePoint",
+            f"+callbacks.probe.path={record}",
+            f"+callbacks.probe.output_dir={out}",
+        )
+    )
     # At the start of epoch 1, the resume point of epoch 0 exists where the launcher reruns jobs.
     assert [json.loads(line)["last_ckpt"] for line in record.read_text().splitlines()] == [False, written]
     assert not (out / "checkpoints" / "last.ckpt").exists()  # a finished job drops it either way

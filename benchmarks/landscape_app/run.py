@@ -14,8 +14,9 @@ APP = Path(__file__).parent / "landscape_app.py"
 def sweep(*overrides: str) -> list[dict[str, str]]:
     """One multirun in a fresh sweep dir: results.csv rows."""
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run([sys.executable, str(APP), "-m", f"hydra.sweep.dir={tmp}/sweep", *overrides],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, str(APP), "-m", f"hydra.sweep.dir={tmp}/sweep", *overrides], capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise SystemExit(f"the sweep failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
         with open(Path(tmp) / "sweep" / "results.csv") as f:

@@ -40,7 +40,9 @@ class MetricMonitor(pl.Callback):
     fails in seconds rather than after the whole fit.
     """
 
-    def __init__(self, metric: str, mode: str, also: tuple[str, ...] = (), listed: tuple[str, ...] = ("val/", "train/")) -> None:
+    def __init__(
+        self, metric: str, mode: str, also: tuple[str, ...] = (), listed: tuple[str, ...] = ("val/", "train/")
+    ) -> None:
         # listed: the prefixes of the metrics a refusal names (the task class's validation and training ones).
         self.metric, self.mode, self.also, self.listed = metric, mode, also, listed
         self.checked = False
@@ -51,8 +53,11 @@ class MetricMonitor(pl.Callback):
             missing = [name for name in (self.metric, *self.also) if name not in logged]
             if missing:
                 available = sorted(k for k in logged if k.startswith(self.listed))
-                named = (f"task.metric={self.metric!r} is" if not self.also else
-                         f"task.metric lists {', '.join(map(repr, missing))}, which {'is' if len(missing) == 1 else 'are'}")
+                named = (
+                    f"task.metric={self.metric!r} is"
+                    if not self.also
+                    else f"task.metric lists {', '.join(map(repr, missing))}, which {'is' if len(missing) == 1 else 'are'}"
+                )
                 raise MetricNotLoggedError(
                     f"{named} never logged by {type(pl_module).__name__}. "
                     f"Metrics it logs: {', '.join(available) or '(none)'}"

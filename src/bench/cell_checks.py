@@ -13,7 +13,8 @@ a sentence by build_spec, so in the sweep's driver before anything is launched, 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -21,13 +22,31 @@ from bench.errors import ConfigError
 
 # What TerraTorch 1.2.11's tasks log, without the stage prefix (the per-class IoU_*, Class_* and the
 # losses aside): the task classes' configure_metrics, and torchmetrics' MeanAveragePrecision keys.
-_MAP = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_1", "mar_10", "mar_100",
-        "mar_small", "mar_medium", "mar_large"]
+_MAP = [
+    "map",
+    "map_50",
+    "map_75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_1",
+    "mar_10",
+    "mar_100",
+    "mar_small",
+    "mar_medium",
+    "mar_large",
+]
 LOGGED_METRICS: dict[str, set[str]] = {
     "segmentation": {"mIoU", "mIoU_Micro", "F1_Score", "Accuracy", "Pixel_Accuracy", "Boundary_mIoU"},
     "classification": {"Accuracy", "Accuracy_Micro", "F1_Score", "Precision", "Recall"},
-    "multilabel_classification": {"Multilabel_Accuracy", "Multilabel_Accuracy_Micro", "Multilabel_F1_Score",
-                                  "Multilabel_Precision", "Multilabel_Recall", "Multilabel_AUROC"},
+    "multilabel_classification": {
+        "Multilabel_Accuracy",
+        "Multilabel_Accuracy_Micro",
+        "Multilabel_F1_Score",
+        "Multilabel_Precision",
+        "Multilabel_Recall",
+        "Multilabel_AUROC",
+    },
     "regression": {"RMSE", "MSE", "MAE", "R2_Score"},
     "object_detection": set(_MAP),
     # Mask R-CNN's metric holds both IoU types, each key prefixed with its own.
@@ -47,7 +66,7 @@ _STAGE_PREFIXES = ("val/", "test/", "train/", "val_", "test_", "train_")
 
 def metric_name(metric: str) -> str:
     """A logged metric without its split: val/mIoU -> mIoU, test_map -> map."""
-    return next((metric[len(p):] for p in _STAGE_PREFIXES if metric.startswith(p)), metric)
+    return next((metric[len(p) :] for p in _STAGE_PREFIXES if metric.startswith(p)), metric)
 
 
 def check_metric(task_type: str, metric: str, where: str, val_prefix: str = "val/") -> None:
@@ -59,8 +78,10 @@ def check_metric(task_type: str, metric: str, where: str, val_prefix: str = "val
     others = sorted(t for t, names in LOGGED_METRICS.items() if name in names and t != task_type)
     if name in own or not others:
         return
-    raise ConfigError(f"{where}: task.metric={metric!r} is a {' / '.join(others)} metric, which {task_type} tasks "
-                      f"never log; they log {', '.join(val_prefix + n for n in sorted(own))}")
+    raise ConfigError(
+        f"{where}: task.metric={metric!r} is a {' / '.join(others)} metric, which {task_type} tasks "
+        f"never log; they log {', '.join(val_prefix + n for n in sorted(own))}"
+    )
 
 
 def temporal_args(task: DictConfig, model: DictConfig, plain: Callable[[Any], dict]) -> dict[str, Any]:
@@ -68,19 +89,26 @@ def temporal_args(task: DictConfig, model: DictConfig, plain: Callable[[Any], di
     `temporal_args` (the Prithvi models take the frames natively: {}), else TerraTorch's wrapper."""
     frames = task.get("num_frames", 1)
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ConfigError(f"task '{task.name}': task.num_frames={frames!r} is not possible: it is the number of "
-                          "time steps per sample, a whole number of at least 1")
+        raise ConfigError(
+            f"task '{task.name}': task.num_frames={frames!r} is not possible: it is the number of "
+            "time steps per sample, a whole number of at least 1"
+        )
     if frames == 1:
         return {}
     if "temporal_args" in model and model.temporal_args is not None:
         return plain(model.temporal_args)
     factory = model.get("model_factory", "EncoderDecoderFactory")
     if "temporal_args" in model or factory not in WRAPPING_FACTORIES:
-        why = ("its model file says it takes no time series (temporal_args: null)" if "temporal_args" in model
-               else f"its {factory} has no temporal wrapper (only {' and '.join(sorted(WRAPPING_FACTORIES))} do)")
-        raise ConfigError(f"task '{task.name}' is a time series of {frames} frames, but model={model.name} takes "
-                          f"single images and {why}. Pick a multi-temporal model, or set task.num_frames=1 where "
-                          "the task can reduce its series to one image")
+        why = (
+            "its model file says it takes no time series (temporal_args: null)"
+            if "temporal_args" in model
+            else f"its {factory} has no temporal wrapper (only {' and '.join(sorted(WRAPPING_FACTORIES))} do)"
+        )
+        raise ConfigError(
+            f"task '{task.name}' is a time series of {frames} frames, but model={model.name} takes "
+            f"single images and {why}. Pick a multi-temporal model, or set task.num_frames=1 where "
+            "the task can reduce its series to one image"
+        )
     return dict(TEMPORAL_WRAPPER)
 
 
@@ -90,9 +118,13 @@ def check_freezable(task_kwargs: dict[str, Any], model: DictConfig, where: str) 
         return
     if model.get("freezable", True) is False:
         reason = model.get("freezable_reason") or "its model file says its encoder cannot be frozen (freezable: false)"
-        raise ConfigError(f"{where}: protocol=frozen freezes the encoder, but model={model.name} has none to freeze: "
-                          f"{reason}. Use protocol=full_ft, or another model")
+        raise ConfigError(
+            f"{where}: protocol=frozen freezes the encoder, but model={model.name} has none to freeze: "
+            f"{reason}. Use protocol=full_ft, or another model"
+        )
     if (task_kwargs.get("model_args") or {}).get("peft_config") or task_kwargs.get("peft_config"):
-        raise ConfigError(f"{where}: protocol=frozen freezes the encoder, but model={model.name} trains it through "
-                          "PEFT adapters inside the encoder (model_args.peft_config), which freezing it would freeze too. "
-                          "Drop peft_config for a frozen encoder, or use protocol=full_ft for PEFT")
+        raise ConfigError(
+            f"{where}: protocol=frozen freezes the encoder, but model={model.name} trains it through "
+            "PEFT adapters inside the encoder (model_args.peft_config), which freezing it would freeze too. "
+            "Drop peft_config for a frozen encoder, or use protocol=full_ft for PEFT"
+        )

@@ -36,11 +36,15 @@ def gpus_requested(requested: float | str | None) -> float | None:
     except (TypeError, ValueError):
         wanted = math.nan
     if not math.isfinite(wanted) or wanted < 0:
-        raise ConfigError(f"launcher.gpus_per_trial={requested!r}: use auto, 0 (CPU only), a fraction of one GPU "
-                          "below 1 (0.5: two trials share a GPU) or a whole number of GPUs.")
+        raise ConfigError(
+            f"launcher.gpus_per_trial={requested!r}: use auto, 0 (CPU only), a fraction of one GPU "
+            "below 1 (0.5: two trials share a GPU) or a whole number of GPUs."
+        )
     if wanted > 1 and not wanted.is_integer():
-        raise ConfigError(f"launcher.gpus_per_trial={requested!r}: a trial can share one GPU (a fraction below 1, "
-                          "e.g. 0.5) or use whole GPUs (1, 2, ...), not a whole GPU and part of another.")
+        raise ConfigError(
+            f"launcher.gpus_per_trial={requested!r}: a trial can share one GPU (a fraction below 1, "
+            "e.g. 0.5) or use whole GPUs (1, 2, ...), not a whole GPU and part of another."
+        )
     return wanted
 
 
@@ -56,13 +60,16 @@ def check_gpus_per_trial(cfg: DictConfig) -> None:
     launcher = cfg.get("launcher") or {}
     wanted = gpus_requested(launcher.get("gpus_per_trial", "auto"))
     if launcher.get("name") == "slurm" and is_fraction_of_a_gpu(wanted):
-        raise ConfigError(f"launcher=slurm with launcher.gpus_per_trial={wanted:g}: SLURM allocates whole GPUs, so "
-                          "trials cannot share one there. Use launcher.gpus_per_trial=1, or launcher=ray, which packs "
-                          f"{math.floor(1 / wanted)} such trials onto each GPU.")
+        raise ConfigError(
+            f"launcher=slurm with launcher.gpus_per_trial={wanted:g}: SLURM allocates whole GPUs, so "
+            "trials cannot share one there. Use launcher.gpus_per_trial=1, or launcher=ray, which packs "
+            f"{math.floor(1 / wanted)} such trials onto each GPU."
+        )
 
 
-def assign_devices(requested: float | str | None, env: Mapping[str, str],
-                   launcher_gpu_ids: Sequence[int | str] | None = None) -> DeviceAssignment:
+def assign_devices(
+    requested: float | str | None, env: Mapping[str, str], launcher_gpu_ids: Sequence[int | str] | None = None
+) -> DeviceAssignment:
     """The devices a trial that asked for `requested` GPUs ("auto", 0, 0.5, 1, 2, ...) should use.
 
     A fraction of a GPU trains on one device, shared with other trials: Ray gives such a task the

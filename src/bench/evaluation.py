@@ -43,13 +43,16 @@ def _in_multirun(cfg: DictConfig) -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-_TUNING_REFUSAL = ("evaluate_test=true in a sweep: its tuning trials never read the test split. Use "
-                   "hydra.sweeper.repeats=N: each cell's best params are then trained with N seeds and tested "
-                   "on their best checkpoints.")
+_TUNING_REFUSAL = (
+    "evaluate_test=true in a sweep: its tuning trials never read the test split. Use "
+    "hydra.sweeper.repeats=N: each cell's best params are then trained with N seeds and tested "
+    "on their best checkpoints."
+)
 
 
-def test_on_best_checkpoint(trainer: Any, task: Any, datamodule: Any, checkpoint: str, spec: TrialSpec,
-                            phase: str | None) -> dict[str, float]:
+def test_on_best_checkpoint(
+    trainer: Any, task: Any, datamodule: Any, checkpoint: str, spec: TrialSpec, phase: str | None
+) -> dict[str, float]:
     """Every test metric TerraTorch logs, with the weights of the best validation epoch."""
     if phase == PHASE_TUNE:
         raise TestSplitError(_TUNING_REFUSAL)
@@ -73,8 +76,9 @@ def test_on_best_checkpoint(trainer: Any, task: Any, datamodule: Any, checkpoint
     return metrics
 
 
-def _refuse_validation_as_test(trainer: Any, task: Any, datamodule: Any, checkpoint: str, spec: TrialSpec,
-                               test: dict[str, float]) -> None:
+def _refuse_validation_as_test(
+    trainer: Any, task: Any, datamodule: Any, checkpoint: str, spec: TrialSpec, test: dict[str, float]
+) -> None:
     """The same weights on the validation split: if every metric, the loss included, comes out
     exactly as on the test split, the two are the same samples (a copy, or a datamodule that
     lists neither), and the test scores are validation scores. Costs one validation pass."""
@@ -89,7 +93,8 @@ def _refuse_validation_as_test(trainer: Any, task: Any, datamodule: Any, checkpo
             f"task '{spec.task_name}': its best checkpoint scores exactly the same on the validation and the test "
             f"split ({', '.join(f'{k} = {v:.6g}' for k, v in sorted(test.items()))}): they are the same samples, so "
             "its test scores would be the validation scores that chose the model. Give it a held-out test split, or "
-            "hold out a validation set from the training split (task.validation_from_train).")
+            "hold out a validation set from the training split (task.validation_from_train)."
+        )
 
 
 def same_samples(val: dict[str, float], test: dict[str, float], stages: Stages = Stages()) -> bool:
@@ -106,5 +111,6 @@ def same_samples(val: dict[str, float], test: dict[str, float], stages: Stages =
         return False
     if not stages.val_loss and all(test[test_names[k]] in (0.0, 1.0, -1.0) for k in shared):
         return False
-    return all(abs(val[val_names[k]] - test[test_names[k]]) <= 1e-9 * max(1.0, abs(test[test_names[k]]))
-               for k in shared)
+    return all(
+        abs(val[val_names[k]] - test[test_names[k]]) <= 1e-9 * max(1.0, abs(test[test_names[k]])) for k in shared
+    )

@@ -40,8 +40,11 @@ class BatchPlan:
 
     def as_outputs(self) -> dict[str, int]:
         """What the trial records (its outputs, MLflow tags) once it had to retry."""
-        return {"oom_retries": self.oom_retries, "batch_size": self.batch_size,
-                "accumulate_grad_batches": self.accumulate_grad_batches}
+        return {
+            "oom_retries": self.oom_retries,
+            "batch_size": self.batch_size,
+            "accumulate_grad_batches": self.accumulate_grad_batches,
+        }
 
 
 class TrialOutOfMemoryError(RuntimeError):
@@ -56,13 +59,20 @@ class TrialOutOfMemoryError(RuntimeError):
 def allowed_retries(value: Any) -> int:
     """oom_retries from the config, refused before any import when it is not a count."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"oom_retries={value!r} is not possible: it is how many times a trial that ran out of GPU "
-                          "memory is retried at half the batch size, a whole number of at least 0")
+        raise ConfigError(
+            f"oom_retries={value!r} is not possible: it is how many times a trial that ran out of GPU "
+            "memory is retried at half the batch size, a whole number of at least 0"
+        )
     return value
 
 
-def fit_with_oom_retries(fit: Callable[[BatchPlan], Fitted], first: BatchPlan, max_retries: int,
-                         discard_attempt: Callable[[], None], label: str) -> tuple[Fitted, BatchPlan]:
+def fit_with_oom_retries(
+    fit: Callable[[BatchPlan], Fitted],
+    first: BatchPlan,
+    max_retries: int,
+    discard_attempt: Callable[[], None],
+    label: str,
+) -> tuple[Fitted, BatchPlan]:
     """fit(plan) until it fits in memory; returns what it returned and the plan that ran.
 
     fit must build everything it trains from scratch (datamodule, model, Trainer) and reseed, so a
@@ -80,11 +90,18 @@ def fit_with_oom_retries(fit: Callable[[BatchPlan], Fitted], first: BatchPlan, m
             if refusal is not None:
                 raise refusal from exc
             retry = plan.halved()
-            log.warning("%s: out of GPU memory at batch size %d, accumulate_grad_batches %d; retrying from scratch "
-                        "at batch size %d, accumulate_grad_batches %d: as many tiles per optimizer step (retry %d of "
-                        "oom_retries=%d)",
-                        label, plan.batch_size, plan.accumulate_grad_batches, retry.batch_size,
-                        retry.accumulate_grad_batches, retry.oom_retries, max_retries)
+            log.warning(
+                "%s: out of GPU memory at batch size %d, accumulate_grad_batches %d; retrying from scratch "
+                "at batch size %d, accumulate_grad_batches %d: as many tiles per optimizer step (retry %d of "
+                "oom_retries=%d)",
+                label,
+                plan.batch_size,
+                plan.accumulate_grad_batches,
+                retry.batch_size,
+                retry.accumulate_grad_batches,
+                retry.oom_retries,
+                max_retries,
+            )
         # Outside the except block: the exception, its traceback and the frames that held the failed
         # attempt's Trainer, model and batch are gone, so their memory can actually be returned.
         free_memory()
@@ -106,12 +123,16 @@ def _no_retry_left(plan: BatchPlan, max_retries: int, exc: BaseException, label:
         return TrialOutOfMemoryError(
             f"{label}: ran out of GPU memory at batch size 1{_after(plan)}, so no smaller batch can help ({cause}). "
             "Use a smaller model or smaller tiles, or give the trial more GPU memory (a larger GPU; with a "
-            "fractional launcher.gpus_per_trial, a whole one).", plan)
+            "fractional launcher.gpus_per_trial, a whole one).",
+            plan,
+        )
     if plan.oom_retries >= max_retries:
         return TrialOutOfMemoryError(
             f"{label}: ran out of GPU memory at batch size {plan.batch_size} (accumulate_grad_batches "
             f"{plan.accumulate_grad_batches}){_after(plan)}, and oom_retries={max_retries} allows no further "
-            f"retry at half the batch size ({cause}). Raise oom_retries or lower hparams.batch_size.", plan)
+            f"retry at half the batch size ({cause}). Raise oom_retries or lower hparams.batch_size.",
+            plan,
+        )
     return None
 
 

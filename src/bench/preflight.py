@@ -46,8 +46,10 @@ def ensure_dataset(task: DictConfig) -> Path | None:
 
 
 def _weights_hint(model: DictConfig, local_key: str | None, repo_id: str, filename: str) -> str:
-    cache = ("copy a Hugging Face cache that holds it to this machine and point HF_HOME at it; or train from "
-             "random weights with model.model_args.backbone_pretrained=false.")
+    cache = (
+        "copy a Hugging Face cache that holds it to this machine and point HF_HOME at it; or train from "
+        "random weights with model.model_args.backbone_pretrained=false."
+    )
     if not local_key:
         return f"Either {cache}"
     # `+` when the model config does not declare the key yet, as Hydra requires for new keys (a
@@ -110,11 +112,12 @@ def _in_torch_hub_cache(filename: str) -> bool:
     """TerraTorch fetches TorchGeo's weights (DOFA, SSL4EO, Satlas) with torch.hub, which keeps them
     in $TORCH_HOME/hub/checkpoints (torch.hub.get_dir(), computed here without importing torch)."""
     torch_home = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch"
+    )
     return (Path(torch_home) / "hub" / "checkpoints" / filename).is_file()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hub_unreachable(url: str) -> str | None:
     """Asked once per URL and process: a benchmark's cells share their models, so a dry run of
     12 tasks x 2 models asks the hub twice, not 24 times."""

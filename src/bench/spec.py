@@ -34,7 +34,7 @@ class Stages:
     def bare(self, key: str, split: str) -> str | None:
         """The metric's name without this split's prefix; None for a key of another split."""
         prefix = getattr(self, split)
-        return key[len(prefix):] if key.startswith(prefix) and len(key) > len(prefix) else None
+        return key[len(prefix) :] if key.startswith(prefix) and len(key) > len(prefix) else None
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,15 @@ TASK_TYPES = {
     "regression": TaskType("terratorch.tasks.PixelwiseRegressionTask"),
     # Boxes (Faster R-CNN) and boxes with a mask each (Mask R-CNN): one TerraTorch task, its framework
     # picked by model_args.framework; the model's task_types entry gives the necks to a multi-scale map.
-    "object_detection": TaskType("terratorch.tasks.ObjectDetectionTask", _DETECTION, "ObjectDetectionModelFactory",
-                                 (("framework", "faster-rcnn"),)),
-    "instance_segmentation": TaskType("terratorch.tasks.ObjectDetectionTask", _DETECTION,
-                                      "ObjectDetectionModelFactory", (("framework", "mask-rcnn"),)),
+    "object_detection": TaskType(
+        "terratorch.tasks.ObjectDetectionTask",
+        _DETECTION,
+        "ObjectDetectionModelFactory",
+        (("framework", "faster-rcnn"),),
+    ),
+    "instance_segmentation": TaskType(
+        "terratorch.tasks.ObjectDetectionTask", _DETECTION, "ObjectDetectionModelFactory", (("framework", "mask-rcnn"),)
+    ),
 }
 # Optuna's direction names (as the sweeper spells them) -> Lightning's monitor modes.
 MONITOR_MODES = dict(zip(DIRECTIONS, ("min", "max")))
@@ -96,9 +101,7 @@ def _required(node: DictConfig, key: str, group: str) -> Any:
 def monitor_mode(direction: str, where: str = "task.direction") -> str:
     """Lightning's mode for an Optuna direction, rejecting anything else."""
     if direction not in MONITOR_MODES:
-        raise ConfigError(
-            f"{where}={direction!r} is not a direction; use one of {sorted(MONITOR_MODES)}"
-        )
+        raise ConfigError(f"{where}={direction!r} is not a direction; use one of {sorted(MONITOR_MODES)}")
     return MONITOR_MODES[direction]
 
 
@@ -141,11 +144,20 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
     batch_size = _positive_int(hparams.pop("batch_size", None), "hparams.batch_size", "the number of tiles per batch")
     max_epochs = _positive_int(task.max_epochs, "task.max_epochs", "the most epochs a trial trains")
     patience = task.get("patience")
-    patience = max_epochs if patience is None else _positive_int(
-        patience, "task.patience", "the validation epochs without improvement before early stopping (null: never stop early)")
+    patience = (
+        max_epochs
+        if patience is None
+        else _positive_int(
+            patience,
+            "task.patience",
+            "the validation epochs without improvement before early stopping (null: never stop early)",
+        )
+    )
     task_kwargs = OmegaConf.merge(
-        {"model_factory": kind.model_factory or model.get("model_factory", "EncoderDecoderFactory"),
-         "model_args": plain(model.model_args)},
+        {
+            "model_factory": kind.model_factory or model.get("model_factory", "EncoderDecoderFactory"),
+            "model_args": plain(model.model_args),
+        },
         {"model_args": temporal_args(task, model, plain)},
         {"model_args": plain(head)},
         {"model_args": plain(task.get("model_args"))},
@@ -181,9 +193,11 @@ def _head_for(model: DictConfig, task_type: str, where: str) -> DictConfig | Non
     if types is None:
         return None
     if task_type not in types or types[task_type] is None:
-        raise ConfigError(f"model={model.name} has no neck and decoder for {task_type} tasks ({where}); it supports "
-                          f"{', '.join(sorted(k for k in types if types[k] is not None))}. Pick another model, or add "
-                          f"model.task_types.{task_type}")
+        raise ConfigError(
+            f"model={model.name} has no neck and decoder for {task_type} tasks ({where}); it supports "
+            f"{', '.join(sorted(k for k in types if types[k] is not None))}. Pick another model, or add "
+            f"model.task_types.{task_type}"
+        )
     return types[task_type]
 
 
@@ -195,25 +209,34 @@ def check_bands(task: DictConfig, model: DictConfig) -> None:
     if offered is not None:
         unknown = [b for b in bands if b not in offered]
         if unknown:
-            raise ConfigError(f"task '{task.name}': task.bands has {', '.join(map(str, unknown))}, which the dataset "
-                              f"does not offer; it offers {', '.join(offered)}")
+            raise ConfigError(
+                f"task '{task.name}': task.bands has {', '.join(map(str, unknown))}, which the dataset "
+                f"does not offer; it offers {', '.join(offered)}"
+            )
     accepts = model.get("accepts_bands")
     if accepts is None:
         return
     missing = [b for b in task.model_bands if b not in accepts]
     if missing:
         usable = [b for b, canonical in zip(bands, task.model_bands) if canonical in accepts]
-        hint = (f"pick a subset it can take, e.g. task.bands=[{','.join(usable)}]" if usable
-                else "no band of this task is one it can take")
-        raise ConfigError(f"model={model.name} cannot take task '{task.name}' bands {', '.join(missing)}: its "
-                          f"weights know only {', '.join(accepts)}; {hint}")
+        hint = (
+            f"pick a subset it can take, e.g. task.bands=[{','.join(usable)}]"
+            if usable
+            else "no band of this task is one it can take"
+        )
+        raise ConfigError(
+            f"model={model.name} cannot take task '{task.name}' bands {', '.join(missing)}: its "
+            f"weights know only {', '.join(accepts)}; {hint}"
+        )
 
 
 def _check_partition(task: DictConfig, where: str) -> None:
     partitions = task.get("partitions")
     if partitions is not None and task.get("partition") not in partitions:
-        raise ConfigError(f"{where}: task.partition={task.get('partition')!r} is not one of this dataset's "
-                          f"partitions: {', '.join(partitions)}")
+        raise ConfigError(
+            f"{where}: task.partition={task.get('partition')!r} is not one of this dataset's "
+            f"partitions: {', '.join(partitions)}"
+        )
 
 
 def _on_test_split(metric: str, task_name: str, stages: Stages = Stages()) -> str:
@@ -221,8 +244,10 @@ def _on_test_split(metric: str, task_name: str, stages: Stages = Stages()) -> st
     (val_map, test_map for detection: `stages`)."""
     name = stages.bare(metric, "val")
     if name is None:
-        raise ConfigError(f"task '{task_name}': task.metric={metric!r} is not a TerraTorch validation metric "
-                          f"({stages.val}<name>), so its test-split counterpart is unknown; set task.test_metric")
+        raise ConfigError(
+            f"task '{task_name}': task.metric={metric!r} is not a TerraTorch validation metric "
+            f"({stages.val}<name>), so its test-split counterpart is unknown; set task.test_metric"
+        )
     return f"{stages.test}{name}"
 
 

@@ -25,9 +25,13 @@ from bench.errors import ConfigError, SplitOverlapError
 # TerraTorch 1.2.11 datamodules whose setup("test") reads split="val" (tests/test_split_guard.py
 # reads their source to keep this list true). By class name: a target may name the class through
 # terratorch.datamodules or through its own module.
-TESTS_ON_VALIDATION = frozenset({
-    "FireScarsNonGeoDataModule", "MultiTemporalCropClassificationDataModule", "BurnIntensityNonGeoDataModule",
-})
+TESTS_ON_VALIDATION = frozenset(
+    {
+        "FireScarsNonGeoDataModule",
+        "MultiTemporalCropClassificationDataModule",
+        "BurnIntensityNonGeoDataModule",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,10 @@ def held_out(task: Any) -> HeldOut | None:
         return None
     fraction, seed = node.get("fraction"), node.get("seed", 0)
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ConfigError(f"task '{task.name}': task.validation_from_train.fraction={fraction!r} is not possible: it "
-                          "is the share of the training samples held out for validation, a number between 0 and 1")
+        raise ConfigError(
+            f"task '{task.name}': task.validation_from_train.fraction={fraction!r} is not possible: it "
+            "is the share of the training samples held out for validation, a number between 0 and 1"
+        )
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"task '{task.name}': task.validation_from_train.seed={seed!r} must be a whole number")
     return HeldOut(float(fraction), seed)
@@ -62,15 +68,20 @@ def check_split_sources(task_name: str, datamodule: dict[str, Any], heldout: Hel
             f"task '{task_name}': TerraTorch's {name} tests on the dataset's validation split, which also picks the "
             "best trial, stops training early and chooses the checkpoint, so its test scores would be validation "
             "scores. Hold out a validation set from the training split (task.validation_from_train: {fraction: 0.2, "
-            "seed: 0}); the dataset's validation files are then the test split.")
-    pairs = {key[4:]: (value, datamodule.get(f"test_{key[4:]}")) for key, value in datamodule.items()
-             if key.startswith("val_") and f"test_{key[4:]}" in datamodule and not key.endswith("_transform")}
+            "seed: 0}); the dataset's validation files are then the test split."
+        )
+    pairs = {
+        key[4:]: (value, datamodule.get(f"test_{key[4:]}"))
+        for key, value in datamodule.items()
+        if key.startswith("val_") and f"test_{key[4:]}" in datamodule and not key.endswith("_transform")
+    }
     if pairs and all(_same(a, b) for a, b in pairs.values()):
         shown = ", ".join(f"val_{k} = test_{k} = {a!r}" for k, (a, _) in sorted(pairs.items()))
         raise SplitOverlapError(
             f"task '{task_name}': its validation and test splits are the same files ({shown}), so its test scores "
             "would be the validation scores that chose the model. Point test_* at the dataset's held-out test "
-            "files, or hold out a validation set from the training split (task.validation_from_train).")
+            "files, or hold out a validation set from the training split (task.validation_from_train)."
+        )
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -73,8 +73,12 @@ def train(cfg: DictConfig) -> float | dict[str, Any]:
     # samples stops before its budget is spent (bench.data.heldout).
     guard_splits = testing or (phase == PHASE_TUNE and trial_number(cfg) == 0)
     fitted, plan = fit_with_oom_retries(
-        lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir, guard_splits), first, max_oom_retries,
-        discard_attempt=lambda: shutil.rmtree(output_dir / "checkpoints", ignore_errors=True), label=spec.task_name)
+        lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir, guard_splits),
+        first,
+        max_oom_retries,
+        discard_attempt=lambda: shutil.rmtree(output_dir / "checkpoints", ignore_errors=True),
+        label=spec.task_name,
+    )
     checkpoint = fitted.checkpoint
 
     best = checkpoint.best_model_score
@@ -90,11 +94,17 @@ def train(cfg: DictConfig) -> float | dict[str, Any]:
     if not testing:
         return {"value": value, **retried} if retried else value
     # On the best checkpoint, never the last epoch's weights.
-    metrics = test_on_best_checkpoint(fitted.trainer, fitted.task, fitted.datamodule, checkpoint.best_model_path,
-                                      spec, phase)
+    metrics = test_on_best_checkpoint(
+        fitted.trainer, fitted.task, fitted.datamodule, checkpoint.best_model_path, spec, phase
+    )
     log.info("%s: %s = %.4f on the test split", spec.task_name, spec.test_metric, metrics[spec.test_metric])
-    return {"value": value, "test_value": metrics[spec.test_metric], "checkpoint": checkpoint.best_model_path,
-            **metrics, **retried}
+    return {
+        "value": value,
+        "test_value": metrics[spec.test_metric],
+        "checkpoint": checkpoint.best_model_path,
+        **metrics,
+        **retried,
+    }
 
 
 @dataclass
@@ -106,17 +116,23 @@ class _Fitted:
     meter: Any = None  # callbacks.CostMeter, for a task with several objectives
 
 
-def _fit(cfg: DictConfig, spec: TrialSpec, plan: BatchPlan, trainer_args: dict[str, Any], trial: Any,
-         output_dir: Path, guard_splits: bool = False) -> _Fitted:
+def _fit(
+    cfg: DictConfig,
+    spec: TrialSpec,
+    plan: BatchPlan,
+    trainer_args: dict[str, Any],
+    trial: Any,
+    output_dir: Path,
+    guard_splits: bool = False,
+) -> _Fitted:
     """One attempt, everything built from scratch and reseeded: an OOM retry (bench.oom) starts
     from the same initial weights as the first attempt, at its own batch size."""
     import lightning.pytorch as pl
     import optuna
+    import terratorch  # noqa: F401  (its import resets UserWarnings to "once" ahead of earlier filters)
 
     from bench.callbacks import CostMeter, MetricMonitor, OptunaPruning, SplitGuard
     from bench.data.heldout import build_datamodule
-
-    import terratorch  # noqa: F401  (its import resets UserWarnings to "once" ahead of earlier filters)
 
     # After TerraTorch's import, and before the task, whose class may warn as it is built.
     for pattern in _QUIET:
@@ -139,13 +155,17 @@ def _fit(cfg: DictConfig, spec: TrialSpec, plan: BatchPlan, trainer_args: dict[s
     # gets none, unless keep_last_checkpoint asks for it. Not `save_last=True`: Lightning 2.6 only
     # refreshes that when the metric improved. Saved at train-epoch end, after validation, so a
     # resumed job starts the next epoch instead of redoing it.
-    resume_point = pl.callbacks.ModelCheckpoint(
-        dirpath=output_dir / "checkpoints",
-        filename="last",
-        save_top_k=1,
-        save_on_train_epoch_end=True,
-        enable_version_counter=False,
-    ) if OmegaConf.select(cfg, "launcher.reruns_jobs", default=True) or cfg.get("keep_last_checkpoint") else None
+    resume_point = (
+        pl.callbacks.ModelCheckpoint(
+            dirpath=output_dir / "checkpoints",
+            filename="last",
+            save_top_k=1,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        )
+        if OmegaConf.select(cfg, "launcher.reruns_jobs", default=True) or cfg.get("keep_last_checkpoint")
+        else None
+    )
     # Several objectives: costs measured and logged, the other listed metrics checked and kept.
     others = spec.objectives.learned[1:] if spec.objectives else ()
     meter = CostMeter(spec.objectives.learned) if spec.objectives else None

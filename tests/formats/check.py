@@ -7,7 +7,8 @@ catalog's own (conf/task/<task>.yaml), pointed at them through its dataset env v
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -40,7 +41,12 @@ def check_detection_batch(task: str, batch: dict[str, Any], fields, num_classes:
     assert isinstance(boxes, list) and len(boxes) == len(labels) == 2, (task, type(boxes), len(boxes))
     for i, (b, lab) in enumerate(zip(boxes, labels)):
         n = b.shape[0]
-        assert n >= 1 and tuple(b.shape) == (n, 4) and tuple(lab.shape) == (n,), (task, i, tuple(b.shape), tuple(lab.shape))
+        assert n >= 1 and tuple(b.shape) == (n, 4) and tuple(lab.shape) == (n,), (
+            task,
+            i,
+            tuple(b.shape),
+            tuple(lab.shape),
+        )
         assert bool((b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()), (task, i, b)
         assert float(b.min()) >= 0 and float(b[:, 2].max()) <= width and float(b[:, 3].max()) <= height, (task, i, b)
         assert int(lab.min()) >= 0 and int(lab.max()) < num_classes, (task, i, lab)
@@ -78,7 +84,9 @@ def check_task_reads(compose_cfg: Callable, task: str, *overrides: str, train_st
     assert image.shape[0] == 2 and image.shape[1] == n_bands, (task, tuple(image.shape), n_bands)
     assert target is not None, f"{task}: the batch has neither a mask nor a label: {sorted(batch)}"
     if cfg.task.type in DETECTION:
-        check_detection_batch(task, batch, cfg.task.task_args, cfg.task.num_classes, cfg.task.type == "instance_segmentation")
+        check_detection_batch(
+            task, batch, cfg.task.task_args, cfg.task.num_classes, cfg.task.type == "instance_segmentation"
+        )
     elif cfg.task.type in ("segmentation", "regression"):
         assert tuple(target.shape[-2:]) == tuple(image.shape[-2:]), (task, tuple(target.shape), tuple(image.shape))
     elif cfg.task.type == "multilabel_classification":

@@ -25,11 +25,41 @@ import numpy as np
 PER_SPLIT = 3  # samples in each split; the 0.10x_train partition keeps the first train sample
 SIZE = 32
 
-S2 = ["COASTAL_AEROSOL", "BLUE", "GREEN", "RED", "RED_EDGE_1", "RED_EDGE_2", "RED_EDGE_3", "NIR_BROAD", "NIR_NARROW",
-      "WATER_VAPOR", "CIRRUS", "SWIR_1", "SWIR_2"]
-SO2SAT = ["VH_REAL", "BLUE", "VH_IMAGINARY", "GREEN", "VV_REAL", "RED", "VV_IMAGINARY", "VH_LEE_FILTERED", "RED_EDGE_1",
-          "VV_LEE_FILTERED", "RED_EDGE_2", "VH_LEE_FILTERED_REAL", "RED_EDGE_3", "NIR_BROAD", "VV_LEE_FILTERED_IMAGINARY",
-          "NIR_NARROW", "SWIR_1", "SWIR_2"]
+S2 = [
+    "COASTAL_AEROSOL",
+    "BLUE",
+    "GREEN",
+    "RED",
+    "RED_EDGE_1",
+    "RED_EDGE_2",
+    "RED_EDGE_3",
+    "NIR_BROAD",
+    "NIR_NARROW",
+    "WATER_VAPOR",
+    "CIRRUS",
+    "SWIR_1",
+    "SWIR_2",
+]
+SO2SAT = [
+    "VH_REAL",
+    "BLUE",
+    "VH_IMAGINARY",
+    "GREEN",
+    "VV_REAL",
+    "RED",
+    "VV_IMAGINARY",
+    "VH_LEE_FILTERED",
+    "RED_EDGE_1",
+    "VV_LEE_FILTERED",
+    "RED_EDGE_2",
+    "VH_LEE_FILTERED_REAL",
+    "RED_EDGE_3",
+    "NIR_BROAD",
+    "VV_LEE_FILTERED_IMAGINARY",
+    "NIR_NARROW",
+    "SWIR_1",
+    "SWIR_2",
+]
 # task -> (split dir, folder, bands in all_band_names order, classes, how the label is stored)
 DATASETS = {
     "eurosat": ("classification_v1.0", "m-eurosat", S2, 10, "label_map"),
@@ -37,14 +67,31 @@ DATASETS = {
     "pv4ger": ("classification_v1.0", "m-pv4ger", ["BLUE", "GREEN", "RED"], 2, "attrs"),
     "so2sat": ("classification_v1.0", "m-so2sat", SO2SAT, 17, "attrs"),
     "big_earth_net": ("classification_v1.0", "m-bigearthnet", [b for b in S2 if b != "CIRRUS"], 43, "label_stats"),
-    "forestnet": ("classification_v1.0", "m-forestnet", ["BLUE", "GREEN", "RED", "NIR", "SWIR_1", "SWIR_2"], 12, "attrs"),
-    "cashew": ("segmentation_v1.0", "m-cashew-plant", [b for b in S2 if b != "CIRRUS"] + ["CLOUD_PROBABILITY"], 7, "mask"),
+    "forestnet": (
+        "classification_v1.0",
+        "m-forestnet",
+        ["BLUE", "GREEN", "RED", "NIR", "SWIR_1", "SWIR_2"],
+        12,
+        "attrs",
+    ),
+    "cashew": (
+        "segmentation_v1.0",
+        "m-cashew-plant",
+        [b for b in S2 if b != "CIRRUS"] + ["CLOUD_PROBABILITY"],
+        7,
+        "mask",
+    ),
     "chesapeake": ("segmentation_v1.0", "m-chesapeake", ["BLUE", "GREEN", "NIR", "RED"], 7, "mask"),
     "neontree": ("segmentation_v1.0", "m-NeonTree", ["BLUE", "CANOPY_HEIGHT_MODEL", "GREEN", "NEON", "RED"], 2, "mask"),
     "nz_cattle": ("segmentation_v1.0", "m-nz-cattle", ["BLUE", "GREEN", "RED"], 2, "dated_mask"),
     "pv4ger_seg": ("segmentation_v1.0", "m-pv4ger-seg", ["BLUE", "GREEN", "RED"], 2, "mask"),
-    "sa_crop_type": ("segmentation_v1.0", "m-SA-crop-type", [b for b in S2 if b != "CIRRUS"] + ["CLOUD_PROBABILITY"], 10,
-                     "mask"),
+    "sa_crop_type": (
+        "segmentation_v1.0",
+        "m-SA-crop-type",
+        [b for b in S2 if b != "CIRRUS"] + ["CLOUD_PROBABILITY"],
+        10,
+        "mask",
+    ),
 }
 
 

@@ -26,8 +26,9 @@ the parts; tacoreader.load reads the list of them as one table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,9 +45,9 @@ def write_tortilla(path: Path | None, items: Sequence[dict[str, Any]], ndatapart
     """One tortilla: items are {'id', 'file_format', 'data_split', 'data': bytes, **columns}.
     Writes it to `path` (if given) and returns its bytes. ndatapartitions: how many part files the
     dataset is split into (each part's header says so; 1 for a whole file)."""
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import pandas as pd
 
     rows, offset = [], HEADER_SIZE
     for item in items:
@@ -62,11 +63,13 @@ def write_tortilla(path: Path | None, items: Sequence[dict[str, Any]], ndatapart
         rows.append(row)
         offset += len(data)
     sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pandas(pd.DataFrame(rows)), sink, compression="zstd",
-                   compression_level=22, use_dictionary=False)
+    pq.write_table(
+        pa.Table.from_pandas(pd.DataFrame(rows)), sink, compression="zstd", compression_level=22, use_dictionary=False
+    )
     footer = sink.getvalue().to_pybytes()
-    header = (b"#y" + offset.to_bytes(8, "little") + len(footer).to_bytes(8, "little")
-              + ndatapartitions.to_bytes(8, "little"))
+    header = (
+        b"#y" + offset.to_bytes(8, "little") + len(footer).to_bytes(8, "little") + ndatapartitions.to_bytes(8, "little")
+    )
     blob = header.ljust(HEADER_SIZE, b"\0") + b"".join(i["data"] for i in items) + footer
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,9 +86,15 @@ def geotiff(array: np.ndarray, lon: float = 10.0, lat: float = 50.0, res: float 
     array = np.asarray(array)
     if array.ndim == 2:
         array = array[None]
-    profile = dict(driver="GTiff", count=array.shape[0], height=array.shape[1], width=array.shape[2],
-                   dtype=array.dtype, crs=rasterio.crs.CRS.from_epsg(32632),
-                   transform=from_origin(500000 + lon * 1000, 5500000 + lat * 1000, res, res))
+    profile = dict(
+        driver="GTiff",
+        count=array.shape[0],
+        height=array.shape[1],
+        width=array.shape[2],
+        dtype=array.dtype,
+        crs=rasterio.crs.CRS.from_epsg(32632),
+        transform=from_origin(500000 + lon * 1000, 5500000 + lat * 1000, res, res),
+    )
     with MemoryFile() as mem:
         with mem.open(**profile) as dst:
             dst.write(array)
@@ -93,9 +102,14 @@ def geotiff(array: np.ndarray, lon: float = 10.0, lat: float = 50.0, res: float 
 
 
 def _stac(shape: tuple[int, int]) -> dict[str, Any]:
-    return {"stac:crs": "EPSG:32632", "stac:geotransform": [500000.0, 10.0, 0.0, 5500000.0, 0.0, -10.0],
-            "stac:raster_shape": list(shape), "stac:time_start": 1.6e9, "stac:time_end": 1.6e9,
-            "stac:centroid": "POINT (9.0 49.6)"}
+    return {
+        "stac:crs": "EPSG:32632",
+        "stac:geotransform": [500000.0, 10.0, 0.0, 5500000.0, 0.0, -10.0],
+        "stac:raster_shape": list(shape),
+        "stac:time_start": 1.6e9,
+        "stac:time_end": 1.6e9,
+        "stac:centroid": "POINT (9.0 49.6)",
+    }
 
 
 def write_samples(file: Path, samples: Sequence[dict[str, Any]], parts: int = 1) -> Path | list[Path]:
@@ -110,18 +124,35 @@ def write_samples(file: Path, samples: Sequence[dict[str, Any]], parts: int = 1)
     for i, sample in enumerate(samples):
         columns = {k: v for k, v in sample.items() if k not in ("split", "parts", "shape", "stac")}
         stac = _stac(sample.get("shape", (8, 8))) if sample.get("stac", True) else {}
-        inner = [{"id": part[0], "file_format": part[2], "data_split": sample["split"], "data": part[1], **stac,
-                  **columns, **(part[3] if len(part) > 3 else {})}
-                 for part in sample["parts"]]
-        outer.append({"id": f"sample_{i}", "file_format": "TORTILLA", "data_split": sample["split"],
-                      "data": write_tortilla(None, inner), **stac, **columns})
+        inner = [
+            {
+                "id": part[0],
+                "file_format": part[2],
+                "data_split": sample["split"],
+                "data": part[1],
+                **stac,
+                **columns,
+                **(part[3] if len(part) > 3 else {}),
+            }
+            for part in sample["parts"]
+        ]
+        outer.append(
+            {
+                "id": f"sample_{i}",
+                "file_format": "TORTILLA",
+                "data_split": sample["split"],
+                "data": write_tortilla(None, inner),
+                **stac,
+                **columns,
+            }
+        )
     if parts == 1:
         write_tortilla(file, outer)
         return file
     size = -(-len(outer) // parts)
     files = [file.with_suffix(f".{n:04d}.part.tortilla") for n in range(parts)]
     for n, path in enumerate(files):
-        write_tortilla(path, outer[n * size:(n + 1) * size], ndatapartitions=parts)
+        write_tortilla(path, outer[n * size : (n + 1) * size], ndatapartitions=parts)
     return files
 
 
@@ -146,9 +177,17 @@ def write_benv2(root: Path) -> Path:
         s1 = rng.normal(-15, 4, (2, 120, 120)).astype("float32")
         s2 = rng.integers(0, 4000, (12, 120, 120), dtype="uint16")
         labels = [names[j] for j in sorted(rng.choice(len(names), size=1 + i, replace=False))]
-        return {"split": split, "shape": (120, 120), "parts": [("s1", geotiff(s1), "GTiff"), ("s2", geotiff(s2), "GTiff")],
-                "labels": labels, "lon": 9.0 + i, "lat": 49.0, "patch_id": f"{split}_{i}", "country": "Austria",
-                "add_test_split": False}
+        return {
+            "split": split,
+            "shape": (120, 120),
+            "parts": [("s1", geotiff(s1), "GTiff"), ("s2", geotiff(s2), "GTiff")],
+            "labels": labels,
+            "lon": 9.0 + i,
+            "lat": 49.0,
+            "patch_id": f"{split}_{i}",
+            "country": "Austria",
+            "add_test_split": False,
+        }
 
     return write_samples(root / "benv2" / "geobench_benv2.tortilla", _each_split(make))
 
@@ -163,11 +202,18 @@ def write_treesatai(root: Path) -> Path:
 
     def make(split, i, rng):
         species = [names[j] for j in sorted(rng.choice(len(names), size=1 + i % 2, replace=False))]
-        parts = [("aerial", geotiff(rng.integers(0, 255, (4, TILE, TILE), dtype="uint8"), res=0.2), "GTiff"),
-                 ("s1", geotiff(rng.normal(-8, 3, (3, 6, 6)).astype("float32")), "GTiff"),
-                 ("s2", geotiff(rng.integers(0, 4000, (12, 6, 6), dtype="uint16")), "GTiff")]
-        return {"split": split, "shape": (TILE, TILE), "parts": parts, "species_labels": species,
-                "dist_labels": [1.0 / len(species)] * len(species)}
+        parts = [
+            ("aerial", geotiff(rng.integers(0, 255, (4, TILE, TILE), dtype="uint8"), res=0.2), "GTiff"),
+            ("s1", geotiff(rng.normal(-8, 3, (3, 6, 6)).astype("float32")), "GTiff"),
+            ("s2", geotiff(rng.integers(0, 4000, (12, 6, 6), dtype="uint16")), "GTiff"),
+        ]
+        return {
+            "split": split,
+            "shape": (TILE, TILE),
+            "parts": parts,
+            "species_labels": species,
+            "dist_labels": [1.0 / len(species)] * len(species),
+        }
 
     return write_samples(root / "treesatai" / "geobench_treesatai.tortilla", _each_split(make))
 
@@ -180,8 +226,11 @@ def _image_and_mask(image, mask, ids=("image", "mask")) -> list[dict[str, Any]]:
     """image(rng), mask(rng) -> arrays; ids: the part ids the dataset's builder gives them."""
 
     def make(split, i, rng):
-        return {"split": split, "shape": (TILE, TILE),
-                "parts": [(ids[0], geotiff(image(rng)), "GTiff"), (ids[1], geotiff(mask(rng)), "GTiff")]}
+        return {
+            "split": split,
+            "shape": (TILE, TILE),
+            "parts": [(ids[0], geotiff(image(rng)), "GTiff"), (ids[1], geotiff(mask(rng)), "GTiff")],
+        }
 
     return _each_split(make)
 
@@ -189,16 +238,21 @@ def _image_and_mask(image, mask, ids=("image", "mask")) -> list[dict[str, Any]]:
 def write_burn_scars(root: Path) -> Path:
     """burn_scars/geobench_burn_scars.tortilla: HLS image (B02 B03 B04 B8A B11 B12, float32
     reflectance) and an int16 mask (0 unburnt, 1 burn scar, -1 no data: the dataset maps it to 2)."""
-    samples = _image_and_mask(lambda rng: rng.uniform(0, 0.4, (6, TILE, TILE)).astype("float32"),
-                              lambda rng: rng.integers(-1, 2, (1, TILE, TILE)).astype("int16"), ("image", "label"))
+    samples = _image_and_mask(
+        lambda rng: rng.uniform(0, 0.4, (6, TILE, TILE)).astype("float32"),
+        lambda rng: rng.integers(-1, 2, (1, TILE, TILE)).astype("int16"),
+        ("image", "label"),
+    )
     return write_samples(root / "burn_scars" / "geobench_burn_scars.tortilla", samples)
 
 
 def write_cloudsen12(root: Path) -> Path:
     """cloudsen12/geobench_cloudsen12.tortilla: Sentinel-2 L1C image (12 bands, no B10, uint16)
     and a uint8 mask (0 clear, 1 thick cloud, 2 thin cloud, 3 cloud shadow)."""
-    samples = _image_and_mask(lambda rng: rng.integers(0, 10000, (12, TILE, TILE), dtype="uint16"),
-                              lambda rng: rng.integers(0, 4, (1, TILE, TILE), dtype="uint8"))
+    samples = _image_and_mask(
+        lambda rng: rng.integers(0, 10000, (12, TILE, TILE), dtype="uint16"),
+        lambda rng: rng.integers(0, 4, (1, TILE, TILE), dtype="uint8"),
+    )
     return write_samples(root / "cloudsen12" / "geobench_cloudsen12.tortilla", samples)
 
 
@@ -206,16 +260,22 @@ def write_flair2(root: Path) -> Path:
     """flair2/geobench_flair2.tortilla: aerial image (red, green, blue, nir, then elevation as a
     fifth band; uint8) and a uint8 mask of FLAIR codes 1-19 (the dataset folds >13 into 13 and
     shifts to 0-12)."""
-    samples = _image_and_mask(lambda rng: rng.integers(0, 255, (5, TILE, TILE), dtype="uint8"),
-                              lambda rng: rng.integers(1, 20, (1, TILE, TILE), dtype="uint8"), ("aerial", "mask"))
+    samples = _image_and_mask(
+        lambda rng: rng.integers(0, 255, (5, TILE, TILE), dtype="uint8"),
+        lambda rng: rng.integers(1, 20, (1, TILE, TILE), dtype="uint8"),
+        ("aerial", "mask"),
+    )
     return write_samples(root / "flair2" / "geobench_flair2.tortilla", samples)
 
 
 def write_spacenet7(root: Path) -> Path:
     """spacenet7/geobench_spacenet7.tortilla: Planet image (red, green, blue, 4th band; uint8) and
     a uint8 building mask (0/1; the dataset adds 1: classes 1 no-building, 2 building)."""
-    samples = _image_and_mask(lambda rng: rng.integers(0, 255, (4, TILE, TILE), dtype="uint8"),
-                              lambda rng: rng.integers(0, 2, (1, TILE, TILE), dtype="uint8"), ("images", "mask"))
+    samples = _image_and_mask(
+        lambda rng: rng.integers(0, 255, (4, TILE, TILE), dtype="uint8"),
+        lambda rng: rng.integers(0, 2, (1, TILE, TILE), dtype="uint8"),
+        ("images", "mask"),
+    )
     return write_samples(root / "spacenet7" / "geobench_spacenet7.tortilla", samples)
 
 
@@ -231,10 +291,14 @@ def write_kuro_siwo(root: Path) -> Path:
 
     def make(split, i, rng):
         sar = lambda: geotiff(rng.normal(0.05, 0.02, (2, TILE, TILE)).astype("float32"))  # noqa: E731
-        parts = [("pre_event_1", sar(), "GTiff"), ("pre_event_2", sar(), "GTiff"), ("post_event", sar(), "GTiff"),
-                 ("dem", geotiff(rng.normal(200, 50, (1, TILE, TILE)).astype("float32")), "GTiff"),
-                 ("mask", geotiff(rng.integers(0, 3, (1, TILE, TILE), dtype="uint8")), "GTiff"),
-                 ("invalid_data", geotiff(np.ones((1, TILE, TILE), dtype="uint8")), "GTiff")]
+        parts = [
+            ("pre_event_1", sar(), "GTiff"),
+            ("pre_event_2", sar(), "GTiff"),
+            ("post_event", sar(), "GTiff"),
+            ("dem", geotiff(rng.normal(200, 50, (1, TILE, TILE)).astype("float32")), "GTiff"),
+            ("mask", geotiff(rng.integers(0, 3, (1, TILE, TILE), dtype="uint8")), "GTiff"),
+            ("invalid_data", geotiff(np.ones((1, TILE, TILE), dtype="uint8")), "GTiff"),
+        ]
         return {"split": split, "shape": (TILE, TILE), "parts": parts, "actid": 470 + i, "aoiid": 1}
 
     return write_samples(root / "kuro_siwo" / "geobench_kuro_siwo.tortilla", _each_split(make))
@@ -282,17 +346,38 @@ def write_pastis(root: Path) -> list[Path]:
         semantic = np.stack([crops[parcels], rng.integers(0, 20, (TILE, TILE)), rng.integers(0, 20, (TILE, TILE))])
         semantic = semantic.astype("uint8")
         parts = [
-            ("s2", hdf5(rng.integers(0, 6000, (t2, 10, TILE, TILE), dtype="int16"), "s2"), "HDF5",
-             {"dates": dates(t2, 1)}),
-            ("s1a", hdf5(rng.normal(-12, 3, (ta, 3, TILE, TILE)).astype("float32"), "s1a"), "HDF5",
-             {"dates": dates(ta, 2)}),
-            ("s1d", hdf5(rng.normal(-12, 3, (td, 3, TILE, TILE)).astype("float32"), "s1d"), "HDF5",
-             {"dates": dates(td, 3)}),
+            (
+                "s2",
+                hdf5(rng.integers(0, 6000, (t2, 10, TILE, TILE), dtype="int16"), "s2"),
+                "HDF5",
+                {"dates": dates(t2, 1)},
+            ),
+            (
+                "s1a",
+                hdf5(rng.normal(-12, 3, (ta, 3, TILE, TILE)).astype("float32"), "s1a"),
+                "HDF5",
+                {"dates": dates(ta, 2)},
+            ),
+            (
+                "s1d",
+                hdf5(rng.normal(-12, 3, (td, 3, TILE, TILE)).astype("float32"), "s1d"),
+                "HDF5",
+                {"dates": dates(td, 3)},
+            ),
             ("semantic", hdf5(semantic, "semantic"), "HDF5", {"dates": []}),
             ("instance", hdf5(parcels, "instance"), "HDF5", {"dates": []}),
         ]
-        return {"split": split, "stac": False, "parts": parts, "dates": dates(t2, 1), "add_test_split": False,
-                "tile": "t31tfj", "lon": 5.0 + i, "lat": 45.0, "patch_id": f"{10000 + i}"}
+        return {
+            "split": split,
+            "stac": False,
+            "parts": parts,
+            "dates": dates(t2, 1),
+            "add_test_split": False,
+            "tile": "t31tfj",
+            "lon": 5.0 + i,
+            "lat": 45.0,
+            "patch_id": f"{10000 + i}",
+        }
 
     return write_samples(root / "pastis" / "geobench_pastis.tortilla", _each_split(make), parts=3)
 

@@ -4,5 +4,9 @@ from __future__ import annotations
 
 from tests.formats import geobench_v2, geobench_v2_detection, geobench_v2_pixelwise, geobench_v2_temporal
 
-WRITERS = {**geobench_v2.WRITERS, **geobench_v2_pixelwise.WRITERS, **geobench_v2_temporal.WRITERS,
-           **geobench_v2_detection.WRITERS}
+WRITERS = {
+    **geobench_v2.WRITERS,
+    **geobench_v2_pixelwise.WRITERS,
+    **geobench_v2_temporal.WRITERS,
+    **geobench_v2_detection.WRITERS,
+}

@@ -44,8 +44,13 @@ def _annotation_hdf5(annotation: dict) -> bytes:
 
 
 def _sample(split: str, image: np.ndarray, annotations: tuple[bytes, str], i: int) -> dict:
-    return {"split": split, "shape": image.shape[-2:], "lon": 10.0 + i, "lat": 50.0,
-            "parts": [("image", geotiff(image), "GTiff"), ("annotations", *annotations)]}
+    return {
+        "split": split,
+        "shape": image.shape[-2:],
+        "lon": 10.0 + i,
+        "lat": 50.0,
+        "parts": [("image", geotiff(image), "GTiff"), ("annotations", *annotations)],
+    }
 
 
 def write_everwatch(root: Path) -> Path:
@@ -63,13 +68,23 @@ def write_everwatch(root: Path) -> Path:
     species = ["White Ibis", "Great Egret", "Great Blue Heron", "Snowy Egret", "Wood Stork", "Unknown White"]
 
     def make(split, i, rng):
-        rows = [{"geotiff_path": f"{split}_{i}.tif", "label": species[int(rng.integers(0, len(species)))],
-                 "xmin": x, "ymin": y, "xmax": x + w, "ymax": y + h, "split": split}
-                for x, y, w, h in _boxes(rng, BOXES[i], TILE)]
+        rows = [
+            {
+                "geotiff_path": f"{split}_{i}.tif",
+                "label": species[int(rng.integers(0, len(species)))],
+                "xmin": x,
+                "ymin": y,
+                "xmax": x + w,
+                "ymax": y + h,
+                "split": split,
+            }
+            for x, y, w, h in _boxes(rng, BOXES[i], TILE)
+        ]
         frame = pd.DataFrame(rows)
         frame["class_id"] = frame["label"].map({s: k for k, s in enumerate(species)})
-        gdf = gpd.GeoDataFrame(frame, geometry=[box(r["xmin"], r["ymin"], r["xmax"], r["ymax"]) for r in rows],
-                               crs="EPSG:4326")
+        gdf = gpd.GeoDataFrame(
+            frame, geometry=[box(r["xmin"], r["ymin"], r["xmax"], r["ymax"]) for r in rows], crs="EPSG:4326"
+        )
         buffer = io.BytesIO()
         gdf.to_parquet(buffer)
         image = rng.integers(0, 256, (3, TILE, TILE), dtype="uint8")
@@ -103,8 +118,9 @@ def write_substation(root: Path) -> Path:
         for x, y, w, h in _boxes(rng, BOXES[i], SUBSTATION_TILE):
             polygon = [x, y, x + w, y, x + w, y + h, x, y + h]
             annotations.append({"category_id": 1, "bbox": [x, y, w, h], "bbox_mode": "xywh", "mask": [polygon]})
-        annotation = _annotation_hdf5({"sample_annotations": annotations,
-                                       "image_size": [SUBSTATION_TILE, SUBSTATION_TILE]})
+        annotation = _annotation_hdf5(
+            {"sample_annotations": annotations, "image_size": [SUBSTATION_TILE, SUBSTATION_TILE]}
+        )
         image = rng.integers(0, 4000, (13, SUBSTATION_TILE, SUBSTATION_TILE), dtype="int16")
         return _sample(split, image, (annotation, "HDF5"), i)
 

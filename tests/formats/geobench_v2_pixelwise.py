@@ -19,8 +19,13 @@ import numpy as np
 from tests.formats.geobench_v2 import PER_SPLIT, TILE, _each_split, write_samples
 
 
-def tiff(array: np.ndarray, crs: str | None = None, origin: tuple[float, float] = (0.0, 0.0), res: float = 10.0,
-         **profile: Any) -> bytes:
+def tiff(
+    array: np.ndarray,
+    crs: str | None = None,
+    origin: tuple[float, float] = (0.0, 0.0),
+    res: float = 10.0,
+    **profile: Any,
+) -> bytes:
     """A (C, H, W) array as GeoTIFF bytes in `crs` (None: no georeferencing, as so2sat's builder
     wrote it), `res` units a pixel from the top-left `origin`; profile: extra creation options."""
     import rasterio
@@ -38,13 +43,19 @@ def tiff(array: np.ndarray, crs: str | None = None, origin: tuple[float, float] 
         return mem.read()
 
 
-def stac(crs: str, origin: tuple[float, float], res: float, shape: tuple[int, int], lon: float, lat: float,
-         time_start: float) -> dict[str, Any]:
+def stac(
+    crs: str, origin: tuple[float, float], res: float, shape: tuple[int, int], lon: float, lat: float, time_start: float
+) -> dict[str, Any]:
     """The stac:* columns tacotoolbox writes from a builder's stac_data (crs, geotransform,
     raster_shape, time_start), with the centroid it derives (WGS84), which the datasets read."""
-    return {"stac:crs": crs, "stac:geotransform": [origin[0], res, 0.0, origin[1], 0.0, -res],
-            "stac:raster_shape": list(shape), "stac:time_start": time_start, "stac:time_end": time_start,
-            "stac:centroid": f"POINT ({lon} {lat})"}
+    return {
+        "stac:crs": crs,
+        "stac:geotransform": [origin[0], res, 0.0, origin[1], 0.0, -res],
+        "stac:raster_shape": list(shape),
+        "stac:time_start": time_start,
+        "stac:time_end": time_start,
+        "stac:centroid": f"POINT ({lon} {lat})",
+    }
 
 
 # Zstandard-compressed, tiled, predictor 2: how the caffe and fotw builders rewrote their GeoTIFFs.
@@ -71,8 +82,13 @@ def write_so2sat(root: Path) -> Path:
         s1 = rng.normal(0, 0.2, (2, 32, 32)).astype("float32")
         s2 = rng.uniform(0, 0.4, (10, 32, 32)).astype("float32")
         own = {"labels": label}
-        return {"split": split, "stac": False, "labels": names[label], "patch_id": patch,
-                "parts": [("s1", tiff(s1), "GTiff", own), ("s2", tiff(s2), "GTiff", own)]}
+        return {
+            "split": split,
+            "stac": False,
+            "labels": names[label],
+            "patch_id": patch,
+            "parts": [("s1", tiff(s1), "GTiff", own), ("s2", tiff(s2), "GTiff", own)],
+        }
 
     return write_samples(root / "so2sat" / "geobench_so2sat.tortilla", _each_split(make))
 
@@ -91,10 +107,19 @@ def write_forestnet(root: Path) -> Path:
     def make(split, i, rng):
         label, lon, lat = int(rng.integers(len(names))), 110.0 + i, -1.0 - i
         image = rng.integers(0, 255, (6, TILE, TILE), dtype="uint8")
-        meta = {"patch_id": f"{i}_{lat}_{lon}_2015_06_01", "lat": lat, "lon": lon,
-                **stac("EPSG:4326", (lon, lat), res, (TILE, TILE), lon, lat, 1.43e9)}
-        return {"split": split, "stac": False, "labels": names[label], **meta,
-                "parts": [("image", tiff(image, "EPSG:4326", (lon, lat), res), "GTiff", {"labels": label})]}
+        meta = {
+            "patch_id": f"{i}_{lat}_{lon}_2015_06_01",
+            "lat": lat,
+            "lon": lon,
+            **stac("EPSG:4326", (lon, lat), res, (TILE, TILE), lon, lat, 1.43e9),
+        }
+        return {
+            "split": split,
+            "stac": False,
+            "labels": names[label],
+            **meta,
+            "parts": [("image", tiff(image, "EPSG:4326", (lon, lat), res), "GTiff", {"labels": label})],
+        }
 
     return write_samples(root / "forestnet" / "geobench_forestnet.tortilla", _each_split(make))
 
@@ -113,11 +138,21 @@ def write_caffe(root: Path) -> Path:
         lon, lat, origin = -50.0 + i, 69.0, (-200000.0 + 1000 * i, -2200000.0)
         img = rng.integers(0, 255, (1, TILE, TILE), dtype="uint8")
         mask = rng.integers(0, 4, (1, TILE, TILE), dtype="uint8")
-        parts = [("img", tiff(img, "EPSG:3413", origin, 6.0, **ZSTD), "GTiff"),
-                 ("mask", tiff(mask, "EPSG:3413", origin, 6.0, **ZSTD), "GTiff")]
-        return {"split": split, "stac": False, "parts": parts, "add_test_split": False, "lat": lat, "lon": lon,
-                "sensor": ("S1", "TSX", "ERS")[i % 3], "glacier_name": ("JAC", "Mapple", "COL")[i % 3],
-                **stac("EPSG:3413", origin, 6.0, (TILE, TILE), lon, lat, 1.5e9)}
+        parts = [
+            ("img", tiff(img, "EPSG:3413", origin, 6.0, **ZSTD), "GTiff"),
+            ("mask", tiff(mask, "EPSG:3413", origin, 6.0, **ZSTD), "GTiff"),
+        ]
+        return {
+            "split": split,
+            "stac": False,
+            "parts": parts,
+            "add_test_split": False,
+            "lat": lat,
+            "lon": lon,
+            "sensor": ("S1", "TSX", "ERS")[i % 3],
+            "glacier_name": ("JAC", "Mapple", "COL")[i % 3],
+            **stac("EPSG:3413", origin, 6.0, (TILE, TILE), lon, lat, 1.5e9),
+        }
 
     return write_samples(root / "caffe" / "geobench_caffe.tortilla", _each_split(make))
 
@@ -134,13 +169,22 @@ def write_spacenet2(root: Path) -> Path:
         lon, lat, origin = -115.3 + 0.01 * i, 36.2, (640000.0 + 200 * i, 4010000.0)
         lzw = dict(tiled=True, blockxsize=TILE, blockysize=TILE, compress="lzw", predictor=2)
         geo = lambda a: tiff(a, "EPSG:32611", origin, 0.3, **lzw)  # noqa: E731
-        parts = [("ps-ms", geo(rng.integers(0, 2000, (8, TILE, TILE), dtype="uint16")), "GTiff"),
-                 ("pan", geo(rng.integers(0, 2000, (1, TILE, TILE), dtype="uint16")), "GTiff"),
-                 ("semantic_mask", geo(rng.integers(0, 2, (1, TILE, TILE), dtype="uint8")), "GTiff"),
-                 ("instance_mask", geo(rng.integers(0, 30, (1, TILE, TILE), dtype="uint16")), "GTiff")]
-        return {"split": split, "stac": False, "parts": parts, "lon": lon, "lat": lat, "city": city,
-                "source_label_file": f"AOI_2_{city}_Train/geojson/buildings/buildings_AOI_2_{city}_img{i}.geojson",
-                **stac("EPSG:32611", origin, 0.3, (TILE, TILE), lon, lat, 0)}
+        parts = [
+            ("ps-ms", geo(rng.integers(0, 2000, (8, TILE, TILE), dtype="uint16")), "GTiff"),
+            ("pan", geo(rng.integers(0, 2000, (1, TILE, TILE), dtype="uint16")), "GTiff"),
+            ("semantic_mask", geo(rng.integers(0, 2, (1, TILE, TILE), dtype="uint8")), "GTiff"),
+            ("instance_mask", geo(rng.integers(0, 30, (1, TILE, TILE), dtype="uint16")), "GTiff"),
+        ]
+        return {
+            "split": split,
+            "stac": False,
+            "parts": parts,
+            "lon": lon,
+            "lat": lat,
+            "city": city,
+            "source_label_file": f"AOI_2_{city}_Train/geojson/buildings/buildings_AOI_2_{city}_img{i}.geojson",
+            **stac("EPSG:32611", origin, 0.3, (TILE, TILE), lon, lat, 0),
+        }
 
     return write_samples(root / "spacenet2" / "geobench_spacenet2.tortilla", _each_split(make))
 
@@ -160,13 +204,23 @@ def write_fotw(root: Path) -> Path:
         mask = rng.integers(0, 3, (1, TILE, TILE), dtype="uint8")
         if countries[i] == "rwanda":
             mask[mask == 0] = 3  # presence-only labels: what is not a field is unknown
-        parts = [("win_a", geo(rng.integers(0, 4000, (4, TILE, TILE), dtype="uint16")), "GTiff"),
-                 ("win_b", geo(rng.integers(0, 4000, (4, TILE, TILE), dtype="uint16")), "GTiff"),
-                 ("instance_mask", geo(rng.integers(0, 40, (1, TILE, TILE), dtype="uint8")), "GTiff"),
-                 ("semantic_3class_mask", geo(mask), "GTiff")]
-        return {"split": split, "stac": False, "parts": parts, "add_test_split": False, "lon": lon, "lat": lat,
-                "aoi_id": f"g{PER_SPLIT * 100 + i}_{split}", "country": countries[i],
-                **stac("EPSG:32633", origin, 10.0, (TILE, TILE), lon, lat, 2021)}
+        parts = [
+            ("win_a", geo(rng.integers(0, 4000, (4, TILE, TILE), dtype="uint16")), "GTiff"),
+            ("win_b", geo(rng.integers(0, 4000, (4, TILE, TILE), dtype="uint16")), "GTiff"),
+            ("instance_mask", geo(rng.integers(0, 40, (1, TILE, TILE), dtype="uint8")), "GTiff"),
+            ("semantic_3class_mask", geo(mask), "GTiff"),
+        ]
+        return {
+            "split": split,
+            "stac": False,
+            "parts": parts,
+            "add_test_split": False,
+            "lon": lon,
+            "lat": lat,
+            "aoi_id": f"g{PER_SPLIT * 100 + i}_{split}",
+            "country": countries[i],
+            **stac("EPSG:32633", origin, 10.0, (TILE, TILE), lon, lat, 2021),
+        }
 
     return write_samples(root / "fotw" / "geobench_fotw.tortilla", _each_split(make))
 

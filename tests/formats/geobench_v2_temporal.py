@@ -63,19 +63,50 @@ def write_dynamic_earthnet(root: Path) -> list[Path]:
         x0, y0 = 264079.5 + 1000 * i, 2139061.5
         lon, lat = -89.23 + 0.01 * i, 19.33
         start = 1519862400.0 + 31 * DAY * i
-        columns = {"stac:crs": crs, "stac:geotransform": [x0, res, 0.0, y0, 0.0, -res],
-                   "stac:raster_shape": [TILE_T, TILE_T], "stac:time_start": start, "stac:time_end": None,
-                   "stac:centroid": f"POINT ({lon} {lat})", "add_test_split": False, "lon": lon, "lat": lat,
-                   "area_id": f"2065_3647_1{i}", "original_id": f"2065_3647_1{i}_11E-89N_16N_2018-0{3 + i}"}
+        columns = {
+            "stac:crs": crs,
+            "stac:geotransform": [x0, res, 0.0, y0, 0.0, -res],
+            "stac:raster_shape": [TILE_T, TILE_T],
+            "stac:time_start": start,
+            "stac:time_end": None,
+            "stac:centroid": f"POINT ({lon} {lat})",
+            "add_test_split": False,
+            "lon": lon,
+            "lat": lat,
+            "area_id": f"2065_3647_1{i}",
+            "original_id": f"2065_3647_1{i}_11E-89N_16N_2018-0{3 + i}",
+        }
         from rasterio.transform import from_origin
 
         geo = dict(crs=crs, transform=from_origin(x0, y0, res, res))
-        planet = [(f"planet_{d}", _tiff(rng.integers(200, 3000, (4, TILE_T, TILE_T)).astype("int16"), **geo), "GTiff",
-                   {"stac:time_start": start + d * DAY, "modality": "planet"}) for d in range(days)]
+        planet = [
+            (
+                f"planet_{d}",
+                _tiff(rng.integers(200, 3000, (4, TILE_T, TILE_T)).astype("int16"), **geo),
+                "GTiff",
+                {"stac:time_start": start + d * DAY, "modality": "planet"},
+            )
+            for d in range(days)
+        ]
         others = [
-            ("s1", _tiff(rng.normal(0.05, 0.03, (8, TILE_T, TILE_T)).astype("float32"), **geo), "GTiff", {"modality": "s1"}),
-            ("s2", _tiff(rng.integers(200, 3500, (12, TILE_T, TILE_T)).astype("int16"), **geo), "GTiff", {"modality": "s2"}),
-            ("label", _tiff(rng.integers(0, 7, (1, TILE_T, TILE_T)).astype("uint8"), **geo), "GTiff", {"modality": "label"}),
+            (
+                "s1",
+                _tiff(rng.normal(0.05, 0.03, (8, TILE_T, TILE_T)).astype("float32"), **geo),
+                "GTiff",
+                {"modality": "s1"},
+            ),
+            (
+                "s2",
+                _tiff(rng.integers(200, 3500, (12, TILE_T, TILE_T)).astype("int16"), **geo),
+                "GTiff",
+                {"modality": "s2"},
+            ),
+            (
+                "label",
+                _tiff(rng.integers(0, 7, (1, TILE_T, TILE_T)).astype("uint8"), **geo),
+                "GTiff",
+                {"modality": "label"},
+            ),
         ]
         return {"split": split, "stac": False, "parts": planet + others, **columns}
 
@@ -86,8 +117,20 @@ def write_dynamic_earthnet(root: Path) -> list[Path]:
 # BioMassters
 
 # BioMassters' year runs September to August; each chip has one S1 and (mostly) one S2 image a month.
-MONTHS = ("September", "October", "November", "December", "January", "February", "March", "April", "May", "June",
-          "July", "August")
+MONTHS = (
+    "September",
+    "October",
+    "November",
+    "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+)
 
 
 def write_biomassters(root: Path) -> list[Path]:
@@ -109,8 +152,12 @@ def write_biomassters(root: Path) -> list[Path]:
         features = "features"
 
         def image(modality, month, array):
-            return (f"{chip}_{modality}_{month}", _tiff(array, **geo), "GTiff",
-                    {"month": month, "source_img_file": f"{features}/{chip}_{modality}_{month}.tif", "modality": modality})
+            return (
+                f"{chip}_{modality}_{month}",
+                _tiff(array, **geo),
+                "GTiff",
+                {"month": month, "source_img_file": f"{features}/{chip}_{modality}_{month}.tif", "modality": modality},
+            )
 
         s1 = []
         for month in MONTHS:
@@ -119,8 +166,12 @@ def write_biomassters(root: Path) -> list[Path]:
             s1.append(image("S1", month, data))
         s2_months = MONTHS[:4] if i == 2 else tuple(m for m in MONTHS if m != "December")
         s2 = [image("S2", month, rng.integers(0, 5000, (11, TILE_T, TILE_T)).astype("uint16")) for month in s2_months]
-        agbm = (f"{chip}_AGBM", _tiff(rng.gamma(2.0, 40.0, (1, TILE_T, TILE_T)).astype("float32"), None), "GTiff",
-                {"month": None, "source_img_file": f"agbm/{chip}_AGBM.tif", "modality": "AGBM"})
+        agbm = (
+            f"{chip}_AGBM",
+            _tiff(rng.gamma(2.0, 40.0, (1, TILE_T, TILE_T)).astype("float32"), None),
+            "GTiff",
+            {"month": None, "source_img_file": f"agbm/{chip}_AGBM.tif", "modality": "AGBM"},
+        )
         return {"split": split, "stac": False, "parts": s1 + s2 + [agbm], "add_test_split": False}
 
     return write_samples(root / "biomassters" / "geobench_biomassters.tortilla", _each_split(make), parts=3)

@@ -58,17 +58,33 @@ TILE = 64
 PER_SPLIT = 3
 
 
-def _write_tif(path: Path, array: np.ndarray, *, crs: int, res: float, origin: tuple[float, float],
-               nodata: float | None = None, colormap: dict | None = None,
-               interleave: str = "band") -> None:
+def _write_tif(
+    path: Path,
+    array: np.ndarray,
+    *,
+    crs: int,
+    res: float,
+    origin: tuple[float, float],
+    nodata: float | None = None,
+    colormap: dict | None = None,
+    interleave: str = "band",
+) -> None:
     import rasterio
     from rasterio.transform import from_origin
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(
-        path, "w", driver="GTiff", width=array.shape[2], height=array.shape[1], count=array.shape[0],
-        dtype=array.dtype, crs=rasterio.crs.CRS.from_epsg(crs),
-        transform=from_origin(origin[0], origin[1], res, res), nodata=nodata, interleave=interleave,
+        path,
+        "w",
+        driver="GTiff",
+        width=array.shape[2],
+        height=array.shape[1],
+        count=array.shape[0],
+        dtype=array.dtype,
+        crs=rasterio.crs.CRS.from_epsg(crs),
+        transform=from_origin(origin[0], origin[1], res, res),
+        nodata=nodata,
+        interleave=interleave,
         **({"photometric": "palette"} if colormap is not None else {}),
     ) as dst:
         if colormap is not None:
@@ -111,8 +127,7 @@ def write_sen1floods11(root: Path) -> Path:
             image = rng.integers(0, 4000, size=(13, TILE, TILE), dtype=np.int16)
             _write_tif(hand / "S2Hand" / f"{cid}_S2Hand.tif", image, crs=4326, res=8.983e-05, origin=origin)
             label = _label(rng, [0, 1], nodata=-1).astype(np.int16)
-            _write_tif(hand / "LabelHand" / f"{cid}_LabelHand.tif", label[None], crs=4326, res=8.983e-05,
-                       origin=origin)
+            _write_tif(hand / "LabelHand" / f"{cid}_LabelHand.tif", label[None], crs=4326, res=8.983e-05, origin=origin)
     return root
 
 
@@ -136,10 +151,22 @@ def write_hls_burn_scars(root: Path) -> Path:
 
 
 # USDA CDL's colour map, abbreviated to the 14 values the masks hold.
-_CDL_COLORS = {0: (0, 0, 0, 0), 1: (155, 155, 155, 255), 2: (147, 204, 147, 255), 3: (255, 211, 0, 255),
-               4: (38, 112, 0, 255), 5: (128, 179, 179, 255), 6: (156, 156, 156, 255), 7: (77, 112, 163, 255),
-               8: (168, 112, 0, 255), 9: (255, 168, 226, 255), 10: (191, 191, 122, 255), 11: (255, 38, 38, 255),
-               12: (255, 158, 11, 255), 13: (112, 168, 0, 255)}
+_CDL_COLORS = {
+    0: (0, 0, 0, 0),
+    1: (155, 155, 155, 255),
+    2: (147, 204, 147, 255),
+    3: (255, 211, 0, 255),
+    4: (38, 112, 0, 255),
+    5: (128, 179, 179, 255),
+    6: (156, 156, 156, 255),
+    7: (77, 112, 163, 255),
+    8: (168, 112, 0, 255),
+    9: (255, 168, 226, 255),
+    10: (191, 191, 122, 255),
+    11: (255, 38, 38, 255),
+    12: (255, 158, 11, 255),
+    13: (112, 168, 0, 255),
+}
 
 
 def write_crop_classification(root: Path) -> Path:
@@ -157,11 +184,24 @@ def write_crop_classification(root: Path) -> Path:
             origin = (-1000000.0 + 30 * TILE * k, 2000000.0)
             # 3 dates x 6 bands, date-major; reflectance x 1e4 clipped at 0, as the pipeline wrote them.
             image = rng.integers(0, 5000, size=(18, TILE, TILE), dtype=np.int16)
-            _write_tif(root / f"{split}_chips" / f"{cid}_merged.tif", image, crs=5070, res=30.0, origin=origin,
-                       nodata=-9999, interleave="pixel")
+            _write_tif(
+                root / f"{split}_chips" / f"{cid}_merged.tif",
+                image,
+                crs=5070,
+                res=30.0,
+                origin=origin,
+                nodata=-9999,
+                interleave="pixel",
+            )
             label = _label(rng, list(range(1, 14)), nodata=0).astype(np.uint8)
-            _write_tif(root / f"{split}_chips" / f"{cid}.mask.tif", label[None], crs=5070, res=30.0, origin=origin,
-                       colormap=_CDL_COLORS)
+            _write_tif(
+                root / f"{split}_chips" / f"{cid}.mask.tif",
+                label[None],
+                crs=5070,
+                res=30.0,
+                origin=origin,
+                colormap=_CDL_COLORS,
+            )
     # A macOS AppleDouble twin, as in the published archive: not a GeoTIFF, never read.
     (root / "validation_chips" / f"._{chips['validation'][0]}_merged.tif").write_bytes(b"\x00\x05\x16\x07")
     return root

@@ -2,14 +2,13 @@
 # hydra-optuna-sweeper's example/multi-objective.py (facebookresearch/hydra, MIT licence: see
 # LICENSE-hydra), unchanged. Its config (multi-objective-conf/config.yaml) differs only in the
 # sweeper's name.
-from typing import Tuple
 
 import hydra
 from omegaconf import DictConfig
 
 
 @hydra.main(config_path="multi-objective-conf", config_name="config")
-def binh_and_korn(cfg: DictConfig) -> Tuple[float, float]:
+def binh_and_korn(cfg: DictConfig) -> tuple[float, float]:
     x: float = cfg.x
     y: float = cfg.y
 

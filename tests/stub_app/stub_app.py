@@ -33,18 +33,33 @@ def main(cfg: DictConfig) -> float:
     first_step = json.load(open(progress))["step"] + 1 if os.path.exists(progress) else 0
     # One line per attempt: a retried or requeued job appends a second one.
     with open(os.path.join(out, "attempts.jsonl"), "a") as f:
-        f.write(json.dumps({"pid": os.getpid(), "start": started, "node": node, "resumed_from": first_step,
-                            "model": cfg.model.name, "ray_resources": _ray_resources(),
-                            "slurm_job": os.environ.get("SLURM_JOB_ID")}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "start": started,
+                    "node": node,
+                    "resumed_from": first_step,
+                    "model": cfg.model.name,
+                    "ray_resources": _ray_resources(),
+                    "slurm_job": os.environ.get("SLURM_JOB_ID"),
+                }
+            )
+            + "\n"
+        )
     if cfg.received:
         with open(os.path.join(out, "received.json"), "w") as f:
-            json.dump({key: hashlib.sha256(str(OmegaConf.select(cfg, key)).encode()).hexdigest() for key in cfg.received}, f)
+            json.dump(
+                {key: hashlib.sha256(str(OmegaConf.select(cfg, key)).encode()).hexdigest() for key in cfg.received}, f
+            )
     value = cfg.model.scale * (cfg.x - cfg.task.offset) ** 2 + cfg.y
     try:
         if cfg.fail_for_the_cell:
             raise StubCellError(f"task {cfg.task.name} cannot work with this config")
         if cfg.fail or cfg.task.name in cfg.fail_tasks or cfg.x > cfg.fail_above:
-            raise RuntimeError(f"stub failure in task {cfg.task.name}" + (f" ({cfg.leak_in_error})" if cfg.leak_in_error else ""))
+            raise RuntimeError(
+                f"stub failure in task {cfg.task.name}" + (f" ({cfg.leak_in_error})" if cfg.leak_in_error else "")
+            )
         number = cfg.trial.number if cfg.trial is not None else None
         phase = cfg.trial.get("phase") if cfg.trial is not None else None
         held = phase == cfg.hold_phase and number in cfg.hold_trials
@@ -73,15 +88,21 @@ def main(cfg: DictConfig) -> float:
             # A seed repeat: "tested" on a split the tuning trials never saw.
             if cfg.fail_tests:
                 raise StubCellError(f"task {cfg.task.name}: the test split cannot be read")
-            return {"value": value, "test_value": value + cfg.seed / 100, "test/score": value + cfg.seed / 100,
-                    "checkpoint": os.path.join(out, "best.ckpt")}
+            return {
+                "value": value,
+                "test_value": value + cfg.seed / 100,
+                "test/score": value + cfg.seed / 100,
+                "checkpoint": os.path.join(out, "best.ckpt"),
+            }
         if cfg.second_objective:  # a multi-objective cell: the value and |x|, both minimised
             return value, abs(cfg.x)
         if cfg.outputs:
             return {"value": value, **cfg.outputs}
         return value
     finally:
-        _write_json(os.path.join(out, "timing.json"), {"start": started, "end": time.time(), "pid": os.getpid(), "node": node})
+        _write_json(
+            os.path.join(out, "timing.json"), {"start": started, "end": time.time(), "pid": os.getpid(), "node": node}
+        )
 
 
 def _write_json(path: str, data: dict) -> None:

@@ -40,9 +40,13 @@ def tasks_by_datamodule(config_dir: Path = CONFIG_DIR) -> dict[str, CatalogTask]
         if not target:
             continue
         offered = OmegaConf.select(node, "band_names", default=None)
-        task = CatalogTask(option=path.stem, type=str(node.get("type")), num_classes=node.get("num_classes"),
-                           bands=list(node.get("bands") or []),
-                           offered=list(offered.keys()) if offered is not None else list(node.get("bands") or []))
+        task = CatalogTask(
+            option=path.stem,
+            type=str(node.get("type")),
+            num_classes=node.get("num_classes"),
+            bands=list(node.get("bands") or []),
+            offered=list(offered.keys()) if offered is not None else list(node.get("bands") or []),
+        )
         found.setdefault(str(target).rsplit(".", 1)[-1], []).append(task)
     return {cls: options[0] for cls, options in found.items() if len(options) == 1}
 
@@ -80,8 +84,9 @@ def models_by_backbone(config_dir: Path = CONFIG_DIR) -> dict[str, CatalogModel]
         args = node.get("model_args") or {}
         backbone = args.get("backbone")
         if backbone and backbone not in out:
-            out[str(backbone)] = CatalogModel(option=path.stem, factory=node.get("model_factory", FACTORY),
-                                              model_args=args, heads=_heads(model))
+            out[str(backbone)] = CatalogModel(
+                option=path.stem, factory=node.get("model_factory", FACTORY), model_args=args, heads=_heads(model)
+            )
     return out
 
 

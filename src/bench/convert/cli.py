@@ -23,10 +23,14 @@ def render(header: str, body: dict) -> str:
 def main(argv: list[str] | None = None, config_dir: Path = CONFIG_DIR) -> None:
     """`config_dir` is bench's config dir: the catalog the files refine, and the default --out (tests
     pass a copy of it)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.convert",
-                                     description="Write bench config files for a terratorch-iterate benchmark config.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.convert",
+        description="Write bench config files for a terratorch-iterate benchmark config.",
+    )
     parser.add_argument("config", type=Path, help="the terratorch-iterate YAML")
-    parser.add_argument("--out", type=Path, default=config_dir, help=f"config dir to write into (default: {config_dir})")
+    parser.add_argument(
+        "--out", type=Path, default=config_dir, help=f"config dir to write into (default: {config_dir})"
+    )
     parser.add_argument("--force", action="store_true", help="replace files that exist with other contents")
     args = parser.parse_args(argv)
     if not args.config.is_file():
@@ -38,8 +42,10 @@ def main(argv: list[str] | None = None, config_dir: Path = CONFIG_DIR) -> None:
     texts = {args.out / path: render(header, body) for path, (header, body) in conversion.files.items()}
     clashes = [p for p, text in texts.items() if p.exists() and p.read_text() != text]
     if clashes and not args.force:
-        sys.exit("bench.convert: error: these files exist with other contents; nothing was written "
-                 f"(--force replaces them): {', '.join(map(str, clashes))}")
+        sys.exit(
+            "bench.convert: error: these files exist with other contents; nothing was written "
+            f"(--force replaces them): {', '.join(map(str, clashes))}"
+        )
     for path, text in texts.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

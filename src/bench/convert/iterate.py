@@ -36,8 +36,18 @@ from bench.paths import CONFIG_DIR
 METRIC_RENAMES = {"Overall_Accuracy": "Accuracy_Micro", "Multiclass_Jaccard_Index": "mIoU"}
 DIRECTIONS = {"max": "maximize", "min": "minimize", "maximize": "maximize", "minimize": "minimize"}
 # iterate's Task fields (terratorch_iterate/iterate_types.py).
-TASK_KEYS = {"name", "type", "datamodule", "direction", "terratorch_task", "metric", "early_prune", "early_stop_patience",
-             "optimization_except", "max_run_duration"}
+TASK_KEYS = {
+    "name",
+    "type",
+    "datamodule",
+    "direction",
+    "terratorch_task",
+    "metric",
+    "early_prune",
+    "early_stop_patience",
+    "optimization_except",
+    "max_run_duration",
+}
 # Keys of iterate's own run bookkeeping: bench keeps its sweep dir, journal and MLflow store instead.
 RUN_KEYS = {"run_name", "storage_uri", "ray_storage_path", "description"}
 
@@ -53,6 +63,7 @@ class Conversion:
 @dataclass
 class Shared:
     """What the defaults' terratorch_task gives every task, as iterate merges it into each."""
+
     model: catalog.CatalogModel
     factory: str | None
     model_args: dict[str, Any]  # decoder, necks, head_*: below each task's own
@@ -76,8 +87,10 @@ def convert(source: Path, config_dir: Path = CONFIG_DIR) -> Conversion:
     out = Conversion(stem_of(source))
     defaults = raw.get("defaults") or {}
     for key in sorted(set(defaults) - {"trainer_args", "terratorch_task"}):
-        out.notes.append(f"defaults.{key}={defaults[key]!r} not carried over: iterate's defaults hold only "
-                         "trainer_args and terratorch_task.")
+        out.notes.append(
+            f"defaults.{key}={defaults[key]!r} not carried over: iterate's defaults hold only "
+            "trainer_args and terratorch_task."
+        )
     space = raw.get("optimization_space") or {}
     search = _search_space(space, catalog.hparam_keys(config_dir), out)
     shared = _model(defaults.get("terratorch_task") or {}, out, config_dir)
@@ -85,12 +98,28 @@ def convert(source: Path, config_dir: Path = CONFIG_DIR) -> Conversion:
     for index, task in enumerate(raw["tasks"]):
         _task(index, task, search, known, shared, out, source)
     out.files[f"search_space/{out.stem}.yaml"] = (
-        f"Converted by bench.convert from {source.name} (terratorch-iterate optimization_space).", search)
+        f"Converted by bench.convert from {source.name} (terratorch-iterate optimization_space).",
+        search,
+    )
     out.files[f"experiment/{out.stem}.yaml"] = _experiment(raw, defaults, out.stem, out, source)
-    for key in sorted(set(raw) - {"defaults", "tasks", "optimization_space", "n_trials", "run_repetitions",
-                                  "bayesian_search", "experiment_name", "save_models"}):
-        why = "iterate's run bookkeeping; bench keeps its sweep dir, Optuna journal and MLflow store" if key in RUN_KEYS \
+    for key in sorted(
+        set(raw)
+        - {
+            "defaults",
+            "tasks",
+            "optimization_space",
+            "n_trials",
+            "run_repetitions",
+            "bayesian_search",
+            "experiment_name",
+            "save_models",
+        }
+    ):
+        why = (
+            "iterate's run bookkeeping; bench keeps its sweep dir, Optuna journal and MLflow store"
+            if key in RUN_KEYS
             else "bench has no equivalent"
+        )
         out.notes.append(f"{key}={raw[key]!r} not carried over: {why}.")
     return out
 
@@ -110,8 +139,11 @@ def _domain(spec: Any, key: str, out: Conversion) -> str | None:
     if isinstance(spec, dict) and {"min", "max"} <= set(spec):
         low, high = spec["min"], spec["max"]
         kind = spec.get("type", "real")
-        body = f"interval({_literal(float(low))}, {_literal(float(high))})" if kind == "real" \
+        body = (
+            f"interval({_literal(float(low))}, {_literal(float(high))})"
+            if kind == "real"
             else f"int(interval({int(low)}, {int(high)}))"
+        )
         return f"tag(log, {body})" if spec.get("log") else body
     out.notes.append(f"optimization_space.{key}={spec!r} not carried over: neither a list of choices nor min/max.")
     return None
@@ -152,18 +184,25 @@ def _model(task_defaults: dict[str, Any], out: Conversion, config_dir: Path) -> 
     # iterate's configs name timm backbones without TerraTorch's `timm_` registry prefix.
     base = known.get(str(backbone)) or known.get(f"timm_{backbone}")
     if base is None:
-        raise ConfigError(f"defaults.terratorch_task.model_args.backbone={backbone!r} is not a backbone of bench's "
-                          f"model catalog (conf/model/); add a model file for it first, then convert again")
+        raise ConfigError(
+            f"defaults.terratorch_task.model_args.backbone={backbone!r} is not a backbone of bench's "
+            f"model catalog (conf/model/); add a model file for it first, then convert again"
+        )
     factory = task_defaults.get("model_factory")
     if factory and factory != catalog.FACTORY:
-        out.notes.append(f"defaults.terratorch_task.model_factory={factory} not carried over: TerraTorch 1.2 builds "
-                         f"{backbone} with {base.factory}, so the catalog model {base.option} (its necks and decoders) is used.")
+        out.notes.append(
+            f"defaults.terratorch_task.model_factory={factory} not carried over: TerraTorch 1.2 builds "
+            f"{backbone} with {base.factory}, so the catalog model {base.option} (its necks and decoders) is used."
+        )
     kept = targs.model_args(args, "defaults.terratorch_task.model_args", factory, base, out.notes)
     body: dict[str, Any] = {"defaults": [f"/model/{base.option}@_here_", "_self_"]}
     own = {k: v for k, v in kept.items() if k.startswith("backbone_")}
     if own:
         body["model_args"] = own
-    out.files[f"model/{out.stem}.yaml"] = (f"Converted by bench.convert: {backbone} as iterate's defaults configure it.", body)
+    out.files[f"model/{out.stem}.yaml"] = (
+        f"Converted by bench.convert: {backbone} as iterate's defaults configure it.",
+        body,
+    )
     task_args: dict[str, Any] = {}
     for key, value in task_defaults.items():
         if key in ("model_args", "model_factory") or key in targs.HPARAMS:  # the experiment's hparams
@@ -171,26 +210,40 @@ def _model(task_defaults: dict[str, Any], out: Conversion, config_dir: Path) -> 
         if key in targs.ANY_TASK_ARG:
             task_args[key] = value
         else:
-            out.notes.append(f"defaults.terratorch_task.{key}={value!r} not carried over: not an argument of "
-                             "TerraTorch's tasks" + (" (bench builds every cell with the model's factory)." if key == "model" else "."))
+            out.notes.append(
+                f"defaults.terratorch_task.{key}={value!r} not carried over: not an argument of "
+                "TerraTorch's tasks"
+                + (" (bench builds every cell with the model's factory)." if key == "model" else ".")
+            )
     return Shared(base, factory, {k: v for k, v in kept.items() if k not in own}, task_args)
 
 
-def _task(index: int, task: dict[str, Any], search: dict[str, str], known: dict[str, Any], shared: Shared,
-          out: Conversion, source: Path) -> None:
+def _task(
+    index: int,
+    task: dict[str, Any],
+    search: dict[str, str],
+    known: dict[str, Any],
+    shared: Shared,
+    out: Conversion,
+    source: Path,
+) -> None:
     name = str(task.get("name") or f"task{index}")
     where = f"tasks[{index}] ({name})"
     datamodule = task.get("datamodule") or {}
     class_path = str(datamodule.get("class_path", ""))
     base = known.get(class_path.rsplit(".", 1)[-1])
     if base is None:
-        raise ConfigError(f"{where}: datamodule {class_path or '(none)'} is not wrapped by a task of bench's catalog "
-                          "(conf/task/); add a task file for it first, then convert again")
+        raise ConfigError(
+            f"{where}: datamodule {class_path or '(none)'} is not wrapped by a task of bench's catalog "
+            "(conf/task/); add a task file for it first, then convert again"
+        )
     for key in sorted(set(task) - TASK_KEYS):
         out.notes.append(f"{where}: {key}={task[key]!r} not carried over: not a field of iterate's tasks.")
     for key in sorted(set(datamodule) - {"class_path", "init_args"}):
-        out.notes.append(f"{where}: datamodule {key}={datamodule[key]!r} not carried over: bench instantiates the "
-                         f"catalog task's datamodule from its class and init_args only.")
+        out.notes.append(
+            f"{where}: datamodule {key}={datamodule[key]!r} not carried over: bench instantiates the "
+            f"catalog task's datamodule from its class and init_args only."
+        )
     init = dict(datamodule.get("init_args") or {})
     body: dict[str, Any] = {"defaults": [f"/task/{base.option}@_here_", "_self_"], "name": name}
     if task.get("type") and task["type"] != base.type:
@@ -198,7 +251,9 @@ def _task(index: int, task: dict[str, Any], search: dict[str, str], known: dict[
     if "metric" in task:
         body["metric"] = new_metric(str(task["metric"]))
         if body["metric"] != task["metric"]:
-            out.notes.append(f"{where}: metric {task['metric']} renamed {body['metric']} (terratorch>=1.0.3 logs only the new name).")
+            out.notes.append(
+                f"{where}: metric {task['metric']} renamed {body['metric']} (terratorch>=1.0.3 logs only the new name)."
+            )
     if "direction" in task:
         body["direction"] = DIRECTIONS.get(str(task["direction"]), task["direction"])
     if "early_stop_patience" in task:
@@ -209,18 +264,23 @@ def _task(index: int, task: dict[str, Any], search: dict[str, str], known: dict[
         bands = [str(b) for b in init.pop("bands")]
         offered = [b for b in bands if b in base.offered]
         if offered != bands:
-            out.notes.append(f"{where}: datamodule bands {[b for b in bands if b not in base.offered]} are not offered "
-                             f"by {base.option} (it offers {base.offered}); kept {offered}.")
+            out.notes.append(
+                f"{where}: datamodule bands {[b for b in bands if b not in base.offered]} are not offered "
+                f"by {base.option} (it offers {base.offered}); kept {offered}."
+            )
         body["bands"] = offered
     _terratorch_task(dict(task.get("terratorch_task") or {}), where, base, shared, body, out)
-    excepted = [k.lstrip("+") for k in search for skip in task.get("optimization_except") or [] if k.rsplit(".", 1)[-1] == skip]
+    excepted = [
+        k.lstrip("+") for k in search for skip in task.get("optimization_except") or [] if k.rsplit(".", 1)[-1] == skip
+    ]
     if task.get("optimization_except"):
         body["search_except"] = excepted
     for key in ("data_root", "train_transform", "val_transform", "test_transform", "batch_size"):
         if key in init:
-            why = {"data_root": "the data comes from the catalog task's dataset root (its env var)",
-                   "batch_size": "hparams.batch_size sets it (and the search space may tune it)"}.get(
-                key, "the catalog task's transforms (flips, Resize to task.image_size, ToTensorV2) are used")
+            why = {
+                "data_root": "the data comes from the catalog task's dataset root (its env var)",
+                "batch_size": "hparams.batch_size sets it (and the search space may tune it)",
+            }.get(key, "the catalog task's transforms (flips, Resize to task.image_size, ToTensorV2) are used")
             out.notes.append(f"{where}: datamodule {key} not carried over: {why}.")
             init.pop(key)
     if init:
@@ -230,30 +290,43 @@ def _task(index: int, task: dict[str, Any], search: dict[str, str], known: dict[
     out.cells.append(option)
 
 
-def _terratorch_task(terratorch_task: dict[str, Any], where: str, base: catalog.CatalogTask, shared: Shared,
-                     body: dict[str, Any], out: Conversion) -> None:
+def _terratorch_task(
+    terratorch_task: dict[str, Any],
+    where: str,
+    base: catalog.CatalogTask,
+    shared: Shared,
+    body: dict[str, Any],
+    out: Conversion,
+) -> None:
     """The task's terratorch_task (over the defaults', as iterate merges them) -> its model_args and task_args."""
     model_args = dict(terratorch_task.pop("model_args", None) or {})
     classes = model_args.get("num_classes")
     if classes is not None and base.num_classes is not None and classes != base.num_classes:
-        out.notes.append(f"{where}: num_classes={classes} is wrong: the dataset has {base.num_classes} classes "
-                         f"(conf/task/{base.option}.yaml); kept {base.num_classes}.")
+        out.notes.append(
+            f"{where}: num_classes={classes} is wrong: the dataset has {base.num_classes} classes "
+            f"(conf/task/{base.option}.yaml); kept {base.num_classes}."
+        )
     factory = terratorch_task.pop("model_factory", None)
     for key, value in (("model_factory", factory), ("model", terratorch_task.pop("model", None))):
         if value is not None:
-            out.notes.append(f"{where}: terratorch_task {key}={value} not carried over: every cell of a bench model "
-                             "is built by that model's factory, neck and decoder.")
+            out.notes.append(
+                f"{where}: terratorch_task {key}={value} not carried over: every cell of a bench model "
+                "is built by that model's factory, neck and decoder."
+            )
     kept = targs.model_args(model_args, f"{where} model_args", factory or shared.factory, shared.model, out.notes)
     kept = targs.head_args(merged(shared.model_args, kept), f"{where} model_args", base.type, shared.model, out.notes)
     if kept:
         body["model_args"] = kept
-    task_args = targs.task_args(merged(shared.task_args, terratorch_task), f"{where} terratorch_task", base.type, out.notes)
+    task_args = targs.task_args(
+        merged(shared.task_args, terratorch_task), f"{where} terratorch_task", base.type, out.notes
+    )
     if task_args:
         body["task_args"] = task_args
 
 
-def _experiment(raw: dict[str, Any], defaults: dict[str, Any], model_option: str, out: Conversion,
-                source: Path) -> tuple[str, dict[str, Any]]:
+def _experiment(
+    raw: dict[str, Any], defaults: dict[str, Any], model_option: str, out: Conversion, source: Path
+) -> tuple[str, dict[str, Any]]:
     overrides: list[Any] = [{"override /model": model_option}, {"override /search_space": out.stem}]
     if raw.get("bayesian_search") is False:
         overrides.append({"override /hydra/sweeper/sampler": "random"})
@@ -270,12 +343,17 @@ def _experiment(raw: dict[str, Any], defaults: dict[str, Any], model_option: str
     if len(durations) == 1 and None not in durations:  # Lightning's max_time takes iterate's DD:HH:MM:SS
         trainer["max_time"] = durations.pop()
     elif len(durations) > 1:
-        out.notes.append(f"tasks' max_run_duration differ ({sorted(map(str, durations))}) not carried over: bench "
-                         "passes one trainer.max_time to every cell.")
+        out.notes.append(
+            f"tasks' max_run_duration differ ({sorted(map(str, durations))}) not carried over: bench "
+            "passes one trainer.max_time to every cell."
+        )
     if trainer:
         body["trainer"] = trainer
-    mlflow = {k: v for k, v in (("experiment", raw.get("experiment_name")), ("save_models", raw.get("save_models")))
-              if v is not None}
+    mlflow = {
+        k: v
+        for k, v in (("experiment", raw.get("experiment_name")), ("save_models", raw.get("save_models")))
+        if v is not None
+    }
     if mlflow:
         body["mlflow"] = mlflow
     sweeper: dict[str, Any] = {"cells": {"task": list(out.cells)}, "n_trials": int(raw.get("n_trials", 1))}
@@ -288,5 +366,8 @@ def _experiment(raw: dict[str, Any], defaults: dict[str, Any], model_option: str
     elif pruned == {False, True}:
         out.notes.append("tasks' early_prune differ: bench prunes every cell of a sweep alike; kept its median pruner.")
     body["hydra"] = {"sweeper": sweeper}
-    return (f"@package _global_\n# Converted by bench.convert from {source.name} (terratorch-iterate): "
-            f"{len(out.cells)} task(s) x {model_option}.", body)
+    return (
+        f"@package _global_\n# Converted by bench.convert from {source.name} (terratorch-iterate): "
+        f"{len(out.cells)} task(s) x {model_option}.",
+        body,
+    )

@@ -42,8 +42,10 @@ class StackTimeSteps:
         batch = default_collate(samples)
         missing = [k for k in self.keys if k not in batch]
         if missing:
-            raise KeyError(f"StackTimeSteps: the samples have no {', '.join(missing)} (they have "
-                           f"{', '.join(sorted(batch))}); check the dataset's return_window")
+            raise KeyError(
+                f"StackTimeSteps: the samples have no {', '.join(missing)} (they have "
+                f"{', '.join(sorted(batch))}); check the dataset's return_window"
+            )
         batch[self.out] = torch.stack([batch.pop(k) for k in self.keys], dim=2)
         return batch
 

@@ -43,8 +43,10 @@ def _held_out_class(base: type) -> type:
         raise ConfigError(f"task.validation_from_train needs a LightningDataModule; {base.__name__} is not one")
 
     class HeldOutValidation(base):  # type: ignore[misc,valid-type]
-        __doc__ = (f"{base.__name__} whose validation samples are held out of its training split and "
-                   "whose test samples are its own validation split.")
+        __doc__ = (
+            f"{base.__name__} whose validation samples are held out of its training split and "
+            "whose test samples are its own validation split."
+        )
 
         def __init__(self, *args: Any, heldout: HeldOut, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -67,15 +69,22 @@ def _held_out_class(base: type) -> type:
                 self.train_transform = augment
             ids = sample_ids(training)
             if ids is None:
-                raise ConfigError(f"task.validation_from_train: {base.__name__}'s training dataset does not list its "
-                                  "sample files (image_files), so bench cannot choose a fixed held-out set")
+                raise ConfigError(
+                    f"task.validation_from_train: {base.__name__}'s training dataset does not list its "
+                    "sample files (image_files), so bench cannot choose a fixed held-out set"
+                )
             kept, held = split_indices(ids, self.heldout)
             from torch.utils.data import Subset
 
             self.train_dataset, self.val_dataset = Subset(training, kept), Subset(as_validation, held)
-            log.info("validation: %d of the %d training samples held out (fraction %g, seed %d); the dataset's "
-                     "validation split is the test split", len(held), len(ids), self.heldout.fraction,
-                     self.heldout.seed)
+            log.info(
+                "validation: %d of the %d training samples held out (fraction %g, seed %d); the dataset's "
+                "validation split is the test split",
+                len(held),
+                len(ids),
+                self.heldout.fraction,
+                self.heldout.seed,
+            )
 
     HeldOutValidation.__name__ = HeldOutValidation.__qualname__ = f"HeldOut{base.__name__}"
     return HeldOutValidation
@@ -84,8 +93,10 @@ def _held_out_class(base: type) -> type:
 def _require(datamodule: Any, attributes: tuple[str, ...]) -> None:
     missing = [a for a in attributes if not hasattr(datamodule, a)]
     if missing:
-        raise ConfigError(f"task.validation_from_train: {type(datamodule).__name__} has no {', '.join(missing)}, "
-                          "which holding validation samples out of its training split needs")
+        raise ConfigError(
+            f"task.validation_from_train: {type(datamodule).__name__} has no {', '.join(missing)}, "
+            "which holding validation samples out of its training split needs"
+        )
 
 
 def split_indices(ids: list[str], heldout: HeldOut) -> tuple[list[int], list[int]]:
@@ -93,10 +104,13 @@ def split_indices(ids: list[str], heldout: HeldOut) -> tuple[list[int], list[int
     hash of (seed, file name) is lowest, at least one, never all. By file name, not position or
     path, so the choice survives a reordering of the listing and a move of the dataset."""
     if len(ids) < 2:
-        raise ConfigError(f"task.validation_from_train: the training split has {len(ids)} sample(s); holding a "
-                          "validation set out of it needs at least 2")
-    rank = sorted(range(len(ids)), key=lambda i: hashlib.sha256(
-        f"{heldout.seed}:{os.path.basename(ids[i])}".encode()).hexdigest())
+        raise ConfigError(
+            f"task.validation_from_train: the training split has {len(ids)} sample(s); holding a "
+            "validation set out of it needs at least 2"
+        )
+    rank = sorted(
+        range(len(ids)), key=lambda i: hashlib.sha256(f"{heldout.seed}:{os.path.basename(ids[i])}".encode()).hexdigest()
+    )
     n_held = min(len(ids) - 1, max(1, round(heldout.fraction * len(ids))))
     held = sorted(rank[:n_held])
     kept = sorted(rank[n_held:])
@@ -132,8 +146,11 @@ def check_distinct(datamodule: Any, task_name: str) -> None:
     val, test = getattr(datamodule, "val_dataset", None), getattr(datamodule, "test_dataset", None)
     val_ids, test_ids = (sample_ids(d) if d is not None else None for d in (val, test))
     if val_ids is None or test_ids is None:
-        log.warning("task '%s': its datamodule does not list its validation and test samples, so bench compares "
-                    "them only after the first repeat (their metrics)", task_name)
+        log.warning(
+            "task '%s': its datamodule does not list its validation and test samples, so bench compares "
+            "them only after the first repeat (their metrics)",
+            task_name,
+        )
         return
     shared = set(val_ids) & set(test_ids)
     if shared and len(shared) == len(set(val_ids)) == len(set(test_ids)):
@@ -142,7 +159,13 @@ def check_distinct(datamodule: Any, task_name: str) -> None:
             f"task '{task_name}': its datamodule ({type(datamodule).__name__}) resolves the same {len(shared)} "
             f"samples for validation and test (e.g. {example}), so its test scores would be the validation scores "
             "that chose the model. Give it a held-out test split, or hold out a validation set from the training "
-            "split (task.validation_from_train).")
+            "split (task.validation_from_train)."
+        )
     if shared:
-        log.warning("task '%s': %d of its %d test samples are also validation samples (e.g. %s)", task_name,
-                    len(shared), len(set(test_ids)), sorted(shared)[0])
+        log.warning(
+            "task '%s': %d of its %d test samples are also validation samples (e.g. %s)",
+            task_name,
+            len(shared),
+            len(set(test_ids)),
+            sorted(shared)[0],
+        )

@@ -62,8 +62,15 @@ def _write_tif(path: Path, array: np.ndarray, tile_index: int) -> None:
     # A plausible UTM footprint, 30 m pixels, so readers see real georeferencing.
     transform = from_origin(500000 + tile_index * TILE * 30, 4000000, 30, 30)
     with rasterio.open(
-        path, "w", driver="GTiff", height=TILE, width=TILE, count=bands.shape[0],
-        dtype=bands.dtype, crs="EPSG:32617", transform=transform,
+        path,
+        "w",
+        driver="GTiff",
+        height=TILE,
+        width=TILE,
+        count=bands.shape[0],
+        dtype=bands.dtype,
+        crs="EPSG:32617",
+        transform=transform,
     ) as dst:
         dst.write(bands)
         if bands.shape[0] == len(BANDS):

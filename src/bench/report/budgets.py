@@ -42,8 +42,7 @@ def _completed(scores: pd.DataFrame, tuning: pd.DataFrame) -> pd.Series:
     return pd.Series(out, dtype="Int64")
 
 
-def annotate(datasets: pd.DataFrame, scores: pd.DataFrame, tuning: pd.DataFrame, repeats: pd.DataFrame
-             ) -> pd.DataFrame:
+def annotate(datasets: pd.DataFrame, scores: pd.DataFrame, tuning: pd.DataFrame, repeats: pd.DataFrame) -> pd.DataFrame:
     """datasets (datasets.csv's rows) with tuning_trials, failed_repeats and note."""
     out = datasets.copy()
     keys = list(zip(out["model"], out["dataset"]))
@@ -53,8 +52,9 @@ def annotate(datasets: pd.DataFrame, scores: pd.DataFrame, tuning: pd.DataFrame,
     seeds = failed.groupby(["model", "dataset"])["seed"].agg(list).to_dict()
     out["failed_repeats"] = [len(seeds.get(k, [])) for k in keys]
     most_trials = out.groupby("dataset")["tuning_trials"].transform("max")
-    most_seeds = pd.concat([out.groupby("dataset")["n_seeds"].transform("max"),
-                            out.groupby("model")["n_seeds"].transform("max")], axis=1).max(axis=1)
+    most_seeds = pd.concat(
+        [out.groupby("dataset")["n_seeds"].transform("max"), out.groupby("model")["n_seeds"].transform("max")], axis=1
+    ).max(axis=1)
     notes = []
     for i, key in enumerate(keys):
         said = []
@@ -73,8 +73,11 @@ def annotate(datasets: pd.DataFrame, scores: pd.DataFrame, tuning: pd.DataFrame,
 def unscored(failed: pd.DataFrame, datasets: pd.DataFrame) -> list[str]:
     """Cells whose repeats all failed: no row in datasets.csv, so said apart."""
     scored = set(zip(datasets["model"], datasets["dataset"]))
-    return [f"{model} / {dataset}: every repeat failed ({len(rows)}), so it has no test score"
-            for (model, dataset), rows in failed.groupby(["model", "dataset"]) if (model, dataset) not in scored]
+    return [
+        f"{model} / {dataset}: every repeat failed ({len(rows)}), so it has no test score"
+        for (model, dataset), rows in failed.groupby(["model", "dataset"])
+        if (model, dataset) not in scored
+    ]
 
 
 def _whole(value: object) -> str:

@@ -1,11 +1,11 @@
 """python -m bench.report: from test scores to the result tables, figures and page a paper needs.
 
-    inputs (inputs.py, each on its own) -> merged by experiment, models named (merge.py)
-      -> scores.csv (leaderboard.py's layout; the sweeps' rows also as submission/)
-      -> normalised (stats.py or compat.py; intervals.py)
-      -> datasets.csv (with budgets.py's notes), groups.csv, pairs.csv, tuning.csv (tuning.py)
-      -> PNG figures + report.html (page.py)
-      -> logged to each input sweep's MLflow benchmark run
+inputs (inputs.py, each on its own) -> merged by experiment, models named (merge.py)
+  -> scores.csv (leaderboard.py's layout; the sweeps' rows also as submission/)
+  -> normalised (stats.py or compat.py; intervals.py)
+  -> datasets.csv (with budgets.py's notes), groups.csv, pairs.csv, tuning.csv (tuning.py)
+  -> PNG figures + report.html (page.py)
+  -> logged to each input sweep's MLflow benchmark run
 """
 
 from __future__ import annotations
@@ -30,19 +30,31 @@ PAIRS_COLUMNS = ["group", "model_a", "model_b", "probability", "ci_low", "ci_hig
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("inputs", nargs="+", help="sweep dirs, mlflow:<experiment>, or leaderboard submission CSVs")
     parser.add_argument("--normalizer", help="JSON {dataset: [min, max]}; default: observed min and max across models")
     parser.add_argument("--groups", help="JSON {group: [datasets]}, or 'geobench2' (built in); default: one group, All")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    parser.add_argument("--resample", choices=("seeds", "datasets"), default="seeds",
-                        help="group CIs resample seeds within each model x dataset, or datasets too")
+    parser.add_argument(
+        "--resample",
+        choices=("seeds", "datasets"),
+        default="seeds",
+        help="group CIs resample seeds within each model x dataset, or datasets too",
+    )
     parser.add_argument("--compat", choices=COMPAT_MODES, help="reproduce the public leaderboard's own figures")
-    parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                        help="keep the rows whose KEY (a scores.csv column or a swept key) is VALUE; repeatable "
-                             "(a key given twice: either value)")
+    parser.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep the rows whose KEY (a scores.csv column or a swept key) is VALUE; repeatable "
+        "(a key given twice: either value)",
+    )
     parser.add_argument("--out", help="output dir (default: <first sweep dir>/report, else ./report)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI for mlflow:<experiment> inputs")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the report to the sweeps' MLflow runs")
@@ -64,8 +76,10 @@ def _groups(option: str | None, datasets: set[str], normalizer: dict | None) -> 
             raise ReportError(f"group {name!r} in {option} must list dataset names")
         unknown = [d for d in members if d not in known]
         if unknown:
-            raise ReportError(f"group {name!r} in {option} names dataset(s) {', '.join(unknown)} that no input "
-                              f"has{' and the normalizer does not know' if normalizer else ''}; known: {', '.join(sorted(known))}")
+            raise ReportError(
+                f"group {name!r} in {option} names dataset(s) {', '.join(unknown)} that no input "
+                f"has{' and the normalizer does not know' if normalizer else ''}; known: {', '.join(sorted(known))}"
+            )
     return groups
 
 
@@ -75,17 +89,26 @@ def _normalizer(path: str | None, datasets: set[str]) -> dict[str, tuple[float, 
     ranges = inputs.load_json(path, "normalizer")
     missing = sorted(datasets - set(ranges))
     if missing:
-        raise ReportError(f"the normalizer {path} has no [min, max] for dataset(s) {', '.join(missing)}; add them, "
-                          "or leave --normalizer out to normalise by the observed range")
+        raise ReportError(
+            f"the normalizer {path} has no [min, max] for dataset(s) {', '.join(missing)}; add them, "
+            "or leave --normalizer out to normalise by the observed range"
+        )
     return {d: (float(r[0]), float(r[1])) for d, r in ranges.items()}
 
 
 def _scored(scores: pd.DataFrame) -> pd.DataFrame:
     """The statistics' input: one row per model x dataset x seed."""
-    data = pd.DataFrame({"model": scores["model"].astype(str), "backbone": scores["backbone"].astype(str),
-                         "dataset": scores["dataset"].astype(str), "source": scores["source"].astype(str),
-                         "metric": scores["Metric"], "direction": scores["direction"].fillna(MAXIMIZE),
-                         "score": pd.to_numeric(scores["test metric"], errors="coerce")})
+    data = pd.DataFrame(
+        {
+            "model": scores["model"].astype(str),
+            "backbone": scores["backbone"].astype(str),
+            "dataset": scores["dataset"].astype(str),
+            "source": scores["source"].astype(str),
+            "metric": scores["Metric"],
+            "direction": scores["direction"].fillna(MAXIMIZE),
+            "score": pd.to_numeric(scores["test metric"], errors="coerce"),
+        }
+    )
     if data["score"].isna().any():
         bad = data[data["score"].isna()].iloc[0]
         raise ReportError(f"a 'test metric' that is not a number: model {bad.model}, dataset {bad.dataset}")
@@ -96,52 +119,75 @@ def _compat_warnings(args: argparse.Namespace, data: pd.DataFrame) -> list[str]:
     said = []
     lower = sorted(data.loc[data["direction"] == MINIMIZE, "dataset"].unique())
     if lower:
-        said.append(f"--compat {args.compat}: lower-is-better scores on {', '.join(lower)} reach the leaderboard's "
-                    "method unconverted, and it ranks higher as better, so a better model scores lower there; "
-                    "the leaderboard has a higher-is-better form of biomassters' RMSE only (1 - RMSE x 0.2538)")
+        said.append(
+            f"--compat {args.compat}: lower-is-better scores on {', '.join(lower)} reach the leaderboard's "
+            "method unconverted, and it ranks higher as better, so a better model scores lower there; "
+            "the leaderboard has a higher-is-better form of biomassters' RMSE only (1 - RMSE x 0.2538)"
+        )
     if args.normalizer is None and data["source"].nunique() > 1:
-        said.append(f"--compat {args.compat} without --normalizer: the observed range across all inputs normalises "
-                    "the scores, so each input's figures depend on the others; the leaderboard uses a fixed one")
+        said.append(
+            f"--compat {args.compat} without --normalizer: the observed range across all inputs normalises "
+            "the scores, so each input's figures depend on the others; the leaderboard uses a fixed one"
+        )
     return said
 
 
 def _statistics(args: argparse.Namespace, data: pd.DataFrame, normalizer, groups) -> tuple[pd.DataFrame, ...]:
     settings = stats.Settings(args.bootstrap, args.seed, args.resample == "datasets")
     if data.empty:
-        return (pd.DataFrame(columns=stats.DATASET_COLUMNS), pd.DataFrame(columns=GROUPS_COLUMNS),
-                pd.DataFrame(columns=PAIRS_COLUMNS))
+        return (
+            pd.DataFrame(columns=stats.DATASET_COLUMNS),
+            pd.DataFrame(columns=GROUPS_COLUMNS),
+            pd.DataFrame(columns=PAIRS_COLUMNS),
+        )
     if args.compat:
         data["normalized"] = compat.normalize(data, normalizer)
         datasets = compat.dataset_table(data).merge(
-            stats.dataset_table(data)[["model", "dataset", "raw_iqm", "raw_ci_low", "raw_ci_high"]])
+            stats.dataset_table(data)[["model", "dataset", "raw_iqm", "raw_ci_low", "raw_ci_high"]]
+        )
         return datasets, compat.group_table(data, groups), pd.DataFrame(columns=PAIRS_COLUMNS)
     data["normalized"] = stats.normalize(data, normalizer)
-    return stats.dataset_table(data), stats.group_table(data, groups, settings), stats.pair_table(data, groups, settings)
+    return (
+        stats.dataset_table(data),
+        stats.group_table(data, groups, settings),
+        stats.pair_table(data, groups, settings),
+    )
 
 
 def _method(args: argparse.Namespace) -> str:
     if args.compat:
-        return (f"compat {args.compat}: the leaderboard's normalisation, IQMs and mean ± SEM of 100 bootstrap IQMs, "
-                "each input bootstrapped on its own")
-    group = ("a 95 % percentile CI resampling datasets, then seeds" if args.resample == "datasets" else
-             "a 95 % stratified studentised bootstrap CI (seeds resampled within each dataset)")
-    return (f"per-dataset IQM with Yuen's 95 % trimmed-mean interval; group IQM with {group} ({args.bootstrap} "
-            f"samples, seed {args.seed}); P(A > B) with a 95 % percentile bootstrap CI, which at 5 seeds covers only "
-            "0.81-0.91 on a single dataset in simulation (0.94-0.95 on 6); min-max normalised per dataset, 1 = best, "
-            "never clipped")
+        return (
+            f"compat {args.compat}: the leaderboard's normalisation, IQMs and mean ± SEM of 100 bootstrap IQMs, "
+            "each input bootstrapped on its own"
+        )
+    group = (
+        "a 95 % percentile CI resampling datasets, then seeds"
+        if args.resample == "datasets"
+        else "a 95 % stratified studentised bootstrap CI (seeds resampled within each dataset)"
+    )
+    return (
+        f"per-dataset IQM with Yuen's 95 % trimmed-mean interval; group IQM with {group} ({args.bootstrap} "
+        f"samples, seed {args.seed}); P(A > B) with a 95 % percentile bootstrap CI, which at 5 seeds covers only "
+        "0.81-0.91 on a single dataset in simulation (0.94-0.95 on 6); min-max normalised per dataset, 1 = best, "
+        "never clipped"
+    )
 
 
 def _normalisation_notes(data: pd.DataFrame, normalizer: dict | None) -> list[str]:
     """Why a table has no normalised score, or no score at all."""
     if data.empty:
-        return ["no test score yet (no finished seed repeat): only the tuning tables; resume the sweep with "
-                "hydra.sweeper.repeats=5 (the same command and hydra.sweep.dir=<sweep dir>) to add them"]
+        return [
+            "no test score yet (no finished seed repeat): only the tuning tables; resume the sweep with "
+            "hydra.sweeper.repeats=5 (the same command and hydra.sweep.dir=<sweep dir>) to add them"
+        ]
     if normalizer is not None:
         return []
     if data["model"].nunique() == 1:
-        return ["one model and no --normalizer: min-max normalisation across models needs two, so the tables show "
-                "raw scores (IQM with 95 % CI) and no normalised value or aggregate; give --normalizer "
-                "{dataset: [min, max]} to normalise"]
+        return [
+            "one model and no --normalizer: min-max normalisation across models needs two, so the tables show "
+            "raw scores (IQM with 95 % CI) and no normalised value or aggregate; give --normalizer "
+            "{dataset: [min, max]} to normalise"
+        ]
     alone = stats.single_model_datasets(data)
     return [f"no other model scored {', '.join(alone)}: no normalised score there (give --normalizer)"] if alone else []
 
@@ -151,8 +197,11 @@ def _unequal_notes(datasets: pd.DataFrame, failed: pd.DataFrame, flags: pd.DataF
     said = [f"{r.model} / {r.dataset}: {r.note}" for r in datasets.itertuples() if r.note]
     said += budgets.unscored(failed, datasets)
     scored = set(zip(datasets["model"], datasets["dataset"]))
-    return said + [f"tuning {r.curve}: {r.note}" for r in flags.itertuples()
-                   if r.fewer_trials and (r.model, r.dataset) not in scored]
+    return said + [
+        f"tuning {r.curve}: {r.note}"
+        for r in flags.itertuples()
+        if r.fewer_trials and (r.model, r.dataset) not in scored
+    ]
 
 
 def build(args: argparse.Namespace) -> Path:
@@ -168,8 +217,14 @@ def build(args: argparse.Namespace) -> Path:
     return out
 
 
-def _write(args: argparse.Namespace, loaded: merge.Inputs, data: pd.DataFrame, normalizer: dict | None,
-           groups: dict[str, list[str]], out: Path) -> None:
+def _write(
+    args: argparse.Namespace,
+    loaded: merge.Inputs,
+    data: pd.DataFrame,
+    normalizer: dict | None,
+    groups: dict[str, list[str]],
+    out: Path,
+) -> None:
     scores = loaded.scores
     said = _compat_warnings(args, data) if args.compat else []
     said += _normalisation_notes(data, normalizer)
@@ -195,15 +250,32 @@ def _write(args: argparse.Namespace, loaded: merge.Inputs, data: pd.DataFrame, n
     costs = cost_table(loaded.tuning, loaded.repeats, data)
     args.wrote_costs = costs is not None  # for main's closing line
     if costs is None:
-        print("bench.report: no input recorded GPU- or CPU-hours (leaderboard CSVs, or sweeps from before bench "
-              "accounted them): no cost table", file=sys.stderr)
+        print(
+            "bench.report: no input recorded GPU- or CPU-hours (leaderboard CSVs, or sweeps from before bench "
+            "accounted them): no cost table",
+            file=sys.stderr,
+        )
     else:
         costs.to_csv(out / "costs.csv", index=False)
-    page.write_report(out, data, datasets, group_rows, pairs, flags, curves, failed, costs,
-                      notes=[f"inputs: {', '.join(args.inputs)}", _method(args),
-                             f"normaliser: {args.normalizer or 'observed min and max across models'}",
-                             f"{data['model'].nunique()} models, {data['dataset'].nunique()} datasets, "
-                             f"{len(data)} seed scores", *loaded.notes, *said])
+    page.write_report(
+        out,
+        data,
+        datasets,
+        group_rows,
+        pairs,
+        flags,
+        curves,
+        failed,
+        costs,
+        notes=[
+            f"inputs: {', '.join(args.inputs)}",
+            _method(args),
+            f"normaliser: {args.normalizer or 'observed min and max across models'}",
+            f"{data['model'].nunique()} models, {data['dataset'].nunique()} datasets, {len(data)} seed scores",
+            *loaded.notes,
+            *said,
+        ],
+    )
     if not args.no_mlflow:
         output.log_to_mlflow(loaded.sweep_dirs, out)
 
@@ -214,6 +286,8 @@ def main(argv: list[str] | None = None) -> None:
         out = build(args)
     except ReportError as exc:
         sys.exit(f"bench.report: error: {exc}")
-    print(f"report written to {out}: scores.csv datasets.csv groups.csv pairs.csv tuning.csv"
-          f"{' costs.csv' if args.wrote_costs else ''} report.html + PNG figures"
-          f"{' submission/ (for the GEO-Bench-2 leaderboard)' if args.wrote_submission else ''}")
+    print(
+        f"report written to {out}: scores.csv datasets.csv groups.csv pairs.csv tuning.csv"
+        f"{' costs.csv' if args.wrote_costs else ''} report.html + PNG figures"
+        f"{' submission/ (for the GEO-Bench-2 leaderboard)' if args.wrote_submission else ''}"
+    )

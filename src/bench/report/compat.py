@@ -50,12 +50,29 @@ def _iqm(values: pd.Series) -> float:
 def dataset_table(scores: pd.DataFrame) -> pd.DataFrame:
     grouped = scores.groupby(["model", "dataset"])
     table = grouped["normalized"].apply(_iqm).rename("normalized_iqm").reset_index()
-    extra = grouped.agg(metric=("metric", "first"), direction=("direction", "first"), n_seeds=("score", "size"),
-                        raw_mean=("score", "mean"), raw_std=("score", "std")).reset_index()
+    extra = grouped.agg(
+        metric=("metric", "first"),
+        direction=("direction", "first"),
+        n_seeds=("score", "size"),
+        raw_mean=("score", "mean"),
+        raw_std=("score", "std"),
+    ).reset_index()
     table = extra.merge(table, on=["model", "dataset"])
     table["ci_low"] = table["ci_high"] = np.nan
-    return table[["model", "dataset", "metric", "direction", "n_seeds", "raw_mean", "raw_std", "normalized_iqm",
-                  "ci_low", "ci_high"]]
+    return table[
+        [
+            "model",
+            "dataset",
+            "metric",
+            "direction",
+            "n_seeds",
+            "raw_mean",
+            "raw_std",
+            "normalized_iqm",
+            "ci_low",
+            "ci_high",
+        ]
+    ]
 
 
 def group_table(scores: pd.DataFrame, groups: dict[str, list[str]]) -> pd.DataFrame:
@@ -71,8 +88,15 @@ def group_table(scores: pd.DataFrame, groups: dict[str, list[str]]) -> pd.DataFr
         for model in sorted(scores["model"].unique()):
             mine = scores.loc[scores["model"] == model]
             have, lacking = set(mine["dataset"]), set().union(*(absent[s] for s in mine["source"].unique()))
-            row = {"model": model, "group": group, "value": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-                   "se": np.nan, "reason": ""}
+            row = {
+                "model": model,
+                "group": group,
+                "value": np.nan,
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "se": np.nan,
+                "reason": "",
+            }
             if not set(datasets) <= have:
                 row["reason"] = f"no scores for {', '.join(sorted(set(datasets) - have))}"
             elif lacking:

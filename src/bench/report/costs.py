@@ -13,8 +13,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-COLUMNS = ["model", "dataset", "tuning_trials", "tuning_gpu_hours", "repeats_gpu_hours", "gpu_hours",
-           "tuning_cpu_hours", "repeats_cpu_hours", "cpu_hours"]
+COLUMNS = [
+    "model",
+    "dataset",
+    "tuning_trials",
+    "tuning_gpu_hours",
+    "repeats_gpu_hours",
+    "gpu_hours",
+    "tuning_cpu_hours",
+    "repeats_cpu_hours",
+    "cpu_hours",
+]
 UNITS = ("gpu_hours", "cpu_hours")
 
 
@@ -22,8 +31,10 @@ def _named(rows: pd.DataFrame) -> pd.DataFrame:
     """Model and dataset as datasets.csv names them (the dataset, else task, and model columns, else the cell)."""
     rows = rows[rows["state"] != "WAITING"] if "state" in rows.columns else rows  # queued, never ran
     cell = rows["cell"].astype(str) if "cell" in rows.columns else pd.Series("", index=rows.index)
-    return rows.assign(model=rows["model"].astype(str) if "model" in rows.columns else cell,
-                       dataset=next((rows[c].astype(str) for c in ("dataset", "task") if c in rows.columns), cell))
+    return rows.assign(
+        model=rows["model"].astype(str) if "model" in rows.columns else cell,
+        dataset=next((rows[c].astype(str) for c in ("dataset", "task") if c in rows.columns), cell),
+    )
 
 
 def _sums(rows: pd.DataFrame, phase: str) -> pd.DataFrame:
@@ -32,7 +43,9 @@ def _sums(rows: pd.DataFrame, phase: str) -> pd.DataFrame:
     rows = _named(rows)
     out = rows.groupby(["model", "dataset"], sort=True).size().rename(f"{phase}_trials").to_frame()
     for unit in UNITS:
-        values = pd.to_numeric(rows[unit], errors="coerce") if unit in rows.columns else pd.Series(float("nan"), rows.index)
+        values = (
+            pd.to_numeric(rows[unit], errors="coerce") if unit in rows.columns else pd.Series(float("nan"), rows.index)
+        )
         # min_count=1: a cell whose trials all lack the figure stays empty instead of reading 0
         out[f"{phase}_{unit}"] = values.groupby([rows["model"], rows["dataset"]]).sum(min_count=1)
     return out.reset_index()

@@ -30,8 +30,19 @@ RESULTS, REPEATS = "results.csv", "repeats.csv"
 # The first column after a row's describing ones (bench_sweeper/_results.py: TRIAL_COLUMNS, write_repeats).
 _FIRST_OWN = {RESULTS: "study", REPEATS: "seed"}
 # Describing columns the layout maps to its own (or that name the cell itself).
-_MAPPED = {"cell", "task", "dataset", "model", "metric", "direction", "decoder", "partition", "task.partition", "patience",
-           "frozen_or_full_ft"}
+_MAPPED = {
+    "cell",
+    "task",
+    "dataset",
+    "model",
+    "metric",
+    "direction",
+    "decoder",
+    "partition",
+    "task.partition",
+    "patience",
+    "frozen_or_full_ft",
+}
 FULL_FT, FROZEN = "full_ft", "frozen"
 
 
@@ -78,8 +89,10 @@ def _from_csv(path: Path) -> pd.DataFrame:
         raise ReportError(f"{path} cannot be read as CSV: {exc}") from None
     missing = [c for c in REQUIRED if c not in data.columns]
     if missing:
-        raise ReportError(f"{path} lacks the column(s) {', '.join(repr(c) for c in missing)} of the GEO-Bench-2 "
-                          f"submission layout, which needs {', '.join(REQUIRED)}")
+        raise ReportError(
+            f"{path} lacks the column(s) {', '.join(repr(c) for c in missing)} of the GEO-Bench-2 "
+            f"submission layout, which needs {', '.join(REQUIRED)}"
+        )
     if "direction" not in data.columns:
         # The leaderboard's scores are all higher-is-better (its biomassters RMSE is stored as 1 - scaled RMSE).
         data["direction"] = MAXIMIZE
@@ -89,13 +102,17 @@ def _from_csv(path: Path) -> pd.DataFrame:
 def _from_sweep(directory: Path, path: str) -> Source:
     tuning, repeats = _table(directory, RESULTS), _table(directory, REPEATS)
     if tuning is None and repeats is None:
-        raise ReportError(f"{directory} has neither {RESULTS} nor {REPEATS}: give the directory a bench sweep "
-                          "wrote (python -m bench -m ...)")
+        raise ReportError(
+            f"{directory} has neither {RESULTS} nor {REPEATS}: give the directory a bench sweep "
+            "wrote (python -m bench -m ...)"
+        )
     tuning, repeats = (rows if rows is not None else pd.DataFrame() for rows in (tuning, repeats))
     swept = list(dict.fromkeys(_swept(directory / RESULTS, tuning) + _swept(directory / REPEATS, repeats)))
     layouts = [conform(_layout(rows, directory, swept)) if not rows.empty else None for rows in (tuning, repeats)]
-    tuning, repeats = (rows.assign(**_identity(layout)) if layout is not None else rows
-                       for rows, layout in zip((tuning, repeats), layouts))
+    tuning, repeats = (
+        rows.assign(**_identity(layout)) if layout is not None else rows
+        for rows, layout in zip((tuning, repeats), layouts)
+    )
     scores = pd.DataFrame(columns=LAYOUT + swept)
     if not repeats.empty:
         scored = standing(repeats) & (repeats["state"] == "COMPLETE")
@@ -103,8 +120,10 @@ def _from_sweep(directory: Path, path: str) -> Source:
     notes = []
     if driver := running_driver(directory):
         stage = "tuning" if repeats.empty else "running"
-        notes.append(f"{directory.name} is still {stage} (its driver, {driver}, holds driver.lock): this report "
-                     "has the trials and repeats finished so far")
+        notes.append(
+            f"{directory.name} is still {stage} (its driver, {driver}, holds driver.lock): this report "
+            "has the trials and repeats finished so far"
+        )
     return Source(path, directory.name, scores, tuning, repeats, swept, directory, notes)
 
 
@@ -133,12 +152,13 @@ def _swept(path: Path, rows: pd.DataFrame) -> list[str]:
     if rows.empty:
         return []
     header = list(rows.columns)
-    describing = header[:header.index(_FIRST_OWN[path.name])] if _FIRST_OWN[path.name] in header else []
+    describing = header[: header.index(_FIRST_OWN[path.name])] if _FIRST_OWN[path.name] in header else []
     return [c for c in describing if c not in _MAPPED and c != "sweep"]
 
 
 def _layout(rows: pd.DataFrame, directory: Path, swept: list[str]) -> pd.DataFrame:
     """Rows of results.csv or repeats.csv in the submission layout (a tuning trial has no test metric)."""
+
     def column(*names: str, default: object = None) -> pd.Series:
         for name in names:
             if name in rows.columns:
@@ -152,19 +172,27 @@ def _layout(rows: pd.DataFrame, directory: Path, swept: list[str]) -> pd.DataFra
         # retries halved it, where it is the batch that ran (oom_retries, accumulate_grad_batches beside it).
         retried = pd.to_numeric(column("oom_retries", default=0), errors="coerce").fillna(0) > 0
         batch = rows["batch_size"].where(~retried)
-    out = pd.DataFrame({
-        "dataset": column("dataset", "task", "cell"),
-        "Metric": column("metric").astype(str).map(metric_label),
-        "test metric": column("test_value"), "Seed": column("seed"), "backbone": column("model", "cell"),
-        "decoder": column("decoder").fillna("unknown"), "lr": column("hparams.lr", "lr"), "batch_size": batch,
-        "weight_decay": column("hparams.optimizer_hparams.weight_decay", "weight_decay"),
-        "n_trials": column("n_trials"),
-        "early_stop_patience": column("early_stop_patience", "patience", "task.patience"),
-        "batch_size_selection": "HPO" if tuned_batch else "Fixed",
-        "partition_name": column("partition", "task.partition", default="default").fillna("default"),
-        "frozen_or_full_ft": _finetuning(rows), "experiment_name": directory.name,
-        "mlflow_run_id": column("mlflow_run_id"), "direction": column("direction"),
-    })
+    out = pd.DataFrame(
+        {
+            "dataset": column("dataset", "task", "cell"),
+            "Metric": column("metric").astype(str).map(metric_label),
+            "test metric": column("test_value"),
+            "Seed": column("seed"),
+            "backbone": column("model", "cell"),
+            "decoder": column("decoder").fillna("unknown"),
+            "lr": column("hparams.lr", "lr"),
+            "batch_size": batch,
+            "weight_decay": column("hparams.optimizer_hparams.weight_decay", "weight_decay"),
+            "n_trials": column("n_trials"),
+            "early_stop_patience": column("early_stop_patience", "patience", "task.patience"),
+            "batch_size_selection": "HPO" if tuned_batch else "Fixed",
+            "partition_name": column("partition", "task.partition", default="default").fillna("default"),
+            "frozen_or_full_ft": _finetuning(rows),
+            "experiment_name": directory.name,
+            "mlflow_run_id": column("mlflow_run_id"),
+            "direction": column("direction"),
+        }
+    )
     out = out.reindex(columns=LAYOUT)
     return pd.concat([out, rows.reindex(columns=swept)], axis=1)
 
@@ -183,8 +211,16 @@ def _finetuning(rows: pd.DataFrame) -> pd.Series:
 
 def _identity(layout: pd.DataFrame) -> dict[str, pd.Series]:
     """What merge.py needs of a tuning trial or a repeat to name its model as the scores name it."""
-    keep = ["backbone", "dataset", "decoder", "partition_name", "partition name", "data_percentages",
-            "frozen_or_full_ft", "experiment_name"]
+    keep = [
+        "backbone",
+        "dataset",
+        "decoder",
+        "partition_name",
+        "partition name",
+        "data_percentages",
+        "frozen_or_full_ft",
+        "experiment_name",
+    ]
     return {name: layout[name] for name in keep}
 
 
@@ -201,17 +237,23 @@ def _table(directory: Path, name: str) -> pd.DataFrame | None:
     try:
         rows = pd.read_csv(path, float_precision="round_trip")
     except pd.errors.EmptyDataError:  # a sweep always writes the header: an empty file was cut
-        raise ReportError(f"{path} is empty (not even its header): it is damaged; a sweep rewrites it from its "
-                          f"journal when resumed (the same command with hydra.sweep.dir={directory})") from None
+        raise ReportError(
+            f"{path} is empty (not even its header): it is damaged; a sweep rewrites it from its "
+            f"journal when resumed (the same command with hydra.sweep.dir={directory})"
+        ) from None
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError, OSError) as exc:
         reason = "it is not text" if isinstance(exc, UnicodeDecodeError) else str(exc).splitlines()[0]
-        raise ReportError(f"{path} cannot be read as CSV ({reason}): a sweep rewrites it from its journal when "
-                          f"resumed (the same command with hydra.sweep.dir={directory})") from None
+        raise ReportError(
+            f"{path} cannot be read as CSV ({reason}): a sweep rewrites it from its journal when "
+            f"resumed (the same command with hydra.sweep.dir={directory})"
+        ) from None
     missing = [c for c in _NEEDED[name] if c not in rows.columns]
     if missing and not rows.empty:
-        raise ReportError(f"{path} lacks the column(s) {', '.join(missing)} that bench's sweeps write: it is damaged "
-                          f"or not a sweep's; a sweep rewrites it from its journal when resumed (the same command "
-                          f"with hydra.sweep.dir={directory})")
+        raise ReportError(
+            f"{path} lacks the column(s) {', '.join(missing)} that bench's sweeps write: it is damaged "
+            f"or not a sweep's; a sweep rewrites it from its journal when resumed (the same command "
+            f"with hydra.sweep.dir={directory})"
+        )
     rows["sweep"] = directory.name
     return rows
 

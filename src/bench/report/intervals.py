@@ -42,7 +42,7 @@ def _winsorised(values: np.ndarray, pooled: np.ndarray) -> np.ndarray:
     """`values` clipped to the trim points of `pooled` (same leading axes)."""
     cut, _ = _kept(pooled.shape[-1])
     ordered = np.sort(pooled, axis=-1)
-    low, high = ordered[..., cut:cut + 1], ordered[..., pooled.shape[-1] - cut - 1:pooled.shape[-1] - cut]
+    low, high = ordered[..., cut : cut + 1], ordered[..., pooled.shape[-1] - cut - 1 : pooled.shape[-1] - cut]
     return np.clip(values, low, high)
 
 
@@ -69,8 +69,9 @@ def pooled_iqm(strata: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return iqm(pooled), np.sqrt(spread) / kept
 
 
-def studentized(strata: list[np.ndarray], n_resamples: int, rng: np.random.Generator
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def studentized(
+    strata: list[np.ndarray], n_resamples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(low, high, se) for the pooled IQM of `strata`, seeds resampled within each stratum; `se`
     is the bootstrap standard error of the IQM. NaN where a stratum has a single value."""
     strata = [np.asarray(s, dtype=float) for s in strata]

@@ -17,11 +17,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from bench.cell_checks import metric_name
 from hydra_plugins.bench_sweeper._objectives import MAXIMIZE, MINIMIZE
 
-TEXT = ["dataset", "Metric", "experiment_name", "partition name", "backbone", "decoder", "batch_size_selection",
-        "frozen_or_full_ft"]
+TEXT = [
+    "dataset",
+    "Metric",
+    "experiment_name",
+    "partition name",
+    "backbone",
+    "decoder",
+    "batch_size_selection",
+    "frozen_or_full_ft",
+]
 INTEGER = ["early_stop_patience", "n_trials", "Seed", "data_percentages", "batch_size"]
 FLOAT = ["weight_decay", "lr", "test metric"]
 REQUIRED_SEEDS = 5
@@ -30,17 +39,35 @@ CSV_FILE, JSON_FILE = "results_and_parameters.csv", "additional_info.json"
 # What the report itself needs of a CSV input.
 REQUIRED = ["dataset", "Metric", "test metric", "Seed", "backbone"]
 # scores.csv: what the report needs, the leaderboard's other columns, then bench's provenance.
-LAYOUT = REQUIRED + ["decoder", "lr", "batch_size", "weight_decay", "n_trials", "early_stop_patience",
-                     "batch_size_selection", "partition name", "data_percentages", "partition_name",
-                     "frozen_or_full_ft", "experiment_name", "mlflow_run_id", "direction"]
+LAYOUT = REQUIRED + [
+    "decoder",
+    "lr",
+    "batch_size",
+    "weight_decay",
+    "n_trials",
+    "early_stop_patience",
+    "batch_size_selection",
+    "partition name",
+    "data_percentages",
+    "partition_name",
+    "frozen_or_full_ft",
+    "experiment_name",
+    "mlflow_run_id",
+    "direction",
+]
 # TerraTorch's metric names -> the leaderboard's labels for the same metric. TerraTorch's
 # "Accuracy" is the macro (per-class averaged) accuracy, not the leaderboard's Overall_Accuracy
 # (micro, TerraTorch's "Accuracy_Micro"), so it keeps its own name.
-METRIC_LABELS = {"Accuracy_Micro": "Overall_Accuracy", "mIoU": "Multiclass_Jaccard_Index",
-                 "Multilabel_F1_Score": "Multilabel_F1_Score", "RMSE": "RMSE",
-                 # TerraTorch's detection task logs test_map / test_segm_map; terratorch-iterate, which ran
-                 # the submissions, prefixed its test metrics with "test_" once more.
-                 "map": "test_test_map", "segm_map": "test_test_segm_map"}
+METRIC_LABELS = {
+    "Accuracy_Micro": "Overall_Accuracy",
+    "mIoU": "Multiclass_Jaccard_Index",
+    "Multilabel_F1_Score": "Multilabel_F1_Score",
+    "RMSE": "RMSE",
+    # TerraTorch's detection task logs test_map / test_segm_map; terratorch-iterate, which ran
+    # the submissions, prefixed its test metrics with "test_" once more.
+    "map": "test_test_map",
+    "segm_map": "test_test_segm_map",
+}
 # bench's decoder names (task.decoder_name) -> the leaderboard's labels; the detection frameworks
 # (faster-rcnn, mask-rcnn) are the same in both.
 DECODER_LABELS = {"UNetDecoder": "UNet"}
@@ -121,14 +148,15 @@ def additional_info(scores: pd.DataFrame) -> dict:
         "Code Repository Link ": "N/A",  # the leaderboard's key ends with a space
         "License": "N/A",
         "Number of HPO trials": ", ".join(map(str, trials)) or "N/A",
-        "Additional information about submission":
-            f"Run with bench ({finetuning}): each backbone x dataset tuned with Optuna "
-            f"({', '.join(map(str, trials)) or 'no'} trials), then {' to '.join(map(str, seeds))} seeds of its best "
-            "configuration, each tested on its best-validation checkpoint. Experiments: "
-            f"{', '.join(sorted(scores['experiment_name'].dropna().astype(str).unique()))}.",
+        "Additional information about submission": f"Run with bench ({finetuning}): each backbone x dataset tuned with Optuna "
+        f"({', '.join(map(str, trials)) or 'no'} trials), then {' to '.join(map(str, seeds))} seeds of its best "
+        "configuration, each tested on its best-validation checkpoint. Experiments: "
+        f"{', '.join(sorted(scores['experiment_name'].dropna().astype(str).unique()))}.",
         "Comments on new models in submission": "N/A",
-        "New model info": [{"model_display_name": backbone, "model_size": "TBD", "unique_backbone_key": backbone}
-                           for backbone in sorted(scores["backbone"].astype(str).unique())],
+        "New model info": [
+            {"model_display_name": backbone, "model_size": "TBD", "unique_backbone_key": backbone}
+            for backbone in sorted(scores["backbone"].astype(str).unique())
+        ],
     }
 
 
@@ -149,15 +177,21 @@ def _objections(scores: pd.DataFrame) -> list[str]:
     short = counts[counts != REQUIRED_SEEDS]
     if len(short):
         cells = ", ".join(f"{b} / {d}: {n}" for (b, d), n in short.head(3).items())
-        said.append(f"the leaderboard wants {REQUIRED_SEEDS} seeds of each backbone x dataset ({cells}"
-                    f"{', ...' if len(short) > 3 else ''})")
+        said.append(
+            f"the leaderboard wants {REQUIRED_SEEDS} seeds of each backbone x dataset ({cells}"
+            f"{', ...' if len(short) > 3 else ''})"
+        )
     groups = json.loads(resources.files("bench.report").joinpath("geobench2_groups.json").read_text())
     have = set(scores["dataset"].astype(str))
     if not any(set(members) <= have for members in groups.values()):
-        said.append("the leaderboard wants every dataset of at least one of its capability groups (Core: "
-                    f"{', '.join(groups['Core'])}); this one has {', '.join(sorted(have))}")
+        said.append(
+            "the leaderboard wants every dataset of at least one of its capability groups (Core: "
+            f"{', '.join(groups['Core'])}); this one has {', '.join(sorted(have))}"
+        )
     lower = sorted(scores.loc[scores["direction"] == MINIMIZE, "dataset"].astype(str).unique())
     if lower:
-        said.append(f"lower-is-better scores on {', '.join(lower)}: the leaderboard ranks higher as better and has a "
-                    "higher-is-better form of biomassters' RMSE only (1 - RMSE x 0.2538); convert them before submitting")
+        said.append(
+            f"lower-is-better scores on {', '.join(lower)}: the leaderboard ranks higher as better and has a "
+            "higher-is-better form of biomassters' RMSE only (1 - RMSE x 0.2538); convert them before submitting"
+        )
     return said

@@ -64,32 +64,42 @@ def merge(sources: list[Source], where: list[str] = (), per_input: bool = False)
     repeats = _joined([s.repeats.assign(source=s.path) for s in sources if not s.repeats.empty])
     scores, tuning, repeats = _where(where, scores, tuning, repeats)
     if scores.empty and tuning.empty and repeats.empty:
-        raise ReportError(f"{', '.join(s.path for s in sources)} hold(s) no test score and no tuning trial yet: "
-                          "report on a sweep once its first trial has finished")
+        raise ReportError(
+            f"{', '.join(s.path for s in sources)} hold(s) no test score and no tuning trial yet: "
+            "report on a sweep once its first trial has finished"
+        )
     scores["test metric"] = pd.to_numeric(scores["test metric"], errors="coerce")
     _refuse_conflicts(scores, swept)
 
-    every = pd.concat([_identity(scores, swept)] + [_identity(f[latest(f)], swept) for f in (tuning, repeats)
-                                                     if not f.empty], ignore_index=True)
+    every = pd.concat(
+        [_identity(scores, swept)] + [_identity(f[latest(f)], swept) for f in (tuning, repeats) if not f.empty],
+        ignore_index=True,
+    )
     parts = _label_parts(every, swept)
     scores["model"] = _base(_identity(scores, swept), parts)
     split = _split(scores, swept, per_input)
     for frame in (scores, tuning, repeats):
         if not frame.empty:
             base = _base(_identity(frame, swept), parts)
-            frame["model"] = [_with_input(name, shown[source]) if name in split else name
-                              for name, source in zip(base, frame["source"])]
+            frame["model"] = [
+                _with_input(name, shown[source]) if name in split else name
+                for name, source in zip(base, frame["source"])
+            ]
     identity = _identity(scores, swept).assign(model=scores["model"], Seed=_text(scores["Seed"]))
     repeated = identity.duplicated(keep="first")
     notes = [note for s in sources for note in s.notes]
     if repeated.any():
-        notes.append(f"{int(repeated.sum())} score(s) given again with the same value by "
-                     f"{', '.join(dict.fromkeys(scores.loc[repeated, 'source']))}: counted once")
+        notes.append(
+            f"{int(repeated.sum())} score(s) given again with the same value by "
+            f"{', '.join(dict.fromkeys(scores.loc[repeated, 'source']))}: counted once"
+        )
     scores = scores[~repeated].reset_index(drop=True)
     if split:
-        notes.append(f"held by several inputs, so scored per input: {', '.join(sorted(split))}" if per_input else
-                     f"seeds of one experiment came from several inputs, so kept apart by input: "
-                     f"{', '.join(sorted(split))}")
+        notes.append(
+            f"held by several inputs, so scored per input: {', '.join(sorted(split))}"
+            if per_input
+            else f"seeds of one experiment came from several inputs, so kept apart by input: {', '.join(sorted(split))}"
+        )
     for note in notes:
         print(f"bench.report: {note}", file=sys.stderr)
     own = scores.pop("_own").astype(bool)
@@ -111,25 +121,34 @@ def _keys(swept: list[str]) -> list[str]:
 
 def _text(column: pd.Series) -> pd.Series:
     """Values as text for comparing and naming: a whole float as a whole number, missing as ''."""
+
     def one(value: object) -> str:
         if value is None or (not isinstance(value, str) and pd.isna(value)):
             return ""
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
         return str(value)
+
     return column.map(one).astype(object)
 
 
 def _identity(frame: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
     """backbone, dataset, the FIXED keys and the swept keys of each row, as text."""
+
     def column(name: str) -> pd.Series:
         return _text(frame[name]) if name in frame.columns else pd.Series("", index=frame.index, dtype=object)
 
     partition = column("partition_name")
-    out = pd.DataFrame({"backbone": column("backbone"), "dataset": column("dataset"),
-                        "frozen_or_full_ft": column("frozen_or_full_ft"),
-                        "partition": partition.where(partition != "", column("partition name")),
-                        "decoder": column("decoder")}, index=frame.index)
+    out = pd.DataFrame(
+        {
+            "backbone": column("backbone"),
+            "dataset": column("dataset"),
+            "frozen_or_full_ft": column("frozen_or_full_ft"),
+            "partition": partition.where(partition != "", column("partition name")),
+            "decoder": column("decoder"),
+        },
+        index=frame.index,
+    )
     for key in swept:
         out[key] = column(key)
     return out
@@ -145,8 +164,10 @@ def _where(where: list[str], *frames: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
     known = set().union(*(f.columns for f in frames))
     for key, values in wanted.items():
         if key not in known:
-            raise ReportError(f"--where {key}=...: no input has a column {key!r}; give one of "
-                              f"{', '.join(sorted(c for c in frames[0].columns if not c.startswith('_')))}")
+            raise ReportError(
+                f"--where {key}=...: no input has a column {key!r}; give one of "
+                f"{', '.join(sorted(c for c in frames[0].columns if not c.startswith('_')))}"
+            )
         frames = tuple(f[_matches(f, key, values)].reset_index(drop=True) if not f.empty else f for f in frames)
         if all(f.empty for f in frames):
             raise ReportError(f"--where {key}={'|'.join(sorted(values))} keeps no row of the inputs: check the value")
@@ -164,8 +185,9 @@ def _matches(frame: pd.DataFrame, key: str, values: set[str]) -> pd.Series:
 
 
 def _refuse_conflicts(scores: pd.DataFrame, swept: list[str]) -> None:
-    ident = _identity(scores, swept).assign(Seed=_text(scores["Seed"]), score=scores["test metric"],
-                                            source=scores["source"])
+    ident = _identity(scores, swept).assign(
+        Seed=_text(scores["Seed"]), score=scores["test metric"], source=scores["source"]
+    )
     spread = ident.groupby(_keys(swept) + ["Seed"], sort=False)["score"].transform("nunique")
     clashing = ident[spread > 1]
     if clashing.empty:
@@ -180,7 +202,8 @@ def _refuse_conflicts(scores: pd.DataFrame, swept: list[str]) -> None:
         f"{first['source']} and {other['source']} give different scores for the same experiment and seed "
         f"({first['backbone']} on {first['dataset']}, seed {first['Seed']}, {experiment}: {float(first['score'])!r} vs "
         f"{float(other['score'])!r}; {cases} such seed(s) in all): give only one of them, or set one's rows aside with "
-        "--where")
+        "--where"
+    )
 
 
 def _label_parts(every: pd.DataFrame, swept: list[str]) -> dict[str, set[str]]:
@@ -199,8 +222,11 @@ def _base(ident: pd.DataFrame, parts: dict[str, set[str]]) -> pd.Series:
     """Model names without the input: the backbone, then its experiment's distinguishing values."""
     names = []
     for _, row in ident.iterrows():
-        shown = [row[k] if k in FIXED else f"{k}={row[k]}" for k, backbones in parts.items()
-                 if row["backbone"] in backbones and row[k] != ""]
+        shown = [
+            row[k] if k in FIXED else f"{k}={row[k]}"
+            for k, backbones in parts.items()
+            if row["backbone"] in backbones and row[k] != ""
+        ]
         names.append(f"{row['backbone']} [{', '.join(shown)}]" if shown else row["backbone"])
     return pd.Series(names, index=ident.index, dtype=object)
 
@@ -209,8 +235,11 @@ def _split(scores: pd.DataFrame, swept: list[str], per_input: bool) -> set[str]:
     """Model names whose scores on some dataset come from several inputs, no one holding them all
     (per_input: from several inputs at all)."""
     split = set()
-    rows = _identity(scores, swept).assign(model=scores["model"], source=scores["source"],
-                                           row=_text(scores["Seed"]) + "|" + scores["test metric"].astype(str))
+    rows = _identity(scores, swept).assign(
+        model=scores["model"],
+        source=scores["source"],
+        row=_text(scores["Seed"]) + "|" + scores["test metric"].astype(str),
+    )
     for (model, _), cell in rows.groupby(["model", "dataset"], sort=False):
         held = cell.groupby("source", sort=False)["row"].agg(set)
         union = set().union(*held)

@@ -51,8 +51,10 @@ def writing(out: Path) -> Iterator[Path]:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
         os.close(fd)
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise ReportError(f"another bench.report is writing to {out} ({holder or 'its pid unknown'}): wait for it, "
-                              "or give this one another --out") from None
+            raise ReportError(
+                f"another bench.report is writing to {out} ({holder or 'its pid unknown'}): wait for it, "
+                "or give this one another --out"
+            ) from None
         raise ReportError(f"--out {out} cannot be locked ({exc.strerror}); give a folder on a local disk") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
@@ -75,8 +77,11 @@ def log_to_mlflow(sweep_dirs: list[Path], out: Path) -> None:
             where = json.loads(info.read_text())
             uri, run = where["tracking_uri"], where["benchmark_run"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            print(f"bench.report: warning: {info} cannot be read ({exc}): the report was not logged to MLflow; its "
-                  f"files are in {out}", file=sys.stderr)
+            print(
+                f"bench.report: warning: {info} cannot be read ({exc}): the report was not logged to MLflow; its "
+                f"files are in {out}",
+                file=sys.stderr,
+            )
             continue
         # A server that does not answer: one retry, a short wait (MLflow's defaults retry for minutes).
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -87,7 +92,10 @@ def log_to_mlflow(sweep_dirs: list[Path], out: Path) -> None:
             MlflowClient(uri).log_artifacts(run, str(out), "report")
         except Exception as exc:  # any network or server failure means the same to the user
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            print(f"bench.report: warning: the report could not be logged to MLflow run {run} at {uri} ({reason}); "
-                  f"its files are in {out}", file=sys.stderr)
+            print(
+                f"bench.report: warning: the report could not be logged to MLflow run {run} at {uri} ({reason}); "
+                f"its files are in {out}",
+                file=sys.stderr,
+            )
             continue
         print(f"logged to MLflow run {run} ({where.get('experiment', '')})")

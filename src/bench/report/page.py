@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PLOTS = {"groups": "Aggregate IQM per model and group, 95 % CI",
-         "datasets": "Per-dataset normalised IQM per model, 95 % CI",
-         "raw": "Per-dataset raw IQM per model (the metric's own units), 95 % CI: no normalised score to show",
-         "profile": "Performance profile: share of seed scores above each normalised score",
-         "tuning": "Tuning curves: best validation value by trial (red: still improving in the last quarter)"}
+PLOTS = {
+    "groups": "Aggregate IQM per model and group, 95 % CI",
+    "datasets": "Per-dataset normalised IQM per model, 95 % CI",
+    "raw": "Per-dataset raw IQM per model (the metric's own units), 95 % CI: no normalised score to show",
+    "profile": "Performance profile: share of seed scores above each normalised score",
+    "tuning": "Tuning curves: best validation value by trial (red: still improving in the last quarter)",
+}
 
 
 def _figure(rows: int, cols: int, width: float = 4.0, height: float = 3.0):
@@ -39,8 +41,9 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _interval_plot(ax, table: pd.DataFrame, value: str, title: str, bounds: tuple[str, str] = ("ci_low", "ci_high")
-                   ) -> None:
+def _interval_plot(
+    ax, table: pd.DataFrame, value: str, title: str, bounds: tuple[str, str] = ("ci_low", "ci_high")
+) -> None:
     table = table.sort_values("model")
     y = np.arange(len(table))
     low = (table[value] - table[bounds[0]]).clip(lower=0).fillna(0)
@@ -59,8 +62,9 @@ def _width(models: pd.Series, least: float) -> float:
 def plot_groups(groups: pd.DataFrame, path: Path) -> Path:
     scored = groups.dropna(subset=["value"])
     names = list(dict.fromkeys(scored["group"])) or ["(none)"]
-    fig, axes = _figure(1, len(names), width=_width(scored["model"], 4.5),
-                        height=0.35 * max(4, scored["model"].nunique()) + 1)
+    fig, axes = _figure(
+        1, len(names), width=_width(scored["model"], 4.5), height=0.35 * max(4, scored["model"].nunique()) + 1
+    )
     for ax, name in zip(axes, names):
         if name in set(scored["group"]):
             _interval_plot(ax, scored[scored["group"] == name], "value", name)
@@ -72,8 +76,12 @@ def plot_datasets(datasets: pd.DataFrame, path: Path, raw: bool = False) -> Path
     datasets = datasets.dropna(subset=[value])
     names = sorted(datasets["dataset"].unique())
     cols = max(1, min(4, len(names)))
-    fig, axes = _figure(max(1, -(-len(names) // cols)), cols, width=_width(datasets["model"], 4.0),
-                        height=0.3 * max(4, datasets["model"].nunique()) + 1)
+    fig, axes = _figure(
+        max(1, -(-len(names) // cols)),
+        cols,
+        width=_width(datasets["model"], 4.0),
+        height=0.3 * max(4, datasets["model"].nunique()) + 1,
+    )
     for ax, name in zip(axes, names):
         _interval_plot(ax, datasets[datasets["dataset"] == name], value, name, bounds)
     return _save(fig, path)
@@ -109,9 +117,18 @@ def _table(frame: pd.DataFrame, caption: str) -> str:
     return f"<h2>{html.escape(caption)}</h2>\n{body}"
 
 
-def write_report(out: Path, data: pd.DataFrame, datasets: pd.DataFrame, groups: pd.DataFrame, pairs: pd.DataFrame,
-                 flags: pd.DataFrame, curves: pd.DataFrame, failed: pd.DataFrame, costs: pd.DataFrame | None,
-                 notes: list[str]) -> Path:
+def write_report(
+    out: Path,
+    data: pd.DataFrame,
+    datasets: pd.DataFrame,
+    groups: pd.DataFrame,
+    pairs: pd.DataFrame,
+    flags: pd.DataFrame,
+    curves: pd.DataFrame,
+    failed: pd.DataFrame,
+    costs: pd.DataFrame | None,
+    notes: list[str],
+) -> Path:
     """The figures that have something to show, and report.html with them and the tables."""
     from bench.report.costs import cost_matrix
     from bench.report.stats import performance_profile
@@ -130,22 +147,29 @@ def write_report(out: Path, data: pd.DataFrame, datasets: pd.DataFrame, groups: 
     if not curves.empty:
         images["tuning"] = plot_tuning(curves, flags, out / "tuning.png")
     unnormalised = ["normalized_iqm", "ci_low", "ci_high"] if not normalised else []
-    tables = [("Groups", groups if groups["value"].notna().any() else groups.iloc[:0]),
-              ("Datasets", datasets.drop(columns=unnormalised)), ("Probability of improvement", pairs),
-              ("Failed repeats (no test score)", failed), ("Tuning", flags.drop(columns=["sweep"]))]
+    tables = [
+        ("Groups", groups if groups["value"].notna().any() else groups.iloc[:0]),
+        ("Datasets", datasets.drop(columns=unnormalised)),
+        ("Probability of improvement", pairs),
+        ("Failed repeats (no test score)", failed),
+        ("Tuning", flags.drop(columns=["sweep"])),
+    ]
     tables = [(caption, frame) for caption, frame in tables if not frame.empty]
     if costs is not None:
         tables.append(cost_matrix(costs))
     return write_html(out / "report.html", "bench report", notes, tables, images)
 
 
-def write_html(path: Path, title: str, notes: list[str], tables: list[tuple[str, pd.DataFrame]],
-               images: dict[str, Path]) -> Path:
+def write_html(
+    path: Path, title: str, notes: list[str], tables: list[tuple[str, pd.DataFrame]], images: dict[str, Path]
+) -> Path:
     figures = []
     for name, image in images.items():
         data = base64.b64encode(image.read_bytes()).decode()
-        figures.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(name)}">'
-                       f"<figcaption>{html.escape(PLOTS[name])}</figcaption></figure>")
+        figures.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(name)}">'
+            f"<figcaption>{html.escape(PLOTS[name])}</figcaption></figure>"
+        )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -156,9 +180,9 @@ th {{ background: #f3f3f3; }}
 img {{ max-width: 100%; }} figcaption {{ font-size: 13px; color: #555; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<ul>{''.join(f'<li>{html.escape(n)}</li>' for n in notes)}</ul>
-{''.join(figures)}
-{''.join(_table(frame, caption) for caption, frame in tables)}
+<ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
+{"".join(figures)}
+{"".join(_table(frame, caption) for caption, frame in tables)}
 </body></html>
 """
     path.write_text(page)

@@ -71,13 +71,33 @@ def _bootstrap(samples: list[np.ndarray], statistic, settings: Settings) -> tupl
     """(ci_low, ci_high, se) of `statistic` over samples each resampled within itself (strata)."""
     if any(len(s) < 2 for s in samples):
         return np.nan, np.nan, np.nan  # a single seed has no spread to resample
-    result = stats.bootstrap(samples, statistic, n_resamples=settings.n_bootstrap, confidence_level=CONFIDENCE,
-                             method="percentile", vectorized=True, random_state=np.random.default_rng(settings.seed))
+    result = stats.bootstrap(
+        samples,
+        statistic,
+        n_resamples=settings.n_bootstrap,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        vectorized=True,
+        random_state=np.random.default_rng(settings.seed),
+    )
     return float(result.confidence_interval.low), float(result.confidence_interval.high), float(result.standard_error)
 
 
-DATASET_COLUMNS = ["model", "dataset", "metric", "direction", "n_seeds", "raw_mean", "raw_std", "normalized_iqm",
-                   "ci_low", "ci_high", "raw_iqm", "raw_ci_low", "raw_ci_high"]
+DATASET_COLUMNS = [
+    "model",
+    "dataset",
+    "metric",
+    "direction",
+    "n_seeds",
+    "raw_mean",
+    "raw_std",
+    "normalized_iqm",
+    "ci_low",
+    "ci_high",
+    "raw_iqm",
+    "raw_ci_low",
+    "raw_ci_high",
+]
 
 
 def _intervals(values: pd.Series) -> pd.DataFrame:
@@ -90,8 +110,11 @@ def _intervals(values: pd.Series) -> pd.DataFrame:
         seeds = np.array(values[cells].tolist(), dtype=float).reshape(len(cells), n)
         known = ~np.isnan(seeds).any(axis=1)
         low, high = yuen(seeds[known])
-        out.loc[cells[known], "iqm"], out.loc[cells[known], "low"], out.loc[cells[known], "high"] = \
-            iqm(seeds[known]), low, high
+        out.loc[cells[known], "iqm"], out.loc[cells[known], "low"], out.loc[cells[known], "high"] = (
+            iqm(seeds[known]),
+            low,
+            high,
+        )
     return out
 
 
@@ -100,10 +123,17 @@ def dataset_table(scores: pd.DataFrame) -> pd.DataFrame:
     if scores.empty:
         return pd.DataFrame(columns=DATASET_COLUMNS)
     grouped = scores.groupby(["model", "dataset"], sort=True)
-    table = grouped.agg(metric=("metric", "first"), direction=("direction", "first"), n_seeds=("score", "size"),
-                        raw_mean=("score", "mean"), raw_std=("score", "std"))
-    for column, names in (("normalized", ["normalized_iqm", "ci_low", "ci_high"]),
-                          ("score", ["raw_iqm", "raw_ci_low", "raw_ci_high"])):
+    table = grouped.agg(
+        metric=("metric", "first"),
+        direction=("direction", "first"),
+        n_seeds=("score", "size"),
+        raw_mean=("score", "mean"),
+        raw_std=("score", "std"),
+    )
+    for column, names in (
+        ("normalized", ["normalized_iqm", "ci_low", "ci_high"]),
+        ("score", ["raw_iqm", "raw_ci_low", "raw_ci_high"]),
+    ):
         table[names] = _intervals(grouped[column].agg(list)).to_numpy()
     return table.reset_index()[DATASET_COLUMNS]
 
@@ -130,15 +160,24 @@ def group_table(scores: pd.DataFrame, groups: dict[str, list[str]], settings: Se
     for group, datasets in groups.items():
         for model in sorted(scores["model"].unique()):
             missing = [d for d in datasets if (model, d) not in cells]
-            row = {"model": model, "group": group, "value": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-                   "se": np.nan, "reason": ""}
+            row = {
+                "model": model,
+                "group": group,
+                "value": np.nan,
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "se": np.nan,
+                "reason": "",
+            }
             strata = [] if missing else [cells[model, d] for d in datasets]
             unnormalised = [d for d, s in zip(datasets, strata) if np.isnan(s).any()]
             if missing:
                 row["reason"] = f"no scores for {', '.join(missing)}"
             elif unnormalised:
-                row["reason"] = (f"no other model scored {', '.join(unnormalised)}, so it has no normalised score "
-                                 "(give --normalizer)")
+                row["reason"] = (
+                    f"no other model scored {', '.join(unnormalised)}, so it has no normalised score "
+                    "(give --normalizer)"
+                )
             else:
                 row["value"] = float(iqm(np.concatenate(strata)))
                 if settings.resample_datasets:
@@ -147,21 +186,25 @@ def group_table(scores: pd.DataFrame, groups: dict[str, list[str]], settings: Se
                     low, high, se = studentized(strata, settings.n_bootstrap, np.random.default_rng(settings.seed))
                     row["ci_low"], row["ci_high"], row["se"] = float(low), float(high), float(se)
                 if np.isnan(row["ci_low"]):
-                    row["reason"] = ("a single seed on some dataset: no confidence interval"
-                                     if min(map(len, strata)) < 2 else
-                                     "no resample has any spread (too few distinct seed scores): no confidence interval")
+                    row["reason"] = (
+                        "a single seed on some dataset: no confidence interval"
+                        if min(map(len, strata)) < 2
+                        else "no resample has any spread (too few distinct seed scores): no confidence interval"
+                    )
             rows.append(row)
     return pd.DataFrame(rows, columns=["model", "group", "value", "ci_low", "ci_high", "se", "reason"])
 
 
 def _improvement(k: int):
     """Statistic over 2k samples (A's k datasets, then B's): mean over datasets of P(A > B)."""
+
     def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
         probabilities = []
         for a, b in zip(samples[:k], samples[k:]):
             u = stats.mannwhitneyu(a, b, axis=axis, method="asymptotic").statistic
             probabilities.append(u / (a.shape[axis] * b.shape[axis]))
         return np.mean(probabilities, axis=0)
+
     return statistic
 
 
@@ -178,8 +221,9 @@ def pair_table(scores: pd.DataFrame, groups: dict[str, list[str]], settings: Set
                 statistic = _improvement(len(datasets))
                 value = float(statistic(*[s[np.newaxis, :] for s in samples])[0])
                 low, high, _ = _bootstrap(samples, statistic, settings)
-                rows.append({"group": group, "model_a": a, "model_b": b, "probability": value,
-                             "ci_low": low, "ci_high": high})
+                rows.append(
+                    {"group": group, "model_a": a, "model_b": b, "probability": value, "ci_low": low, "ci_high": high}
+                )
     return pd.DataFrame(rows, columns=["group", "model_a", "model_b", "probability", "ci_low", "ci_high"])
 
 

@@ -16,8 +16,22 @@ import pandas as pd
 from bench.report.inputs import latest
 from hydra_plugins.bench_sweeper._objectives import MAXIMIZE
 
-FLAG_COLUMNS = ["curve", "model", "dataset", "sweep", "cell", "n_trials", "completed", "pruned", "failed", "best_value",
-                "best_at_trial", "still_improving", "fewer_trials", "note"]
+FLAG_COLUMNS = [
+    "curve",
+    "model",
+    "dataset",
+    "sweep",
+    "cell",
+    "n_trials",
+    "completed",
+    "pruned",
+    "failed",
+    "best_value",
+    "best_at_trial",
+    "still_improving",
+    "fewer_trials",
+    "note",
+]
 CURVE_COLUMNS = ["curve", "position", "best_so_far"]
 
 
@@ -49,8 +63,12 @@ def tuning_table(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     for (sweep, cell), rows in results.sort_values("trial").groupby(["sweep", "cell"], sort=True):
         states = _states(rows).value_counts()
         finished = rows[rows["state"].isin(["COMPLETE", "PRUNED"])]
-        counts = {"n_trials": len(finished), "completed": int(states.get("COMPLETE", 0)),
-                  "pruned": int(states.get("PRUNED", 0)), "failed": int(states.get("FAIL", 0))}
+        counts = {
+            "n_trials": len(finished),
+            "completed": int(states.get("COMPLETE", 0)),
+            "pruned": int(states.get("PRUNED", 0)),
+            "failed": int(states.get("FAIL", 0)),
+        }
         best, best_at = np.nan, 0
         if len(finished):
             values = finished["value"].where(finished["state"] == "COMPLETE")
@@ -59,13 +77,30 @@ def tuning_table(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             best = better.iloc[-1]
             positions = np.arange(1, len(finished) + 1)
             best_at = int(positions[(better == best).to_numpy()][0]) if pd.notna(best) else 0
-            curves.append(pd.DataFrame({"curve": _name(rows, cell), "sweep": sweep, "cell": cell,
-                                        "position": positions, "best_so_far": better.to_numpy()}))
-        flags.append({"curve": _name(rows, cell), "sweep": sweep, "cell": cell, **counts, "best_value": best,
-                      "best_at_trial": best_at,
-                      "still_improving": bool(len(finished)) and best_at > 0.75 * len(finished),
-                      "model": _first(rows, "model", cell),
-                      "dataset": _first(rows, "dataset", _first(rows, "task", cell))})
+            curves.append(
+                pd.DataFrame(
+                    {
+                        "curve": _name(rows, cell),
+                        "sweep": sweep,
+                        "cell": cell,
+                        "position": positions,
+                        "best_so_far": better.to_numpy(),
+                    }
+                )
+            )
+        flags.append(
+            {
+                "curve": _name(rows, cell),
+                "sweep": sweep,
+                "cell": cell,
+                **counts,
+                "best_value": best,
+                "best_at_trial": best_at,
+                "still_improving": bool(len(finished)) and best_at > 0.75 * len(finished),
+                "model": _first(rows, "model", cell),
+                "dataset": _first(rows, "dataset", _first(rows, "task", cell)),
+            }
+        )
     flags = _compare(pd.DataFrame(flags))
     curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
     # One name per line of the plot: a cell named alike in two sweeps gets its sweep's name too.

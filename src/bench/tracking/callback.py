@@ -32,18 +32,19 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from bench.tracking import runs
+from bench.tracking.store import check_store, prepare_embedded
+from bench.tracking.sweep_metrics import costs_of, log_front, log_trial_cost
 from hydra_plugins.bench_sweeper._cells import flatten
 from hydra_plugins.bench_sweeper._compat import job_outcome
 from hydra_plugins.bench_sweeper._errors import SweepError
 from hydra_plugins.bench_sweeper._masking import mask_config, mask_data, mask_override, mask_text
-from bench.tracking.sweep_metrics import costs_of, log_front, log_trial_cost
-from bench.tracking.store import check_store, prepare_embedded
-from hydra_plugins.bench_sweeper.observer import TRACKER_RUN_ID_ATTR, SweepObserver
 from hydra_plugins.bench_sweeper._objectives import MAXIMIZE
+from hydra_plugins.bench_sweeper.observer import TRACKER_RUN_ID_ATTR, SweepObserver
 
 log = logging.getLogger(__name__)
 # In the sweep dir: where its benchmark run is, so `python -m bench.report` can log the report there.
 TRACKING_FILE = "mlflow.json"
+
 
 def _default_root() -> Path:
     return Path(os.getcwd()) / "multirun_outputs"
@@ -97,8 +98,9 @@ def _write_tracking_file(sweep_dir: Path, uri: str, experiment: str, benchmark_r
     parts = urlsplit(uri)
     if parts.username or parts.password:  # never on disk: MLflow reads credentials from its env vars
         uri = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
-    (sweep_dir / TRACKING_FILE).write_text(json.dumps(
-        {"tracking_uri": uri, "experiment": experiment, "benchmark_run": benchmark_run}, indent=1))
+    (sweep_dir / TRACKING_FILE).write_text(
+        json.dumps({"tracking_uri": uri, "experiment": experiment, "benchmark_run": benchmark_run}, indent=1)
+    )
 
 
 class MLflowTracking(Callback, SweepObserver):
@@ -130,8 +132,15 @@ class MLflowTracking(Callback, SweepObserver):
         if settings is not None:
             check_store(settings.get("tracking_uri"), _default_root() / "mlflow.db")
 
-    def on_sweep_start(self, config: DictConfig, sweep_dir: str, cells: list, storage: str, resumed: bool,
-                       trials_in_driver: bool = False) -> None:
+    def on_sweep_start(
+        self,
+        config: DictConfig,
+        sweep_dir: str,
+        cells: list,
+        storage: str,
+        resumed: bool,
+        trials_in_driver: bool = False,
+    ) -> None:
         settings = _settings(config)
         if settings is None:
             return
@@ -147,8 +156,9 @@ class MLflowTracking(Callback, SweepObserver):
             from bench.tracking.server import LocalTrackingServer
 
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self.server = LocalTrackingServer(uri, artifacts, Path(sweep_dir) / "mlflow_server.log",
-                                              host=settings.get("serve_host", "127.0.0.1"))
+            self.server = LocalTrackingServer(
+                uri, artifacts, Path(sweep_dir) / "mlflow_server.log", host=settings.get("serve_host", "127.0.0.1")
+            )
             uri = self.server.start()
             self.server.watch()
         store_uri = uri  # before serving: what stays reachable after this sweep's server has gone
@@ -163,24 +173,44 @@ class MLflowTracking(Callback, SweepObserver):
             self.spent[self.benchmark_run] = costs_of(found[0])
         else:
             self.benchmark_run = runs.create_run(
-                self.client, self.experiment_id, f"benchmark {Path(sweep_dir).name}",
+                self.client,
+                self.experiment_id,
+                f"benchmark {Path(sweep_dir).name}",
                 {runs.LEVEL: "benchmark", runs.SWEEP_DIR: sweep_dir, "git_commit": git_commit()},
             )
             runs.log_params(self.client, self.benchmark_run, {f"version.{k}": v for k, v in package_versions().items()})
         _write_tracking_file(Path(sweep_dir), store_uri, settings.experiment, self.benchmark_run)
         overrides = [mask_override(o) for o in OmegaConf.to_container(config.hydra.overrides.task)]
         n = len(self.client.list_artifacts(self.benchmark_run, "invocations")) if found else 0
-        runs.log_yaml(self.client, self.benchmark_run, _app_config(config), "config.yaml" if not found else f"invocations/{n}/config.yaml")
-        runs.log_yaml(self.client, self.benchmark_run, overrides, "overrides.yaml" if not found else f"invocations/{n}/overrides.yaml")
+        runs.log_yaml(
+            self.client,
+            self.benchmark_run,
+            _app_config(config),
+            "config.yaml" if not found else f"invocations/{n}/config.yaml",
+        )
+        runs.log_yaml(
+            self.client,
+            self.benchmark_run,
+            overrides,
+            "overrides.yaml" if not found else f"invocations/{n}/overrides.yaml",
+        )
         for cell in cells:
             self._open_cell_run(cell, storage)
-        log.info("MLflow: experiment %r at %s, benchmark run %s", settings.experiment, mask_text(self.uri), self.benchmark_run)
+        log.info(
+            "MLflow: experiment %r at %s, benchmark run %s",
+            settings.experiment,
+            mask_text(self.uri),
+            self.benchmark_run,
+        )
 
     def _open_cell_run(self, cell: Any, storage: str) -> None:
         """One run per cell study: reused on resume (with the best value it already reached), a
         new one when the cell's experiment changed and got a new study version."""
-        existing = runs.find_runs(self.client, self.experiment_id, **{runs.LEVEL: "cell", runs.SWEEP_DIR: self.sweep_dir,
-                                                                        runs.STUDY: cell.study_name})
+        existing = runs.find_runs(
+            self.client,
+            self.experiment_id,
+            **{runs.LEVEL: "cell", runs.SWEEP_DIR: self.sweep_dir, runs.STUDY: cell.study_name},
+        )
         if existing:
             run_id = existing[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
@@ -189,13 +219,30 @@ class MLflowTracking(Callback, SweepObserver):
             self.spent[run_id] = costs_of(existing[0])
         else:
             run_id = runs.create_run(
-                self.client, self.experiment_id, cell.label,
-                {runs.LEVEL: "cell", runs.SWEEP_DIR: self.sweep_dir, runs.CELL: cell.label, runs.STUDY: cell.study_name,
-                 **cell.coordinates},
+                self.client,
+                self.experiment_id,
+                cell.label,
+                {
+                    runs.LEVEL: "cell",
+                    runs.SWEEP_DIR: self.sweep_dir,
+                    runs.CELL: cell.label,
+                    runs.STUDY: cell.study_name,
+                    **cell.coordinates,
+                },
                 parent_id=self.benchmark_run,
             )
-            runs.log_params(self.client, run_id, mask_data({"metric": cell.metric, "direction": cell.direction,
-                                                            "study_name": cell.study_name, "storage": storage}))
+            runs.log_params(
+                self.client,
+                run_id,
+                mask_data(
+                    {
+                        "metric": cell.metric,
+                        "direction": cell.direction,
+                        "study_name": cell.study_name,
+                        "storage": storage,
+                    }
+                ),
+            )
             runs.log_yaml(self.client, run_id, _app_config(cell.config), "config.yaml")
             runs.log_yaml(self.client, run_id, mask_data(cell.params), "search_space.yaml")
             runs.log_yaml(self.client, self.benchmark_run, mask_data(cell.params), f"search_spaces/{cell.label}.yaml")
@@ -213,8 +260,14 @@ class MLflowTracking(Callback, SweepObserver):
             if self.server is not None:  # its server has stopped: no trial starts that could not log
                 raise SweepError(self.server.stopped_sentence())
             return None
-        tags = {runs.LEVEL: "trial", runs.SWEEP_DIR: self.sweep_dir, runs.CELL: cell.label, runs.TRIAL: trial.number,
-                runs.STUDY: cell.study_name, **cell.coordinates}
+        tags = {
+            runs.LEVEL: "trial",
+            runs.SWEEP_DIR: self.sweep_dir,
+            runs.CELL: cell.label,
+            runs.TRIAL: trial.number,
+            runs.STUDY: cell.study_name,
+            **cell.coordinates,
+        }
         name = f"{cell.label} #{trial.number}"
         if phase == "repeat":
             seed = trial.user_attrs.get("seed")
@@ -225,8 +278,9 @@ class MLflowTracking(Callback, SweepObserver):
         trial.set_user_attr(TRACKER_RUN_ID_ATTR, run_id)
         return {"mlflow.run_id": run_id, "mlflow.tracking_uri": self.uri}
 
-    def on_trial_end(self, cell: Any, trial: Any, job_return: Any, error: str | None, interrupted: bool = False,
-                     phase: str = "tune") -> None:
+    def on_trial_end(
+        self, cell: Any, trial: Any, job_return: Any, error: str | None, interrupted: bool = False, phase: str = "tune"
+    ) -> None:
         run_id = trial.user_attrs.get(TRACKER_RUN_ID_ATTR)
         if self._reachable() is None or not run_id:
             return
@@ -274,7 +328,9 @@ class MLflowTracking(Callback, SweepObserver):
             for key, value in summary.items():
                 self.client.log_metric(self.cell_runs[cell.label], key, value)
 
-    def on_sweep_end(self, config: DictConfig, sweep_dir: str, error: BaseException | None, stopped_cells: list[str]) -> None:
+    def on_sweep_end(
+        self, config: DictConfig, sweep_dir: str, error: BaseException | None, stopped_cells: list[str]
+    ) -> None:
         try:
             if self._reachable() is None:
                 return
@@ -354,4 +410,3 @@ class MLflowTracking(Callback, SweepObserver):
             mlflow.flush_async_logging()
             mlflow.end_run(status)
             self.job_run = None
-

@@ -48,7 +48,7 @@ def log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
     existing = client.get_run(run_id).data.params
     new = [Param(str(k), str(v)[:_MAX_PARAM]) for k, v in params.items() if str(k) not in existing]
     for start in range(0, len(new), 100):  # log_batch takes at most 100 params per call
-        client.log_batch(run_id, params=new[start:start + 100])
+        client.log_batch(run_id, params=new[start : start + 100])
 
 
 def log_yaml(client: Any, run_id: str, data: Any, artifact_file: str) -> None:

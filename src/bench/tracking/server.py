@@ -46,8 +46,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class LocalTrackingServer:
-    def __init__(self, backend_uri: str, artifact_root: str, log_path: str | os.PathLike, host: str = "127.0.0.1",
-                 port: int | None = None) -> None:
+    def __init__(
+        self,
+        backend_uri: str,
+        artifact_root: str,
+        log_path: str | os.PathLike,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+    ) -> None:
         self.backend_uri, self.artifact_root, self.host, self.port = backend_uri, artifact_root, host, port
         self.log_path = Path(log_path)
         self.process: subprocess.Popen | None = None
@@ -76,32 +82,60 @@ class LocalTrackingServer:
             # One worker: caching a checked password cannot go stale, and saves a PBKDF2 per request.
             "auth_cache_ttl_seconds = 3600\n"
         )
-        cmd = [sys.executable, "-m", "bench.tracking.server", sys.executable, "-m", "mlflow", "server",
-               "--app-name", "basic-auth", "--backend-store-uri", self.backend_uri, "--host", self.host,
-               "--port", str(port), "--workers", "1", "--no-serve-artifacts", "--default-artifact-root", self.artifact_root]
-        env = {**os.environ,
-               # MLflow's job runner (huey consumers, for GenAI evaluation jobs) is of no use to bench
-               # and starts extra Python processes that slow the server's start by 2-4 s on 2 cores.
-               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-               "MLFLOW_AUTH_CONFIG_PATH": str(auth_config), "MLFLOW_AUTH_ADMIN_PASSWORD": self.password,
-               "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.tracking.server",
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--app-name",
+            "basic-auth",
+            "--backend-store-uri",
+            self.backend_uri,
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-serve-artifacts",
+            "--default-artifact-root",
+            self.artifact_root,
+        ]
+        env = {
+            **os.environ,
+            # MLflow's job runner (huey consumers, for GenAI evaluation jobs) is of no use to bench
+            # and starts extra Python processes that slow the server's start by 2-4 s on 2 cores.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_AUTH_CONFIG_PATH": str(auth_config),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": self.password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+        }
         with open(self.log_path, "ab") as out:
             # Own session: a Ctrl-C aimed at the driver must not stop the server before the driver
             # has closed its runs. stdin is the driver-death pipe (see the module docstring).
-            self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True, env=env)
+            self.process = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self._cleanup()
-                raise RuntimeError(f"the mlflow server for {self.backend_uri} stopped before answering on {self.url} "
-                                   f"(exit code {self.process.returncode}); its last log lines: {_tail(self.log_path)} "
-                                   f"(log: {self.log_path})")
+                raise RuntimeError(
+                    f"the mlflow server for {self.backend_uri} stopped before answering on {self.url} "
+                    f"(exit code {self.process.returncode}); its last log lines: {_tail(self.log_path)} "
+                    f"(log: {self.log_path})"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
                     if response.status == 200:
-                        log.info("MLflow server for %s at %s (basic auth, credentials made for this sweep)",
-                                 self.backend_uri, self.url)
+                        log.info(
+                            "MLflow server for %s at %s (basic auth, credentials made for this sweep)",
+                            self.backend_uri,
+                            self.url,
+                        )
                         return self.tracking_uri
             except OSError:
                 time.sleep(0.25)
@@ -125,9 +159,11 @@ class LocalTrackingServer:
         return self.process is not None and self.process.poll() is None
 
     def stopped_sentence(self) -> str:
-        return (f"the MLflow server of this sweep ({self.url}) stopped (exit code {self.process.returncode}): trials "
-                f"can no longer log to it, so no new trial starts. Its last log lines: {_tail(self.log_path)} "
-                f"(log: {self.log_path}). Resume the sweep (same command and hydra.sweep.dir) once the cause is fixed")
+        return (
+            f"the MLflow server of this sweep ({self.url}) stopped (exit code {self.process.returncode}): trials "
+            f"can no longer log to it, so no new trial starts. Its last log lines: {_tail(self.log_path)} "
+            f"(log: {self.log_path}). Resume the sweep (same command and hydra.sweep.dir) once the cause is fixed"
+        )
 
     def stop(self, grace_s: float = 20.0) -> None:
         self._stopping = True

@@ -1,14 +1,14 @@
 """The tracking store, checked before a sweep creates anything, and the embedded one made safely.
 
-  check_store(settings)     in planning (and a single run's preflight), without torch: a named
-                            tracking URI must answer, and the embedded SQLite store must not be a
-                            half-migrated one that holds runs (a sentence says how to repair it)
-  prepare_embedded(db)      when the sweep starts: the file is created and MLflow's schema
-                            migrated under a file lock, once. MLflow migrates a new SQLite store on
-                            first use, and two sweeps started at once raced that migration
-                            ("duplicate column name: step", "table _alembic_tmp_metrics already
-                            exists"), leaving a store every later sweep failed on. A half-migrated
-                            store that holds no run is set aside and made again.
+check_store(settings)     in planning (and a single run's preflight), without torch: a named
+                          tracking URI must answer, and the embedded SQLite store must not be a
+                          half-migrated one that holds runs (a sentence says how to repair it)
+prepare_embedded(db)      when the sweep starts: the file is created and MLflow's schema
+                          migrated under a file lock, once. MLflow migrates a new SQLite store on
+                          first use, and two sweeps started at once raced that migration
+                          ("duplicate column name: step", "table _alembic_tmp_metrics already
+                          exists"), leaving a store every later sweep failed on. A half-migrated
+                          store that holds no run is set aside and made again.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def check_store(uri: str | None, embedded_db: Path) -> None:
         _check_not_half_migrated(embedded_db)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _check_reachable(uri: str) -> None:
     parts = urlsplit(uri)
     # Without its credentials: to show it, and to ask it (urllib takes no user:password@ in a URL).
@@ -69,8 +69,10 @@ def _check_reachable(uri: str) -> None:
             with sqlalchemy.create_engine(uri).connect():
                 pass
         except Exception as exc:
-            raise TrackingStoreError(f"mlflow.tracking_uri={shown} cannot be reached: {str(exc).splitlines()[0]}. "
-                                     "Check the URL, the credentials and that the database server is up") from None
+            raise TrackingStoreError(
+                f"mlflow.tracking_uri={shown} cannot be reached: {str(exc).splitlines()[0]}. "
+                "Check the URL, the credentials and that the database server is up"
+            ) from None
 
 
 def _tables(db: Path) -> set[str]:
@@ -114,7 +116,8 @@ def _check_not_half_migrated(db: Path) -> None:
         raise TrackingStoreError(
             f"the MLflow store {db} is half-migrated ({reason}) and holds {runs} runs. Back it up, then drop the "
             "_alembic_tmp_* tables (sqlite3 <it> 'DROP TABLE _alembic_tmp_<name>') and run "
-            f"`mlflow db upgrade sqlite:///{db}`; or point mlflow.tracking_uri elsewhere")
+            f"`mlflow db upgrade sqlite:///{db}`; or point mlflow.tracking_uri elsewhere"
+        )
 
 
 def prepare_embedded(db: Path) -> None:
@@ -128,8 +131,12 @@ def prepare_embedded(db: Path) -> None:
             _check_not_half_migrated(db)  # with runs in it: refused, with how to repair it
             aside = db.with_name(f"{db.name}.half-migrated-{time.strftime('%Y%m%d-%H%M%S')}")
             os.replace(db, aside)
-            log.warning("the MLflow store %s was half-migrated (%s) and held no run: kept as %s, made again",
-                        db, reason, aside.name)
+            log.warning(
+                "the MLflow store %s was half-migrated (%s) and held no run: kept as %s, made again",
+                db,
+                reason,
+                aside.name,
+            )
         db.touch(mode=0o600)  # an empty file is an empty SQLite database
         db.chmod(0o600)
         from mlflow import MlflowClient

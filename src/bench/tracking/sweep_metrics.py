@@ -1,9 +1,9 @@
 """What the MLflow tracker logs about compute and Pareto fronts, from the sweeper's records.
 
-    cost    a trial's gpu_hours and cpu_hours (the sweeper's accounting: observer.COST_ATTRS) on its
-            run, and running totals on its cell run and the benchmark run (resumed runs continue
-            from the totals they show)
-    front   a multi-objective cell's Pareto front, as a table artifact of its cell run
+cost    a trial's gpu_hours and cpu_hours (the sweeper's accounting: observer.COST_ATTRS) on its
+        run, and running totals on its cell run and the benchmark run (resumed runs continue
+        from the totals they show)
+front   a multi-objective cell's Pareto front, as a table artifact of its cell run
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ def costs_of(run: Any) -> dict[str, float]:
     return {key: float(run.data.metrics.get(key, 0.0)) for key in COST_METRICS}
 
 
-def log_trial_cost(client: Any, totals: dict[str, dict[str, float]], run_id: str, parents: list[str],
-                   attrs: dict[str, Any]) -> None:
+def log_trial_cost(
+    client: Any, totals: dict[str, dict[str, float]], run_id: str, parents: list[str], attrs: dict[str, Any]
+) -> None:
     """The trial's figures on its run, and the parents' running totals (kept in `totals`)."""
     cost = {key: float(attrs[key]) for key in COST_METRICS if key in attrs}
     if not cost:
@@ -44,8 +45,15 @@ def log_front(client: Any, cell_run: str, cell: Any, front: list) -> None:
 
     objectives = len(front[0].values) if front else 0
     names = cell.metric if isinstance(cell.metric, list) else [f"objective_{i}" for i in range(objectives)]
-    rows = [{"trial": t.number, **dict(zip(names, t.values)), **mask_data(dict(t.params)),
-             "mlflow_run_id": t.user_attrs.get(TRACKER_RUN_ID_ATTR, "")} for t in front]
+    rows = [
+        {
+            "trial": t.number,
+            **dict(zip(names, t.values)),
+            **mask_data(dict(t.params)),
+            "mlflow_run_id": t.user_attrs.get(TRACKER_RUN_ID_ATTR, ""),
+        }
+        for t in front
+    ]
     # MLflow's table format (log_table's JSON, orient=split), written whole: log_table would append
     # each new front to the old ones.
     client.log_text(cell_run, pd.DataFrame(rows).to_json(orient="split", index=False), FRONT_ARTIFACT)

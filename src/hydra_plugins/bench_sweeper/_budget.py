@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ._cost import Cost, total
 from ._errors import SweepConfigError
@@ -42,7 +43,9 @@ def check_settings(conf: Any) -> None:
             raise SweepConfigError(f"hydra.sweeper.budget.{key}={value!r}: give a positive number of hours, or null")
     patience = conf.get("patience")
     if patience is not None and not (isinstance(patience, int) and patience >= 1):
-        raise SweepConfigError(f"hydra.sweeper.budget.patience={patience!r}: give a whole number of trials >= 1, or null")
+        raise SweepConfigError(
+            f"hydra.sweeper.budget.patience={patience!r}: give a whole number of trials >= 1, or null"
+        )
     min_delta = conf.get("min_delta") or 0.0
     if not isinstance(min_delta, (int, float)) or min_delta < 0:
         raise SweepConfigError(f"hydra.sweeper.budget.min_delta={min_delta!r} must be a number >= 0")
@@ -73,7 +76,9 @@ class Budget:
         self.cell_unit = "cpu_hours" if set(self.limits) == {"cpu_hours"} else "gpu_hours"
         self.per_cell = conf.get("per_cell")
         self.spent = {"gpu_hours": spent_total.gpu_hours, "cpu_hours": spent_total.cpu_hours}
-        self.by_cell = {label: {"gpu_hours": c.gpu_hours, "cpu_hours": c.cpu_hours} for label, c in spent_by_cell.items()}
+        self.by_cell = {
+            label: {"gpu_hours": c.gpu_hours, "cpu_hours": c.cpu_hours} for label, c in spent_by_cell.items()
+        }
         self.costs: dict[str, list[Cost]] = {}  # cell label -> costs of its finished trials (estimates)
         self.reached: Refusal | None = None  # why the sweep's budget stopped new trials
         self.seeds = seeds
@@ -94,8 +99,10 @@ class Budget:
         counts_gpus = "gpu_hours" in self.limits or (self.per_cell and self.cell_unit == "gpu_hours")
         if gpus_granted == 0 and counts_gpus and not self._warned_no_gpus:
             self._warned_no_gpus = True
-            log.warning("trials are granted no GPUs, so a budget in GPU-hours is never spent; on CPU set "
-                        "hydra.sweeper.budget.cpu_hours instead")
+            log.warning(
+                "trials are granted no GPUs, so a budget in GPU-hours is never spent; on CPU set "
+                "hydra.sweeper.budget.cpu_hours instead"
+            )
 
     def learn(self, label: str, trials: Iterable[Any]) -> None:
         """Costs of a cell's trials from earlier runs of the sweep, for the estimates."""
@@ -139,17 +146,22 @@ class Budget:
             owed = self.owed(unit)
             if committed + owed + (self.estimate(label, unit) if tuning else 0.0) > limit:
                 reserved = f", {owed:.4g} kept for the repeats still owed" if owed and tuning else ""
-                self.reached = Refusal(f"budget.{unit}={limit:g} reached: {self.spent[unit]:.4g} spent, "
-                                       f"{committed - self.spent[unit]:.4g} in flight{reserved}", sweep_wide=True)
+                self.reached = Refusal(
+                    f"budget.{unit}={limit:g} reached: {self.spent[unit]:.4g} spent, "
+                    f"{committed - self.spent[unit]:.4g} in flight{reserved}",
+                    sweep_wide=True,
+                )
                 return self.reached
         if self.per_cell and tuning:
             unit = self.cell_unit
             mine = self.by_cell.get(label, {}).get(unit, 0.0)
-            committed = mine + sum(self._in_flight(t, unit, now) for t in flying
-                                   if t.run.cell.label == label and t.run.phase == PHASE_TUNE)
+            committed = mine + sum(
+                self._in_flight(t, unit, now) for t in flying if t.run.cell.label == label and t.run.phase == PHASE_TUNE
+            )
             if committed + self.estimate(label, unit) > self.per_cell:
-                return Refusal(f"budget.per_cell={self.per_cell:g} {UNIT_NAMES[unit]} reached ({mine:.4g} spent)",
-                               sweep_wide=False)
+                return Refusal(
+                    f"budget.per_cell={self.per_cell:g} {UNIT_NAMES[unit]} reached ({mine:.4g} spent)", sweep_wide=False
+                )
         return None
 
 
@@ -175,8 +187,10 @@ def converged(study: Any, patience: int | None, min_delta: float) -> str | None:
 
     if not patience or len(study.directions) > 1:  # a front has no single best to stop improving
         return None
-    finished = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)),
-                      key=lambda t: (t.datetime_complete.timestamp() if t.datetime_complete else 0.0, t.number))
+    finished = sorted(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+        key=lambda t: (t.datetime_complete.timestamp() if t.datetime_complete else 0.0, t.number),
+    )
     if len(finished) <= patience:
         return None
     sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0

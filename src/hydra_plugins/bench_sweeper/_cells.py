@@ -56,8 +56,12 @@ def bare_key(key: str) -> str:
     return key.lstrip("+~")
 
 
-def split_arguments(arguments: list[str], config_loader: ConfigLoader, declared_cells: dict[str, Any] | None = None,
-                    known_axes: list[str] | None = None) -> SplitArguments:
+def split_arguments(
+    arguments: list[str],
+    config_loader: ConfigLoader,
+    declared_cells: dict[str, Any] | None = None,
+    known_axes: list[str] | None = None,
+) -> SplitArguments:
     """known_axes: the axes of the sweep being resumed; a key pinned to one value that was an axis
     there stays an axis here, so `task=a` resumes the cell `task=a` of a sweep started with `task=a,b`."""
     parser = OverridesParser.create(config_loader=config_loader)
@@ -137,14 +141,18 @@ def describe_cell(
     where = direction_key if given is not None else "hydra.sweeper.direction"
     cell.direction = normalized(given if given is not None else default_direction, f"cell {cell.label}: {where}")
     if isinstance(cell.metric, list) and len(cell.metric) != len(directions(cell.direction)):
-        raise SweepConfigError(f"cell {cell.label}: {metric_key} lists {len(cell.metric)} metrics ({as_text(cell.metric)}) "
-                               f"but {where} {len(directions(cell.direction))} direction(s) ({as_text(cell.direction)}): "
-                               "give one direction per metric, in the same order")
+        raise SweepConfigError(
+            f"cell {cell.label}: {metric_key} lists {len(cell.metric)} metrics ({as_text(cell.metric)}) "
+            f"but {where} {len(directions(cell.direction))} direction(s) ({as_text(cell.direction)}): "
+            "give one direction per metric, in the same order"
+        )
     cell.columns = {name: _select(cell_cfg, key) for name, key in (columns or {}).items()}
     own = _select(cell_cfg, n_trials_key)
     if own is not None and (isinstance(own, bool) or not isinstance(own, int) or own < 0):
-        raise SweepConfigError(f"cell {cell.label}: {n_trials_key}={own!r} is not a trial count: give a whole number "
-                               "of at least 0 (0: straight to the repeats), or null for hydra.sweeper.n_trials")
+        raise SweepConfigError(
+            f"cell {cell.label}: {n_trials_key}={own!r} is not a trial count: give a whole number "
+            "of at least 0 (0: straight to the repeats), or null for hydra.sweeper.n_trials"
+        )
     cell.n_trials = own
 
     params: dict[str, Any] = {}
@@ -172,8 +180,10 @@ def _mapping(space: Any, where: str | None, cell: Cell) -> dict[str, Any]:
     """A search space is {config key: domain}; a list or a value there is refused, naming it."""
     if not isinstance(space, dict):
         shown = repr(space) if len(repr(space)) <= 80 else repr(space)[:77] + "..."
-        raise SearchSpaceError(f"cell {cell.label}: {where} must map config keys to search domains "
-                               f"(hparams.lr: tag(log, interval(1e-5, 1e-2)), ...), not a {type(space).__name__}: {shown}")
+        raise SearchSpaceError(
+            f"cell {cell.label}: {where} must map config keys to search domains "
+            f"(hparams.lr: tag(log, interval(1e-5, 1e-2)), ...), not a {type(space).__name__}: {shown}"
+        )
     return space
 
 
@@ -182,8 +192,10 @@ def _select_list(cell_cfg: DictConfig, key: str | None) -> list[Any]:
     if value is None:
         return []
     if not OmegaConf.is_list(value):
-        raise SweepConfigError(f"{key} lists the search-space keys a cell does not search; it must be a list, "
-                               f"not {OmegaConf.to_container(value) if OmegaConf.is_config(value) else value!r}")
+        raise SweepConfigError(
+            f"{key} lists the search-space keys a cell does not search; it must be a list, "
+            f"not {OmegaConf.to_container(value) if OmegaConf.is_config(value) else value!r}"
+        )
     return list(value)
 
 

@@ -8,7 +8,8 @@ pull in optuna, ray or submitit.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 
 def trial_id(trial: Any) -> int:
@@ -54,7 +55,7 @@ def ray_job_runner() -> tuple[Any, Any]:
 
 
 def submitit_executor_name(launcher: Any) -> str:
-    """"slurm" or "local" for a hydra-submitit-launcher launcher (hydra-submitit-launcher<1.3)."""
+    """ "slurm" or "local" for a hydra-submitit-launcher launcher (hydra-submitit-launcher<1.3)."""
     return launcher._EXECUTOR
 
 
@@ -90,7 +91,7 @@ def config_files_read_once(loader: Any) -> Iterator[None]:
             super().__init__(delegate)
             self.pickled: dict[str, bytes] = {}
 
-        def __deepcopy__(self, memo: dict) -> "SharedCache":
+        def __deepcopy__(self, memo: dict) -> SharedCache:
             return self
 
         def load_config(self, config_path: str) -> Any:

@@ -38,8 +38,14 @@ class Console:
             from rich.console import Console as RichConsole
             from rich.live import Live
 
-            self.live_view = Live(self._rich_table(), console=RichConsole(stderr=True), refresh_per_second=2,
-                                  transient=False, redirect_stdout=True, redirect_stderr=True)
+            self.live_view = Live(
+                self._rich_table(),
+                console=RichConsole(stderr=True),
+                refresh_per_second=2,
+                transient=False,
+                redirect_stdout=True,
+                redirect_stderr=True,
+            )
             self.live_view.__enter__()
         return self
 
@@ -59,13 +65,17 @@ class Console:
         self._say(text)
 
     def finished(self, run: CellRun, frozen: Any, error: str | None) -> None:
-        state = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}.get(frozen.state.name, frozen.state.name)
+        state = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}.get(
+            frozen.state.name, frozen.state.name
+        )
         values = frozen.values or []  # one per objective
         detail = (" " + ", ".join(format_value(v) for v in values)) if values else ""
         if error:
             detail += f": {_last_line(error)}"
-        self._say(f"[{run.label}] trial {frozen.number} {state}{detail} ({run.done}/{run.target} done)",
-                  level=logging.WARNING if error else logging.INFO)
+        self._say(
+            f"[{run.label}] trial {frozen.number} {state}{detail} ({run.done}/{run.target} done)",
+            level=logging.WARNING if error else logging.INFO,
+        )
 
     def stopped(self, run: CellRun, reason: str) -> None:
         self._say(f"[{run.label}] stopped, no new trials: {reason}", level=logging.ERROR)
@@ -104,9 +114,20 @@ class Console:
             mean = _mean(run.durations) or _mean(every)
             eta = remaining * mean * open_cells / self.slots if mean else math.nan
             status = " (stopped)" if run.stopped else " (ended)" if run.ended else ""
-            rows.append([run.label + status, f"{run.done}/{run.target}", str(run.in_flight), str(run.pruned),
-                         str(run.failed), _best_text(run, best), f"{cost.gpu_hours:.3g}", f"{cost.cpu_hours:.3g}",
-                         _clock(now - run.started) if run.started else "-", _clock(eta) if remaining else "-"])
+            rows.append(
+                [
+                    run.label + status,
+                    f"{run.done}/{run.target}",
+                    str(run.in_flight),
+                    str(run.pruned),
+                    str(run.failed),
+                    _best_text(run, best),
+                    f"{cost.gpu_hours:.3g}",
+                    f"{cost.cpu_hours:.3g}",
+                    _clock(now - run.started) if run.started else "-",
+                    _clock(eta) if remaining else "-",
+                ]
+            )
         return rows
 
     def plain_table(self) -> str:

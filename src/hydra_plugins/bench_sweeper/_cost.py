@@ -19,8 +19,9 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,18 @@ ATTR_GPU_HOURS, ATTR_CPU_HOURS = "gpu_hours", "cpu_hours"
 ATTR_GPUS, ATTR_CPUS = "gpus", "cpus"  # the grant
 ATTR_COST_SOURCE = "cost_source"  # "sacct", or "granted x elapsed"
 SACCT_WAIT_S = 30.0  # the accounting database can lag a job's end by a few seconds
-_FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
-                 "BOOT_FAIL", "DEADLINE", "REQUEUED"}
+_FINAL_STATES = {
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "REQUEUED",
+}
 
 
 @dataclass(frozen=True)
@@ -88,8 +99,10 @@ def visible_gpu_count() -> int:
 
 def local_grant(gpus: float | None, cpus: float | None) -> Grant:
     """What a trial run inside the driver holds: as configured, else the driver's whole machine."""
-    return Grant(float(visible_gpu_count() if gpus is None else gpus),
-                 float(len(os.sched_getaffinity(0)) if cpus is None else cpus))
+    return Grant(
+        float(visible_gpu_count() if gpus is None else gpus),
+        float(len(os.sched_getaffinity(0)) if cpus is None else cpus),
+    )
 
 
 def ray_grant(options: dict[str, Any], gpu_resources: Iterable[str]) -> Grant:
@@ -97,7 +110,9 @@ def ray_grant(options: dict[str, Any], gpu_resources: Iterable[str]) -> Grant:
     default for a task is 1 CPU."""
     custom = options.get("resources") or {}
     names = set(gpu_resources)
-    gpus = float(options.get("num_gpus") or 0) * ("GPU" in names) + sum(float(v) for k, v in custom.items() if k in names)
+    gpus = float(options.get("num_gpus") or 0) * ("GPU" in names) + sum(
+        float(v) for k, v in custom.items() if k in names
+    )
     cpus = options.get("num_cpus")
     return Grant(gpus, 1.0 if cpus is None else float(cpus))
 
@@ -130,8 +145,12 @@ def sacct_cost(job_id: str, wait_s: float = SACCT_WAIT_S) -> Cost | None:
 def _sacct_rows(job_id: str) -> list[tuple[str, float, str, float]]:
     """(state, elapsed s, AllocTRES, CPU time s) per run of the job: -X the allocation, not its steps."""
     try:
-        result = subprocess.run(["sacct", "-j", str(job_id), "-D", "-X", "-n", "-P", "-o",
-                                 "State,ElapsedRaw,AllocTRES,CPUTimeRAW"], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            ["sacct", "-j", str(job_id), "-D", "-X", "-n", "-P", "-o", "State,ElapsedRaw,AllocTRES,CPUTimeRAW"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     rows = []

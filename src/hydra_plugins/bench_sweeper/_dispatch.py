@@ -99,8 +99,8 @@ class InProcessDispatcher(Dispatcher):
     max_slots = 1
     runs_in_driver = True
 
-    def __init__(self, launcher: Launcher, local: Grant = Grant()) -> None:
-        self.launcher, self.local = launcher, local
+    def __init__(self, launcher: Launcher, local: Grant | None = None) -> None:
+        self.launcher, self.local = launcher, local or Grant()
         self.done: deque[Finished] = deque()
         setup_globals()
         Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -111,9 +111,13 @@ class InProcessDispatcher(Dispatcher):
         log.debug(launch_line(job_num, overrides))
         started = time.monotonic()
         try:
-            job_return = run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function,
-                                 config=job_config(launcher, overrides, job_num), job_dir_key="hydra.sweep.dir",
-                                 job_subdir_key="hydra.sweep.subdir")
+            job_return = run_job(
+                hydra_context=launcher.hydra_context,
+                task_function=launcher.task_function,
+                config=job_config(launcher, overrides, job_num),
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
         finally:
             # run_job switched logging to the job's config (in a sweep: the job's file only); the
             # driver gets its own back, also when the job was interrupted.
@@ -134,8 +138,8 @@ class SerialDispatcher(InProcessDispatcher):
 
     runs_in_driver = False
 
-    def __init__(self, launcher: Launcher, local: Grant = Grant()) -> None:
-        self.launcher, self.local = launcher, local  # assumed to run its jobs on this machine
+    def __init__(self, launcher: Launcher, local: Grant | None = None) -> None:
+        self.launcher, self.local = launcher, local or Grant()  # assumed to run its jobs on this machine
         self.done = deque()
 
     def submit(self, prepared: Any, ticket: Any) -> None:
@@ -240,8 +244,12 @@ def _remote_options(remote: Any) -> dict[str, Any]:
 
 def _check_ray_can_place(ray: Any, options: dict[str, Any], address: Any) -> None:
     """Ray leaves a task no node can hold pending forever; say so before the first trial that asks."""
-    need = {"GPU": float(options.get("num_gpus") or 0), "CPU": float(options.get("num_cpus", 1) or 0),
-            "memory": float(options.get("memory") or 0), **{k: float(v) for k, v in (options.get("resources") or {}).items()}}
+    need = {
+        "GPU": float(options.get("num_gpus") or 0),
+        "CPU": float(options.get("num_cpus", 1) or 0),
+        "memory": float(options.get("memory") or 0),
+        **{k: float(v) for k, v in (options.get("resources") or {}).items()},
+    }
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     if any(all(node.get(k, 0.0) >= v for k, v in need.items() if v) for node in nodes):
         return
@@ -249,10 +257,20 @@ def _check_ray_can_place(ray: Any, options: dict[str, Any], address: Any) -> Non
     custom = sorted(set(need) - {"GPU", "CPU", "memory"})
 
     def describe(res: dict[str, float]) -> str:
-        return ", ".join([f"{res.get('GPU', 0):g} GPU", f"{res.get('CPU', 0):g} CPU",
-                          f"{res.get('memory', 0) / 1024**3:.1f} GB memory", *(f"{res.get(k, 0):g} {k}" for k in custom)])
+        return ", ".join(
+            [
+                f"{res.get('GPU', 0):g} GPU",
+                f"{res.get('CPU', 0):g} CPU",
+                f"{res.get('memory', 0) / 1024**3:.1f} GB memory",
+                *(f"{res.get(k, 0):g} {k}" for k in custom),
+            ]
+        )
 
-    biggest = max(nodes, key=lambda r: (*(r.get(k, 0) for k in custom), r.get("GPU", 0), r.get("CPU", 0), r.get("memory", 0)), default={})
+    biggest = max(
+        nodes,
+        key=lambda r: (*(r.get(k, 0) for k in custom), r.get("GPU", 0), r.get("CPU", 0), r.get("memory", 0)),
+        default={},
+    )
     raise LaunchError(
         f"a trial asks Ray for {describe(need)}, but no node of the Ray cluster "
         f"({address or 'started locally'}, {len(nodes)} node(s)) has that much; the largest has {describe(biggest)}. "
@@ -261,8 +279,9 @@ def _check_ray_can_place(ray: Any, options: dict[str, Any], address: Any) -> Non
     )
 
 
-def make_dispatcher(launcher: Launcher, poll_interval: float, check_resources: bool = True,
-                    accounting: Any = None) -> Dispatcher:
+def make_dispatcher(
+    launcher: Launcher, poll_interval: float, check_resources: bool = True, accounting: Any = None
+) -> Dispatcher:
     # The launcher plugins' modules are imported already when one of them is the launcher, and
     # importing them costs nothing (neither imports ray nor submitit at module level).
     from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher

@@ -20,22 +20,34 @@ from ._cells import Cell, flatten
 from ._masking import mask_data, resolved_container
 
 
-def fingerprint(cell: Cell, cell_cfg: DictConfig, sampler_cfg: Any, ignore: list[str], trial_key: str,
-                search_space_key: str | None = None) -> dict[str, Any]:
+def fingerprint(
+    cell: Cell,
+    cell_cfg: DictConfig,
+    sampler_cfg: Any,
+    ignore: list[str],
+    trial_key: str,
+    search_space_key: str | None = None,
+) -> dict[str, Any]:
     from optuna.distributions import distribution_to_json
 
     space = {key: json.loads(distribution_to_json(dist)) for key, dist in cell.distributions.items()}
     space.update({key: {"fixed": value} for key, value in cell.fixed.items()})
     # The search-space node is in the search-space part already, as parsed.
     skipped = ["hydra", trial_key, search_space_key or "", *ignore, *cell.distributions, *cell.fixed]
-    return mask_data({
-        "metric": cell.metric,
-        "direction": cell.direction,
-        "search_space": space,
-        "sampler": resolved_container(sampler_cfg),
-        # Dotted keys, lists as values; what cannot be resolved outside a job keeps its text.
-        "config": {k: v for k, v in flatten(resolved_container(cell_cfg)).items() if not _under(k, skipped) and not _is_path(v)},
-    })
+    return mask_data(
+        {
+            "metric": cell.metric,
+            "direction": cell.direction,
+            "search_space": space,
+            "sampler": resolved_container(sampler_cfg),
+            # Dotted keys, lists as values; what cannot be resolved outside a job keeps its text.
+            "config": {
+                k: v
+                for k, v in flatten(resolved_container(cell_cfg)).items()
+                if not _under(k, skipped) and not _is_path(v)
+            },
+        }
+    )
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -48,7 +60,9 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         before, after = old.get(part) or {}, new.get(part) or {}
         for key in sorted(set(before) | set(after)):
             if before.get(key, _ABSENT_TEXT) != after.get(key, _ABSENT_TEXT):
-                out.append(f"{label}{key}: {_short(before.get(key, _ABSENT_TEXT))} -> {_short(after.get(key, _ABSENT_TEXT))}")
+                out.append(
+                    f"{label}{key}: {_short(before.get(key, _ABSENT_TEXT))} -> {_short(after.get(key, _ABSENT_TEXT))}"
+                )
     return out
 
 

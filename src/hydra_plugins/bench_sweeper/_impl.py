@@ -1,11 +1,11 @@
 """The bench sweeper: plan and check the cells, then run them under the sweep's driver lock.
 
-    arguments -> plan (_plan.py: every check, nothing created) -> lock the sweep dir (_sweepdir.py)
-              -> one study per cell, checked against what it held before (_studies.py)
-              -> trials an earlier driver left running: followed, or recorded interrupted
-              -> DispatchLoop over a Dispatcher for the configured launcher (_loop.py, _dispatch.py),
-                 which queues each cell's seed repeats as soon as its tuning is done (_repeats.py)
-              -> results.csv / best.csv / repeats.csv for every cell of the sweep dir (_results.py)
+arguments -> plan (_plan.py: every check, nothing created) -> lock the sweep dir (_sweepdir.py)
+          -> one study per cell, checked against what it held before (_studies.py)
+          -> trials an earlier driver left running: followed, or recorded interrupted
+          -> DispatchLoop over a Dispatcher for the configured launcher (_loop.py, _dispatch.py),
+             which queues each cell's seed repeats as soon as its tuning is done (_repeats.py)
+          -> results.csv / best.csv / repeats.csv for every cell of the sweep dir (_results.py)
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
@@ -22,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import _masking
 from ._errors import CellsStoppedError, SweepInterrupted
+from ._observer import Observers
 from ._plan import SweepPlan, describe_plan, make_plan, problems_error
 from ._results import format_table, format_value
 from .config import AccountingConf, BenchSweeperConf, BudgetConf
-from ._observer import Observers
 
 log = logging.getLogger(__name__)
 
@@ -70,44 +71,79 @@ class BenchSweeperImpl:
         from ._fingerprint import fingerprint
         from ._integrity import check_tables_match
         from ._loop import DispatchLoop
-        from ._runs import CellRun, LoopSettings
         from ._repeats import existing_repeats, repeat_records
-        from ._warm import WarmStart
         from ._results import write_best, write_repeats, write_results
-        from ._studies import (check_resume, max_job_num, open_cell_study, open_storage, running_trials,
-                               sweep_studies)
+        from ._runs import CellRun, LoopSettings
+        from ._studies import check_resume, max_job_num, open_cell_study, open_storage, running_trials, sweep_studies
+        from ._warm import WarmStart
 
         s, cells = self.settings, plan.cells
         storage = open_storage(plan.storage)
         records = sweep_studies(storage, sweep_dir.sweep_id)
-        check_tables_match(plan.sweep_dir, set(records) | {r.name for r in repeat_records(storage, sweep_dir.sweep_id)},
-                           sweep_dir.sweep_id)  # before anything is written: the tables are this storage's
-        fingerprints = {c.label: fingerprint(c, c.config, s.sampler, list(s.ignore_on_resume), s.trial_key, s.search_space_key)
-                        for c in cells}
+        check_tables_match(
+            plan.sweep_dir,
+            set(records) | {r.name for r in repeat_records(storage, sweep_dir.sweep_id)},
+            sweep_dir.sweep_id,
+        )  # before anything is written: the tables are this storage's
+        fingerprints = {
+            c.label: fingerprint(c, c.config, s.sampler, list(s.ignore_on_resume), s.trial_key, s.search_space_key)
+            for c in cells
+        }
         check_resume(cells, fingerprints, records, s.on_change)
         _save_multirun_config(plan.sweep_dir, self.config)
-        runs = [CellRun(c, open_cell_study(c, fingerprints[c.label], records, storage, sweep_dir.sweep_id, s.study_name,
-                                           s.sampler, s.pruner), target=plan.tuning_trials(c),
-                    count_pruned=s.count_pruned or c.label in plan.grid_sizes) for c in cells]  # a grid never redraws a point
+        runs = [
+            CellRun(
+                c,
+                open_cell_study(
+                    c, fingerprints[c.label], records, storage, sweep_dir.sweep_id, s.study_name, s.sampler, s.pruner
+                ),
+                target=plan.tuning_trials(c),
+                count_pruned=s.count_pruned or c.label in plan.grid_sizes,
+            )
+            for c in cells
+        ]  # a grid never redraws a point
         dispatcher = make_dispatcher(self.launcher, s.poll_interval, s.check_resources, s.accounting)
         slots = min(s.n_jobs, dispatcher.max_slots or s.n_jobs)
         if slots < s.n_jobs:
-            log.warning("launcher %s runs one trial at a time in this process; n_jobs=%d is capped to %d "
-                        "(use launcher=ray or launcher=slurm for parallel trials)", type(self.launcher).__name__, s.n_jobs, slots)
+            log.warning(
+                "launcher %s runs one trial at a time in this process; n_jobs=%d is capped to %d "
+                "(use launcher=ray or launcher=slurm for parallel trials)",
+                type(self.launcher).__name__,
+                s.n_jobs,
+                slots,
+            )
         every = list(records.values())
         repeated = lambda: repeat_records(storage, sweep_dir.sweep_id)  # noqa: E731 (grows as cells finish tuning)
-        first_job = max(max_job_num([r.load(storage) for r in every + repeated()]), _max_numbered_subdir(plan.sweep_dir)) + 1
+        first_job = (
+            max(max_job_num([r.load(storage) for r in every + repeated()]), _max_numbered_subdir(plan.sweep_dir)) + 1
+        )
         observers = Observers(self.hydra_context.callbacks)
-        observers.sweep_start(config=self.config, sweep_dir=str(plan.sweep_dir), cells=cells, storage=plan.storage,
-                              resumed=sweep_dir.resumed, trials_in_driver=dispatcher.runs_in_driver)
+        observers.sweep_start(
+            config=self.config,
+            sweep_dir=str(plan.sweep_dir),
+            cells=cells,
+            storage=plan.storage,
+            resumed=sweep_dir.resumed,
+            trials_in_driver=dispatcher.runs_in_driver,
+        )
         console = Console(runs, slots, plain_every_s=s.progress_every_s)
         budget = _budget(s.budget, [r.load(storage) for r in every + repeated()], runs, len(plan.seeds))
         warm = WarmStart(s.warm_start, s.warm_start_top_k, s.sibling_key, storage, s.sampler) if s.warm_start else None
-        settings = LoopSettings(slots, s.max_failure_rate, plan.common, plan.storage, s.trial_key,
-                                s.seed_key, open_repeats=plan.repeats_opener(storage) if plan.seeds else None,
-                                budget=budget, patience=s.budget.patience, min_delta=s.budget.min_delta,
-                                warm_start=warm.seed if warm else None, defer=warm.defer if warm else None,
-                                configure=plan.configure)
+        settings = LoopSettings(
+            slots,
+            s.max_failure_rate,
+            plan.common,
+            plan.storage,
+            s.trial_key,
+            s.seed_key,
+            open_repeats=plan.repeats_opener(storage) if plan.seeds else None,
+            budget=budget,
+            patience=s.budget.patience,
+            min_delta=s.budget.min_delta,
+            warm_start=warm.seed if warm else None,
+            defer=warm.defer if warm else None,
+            configure=plan.configure,
+        )
         if warm:
             warm.runs = runs  # the loop's own list, which repeats join
         budget.runs = runs  # the same list: the repeats still owed
@@ -116,8 +152,9 @@ class BenchSweeperImpl:
             write_results(str(plan.sweep_dir), every, storage)
             write_repeats(str(plan.sweep_dir), repeated(), storage)
 
-        loop = DispatchLoop(runs, dispatcher, settings, first_job, observers=observers, console=console,
-                            on_change=write_tables)
+        loop = DispatchLoop(
+            runs, dispatcher, settings, first_job, observers=observers, console=console, on_change=write_tables
+        )
         error: BaseException | None = None
         try:
             for run in list(runs):  # trials an earlier driver left running; repeats it had started
@@ -146,11 +183,18 @@ class BenchSweeperImpl:
                     + "; ".join(f"{run.label} ({run.stopped})" for run in stopped)
                     + f". The other cells finished; see {plan.sweep_dir / 'results.csv'}"
                 )
-            observers.sweep_end(config=self.config, sweep_dir=str(plan.sweep_dir), error=error,
-                                stopped_cells=[run.cell.label for run in stopped])
+            observers.sweep_end(
+                config=self.config,
+                sweep_dir=str(plan.sweep_dir),
+                error=error,
+                stopped_cells=[run.cell.label for run in stopped],
+            )
             if error is not None and not isinstance(error, Exception):
-                log.error("sweep interrupted (%s); rerun the same command with hydra.sweep.dir=%s to resume it",
-                          type(error).__name__, plan.sweep_dir)
+                log.error(
+                    "sweep interrupted (%s); rerun the same command with hydra.sweep.dir=%s to resume it",
+                    type(error).__name__,
+                    plan.sweep_dir,
+                )
         # the searched params, and those a custom_search_space suggested
         searched = {key for run in runs for trial in run.study.get_trials(deepcopy=False) for key in trial.params}
         _print_best(best, searched | {key for cell in cells for key in cell.distributions}, plan.sweep_dir)
@@ -165,8 +209,13 @@ def _budget(conf: Any, studies: list[Any], runs: list[Any], seeds: int) -> Any:
     from ._budget import Budget, spent_by_cell
     from ._studies import PHASE_TUNE, STUDY_CELL, STUDY_PHASE
 
-    spent, by_cell = spent_by_cell(studies, lambda study: (study.user_attrs.get(STUDY_CELL, study.study_name),
-                                                           study.user_attrs.get(STUDY_PHASE, PHASE_TUNE)))
+    spent, by_cell = spent_by_cell(
+        studies,
+        lambda study: (
+            study.user_attrs.get(STUDY_CELL, study.study_name),
+            study.user_attrs.get(STUDY_PHASE, PHASE_TUNE),
+        ),
+    )
     budget = Budget(conf, spent, by_cell, seeds)
     for run in runs:
         budget.learn(run.cell.label, run.study.get_trials(deepcopy=False))
@@ -178,19 +227,31 @@ def _print_left_short(budget: Any, runs: list[Any], sweep_dir: Path) -> None:
     short = [f"{run.label} ({run.done}/{run.target})" for run in runs if run.wants_trials]
     if budget.reached is None or not short:
         return
-    print(f"Budget reached, no new trials were started: {budget.reached.reason}.\n"
-          f"Cells left short: {', '.join(short)}.\n"
-          f"Resume with a larger budget: the same command with hydra.sweep.dir={sweep_dir} and a larger "
-          "hydra.sweeper.budget.gpu_hours / cpu_hours.\n")
+    print(
+        f"Budget reached, no new trials were started: {budget.reached.reason}.\n"
+        f"Cells left short: {', '.join(short)}.\n"
+        f"Resume with a larger budget: the same command with hydra.sweep.dir={sweep_dir} and a larger "
+        "hydra.sweeper.budget.gpu_hours / cpu_hours.\n"
+    )
 
 
 def _print_best(rows: list[dict[str, Any]], searched: set[str], sweep_dir: Path) -> None:
     repeats = ["test mean", "test std", "seeds"] if any("n_repeats" in r for r in rows) else []
     table = format_table(
         ["cell", "metric", "direction", "best", "worst", "trial", *repeats, "params"],
-        [[r["cell"], r["metric"], r["direction"], _best_text(r), r.get("worst_value", ""), r["best_trial"],
-          *([r.get("test_mean", "-"), r.get("test_std", "-"), r.get("n_repeats", 0)] if repeats else []),
-          " ".join(f"{k}={format_value(v)}" for k, v in r.items() if k in searched)] for r in rows],
+        [
+            [
+                r["cell"],
+                r["metric"],
+                r["direction"],
+                _best_text(r),
+                r.get("worst_value", ""),
+                r["best_trial"],
+                *([r.get("test_mean", "-"), r.get("test_std", "-"), r.get("n_repeats", 0)] if repeats else []),
+                " ".join(f"{k}={format_value(v)}" for k, v in r.items() if k in searched),
+            ]
+            for r in rows
+        ],
     )
     print(f"\nBest per cell (also in {sweep_dir / 'best.csv'}):\n{table}\n")
 

@@ -39,8 +39,11 @@ class SweepDirError(SweepConfigError):
 
 def produced(path: Path) -> list[str]:
     """What a sweep left in the dir: its tables, its journal, its numbered job dirs."""
-    found = [f"{name} ({n} rows)" if (n := table_rows(path / name)) is not None else name
-             for name in (*TABLES, "best.csv", "optuna.journal") if (path / name).is_file()]
+    found = [
+        f"{name} ({n} rows)" if (n := table_rows(path / name)) is not None else name
+        for name in (*TABLES, "best.csv", "optuna.journal")
+        if (path / name).is_file()
+    ]
     jobs = sum(1 for p in path.iterdir() if p.is_dir() and p.name.isdigit()) if path.is_dir() else 0
     return found + ([f"{jobs} job dir{'s' if jobs > 1 else ''}"] if jobs else [])
 
@@ -75,8 +78,10 @@ def read_identity(path: Path) -> dict[str, Any]:
         identity = None
     if not isinstance(identity, dict) or not isinstance(identity.get("sweep_id"), str) or not identity["sweep_id"]:
         shown = repr(text[:60]) if text.strip() else "empty"
-        raise SweepDirError(f"{file} is damaged ({shown}): it should be JSON naming the sweep id whose studies this "
-                            f"dir holds. {_restore_hint(Path(path))}")
+        raise SweepDirError(
+            f"{file} is damaged ({shown}): it should be JSON naming the sweep id whose studies this "
+            f"dir holds. {_restore_hint(Path(path))}"
+        )
     return identity
 
 
@@ -88,9 +93,11 @@ def check_dir(path: Path, storage_location: str, dry_run: bool = False) -> None:
     identity = read_identity(path)
     # What the dir holds is listed only for a sentence: counting the tables' rows reads them whole.
     if not identity and (left := produced(path)):
-        raise SweepDirError(f"{path} holds {listing(left)} but no {IDENTITY}, which names the sweep they belong "
-                            f"to: starting there would begin a new sweep and rewrite its tables without those rows. "
-                            f"{_restore_hint(path)}")
+        raise SweepDirError(
+            f"{path} holds {listing(left)} but no {IDENTITY}, which names the sweep they belong "
+            f"to: starting there would begin a new sweep and rewrite its tables without those rows. "
+            f"{_restore_hint(path)}"
+        )
     if identity:
         check_tables_match(path, None, identity["sweep_id"])
     if "://" in storage_location:
@@ -99,9 +106,11 @@ def check_dir(path: Path, storage_location: str, dry_run: bool = False) -> None:
     if journal.is_file():
         check_journal(journal, repair=not dry_run)
     elif identity and any(table_rows(path / name) for name in TABLES if (path / name).is_file()):
-        raise SweepDirError(f"{path} holds {listing(produced(path))} of sweep {identity['sweep_id']}, but its storage "
-                            f"{journal} is missing: it holds the studies those rows came from, and a new one would "
-                            "start the sweep over. Restore it (from a backup), or use a new hydra.sweep.dir.")
+        raise SweepDirError(
+            f"{path} holds {listing(produced(path))} of sweep {identity['sweep_id']}, but its storage "
+            f"{journal} is missing: it holds the studies those rows came from, and a new one would "
+            "start the sweep over. Restore it (from a backup), or use a new hydra.sweep.dir."
+        )
 
 
 def check_journal(journal: Path, repair: bool) -> None:
@@ -113,21 +122,28 @@ def check_journal(journal: Path, repair: bool) -> None:
         try:
             json.loads(line)
         except ValueError:
-            raise SweepDirError(f"{journal} is damaged at line {number} (not a JSON record: {line[:60]!r}); the "
-                                "records after it cannot be trusted. Restore it from a backup, or use a new "
-                                "hydra.sweep.dir.") from None
+            raise SweepDirError(
+                f"{journal} is damaged at line {number} (not a JSON record: {line[:60]!r}); the "
+                "records after it cannot be trusted. Restore it from a backup, or use a new "
+                "hydra.sweep.dir."
+            ) from None
     if end == len(data):
         return
     if not repair:
-        log.warning("%s: its last record is incomplete (%d bytes: a crash while it was written); a run drops it",
-                    journal, len(data) - end)
+        log.warning(
+            "%s: its last record is incomplete (%d bytes: a crash while it was written); a run drops it",
+            journal,
+            len(data) - end,
+        )
         return
     kept = journal.with_name(f"{journal.name}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}")
     kept.write_bytes(data[end:])
     with open(journal, "r+b") as f:
         f.truncate(end)
-    print(f"{journal}: its last record was incomplete (a crash while it was written): dropped, as Optuna's "
-          f"journal format allows; its {len(data) - end} bytes are kept in {kept.name}")
+    print(
+        f"{journal}: its last record was incomplete (a crash while it was written): dropped, as Optuna's "
+        f"journal format allows; its {len(data) - end} bytes are kept in {kept.name}"
+    )
 
 
 def check_tables_match(path: Path, known_studies: set[str] | None, sweep_id: str) -> None:
@@ -153,14 +169,17 @@ def check_tables_match(path: Path, known_studies: set[str] | None, sweep_id: str
             f"{path / named[missing[0]]} lists trials of {len(missing)} stud{'y' if len(missing) == 1 else 'ies'} "
             f"(e.g. {missing[0]}) that the storage does not hold for sweep {sweep_id} ({IDENTITY}): the storage or "
             f"{IDENTITY} was replaced, and continuing would rewrite the tables without those rows. Restore them, or "
-            "use a new hydra.sweep.dir.")
+            "use a new hydra.sweep.dir."
+        )
 
 
 def _restore_hint(path: Path) -> str:
     ids = _journal_sweep_ids(path / "optuna.journal")
     if len(ids) == 1:
-        return (f"Its journal holds the studies of sweep {ids[0]}: to continue it, write "
-                f"{{\"sweep_id\": \"{ids[0]}\"}} to {path / IDENTITY}; or use a new hydra.sweep.dir.")
+        return (
+            f"Its journal holds the studies of sweep {ids[0]}: to continue it, write "
+            f'{{"sweep_id": "{ids[0]}"}} to {path / IDENTITY}; or use a new hydra.sweep.dir.'
+        )
     return f"Restore {IDENTITY} (from a backup) to continue this sweep, or use a new hydra.sweep.dir."
 
 
@@ -181,5 +200,4 @@ def keep_before_shrinking(path: str, new_rows: int, written: dict[str, int]) -> 
     if old is not None and old > new_rows:
         kept = f"{path}.kept-{time.strftime('%Y%m%d-%H%M%S')}"
         os.replace(path, kept)
-        print(f"{path} held {old} rows and would now hold {new_rows}: the old file is kept as "
-              f"{os.path.basename(kept)}")
+        print(f"{path} held {old} rows and would now hold {new_rows}: the old file is kept as {os.path.basename(kept)}")

@@ -18,29 +18,52 @@ import itertools
 import logging
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ._budget import converged
 from ._cells import trial_overrides
 from ._compat import running_trial, trial_id
 from ._console import Console
-from ._cost import Cost, Grant, record as record_cost
+from ._cost import Cost, Grant
+from ._cost import record as record_cost
 from ._dispatch import Dispatcher, Finished
 from ._errors import LaunchError, SweepError
 from ._masking import mask_data
-from ._outcome import judge, last_line
-from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_FINISHED, ATTR_JOB_DIR, ATTR_JOB_NUM, ATTR_LAUNCHER_JOB,
-                       ATTR_OUTPUTS, ATTR_SEED, ATTR_STARTED, PHASE_REPEAT, PHASE_TUNE, counts, mark_interrupted)
 from ._objectives import directions, front, is_multi
 from ._observer import Observers
+from ._outcome import judge, last_line
 from ._runs import CellRun, LoopSettings, Ticket
+from ._studies import (
+    ATTR_DURATION,
+    ATTR_ERROR,
+    ATTR_FINISHED,
+    ATTR_JOB_DIR,
+    ATTR_JOB_NUM,
+    ATTR_LAUNCHER_JOB,
+    ATTR_OUTPUTS,
+    ATTR_SEED,
+    ATTR_STARTED,
+    PHASE_REPEAT,
+    PHASE_TUNE,
+    counts,
+    mark_interrupted,
+)
 
 log = logging.getLogger(__name__)
 
 
 class DispatchLoop:
-    def __init__(self, runs: list[CellRun], dispatcher: Dispatcher, settings: LoopSettings, first_job_num: int,
-                 on_change: Callable[[], None], observers: Observers, console: Console) -> None:
+    def __init__(
+        self,
+        runs: list[CellRun],
+        dispatcher: Dispatcher,
+        settings: LoopSettings,
+        first_job_num: int,
+        on_change: Callable[[], None],
+        observers: Observers,
+        console: Console,
+    ) -> None:
         self.runs, self.dispatcher, self.settings, self.observers = runs, dispatcher, settings, observers
         self.console = console
         self.next_job_num = first_job_num
@@ -88,8 +111,12 @@ class DispatchLoop:
             run.in_flight += 1
             self.console.event(run, frozen.number, f"followed: its job #{ticket.job_num} outlived the previous driver")
         else:
-            self._record_interrupted(run, trial, "was left running by a driver that died with it: recorded "
-                                     "interrupted and queued again", "interrupted: its driver died")
+            self._record_interrupted(
+                run,
+                trial,
+                "was left running by a driver that died with it: recorded interrupted and queued again",
+                "interrupted: its driver died",
+            )
 
     def run(self) -> None:
         try:
@@ -142,8 +169,14 @@ class DispatchLoop:
         self.next_job_num += 1
         trial.set_user_attr(ATTR_JOB_NUM, job_num)
         key = self.settings.trial_key
-        extra = {f"{key}.cell": run.cell.label, f"{key}.study": run.study.study_name, f"{key}.phase": run.phase,
-                 f"{key}.storage": self.settings.storage_location, f"{key}.id": trial_id(trial), f"{key}.number": trial.number}
+        extra = {
+            f"{key}.cell": run.cell.label,
+            f"{key}.study": run.study.study_name,
+            f"{key}.phase": run.phase,
+            f"{key}.storage": self.settings.storage_location,
+            f"{key}.id": trial_id(trial),
+            f"{key}.number": trial.number,
+        }
         values = dict(trial.params)
         if run.phase == PHASE_REPEAT:
             run.waiting -= 1
@@ -151,8 +184,9 @@ class DispatchLoop:
         try:
             extra.update(self.observers.trial_prepared(cell=run.cell, trial=trial, phase=run.phase))
         except SweepError:  # an observer says no trial may start: this one never ran
-            self._record_interrupted(run, trial, "", "never launched: the sweep stopped",
-                                     requeue=run.phase == PHASE_REPEAT)
+            self._record_interrupted(
+                run, trial, "", "never launched: the sweep stopped", requeue=run.phase == PHASE_REPEAT
+            )
             raise
         overrides = trial_overrides(run.cell, self.settings.common_overrides, values, extra)
         run.in_flight += 1
@@ -167,8 +201,13 @@ class DispatchLoop:
             # is not a failure of the cell.
             ticket.run.in_flight -= 1
             # A repeat's seed is queued again, though: it must still run on a resume.
-            self._record_interrupted(ticket.run, ticket.trial, "", "never launched: the cell takes no more trials",
-                                     requeue=ticket.run.phase == PHASE_REPEAT)
+            self._record_interrupted(
+                ticket.run,
+                ticket.trial,
+                "",
+                "never launched: the cell takes no more trials",
+                requeue=ticket.run.phase == PHASE_REPEAT,
+            )
             self.start_repeats(ticket.run)  # it may have been all that kept a converged cell from them
         return None
 
@@ -197,8 +236,9 @@ class DispatchLoop:
         if isinstance(finished.launcher_error, LaunchError):
             raise finished.launcher_error  # e.g. a SLURM job that can never start: so would the next
 
-    def _record(self, ticket: Ticket, ret: Any, launcher_error: BaseException | None,
-                finished: Finished | None = None) -> None:
+    def _record(
+        self, ticket: Ticket, ret: Any, launcher_error: BaseException | None, finished: Finished | None = None
+    ) -> None:
         from optuna.trial import TrialState
 
         run, trial = ticket.run, ticket.trial
@@ -206,8 +246,11 @@ class DispatchLoop:
         duration = round(time.monotonic() - ticket.started, 3)
         run.durations.append(duration)
         trial.set_user_attr(ATTR_DURATION, duration)
-        self._account(ticket, finished.cost if finished else None,
-                      finished.elapsed_s if finished and finished.elapsed_s is not None else duration)
+        self._account(
+            ticket,
+            finished.cost if finished else None,
+            finished.elapsed_s if finished and finished.elapsed_s is not None else duration,
+        )
         trial.set_user_attr(ATTR_FINISHED, round(time.time(), 3))
         if ret is not None and ret.hydra_cfg is not None:
             trial.set_user_attr(ATTR_JOB_DIR, str(ret.hydra_cfg.hydra.runtime.output_dir))
@@ -228,12 +271,15 @@ class DispatchLoop:
             run.failed += 1
         self.console.finished(run, frozen, error)
         if result.abort:
-            self._stop(run, f"trial {trial.number} raised an error that every trial of this cell would repeat: "
-                            f"{last_line(error)}")
+            self._stop(
+                run,
+                f"trial {trial.number} raised an error that every trial of this cell would repeat: {last_line(error)}",
+            )
         self._check_failures(run)
         self._check_converged(run)
-        self.observers.trial_end(cell=run.cell, trial=frozen, job_return=ret, error=error, interrupted=False,
-                                 phase=run.phase)
+        self.observers.trial_end(
+            cell=run.cell, trial=frozen, job_return=ret, error=error, interrupted=False, phase=run.phase
+        )
         if is_multi(run.cell.direction) and state == TrialState.COMPLETE:
             self.observers.front_update(cell=run.cell, front=front(run.study))
         if run.phase == PHASE_REPEAT:
@@ -257,8 +303,9 @@ class DispatchLoop:
             try:
                 if ticket in flying:  # what it held until it was stopped
                     self._account(ticket, None, time.monotonic() - ticket.started)
-                self._record_interrupted(ticket.run, ticket.trial, "interrupted",
-                                         f"interrupted: {type(reason).__name__} {reason}".strip())
+                self._record_interrupted(
+                    ticket.run, ticket.trial, "interrupted", f"interrupted: {type(reason).__name__} {reason}".strip()
+                )
             except Exception:
                 log.exception("could not record trial %d as interrupted", ticket.trial.number)
         if tickets:
@@ -272,8 +319,9 @@ class DispatchLoop:
             run.waiting += 1
         if event:
             self.console.event(run, frozen.number, event)
-        self.observers.trial_end(cell=run.cell, trial=frozen, job_return=None, error=error, interrupted=True,
-                                 phase=run.phase)
+        self.observers.trial_end(
+            cell=run.cell, trial=frozen, job_return=None, error=error, interrupted=True, phase=run.phase
+        )
 
     def _account(self, ticket: Ticket, cost: Cost | None, elapsed_s: float) -> None:
         """Record what the trial cost (the launcher's accounting, else its grant x elapsed) and
@@ -282,8 +330,12 @@ class DispatchLoop:
         cost = cost or grant.for_seconds(elapsed_s)
         record_cost(ticket.trial, ticket.grant, cost)
         if self.settings.budget is not None:
-            self.settings.budget.add(ticket.run.cell.label, cost, ticket.grant.gpus if ticket.grant else None,
-                                     tuning=ticket.run.phase == PHASE_TUNE)
+            self.settings.budget.add(
+                ticket.run.cell.label,
+                cost,
+                ticket.grant.gpus if ticket.grant else None,
+                tuning=ticket.run.phase == PHASE_TUNE,
+            )
 
     def _check_converged(self, run: CellRun) -> None:
         if run.phase == PHASE_TUNE and not run.ended and not run.stopped and run.done < run.target:
@@ -294,8 +346,11 @@ class DispatchLoop:
     def _check_failures(self, run: CellRun) -> None:
         if run.failed > self.settings.max_failure_rate * run.target:
             what = "n_trials" if run.phase == PHASE_TUNE else "repeats"
-            self._stop(run, f"{run.failed} failed trials exceed max_failure_rate={self.settings.max_failure_rate} "
-                            f"x {what}={run.target}")
+            self._stop(
+                run,
+                f"{run.failed} failed trials exceed max_failure_rate={self.settings.max_failure_rate} "
+                f"x {what}={run.target}",
+            )
 
     def _stop(self, run: CellRun, reason: str) -> None:
         if not run.stopped:

@@ -28,19 +28,56 @@ from typing import Any
 
 MASK = "***"
 SECRET_WORDS = {
-    "password", "passwd", "pass", "pwd", "passphrase", "token", "secret", "apikey", "accesskey", "secretkey",
-    "privatekey", "auth", "authorization", "credential", "credentials", "cookie",
+    "password",
+    "passwd",
+    "pass",
+    "pwd",
+    "passphrase",
+    "token",
+    "secret",
+    "apikey",
+    "accesskey",
+    "secretkey",
+    "privatekey",
+    "auth",
+    "authorization",
+    "credential",
+    "credentials",
+    "cookie",
 }
 # Found inside a longer word too (MYSECRET, DBPASSWORD, GHTOKEN). The short words (pass, pwd, auth)
 # only on their own: inside a word they are mostly something else (compass, author).
-SECRET_INSIDE = ("password", "passwd", "passphrase", "token", "secret", "apikey", "accesskey", "secretkey",
-                 "privatekey", "credential", "authorization", "cookie")
+SECRET_INSIDE = (
+    "password",
+    "passwd",
+    "passphrase",
+    "token",
+    "secret",
+    "apikey",
+    "accesskey",
+    "secretkey",
+    "privatekey",
+    "credential",
+    "authorization",
+    "cookie",
+)
 # Names that contain a secret word and are known not to be secrets, as lower-case words joined by
 # "_": a word here is never secret, and a whole key equal to a name here is not either.
 NOT_SECRET = {
-    "tokenizer", "tokenizers", "tokenize", "tokenized", "tokenization", "tokens",  # text and ViT token counts
-    "cls_token", "remove_cls_token", "mask_token", "pad_token", "register_tokens", "num_tokens",  # model args
-    "max_tokens", "num_register_tokens",
+    "tokenizer",
+    "tokenizers",
+    "tokenize",
+    "tokenized",
+    "tokenization",
+    "tokens",  # text and ViT token counts
+    "cls_token",
+    "remove_cls_token",
+    "mask_token",
+    "pad_token",
+    "register_tokens",
+    "num_tokens",  # model args
+    "max_tokens",
+    "num_register_tokens",
 }
 # Shell variables whose names only look secret: PWD is the working directory.
 NOT_SECRET_ENV = {"PWD", "OLDPWD"}
@@ -52,7 +89,9 @@ MIN_ENV_SCRUB_LENGTH = 8
 # snake_case, kebab-case, dots, camelCase and acronyms: HFToken -> HF Token, apiKey -> api Key.
 _WORD_BREAK = re.compile(r"[_\-\s.]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@'\"]*:)(?P<secret>[^\s@/'\"]+)(?=@)")
-_ASSIGNMENT = re.compile(r"(?P<head>(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)['\"]?\s*[=:]\s*['\"]?)(?P<secret>[^\s'\",;&\]\)\}]+)")
+_ASSIGNMENT = re.compile(
+    r"(?P<head>(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)['\"]?\s*[=:]\s*['\"]?)(?P<secret>[^\s'\",;&\]\)\}]+)"
+)
 _BEARER = re.compile(r"(?P<head>\b(?:Bearer|Basic)\s+)(?P<secret>[A-Za-z0-9._~+/\-]+=*)")
 
 _known: set[str] = set()

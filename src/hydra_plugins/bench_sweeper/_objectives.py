@@ -30,8 +30,9 @@ def normalized(direction: Any, where: str) -> str | list[str]:
         return out[0] if len(out) == 1 else out
     name = getattr(direction, "name", direction)
     if name not in DIRECTIONS:
-        raise SweepConfigError(f"{where}={direction!r} is not one of {list(DIRECTIONS)} (or a list of them, one per "
-                               "objective)")
+        raise SweepConfigError(
+            f"{where}={direction!r} is not one of {list(DIRECTIONS)} (or a list of them, one per objective)"
+        )
     return name
 
 

@@ -59,15 +59,17 @@ class SweepObserver:
     def on_sweep_plan(self, config: Any) -> None:
         pass
 
-    def on_sweep_start(self, config: Any, sweep_dir: str, cells: list, storage: str, resumed: bool,
-                       trials_in_driver: bool) -> None:
+    def on_sweep_start(
+        self, config: Any, sweep_dir: str, cells: list, storage: str, resumed: bool, trials_in_driver: bool
+    ) -> None:
         pass
 
     def on_trial_prepared(self, cell: Any, trial: Any, phase: str = "tune") -> dict[str, Any] | None:
         return None
 
-    def on_trial_end(self, cell: Any, trial: Any, job_return: Any, error: str | None, interrupted: bool,
-                     phase: str = "tune") -> None:
+    def on_trial_end(
+        self, cell: Any, trial: Any, job_return: Any, error: str | None, interrupted: bool, phase: str = "tune"
+    ) -> None:
         pass
 
     def on_front_update(self, cell: Any, front: list) -> None:

@@ -38,13 +38,20 @@ def judge(job_return: Any, launcher_error: BaseException | None, objectives: int
         got = len(value) if isinstance(value, list) else 1
         if got != objectives:
             # Every trial of the cell would return the same shape: a CellError-like stop.
-            return Outcome(TrialState.FAIL, outputs=outputs, abort=True, error=mask_text(
-                f"the job returned {got} value(s) ({returned!r}) but its study has {objectives} objective(s), one per "
-                "direction: return one value per objective, in the order of the directions, or give as many "
-                "directions (hydra.sweeper.direction, or the cell's direction_key) as the job returns values"))
+            return Outcome(
+                TrialState.FAIL,
+                outputs=outputs,
+                abort=True,
+                error=mask_text(
+                    f"the job returned {got} value(s) ({returned!r}) but its study has {objectives} objective(s), one per "
+                    "direction: return one value per objective, in the order of the directions, or give as many "
+                    "directions (hydra.sweeper.direction, or the cell's direction_key) as the job returns values"
+                ),
+            )
         if value is None or (isinstance(value, list) and None in value):
-            return Outcome(TrialState.FAIL, outputs=outputs,
-                           error=mask_text(f"the job returned {returned!r}, not finite numbers"))
+            return Outcome(
+                TrialState.FAIL, outputs=outputs, error=mask_text(f"the job returned {returned!r}, not finite numbers")
+            )
         return Outcome(TrialState.COMPLETE, value, outputs)
     if isinstance(returned, optuna.TrialPruned):
         return Outcome(TrialState.PRUNED)

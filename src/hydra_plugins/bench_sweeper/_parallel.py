@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Below this many cells a fork costs more than it saves.
 MIN_CELLS = 12

@@ -9,8 +9,6 @@ cell's composed config (bench: unknown data, unreachable weights, impossible val
 from __future__ import annotations
 
 import copy
-
-_ABSENT = object()
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,19 +17,21 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ._compat import config_files_read_once
-from ._cells import Cell, bare_key, describe_cell, enumerate_cells, split_arguments
-from ._errors import CellError, CellsNotReadyError, SearchSpaceError, SweepConfigError
-from ._masking import mask_text
-from ._parallel import map_cells
 from ._budget import check_settings as check_budget
+from ._cells import Cell, bare_key, describe_cell, enumerate_cells, split_arguments
+from ._compat import config_files_read_once
+from ._errors import CellError, CellsNotReadyError, SearchSpaceError, SweepConfigError
+from ._integrity import check_dir, read_identity
+from ._masking import mask_text
 from ._objectives import as_text, is_multi, normalized
+from ._parallel import map_cells
 from ._repeats import seed_list
 from ._samplers import grid_space, is_grid, load_configure, prunes
 from ._studies import ON_CHANGE, storage_location
-from ._integrity import check_dir, read_identity
 from ._sweepdir import check_creatable
 from ._warm import check_source as check_warm_start_source
+
+_ABSENT = object()
 
 
 @dataclass
@@ -68,11 +68,15 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
     _check_settings(settings)
     check_budget(settings.budget)
     check_warm_start_source(settings.warm_start)
-    seeds = seed_list(settings.repeats, OmegaConf.to_container(settings.seeds) if OmegaConf.is_config(settings.seeds)
-                      else settings.seeds)
+    seeds = seed_list(
+        settings.repeats,
+        OmegaConf.to_container(settings.seeds) if OmegaConf.is_config(settings.seeds) else settings.seeds,
+    )
     if settings.n_trials == 0 and not seeds:
-        raise SweepConfigError("hydra.sweeper.n_trials=0 runs no tuning trial, and no repeats are asked for "
-                               "(hydra.sweeper.repeats): nothing would run")
+        raise SweepConfigError(
+            "hydra.sweeper.n_trials=0 runs no tuning trial, and no repeats are asked for "
+            "(hydra.sweeper.repeats): nothing would run"
+        )
     for what in ("sampler", "pruner"):
         if not (what == "sampler" and is_grid(settings.sampler)):  # its grid is each cell's (_samplers.py)
             _check_buildable(what, getattr(settings, what))
@@ -83,8 +87,14 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
     _check_storage(storage)
     check_dir(sweep_dir, storage, dry_run=settings.dry_run)  # its results, identity and journal agree
 
-    params = OmegaConf.to_container(settings.params, resolve=False) if OmegaConf.is_config(settings.params) else settings.params
-    declared = OmegaConf.to_container(settings.cells, resolve=True) if OmegaConf.is_config(settings.cells) else settings.cells
+    params = (
+        OmegaConf.to_container(settings.params, resolve=False)
+        if OmegaConf.is_config(settings.params)
+        else settings.params
+    )
+    declared = (
+        OmegaConf.to_container(settings.cells, resolve=True) if OmegaConf.is_config(settings.cells) else settings.cells
+    )
     columns = OmegaConf.to_container(settings.columns) if OmegaConf.is_config(settings.columns) else settings.columns
     known_axes = read_identity(sweep_dir).get("axes", [])
     split = split_arguments(arguments, loader, declared, known_axes)
@@ -97,14 +107,25 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
         """Compose one cell, describe it and check it; the cell comes back filled in."""
         cell = cells[index]
         cell_cfg = loader.load_sweep_config(config, split.common + cell.overrides)
-        describe_cell(cell, cell_cfg, split, params or {}, search_space_key=settings.search_space_key,
-                      metric_key=settings.metric_key, direction_key=settings.direction_key,
-                      default_direction=settings.direction, columns=columns or {},
-                      exclude_key=settings.search_exclude_key, n_trials_key=settings.n_trials_key)
+        describe_cell(
+            cell,
+            cell_cfg,
+            split,
+            params or {},
+            search_space_key=settings.search_space_key,
+            metric_key=settings.metric_key,
+            direction_key=settings.direction_key,
+            default_direction=settings.direction,
+            columns=columns or {},
+            exclude_key=settings.search_exclude_key,
+            n_trials_key=settings.n_trials_key,
+        )
         if seeds and OmegaConf.select(cell_cfg, settings.seed_key or "", default=_ABSENT) is _ABSENT:
-            raise SweepConfigError(f"cell {cell.label}: repeats set each seed at hydra.sweeper.seed_key="
-                                   f"{settings.seed_key!r}, which is not a key of its config; name the key your app "
-                                   "seeds from")
+            raise SweepConfigError(
+                f"cell {cell.label}: repeats set each seed at hydra.sweeper.seed_key="
+                f"{settings.seed_key!r}, which is not a key of its config; name the key your app "
+                "seeds from"
+            )
         found = _cell_problems(check, cell_cfg) if check is not None else []
         if value_check is not None and not found:
             _check_search_edges(cell, cell_cfg, value_check)
@@ -121,8 +142,18 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
         import math
 
         grid_sizes = {c.label: math.prod(len(v) for v in grid_space(c.label, c.distributions).values()) for c in cells}
-    plan = SweepPlan(cells, split.common, sweep_dir, storage, [bare_key(k) for k in split.cell_axes],
-                     settings.n_trials, seeds, problems, configure, grid_sizes)
+    plan = SweepPlan(
+        cells,
+        split.common,
+        sweep_dir,
+        storage,
+        [bare_key(k) for k in split.cell_axes],
+        settings.n_trials,
+        seeds,
+        problems,
+        configure,
+        grid_sizes,
+    )
     if settings.check_resources and not problems:  # a cell's own problem says more than the cluster's
         _check_launcher_can_run_a_trial(launcher, [c.config for c in cells])
     return plan
@@ -155,8 +186,9 @@ def problems_error(plan: SweepPlan) -> CellsNotReadyError:
     stopped = {label for labels in plan.problems.values() for label in labels}
     if len(plan.problems) == 1 and len(stopped) == len(plan.cells):
         return CellsNotReadyError(next(iter(plan.problems)))
-    lines = [f"{len(plan.problems)} problem(s) stop {len(stopped)} of {len(plan.cells)} cell(s) before anything "
-             "is launched:"]
+    lines = [
+        f"{len(plan.problems)} problem(s) stop {len(stopped)} of {len(plan.cells)} cell(s) before anything is launched:"
+    ]
     for text, labels in plan.problems.items():
         cells = labels[0] if len(labels) == 1 else f"{len(labels)} cells: {'; '.join(labels)}"
         lines.append(f"- {text} [{cells}]")
@@ -182,8 +214,10 @@ def _check_search_edges(cell: Cell, cell_cfg: DictConfig, value_check: Any) -> N
                     value_check(_with_values(cell_cfg, {key: value}))
                 except Exception as exc:  # the app's own sentence, with where the value came from
                     source = f" ({cell.params[key]})" if key in cell.distributions else " (fixed)"
-                    raise SearchSpaceError(f"cell {cell.label}: the search space gives {key} the value {value!r}"
-                                           f"{source}, which no trial can use: {exc}") from None
+                    raise SearchSpaceError(
+                        f"cell {cell.label}: the search space gives {key} the value {value!r}"
+                        f"{source}, which no trial can use: {exc}"
+                    ) from None
             raise  # only the combination fails: the app's own error says why
 
 
@@ -214,7 +248,9 @@ def _check_launcher_can_run_a_trial(launcher: Any, cell_configs: list[DictConfig
     if isinstance(launcher, SlurmLauncher):
         from ._slurm import check_partition_fits
 
-        requests = [OmegaConf.to_container(c.hydra.launcher, resolve=True) for c in cell_configs] or [dict(launcher.params)]
+        requests = [OmegaConf.to_container(c.hydra.launcher, resolve=True) for c in cell_configs] or [
+            dict(launcher.params)
+        ]
         for request in {repr(sorted(r.items())): r for r in requests}.values():
             check_partition_fits(request)
 
@@ -224,19 +260,33 @@ def describe_plan(plan: SweepPlan, settings: Any, launcher: Any) -> str:
     trials = sum(plan.tuning_trials(c) for c in plan.cells)
     counted = " (completed; pruned ones are replaced)" if prunes(settings.pruner) and not settings.count_pruned else ""
     repeats = f" + {len(plan.seeds)} repeats each (seeds {plan.seeds})" if plan.seeds else ""
-    lines = [f"{len(plan.cells)} cell(s): {trials} tuning trials{counted}{repeats}, "
-             f"n_jobs={settings.n_jobs}, launcher={type(launcher).__name__}, pruner={pruner}",
-             f"sweep dir {plan.sweep_dir}, storage {mask_text(plan.storage)}"]
+    lines = [
+        f"{len(plan.cells)} cell(s): {trials} tuning trials{counted}{repeats}, "
+        f"n_jobs={settings.n_jobs}, launcher={type(launcher).__name__}, pruner={pruner}",
+        f"sweep dir {plan.sweep_dir}, storage {mask_text(plan.storage)}",
+    ]
     budget = settings.budget or {}
-    limits = [f"{key}={budget.get(key)}" for key in ("gpu_hours", "cpu_hours", "per_cell", "patience", "min_delta")
-              if budget.get(key) is not None and (key != "min_delta" or budget.get("patience"))]
+    limits = [
+        f"{key}={budget.get(key)}"
+        for key in ("gpu_hours", "cpu_hours", "per_cell", "patience", "min_delta")
+        if budget.get(key) is not None and (key != "min_delta" or budget.get("patience"))
+    ]
     if limits or settings.warm_start:
-        lines.append("budget: " + (", ".join(limits) or "none")
-                     + (f"; warm start from {settings.warm_start} (top {settings.warm_start_top_k})" if settings.warm_start else ""))
+        lines.append(
+            "budget: "
+            + (", ".join(limits) or "none")
+            + (
+                f"; warm start from {settings.warm_start} (top {settings.warm_start_top_k})"
+                if settings.warm_start
+                else ""
+            )
+        )
     multi = [c.label for c in plan.cells if is_multi(c.direction)]
     if multi and prunes(settings.pruner):
-        lines.append(f"pruning is off for the multi-objective cell(s) {', '.join(multi)}: Optuna cannot prune a "
-                     "study with several objectives")
+        lines.append(
+            f"pruning is off for the multi-objective cell(s) {', '.join(multi)}: Optuna cannot prune a "
+            "study with several objectives"
+        )
     for cell in plan.cells:
         lines.append(f"\ncell {cell.label}: {as_text(cell.direction)} {as_text(cell.metric) or 'the job return value'}")
         for key, text in cell.params.items():
@@ -264,11 +314,15 @@ def _check_settings(s: Any) -> None:
         problems.append(str(exc))
     else:
         if is_multi(s.direction) and prunes(s.pruner):
-            problems.append(f"hydra.sweeper.direction={s.direction} makes every study multi-objective, which Optuna "
-                            "cannot prune, and a pruner is set: use hydra/sweeper/pruner=none")
+            problems.append(
+                f"hydra.sweeper.direction={s.direction} makes every study multi-objective, which Optuna "
+                "cannot prune, and a pruner is set: use hydra/sweeper/pruner=none"
+            )
     if is_grid(s.sampler) and s.custom_search_space:
-        problems.append("the grid sampler needs its whole grid up front, and hydra.sweeper.custom_search_space adds "
-                        "params trial by trial: use another sampler with custom_search_space")
+        problems.append(
+            "the grid sampler needs its whole grid up front, and hydra.sweeper.custom_search_space adds "
+            "params trial by trial: use another sampler with custom_search_space"
+        )
     if problems:
         raise SweepConfigError("; ".join(problems))
 
@@ -297,7 +351,9 @@ def _check_storage(location: str) -> None:
         check_creatable(Path(location), "the Optuna journal file", "hydra.sweeper.storage", is_dir=False)
         return
     if location.startswith("sqlite:"):
-        check_creatable(Path(location.split(":///", 1)[-1]), "the SQLite storage", "hydra.sweeper.storage", is_dir=False)
+        check_creatable(
+            Path(location.split(":///", 1)[-1]), "the SQLite storage", "hydra.sweeper.storage", is_dir=False
+        )
         return
     import sqlalchemy
 

@@ -17,8 +17,16 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ResumeMismatchError, SweepConfigError
-from ._studies import (ATTR_OUTPUTS, ATTR_SEED, PHASE_REPEAT, STUDY_CELL, STUDY_PHASE, STUDY_SWEEP, STUDY_VERSION,
-                       StudyRecord)
+from ._studies import (
+    ATTR_OUTPUTS,
+    ATTR_SEED,
+    PHASE_REPEAT,
+    STUDY_CELL,
+    STUDY_PHASE,
+    STUDY_SWEEP,
+    STUDY_VERSION,
+    StudyRecord,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -41,15 +49,18 @@ def seed_list(repeats: int, seeds: Any) -> list[int]:
         raise SweepConfigError(f"hydra.sweeper.repeats={repeats} must be 0 (no repeats) or a number of seeds")
     if seeds is None:
         if repeats > len(DEFAULT_SEEDS):
-            raise SweepConfigError(f"hydra.sweeper.repeats={repeats}: give hydra.sweeper.seeds for more than "
-                                   f"{len(DEFAULT_SEEDS)} seeds")
+            raise SweepConfigError(
+                f"hydra.sweeper.repeats={repeats}: give hydra.sweeper.seeds for more than {len(DEFAULT_SEEDS)} seeds"
+            )
         return list(DEFAULT_SEEDS[:repeats])
     seeds = list(seeds)
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
         raise SweepConfigError(f"hydra.sweeper.seeds={seeds} must be distinct whole numbers")
     if repeats > len(seeds):
-        raise SweepConfigError(f"hydra.sweeper.repeats={repeats} needs as many seeds, but hydra.sweeper.seeds "
-                               f"lists {len(seeds)}; list more seeds or lower repeats")
+        raise SweepConfigError(
+            f"hydra.sweeper.repeats={repeats} needs as many seeds, but hydra.sweeper.seeds "
+            f"lists {len(seeds)}; list more seeds or lower repeats"
+        )
     return seeds[:repeats] if repeats else seeds
 
 
@@ -85,15 +96,24 @@ def open_repeats(cell: Cell, tuning: optuna.Study, seeds: list[int], storage: An
     if finished and not complete:
         return "no tuning trial completed (all were pruned), so there is no best configuration to repeat"
     best = tuning.best_trial if complete else None
-    study = optuna.create_study(study_name=repeats_name(tuning.study_name), storage=storage,
-                                direction=tuning.direction, sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        study_name=repeats_name(tuning.study_name),
+        storage=storage,
+        direction=tuning.direction,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
     tuning_attrs = tuning.user_attrs
     attrs = {
-        STUDY_SWEEP: tuning_attrs.get(STUDY_SWEEP), STUDY_CELL: cell.label, STUDY_PHASE: PHASE_REPEAT,
-        STUDY_VERSION: tuning_attrs.get(STUDY_VERSION, 1), REPEAT_TUNED_BY: tuning.study_name,
-        REPEAT_BEST_TRIAL: best.number if best else None, REPEAT_PARAMS: dict(best.params) if best else {},
+        STUDY_SWEEP: tuning_attrs.get(STUDY_SWEEP),
+        STUDY_CELL: cell.label,
+        STUDY_PHASE: PHASE_REPEAT,
+        STUDY_VERSION: tuning_attrs.get(STUDY_VERSION, 1),
+        REPEAT_TUNED_BY: tuning.study_name,
+        REPEAT_BEST_TRIAL: best.number if best else None,
+        REPEAT_PARAMS: dict(best.params) if best else {},
         REPEAT_DISTRIBUTIONS: {k: distribution_to_json(d) for k, d in (best.distributions if best else {}).items()},
-        REPEAT_SEEDS: list(seeds), REPEAT_N_TRIALS: len(finished),
+        REPEAT_SEEDS: list(seeds),
+        REPEAT_N_TRIALS: len(finished),
         **{k: tuning_attrs.get(k) for k in ("coordinates", "columns", "metric", "direction")},
     }
     for key, value in attrs.items():
@@ -113,10 +133,16 @@ def _extend_seeds(cell: Cell, study: optuna.Study, seeds: list[int]) -> None:
             "Resume with the same seeds (or a list that extends them), or use a new hydra.sweep.dir."
         )
     if len(seeds) < len(stored):
-        log.warning("[%s] its repeats keep the %d seeds %s they started with (this command asks for %d): seeds once "
-                    "chosen are never dropped, so the cells of a sweep keep the same seeds; use a new hydra.sweep.dir "
-                    "for fewer", cell.label, len(stored), stored, len(seeds))
-    added = seeds[len(stored):]
+        log.warning(
+            "[%s] its repeats keep the %d seeds %s they started with (this command asks for %d): seeds once "
+            "chosen are never dropped, so the cells of a sweep keep the same seeds; use a new hydra.sweep.dir "
+            "for fewer",
+            cell.label,
+            len(stored),
+            stored,
+            len(seeds),
+        )
+    added = seeds[len(stored) :]
     for seed in added:
         study.enqueue_trial(study.user_attrs.get(REPEAT_PARAMS, {}), user_attrs={ATTR_SEED: seed}, skip_if_exists=False)
     if added:
@@ -136,14 +162,19 @@ def summary(study: optuna.Study) -> dict[str, float]:
     from optuna.trial import TrialState
     from scipy.stats import trim_mean
 
-    values = [t.user_attrs.get(ATTR_OUTPUTS, {}).get(TEST_VALUE) for t in study.get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE,))]
+    values = [
+        t.user_attrs.get(ATTR_OUTPUTS, {}).get(TEST_VALUE)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ]
     values = np.array([v for v in values if isinstance(v, (int, float))], dtype=float)
     if not len(values):
         return {"n_repeats": 0}
-    return {"n_repeats": len(values), "test_mean": float(values.mean()),
-            "test_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "test_iqm": float(trim_mean(values, 0.25))}
+    return {
+        "n_repeats": len(values),
+        "test_mean": float(values.mean()),
+        "test_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "test_iqm": float(trim_mean(values, 0.25)),
+    }
 
 
 def opener(seeds: list[int], storage: Any) -> Any:
@@ -154,8 +185,13 @@ def opener(seeds: list[int], storage: Any) -> Any:
         study = open_repeats(tuning_run.cell, tuning_run.study, seeds, storage)
         if isinstance(study, str):
             return study
-        return CellRun(tuning_run.cell, study, target=len(study.user_attrs[REPEAT_SEEDS]), phase=PHASE_REPEAT,
-                       distributions=fixed_distributions(study))
+        return CellRun(
+            tuning_run.cell,
+            study,
+            target=len(study.user_attrs[REPEAT_SEEDS]),
+            phase=PHASE_REPEAT,
+            distributions=fixed_distributions(study),
+        )
 
     return open_run
 

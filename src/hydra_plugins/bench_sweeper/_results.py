@@ -12,13 +12,26 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
-from ._studies import (ATTR_DURATION, ATTR_ERROR, ATTR_FINISHED, ATTR_INTERRUPTED, ATTR_JOB_DIR, ATTR_JOB_NUM,
-                       ATTR_OUTPUTS, ATTR_REQUEUED_FROM, ATTR_SEED, ATTR_STARTED, STUDY_CELL, STUDY_VERSION, StudyRecord)
 from ._cells import bare_key
-from ._integrity import keep_before_shrinking
 from ._cost import ATTR_CPU_HOURS, ATTR_GPU_HOURS, total
+from ._integrity import keep_before_shrinking
 from ._objectives import as_text, front, study_is_multi, value_columns
 from ._observer import TRACKER_RUN_ID_ATTR
+from ._studies import (
+    ATTR_DURATION,
+    ATTR_ERROR,
+    ATTR_FINISHED,
+    ATTR_INTERRUPTED,
+    ATTR_JOB_DIR,
+    ATTR_JOB_NUM,
+    ATTR_OUTPUTS,
+    ATTR_REQUEUED_FROM,
+    ATTR_SEED,
+    ATTR_STARTED,
+    STUDY_CELL,
+    STUDY_VERSION,
+    StudyRecord,
+)
 from ._warm import ATTR_WARM_START_FROM
 
 if TYPE_CHECKING:
@@ -27,8 +40,23 @@ if TYPE_CHECKING:
 RESULTS_CSV = "results.csv"
 BEST_CSV = "best.csv"
 REPEATS_CSV = "repeats.csv"
-TRIAL_COLUMNS = ["study", "study_version", "trial", "state", "value", "duration_s", "gpu_hours", "cpu_hours",
-                 "started_at", "finished_at", "job_num", "job_dir", TRACKER_RUN_ID_ATTR, "interrupted", "error"]
+TRIAL_COLUMNS = [
+    "study",
+    "study_version",
+    "trial",
+    "state",
+    "value",
+    "duration_s",
+    "gpu_hours",
+    "cpu_hours",
+    "started_at",
+    "finished_at",
+    "job_num",
+    "job_dir",
+    TRACKER_RUN_ID_ATTR,
+    "interrupted",
+    "error",
+]
 
 
 _WRITTEN: dict[str, int] = {}  # rows this process last wrote to each table
@@ -51,8 +79,13 @@ def _describing(record: StudyRecord) -> dict[str, Any]:
     """The columns naming a study's cell: its label, the app's columns (task, model, ...), its swept
     coordinates, metric and direction, whether or not they were swept."""
     attrs = record.attrs
-    return {"cell": attrs.get(STUDY_CELL, ""), **(attrs.get("columns") or {}), **(attrs.get("coordinates") or {}),
-            "metric": as_text(attrs.get("metric")), "direction": as_text(attrs.get("direction", ""))}
+    return {
+        "cell": attrs.get(STUDY_CELL, ""),
+        **(attrs.get("columns") or {}),
+        **(attrs.get("coordinates") or {}),
+        "metric": as_text(attrs.get("metric")),
+        "direction": as_text(attrs.get("direction", "")),
+    }
 
 
 def _leading(records: list[StudyRecord]) -> list[str]:
@@ -63,11 +96,17 @@ def _job_columns(trial: Any) -> dict[str, Any]:
     """What results.csv and repeats.csv both say about a trial's job: when and how long it ran,
     where, its tracker run, and how it ended."""
     attrs = trial.user_attrs
-    return {"duration_s": attrs.get(ATTR_DURATION, ""), "gpu_hours": attrs.get(ATTR_GPU_HOURS, ""),
-            "cpu_hours": attrs.get(ATTR_CPU_HOURS, ""), "started_at": attrs.get(ATTR_STARTED, ""),
-            "finished_at": attrs.get(ATTR_FINISHED, ""), "job_dir": attrs.get(ATTR_JOB_DIR, ""),
-            TRACKER_RUN_ID_ATTR: attrs.get(TRACKER_RUN_ID_ATTR, ""),
-            "interrupted": bool(attrs.get(ATTR_INTERRUPTED, False)), "error": attrs.get(ATTR_ERROR, "")}
+    return {
+        "duration_s": attrs.get(ATTR_DURATION, ""),
+        "gpu_hours": attrs.get(ATTR_GPU_HOURS, ""),
+        "cpu_hours": attrs.get(ATTR_CPU_HOURS, ""),
+        "started_at": attrs.get(ATTR_STARTED, ""),
+        "finished_at": attrs.get(ATTR_FINISHED, ""),
+        "job_dir": attrs.get(ATTR_JOB_DIR, ""),
+        TRACKER_RUN_ID_ATTR: attrs.get(TRACKER_RUN_ID_ATTR, ""),
+        "interrupted": bool(attrs.get(ATTR_INTERRUPTED, False)),
+        "error": attrs.get(ATTR_ERROR, ""),
+    }
 
 
 def trial_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:
@@ -75,13 +114,22 @@ def trial_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]
     for record in records:
         described = _describing(record)
         for trial in record.load(storage).get_trials(deepcopy=False):
-            rows.append({
-                **described, "study": record.name, "study_version": record.attrs.get(STUDY_VERSION, 1),
-                "trial": trial.number, "state": table_state(trial), **_values(trial),
-                "job_num": trial.user_attrs.get(ATTR_JOB_NUM, ""), **_job_columns(trial),
-                # what the job returned besides its value (e.g. its out-of-memory retries)
-                **trial.user_attrs.get(ATTR_OUTPUTS, {}), **_origin(trial), **param_columns(trial),
-            })
+            rows.append(
+                {
+                    **described,
+                    "study": record.name,
+                    "study_version": record.attrs.get(STUDY_VERSION, 1),
+                    "trial": trial.number,
+                    "state": table_state(trial),
+                    **_values(trial),
+                    "job_num": trial.user_attrs.get(ATTR_JOB_NUM, ""),
+                    **_job_columns(trial),
+                    # what the job returned besides its value (e.g. its out-of-memory retries)
+                    **trial.user_attrs.get(ATTR_OUTPUTS, {}),
+                    **_origin(trial),
+                    **param_columns(trial),
+                }
+            )
     return rows
 
 
@@ -171,14 +219,22 @@ def repeat_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]
             attrs = trial.user_attrs
             if trial.state.name == "WAITING":
                 continue  # a seed not run yet
-            rows.append({
-                **described, "seed": attrs.get(ATTR_SEED, ""), "state": table_state(trial),
-                "val_value": trial.value if trial.value is not None else "", **attrs.get(ATTR_OUTPUTS, {}),
-                **_job_columns(trial), "n_trials": record.attrs.get(REPEAT_N_TRIALS, ""),
-                "tuning_best_trial": record.attrs.get(REPEAT_BEST_TRIAL, ""), "study": record.name,
-                "study_version": record.attrs.get(STUDY_VERSION, 1), "trial": trial.number,
-                **param_columns(trial),
-            })
+            rows.append(
+                {
+                    **described,
+                    "seed": attrs.get(ATTR_SEED, ""),
+                    "state": table_state(trial),
+                    "val_value": trial.value if trial.value is not None else "",
+                    **attrs.get(ATTR_OUTPUTS, {}),
+                    **_job_columns(trial),
+                    "n_trials": record.attrs.get(REPEAT_N_TRIALS, ""),
+                    "tuning_best_trial": record.attrs.get(REPEAT_BEST_TRIAL, ""),
+                    "study": record.name,
+                    "study_version": record.attrs.get(STUDY_VERSION, 1),
+                    "trial": trial.number,
+                    **param_columns(trial),
+                }
+            )
     _mark_counting(rows)
     return rows
 
@@ -187,9 +243,24 @@ def write_repeats(sweep_dir: str, records: list[StudyRecord], storage: Any) -> s
     if not records:
         return None
     path = os.path.join(sweep_dir, REPEATS_CSV)
-    _write_csv(path, repeat_rows(records, storage), _leading(records) + [
-        "seed", "state", "counts", "val_value", "test_value", "checkpoint", "duration_s", "gpu_hours", "cpu_hours",
-        TRACKER_RUN_ID_ATTR, "job_dir"])
+    _write_csv(
+        path,
+        repeat_rows(records, storage),
+        _leading(records)
+        + [
+            "seed",
+            "state",
+            "counts",
+            "val_value",
+            "test_value",
+            "checkpoint",
+            "duration_s",
+            "gpu_hours",
+            "cpu_hours",
+            TRACKER_RUN_ID_ATTR,
+            "job_dir",
+        ],
+    )
     return path
 
 
@@ -207,30 +278,52 @@ def best_rows(records: list[StudyRecord], storage: Any, repeats: list[StudyRecor
         study = record.load(storage)
         cost = total(study.get_trials(deepcopy=False))
         extra = repeat_costs.get(record.name)
-        spent = {"gpu_hours": cost.gpu_hours + (extra.gpu_hours if extra else 0.0),  # tuning and repeats
-                 "cpu_hours": cost.cpu_hours + (extra.cpu_hours if extra else 0.0)}
+        spent = {
+            "gpu_hours": cost.gpu_hours + (extra.gpu_hours if extra else 0.0),  # tuning and repeats
+            "cpu_hours": cost.cpu_hours + (extra.cpu_hours if extra else 0.0),
+        }
         if study_is_multi(study):  # its Pareto front: a row per non-dominated trial
             for trial in front(study):
-                rows.append({**_describing(record), "best_value": "", "best_trial": trial.number, **value_columns(trial),
-                             "job_dir": trial.user_attrs.get(ATTR_JOB_DIR, ""), "study": record.name, **spent,
-                             **param_columns(trial)})
+                rows.append(
+                    {
+                        **_describing(record),
+                        "best_value": "",
+                        "best_trial": trial.number,
+                        **value_columns(trial),
+                        "job_dir": trial.user_attrs.get(ATTR_JOB_DIR, ""),
+                        "study": record.name,
+                        **spent,
+                        **param_columns(trial),
+                    }
+                )
             continue
         best, worst = best_trial(study), worst_value(study)
-        row = {**_describing(record), "best_value": best.value if best else "", "best_trial": best.number if best else "",
-               "worst_value": worst if worst is not None else "",
-               "job_dir": best.user_attrs.get(ATTR_JOB_DIR, "") if best else "", "study": record.name, **spent}
+        row = {
+            **_describing(record),
+            "best_value": best.value if best else "",
+            "best_trial": best.number if best else "",
+            "worst_value": worst if worst is not None else "",
+            "job_dir": best.user_attrs.get(ATTR_JOB_DIR, "") if best else "",
+            "study": record.name,
+            **spent,
+        }
         row.update(summaries.get(record.name, {}))
         row.update(param_columns(best) if best else {})
         rows.append(row)
     return rows
 
 
-def write_best(sweep_dir: str, records: list[StudyRecord], storage: Any,
-               repeats: list[StudyRecord] = ()) -> list[dict[str, Any]]:
+def write_best(
+    sweep_dir: str, records: list[StudyRecord], storage: Any, repeats: list[StudyRecord] = ()
+) -> list[dict[str, Any]]:
     rows = best_rows(records, storage, repeats)
     summary_columns = ["n_repeats", "test_mean", "test_std", "test_iqm"] if repeats else []
-    _write_csv(os.path.join(sweep_dir, BEST_CSV), rows, _leading([r for r in records if r.current])
-               + ["best_value", "best_trial", "worst_value", *summary_columns, "gpu_hours", "cpu_hours", "job_dir", "study"])
+    _write_csv(
+        os.path.join(sweep_dir, BEST_CSV),
+        rows,
+        _leading([r for r in records if r.current])
+        + ["best_value", "best_trial", "worst_value", *summary_columns, "gpu_hours", "cpu_hours", "job_dir", "study"],
+    )
     return rows
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hydra.utils import get_class, get_method, instantiate
 
@@ -53,9 +54,11 @@ def grid_space(label: str, distributions: dict[str, Any]) -> dict[str, list[Any]
             values = [dist.low + i * dist.step for i in range(count)]
             space[name] = [int(v) for v in values] if isinstance(dist.low, int) else [round(v, 12) for v in values]
         else:
-            raise SearchSpaceError(f"cell {label}: the grid sampler needs a finite set of values for every searched "
-                                   f"param, and {name} is continuous ({type(dist).__name__}); use choice(...) or "
-                                   "range(start, stop, step=...) for it, or another sampler")
+            raise SearchSpaceError(
+                f"cell {label}: the grid sampler needs a finite set of values for every searched "
+                f"param, and {name} is continuous ({type(dist).__name__}); use choice(...) or "
+                "range(start, stop, step=...) for it, or another sampler"
+            )
     size = math.prod(len(v) for v in space.values())
     if size > GRID_LIMIT:
         raise SearchSpaceError(f"cell {label}: its grid has {size} points (more than {GRID_LIMIT}); coarsen a range")
@@ -89,16 +92,18 @@ def load_configure(path: str | None) -> Callable[[Any, Any], None] | None:
     try:
         found = _from_app_script(path) if path.startswith(".") else get_method(path)
     except Exception as exc:
-        raise SweepConfigError(f"hydra.sweeper.custom_search_space={path!r} cannot be imported: "
-                               f"{str(exc).splitlines()[0]}. Give module.function (a function configure(cfg, trial)), "
-                               "or .script_name.function for a function of the app's own script") from None
+        raise SweepConfigError(
+            f"hydra.sweeper.custom_search_space={path!r} cannot be imported: "
+            f"{str(exc).splitlines()[0]}. Give module.function (a function configure(cfg, trial)), "
+            "or .script_name.function for a function of the app's own script"
+        ) from None
     if not callable(found):
         raise SweepConfigError(f"hydra.sweeper.custom_search_space={path!r} is not a function")
     return found
 
 
 def _from_app_script(path: str) -> Any:
-    """".custom-search-space-objective.configure": configure in the script the app was started as
+    """ ".custom-search-space-objective.configure": configure in the script the app was started as
     (upstream's example names its own file; a file name with dashes cannot be imported by name)."""
     module_name, _, attr = path.lstrip(".").rpartition(".")
     main = sys.modules.get("__main__")

@@ -31,17 +31,37 @@ from ._errors import LaunchError
 log = logging.getLogger(__name__)
 
 # sbatch's own words for failures that pass (it gives no other signal: every failure exits 1).
-TRANSIENT_SBATCH = ("Unable to contact slurm controller", "Socket timed out", "temporarily unable to accept job",
-                    "Resource temporarily unavailable", "job submit limit", "MaxSubmitJob", "Requested operation is presently disabled")
+TRANSIENT_SBATCH = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "temporarily unable to accept job",
+    "Resource temporarily unavailable",
+    "job submit limit",
+    "MaxSubmitJob",
+    "Requested operation is presently disabled",
+)
 SUBMIT_RETRY_S = 600.0
 
 # Pending reasons that no amount of waiting resolves: the job asks for more than its partition,
 # QOS or association allows, or names something that does not exist.
 NEVER_STARTS = {
-    "PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints", "InvalidAccount", "InvalidQOS",
-    "DependencyNeverSatisfied", "QOSMaxCpuPerJobLimit", "QOSMaxGRESPerJob", "QOSMaxMemoryPerJob",
-    "QOSMaxNodePerJobLimit", "QOSMaxWallDurationPerJobLimit", "AssocMaxCpuPerJobLimit", "AssocMaxGRESPerJob",
-    "AssocMaxMemPerJob", "AssocMaxNodesPerJobLimit", "AssocMaxWallDurationPerJobLimit",
+    "PartitionConfig",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "BadConstraints",
+    "InvalidAccount",
+    "InvalidQOS",
+    "DependencyNeverSatisfied",
+    "QOSMaxCpuPerJobLimit",
+    "QOSMaxGRESPerJob",
+    "QOSMaxMemoryPerJob",
+    "QOSMaxNodePerJobLimit",
+    "QOSMaxWallDurationPerJobLimit",
+    "AssocMaxCpuPerJobLimit",
+    "AssocMaxGRESPerJob",
+    "AssocMaxMemPerJob",
+    "AssocMaxNodesPerJobLimit",
+    "AssocMaxWallDurationPerJobLimit",
 }
 
 
@@ -55,8 +75,22 @@ def is_transient(message: str) -> bool:
 
 
 PENDING_CHECK_S = 10.0
-_REQUEST_KEYS = ("partition", "qos", "account", "constraint", "nodes", "tasks_per_node", "cpus_per_task", "gpus_per_node",
-                 "gpus_per_task", "gres", "mem_gb", "mem_per_cpu", "mem_per_gpu", "timeout_min")
+_REQUEST_KEYS = (
+    "partition",
+    "qos",
+    "account",
+    "constraint",
+    "nodes",
+    "tasks_per_node",
+    "cpus_per_task",
+    "gpus_per_node",
+    "gpus_per_task",
+    "gres",
+    "mem_gb",
+    "mem_per_cpu",
+    "mem_per_gpu",
+    "timeout_min",
+)
 
 
 def describe_request(params: dict[str, Any]) -> str:
@@ -66,6 +100,7 @@ def describe_request(params: dict[str, Any]) -> str:
 class SubmititDispatcher(Dispatcher):
     def __init__(self, launcher: Any, poll_interval: float) -> None:
         import submitit
+
         from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
         self.launcher, self.poll_interval = launcher, poll_interval
@@ -94,8 +129,13 @@ class SubmititDispatcher(Dispatcher):
         if params == self.params:
             return
         self.params, self.request = params, describe_request(params)
-        self.executor.update_parameters(**{(k if k in self.base_keys else f"{self.executor_name}_{k}"): v
-                                           for k, v in params.items() if k not in {"submitit_folder", "max_num_timeout"}})
+        self.executor.update_parameters(
+            **{
+                (k if k in self.base_keys else f"{self.executor_name}_{k}"): v
+                for k, v in params.items()
+                if k not in {"submitit_folder", "max_num_timeout"}
+            }
+        )
 
     def prepare(self, overrides: list[str], job_num: int) -> Any:
         # The job's own request (a model may need more than the launcher's default: model.resources),
@@ -110,7 +150,14 @@ class SubmititDispatcher(Dispatcher):
         overrides, job_num, params = prepared
         self._use(params)
         log.debug(launch_line(job_num, overrides))
-        args = (self.launcher, list(overrides), "hydra.sweep.dir", job_num, f"job_id_for_{job_num}", Singleton.get_state())
+        args = (
+            self.launcher,
+            list(overrides),
+            "hydra.sweep.dir",
+            job_num,
+            f"job_id_for_{job_num}",
+            Singleton.get_state(),
+        )
         started, delay = time.monotonic(), 2.0
         while True:
             try:
@@ -119,9 +166,13 @@ class SubmititDispatcher(Dispatcher):
             except Exception as exc:  # submitit raises FailedJobError with sbatch's stderr
                 message = str(exc).strip()
                 if not is_transient(message):
-                    raise LaunchError(f"{self.executor_name} refused the trial's job ({self.request}): {message}") from exc
+                    raise LaunchError(
+                        f"{self.executor_name} refused the trial's job ({self.request}): {message}"
+                    ) from exc
                 if time.monotonic() - started > SUBMIT_RETRY_S:
-                    raise LaunchError(f"sbatch kept failing for {SUBMIT_RETRY_S:.0f} s ({self.request}): {message}") from exc
+                    raise LaunchError(
+                        f"sbatch kept failing for {SUBMIT_RETRY_S:.0f} s ({self.request}): {message}"
+                    ) from exc
                 log.warning("sbatch failed, retrying in %.0f s: %s", delay, message.splitlines()[-1])
                 self._collect_while_waiting(delay)
                 delay = min(delay * 2, 60.0)
@@ -170,8 +221,12 @@ class SubmititDispatcher(Dispatcher):
             return []
         self._last_pending_check = time.monotonic()
         by_id = {str(job.job_id): job for job in self.pending}
-        out = subprocess.run(["squeue", "-h", "-t", "PENDING", "-o", "%i|%r", "-j", ",".join(by_id)],
-                             capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(
+            ["squeue", "-h", "-t", "PENDING", "-o", "%i|%r", "-j", ",".join(by_id)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
         stuck = []
         for line in out.splitlines():
             job_id, _, reason = line.strip().partition("|")
@@ -206,18 +261,27 @@ class SubmititDispatcher(Dispatcher):
 def check_partition_fits(params: dict[str, Any]) -> None:
     """Stop before the first submission when no node of the partition can ever run one trial."""
     partition = params.get("partition")
-    result = subprocess.run(["sinfo", "-h", "-N", "-o", "%P|%N|%c|%m|%G|%l"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%P|%N|%c|%m|%G|%l"], capture_output=True, text=True, timeout=60
+    )
     if result.returncode != 0:
-        raise LaunchError(f"sinfo failed ({result.stderr.strip()}): cannot check the SLURM request; is SLURM reachable here?")
+        raise LaunchError(
+            f"sinfo failed ({result.stderr.strip()}): cannot check the SLURM request; is SLURM reachable here?"
+        )
     nodes = [_node(line) for line in result.stdout.splitlines() if line.count("|") == 5]
     known = sorted({n["partition"] for n in nodes})
     mine = [n for n in nodes if (n["partition"] == partition if partition else n["default"])]
     if not mine:
-        raise LaunchError(f"SLURM partition {partition!r} does not exist here; partitions: {', '.join(known) or 'none'}. "
-                          "Set launcher.partition (hydra.launcher.partition) to one of them.")
-    need = {"cpus": int(params.get("cpus_per_task") or 1) * int(params.get("tasks_per_node") or 1),
-            "memory_mb": float(params.get("mem_gb") or 0) * 1024, "gpus": int(params.get("gpus_per_node") or 0),
-            "minutes": float(params.get("timeout_min") or 0)}
+        raise LaunchError(
+            f"SLURM partition {partition!r} does not exist here; partitions: {', '.join(known) or 'none'}. "
+            "Set launcher.partition (hydra.launcher.partition) to one of them."
+        )
+    need = {
+        "cpus": int(params.get("cpus_per_task") or 1) * int(params.get("tasks_per_node") or 1),
+        "memory_mb": float(params.get("mem_gb") or 0) * 1024,
+        "gpus": int(params.get("gpus_per_node") or 0),
+        "minutes": float(params.get("timeout_min") or 0),
+    }
     if any(all(node[k] >= v for k, v in need.items()) for node in mine):
         return
     biggest = max(mine, key=lambda n: (n["gpus"], n["cpus"], n["memory_mb"]))
@@ -236,8 +300,14 @@ def _node(line: str) -> dict[str, Any]:
         fields = item.split("(")[0].split(":")
         if fields[0] == "gpu" and fields[-1].isdigit():
             gpus += int(fields[-1])
-    return {"partition": partition.rstrip("*"), "default": partition.endswith("*"), "cpus": int(cpus),
-            "memory_mb": float(memory.rstrip("+")), "gpus": gpus, "minutes": _minutes(limit)}
+    return {
+        "partition": partition.rstrip("*"),
+        "default": partition.endswith("*"),
+        "cpus": int(cpus),
+        "memory_mb": float(memory.rstrip("+")),
+        "gpus": gpus,
+        "minutes": _minutes(limit),
+    }
 
 
 def _minutes(limit: str) -> float:

@@ -50,7 +50,9 @@ def to_distribution(override: Override) -> BaseDistribution:
     if isinstance(sweep, RangeSweep):
         start, stop, step = sweep.start, sweep.stop, sweep.step
         if not step or (stop - start) / step <= 0:
-            raise ValueError(f"range({start}, {stop}, step={step}) holds no value; use a step of the sign of stop - start")
+            raise ValueError(
+                f"range({start}, {stop}, step={step}) holds no value; use a step of the sign of stop - start"
+            )
         if sweep.shuffle:
             return CategoricalDistribution(_choices(override))
         if any(isinstance(v, float) for v in (start, stop, step)):
@@ -62,7 +64,9 @@ def to_distribution(override: Override) -> BaseDistribution:
     if isinstance(sweep, IntervalSweep):
         log = "log" in sweep.tags
         if not sweep.start < sweep.end:
-            raise ValueError(f"interval({sweep.start}, {sweep.end}) is empty; its low bound must be below its high bound")
+            raise ValueError(
+                f"interval({sweep.start}, {sweep.end}) is empty; its low bound must be below its high bound"
+            )
         if log and sweep.start <= 0:
             raise ValueError(f"a log interval needs a positive low bound, not {sweep.start}")
         if isinstance(sweep.start, int) and isinstance(sweep.end, int):

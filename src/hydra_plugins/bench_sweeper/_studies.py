@@ -106,9 +106,11 @@ def sweep_studies(storage: Any, sweep_id: str, phase: str = PHASE_TUNE) -> dict[
     """Every study of this sweep and phase (tuning, or repeats) in the storage, by name."""
     import optuna
 
-    return {s.study_name: StudyRecord(s.study_name, dict(s.user_attrs))
-            for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-            if s.user_attrs.get(STUDY_SWEEP) == sweep_id and s.user_attrs.get(STUDY_PHASE, PHASE_TUNE) == phase}
+    return {
+        s.study_name: StudyRecord(s.study_name, dict(s.user_attrs))
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if s.user_attrs.get(STUDY_SWEEP) == sweep_id and s.user_attrs.get(STUDY_PHASE, PHASE_TUNE) == phase
+    }
 
 
 def _latest(records: dict[str, StudyRecord], label: str) -> StudyRecord | None:
@@ -116,7 +118,9 @@ def _latest(records: dict[str, StudyRecord], label: str) -> StudyRecord | None:
     return max(mine, key=lambda r: r.attrs.get(STUDY_VERSION, 1), default=None)
 
 
-def check_resume(cells: list[Cell], fingerprints: dict[str, dict], records: dict[str, StudyRecord], on_change: str) -> None:
+def check_resume(
+    cells: list[Cell], fingerprints: dict[str, dict], records: dict[str, StudyRecord], on_change: str
+) -> None:
     """Before anything is launched: a resumed cell must still be the experiment it started as."""
     if on_change not in ON_CHANGE:
         raise SweepConfigError(f"hydra.sweeper.on_change={on_change!r}: use one of {list(ON_CHANGE)}")
@@ -125,7 +129,9 @@ def check_resume(cells: list[Cell], fingerprints: dict[str, dict], records: dict
     changed = []
     for cell in cells:
         latest = _latest(records, cell.label)
-        if latest is not None and (diff := differences(latest.attrs.get(STUDY_FINGERPRINT, {}), fingerprints[cell.label])):
+        if latest is not None and (
+            diff := differences(latest.attrs.get(STUDY_FINGERPRINT, {}), fingerprints[cell.label])
+        ):
             changed.append(f"cell {cell.label}: " + "; ".join(diff))
     if changed:
         raise ResumeMismatchError(
@@ -136,8 +142,16 @@ def check_resume(cells: list[Cell], fingerprints: dict[str, dict], records: dict
         )
 
 
-def open_cell_study(cell: Cell, fingerprint: dict, records: dict[str, StudyRecord], storage: Any, sweep_id: str,
-                    prefix: str | None, sampler_cfg: Any, pruner_cfg: Any) -> optuna.Study:
+def open_cell_study(
+    cell: Cell,
+    fingerprint: dict,
+    records: dict[str, StudyRecord],
+    storage: Any,
+    sweep_id: str,
+    prefix: str | None,
+    sampler_cfg: Any,
+    pruner_cfg: Any,
+) -> optuna.Study:
     """The cell's current study: the existing one if its experiment is unchanged, else a new version."""
     import optuna
 
@@ -150,8 +164,14 @@ def open_cell_study(cell: Cell, fingerprint: dict, records: dict[str, StudyRecor
     sampler = build_sampler(sampler_cfg, cell.label, cell.distributions)
     # Optuna cannot prune a multi-objective study (its jobs do not report either: trial.py).
     pruner = instantiate(pruner_cfg) if pruner_cfg and not is_multi(cell.direction) else optuna.pruners.NopPruner()
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                                directions=directions(cell.direction), load_if_exists=True)
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        directions=directions(cell.direction),
+        load_if_exists=True,
+    )
     done = len(study.get_trials(deepcopy=False))
     if done and sampler_cfg and sampler_cfg.get("seed") is not None:
         # A seeded sampler restarts its random stream: resumed, it would propose the points of the
@@ -159,15 +179,24 @@ def open_cell_study(cell: Cell, fingerprint: dict, records: dict[str, StudyRecor
         study.sampler = build_sampler(sampler_cfg, cell.label, cell.distributions, seed=int(sampler_cfg.seed) + done)
     if name not in records:
         # The journal keeps these in a file: masked as everything bench writes (the fingerprint is already).
-        attrs = {STUDY_SWEEP: sweep_id, STUDY_CELL: cell.label, STUDY_VERSION: version, STUDY_FINGERPRINT: fingerprint,
-                 "coordinates": mask_data(cell.coordinates), "columns": mask_data(cell.columns), "metric": cell.metric,
-                 "direction": cell.direction}
+        attrs = {
+            STUDY_SWEEP: sweep_id,
+            STUDY_CELL: cell.label,
+            STUDY_VERSION: version,
+            STUDY_FINGERPRINT: fingerprint,
+            "coordinates": mask_data(cell.coordinates),
+            "columns": mask_data(cell.columns),
+            "metric": cell.metric,
+            "direction": cell.direction,
+        }
         for key, value in attrs.items():
             study.set_user_attr(key, value)
         if latest is not None:
             latest.load(storage).set_user_attr(STUDY_SUPERSEDED_BY, name)
             latest.attrs[STUDY_SUPERSEDED_BY] = name
-            log.warning("[%s] its experiment changed: new study %s (the old one, %s, is kept)", cell.label, name, latest.name)
+            log.warning(
+                "[%s] its experiment changed: new study %s (the old one, %s, is kept)", cell.label, name, latest.name
+            )
         records[name] = StudyRecord(name, attrs)
     records[name].study = study
     cell.study_name = name
@@ -215,4 +244,3 @@ def counts(study: optuna.Study) -> dict[str, int]:
 def max_job_num(studies: list[optuna.Study]) -> int:
     nums = [t.user_attrs.get(ATTR_JOB_NUM, -1) for s in studies for t in s.get_trials(deepcopy=False)]
     return max(nums, default=-1)
-

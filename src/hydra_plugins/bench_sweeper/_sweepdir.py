@@ -37,15 +37,21 @@ def check_creatable(path: Path, what: str, key: str, is_dir: bool = True) -> Non
     Nothing is created here."""
     path = path.absolute()
     if path.exists() and path.is_dir() != is_dir:
-        raise SweepConfigError(f"{key}={path}: {what} cannot be used: {path} exists and is not a "
-                               f"{'directory' if is_dir else 'file'}. Pick another {key}.")
+        raise SweepConfigError(
+            f"{key}={path}: {what} cannot be used: {path} exists and is not a "
+            f"{'directory' if is_dir else 'file'}. Pick another {key}."
+        )
     probe = path
     while not probe.exists():
         probe = probe.parent
     if probe != path and not probe.is_dir():
-        raise SweepConfigError(f"{key}={path}: {what} cannot be created because {probe} is not a directory. Pick another {key}.")
+        raise SweepConfigError(
+            f"{key}={path}: {what} cannot be created because {probe} is not a directory. Pick another {key}."
+        )
     if not os.access(probe, os.W_OK | (os.X_OK if probe.is_dir() else 0)):
-        raise SweepConfigError(f"{key}={path}: {what} cannot be written: {probe} is not writable by this user. Pick another {key}.")
+        raise SweepConfigError(
+            f"{key}={path}: {what} cannot be written: {probe} is not writable by this user. Pick another {key}."
+        )
 
 
 class SweepDir:
@@ -92,8 +98,11 @@ class SweepDir:
         previous = _read_holder(fd)
         if previous:
             log.warning("taking over %s from a driver that is no longer running (%s)", self.path, _describe(previous))
-        me = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
         self._fd = fd
@@ -110,8 +119,10 @@ class SweepDir:
         if not identity and (left := produced(self.path)):  # checked in the plan too; this holds the lock
             raise SweepDirError(f"{self.path} holds {listing(left)} but no {IDENTITY}; use a new hydra.sweep.dir")
         if not identity:
-            identity = {"sweep_id": uuid.uuid4().hex[:12],
-                        "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+            identity = {
+                "sweep_id": uuid.uuid4().hex[:12],
+                "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            }
         self.sweep_id = identity["sweep_id"]
         axes = list(dict.fromkeys([*identity.get("axes", []), *self.axes]))
         if axes != identity.get("axes"):

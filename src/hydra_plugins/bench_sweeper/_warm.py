@@ -44,8 +44,10 @@ def check_source(warm_start: str | None) -> None:
     from ._integrity import read_identity
 
     if not read_identity(Path(warm_start)):  # a damaged sweep.json is named
-        raise SweepConfigError(f"hydra.sweeper.warm_start={warm_start!r}: use 'siblings', or the directory of an "
-                               "earlier sweep (one with a sweep.json); no sweep was found there")
+        raise SweepConfigError(
+            f"hydra.sweeper.warm_start={warm_start!r}: use 'siblings', or the directory of an "
+            "earlier sweep (one with a sweep.json); no sweep was found there"
+        )
 
 
 def fits(distribution: Any, value: Any) -> bool:
@@ -72,12 +74,18 @@ class WarmStart:
     def _sources(self, run: CellRun) -> list[tuple[str, Any]]:
         mine = group(run.cell.coordinates, self.sibling_key)
         if self.mode == SIBLINGS:
-            siblings = [r for r in self.runs if r.phase == run.phase and r is not run
-                        and group(r.cell.coordinates, self.sibling_key) == mine]
+            siblings = [
+                r
+                for r in self.runs
+                if r.phase == run.phase and r is not run and group(r.cell.coordinates, self.sibling_key) == mine
+            ]
             siblings.sort(key=lambda r: (not r.tuning_done, -r.done))  # finished siblings first
             return [(r.cell.label, r.study) for r in siblings]
-        matching = [(study.user_attrs.get("cell", study.study_name), study) for coordinates, study in self.earlier
-                    if group(coordinates, self.sibling_key) == mine]
+        matching = [
+            (study.user_attrs.get("cell", study.study_name), study)
+            for coordinates, study in self.earlier
+            if group(coordinates, self.sibling_key) == mine
+        ]
         return sorted(matching, key=lambda source: source[0] != run.cell.label)  # the same cell first
 
     def seed(self, run: CellRun) -> int:
@@ -90,19 +98,25 @@ class WarmStart:
             if study_is_multi(study):  # no single ranking: its Pareto front
                 ranked.append([(label, t) for t in front(study)])
                 continue
-            complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+            complete = [
+                t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None
+            ]
             complete.sort(key=lambda t: t.value, reverse=study.direction == StudyDirection.MAXIMIZE)
             ranked.append([(label, t) for t in complete])
         seen, enqueued = set(), 0
         for label, trial in (pair for layer in itertools.zip_longest(*ranked) for pair in layer if pair):
-            params = {k: v for k, v in trial.params.items()
-                      if k in run.cell.distributions and fits(run.cell.distributions[k], v)}
+            params = {
+                k: v
+                for k, v in trial.params.items()
+                if k in run.cell.distributions and fits(run.cell.distributions[k], v)
+            }
             key = tuple(sorted(params.items()))
             if not params or key in seen:
                 continue
             seen.add(key)
-            run.study.enqueue_trial(params, user_attrs={ATTR_WARM_START_FROM: f"{label} #{trial.number}"},
-                                    skip_if_exists=False)
+            run.study.enqueue_trial(
+                params, user_attrs={ATTR_WARM_START_FROM: f"{label} #{trial.number}"}, skip_if_exists=False
+            )
             enqueued += 1
             if enqueued >= self.top_k:
                 break
@@ -117,16 +131,23 @@ class WarmStart:
 
         startup = self.sampler_cfg.get("n_startup_trials") if self.sampler_cfg else None
         if enqueued and isinstance(startup, int):
-            run.study.sampler = build_sampler(self.sampler_cfg, run.cell.label, run.cell.distributions,
-                                              n_startup_trials=startup + enqueued)
+            run.study.sampler = build_sampler(
+                self.sampler_cfg, run.cell.label, run.cell.distributions, n_startup_trials=startup + enqueued
+            )
 
     def defer(self, run: CellRun, runs: list[CellRun]) -> bool:
         """A cell not started yet waits while a sibling of it is tuning (siblings mode)."""
         if self.mode != SIBLINGS or run.in_flight or run.done or run.failed:
             return False
         mine = group(run.cell.coordinates, self.sibling_key)
-        return any(r is not run and r.phase == run.phase and (r.in_flight or r.done) and not r.tuning_done
-                   and group(r.cell.coordinates, self.sibling_key) == mine for r in runs)
+        return any(
+            r is not run
+            and r.phase == run.phase
+            and (r.in_flight or r.done)
+            and not r.tuning_done
+            and group(r.cell.coordinates, self.sibling_key) == mine
+            for r in runs
+        )
 
 
 def _earlier_studies(sweep_dir: Path, storage: Any) -> list[tuple[dict, Any]]:
@@ -142,6 +163,8 @@ def _earlier_studies(sweep_dir: Path, storage: Any) -> list[tuple[dict, Any]]:
     source = open_storage(str(journal)) if journal.is_file() else storage
     records = [r for r in sweep_studies(source, sweep_id).values() if r.current]
     if not records:
-        raise SweepConfigError(f"hydra.sweeper.warm_start={str(sweep_dir)!r}: that sweep has no studies to start from "
-                               "(it never ran a trial, or used another storage: set hydra.sweeper.storage to it)")
+        raise SweepConfigError(
+            f"hydra.sweeper.warm_start={str(sweep_dir)!r}: that sweep has no studies to start from "
+            "(it never ran a trial, or used another storage: set hydra.sweeper.storage to it)"
+        )
     return [(r.attrs.get("coordinates") or {}, optuna.load_study(study_name=r.name, storage=source)) for r in records]

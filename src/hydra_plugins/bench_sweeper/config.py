@@ -7,7 +7,7 @@ hydra/sweeper/pruner groups), so a block written for that plugin works after
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -16,21 +16,21 @@ from omegaconf import MISSING
 @dataclass
 class SamplerConf:
     _target_: str = MISSING
-    seed: Optional[int] = None
+    seed: int | None = None
 
 
 @dataclass
 class TPESamplerConf(SamplerConf):
     _target_: str = "optuna.samplers.TPESampler"
-    consider_prior: Optional[bool] = None
-    prior_weight: Optional[float] = None
-    consider_magic_clip: Optional[bool] = None
-    consider_endpoints: Optional[bool] = None
+    consider_prior: bool | None = None
+    prior_weight: float | None = None
+    consider_magic_clip: bool | None = None
+    consider_endpoints: bool | None = None
     n_startup_trials: int = 10
     n_ei_candidates: int = 24
-    multivariate: Optional[bool] = None
+    multivariate: bool | None = None
     group: bool = False
-    warn_independent_sampling: Optional[bool] = None
+    warn_independent_sampling: bool | None = None
     # Trials still running are treated as having the worst value, so parallel slots don't all
     # sample the same point: required for dispatch without a batch barrier.
     constant_liar: bool = True
@@ -44,12 +44,12 @@ class RandomSamplerConf(SamplerConf):
 @dataclass
 class CmaEsSamplerConf(SamplerConf):
     _target_: str = "optuna.samplers.CmaEsSampler"
-    x0: Optional[dict[str, Any]] = None
-    sigma0: Optional[float] = None
+    x0: dict[str, Any] | None = None
+    sigma0: float | None = None
     n_startup_trials: int = 1
     warn_independent_sampling: bool = True
     consider_pruned_trials: bool = False
-    restart_strategy: Optional[Any] = None
+    restart_strategy: Any | None = None
     inc_popsize: int = 2
     use_separable_cma: bool = False
 
@@ -73,7 +73,7 @@ class NSGAIISamplerConf(SamplerConf):
     # The usual sampler for multi-objective cells (hydra.sweeper.direction: [minimize, maximize]).
     _target_: str = "optuna.samplers.NSGAIISampler"
     population_size: int = 50
-    mutation_prob: Optional[float] = None
+    mutation_prob: float | None = None
     crossover_prob: float = 0.9
     swapping_prob: float = 0.5
 
@@ -122,13 +122,13 @@ class HyperbandPrunerConf:
 class BudgetConf:
     # GPU-hours (or CPU-hours, for CPU-only runs) the whole sweep may spend, repeats included and
     # summed over every run of the sweep dir: resume with a larger figure to go on. null: no limit.
-    gpu_hours: Optional[float] = None
-    cpu_hours: Optional[float] = None
+    gpu_hours: float | None = None
+    cpu_hours: float | None = None
     # A cap per cell (tuning and repeats), in GPU-hours, or CPU-hours when only cpu_hours is set.
-    per_cell: Optional[float] = None
+    per_cell: float | None = None
     # Convergence stop: a cell whose best value has not improved by more than min_delta (in the
     # metric's units) over its last `patience` finished trials stops tuning. null: never.
-    patience: Optional[int] = None
+    patience: int | None = None
     min_delta: float = 0.0
 
 
@@ -136,8 +136,8 @@ class BudgetConf:
 class AccountingConf:
     # What a trial run inside the driver (Hydra's basic launcher) holds; null: every GPU visible to
     # the driver (CUDA_VISIBLE_DEVICES, else nvidia-smi) and every CPU it may use.
-    local_gpus: Optional[float] = None
-    local_cpus: Optional[float] = None
+    local_gpus: float | None = None
+    local_cpus: float | None = None
     # Ray resources counted as GPUs: GPU (num_gpus) and any custom resource standing in for them.
     gpu_resources: list[str] = field(default_factory=lambda: ["GPU"])
 
@@ -158,9 +158,9 @@ class BenchSweeperConf:
     direction: Any = "minimize"
     # An Optuna storage URL (sqlite:///x.db, postgresql://...) or a journal file path. null: a
     # JournalStorage file in the sweep dir, which jobs on a shared filesystem can reach.
-    storage: Optional[str] = None
+    storage: str | None = None
     # Prefix of the per-cell study names: "<study_name>[<cell>]@<sweep id>".
-    study_name: Optional[str] = None
+    study_name: str | None = None
     # Finished + pruned trials per cell (0: no tuning, straight to the repeats).
     n_trials: int = 20
     # Whether a pruned trial counts towards n_trials (as in hydra-optuna-sweeper). false: n_trials
@@ -172,38 +172,38 @@ class BenchSweeperConf:
     # A cell stops once its failed trials exceed max_failure_rate * n_trials.
     max_failure_rate: float = 0.0
     # Search space in hydra-optuna-sweeper's grammar: {config.key: "interval(0, 1)", ...}.
-    params: Optional[dict[str, Any]] = None
+    params: dict[str, Any] | None = None
     # Dotted path of configure(cfg, trial), called with the cell's config after the params above are
     # sampled, to suggest more (conditional params, new keys named +key); ".script.function" is a
     # function of the app's own script. Its params reach the job and results.csv like any other.
-    custom_search_space: Optional[str] = None
+    custom_search_space: str | None = None
 
     # --- bench additions ---
     # Where each cell's composed config holds its own search space, metric and direction.
-    search_space_key: Optional[str] = "search_space"
+    search_space_key: str | None = "search_space"
     # Where each cell's config lists search-space keys that cell does not search (as
     # terratorch-iterate's optimization_except): bench's classification tasks drop the decoder width.
-    search_exclude_key: Optional[str] = None
-    metric_key: Optional[str] = "task.metric"
+    search_exclude_key: str | None = None
+    metric_key: str | None = "task.metric"
     # Where a cell's config may give its own trial count, for a protocol that tunes some cells less
     # (GEO-Bench-2 gives its detection datasets 10 trials, the others 16). Absent or null: n_trials.
-    n_trials_key: Optional[str] = None
-    direction_key: Optional[str] = "task.direction"
+    n_trials_key: str | None = None
+    direction_key: str | None = "task.direction"
     # Config node each trial gets (study, storage, trial id), so the job can report and prune;
     # jobs read this setting from their own hydra.sweeper config (trial.py).
     trial_key: str = "trial"
     # Dotted path of a callable(cell_config) run in the driver for every cell before launching.
-    cell_check: Optional[str] = None
+    cell_check: str | None = None
     # Dotted path of a callable(config) run on each cell's config with each edge of its search space
     # set in turn (every choice, both bounds), so a value no trial could use is refused up front
     # instead of failing the trials that draw it. It should be cheap: it runs many times per cell.
-    value_check: Optional[str] = None
+    value_check: str | None = None
     # Seed repeats: once a cell's tuning is done, its best params are trained again once per seed
     # (in the same loop and slots, while other cells still tune); each repeat job is told it is
     # one (<trial_key>.phase=repeat) and evaluates the test split on its best checkpoint. 0: none.
     repeats: int = 0
     # The seeds; null: the first `repeats` of 1, 2, 3, ..., the same for every cell and model.
-    seeds: Optional[list[int]] = None
+    seeds: list[int] | None = None
     # The config key each repeat's seed is set at.
     seed_key: str = "seed"
     # Print the cells, their search spaces and the trial count; launch nothing.
@@ -234,14 +234,22 @@ class BenchSweeperConf:
     # Warm starts: each cell's new study first tries the best `warm_start_top_k` configurations of
     # "siblings" (this sweep's cells that differ from it only in `sibling_key`; all other cells when
     # null), or of the matching cells of an earlier sweep (its directory). Validation values only.
-    warm_start: Optional[str] = None
+    warm_start: str | None = None
     warm_start_top_k: int = 3
-    sibling_key: Optional[str] = None
+    sibling_key: str | None = None
+
 
 _cs = ConfigStore.instance()
 _cs.store(group="hydra/sweeper", name="bench", node=BenchSweeperConf, provider="bench_sweeper")
-_samplers = {"tpe": TPESamplerConf, "random": RandomSamplerConf, "cmaes": CmaEsSamplerConf, "qmc": QMCSamplerConf,
-             "grid": GridSamplerConf, "nsgaii": NSGAIISamplerConf, "gp": GPSamplerConf}
+_samplers = {
+    "tpe": TPESamplerConf,
+    "random": RandomSamplerConf,
+    "cmaes": CmaEsSamplerConf,
+    "qmc": QMCSamplerConf,
+    "grid": GridSamplerConf,
+    "nsgaii": NSGAIISamplerConf,
+    "gp": GPSamplerConf,
+}
 for _name, _node in _samplers.items():
     _cs.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider="bench_sweeper")
 _pruners = {

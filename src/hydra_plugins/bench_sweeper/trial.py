@@ -12,7 +12,6 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-
 PHASE_TUNE, PHASE_REPEAT = "tune", "repeat"  # the values of <trial_key>.phase
 
 
@@ -29,7 +28,7 @@ def _trial_node(cfg: DictConfig) -> tuple[Any, Any]:
 
 
 def trial_phase(cfg: DictConfig) -> str | None:
-    """"tune" for a tuning trial, "repeat" for a seed repeat of a cell's best params, None outside
+    """ "tune" for a tuning trial, "repeat" for a seed repeat of a cell's best params, None outside
     a bench sweep. A tuning trial must never read the test split; a repeat evaluates it."""
     node, _ = _trial_node(cfg)
     return None if node is None else node.get("phase") or PHASE_TUNE
