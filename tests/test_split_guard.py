@@ -185,7 +185,7 @@ def test_a_cells_first_tuning_trial_compares_the_samples_its_datamodule_resolves
 
     from bench.paths import CONFIG_DIR
     from bench.train import train
-    from hydra_plugins.bench_sweeper._compat import trial_id
+    from hydra_plugins.bench_sweeper._private_apis import trial_id
     from hydra_plugins.bench_sweeper._studies import open_storage
 
     journal = str(tmp_path / "optuna.journal")

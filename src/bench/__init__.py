@@ -59,7 +59,7 @@ def _local_trial_gpus(requested, devices):
     import: CUDA_VISIBLE_DEVICES or nvidia-smi)."""
     if requested not in (None, "auto"):
         return float(requested)
-    from hydra_plugins.bench_sweeper._cost import visible_gpu_count
+    from hydra_plugins.bench_sweeper.api import visible_gpu_count
 
     visible = visible_gpu_count()
     return float(min(visible, int(devices))) if str(devices).isdigit() else float(visible)

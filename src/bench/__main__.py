@@ -20,8 +20,7 @@ def app(cfg: DictConfig) -> float:
 
 def main() -> None:
     from bench.errors import USER_ERRORS
-    from hydra_plugins.bench_sweeper._errors import SweepInterrupted
-    from hydra_plugins.bench_sweeper._masking import mask_text
+    from hydra_plugins.bench_sweeper.api import SweepInterrupted, mask_text
 
     # Hydra prints any job error with a traceback. bench's and its sweeper's own errors are
     # sentences meant for the user, so ask Hydra to let exceptions through and print those

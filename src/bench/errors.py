@@ -4,7 +4,7 @@ Each is also a sweeper CellError: every trial of a sweep cell would hit the same
 sweeper stops that cell at once instead of spending its budget.
 """
 
-from hydra_plugins.bench_sweeper._errors import CellError, SweepError
+from hydra_plugins.bench_sweeper.api import CellError, SweepError
 
 
 class BenchError(CellError):
@@ -39,6 +39,10 @@ class TestSplitError(BenchError, RuntimeError):
 class SplitOverlapError(BenchError, ValueError):
     """A task's test samples are its validation samples: its test scores would be the validation
     scores that chose the model."""
+
+
+class ReportError(BenchError):
+    """An input, normalizer or group file the report cannot use; the message says why and what to do."""
 
 
 # What the CLI prints as a plain sentence: bench's errors and the sweeper's.

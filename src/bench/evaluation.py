@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from bench.errors import SplitOverlapError, TestSplitError
 from bench.spec import Stages, TrialSpec
-from hydra_plugins.bench_sweeper.trial import PHASE_REPEAT, PHASE_TUNE
+from hydra_plugins.bench_sweeper.api import PHASE_REPEAT, PHASE_TUNE
 
 
 def wants_test(cfg: DictConfig, phase: str | None) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.errors import ConfigError
-from hydra_plugins.bench_sweeper._cells import DIRECTIONS
+from hydra_plugins.bench_sweeper.api import DIRECTIONS
 
 COST_PREFIX = "cost/"  # the one name convention: what bench measures, as opposed to what the model logs
 PARAMS_M = f"{COST_PREFIX}params_M"

@@ -144,7 +144,7 @@ def _input_problems(cfg: DictConfig) -> list[Exception]:
 def _checked(cfg: DictConfig) -> tuple[TrialSpec, list[Exception]]:
     """The merged spec (its own errors raise at once), then every missing input."""
     from bench.evaluation import in_sweep, wants_test
-    from hydra_plugins.bench_sweeper.trial import trial_phase
+    from hydra_plugins.bench_sweeper.api import trial_phase
 
     spec = build_spec(cfg)
     phase = trial_phase(cfg)

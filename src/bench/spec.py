@@ -17,7 +17,7 @@ from bench.cell_checks import check_freezable, check_metric, temporal_args
 from bench.errors import ConfigError
 from bench.objectives import Objectives, parse_objectives
 from bench.splits import HeldOut, held_out
-from hydra_plugins.bench_sweeper._cells import DIRECTIONS
+from hydra_plugins.bench_sweeper.api import DIRECTIONS
 
 
 @dataclass(frozen=True)

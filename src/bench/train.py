@@ -49,7 +49,7 @@ def train(cfg: DictConfig) -> float | dict[str, Any]:
     when testing, the test metrics of the best checkpoint; after out-of-memory retries, the batch
     size and accumulation that ran)."""
     from bench.evaluation import test_on_best_checkpoint, wants_test
-    from hydra_plugins.bench_sweeper.trial import PHASE_TUNE, trial_from_config, trial_number, trial_phase
+    from hydra_plugins.bench_sweeper.api import PHASE_TUNE, trial_from_config, trial_number, trial_phase
 
     spec = preflight(cfg)  # before the torch import, so bad input fails in about a second
     max_oom_retries = allowed_retries(cfg.get("oom_retries", 3))
@@ -131,8 +131,8 @@ def _fit(
     import optuna
     import terratorch  # noqa: F401  (its import resets UserWarnings to "once" ahead of earlier filters)
 
-    from bench.callbacks import CostMeter, MetricMonitor, OptunaPruning, SplitGuard
     from bench.data.heldout import build_datamodule
+    from bench.lightning_callbacks import CostMeter, MetricMonitor, OptunaPruning, SplitGuard
 
     # After TerraTorch's import, and before the task, whose class may warn as it is built.
     for pattern in _QUIET:

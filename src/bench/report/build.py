@@ -2,7 +2,7 @@
 
 inputs (inputs.py, each on its own) -> merged by experiment, models named (merge.py)
   -> scores.csv (leaderboard.py's layout; the sweeps' rows also as submission/)
-  -> normalised (stats.py or compat.py; intervals.py)
+  -> normalised (stats.py or leaderboard_method.py; intervals.py)
   -> datasets.csv (with budgets.py's notes), groups.csv, pairs.csv, tuning.csv (tuning.py)
   -> PNG figures + report.html (page.py)
   -> logged to each input sweep's MLflow benchmark run
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import budgets, compat, inputs, leaderboard, merge, output, page, stats
+from bench.errors import ReportError
+from bench.report import budgets, inputs, leaderboard, leaderboard_method, merge, output, page, stats
 from bench.report.costs import cost_table
-from bench.report.errors import ReportError
 from bench.report.tuning import tuning_table
-from hydra_plugins.bench_sweeper._objectives import MAXIMIZE, MINIMIZE
+from hydra_plugins.bench_sweeper.api import MAXIMIZE, MINIMIZE
 
 COMPAT_MODES = ("geobench2-leaderboard",)
 GROUPS_COLUMNS = ["model", "group", "value", "ci_low", "ci_high", "se", "reason"]
@@ -141,11 +141,11 @@ def _statistics(args: argparse.Namespace, data: pd.DataFrame, normalizer, groups
             pd.DataFrame(columns=PAIRS_COLUMNS),
         )
     if args.compat:
-        data["normalized"] = compat.normalize(data, normalizer)
-        datasets = compat.dataset_table(data).merge(
+        data["normalized"] = leaderboard_method.normalize(data, normalizer)
+        datasets = leaderboard_method.dataset_table(data).merge(
             stats.dataset_table(data)[["model", "dataset", "raw_iqm", "raw_ci_low", "raw_ci_high"]]
         )
-        return datasets, compat.group_table(data, groups), pd.DataFrame(columns=PAIRS_COLUMNS)
+        return datasets, leaderboard_method.group_table(data, groups), pd.DataFrame(columns=PAIRS_COLUMNS)
     data["normalized"] = stats.normalize(data, normalizer)
     return (
         stats.dataset_table(data),

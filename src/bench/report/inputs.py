@@ -21,12 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.errors import ReportError
+from bench.errors import ReportError
 from bench.report.leaderboard import LAYOUT, REQUIRED, conform, metric_label
-from hydra_plugins.bench_sweeper._objectives import MAXIMIZE
-from hydra_plugins.bench_sweeper._sweepdir import running_driver
+from hydra_plugins.bench_sweeper.api import MAXIMIZE, REPEATS_CSV, RESULTS_CSV, running_driver
 
-RESULTS, REPEATS = "results.csv", "repeats.csv"
+RESULTS, REPEATS = RESULTS_CSV, REPEATS_CSV
 # The first column after a row's describing ones (bench_sweeper/_results.py: TRIAL_COLUMNS, write_repeats).
 _FIRST_OWN = {RESULTS: "study", REPEATS: "seed"}
 # Describing columns the layout maps to its own (or that name the cell itself).
@@ -264,21 +263,21 @@ def _from_mlflow(experiment: str, tracking_uri: str | None) -> list[Path]:
 
     from mlflow import MlflowClient
 
-    from bench.tracking import runs
+    from bench.tracking import run_tree
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small CSV is noise
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise ReportError(f"MLflow at {client.tracking_uri} has no experiment {experiment!r}")
-    benchmarks = runs.find_runs(client, found.experiment_id, **{runs.LEVEL: "benchmark"})
+    benchmarks = run_tree.find_runs(client, found.experiment_id, **{run_tree.LEVEL: "benchmark"})
     root = Path(tempfile.mkdtemp(prefix="bench-report-"))
     directories = []
     for run in benchmarks:
         names = {a.path for a in client.list_artifacts(run.info.run_id)} & {RESULTS, REPEATS}
         if not names:
             continue
-        target = root / Path(run.data.tags.get(runs.SWEEP_DIR, run.info.run_id)).name
+        target = root / Path(run.data.tags.get(run_tree.SWEEP_DIR, run.info.run_id)).name
         target.mkdir(parents=True, exist_ok=True)
         for name in sorted(names):
             client.download_artifacts(run.info.run_id, name, str(target))

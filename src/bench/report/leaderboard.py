@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench.cell_checks import metric_name
-from hydra_plugins.bench_sweeper._objectives import MAXIMIZE, MINIMIZE
+from hydra_plugins.bench_sweeper.api import MAXIMIZE, MINIMIZE
 
 TEXT = [
     "dataset",

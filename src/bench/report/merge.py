@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.errors import ReportError
+from bench.errors import ReportError
 from bench.report.inputs import Source, latest, read
 from bench.report.leaderboard import conform
 

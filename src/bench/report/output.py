@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.report.errors import ReportError
+from bench.errors import ReportError
 
 LOCK = ".bench-report.lock"
 

@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from bench.report.intervals import CONFIDENCE, TRIM, iqm, studentized, yuen  # noqa: F401  (TRIM, iqm: compat's)
-from hydra_plugins.bench_sweeper._objectives import MINIMIZE
+from hydra_plugins.bench_sweeper.api import MINIMIZE
 
 
 @dataclass

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.inputs import latest
-from hydra_plugins.bench_sweeper._objectives import MAXIMIZE
+from hydra_plugins.bench_sweeper.api import MAXIMIZE
 
 FLAG_COLUMNS = [
     "curve",

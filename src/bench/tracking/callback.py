@@ -31,15 +31,24 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from bench.tracking import runs
+from bench.tracking import run_tree
 from bench.tracking.store import check_store, prepare_embedded
 from bench.tracking.sweep_metrics import costs_of, log_front, log_trial_cost
-from hydra_plugins.bench_sweeper._cells import flatten
-from hydra_plugins.bench_sweeper._compat import job_outcome
-from hydra_plugins.bench_sweeper._errors import SweepError
-from hydra_plugins.bench_sweeper._masking import mask_config, mask_data, mask_override, mask_text
-from hydra_plugins.bench_sweeper._objectives import MAXIMIZE
-from hydra_plugins.bench_sweeper.observer import TRACKER_RUN_ID_ATTR, SweepObserver
+from hydra_plugins.bench_sweeper.api import (
+    BEST_CSV,
+    MAXIMIZE,
+    REPEATS_CSV,
+    RESULTS_CSV,
+    TRACKER_RUN_ID_ATTR,
+    SweepError,
+    SweepObserver,
+    flatten,
+    job_outcome,
+    mask_config,
+    mask_data,
+    mask_override,
+    mask_text,
+)
 
 log = logging.getLogger(__name__)
 # In the sweep dir: where its benchmark run is, so `python -m bench.report` can log the report there.
@@ -163,32 +172,36 @@ class MLflowTracking(Callback, SweepObserver):
             self.server.watch()
         store_uri = uri  # before serving: what stays reachable after this sweep's server has gone
         self.uri, self.client = uri, MlflowClient(uri)
-        self.experiment_id = runs.ensure_experiment(self.client, settings.experiment, artifacts)
+        self.experiment_id = run_tree.ensure_experiment(self.client, settings.experiment, artifacts)
         self.sweep_dir = sweep_dir = str(Path(sweep_dir).resolve())
 
-        found = runs.find_runs(self.client, self.experiment_id, **{runs.LEVEL: "benchmark", runs.SWEEP_DIR: sweep_dir})
+        found = run_tree.find_runs(
+            self.client, self.experiment_id, **{run_tree.LEVEL: "benchmark", run_tree.SWEEP_DIR: sweep_dir}
+        )
         if found:
             self.benchmark_run = found[0].info.run_id
             self.client.update_run(self.benchmark_run, status="RUNNING")
             self.spent[self.benchmark_run] = costs_of(found[0])
         else:
-            self.benchmark_run = runs.create_run(
+            self.benchmark_run = run_tree.create_run(
                 self.client,
                 self.experiment_id,
                 f"benchmark {Path(sweep_dir).name}",
-                {runs.LEVEL: "benchmark", runs.SWEEP_DIR: sweep_dir, "git_commit": git_commit()},
+                {run_tree.LEVEL: "benchmark", run_tree.SWEEP_DIR: sweep_dir, "git_commit": git_commit()},
             )
-            runs.log_params(self.client, self.benchmark_run, {f"version.{k}": v for k, v in package_versions().items()})
+            run_tree.log_params(
+                self.client, self.benchmark_run, {f"version.{k}": v for k, v in package_versions().items()}
+            )
         _write_tracking_file(Path(sweep_dir), store_uri, settings.experiment, self.benchmark_run)
         overrides = [mask_override(o) for o in OmegaConf.to_container(config.hydra.overrides.task)]
         n = len(self.client.list_artifacts(self.benchmark_run, "invocations")) if found else 0
-        runs.log_yaml(
+        run_tree.log_yaml(
             self.client,
             self.benchmark_run,
             _app_config(config),
             "config.yaml" if not found else f"invocations/{n}/config.yaml",
         )
-        runs.log_yaml(
+        run_tree.log_yaml(
             self.client,
             self.benchmark_run,
             overrides,
@@ -206,10 +219,10 @@ class MLflowTracking(Callback, SweepObserver):
     def _open_cell_run(self, cell: Any, storage: str) -> None:
         """One run per cell study: reused on resume (with the best value it already reached), a
         new one when the cell's experiment changed and got a new study version."""
-        existing = runs.find_runs(
+        existing = run_tree.find_runs(
             self.client,
             self.experiment_id,
-            **{runs.LEVEL: "cell", runs.SWEEP_DIR: self.sweep_dir, runs.STUDY: cell.study_name},
+            **{run_tree.LEVEL: "cell", run_tree.SWEEP_DIR: self.sweep_dir, run_tree.STUDY: cell.study_name},
         )
         if existing:
             run_id = existing[0].info.run_id
@@ -218,20 +231,20 @@ class MLflowTracking(Callback, SweepObserver):
                 self.best[cell.label] = existing[0].data.metrics["best_value"]
             self.spent[run_id] = costs_of(existing[0])
         else:
-            run_id = runs.create_run(
+            run_id = run_tree.create_run(
                 self.client,
                 self.experiment_id,
                 cell.label,
                 {
-                    runs.LEVEL: "cell",
-                    runs.SWEEP_DIR: self.sweep_dir,
-                    runs.CELL: cell.label,
-                    runs.STUDY: cell.study_name,
+                    run_tree.LEVEL: "cell",
+                    run_tree.SWEEP_DIR: self.sweep_dir,
+                    run_tree.CELL: cell.label,
+                    run_tree.STUDY: cell.study_name,
                     **cell.coordinates,
                 },
                 parent_id=self.benchmark_run,
             )
-            runs.log_params(
+            run_tree.log_params(
                 self.client,
                 run_id,
                 mask_data(
@@ -243,9 +256,11 @@ class MLflowTracking(Callback, SweepObserver):
                     }
                 ),
             )
-            runs.log_yaml(self.client, run_id, _app_config(cell.config), "config.yaml")
-            runs.log_yaml(self.client, run_id, mask_data(cell.params), "search_space.yaml")
-            runs.log_yaml(self.client, self.benchmark_run, mask_data(cell.params), f"search_spaces/{cell.label}.yaml")
+            run_tree.log_yaml(self.client, run_id, _app_config(cell.config), "config.yaml")
+            run_tree.log_yaml(self.client, run_id, mask_data(cell.params), "search_space.yaml")
+            run_tree.log_yaml(
+                self.client, self.benchmark_run, mask_data(cell.params), f"search_spaces/{cell.label}.yaml"
+            )
         self.cell_runs[cell.label] = run_id
 
     def _reachable(self) -> Any:
@@ -261,20 +276,20 @@ class MLflowTracking(Callback, SweepObserver):
                 raise SweepError(self.server.stopped_sentence())
             return None
         tags = {
-            runs.LEVEL: "trial",
-            runs.SWEEP_DIR: self.sweep_dir,
-            runs.CELL: cell.label,
-            runs.TRIAL: trial.number,
-            runs.STUDY: cell.study_name,
+            run_tree.LEVEL: "trial",
+            run_tree.SWEEP_DIR: self.sweep_dir,
+            run_tree.CELL: cell.label,
+            run_tree.TRIAL: trial.number,
+            run_tree.STUDY: cell.study_name,
             **cell.coordinates,
         }
         name = f"{cell.label} #{trial.number}"
         if phase == "repeat":
             seed = trial.user_attrs.get("seed")
-            tags.update({runs.LEVEL: "repeat", runs.SEED: seed})
+            tags.update({run_tree.LEVEL: "repeat", run_tree.SEED: seed})
             name = f"{cell.label} seed {seed}"
-        run_id = runs.create_run(self.client, self.experiment_id, name, tags, parent_id=self.cell_runs[cell.label])
-        runs.log_params(self.client, run_id, mask_data(dict(trial.params)))
+        run_id = run_tree.create_run(self.client, self.experiment_id, name, tags, parent_id=self.cell_runs[cell.label])
+        run_tree.log_params(self.client, run_id, mask_data(dict(trial.params)))
         trial.set_user_attr(TRACKER_RUN_ID_ATTR, run_id)
         return {"mlflow.run_id": run_id, "mlflow.tracking_uri": self.uri}
 
@@ -285,7 +300,7 @@ class MLflowTracking(Callback, SweepObserver):
         if self._reachable() is None or not run_id:
             return
         state = "INTERRUPTED" if interrupted else trial.state.name
-        self.client.set_tag(run_id, runs.STATE, state)
+        self.client.set_tag(run_id, run_tree.STATE, state)
         values = trial.values or []
         if len(values) == 1:
             self.client.log_metric(run_id, "objective", values[0])
@@ -334,7 +349,7 @@ class MLflowTracking(Callback, SweepObserver):
         try:
             if self._reachable() is None:
                 return
-            for name in ("results.csv", "best.csv", "repeats.csv"):
+            for name in (RESULTS_CSV, BEST_CSV, REPEATS_CSV):
                 if (Path(sweep_dir) / name).exists():
                     self.client.log_artifact(self.benchmark_run, str(Path(sweep_dir) / name))
             interrupted = error is not None and not isinstance(error, Exception)  # Ctrl-C, SIGTERM
@@ -370,8 +385,8 @@ class MLflowTracking(Callback, SweepObserver):
             uri, artifacts = store_locations(settings)
             mlflow.set_tracking_uri(uri)
             client = mlflow.MlflowClient()
-            experiment_id = runs.ensure_experiment(client, settings.experiment, artifacts)
-            mlflow.start_run(experiment_id=experiment_id, tags={runs.LEVEL: "run"})
+            experiment_id = run_tree.ensure_experiment(client, settings.experiment, artifacts)
+            mlflow.start_run(experiment_id=experiment_id, tags={run_tree.LEVEL: "run"})
             hparams = OmegaConf.to_container(config.get("hparams") or {}, resolve=True)
             mlflow.log_params(mask_data(flatten(hparams, "hparams.")))
         self.job_run = mlflow.active_run().info.run_id
@@ -397,15 +412,15 @@ class MLflowTracking(Callback, SweepObserver):
                     mlflow.log_metrics({f"objective_{i}": float(v) for i, v in enumerate(value)})
                 else:
                     mlflow.log_metric("objective", float(value))
-                mlflow.set_tag(runs.STATE, "COMPLETE")
+                mlflow.set_tag(run_tree.STATE, "COMPLETE")
                 status = "FINISHED"
             elif isinstance(outcome, optuna.TrialPruned):
-                mlflow.set_tag(runs.STATE, "PRUNED")
+                mlflow.set_tag(run_tree.STATE, "PRUNED")
                 mlflow.set_tag("bench.pruned", "true")
                 status = "KILLED"
             else:
                 mlflow.log_text(mask_text("".join(traceback.format_exception(outcome))), "error.txt")
-                mlflow.set_tag(runs.STATE, "FAIL")
+                mlflow.set_tag(run_tree.STATE, "FAIL")
         finally:
             mlflow.flush_async_logging()
             mlflow.end_run(status)

@@ -33,7 +33,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from hydra_plugins.bench_sweeper._masking import remember
+from hydra_plugins.bench_sweeper.api import remember
 
 log = logging.getLogger(__name__)
 USERNAME = "bench"

@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from hydra_plugins.bench_sweeper._errors import SweepError
+from hydra_plugins.bench_sweeper.api import SweepError
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hydra_plugins.bench_sweeper._masking import mask_data
-from hydra_plugins.bench_sweeper.observer import COST_ATTRS, TRACKER_RUN_ID_ATTR
+from hydra_plugins.bench_sweeper.api import COST_ATTRS, TRACKER_RUN_ID_ATTR, mask_data
 
 COST_METRICS = COST_ATTRS  # logged as metrics of the same names
 FRONT_ARTIFACT = "pareto_front.json"

@@ -30,7 +30,7 @@ from ._errors import SweepConfigError
 from ._studies import PHASE_TUNE
 
 if TYPE_CHECKING:
-    from ._runs import CellRun, Ticket
+    from ._loop_state import CellRun, Ticket
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from ._objectives import front, study_is_multi
 from ._results import best_trial, format_value
 
 if TYPE_CHECKING:
-    from ._runs import CellRun
+    from ._loop_state import CellRun
 
 log = logging.getLogger(__name__)
 HEADERS = ["cell", "done", "running", "pruned", "failed", "best", "GPU-h", "CPU-h", "elapsed", "ETA"]

@@ -22,10 +22,10 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
 from hydra.plugins.launcher import Launcher
 from omegaconf import OmegaConf, open_dict
 
-from ._compat import basic_launcher_class, ray_job_runner
 from ._cost import Cost, Grant, ray_grant
 from ._errors import LaunchError
 from ._masking import mask_override
+from ._private_apis import basic_launcher_class, ray_job_runner
 
 log = logging.getLogger(__name__)
 

@@ -71,9 +71,9 @@ class BenchSweeperImpl:
         from ._fingerprint import fingerprint
         from ._integrity import check_tables_match
         from ._loop import DispatchLoop
+        from ._loop_state import CellRun, LoopSettings
         from ._repeats import existing_repeats, repeat_records
         from ._results import write_best, write_repeats, write_results
-        from ._runs import CellRun, LoopSettings
         from ._studies import check_resume, max_job_num, open_cell_study, open_storage, running_trials, sweep_studies
         from ._warm import WarmStart
 

@@ -23,17 +23,17 @@ from typing import Any
 
 from ._budget import converged
 from ._cells import trial_overrides
-from ._compat import running_trial, trial_id
 from ._console import Console
 from ._cost import Cost, Grant
 from ._cost import record as record_cost
 from ._dispatch import Dispatcher, Finished
 from ._errors import LaunchError, SweepError
+from ._loop_state import CellRun, LoopSettings, Ticket
 from ._masking import mask_data
 from ._objectives import directions, front, is_multi
 from ._observer import Observers
 from ._outcome import judge, last_line
-from ._runs import CellRun, LoopSettings, Ticket
+from ._private_apis import running_trial, trial_id
 from ._studies import (
     ATTR_DURATION,
     ATTR_ERROR,

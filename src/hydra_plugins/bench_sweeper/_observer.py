@@ -44,8 +44,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._compat import callbacks_of
 from ._errors import SweepError
+from ._private_apis import callbacks_of
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from omegaconf import ListConfig
 
-from ._compat import job_outcome
 from ._errors import CellError
 from ._masking import mask_text
+from ._private_apis import job_outcome
 
 
 @dataclass

@@ -19,12 +19,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ._budget import check_settings as check_budget
 from ._cells import Cell, bare_key, describe_cell, enumerate_cells, split_arguments
-from ._compat import config_files_read_once
 from ._errors import CellError, CellsNotReadyError, SearchSpaceError, SweepConfigError
 from ._integrity import check_dir, read_identity
 from ._masking import mask_text
 from ._objectives import as_text, is_multi, normalized
 from ._parallel import map_cells
+from ._private_apis import config_files_read_once
 from ._repeats import seed_list
 from ._samplers import grid_space, is_grid, load_configure, prunes
 from ._studies import ON_CHANGE, storage_location

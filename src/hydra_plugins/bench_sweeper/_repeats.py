@@ -179,7 +179,7 @@ def summary(study: optuna.Study) -> dict[str, float]:
 
 def opener(seeds: list[int], storage: Any) -> Any:
     """For the dispatch loop: a cell's finished tuning run -> its repeats run (or why none)."""
-    from ._runs import CellRun
+    from ._loop_state import CellRun
 
     def open_run(tuning_run: CellRun) -> CellRun | str:
         study = open_repeats(tuning_run.cell, tuning_run.study, seeds, storage)

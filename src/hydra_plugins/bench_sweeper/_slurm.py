@@ -23,10 +23,10 @@ from typing import Any
 from hydra.core.singleton import Singleton
 from omegaconf import OmegaConf
 
-from ._compat import submitit_executor_name
 from ._cost import Grant, sacct_cost, submitit_grant
 from ._dispatch import Dispatcher, Finished, job_config, launch_line
 from ._errors import LaunchError
+from ._private_apis import submitit_executor_name
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from hydra.errors import HydraException
 
-from ._compat import override_value_text
 from ._errors import SearchSpaceError
+from ._private_apis import override_value_text
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution

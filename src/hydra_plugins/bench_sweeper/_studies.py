@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from hydra.utils import instantiate
 
-from ._compat import running_trial
 from ._errors import ResumeMismatchError, SweepConfigError
 from ._fingerprint import differences
 from ._masking import mask_data
 from ._objectives import directions, is_multi
+from ._private_apis import running_trial
 from ._samplers import build_sampler
 from .trial import PHASE_REPEAT, PHASE_TUNE  # noqa: F401  (re-exported)
 

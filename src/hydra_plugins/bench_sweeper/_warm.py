@@ -25,7 +25,7 @@ from ._errors import SweepConfigError
 from ._objectives import front, study_is_multi
 
 if TYPE_CHECKING:
-    from ._runs import CellRun
+    from ._loop_state import CellRun
 
 ATTR_WARM_START_FROM = "warm_start_from"
 SIBLINGS = "siblings"

@@ -49,7 +49,7 @@ def trial_from_config(cfg: DictConfig) -> Any:
     import optuna
     from hydra.utils import instantiate
 
-    from ._compat import trial_by_id
+    from ._private_apis import trial_by_id
     from ._studies import open_storage
 
     pruner_cfg = OmegaConf.select(sweeper, "pruner", default=None)

@@ -81,7 +81,7 @@ class OptunaPruning(pl.Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
             return
-        from hydra_plugins.bench_sweeper.trial import report_and_maybe_prune
+        from hydra_plugins.bench_sweeper.api import report_and_maybe_prune
 
         report_and_maybe_prune(self.trial, float(trainer.callback_metrics[self.metric]), trainer.current_epoch)
 

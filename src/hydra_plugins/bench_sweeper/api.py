@@ -1,0 +1,59 @@
+"""What an app may use of the bench sweeper: its one public module.
+
+Everything an app (bench, or any other Hydra app) needs is named here; the underscore modules
+behind it may change without notice. (Their underscore also keeps Hydra's plugin scan, which
+imports and re-executes every public module of a plugin package, off them: this module only
+re-binds names, so classes stay the same objects and `except`/`isinstance` keep working.)
+Nothing here imports optuna, ray or submitit: Hydra scans this module on every start, `--help`
+included.
+
+  job side     the trial a job belongs to: its phase and number, report-and-prune
+  errors       the sweeper's error types, and CellError for an app's "this cell cannot run"
+  masking      the secret-masking policy, for what an app writes itself
+  observers    SweepObserver, the hooks a Hydra callback gets over a sweep, and trial attributes
+  results      the sweep dir's files, objective directions, whether a driver runs a sweep dir
+  outcome      a finished Hydra job's (completed, value or exception)
+"""
+
+from __future__ import annotations
+
+from ._cells import DIRECTIONS, flatten
+from ._cost import visible_gpu_count
+from ._errors import CellError, SweepError, SweepInterrupted
+from ._masking import mask_config, mask_data, mask_override, mask_text, remember
+from ._objectives import MAXIMIZE, MINIMIZE
+from ._private_apis import job_outcome
+from ._results import BEST_CSV, REPEATS_CSV, RESULTS_CSV
+from ._sweepdir import running_driver
+from .observer import COST_ATTRS, TRACKER_RUN_ID_ATTR, SweepObserver
+from .trial import PHASE_REPEAT, PHASE_TUNE, report_and_maybe_prune, trial_from_config, trial_number, trial_phase
+
+__all__ = [
+    "BEST_CSV",
+    "COST_ATTRS",
+    "CellError",
+    "DIRECTIONS",
+    "MAXIMIZE",
+    "MINIMIZE",
+    "PHASE_REPEAT",
+    "PHASE_TUNE",
+    "REPEATS_CSV",
+    "RESULTS_CSV",
+    "SweepError",
+    "SweepInterrupted",
+    "SweepObserver",
+    "TRACKER_RUN_ID_ATTR",
+    "flatten",
+    "job_outcome",
+    "mask_config",
+    "mask_data",
+    "mask_override",
+    "mask_text",
+    "remember",
+    "report_and_maybe_prune",
+    "running_driver",
+    "trial_from_config",
+    "trial_number",
+    "trial_phase",
+    "visible_gpu_count",
+]
