@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test lint docs clean
 
 # Exact versions come from requirements.lock (a pip constraints file), so every machine gets the
 # stack these tests passed on. torch/torchvision wheels are taken from the local disk when present.
@@ -28,6 +28,17 @@ demo: install
 # pytest 9.)
 test: install
 	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder
+
+# ruff (lint and format) over the code, mypy over src/ (standard for bench, strict for the sweeper:
+# pyproject.toml's [tool.mypy]).
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/mypy
+
+# The docs site (docs/, mkdocs.yml) into site/; --strict fails on a broken link or a page left out of the nav.
+docs: install
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV)

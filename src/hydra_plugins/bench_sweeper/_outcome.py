@@ -25,8 +25,9 @@ class Outcome:
     abort: bool = False  # a CellError: every trial of this cell would repeat it
 
 
-def judge(job_return: Any, launcher_error: BaseException | None, objectives: int = 1) -> Outcome:
-    """`objectives`: how many values the cell's study expects (one per direction)."""
+def judge(job_return: Any, launcher_error: BaseException | None = None, objectives: int | None = 1) -> Outcome:
+    """`objectives`: how many values the cell's study expects (one per direction); None takes any
+    number (an observer reading an outcome the driver judges)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -36,7 +37,7 @@ def judge(job_return: Any, launcher_error: BaseException | None, objectives: int
     if completed:
         value, outputs = split_outcome(returned)
         got = len(value) if isinstance(value, list) else 1
-        if got != objectives:
+        if objectives is not None and got != objectives:
             # Every trial of the cell would return the same shape: a CellError-like stop.
             return Outcome(
                 TrialState.FAIL,

@@ -12,7 +12,7 @@ included.
   masking      the secret-masking policy, for what an app writes itself
   observers    SweepObserver, the hooks a Hydra callback gets over a sweep, and trial attributes
   results      the sweep dir's files, objective directions, whether a driver runs a sweep dir
-  outcome      a finished Hydra job's (completed, value or exception)
+  outcome      what a finished Hydra job means: judge() -> Outcome (state, value, outputs, error)
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ._cost import visible_gpu_count
 from ._errors import CellError, SweepError, SweepInterrupted
 from ._masking import mask_config, mask_data, mask_override, mask_text, remember
 from ._objectives import MAXIMIZE, MINIMIZE
+from ._outcome import Outcome, judge
 from ._private_apis import job_outcome
 from ._results import BEST_CSV, REPEATS_CSV, RESULTS_CSV
 from ._sweepdir import running_driver
@@ -35,6 +36,7 @@ __all__ = [
     "DIRECTIONS",
     "MAXIMIZE",
     "MINIMIZE",
+    "Outcome",
     "PHASE_REPEAT",
     "PHASE_TUNE",
     "REPEATS_CSV",
@@ -44,6 +46,7 @@ __all__ = [
     "SweepObserver",
     "TRACKER_RUN_ID_ATTR",
     "flatten",
+    "judge",
     "job_outcome",
     "mask_config",
     "mask_data",
