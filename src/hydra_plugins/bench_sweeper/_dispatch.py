@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
@@ -27,12 +27,30 @@ from ._errors import LaunchError
 from ._masking import mask_override
 from ._private_apis import basic_launcher_class, ray_job_runner
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
 log = logging.getLogger(__name__)
 
 
 @dataclass
+class Prepared:
+    """A trial made ready to launch: what every Dispatcher.prepare() returns, and what grant() and
+    submit() are given back."""
+
+    overrides: list[str]
+    job_num: int
+    # The job's composed config, where the driver composes it ahead of time (Ray); None where the
+    # launcher composes it itself.
+    config: DictConfig | None = None
+    # The launcher params of the job's own config (hydra.launcher less _target_), where they set
+    # what it asks the cluster for (submitit); empty otherwise.
+    request: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Finished:
-    ticket: Any  # what the loop handed to submit()
+    ticket: int  # what the loop handed to submit()
     job_return: JobReturn | None  # None when the launcher itself failed (worker died, cancelled)
     launcher_error: BaseException | None = None
     # How long the job itself ran (None: the driver's own measure, submission to result, is used),
@@ -53,14 +71,14 @@ class Dispatcher:
     # Trials run inside the driver process (observers may rely on it, e.g. to write a file directly).
     runs_in_driver = False
 
-    def prepare(self, overrides: list[str], job_num: int) -> Any:
-        return overrides, job_num
+    def prepare(self, overrides: list[str], job_num: int) -> Prepared:
+        return Prepared(overrides, job_num)
 
-    def grant(self, prepared: Any) -> Grant:
+    def grant(self, prepared: Prepared) -> Grant:
         """The resources a prepared trial will hold while it runs (_cost.py)."""
         return Grant()
 
-    def submit(self, prepared: Any, ticket: Any) -> dict[str, Any] | None:
+    def submit(self, prepared: Prepared, ticket: int) -> dict[str, Any] | None:
         """Launch; return how to find the job again after a driver restart (stored on the trial),
         or None for jobs that cannot outlive their driver."""
         raise NotImplementedError
@@ -71,7 +89,7 @@ class Dispatcher:
     def cancel(self) -> None:
         """Stop every job still in flight (the driver was interrupted)."""
 
-    def reattach(self, job_ref: dict[str, Any] | None, ticket: Any) -> bool:
+    def reattach(self, job_ref: dict[str, Any] | None, ticket: int) -> bool:
         """Follow a job an earlier driver launched, if it is still running or left a result:
         True means it will come back from wait() like any other. Jobs of launchers that cannot
         outlive their driver are dead by the time a new driver holds the sweep's lock."""
@@ -105,8 +123,8 @@ class InProcessDispatcher(Dispatcher):
         setup_globals()
         Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
 
-    def submit(self, prepared: Any, ticket: Any) -> None:
-        overrides, job_num = prepared
+    def submit(self, prepared: Prepared, ticket: int) -> None:
+        overrides, job_num = prepared.overrides, prepared.job_num
         launcher = self.launcher
         log.debug(launch_line(job_num, overrides))
         started = time.monotonic()
@@ -124,7 +142,7 @@ class InProcessDispatcher(Dispatcher):
             configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
         self.done.append(Finished(ticket, job_return, elapsed_s=time.monotonic() - started))
 
-    def grant(self, prepared: Any) -> Grant:
+    def grant(self, prepared: Prepared) -> Grant:
         return self.local
 
     def wait(self, timeout: float) -> list[Finished]:
@@ -142,8 +160,8 @@ class SerialDispatcher(InProcessDispatcher):
         self.launcher, self.local = launcher, local or Grant()  # assumed to run its jobs on this machine
         self.done = deque()
 
-    def submit(self, prepared: Any, ticket: Any) -> None:
-        overrides, job_num = prepared
+    def submit(self, prepared: Prepared, ticket: int) -> None:
+        overrides, job_num = prepared.overrides, prepared.job_num
         started = time.monotonic()
         (job_return,) = self.launcher.launch([overrides], initial_job_idx=job_num)
         self.done.append(Finished(ticket, job_return, elapsed_s=time.monotonic() - started))
@@ -176,14 +194,14 @@ class RayDispatcher(Dispatcher):
         self.shared: dict[str, Any] | None = None
         self.pending: dict[Any, Any] = {}
 
-    def prepare(self, overrides: list[str], job_num: int) -> Any:
+    def prepare(self, overrides: list[str], job_num: int) -> Prepared:
         log.debug(launch_line(job_num, overrides))
-        return job_config(self.launcher, overrides, job_num)
+        return Prepared(overrides, job_num, config=job_config(self.launcher, overrides, job_num))
 
-    def grant(self, prepared: Any) -> Grant:
-        return ray_grant(_remote_options(prepared.hydra.launcher.ray.remote), self.gpu_resources)
+    def grant(self, prepared: Prepared) -> Grant:
+        return ray_grant(_remote_options(_composed(prepared).hydra.launcher.ray.remote), self.gpu_resources)
 
-    def submit(self, prepared: Any, ticket: Any) -> None:
+    def submit(self, prepared: Prepared, ticket: int) -> None:
         launcher = self.launcher
         if self.shared is None:
             self.shared = {
@@ -193,12 +211,13 @@ class RayDispatcher(Dispatcher):
             }
         # Each job asks for what its own config says (a model may need more than the launcher's
         # default: model.resources), not what the primary config said.
-        options = _remote_options(prepared.hydra.launcher.ray.remote)
+        config = _composed(prepared)
+        options = _remote_options(config.hydra.launcher.ray.remote)
         run_job = self.run_job
         if options != self.options:
             self._check_placeable(options)
             run_job = run_job.options(**options)
-        ref = run_job.remote(sweep_config=prepared, **self.shared)
+        ref = run_job.remote(sweep_config=config, **self.shared)
         self.pending[ref] = ticket
 
     def _check_placeable(self, options: dict[str, Any]) -> None:
@@ -236,6 +255,12 @@ def run_job_timed(**kwargs: Any) -> tuple[JobReturn, float]:
     started = time.monotonic()
     job_return = run_job_remotely(**kwargs)
     return job_return, time.monotonic() - started
+
+
+def _composed(prepared: Prepared) -> DictConfig:
+    if prepared.config is None:
+        raise TypeError("RayDispatcher was given a trial it did not prepare (no composed config)")
+    return prepared.config
 
 
 def _remote_options(remote: Any) -> dict[str, Any]:

@@ -18,13 +18,13 @@ import logging
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.singleton import Singleton
 from omegaconf import OmegaConf
 
 from ._cost import Grant, sacct_cost, submitit_grant
-from ._dispatch import Dispatcher, Finished, job_config, launch_line
+from ._dispatch import Dispatcher, Finished, Prepared, job_config, launch_line
 from ._errors import LaunchError
 from ._private_apis import submitit_executor_name
 
@@ -137,18 +137,19 @@ class SubmititDispatcher(Dispatcher):
             }
         )
 
-    def prepare(self, overrides: list[str], job_num: int) -> Any:
+    def prepare(self, overrides: list[str], job_num: int) -> Prepared:
         # The job's own request (a model may need more than the launcher's default: model.resources),
         # read from its composed config: tens of ms, against about a second for sbatch itself.
-        params = OmegaConf.to_container(job_config(self.launcher, overrides, job_num).hydra.launcher, resolve=True)
-        return overrides, job_num, {k: v for k, v in params.items() if k != "_target_"}
+        launcher_conf = job_config(self.launcher, overrides, job_num).hydra.launcher
+        params = cast(dict[str, Any], OmegaConf.to_container(launcher_conf, resolve=True))
+        return Prepared(overrides, job_num, request={k: v for k, v in params.items() if k != "_target_"})
 
-    def grant(self, prepared: Any) -> Grant:
-        return submitit_grant(prepared[2])
+    def grant(self, prepared: Prepared) -> Grant:
+        return submitit_grant(prepared.request)
 
-    def submit(self, prepared: Any, ticket: Any) -> dict[str, Any]:
-        overrides, job_num, params = prepared
-        self._use(params)
+    def submit(self, prepared: Prepared, ticket: int) -> dict[str, Any]:
+        overrides, job_num = prepared.overrides, prepared.job_num
+        self._use(prepared.request)
         log.debug(launch_line(job_num, overrides))
         args = (
             self.launcher,
@@ -246,7 +247,7 @@ class SubmititDispatcher(Dispatcher):
             job.cancel(check=False)
         self.pending.clear()
 
-    def reattach(self, job_ref: dict[str, Any] | None, ticket: Any) -> bool:
+    def reattach(self, job_ref: dict[str, Any] | None, ticket: int) -> bool:
         import submitit
 
         if not job_ref or job_ref.get("executor") != "slurm" or self.executor_name != "slurm":
