@@ -23,7 +23,7 @@ import pytest
 from bench.paths import CONFIG_DIR, REPO_ROOT
 from tests.helpers import write_cost_sweep
 
-pytestmark = pytest.mark.duration(60)
+pytestmark = pytest.mark.duration(30)
 
 MARKDOWN = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?P<marker>`{3,})(?P<info>[^`\n]*)\n(?P<body>.*?)^(?P=marker)[ \t]*$", re.M | re.S)
