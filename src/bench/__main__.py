@@ -2,6 +2,7 @@
 
 import os
 import sys
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -11,11 +12,23 @@ from bench.paths import CONFIG_DIR
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def app(cfg: DictConfig) -> float:
+def app(cfg: DictConfig) -> Any:
+    """One job: its MLflow run opened (the one the sweep's driver made for it, or a standalone
+    run), train() given it explicitly, the run closed with the job's outcome."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     # Imported here so --help, --cfg and composition never load torch.
+    from bench.tracking.trial_logger import TrialLogger
     from bench.train import train
 
-    return train(cfg)
+    hydra_cfg = HydraConfig.get()
+    tracking = TrialLogger.for_job(
+        cfg, list(hydra_cfg.overrides.task), hydra_cfg.runtime.output_dir, hydra_cfg.mode == RunMode.MULTIRUN
+    )
+    if tracking is None:
+        return train(cfg)
+    return tracking.around(lambda: train(cfg, tracking))
 
 
 def main() -> None:

@@ -19,11 +19,19 @@ from hydra_plugins.bench_sweeper.api import PHASE_REPEAT, PHASE_TUNE
 def wants_test(cfg: DictConfig, phase: str | None) -> bool:
     """Repeats always test; a single run tests when evaluate_test=true. In a sweep (the driver's
     check of each cell, phase None, or a tuning trial) evaluate_test=true is refused."""
+    return test_plan(cfg, phase)[0]
+
+
+def test_plan(cfg: DictConfig, phase: str | None) -> tuple[bool, bool]:
+    """(whether this job tests, whether it belongs to a sweep), each decided once: preflight puts
+    the first on the TrialSpec (spec.tests) and needs the second for its own checks."""
+    sweeping = in_sweep(cfg, phase)
     if phase == PHASE_REPEAT:
-        return True
-    if cfg.get("evaluate_test", False) and (phase == PHASE_TUNE or in_sweep(cfg, phase)):
+        return True, sweeping
+    asked = bool(cfg.get("evaluate_test", False))
+    if asked and sweeping:  # a tuning trial, or the driver's check of a cell
         raise TestSplitError(_TUNING_REFUSAL)
-    return phase is None and bool(cfg.get("evaluate_test", False))
+    return asked, sweeping
 
 
 def in_sweep(cfg: DictConfig, phase: str | None) -> bool:

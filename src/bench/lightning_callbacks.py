@@ -101,7 +101,8 @@ class CostMeter(pl.Callback):
         self.params_m = math.nan
         self.images_per_s = math.nan
         self.epochs: dict[int, dict[str, float]] = {}
-        self._images, self._seconds, self._started = 0, 0.0, None
+        self._images, self._seconds = 0, 0.0
+        self._started: float | None = None
 
     def costs(self) -> dict[str, float]:
         return {PARAMS_M: self.params_m, VAL_IMAGES_PER_S: self.images_per_s}
@@ -161,4 +162,6 @@ def _batch_size(batch) -> int:
         image = next(iter(image.values()))
     if isinstance(image, (list, tuple)):
         image = image[0]
+    if image is None:
+        raise ValueError(f"a validation batch without images: {type(batch).__name__}")
     return int(image.shape[0])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -132,7 +133,7 @@ def _hub_unreachable(url: str) -> str | None:
 
 def _input_problems(cfg: DictConfig) -> list[Exception]:
     """Weights and data, each checked even when the other is missing, so a user fixes both at once."""
-    problems = []
+    problems: list[Exception] = []
     for check, node in ((check_pretrained_weights, cfg.model), (ensure_dataset, cfg.task)):
         try:
             check(node)
@@ -142,20 +143,23 @@ def _input_problems(cfg: DictConfig) -> list[Exception]:
 
 
 def _checked(cfg: DictConfig) -> tuple[TrialSpec, list[Exception]]:
-    """The merged spec (its own errors raise at once), then every missing input."""
-    from bench.evaluation import in_sweep, wants_test
-    from hydra_plugins.bench_sweeper.api import trial_phase
+    """The merged spec with the trial's context (its own errors raise at once), then every missing
+    input. The trial's phase and number (the sweeper's trial node) and whether it tests are decided
+    here, once, and travel on the spec: train() and its modules read them there."""
+    from bench.evaluation import test_plan
+    from hydra_plugins.bench_sweeper.api import trial_number, trial_phase
 
-    spec = build_spec(cfg)
     phase = trial_phase(cfg)
+    spec = replace(build_spec(cfg), phase=phase, trial_number=trial_number(cfg))
     # evaluate_test=true is refused in a sweep, before launching; a sweep's cells (whose repeats test)
     # and a single run that tests must test on samples the validation split does not hold.
-    if wants_test(cfg, phase) or in_sweep(cfg, phase):
+    tests, sweeping = test_plan(cfg, phase)
+    if tests or sweeping:
         check_split_sources(spec.task_name, spec.datamodule, spec.heldout)
-    if not in_sweep(cfg, phase):  # a sweep's tracker checks its store while planning (on_sweep_plan)
+    if not sweeping:  # a sweep's tracker checks its store while planning (on_sweep_plan)
         _check_tracking(cfg)
     check_gpus_per_trial(cfg)  # 1.5 GPUs, or a fraction of one on SLURM, before launching
-    return spec, _input_problems(cfg)
+    return replace(spec, tests=tests), _input_problems(cfg)
 
 
 def _check_tracking(cfg: DictConfig) -> None:
@@ -167,7 +171,7 @@ def _check_tracking(cfg: DictConfig) -> None:
 
 
 def preflight(cfg: DictConfig) -> TrialSpec:
-    """All checks a job needs before training; returns the merged spec."""
+    """All checks a job needs before training; returns the merged spec with the trial's context."""
     spec, problems = _checked(cfg)
     if problems:
         raise problems[0]

@@ -17,7 +17,7 @@ from bench.cell_checks import check_freezable, check_metric, temporal_args
 from bench.errors import ConfigError
 from bench.objectives import Objectives, parse_objectives
 from bench.splits import HeldOut, held_out
-from hydra_plugins.bench_sweeper.api import DIRECTIONS
+from hydra_plugins.bench_sweeper.api import DIRECTIONS, PHASE_TUNE
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,20 @@ class TrialSpec:
     heldout: HeldOut | None = None
     # How the task class names metrics per split (the monitor, the test metric, the val/test check).
     stages: Stages = Stages()
+    # The trial's context, set by preflight (bench.preflight) from the sweeper's trial node, so no
+    # module asks the config again: "tune" / "repeat" in a bench sweep, None in a single run; the
+    # trial's number in its cell's study; whether this job evaluates the test split (a repeat, or
+    # a single run with evaluate_test=true; never a tuning trial: bench.evaluation).
+    phase: str | None = None
+    trial_number: int | None = None
+    tests: bool = False
+
+    @property
+    def guards_splits(self) -> bool:
+        """Whether this job compares the validation and test samples its datamodule resolves: every
+        job that tests, and a cell's first tuning trial, so a cell that would test on its
+        validation samples stops before its budget is spent (bench.data.heldout)."""
+        return self.tests or (self.phase == PHASE_TUNE and self.trial_number == 0)
 
 
 def _required(node: DictConfig, key: str, group: str) -> Any:
@@ -137,8 +151,8 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
 
     # Resolve each layer in the full config first: interpolations such as ${task.model_bands}
     # need the root, which a merged fragment no longer has.
-    def plain(node) -> dict:
-        return OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    def plain(node: Any) -> dict[str, Any]:
+        return plain_dict(node) if node is not None else {}
 
     hparams = plain(cfg.get("hparams"))
     batch_size = _positive_int(hparams.pop("batch_size", None), "hparams.batch_size", "the number of tiles per batch")
@@ -153,7 +167,7 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
             "the validation epochs without improvement before early stopping (null: never stop early)",
         )
     )
-    task_kwargs = OmegaConf.merge(
+    merged = OmegaConf.merge(
         {
             "model_factory": kind.model_factory or model.get("model_factory", "EncoderDecoderFactory"),
             "model_args": plain(model.model_args),
@@ -165,16 +179,17 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
         plain(task.get("task_args")),
         hparams,
     )
+    task_kwargs = plain_dict(merged)
     check_freezable(task_kwargs, model, where)
     # A task without classes (regression: num_classes null) gives the head no class count.
-    if task_kwargs.model_args.get("num_classes", 0) is None:
-        del task_kwargs.model_args["num_classes"]
-    datamodule = OmegaConf.merge(plain(task.datamodule), {"batch_size": batch_size})
+    if task_kwargs["model_args"].get("num_classes", 0) is None:
+        del task_kwargs["model_args"]["num_classes"]
+    datamodule = {**plain(task.datamodule), "batch_size": batch_size}
     return TrialSpec(
         task_name=task_name,
         task_class=kind.task_class,
-        task_kwargs=OmegaConf.to_container(task_kwargs),
-        datamodule=OmegaConf.to_container(datamodule),
+        task_kwargs=task_kwargs,
+        datamodule=datamodule,
         metric=metric,
         test_metric=task.get("test_metric") or _on_test_split(metric, task_name, kind.stages),
         mode=mode,
@@ -184,6 +199,14 @@ def build_spec(cfg: DictConfig) -> TrialSpec:
         heldout=held_out(task),
         stages=kind.stages,
     )
+
+
+def plain_dict(node: Any) -> dict[str, Any]:
+    """A config mapping as a plain, resolved dict (what TrialSpec and Lightning take)."""
+    plain = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(plain, dict):
+        raise ConfigError(f"expected a mapping, got {type(plain).__name__}: {plain!r}")
+    return {str(key): value for key, value in plain.items()}
 
 
 def _head_for(model: DictConfig, task_type: str, where: str) -> DictConfig | None:

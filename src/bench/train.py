@@ -21,7 +21,7 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -30,7 +30,10 @@ from bench.errors import PretrainedWeightsError
 from bench.objectives import objective_values
 from bench.oom import BatchPlan, allowed_retries, fit_with_oom_retries
 from bench.preflight import preflight
-from bench.spec import TrialSpec
+from bench.spec import TrialSpec, plain_dict
+
+if TYPE_CHECKING:
+    from bench.tracking.trial_logger import TrialLogger
 
 log = logging.getLogger(__name__)
 
@@ -44,58 +47,67 @@ _QUIET = [
 ]
 
 
-def train(cfg: DictConfig) -> float | dict[str, Any]:
+def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[float] | dict[str, Any]:
     """Fit the configured model on the configured task; return the best validation metric (and,
     when testing, the test metrics of the best checkpoint; after out-of-memory retries, the batch
-    size and accumulation that ran)."""
-    from bench.evaluation import test_on_best_checkpoint, wants_test
-    from hydra_plugins.bench_sweeper.api import PHASE_TUNE, trial_from_config, trial_number, trial_phase
+    size and accumulation that ran).
 
-    spec = preflight(cfg)  # before the torch import, so bad input fails in about a second
-    max_oom_retries = allowed_retries(cfg.get("oom_retries", 3))
-    phase = trial_phase(cfg)  # "tune" / "repeat" in a bench sweep, None in a single run
-    testing = wants_test(cfg, phase)
-    devices = _assign_devices(cfg)  # before anything initialises CUDA
+    `tracking`: the trial's MLflow run (bench.tracking.trial_logger), which the entry point opened
+    and closes with the outcome; per-epoch metrics, OOM-retry tags and the best checkpoint go there.
+    None: nothing is tracked. One trial, top to bottom:
+      1. preflight: the merged, checked TrialSpec, with the trial's phase, number and whether it
+         tests (decided there, once), before the torch import so bad input fails in about a second
+      2. devices, before anything initialises CUDA; then Lightning, and its logs routed
+      3. the Optuna trial to report to and be pruned by (tuning trials only: repeats never prune)
+      4. fit, rebuilt from scratch at half the batch size after running out of GPU memory
+      5. the best checkpoint recorded, the resume point dropped, the OOM retries tagged
+      6. one value per objective (a multi-objective task)
+      7. the test split on the best checkpoint, when the spec says this job tests
+    """
+    from bench.evaluation import test_on_best_checkpoint
+    from hydra_plugins.bench_sweeper.api import PHASE_TUNE, trial_from_config
+
+    spec = preflight(cfg)
+    devices = _assign_devices(cfg)
 
     import lightning.pytorch  # noqa: F401  (its import adds the console handler that the next line removes)
 
     _route_framework_logs()
     output_dir = Path(cfg.output_dir)
-    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_args = plain_dict(cfg.trainer)
     if devices.accelerator != "auto":
         trainer_args.update(accelerator=devices.accelerator, devices=devices.devices)
     # The configured batch size and accumulation are the first attempt's; an OOM retry halves one
     # and doubles the other (bench.oom).
     first = BatchPlan(spec.datamodule["batch_size"], int(trainer_args.pop("accumulate_grad_batches", None) or 1))
-    trial = trial_from_config(cfg) if phase == PHASE_TUNE else None  # repeats are never pruned
-    # Whether this job compares the validation and test samples its datamodule resolves: every job
-    # that tests, and a cell's first tuning trial, so a cell that would test on its validation
-    # samples stops before its budget is spent (bench.data.heldout).
-    guard_splits = testing or (phase == PHASE_TUNE and trial_number(cfg) == 0)
+    trial = trial_from_config(cfg) if spec.phase == PHASE_TUNE else None
     fitted, plan = fit_with_oom_retries(
-        lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir, guard_splits),
+        lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir, tracking),
         first,
-        max_oom_retries,
+        allowed_retries(cfg.get("oom_retries", 3)),
         discard_attempt=lambda: shutil.rmtree(output_dir / "checkpoints", ignore_errors=True),
         label=spec.task_name,
     )
     checkpoint = fitted.checkpoint
 
     best = checkpoint.best_model_score
-    value = float(best) if best is not None else math.nan
-    log.info("%s: best %s = %.4f (%s)", spec.task_name, spec.metric, value, checkpoint.best_model_path)
-    _record_checkpoint(cfg, checkpoint.best_model_path)
+    best_value = float(best) if best is not None else math.nan
+    log.info("%s: best %s = %.4f (%s)", spec.task_name, spec.metric, best_value, checkpoint.best_model_path)
+    if tracking is not None:
+        tracking.record_checkpoint(checkpoint.best_model_path)
     _drop_resume_point(cfg, output_dir)
     retried = plan.as_outputs() if plan.oom_retries else {}  # the sweeper keeps them as trial outputs
-    _tag_run(retried)
+    if tracking is not None and retried:
+        tracking.tag({f"bench.{key}": v for key, v in retried.items()})
+    value: float | list[float] = best_value
     if spec.objectives is not None:  # one value per listed metric, in order (bench.objectives)
-        value = objective_values(spec.objectives, value, fitted.meter.epochs, fitted.meter.costs(), spec.mode)
+        value = objective_values(spec.objectives, best_value, fitted.meter.epochs, fitted.meter.costs(), spec.mode)
         log.info("%s: objectives %s", spec.task_name, dict(zip(spec.objectives.names, value)))
-    if not testing:
+    if not spec.tests:
         return {"value": value, **retried} if retried else value
     # On the best checkpoint, never the last epoch's weights.
     metrics = test_on_best_checkpoint(
-        fitted.trainer, fitted.task, fitted.datamodule, checkpoint.best_model_path, spec, phase
+        fitted.trainer, fitted.task, fitted.datamodule, checkpoint.best_model_path, spec, spec.phase
     )
     log.info("%s: %s = %.4f on the test split", spec.task_name, spec.test_metric, metrics[spec.test_metric])
     return {
@@ -123,7 +135,7 @@ def _fit(
     trainer_args: dict[str, Any],
     trial: Any,
     output_dir: Path,
-    guard_splits: bool = False,
+    tracking: TrialLogger | None = None,
 ) -> _Fitted:
     """One attempt, everything built from scratch and reseeded: an OOM retry (bench.oom) starts
     from the same initial weights as the first attempt, at its own batch size."""
@@ -170,7 +182,7 @@ def _fit(
     others = spec.objectives.learned[1:] if spec.objectives else ()
     meter = CostMeter(spec.objectives.learned) if spec.objectives else None
     callbacks = [
-        *([SplitGuard(spec.task_name)] if guard_splits else []),
+        *([SplitGuard(spec.task_name)] if spec.guards_splits else []),
         *([meter] if meter else []),
         MetricMonitor(spec.metric, spec.mode, also=others, listed=(spec.stages.val, spec.stages.train)),
         pl.callbacks.EarlyStopping(monitor=spec.metric, mode=spec.mode, patience=spec.patience),
@@ -181,7 +193,8 @@ def _fit(
         callbacks.append(OptunaPruning(trial, spec.metric))
     callbacks += _configured_callbacks(cfg)
     loggers = [pl.loggers.CSVLogger(output_dir, name="metrics")]  # metrics/version_N/metrics.csv
-    loggers += _mlflow_loggers()
+    if tracking is not None:
+        loggers.append(tracking.lightning_logger())  # one MLflow request per epoch
     trainer = pl.Trainer(
         **trainer_args,
         accumulate_grad_batches=plan.accumulate_grad_batches,
@@ -194,7 +207,8 @@ def _fit(
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=_resume_checkpoint(output_dir))
     except optuna.TrialPruned:
-        _record_checkpoint(cfg, checkpoint.best_model_path)  # its best epoch so far stays findable
+        if tracking is not None:
+            tracking.record_checkpoint(checkpoint.best_model_path)  # its best epoch so far stays findable
         _drop_resume_point(cfg, output_dir)  # a pruned trial is never run again
         raise
     return _Fitted(trainer, task, datamodule, checkpoint, meter)
@@ -204,14 +218,6 @@ def _configured_callbacks(cfg: DictConfig) -> list:
     """cfg.callbacks: extra Lightning callbacks by name, each {_target_: ..., its arguments}, as in
     lightning-hydra-template; a null entry is off (an override can switch a preset's one off)."""
     return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
-
-
-def _tag_run(outputs: dict[str, Any]) -> None:
-    """An OOM-retried trial's batch size and accumulation, on its MLflow run too."""
-    import mlflow
-
-    if outputs and mlflow.active_run() is not None:
-        mlflow.set_tags({f"bench.{key}": value for key, value in outputs.items()})
 
 
 class _DropLitLoggerTip(logging.Filter):
@@ -277,27 +283,6 @@ def _cluster_plugins() -> list:
     # submitit owns requeueing (it checkpoints the job and resubmits it on timeout/preemption);
     # Lightning's own SLURM requeue handler would race it for the same signal.
     return [SLURMEnvironment(auto_requeue=False)]
-
-
-def _mlflow_loggers() -> list:
-    """Lightning's MLFlowLogger bound to the run the tracking callback opened for this job."""
-    import mlflow
-
-    from bench.tracking.job import lightning_logger
-
-    run = mlflow.active_run()
-    return [lightning_logger(mlflow.get_tracking_uri(), run.info.run_id)] if run else []
-
-
-def _record_checkpoint(cfg: DictConfig, path: str) -> None:
-    import mlflow
-
-    if mlflow.active_run() is None or not path:
-        return
-    if cfg.get("mlflow", {}).get("save_models", False):
-        mlflow.log_artifact(path, "checkpoints")
-    else:
-        mlflow.set_tag("bench.checkpoint_path", path)
 
 
 def _build_task(spec: TrialSpec, model_name: str):

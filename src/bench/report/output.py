@@ -67,7 +67,7 @@ def writing(out: Path) -> Iterator[Path]:
 
 def log_to_mlflow(sweep_dirs: list[Path], out: Path) -> None:
     """Into each input sweep's benchmark run, as the artifact folder report/; what fails is said."""
-    from bench.tracking.callback import TRACKING_FILE
+    from bench.tracking.sweep_callback import TRACKING_FILE
 
     for sweep in sweep_dirs:
         info = sweep / TRACKING_FILE

@@ -14,7 +14,7 @@ LEVEL, SWEEP_DIR, CELL, TRIAL, STATE = "bench.level", "bench.sweep_dir", "bench.
 STUDY = "bench.study"
 SEED = "bench.seed"  # a repeat run's seed (its level is "repeat")
 PARENT = "mlflow.parentRunId"
-_MAX_PARAM = 6000  # MLflow's limit on a param value
+MAX_PARAM = 6000  # MLflow's limit on a param value
 
 
 def ensure_experiment(client: Any, name: str, artifact_location: str | None) -> str:
@@ -35,7 +35,9 @@ def find_runs(client: Any, experiment_id: str, **tags: str) -> list[Any]:
     return client.search_runs([experiment_id], filter_string=where, max_results=50000)
 
 
-def create_run(client: Any, experiment_id: str, name: str, tags: dict[str, Any], parent_id: str | None = None) -> str:
+def create_run(
+    client: Any, experiment_id: str, name: str | None, tags: dict[str, Any], parent_id: str | None = None
+) -> str:
     all_tags = {k: str(v) for k, v in tags.items() if v is not None}
     if parent_id:
         all_tags[PARENT] = parent_id
@@ -46,7 +48,7 @@ def log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
     existing = client.get_run(run_id).data.params
-    new = [Param(str(k), str(v)[:_MAX_PARAM]) for k, v in params.items() if str(k) not in existing]
+    new = [Param(str(k), str(v)[:MAX_PARAM]) for k, v in params.items() if str(k) not in existing]
     for start in range(0, len(new), 100):  # log_batch takes at most 100 params per call
         client.log_batch(run_id, params=new[start : start + 100])
 

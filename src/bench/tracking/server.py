@@ -146,6 +146,8 @@ class LocalTrackingServer:
         """Say at once, on the driver's console, when the server stops while the sweep still needs
         it (killed, out of memory): trials can no longer log, and the next one will not start."""
         process = self.process
+        if process is None:
+            raise RuntimeError("watch() before start(): there is no server to watch")
 
         def wait() -> None:
             process.wait()
@@ -159,8 +161,9 @@ class LocalTrackingServer:
         return self.process is not None and self.process.poll() is None
 
     def stopped_sentence(self) -> str:
+        code = self.process.returncode if self.process is not None else None
         return (
-            f"the MLflow server of this sweep ({self.url}) stopped (exit code {self.process.returncode}): trials "
+            f"the MLflow server of this sweep ({self.url}) stopped (exit code {code}): trials "
             f"can no longer log to it, so no new trial starts. Its last log lines: {_tail(self.log_path)} "
             f"(log: {self.log_path}). Resume the sweep (same command and hydra.sweep.dir) once the cause is fixed"
         )
@@ -170,7 +173,8 @@ class LocalTrackingServer:
         try:
             if self.process is None or self.process.poll() is not None:
                 return
-            self.process.stdin.close()  # the watchdog stops the server and exits
+            if self.process.stdin is not None:
+                self.process.stdin.close()  # the watchdog stops the server and exits
             try:
                 self.process.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
@@ -206,7 +210,12 @@ def _watchdog(command: list[str]) -> int:
     return at once, with its status, if the command exits first."""
     child = subprocess.Popen(command)
     closed = threading.Event()
-    threading.Thread(target=lambda: (_read_until_eof(0), closed.set()), daemon=True).start()
+
+    def wait_for_eof() -> None:
+        _read_until_eof(0)
+        closed.set()
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
     while child.poll() is None and not closed.wait(0.2):
         pass
     if child.poll() is None:

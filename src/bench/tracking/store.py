@@ -9,6 +9,8 @@ prepare_embedded(db)      when the sweep starts: the file is created and MLflow'
                           ("duplicate column name: step", "table _alembic_tmp_metrics already
                           exists"), leaving a store every later sweep failed on. A half-migrated
                           store that holds no run is set aside and made again.
+store_locations(settings) the URI and artifact root a config names, else the embedded store's
+                          (made 0600/0700 here), for the driver and for a single run alike
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from omegaconf import DictConfig
 
 from hydra_plugins.bench_sweeper.api import SweepError
 
@@ -142,3 +146,36 @@ def prepare_embedded(db: Path) -> None:
         from mlflow import MlflowClient
 
         MlflowClient(f"sqlite:///{db}").search_experiments(max_results=1)  # creates and migrates its schema
+
+
+# ---- where a config says runs go: shared by the sweep's driver and its jobs -----------------------
+def settings_of(config: DictConfig) -> DictConfig | None:
+    """The config's `mlflow` node, or None where tracking is off (or the app has none)."""
+    node = config.get("mlflow")
+    return node if node is not None and node.get("enabled", True) else None
+
+
+def embedded_root() -> Path:
+    return Path(os.getcwd()) / "multirun_outputs"
+
+
+def default_locations() -> tuple[str, str]:
+    """The embedded store: multirun_outputs/mlflow.db and multirun_outputs/mlartifacts."""
+    root = embedded_root()
+    return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
+
+
+def store_locations(settings: DictConfig) -> tuple[str, str]:
+    """The tracking URI and artifact root this config names, else the embedded store's. The embedded
+    store holds every run's config and results, so, like the served store's API (basic auth), only
+    its owner may read it: bench makes its file 0600 and its artifact root 0700 (SQLite gives its
+    journals the file's mode). Locations a user named keep the permissions they have."""
+    uri, artifacts = settings.get("tracking_uri"), settings.get("artifact_location")
+    root = embedded_root()
+    if not artifacts:
+        (root / "mlartifacts").mkdir(mode=0o700, parents=True, exist_ok=True)
+        (root / "mlartifacts").chmod(0o700)
+    if not uri:
+        prepare_embedded(root / "mlflow.db")  # created and migrated once, under a lock; 0600
+    default_uri, default_artifacts = default_locations()
+    return uri or default_uri, artifacts or default_artifacts

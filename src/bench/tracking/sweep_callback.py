@@ -1,6 +1,8 @@
-"""The MLflow Hydra callback: benchmark > cell > trial runs, built from both sides of a sweep.
+"""The driver side of tracking: a Hydra callback that is the bench sweeper's SweepObserver.
 
-Driver side (the bench sweeper calls these: a SweepObserver, see hydra_plugins/bench_sweeper/_observer.py):
+It opens and closes the runs above a trial, and each trial's run, never logging from inside a job
+(the job side is bench.tracking.trial_logger, which train() receives explicitly):
+    on_sweep_plan      the store a sweep will log to answers (before anything is launched)
     on_sweep_start     start a local `mlflow server` over the SQLite file (default store) when
                        trials run outside the driver, open or reuse the benchmark run and one
                        child run per cell study
@@ -11,29 +13,24 @@ Driver side (the bench sweeper calls these: a SweepObserver, see hydra_plugins/b
                        interrupted with its driver or left by a dead one); update the cell's best
     on_repeats_update  the cell run's test_mean, test_std, test_iqm and n_repeats
     on_sweep_end       results.csv/best.csv to the benchmark run; close cell and benchmark runs
-Job side (Hydra calls these where the job runs: this process, a Ray worker, a SLURM node):
-    on_job_start       log into the run the driver created (or a standalone run outside sweeps):
-                       the job's composed config and overrides, masked
-    on_job_end         status FINISHED / FAILED with the traceback / KILLED + bench.state=PRUNED
-Per-epoch metrics come from Lightning's MLFlowLogger bound to the same run (bench.train).
+A job gets a pickled copy of the callbacks (Ray, submitit): the driver's client and server stay
+behind, and the copy does nothing where the job runs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import traceback
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from bench.tracking import run_tree
-from bench.tracking.store import check_store, prepare_embedded
+from bench.tracking.store import check_store, embedded_root, settings_of, store_locations
 from bench.tracking.sweep_metrics import costs_of, log_front, log_trial_cost
+from bench.tracking.trial_logger import app_config
 from hydra_plugins.bench_sweeper.api import (
     BEST_CSV,
     MAXIMIZE,
@@ -42,9 +39,6 @@ from hydra_plugins.bench_sweeper.api import (
     TRACKER_RUN_ID_ATTR,
     SweepError,
     SweepObserver,
-    flatten,
-    job_outcome,
-    mask_config,
     mask_data,
     mask_override,
     mask_text,
@@ -55,32 +49,6 @@ log = logging.getLogger(__name__)
 TRACKING_FILE = "mlflow.json"
 
 
-def _default_root() -> Path:
-    return Path(os.getcwd()) / "multirun_outputs"
-
-
-def default_locations() -> tuple[str, str]:
-    """The embedded store: multirun_outputs/mlflow.db and multirun_outputs/mlartifacts."""
-    root = _default_root()
-    return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
-
-
-def store_locations(settings: DictConfig) -> tuple[str, str]:
-    """The tracking URI and artifact root this config names, else the embedded store's. The embedded
-    store holds every run's config and results, so, like the served store's API (basic auth), only
-    its owner may read it: bench makes its file 0600 and its artifact root 0700 (SQLite gives its
-    journals the file's mode). Locations a user named keep the permissions they have."""
-    uri, artifacts = settings.get("tracking_uri"), settings.get("artifact_location")
-    root = _default_root()
-    if not artifacts:
-        (root / "mlartifacts").mkdir(mode=0o700, parents=True, exist_ok=True)
-        (root / "mlartifacts").chmod(0o700)
-    if not uri:
-        prepare_embedded(root / "mlflow.db")  # created and migrated once, under a lock; 0600
-    default_uri, default_artifacts = default_locations()
-    return uri or default_uri, artifacts or default_artifacts
-
-
 def _serve(settings: DictConfig, trials_in_driver: bool) -> bool:
     """Whether to put the SQLite file behind a local `mlflow server`. `auto` serves it only when
     trials run in other processes (Ray, SLURM): Hydra's basic launcher runs them one at a time in
@@ -89,30 +57,18 @@ def _serve(settings: DictConfig, trials_in_driver: bool) -> bool:
     return not trials_in_driver if serve == "auto" else bool(serve)
 
 
-def _settings(config: DictConfig) -> DictConfig | None:
-    node = config.get("mlflow")
-    return node if node is not None and node.get("enabled", True) else None
-
-
-def _app_config(config: DictConfig) -> dict:
-    """The composed config without Hydra's own node, resolved and masked."""
-    plain = mask_config(config)
-    plain.pop("hydra", None)
-    return plain
-
-
 def _write_tracking_file(sweep_dir: Path, uri: str, experiment: str, benchmark_run: str) -> None:
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(uri)
     if parts.username or parts.password:  # never on disk: MLflow reads credentials from its env vars
-        uri = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+        uri = urlunsplit(parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")))
     (sweep_dir / TRACKING_FILE).write_text(
         json.dumps({"tracking_uri": uri, "experiment": experiment, "benchmark_run": benchmark_run}, indent=1)
     )
 
 
-class MLflowTracking(Callback, SweepObserver):
+class SweepTracking(Callback, SweepObserver):
     def __init__(self) -> None:
         self._driver_reset()
 
@@ -126,7 +82,6 @@ class MLflowTracking(Callback, SweepObserver):
         self.best: dict[str, float] = {}
         # GPU-hours / CPU-hours so far per cell run and for the benchmark run, earlier runs of the sweep included
         self.spent: dict[str, dict[str, float]] = {}
-        self.job_run: str | None = None
 
     def __getstate__(self) -> dict:
         # Jobs get a pickled copy (Ray, submitit): the driver's client and server stay behind.
@@ -137,9 +92,9 @@ class MLflowTracking(Callback, SweepObserver):
 
     # ---- driver side ------------------------------------------------------------------------
     def on_sweep_plan(self, config: DictConfig) -> None:
-        settings = _settings(config)
+        settings = settings_of(config)
         if settings is not None:
-            check_store(settings.get("tracking_uri"), _default_root() / "mlflow.db")
+            check_store(settings.get("tracking_uri"), embedded_root() / "mlflow.db")
 
     def on_sweep_start(
         self,
@@ -150,7 +105,7 @@ class MLflowTracking(Callback, SweepObserver):
         resumed: bool,
         trials_in_driver: bool = False,
     ) -> None:
-        settings = _settings(config)
+        settings = settings_of(config)
         if settings is None:
             return
         from mlflow import MlflowClient
@@ -193,12 +148,12 @@ class MLflowTracking(Callback, SweepObserver):
                 self.client, self.benchmark_run, {f"version.{k}": v for k, v in package_versions().items()}
             )
         _write_tracking_file(Path(sweep_dir), store_uri, settings.experiment, self.benchmark_run)
-        overrides = [mask_override(o) for o in OmegaConf.to_container(config.hydra.overrides.task)]
+        overrides = [mask_override(str(o)) for o in config.hydra.overrides.task]
         n = len(self.client.list_artifacts(self.benchmark_run, "invocations")) if found else 0
         run_tree.log_yaml(
             self.client,
             self.benchmark_run,
-            _app_config(config),
+            app_config(config),
             "config.yaml" if not found else f"invocations/{n}/config.yaml",
         )
         run_tree.log_yaml(
@@ -256,7 +211,7 @@ class MLflowTracking(Callback, SweepObserver):
                     }
                 ),
             )
-            run_tree.log_yaml(self.client, run_id, _app_config(cell.config), "config.yaml")
+            run_tree.log_yaml(self.client, run_id, app_config(cell.config), "config.yaml")
             run_tree.log_yaml(self.client, run_id, mask_data(cell.params), "search_space.yaml")
             run_tree.log_yaml(
                 self.client, self.benchmark_run, mask_data(cell.params), f"search_spaces/{cell.label}.yaml"
@@ -307,13 +262,6 @@ class MLflowTracking(Callback, SweepObserver):
         for i, value in enumerate(values if len(values) > 1 else []):  # a multi-objective trial
             self.client.log_metric(run_id, f"objective_{i}", value)
         self._log_cost(run_id, cell.label, trial.user_attrs)
-        if interrupted and self.job_run == run_id:
-            # The trial ran in this process and was cut short: its fluent run would otherwise be
-            # closed FINISHED by MLflow's exit handler.
-            import mlflow
-
-            mlflow.end_run("KILLED")
-            self.job_run = None
         if interrupted or self.client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED"):
             # The job never closed its run (it died, was stopped, or never launched): close it here.
             if error:
@@ -364,64 +312,3 @@ class MLflowTracking(Callback, SweepObserver):
             if self.server is not None:
                 self.server.stop()
             self._driver_reset()
-
-    # ---- job side ---------------------------------------------------------------------------
-    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        settings = _settings(config)
-        if settings is None:
-            return
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        run_id = settings.get("run_id")
-        if run_id is None and HydraConfig.get().mode == RunMode.MULTIRUN:
-            return  # a sweep without the bench sweeper: nobody to hand this job a run
-        import mlflow
-
-        if run_id:  # the sweep's driver made the store and hands its URI to every job
-            mlflow.set_tracking_uri(settings.get("tracking_uri") or default_locations()[0])
-            mlflow.start_run(run_id=run_id)
-        else:  # a single `python -m bench` run: a standalone run in the same experiment
-            uri, artifacts = store_locations(settings)
-            mlflow.set_tracking_uri(uri)
-            client = mlflow.MlflowClient()
-            experiment_id = run_tree.ensure_experiment(client, settings.experiment, artifacts)
-            mlflow.start_run(experiment_id=experiment_id, tags={run_tree.LEVEL: "run"})
-            hparams = OmegaConf.to_container(config.get("hparams") or {}, resolve=True)
-            mlflow.log_params(mask_data(flatten(hparams, "hparams.")))
-        self.job_run = mlflow.active_run().info.run_id
-        mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(_app_config(config))), "config.yaml")
-        overrides = [mask_override(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task)]
-        mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(overrides)), "overrides.yaml")
-        mlflow.set_tag("bench.output_dir", HydraConfig.get().runtime.output_dir)
-
-    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if self.job_run is None:
-            return
-        import mlflow
-        import optuna
-
-        completed, outcome = job_outcome(job_return)
-        status = "FAILED"
-        try:
-            if completed:
-                # A repeat returns {"value": objective, "test_value": ..., ...}; a trial its objective,
-                # or one value per objective (a multi-objective cell).
-                value = outcome["value"] if isinstance(outcome, Mapping) else outcome
-                if isinstance(value, (list, tuple)):
-                    mlflow.log_metrics({f"objective_{i}": float(v) for i, v in enumerate(value)})
-                else:
-                    mlflow.log_metric("objective", float(value))
-                mlflow.set_tag(run_tree.STATE, "COMPLETE")
-                status = "FINISHED"
-            elif isinstance(outcome, optuna.TrialPruned):
-                mlflow.set_tag(run_tree.STATE, "PRUNED")
-                mlflow.set_tag("bench.pruned", "true")
-                status = "KILLED"
-            else:
-                mlflow.log_text(mask_text("".join(traceback.format_exception(outcome))), "error.txt")
-                mlflow.set_tag(run_tree.STATE, "FAIL")
-        finally:
-            mlflow.flush_async_logging()
-            mlflow.end_run(status)
-            self.job_run = None

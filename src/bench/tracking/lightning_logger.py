@@ -1,0 +1,66 @@
+"""A Lightning logger that sends a trial's metrics to its MLflow run once per epoch.
+
+Imported only where Lightning already is (train._fit, the benchmarks): it imports torch.
+
+Lightning calls log_metrics several times an epoch (training steps every log_every_n_steps, the
+train-epoch aggregates, validation), each with the epoch it belongs to. Points are kept in the
+TrialLogger's buffer and sent, in one log_batch request, when the first point of the next epoch
+arrives; the last epoch's at the end of each fit or test (finalize), or when the trial closes (a
+pruned or failed fit). One blocking request per epoch costs the training loop milliseconds, and
+nothing is left in a queue for the end of the trial to wait on (bench.tracking.trial_logger).
+"""
+
+from __future__ import annotations
+
+import re
+from argparse import Namespace
+from collections.abc import Mapping
+from typing import Any
+
+from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+from lightning.pytorch.loggers.logger import Logger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from bench.tracking.trial_logger import TrialLogger
+
+_NOT_IN_A_NAME = re.compile(r"[^a-zA-Z0-9_/. -]+")  # MLflow's allowed characters, as MLFlowLogger strips them
+
+
+class EpochBatchLogger(Logger):
+    def __init__(self, trial: TrialLogger) -> None:
+        super().__init__()
+        self.trial = trial
+        self._epoch: int | None = None
+
+    @property
+    def name(self) -> str:
+        return "mlflow"
+
+    @property
+    def version(self) -> str:
+        return self.trial.run_id
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
+        """The task's (and datamodule's) hyperparameters as params, as Lightning's MLFlowLogger
+        logs them (flattened, 250 characters at most), masked."""
+        flat = _flatten_dict(_convert_params(params))
+        self.trial.log_params({key: str(value)[:250] for key, value in flat.items()})
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        epoch = metrics.get("epoch")
+        if epoch is not None and self._epoch is not None and int(epoch) != self._epoch:
+            self.trial.flush()  # the epoch before is complete: one request for all of it
+        if epoch is not None:
+            self._epoch = int(epoch)
+        self.trial.log_metrics(
+            {_NOT_IN_A_NAME.sub("", key): value for key, value in metrics.items() if not isinstance(value, str)},
+            step or 0,
+        )
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """The end of a fit or test: its last points. The run itself stays open: the trial closes it
+        with its real outcome (a repeat still tests after its fit)."""
+        self.trial.flush()
