@@ -317,9 +317,9 @@ def test_a_terminal_gets_a_live_progress_view_and_a_log_gets_plain_lines(tmp_pat
         tmp_path / "piped", "task=a,b", "hydra.sweeper.n_trials=2", "sleep=0.3", "hydra.sweeper.progress_every_s=0.2"
     )
     assert "┃" not in piped.stdout + piped.stderr
-    assert re.search(r"final\n[0-9.e-]+ GPU-hours, [0-9.e-]+ CPU-hours spent\ncell    done  running", piped.stdout)
+    assert re.search(r"final\n[0-9.e-]+ GPU-hours, [0-9.e-]+ CPU-hours spent\ncell +done +running", piped.stdout)
     # In a log, the table comes as plain text every progress_every_s while trials run.
-    assert re.search(r"progress\n[0-9.e-]+ GPU-hours, [0-9.e-]+ CPU-hours spent\ncell    done  running", piped.stdout)
+    assert re.search(r"progress\n[0-9.e-]+ GPU-hours, [0-9.e-]+ CPU-hours spent\ncell +done +running", piped.stdout)
     # One line per trial event: each trial's start, then how it ended.
     for cell in ("task=a", "task=b"):
         for number in (0, 1):

@@ -18,7 +18,7 @@ from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ._errors import SearchSpaceError, SweepConfigError
-from ._objectives import DIRECTIONS, as_text, directions, normalized  # noqa: F401  (DIRECTIONS re-exported)
+from ._objectives import as_text, directions, normalized
 from ._space import parse_search_space
 
 # `a,b` and glob(...) enumerate cells; choice()/range()/interval()/tag() are searched by Optuna.
@@ -65,18 +65,22 @@ def split_arguments(
     """known_axes: the axes of the sweep being resumed; a key pinned to one value that was an axis
     there stays an axis here, so `task=a` resumes the cell `task=a` of a sweep started with `task=a,b`."""
     parser = OverridesParser.create(config_loader=config_loader)
-    common, cell_axes, search, fixed = [], {}, {}, set()
+    common: list[str] = []
+    cell_axes: dict[str, list[str]] = {}
+    search: dict[str, str] = {}
+    fixed: set[str] = set()
     for override in parser.parse_overrides(_declared_cell_lines(declared_cells) + list(arguments)):
         key = override.get_key_element()
+        line = override.input_line or ""  # set for every override parsed from text
         if override.value_type in _CELL_SWEEPS:
             cell_axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
         elif key in (known_axes or ()) and not override.is_sweep_override():
-            cell_axes[key] = [override.input_line]
+            cell_axes[key] = [line]
         elif override.is_sweep_override():
             prefix = "++" if override.is_force_add() else "+" if override.is_add() else ""
             search[prefix + key] = _value_text(override)
         else:
-            common.append(override.input_line)
+            common.append(line)
             fixed.add(bare_key(key))
             cell_axes.pop(key, None)  # pinned on the command line: no longer an axis
     return SplitArguments(common, cell_axes, search, fixed)

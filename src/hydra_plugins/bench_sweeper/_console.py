@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._cost import total
 from ._objectives import front, study_is_multi
+from ._outcome import last_line
 from ._results import best_trial, format_value
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from ._loop_state import CellRun
 
 log = logging.getLogger(__name__)
@@ -71,7 +74,7 @@ class Console:
         values = frozen.values or []  # one per objective
         detail = (" " + ", ".join(format_value(v) for v in values)) if values else ""
         if error:
-            detail += f": {_last_line(error)}"
+            detail += f": {last_line(error)}"
         self._say(
             f"[{run.label}] trial {frozen.number} {state}{detail} ({run.done}/{run.target} done)",
             level=logging.WARNING if error else logging.INFO,
@@ -131,19 +134,45 @@ class Console:
         return rows
 
     def plain_table(self) -> str:
-        from ._results import format_table
-
         costs = self._costs()
-        return f"{_spent_text(costs)}\n" + format_table(HEADERS, self.rows(costs))
+        return f"{_spent_text(costs)}\n" + table_text(HEADERS, self.rows(costs))
 
-    def _rich_table(self) -> Any:
-        from rich.table import Table
-
+    def _rich_table(self) -> Table:
         costs = self._costs()
-        table = Table(*HEADERS, title=f"bench sweep: {_spent_text(costs)}", title_justify="left")
-        for row in self.rows(costs):
-            table.add_row(*row)
-        return table
+        return make_table(HEADERS, self.rows(costs), title=f"bench sweep: {_spent_text(costs)}")
+
+
+def make_table(headers: list[str], rows: list[list[Any]], title: str | None = None, plain: bool = False) -> Table:
+    """A rich table of these rows (floats as format_value writes them). `plain`: for a log or a
+    pipe, no box around it, only a rule under the headers, so it reads as text."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        *headers,
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD if plain else box.HEAVY_HEAD,
+        show_edge=not plain,
+        pad_edge=not plain,
+    )
+    for row in rows:
+        table.add_row(*(format_value(v) for v in row))
+    return table
+
+
+def table_text(headers: list[str], rows: list[list[Any]]) -> str:
+    """The table as plain text for a log or a pipe: no colours, no wrapping however wide its rows are
+    (a params column can be long), no trailing spaces."""
+    import io
+
+    from rich.console import Console as RichConsole
+
+    out = io.StringIO()
+    RichConsole(file=out, width=100_000, color_system=None, force_terminal=False, highlight=False).print(
+        make_table(headers, rows, plain=True)
+    )
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines()).strip("\n")
 
 
 def _spent_text(costs: list[Any]) -> str:
@@ -175,8 +204,3 @@ def _clock(seconds: float) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-def _last_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[-1] if lines else ""

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
@@ -28,9 +28,23 @@ from ._masking import mask_override
 from ._private_apis import basic_launcher_class, ray_job_runner
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from hydra.types import HydraContext, TaskFunction
     from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
+
+
+class SetUpLauncher(Protocol):
+    """A Hydra launcher after its setup(): what every launcher plugin keeps (Hydra's Launcher base
+    class declares none of it)."""
+
+    config: DictConfig
+    hydra_context: HydraContext
+    task_function: TaskFunction
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]: ...
 
 
 @dataclass
@@ -99,7 +113,7 @@ class Dispatcher:
         """Called once at the end of the sweep, also when it raises."""
 
 
-def job_config(launcher: Any, overrides: list[str], job_num: int) -> Any:
+def job_config(launcher: SetUpLauncher, overrides: list[str], job_num: int) -> DictConfig:
     sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = f"job_id_for_{job_num}"
@@ -117,7 +131,7 @@ class InProcessDispatcher(Dispatcher):
     max_slots = 1
     runs_in_driver = True
 
-    def __init__(self, launcher: Launcher, local: Grant | None = None) -> None:
+    def __init__(self, launcher: SetUpLauncher, local: Grant | None = None) -> None:
         self.launcher, self.local = launcher, local or Grant()
         self.done: deque[Finished] = deque()
         setup_globals()
@@ -156,7 +170,7 @@ class SerialDispatcher(InProcessDispatcher):
 
     runs_in_driver = False
 
-    def __init__(self, launcher: Launcher, local: Grant | None = None) -> None:
+    def __init__(self, launcher: SetUpLauncher, local: Grant | None = None) -> None:
         self.launcher, self.local = launcher, local or Grant()  # assumed to run its jobs on this machine
         self.done = deque()
 
@@ -190,7 +204,8 @@ class RayDispatcher(Dispatcher):
         self.placeable: set[str] = set()  # requests checked against the cluster already
         self._check_placeable(options)
         self.options = options
-        self.run_job = ray.remote(**options)(run_job_timed) if options else ray.remote(run_job_timed)
+        # Any: ray's stubs type a remote function's remote() by its positional signature only.
+        self.run_job: Any = ray.remote(**options)(run_job_timed) if options else ray.remote(run_job_timed)
         self.shared: dict[str, Any] | None = None
         self.pending: dict[Any, Any] = {}
 
@@ -264,7 +279,8 @@ def _composed(prepared: Prepared) -> DictConfig:
 
 
 def _remote_options(remote: Any) -> dict[str, Any]:
-    return {k: v for k, v in (OmegaConf.to_container(remote, resolve=True) or {}).items() if v is not None}
+    options = cast("dict[str, Any] | None", OmegaConf.to_container(remote, resolve=True))
+    return {k: v for k, v in (options or {}).items() if v is not None}
 
 
 def _check_ray_can_place(ray: Any, options: dict[str, Any], address: Any) -> None:
@@ -291,7 +307,7 @@ def _check_ray_can_place(ray: Any, options: dict[str, Any], address: Any) -> Non
             ]
         )
 
-    biggest = max(
+    biggest: dict[str, float] = max(
         nodes,
         key=lambda r: (*(r.get(k, 0) for k in custom), r.get("GPU", 0), r.get("CPU", 0), r.get("memory", 0)),
         default={},
@@ -322,6 +338,7 @@ def make_dispatcher(
 
         return SubmititDispatcher(launcher, poll_interval)
     local = local_grant(accounting.get("local_gpus"), accounting.get("local_cpus"))
+    set_up = cast(SetUpLauncher, launcher)  # Hydra's setup() gave it these
     if isinstance(launcher, basic_launcher_class()):
-        return InProcessDispatcher(launcher, local)
-    return SerialDispatcher(launcher, local)
+        return InProcessDispatcher(set_up, local)
+    return SerialDispatcher(set_up, local)

@@ -34,7 +34,7 @@ def fingerprint(
     space.update({key: {"fixed": value} for key, value in cell.fixed.items()})
     # The search-space node is in the search-space part already, as parsed.
     skipped = ["hydra", trial_key, search_space_key or "", *ignore, *cell.distributions, *cell.fixed]
-    return mask_data(
+    fingerprint: dict[str, Any] = mask_data(
         {
             "metric": cell.metric,
             "direction": cell.direction,
@@ -48,6 +48,7 @@ def fingerprint(
             },
         }
     )
+    return fingerprint
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -25,7 +25,7 @@ from . import _masking
 from ._errors import CellsStoppedError, SweepInterrupted
 from ._observer import Observers
 from ._plan import SweepPlan, describe_plan, make_plan, problems_error
-from ._results import format_table, format_value
+from ._results import format_value
 from .config import AccountingConf, BenchSweeperConf, BudgetConf
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,15 @@ class BenchSweeperImpl:
         from ._loop_state import CellRun, LoopSettings
         from ._repeats import existing_repeats, repeat_records
         from ._results import write_best, write_repeats, write_results
-        from ._studies import check_resume, max_job_num, open_cell_study, open_storage, running_trials, sweep_studies
+        from ._studies import (
+            StudyRecord,
+            check_resume,
+            max_job_num,
+            open_cell_study,
+            open_storage,
+            running_trials,
+            sweep_studies,
+        )
         from ._warm import WarmStart
 
         s, cells = self.settings, plan.cells
@@ -113,7 +121,10 @@ class BenchSweeperImpl:
                 slots,
             )
         every = list(records.values())
-        repeated = lambda: repeat_records(storage, sweep_dir.sweep_id)  # noqa: E731 (grows as cells finish tuning)
+
+        def repeated() -> list[StudyRecord]:  # grows as cells finish tuning
+            return repeat_records(storage, sweep_dir.sweep_id)
+
         first_job = (
             max(max_job_num([r.load(storage) for r in every + repeated()]), _max_numbered_subdir(plan.sweep_dir)) + 1
         )
@@ -237,7 +248,9 @@ def _print_left_short(budget: Any, runs: list[Any], sweep_dir: Path) -> None:
 
 def _print_best(rows: list[dict[str, Any]], searched: set[str], sweep_dir: Path) -> None:
     repeats = ["test mean", "test std", "seeds"] if any("n_repeats" in r for r in rows) else []
-    table = format_table(
+    from ._console import table_text
+
+    table = table_text(
         ["cell", "metric", "direction", "best", "worst", "trial", *repeats, "params"],
         [
             [

@@ -263,7 +263,7 @@ _factory: Any = None  # the record factory install() set, so that it is set once
 
 def _masking_factory(make_record: Any) -> Any:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = make_record(*args, **kwargs)
+        record: logging.LogRecord = make_record(*args, **kwargs)
         try:
             record.msg, record.args = mask_text(record.getMessage()), None
         except Exception:  # a record whose args don't match its format: leave it to logging

@@ -24,11 +24,15 @@ def normalized(direction: Any, where: str) -> str | list[str]:
     """A direction (or list of them) from config as plain strings; an Enum's name is accepted
     (hydra-optuna-sweeper's Direction.minimize)."""
     if isinstance(direction, (list, tuple, ListConfig)):
-        out = [normalized(d, where) for d in direction]
+        out = [_one_direction(d, where) for d in direction]
         if not out:
             raise SweepConfigError(f"{where}=[] lists no objective: give a direction, or one per objective")
         return out[0] if len(out) == 1 else out
-    name = getattr(direction, "name", direction)
+    return _one_direction(direction, where)
+
+
+def _one_direction(direction: Any, where: str) -> str:
+    name = str(getattr(direction, "name", direction))
     if name not in DIRECTIONS:
         raise SweepConfigError(
             f"{where}={direction!r} is not one of {list(DIRECTIONS)} (or a list of them, one per objective)"

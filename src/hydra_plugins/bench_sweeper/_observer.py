@@ -60,7 +60,7 @@ class SweepObserver:
         pass
 
     def on_sweep_start(
-        self, config: Any, sweep_dir: str, cells: list, storage: str, resumed: bool, trials_in_driver: bool
+        self, config: Any, sweep_dir: str, cells: list[Any], storage: str, resumed: bool, trials_in_driver: bool
     ) -> None:
         pass
 
@@ -72,7 +72,7 @@ class SweepObserver:
     ) -> None:
         pass
 
-    def on_front_update(self, cell: Any, front: list) -> None:
+    def on_front_update(self, cell: Any, front: list[Any]) -> None:
         pass
 
     def on_repeats_update(self, cell: Any, summary: dict[str, float]) -> None:
@@ -119,7 +119,9 @@ class Observers:
             self._safely(obs.on_sweep_end, **kwargs)
 
     @staticmethod
-    def _safely(hook: Any, stops_the_sweep: type[BaseException] | tuple = (), **kwargs: Any) -> Any:
+    def _safely(
+        hook: Any, stops_the_sweep: type[BaseException] | tuple[type[BaseException], ...] = (), **kwargs: Any
+    ) -> Any:
         try:
             return hook(**kwargs)
         except stops_the_sweep:

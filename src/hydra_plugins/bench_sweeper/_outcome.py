@@ -7,7 +7,7 @@ import math
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import ListConfig
 
@@ -53,7 +53,7 @@ def judge(job_return: Any, launcher_error: BaseException | None = None, objectiv
             return Outcome(
                 TrialState.FAIL, outputs=outputs, error=mask_text(f"the job returned {returned!r}, not finite numbers")
             )
-        return Outcome(TrialState.COMPLETE, value, outputs)
+        return Outcome(TrialState.COMPLETE, cast("float | list[float]", value), outputs)
     if isinstance(returned, optuna.TrialPruned):
         return Outcome(TrialState.PRUNED)
     return Outcome(TrialState.FAIL, error=mask_text(_describe(returned)), abort=isinstance(returned, CellError))

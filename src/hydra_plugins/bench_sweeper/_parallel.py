@@ -26,6 +26,7 @@ _job: Callable[[int], Any] | None = None  # what each forked worker runs, inheri
 
 
 def _run(index: int) -> tuple[bool, Any]:
+    assert _job is not None  # set before the fork
     try:
         return True, _job(index)
     except BaseException:  # redone in the driver, which raises it the ordinary way

@@ -9,9 +9,10 @@ cell's composed config (bench: unknown data, unreachable weights, impossible val
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_method, instantiate
@@ -87,15 +88,20 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
     _check_storage(storage)
     check_dir(sweep_dir, storage, dry_run=settings.dry_run)  # its results, identity and journal agree
 
-    params = (
+    params = cast(
+        "dict[str, Any] | None",
         OmegaConf.to_container(settings.params, resolve=False)
         if OmegaConf.is_config(settings.params)
-        else settings.params
+        else settings.params,
     )
-    declared = (
-        OmegaConf.to_container(settings.cells, resolve=True) if OmegaConf.is_config(settings.cells) else settings.cells
+    declared = cast(
+        "dict[str, Any] | None",
+        OmegaConf.to_container(settings.cells, resolve=True) if OmegaConf.is_config(settings.cells) else settings.cells,
     )
-    columns = OmegaConf.to_container(settings.columns) if OmegaConf.is_config(settings.columns) else settings.columns
+    columns = cast(
+        "dict[str, str] | None",
+        OmegaConf.to_container(settings.columns) if OmegaConf.is_config(settings.columns) else settings.columns,
+    )
     known_axes = read_identity(sweep_dir).get("axes", [])
     split = split_arguments(arguments, loader, declared, known_axes)
     cells = enumerate_cells(split, known_axes)
@@ -171,11 +177,11 @@ def _cell_problems(check: Any, cell_cfg: DictConfig) -> list[CellError]:
         matched, rest = group.split(CellError)
         if rest is not None:
             raise
-        return list(_leaves(matched))
+        return list(_leaves(matched)) if matched is not None else []
     return []
 
 
-def _leaves(group: BaseExceptionGroup) -> Any:
+def _leaves(group: BaseExceptionGroup[CellError]) -> Iterator[CellError]:
     for exc in group.exceptions:
         yield from (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
 
@@ -248,9 +254,9 @@ def _check_launcher_can_run_a_trial(launcher: Any, cell_configs: list[DictConfig
     if isinstance(launcher, SlurmLauncher):
         from ._slurm import check_partition_fits
 
-        requests = [OmegaConf.to_container(c.hydra.launcher, resolve=True) for c in cell_configs] or [
-            dict(launcher.params)
-        ]
+        requests = [
+            cast(dict[str, Any], OmegaConf.to_container(c.hydra.launcher, resolve=True)) for c in cell_configs
+        ] or [dict(launcher.params)]
         for request in {repr(sorted(r.items())): r for r in requests}.values():
             check_partition_fits(request)
 
@@ -335,7 +341,7 @@ def _check_buildable(what: str, node: Any) -> None:
     try:
         instantiate(node)
     except Exception as exc:
-        cause = exc
+        cause: BaseException = exc
         while cause.__cause__ is not None:
             cause = cause.__cause__
         target = node.get("_target_")

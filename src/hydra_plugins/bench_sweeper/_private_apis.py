@@ -14,7 +14,7 @@ from typing import Any
 
 def trial_id(trial: Any) -> int:
     """The storage id of an Optuna Trial or FrozenTrial (optuna<6: no public accessor)."""
-    return trial._trial_id
+    return int(trial._trial_id)
 
 
 def trial_by_id(study: Any, storage_id: int) -> Any:
@@ -56,7 +56,7 @@ def ray_job_runner() -> tuple[Any, Any]:
 
 def submitit_executor_name(launcher: Any) -> str:
     """ "slurm" or "local" for a hydra-submitit-launcher launcher (hydra-submitit-launcher<1.3)."""
-    return launcher._EXECUTOR
+    return str(launcher._EXECUTOR)
 
 
 def basic_launcher_class() -> type:
@@ -91,7 +91,7 @@ def config_files_read_once(loader: Any) -> Iterator[None]:
             super().__init__(delegate)
             self.pickled: dict[str, bytes] = {}
 
-        def __deepcopy__(self, memo: dict) -> SharedCache:
+        def __deepcopy__(self, memo: dict[int, Any]) -> SharedCache:
             return self
 
         def load_config(self, config_path: str) -> Any:

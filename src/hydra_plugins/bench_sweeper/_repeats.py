@@ -53,15 +53,15 @@ def seed_list(repeats: int, seeds: Any) -> list[int]:
                 f"hydra.sweeper.repeats={repeats}: give hydra.sweeper.seeds for more than {len(DEFAULT_SEEDS)} seeds"
             )
         return list(DEFAULT_SEEDS[:repeats])
-    seeds = list(seeds)
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
-        raise SweepConfigError(f"hydra.sweeper.seeds={seeds} must be distinct whole numbers")
-    if repeats > len(seeds):
+    chosen: list[int] = list(seeds)
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in chosen) or len(set(chosen)) != len(chosen):
+        raise SweepConfigError(f"hydra.sweeper.seeds={chosen} must be distinct whole numbers")
+    if repeats > len(chosen):
         raise SweepConfigError(
             f"hydra.sweeper.repeats={repeats} needs as many seeds, but hydra.sweeper.seeds "
-            f"lists {len(seeds)}; list more seeds or lower repeats"
+            f"lists {len(chosen)}; list more seeds or lower repeats"
         )
-    return seeds[:repeats] if repeats else seeds
+    return chosen[:repeats] if repeats else chosen
 
 
 def repeats_name(tuning_study_name: str) -> str:
@@ -162,11 +162,11 @@ def summary(study: optuna.Study) -> dict[str, float]:
     from optuna.trial import TrialState
     from scipy.stats import trim_mean
 
-    values = [
+    returned = [
         t.user_attrs.get(ATTR_OUTPUTS, {}).get(TEST_VALUE)
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     ]
-    values = np.array([v for v in values if isinstance(v, (int, float))], dtype=float)
+    values = np.array([v for v in returned if isinstance(v, (int, float))], dtype=float)
     if not len(values):
         return {"n_repeats": 0}
     return {

@@ -10,10 +10,12 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._cells import bare_key
 from ._cost import ATTR_CPU_HOURS, ATTR_GPU_HOURS, total
+from ._files import atomic_write
 from ._integrity import keep_before_shrinking
 from ._objectives import as_text, front, study_is_multi, value_columns
 from ._observer import TRACKER_RUN_ID_ATTR
@@ -67,12 +69,10 @@ def _write_csv(path: str, rows: list[dict[str, Any]], leading: list[str]) -> Non
         keep_before_shrinking(path, len(rows), _WRITTEN)
         _WRITTEN[path] = len(rows)
     extra = sorted({key for row in rows for key in row} - set(leading))
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=leading + extra)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)  # readers never see a half-written file
 
 
 def _describing(record: StudyRecord) -> dict[str, Any]:
@@ -264,7 +264,7 @@ def write_repeats(sweep_dir: str, records: list[StudyRecord], storage: Any) -> s
     return path
 
 
-def best_rows(records: list[StudyRecord], storage: Any, repeats: list[StudyRecord] = ()) -> list[dict[str, Any]]:
+def best_rows(records: list[StudyRecord], storage: Any, repeats: Sequence[StudyRecord] = ()) -> list[dict[str, Any]]:
     """One row per cell: its current study's best trial, the worst finished trial's value, and the
     test summary of its repeats (n_repeats, test_mean, test_std, test_iqm) when it has some."""
     from ._repeats import REPEAT_TUNED_BY, summary
@@ -314,7 +314,7 @@ def best_rows(records: list[StudyRecord], storage: Any, repeats: list[StudyRecor
 
 
 def write_best(
-    sweep_dir: str, records: list[StudyRecord], storage: Any, repeats: list[StudyRecord] = ()
+    sweep_dir: str, records: list[StudyRecord], storage: Any, repeats: Sequence[StudyRecord] = ()
 ) -> list[dict[str, Any]]:
     rows = best_rows(records, storage, repeats)
     summary_columns = ["n_repeats", "test_mean", "test_std", "test_iqm"] if repeats else []
@@ -325,13 +325,6 @@ def write_best(
         + ["best_value", "best_trial", "worst_value", *summary_columns, "gpu_hours", "cpu_hours", "job_dir", "study"],
     )
     return rows
-
-
-def format_table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [[format_value(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths))  # noqa: E731
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
 def format_value(value: Any) -> str:

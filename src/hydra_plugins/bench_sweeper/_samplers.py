@@ -114,6 +114,8 @@ def _from_app_script(path: str) -> Any:
     if not candidate.is_file():
         raise ImportError(f"no {module_name}.py next to the app's script ({main_file or 'unknown'})")
     spec = importlib.util.spec_from_file_location(module_name.replace("-", "_"), candidate)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{candidate} cannot be imported as a module")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return getattr(module, attr)

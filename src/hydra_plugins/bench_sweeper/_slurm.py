@@ -252,7 +252,7 @@ class SubmititDispatcher(Dispatcher):
 
         if not job_ref or job_ref.get("executor") != "slurm" or self.executor_name != "slurm":
             return False  # submitit's local jobs cannot be found again by a new driver
-        job = submitit.SlurmJob(folder=job_ref["folder"], job_id=job_ref["job_id"])
+        job: submitit.SlurmJob[Any] = submitit.SlurmJob(folder=job_ref["folder"], job_id=job_ref["job_id"])
         if not job.paths.result_pickle.exists() and job.watcher.get_state(job.job_id, mode="force") == "UNKNOWN":
             return False  # unknown to sacct: gone
         self.pending[job] = ticket

@@ -48,7 +48,7 @@ def to_distribution(override: Override) -> BaseDistribution:
             raise ValueError("choice() needs at least one value")
         return CategoricalDistribution(_choices(override))
     if isinstance(sweep, RangeSweep):
-        start, stop, step = sweep.start, sweep.stop, sweep.step
+        start, stop, step = _bounds(override, sweep.start, sweep.stop, sweep.step)
         if not step or (stop - start) / step <= 0:
             raise ValueError(
                 f"range({start}, {stop}, step={step}) holds no value; use a step of the sign of stop - start"
@@ -63,16 +63,23 @@ def to_distribution(override: Override) -> BaseDistribution:
         return IntDistribution(int(start), int(start) + n_steps * int(step), step=int(step))
     if isinstance(sweep, IntervalSweep):
         log = "log" in sweep.tags
-        if not sweep.start < sweep.end:
-            raise ValueError(
-                f"interval({sweep.start}, {sweep.end}) is empty; its low bound must be below its high bound"
-            )
-        if log and sweep.start <= 0:
-            raise ValueError(f"a log interval needs a positive low bound, not {sweep.start}")
-        if isinstance(sweep.start, int) and isinstance(sweep.end, int):
-            return IntDistribution(sweep.start, sweep.end, log=log)
-        return FloatDistribution(float(sweep.start), float(sweep.end), log=log)
+        low, high = _bounds(override, sweep.start, sweep.end)
+        if not low < high:
+            raise ValueError(f"interval({low}, {high}) is empty; its low bound must be below its high bound")
+        if log and low <= 0:
+            raise ValueError(f"a log interval needs a positive low bound, not {low}")
+        if isinstance(low, int) and isinstance(high, int):
+            return IntDistribution(low, high, log=log)
+        return FloatDistribution(float(low), float(high), log=log)
     raise SearchSpaceError(f"{override.input_line!r}: unsupported sweep type {type(sweep).__name__}")
+
+
+def _bounds(override: Override, *values: float | None) -> list[float]:
+    """A range's or interval's numbers: Hydra types them optional, its grammar always sets them."""
+    given = [v for v in values if v is not None]
+    if len(given) != len(values):
+        raise SearchSpaceError(f"{override.input_line!r}: a bound of the sweep is missing")
+    return given
 
 
 def parse_search_space(params: Mapping[str, Any]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:

@@ -17,10 +17,11 @@ from hydra.utils import instantiate
 from ._errors import ResumeMismatchError, SweepConfigError
 from ._fingerprint import differences
 from ._masking import mask_data
-from ._objectives import directions, is_multi
+from ._objectives import MAXIMIZE, directions, is_multi
 from ._private_apis import running_trial
 from ._samplers import build_sampler
-from .trial import PHASE_REPEAT, PHASE_TUNE  # noqa: F401  (re-exported)
+from .trial import PHASE_REPEAT as PHASE_REPEAT  # re-exported: the loop and tables read phases here
+from .trial import PHASE_TUNE as PHASE_TUNE
 
 if TYPE_CHECKING:
     import optuna
@@ -119,7 +120,7 @@ def _latest(records: dict[str, StudyRecord], label: str) -> StudyRecord | None:
 
 
 def check_resume(
-    cells: list[Cell], fingerprints: dict[str, dict], records: dict[str, StudyRecord], on_change: str
+    cells: list[Cell], fingerprints: dict[str, dict[str, Any]], records: dict[str, StudyRecord], on_change: str
 ) -> None:
     """Before anything is launched: a resumed cell must still be the experiment it started as."""
     if on_change not in ON_CHANGE:
@@ -144,7 +145,7 @@ def check_resume(
 
 def open_cell_study(
     cell: Cell,
-    fingerprint: dict,
+    fingerprint: dict[str, Any],
     records: dict[str, StudyRecord],
     storage: Any,
     sweep_id: str,
@@ -154,6 +155,7 @@ def open_cell_study(
 ) -> optuna.Study:
     """The cell's current study: the existing one if its experiment is unchanged, else a new version."""
     import optuna
+    from optuna.study import StudyDirection
 
     latest = _latest(records, cell.label)
     version = 1 if latest is None else latest.attrs.get(STUDY_VERSION, 1)
@@ -169,7 +171,9 @@ def open_cell_study(
         storage=storage,
         sampler=sampler,
         pruner=pruner,
-        directions=directions(cell.direction),
+        directions=[
+            StudyDirection.MAXIMIZE if d == MAXIMIZE else StudyDirection.MINIMIZE for d in directions(cell.direction)
+        ],
         load_if_exists=True,
     )
     done = len(study.get_trials(deepcopy=False))

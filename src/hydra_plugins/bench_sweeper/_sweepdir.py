@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import SweepConfigError, SweepLockedError
+from ._files import atomic_write
 from ._integrity import IDENTITY, SweepDirError, listing, produced, read_identity
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def check_creatable(path: Path, what: str, key: str, is_dir: bool = True) -> Non
 class SweepDir:
     """Use as `with SweepDir(path, axes) as sweep:`; sweep.sweep_id is stable across resumes."""
 
-    def __init__(self, path: str | os.PathLike, axes: list[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], axes: list[str]) -> None:
         self.path = Path(path)
         self.axes = axes
         self.sweep_id = ""
@@ -126,12 +127,11 @@ class SweepDir:
         self.sweep_id = identity["sweep_id"]
         axes = list(dict.fromkeys([*identity.get("axes", []), *self.axes]))
         if axes != identity.get("axes"):
-            tmp = self.path / f"{IDENTITY}.tmp"
-            tmp.write_text(json.dumps({**identity, "axes": axes}))
-            os.replace(tmp, self.path / IDENTITY)
+            with atomic_write(self.path / IDENTITY) as f:
+                f.write(json.dumps({**identity, "axes": axes}))
 
 
-def running_driver(path: str | os.PathLike) -> str | None:
+def running_driver(path: str | os.PathLike[str]) -> str | None:
     """Who runs the sweep in `path` now ("pid 12 on host h, started ..."), or None; reads only."""
     try:
         fd = os.open(Path(path) / LOCK, os.O_RDONLY | os.O_CLOEXEC)

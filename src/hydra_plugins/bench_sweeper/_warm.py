@@ -31,7 +31,7 @@ ATTR_WARM_START_FROM = "warm_start_from"
 SIBLINGS = "siblings"
 
 
-def group(coordinates: dict[str, Any], sibling_key: str | None) -> tuple:
+def group(coordinates: dict[str, Any], sibling_key: str | None) -> tuple[tuple[str, str], ...]:
     """What siblings share: every coordinate but the sibling key (nothing, when it is null)."""
     if sibling_key is None:
         return ()
@@ -58,7 +58,7 @@ def fits(distribution: Any, value: Any) -> bool:
     if isinstance(distribution, CategoricalDistribution):
         return value in distribution.choices
     try:
-        return distribution.low <= value <= distribution.high
+        return bool(distribution.low <= value <= distribution.high)
     except TypeError:
         return False
 
@@ -66,7 +66,7 @@ def fits(distribution: Any, value: Any) -> bool:
 class WarmStart:
     def __init__(self, mode: str, top_k: int, sibling_key: str | None, storage: Any, sampler_cfg: Any = None) -> None:
         self.mode, self.top_k, self.sibling_key, self.sampler_cfg = mode, top_k, sibling_key, sampler_cfg
-        self.earlier: list[tuple[dict, Any]] = []  # (coordinates, study) of an earlier sweep's cells
+        self.earlier: list[tuple[dict[str, Any], Any]] = []  # (coordinates, study) of an earlier sweep's cells
         if mode != SIBLINGS:
             self.earlier = _earlier_studies(Path(mode), storage)
         self.runs: list[CellRun] = []  # the loop's runs (set by the caller)
@@ -150,7 +150,7 @@ class WarmStart:
         )
 
 
-def _earlier_studies(sweep_dir: Path, storage: Any) -> list[tuple[dict, Any]]:
+def _earlier_studies(sweep_dir: Path, storage: Any) -> list[tuple[dict[str, Any], Any]]:
     """The current tuning studies of an earlier sweep: from its own journal file when it has one,
     else from this sweep's storage (a shared database)."""
     import optuna

@@ -17,11 +17,11 @@ included.
 
 from __future__ import annotations
 
-from ._cells import DIRECTIONS, flatten
+from ._cells import flatten
 from ._cost import visible_gpu_count
 from ._errors import CellError, SweepError, SweepInterrupted
 from ._masking import mask_config, mask_data, mask_override, mask_text, remember
-from ._objectives import MAXIMIZE, MINIMIZE
+from ._objectives import DIRECTIONS, MAXIMIZE, MINIMIZE
 from ._outcome import Outcome, judge
 from ._private_apis import job_outcome
 from ._results import BEST_CSV, REPEATS_CSV, RESULTS_CSV

@@ -21,6 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import _masking
+from ._files import atomic_write
 
 
 class MaskSecrets(Callback):
@@ -39,12 +40,12 @@ class MaskSecrets(Callback):
             return  # Hydra saved the files itself (in clear), or nobody wants them
         out = Path(config.hydra.runtime.output_dir) / self.output_subdir
         out.mkdir(parents=True, exist_ok=True)
-        task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        task = OmegaConf.masked_copy(config, [str(k) for k in config if k != "hydra"])
         hydra = OmegaConf.create({"hydra": _masking.mask_config(config.hydra, resolve=False)})
         with open_dict(hydra):
             hydra.hydra.output_subdir = self.output_subdir
         # Not resolved: an override such as +hf=${oc.env:X} is text, and X need not be set here.
-        overrides = [_masking.mask_override(line) for line in OmegaConf.to_container(config.hydra.overrides.task)]
+        overrides = [_masking.mask_override(str(line)) for line in config.hydra.overrides.task]
         # Unresolved, as Hydra saves them: an ${oc.env:...} stays a reference, not its value.
         _save(out / "config.yaml", OmegaConf.create(_masking.mask_config(task, resolve=False)))
         _save(out / "hydra.yaml", hydra)
@@ -52,6 +53,5 @@ class MaskSecrets(Callback):
 
 
 def _save(path: Path, node: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    OmegaConf.save(node, tmp)
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        OmegaConf.save(node, f)

@@ -8,7 +8,7 @@ comes from the job's own hydra.sweeper config too.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,7 +21,7 @@ def _trial_node(cfg: DictConfig) -> tuple[Any, Any]:
 
     if not HydraConfig.initialized():
         return None, None
-    sweeper = OmegaConf.select(HydraConfig.get(), "sweeper", default=None)
+    sweeper = OmegaConf.select(cast(DictConfig, HydraConfig.get()), "sweeper", default=None)  # a DictConfig at runtime
     key = OmegaConf.select(sweeper, "trial_key", default=None) if sweeper is not None else None
     node = OmegaConf.select(cfg, key, default=None) if key else None
     return (node, sweeper) if node and node.get("id") is not None else (None, None)
