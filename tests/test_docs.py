@@ -118,6 +118,15 @@ def test_console_block_runs(block: Block, tmp_path, workdir_env):
         assert not missing, f"{block.where}: `{command.line}` did not print {missing}:\n{printed[-3000:]}"
 
 
+def test_the_module_map_names_every_module():
+    """docs/architecture.md's module map stays the code's: every module of bench and of its sweeper is named."""
+    text = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    packages = [REPO_ROOT / "src" / "bench", REPO_ROOT / "src" / "hydra_plugins" / "bench_sweeper"]
+    modules = {p for package in packages for p in package.rglob("*.py") if p.name != "__init__.py"}
+    unnamed = sorted(str(p.relative_to(REPO_ROOT)) for p in modules if p.name not in text)
+    assert not unnamed, f"docs/architecture.md's module map does not name: {unnamed}"
+
+
 def test_the_site_builds_strictly(tmp_path):
     """mkdocs --strict: a broken link or anchor, or a page left out of the nav, fails the build."""
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent))
