@@ -5,13 +5,16 @@ Importing bench must stay cheap (no torch): the CLI, config composition and dry 
 
 import math
 import secrets
+from collections.abc import Callable
+from typing import Any
 
 from hydra.types import RunMode
-from omegaconf import ListConfig, OmegaConf
+from omegaconf import Container, ListConfig, OmegaConf
 
 __version__ = "0.1.0"
 
-_RESOLVERS = {
+# A resolver takes whatever the interpolation passes it (strings, numbers, config nodes).
+_RESOLVERS: dict[str, Callable[..., Any]] = {
     # `${len:${task.model_bands}}` lets a model size its input layer from the task's bands.
     "len": lambda seq: len(seq),
     # `${canonical_bands:${task.bands},${task.band_names}}`: a task's bands in the datamodule's own
@@ -32,7 +35,7 @@ _RESOLVERS = {
 }
 
 
-def _trial_resource(key: str, default, *, _root_):
+def _trial_resource(key: str, default: Any, *, _root_: Container) -> Any:
     """`${trial_resource:gpus_per_trial,1}` in a launcher preset: what the cell's model says one
     trial needs (model.resources.<key>), else the launcher's default. A value set on the command
     line (launcher.gpus_per_trial=2) replaces the interpolation and so wins over both."""
@@ -40,7 +43,7 @@ def _trial_resource(key: str, default, *, _root_):
     return default if value is None else value
 
 
-def _slurm_gpus(value):
+def _slurm_gpus(value: Any) -> Any:
     """`${slurm_gpus:${launcher.gpus_per_trial}}`: SLURM's GPU request. None for 0: SLURM must not see
     a gres request for 0 GPUs on clusters that have no gres at all. SLURM counts whole GPUs, so a
     fraction is rounded up to the one GPU it would share; bench refuses a fraction with SLURM for
@@ -53,7 +56,7 @@ def _slurm_gpus(value):
     return None if number == 0 else math.ceil(number)
 
 
-def _local_trial_gpus(requested, devices):
+def _local_trial_gpus(requested: Any, devices: Any) -> float:
     """`${local_trial_gpus:${launcher.gpus_per_trial},${trainer.devices}}`: the GPUs an in-process
     trial holds, for its GPU-hours: auto means Lightning's `devices` of what is visible (no torch
     import: CUDA_VISIBLE_DEVICES or nvidia-smi)."""
@@ -65,7 +68,7 @@ def _local_trial_gpus(requested, devices):
     return float(min(visible, int(devices))) if str(devices).isdigit() else float(visible)
 
 
-def _decoder_name(task_type, decoder):
+def _decoder_name(task_type: object, decoder: Any) -> Any:
     """`${decoder_name:${task.type},<the model's decoder>}`: what a cell puts on its encoder, as the
     report and the leaderboard name it: the detection framework bench.spec gives a detection task
     type (faster-rcnn, mask-rcnn), else the model's decoder for the type."""

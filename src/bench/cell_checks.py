@@ -13,7 +13,7 @@ a sentence by build_spec, so in the sweep's driver before anything is launched, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from omegaconf import DictConfig
@@ -84,7 +84,7 @@ def check_metric(task_type: str, metric: str, where: str, val_prefix: str = "val
     )
 
 
-def temporal_args(task: DictConfig, model: DictConfig, plain: Callable[[Any], dict]) -> dict[str, Any]:
+def temporal_args(task: DictConfig, model: DictConfig, plain: Callable[[DictConfig], dict[str, Any]]) -> dict[str, Any]:
     """The model's arguments for a multi-temporal task's (B, C, T, H, W) batches: its own
     `temporal_args` (the Prithvi models take the frames natively: {}), else TerraTorch's wrapper."""
     frames = task.get("num_frames", 1)
@@ -112,7 +112,7 @@ def temporal_args(task: DictConfig, model: DictConfig, plain: Callable[[Any], di
     return dict(TEMPORAL_WRAPPER)
 
 
-def check_freezable(task_kwargs: dict[str, Any], model: DictConfig, where: str) -> None:
+def check_freezable(task_kwargs: Mapping[str, Any], model: DictConfig, where: str) -> None:
     """protocol=frozen (freeze_backbone) on a model whose encoder cannot be frozen is refused."""
     if not task_kwargs.get("freeze_backbone"):
         return

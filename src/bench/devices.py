@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from omegaconf import DictConfig
 
@@ -48,7 +49,7 @@ def gpus_requested(requested: float | str | None) -> float | None:
     return wanted
 
 
-def is_fraction_of_a_gpu(wanted: float | None) -> bool:
+def is_fraction_of_a_gpu(wanted: float | None) -> TypeGuard[float]:
     return wanted is not None and 0 < wanted < 1
 
 
@@ -99,7 +100,7 @@ def assign_devices(
     return DeviceAssignment("gpu", devices, ids[:devices])
 
 
-def launcher_gpu_ids() -> list[int] | None:
+def launcher_gpu_ids() -> list[int | str] | None:
     """GPUs Ray reserved for this task, when running inside a Ray worker; else None."""
     import sys
 

@@ -20,6 +20,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from omegaconf import DictConfig
+
 from bench.errors import ConfigError, SplitOverlapError
 
 # TerraTorch 1.2.11 datamodules whose setup("test") reads split="val" (tests/test_split_guard.py
@@ -44,7 +46,7 @@ class HeldOut:
     seed: int
 
 
-def held_out(task: Any) -> HeldOut | None:
+def held_out(task: DictConfig) -> HeldOut | None:
     node = task.get("validation_from_train")
     if node is None:
         return None
@@ -84,7 +86,7 @@ def check_split_sources(task_name: str, datamodule: dict[str, Any], heldout: Hel
         )
 
 
-def _same(a: Any, b: Any) -> bool:
+def _same(a: object, b: object) -> bool:
     """Equal values; paths compared as the filesystem resolves them (a trailing slash, `..` or a
     symlink does not make a folder another one)."""
     if isinstance(a, str) and isinstance(b, str) and (os.sep in a or os.sep in b):

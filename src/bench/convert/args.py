@@ -7,6 +7,7 @@ carried only where that build accepts it; every other key is named in the notes 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bench.convert.catalog import FACTORY, CatalogModel
@@ -104,11 +105,11 @@ TRAINER_ARGS = {
 }
 
 
-def _names(necks: list[Any]) -> list[str]:
+def _names(necks: Sequence[object]) -> list[str]:
     return [str(n.get("name")) for n in necks if isinstance(n, dict)]
 
 
-def _kv(items: dict[str, Any]) -> str:
+def _kv(items: Mapping[str, object]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in items.items())
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,8 +25,14 @@ class CatalogTask:
     offered: list[str]  # every band the dataset offers, in the datamodule's names
 
 
-def _load(path: Path) -> Any:
-    return OmegaConf.load(path)
+def _load(path: Path) -> DictConfig:
+    # conf/'s task, model and primary config files are mappings (Hydra composes them as such).
+    return cast(DictConfig, OmegaConf.load(path))
+
+
+def _plain(node: DictConfig) -> dict[str, Any]:
+    """A mapping node as plain dicts and lists, interpolations as written."""
+    return cast(dict[str, Any], OmegaConf.to_container(node, resolve=False))
 
 
 def tasks_by_datamodule(config_dir: Path = CONFIG_DIR) -> dict[str, CatalogTask]:
@@ -67,11 +73,11 @@ def _heads(model: DictConfig) -> dict[str, dict[str, Any]]:
     """task_types with their interpolations followed (`multilabel_classification: ${.classification}`,
     `segmentation: ${..heads.${..head}}`: the head the file picks by name), ${task.*} values as written."""
     types = model.get("task_types") or {}
-    heads = {}
+    heads: dict[str, dict[str, Any]] = {}
     for name in types:
         head = types[name]  # a node interpolation gives the node it names
         if isinstance(head, DictConfig):
-            heads[name] = OmegaConf.to_container(head, resolve=False)
+            heads[name] = _plain(head)
     return heads
 
 
@@ -80,7 +86,7 @@ def models_by_backbone(config_dir: Path = CONFIG_DIR) -> dict[str, CatalogModel]
     out: dict[str, CatalogModel] = {}
     for path in sorted((config_dir / "model").glob("*.yaml")):
         model = _load(path)
-        node = OmegaConf.to_container(model, resolve=False)
+        node = _plain(model)
         args = node.get("model_args") or {}
         backbone = args.get("backbone")
         if backbone and backbone not in out:
@@ -94,11 +100,11 @@ def hparam_keys(config_dir: Path = CONFIG_DIR) -> set[str]:
     """Dotted keys under `hparams` in the primary config: a search key outside them is written +key."""
     flat: set[str] = set()
 
-    def walk(node: Any, prefix: str) -> None:
+    def walk(node: dict[str, Any], prefix: str) -> None:
         for key, value in node.items():
             flat.add(f"{prefix}{key}")
             if isinstance(value, dict):
                 walk(value, f"{prefix}{key}.")
 
-    walk(OmegaConf.to_container(_load(config_dir / "config.yaml").hparams), "hparams.")
+    walk(_plain(_load(config_dir / "config.yaml").hparams), "hparams.")
     return flat

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -14,7 +15,7 @@ from bench.errors import BenchError
 from bench.paths import CONFIG_DIR
 
 
-def render(header: str, body: dict) -> str:
+def render(header: str, body: dict[str, Any]) -> str:
     lines = header.splitlines()
     comment = "\n".join(line if line.startswith("#") else f"# {line}" for line in lines)
     return f"{comment}\n{OmegaConf.to_yaml(OmegaConf.create(body), sort_keys=False)}"

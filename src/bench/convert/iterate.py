@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
@@ -81,9 +81,10 @@ def new_metric(metric: str) -> str:
 
 
 def convert(source: Path, config_dir: Path = CONFIG_DIR) -> Conversion:
-    raw = OmegaConf.to_container(OmegaConf.load(source), resolve=False)
-    if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), list) or not raw["tasks"]:
+    loaded = OmegaConf.to_container(OmegaConf.load(source), resolve=False)
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("tasks"), list) or not loaded["tasks"]:
         raise ConfigError(f"{source} is not a terratorch-iterate benchmark config: it has no `tasks:` list")
+    raw = cast(dict[str, Any], loaded)  # iterate's keys are names
     out = Conversion(stem_of(source))
     defaults = raw.get("defaults") or {}
     for key in sorted(set(defaults) - {"trainer_args", "terratorch_task"}):
@@ -133,7 +134,7 @@ def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _domain(spec: Any, key: str, out: Conversion) -> str | None:
+def _domain(spec: object, key: str, out: Conversion) -> str | None:
     if isinstance(spec, list):
         return f"choice({', '.join(_literal(v) for v in spec)})"
     if isinstance(spec, dict) and {"min", "max"} <= set(spec):
@@ -149,7 +150,7 @@ def _domain(spec: Any, key: str, out: Conversion) -> str | None:
     return None
 
 
-def _literal(value: Any) -> str:
+def _literal(value: object) -> str:
     if isinstance(value, list):
         return "[" + ",".join(_literal(v) for v in value) + "]"
     return repr(value) if isinstance(value, float) else str(value)
@@ -222,7 +223,7 @@ def _task(
     index: int,
     task: dict[str, Any],
     search: dict[str, str],
-    known: dict[str, Any],
+    known: dict[str, catalog.CatalogTask],
     shared: Shared,
     out: Conversion,
     source: Path,
@@ -327,7 +328,7 @@ def _terratorch_task(
 def _experiment(
     raw: dict[str, Any], defaults: dict[str, Any], model_option: str, out: Conversion, source: Path
 ) -> tuple[str, dict[str, Any]]:
-    overrides: list[Any] = [{"override /model": model_option}, {"override /search_space": out.stem}]
+    overrides: list[dict[str, str]] = [{"override /model": model_option}, {"override /search_space": out.stem}]
     if raw.get("bayesian_search") is False:
         overrides.append({"override /hydra/sweeper/sampler": "random"})
     body: dict[str, Any] = {"defaults": overrides}

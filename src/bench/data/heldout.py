@@ -16,17 +16,23 @@ import functools
 import hashlib
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.utils import get_class, instantiate
 
 from bench.errors import ConfigError, SplitOverlapError
 from bench.splits import HeldOut
 
+if TYPE_CHECKING:
+    from lightning.pytorch import LightningDataModule
+    from torch.utils.data import Dataset
+
+    from bench.spec import TrialSpec
+
 log = logging.getLogger(__name__)
 
 
-def build_datamodule(spec: Any, batch_size: int) -> Any:
+def build_datamodule(spec: TrialSpec, batch_size: int) -> LightningDataModule:
     arguments = {key: value for key, value in spec.datamodule.items() if key != "_target_"}
     arguments["batch_size"] = batch_size
     if spec.heldout is None:
@@ -38,15 +44,20 @@ def build_datamodule(spec: Any, batch_size: int) -> Any:
 
 
 @functools.cache
-def _held_out_class(base: type) -> type:
+def _held_out_class(base: type[Any]) -> type[Any]:
     if not all(hasattr(base, attr) for attr in ("setup", "train_dataloader")):
         raise ConfigError(f"task.validation_from_train needs a LightningDataModule; {base.__name__} is not one")
 
-    class HeldOutValidation(base):  # type: ignore[misc,valid-type]
+    class HeldOutValidation(base):
         __doc__ = (
             f"{base.__name__} whose validation samples are held out of its training split and "
             "whose test samples are its own validation split."
         )
+        # The base class's, which its __init__ and setup set (annotations only: nothing is assigned here).
+        train_dataset: Dataset[Any]
+        val_dataset: Dataset[Any]
+        train_transform: object
+        val_transform: object
 
         def __init__(self, *args: Any, heldout: HeldOut, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -90,7 +101,7 @@ def _held_out_class(base: type) -> type:
     return HeldOutValidation
 
 
-def _require(datamodule: Any, attributes: tuple[str, ...]) -> None:
+def _require(datamodule: object, attributes: tuple[str, ...]) -> None:
     missing = [a for a in attributes if not hasattr(datamodule, a)]
     if missing:
         raise ConfigError(
@@ -117,7 +128,7 @@ def split_indices(ids: list[str], heldout: HeldOut) -> tuple[list[int], list[int
     return kept, held
 
 
-def sample_ids(dataset: Any) -> list[str] | None:
+def sample_ids(dataset: object) -> list[str] | None:
     """Each sample's identity as the dataset itself lists it: its file (TerraTorch's datasets:
     image_files), its tortilla id (geobench_v2: data_df), its ids or samples; None when it lists
     none of these. A Subset's are its own samples'."""
@@ -139,7 +150,7 @@ def sample_ids(dataset: Any) -> list[str] | None:
     return None
 
 
-def check_distinct(datamodule: Any, task_name: str) -> None:
+def check_distinct(datamodule: LightningDataModule, task_name: str) -> None:
     """The validation and test samples the datamodule really resolves: refuse the same ones, and
     log any overlap. Needs the fit stage set up (the trainer does that first)."""
     datamodule.setup("test")

@@ -15,7 +15,10 @@ at train time only: composing the config imports nothing).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class BoxesFromMasks:
@@ -40,7 +43,7 @@ class BoxesFromMasks:
         return f"BoxesFromMasks(path={self.path!r})"
 
 
-def boxes_of(masks: Any) -> Any:
+def boxes_of(masks: Tensor) -> Tensor:
     """(N, H, W) binary masks -> (N, 4) float boxes x1, y1, x2, y2, as GeoBenchPASTIS draws them."""
     import torch
     from torchvision.ops import masks_to_boxes

@@ -38,7 +38,7 @@ SPLITS = {"train": 32, "val": 16, "test": 16}
 VERSION = 1
 
 
-def _blob_mask(rng: np.random.Generator, coverage_range=(0.2, 0.5)) -> np.ndarray:
+def _blob_mask(rng: np.random.Generator, coverage_range: tuple[float, float] = (0.2, 0.5)) -> np.ndarray:
     """A few soft ellipses covering a random share of the tile."""
     yy, xx = np.mgrid[0:TILE, 0:TILE].astype(np.float32)
     field = np.zeros((TILE, TILE), dtype=np.float32)
@@ -105,7 +105,7 @@ def _classification_tiles(root: Path, seed: int) -> None:
 WRITERS = {"segmentation": _segmentation_tiles, "classification": _classification_tiles}
 
 
-def ensure_synthetic_dataset(root: str | os.PathLike, kind: str, seed: int = 0) -> Path:
+def ensure_synthetic_dataset(root: str | os.PathLike[str], kind: str, seed: int = 0) -> Path:
     """Write the dataset under ``root`` unless it is already there; return ``root``.
 
     Concurrent trials may call this at once, so tiles go to a private temporary directory that is
