@@ -47,7 +47,7 @@ class Cell:
     distributions: dict[str, Any] = field(default_factory=dict)
     fixed: dict[str, str] = field(default_factory=dict)
     study_name: str = ""
-    config: Any = None  # the cell's composed config (DictConfig), for observers
+    config: Any = None  # the cell's composed config (a DictConfig once planned), for observers
     n_trials: int | None = None  # its own trial count (hydra.sweeper.n_trials_key); None: the sweep's
 
 

@@ -13,12 +13,13 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._cost import total
+from ._cost import Cost, total
 from ._objectives import front, study_is_multi
 from ._outcome import last_line
 from ._results import best_trial, format_value
 
 if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
     from rich.table import Table
 
     from ._loop_state import CellRun
@@ -67,7 +68,7 @@ class Console:
             text += ": " + " ".join(f"{k}={format_value(v)}" for k, v in params.items())
         self._say(text)
 
-    def finished(self, run: CellRun, frozen: Any, error: str | None) -> None:
+    def finished(self, run: CellRun, frozen: FrozenTrial, error: str | None) -> None:
         state = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed"}.get(
             frozen.state.name, frozen.state.name
         )
@@ -101,11 +102,11 @@ class Console:
             log.info("progress\n%s", self.plain_table())
 
     # -- the table ------------------------------------------------------------------------------
-    def _costs(self) -> list[Any]:
+    def _costs(self) -> list[Cost]:
         """Each run's cost so far (earlier runs of the sweep included), read once per rendering."""
         return [total(run.study.get_trials(deepcopy=False)) for run in self.runs]
 
-    def rows(self, costs: list[Any] | None = None) -> list[list[str]]:
+    def rows(self, costs: list[Cost] | None = None) -> list[list[str]]:
         now = time.monotonic()
         costs = costs if costs is not None else self._costs()
         open_cells = max(1, sum(1 for r in self.runs if r.wants_trials or r.in_flight))
@@ -175,12 +176,12 @@ def table_text(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines()).strip("\n")
 
 
-def _spent_text(costs: list[Any]) -> str:
+def _spent_text(costs: list[Cost]) -> str:
     """The cells' GPU-hours and CPU-hours so far (this command's cells, tuning and repeats)."""
     return f"{sum(c.gpu_hours for c in costs):.4g} GPU-hours, {sum(c.cpu_hours for c in costs):.4g} CPU-hours spent"
 
 
-def _best_text(run: CellRun, best: Any) -> str:
+def _best_text(run: CellRun, best: FrozenTrial | None) -> str:
     """A tuning run's best validation value; for repeats, the mean test value so far."""
     from ._studies import PHASE_REPEAT
 

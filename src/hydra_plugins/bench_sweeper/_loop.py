@@ -19,14 +19,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ._budget import converged
 from ._cells import trial_overrides
 from ._console import Console
 from ._cost import Cost, Grant
 from ._cost import record as record_cost
-from ._dispatch import Dispatcher, Finished
+from ._dispatch import Dispatcher, Finished, Prepared
 from ._errors import LaunchError, SweepError
 from ._loop_state import CellRun, LoopSettings, Ticket
 from ._masking import mask_data
@@ -50,6 +50,10 @@ from ._studies import (
     mark_interrupted,
 )
 
+if TYPE_CHECKING:
+    from hydra.core.utils import JobReturn
+    from optuna.trial import FrozenTrial, Trial
+
 log = logging.getLogger(__name__)
 
 
@@ -69,7 +73,7 @@ class DispatchLoop:
         self.next_job_num = first_job_num
         self.on_change = on_change  # rewrites results.csv
         self.flying: dict[int, Ticket] = {}  # submitted to the launcher: occupying a slot
-        self.ready: deque[tuple[Ticket, Any]] = deque()  # prepared, not yet submitted
+        self.ready: deque[tuple[Ticket, Prepared]] = deque()  # prepared, not yet submitted
         self._ids = itertools.count()
         self.repeats: dict[str, CellRun] = {}  # cell label -> its repeats run
         self._repeats_asked: set[str] = set()  # cells whose repeats were opened, or had none to open
@@ -100,7 +104,7 @@ class DispatchLoop:
         if opened.waiting:
             self.console.say(f"[{run.cell.label}] tuning done: {opened.waiting} repeat(s) queued")
 
-    def take_over(self, run: CellRun, frozen: Any) -> None:
+    def take_over(self, run: CellRun, frozen: FrozenTrial) -> None:
         """A trial an earlier driver left running: followed if its launcher still knows the job,
         else recorded interrupted (its job died with that driver) and queued again."""
         trial = running_trial(run.study, frozen)
@@ -153,7 +157,7 @@ class DispatchLoop:
             self.start_repeats(run)
         return refusal is None
 
-    def _prepare(self) -> tuple[Ticket, Any] | None:
+    def _prepare(self) -> tuple[Ticket, Prepared] | None:
         run = self._next_cell()
         if run is None:
             return None
@@ -192,7 +196,7 @@ class DispatchLoop:
         run.in_flight += 1
         return Ticket(run, trial, job_num, 0.0, values), self.dispatcher.prepare(overrides, job_num)
 
-    def _take_ready(self) -> tuple[Ticket, Any] | None:
+    def _take_ready(self) -> tuple[Ticket, Prepared] | None:
         while self.ready:
             ticket, prepared = self.ready.popleft()
             if not (ticket.run.stopped or ticket.run.ended):
@@ -211,7 +215,7 @@ class DispatchLoop:
             self.start_repeats(ticket.run)  # it may have been all that kept a converged cell from them
         return None
 
-    def _submit(self, ticket: Ticket, prepared: Any) -> None:
+    def _submit(self, ticket: Ticket, prepared: Prepared) -> None:
         key = next(self._ids)
         ticket.grant = self.dispatcher.grant(prepared)
         ticket.started = time.monotonic()
@@ -237,7 +241,11 @@ class DispatchLoop:
             raise finished.launcher_error  # e.g. a SLURM job that can never start: so would the next
 
     def _record(
-        self, ticket: Ticket, ret: Any, launcher_error: BaseException | None, finished: Finished | None = None
+        self,
+        ticket: Ticket,
+        ret: JobReturn | None,
+        launcher_error: BaseException | None,
+        finished: Finished | None = None,
     ) -> None:
         from optuna.trial import TrialState
 
@@ -311,7 +319,9 @@ class DispatchLoop:
         if tickets:
             self.on_change()
 
-    def _record_interrupted(self, run: CellRun, trial: Any, event: str, error: str, requeue: bool = True) -> None:
+    def _record_interrupted(
+        self, run: CellRun, trial: Trial | FrozenTrial, event: str, error: str, requeue: bool = True
+    ) -> None:
         """The one way a trial is recorded interrupted: in its study (re-queued unless it never
         ran), on the console, and for the observers (MLflow closes its run as KILLED)."""
         frozen = mark_interrupted(run.study, trial, requeue=requeue)

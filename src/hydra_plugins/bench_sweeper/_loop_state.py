@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._budget import Budget
 from ._cells import Cell
 from ._cost import Grant
 from ._studies import PHASE_REPEAT, PHASE_TUNE
+
+if TYPE_CHECKING:
+    import optuna
+    from omegaconf import DictConfig
 
 
 @dataclass
@@ -17,7 +21,7 @@ class CellRun:
     """One study's trials in this loop: a cell's tuning, or its seed repeats."""
 
     cell: Cell
-    study: Any
+    study: optuna.Study
     target: int = 0  # tuning: finished trials wanted (n_trials); repeats: the number of seeds
     count_pruned: bool = True  # tuning: a pruned trial counts towards target (hydra.sweeper.count_pruned)
     phase: str = PHASE_TUNE
@@ -56,7 +60,7 @@ class CellRun:
 @dataclass
 class Ticket:
     run: CellRun
-    trial: Any  # optuna.trial.Trial
+    trial: optuna.trial.Trial
     job_num: int
     started: float
     values: dict[str, Any] = field(default_factory=dict)  # what the job is given: params (and a repeat's seed)
@@ -70,7 +74,7 @@ class LoopSettings:
     common_overrides: list[str]
     storage_location: str
     trial_key: str
-    seed_key: str | None = None
+    seed_key: str = "seed"  # where a repeat's job gets its seed (hydra.sweeper.seed_key)
     # cell's finished tuning run -> its repeats run, or why it has none (None: no repeats wanted)
     open_repeats: Callable[[CellRun], CellRun | str] | None = None
     budget: Budget | None = None
@@ -80,4 +84,5 @@ class LoopSettings:
     warm_start: Callable[[CellRun], int] | None = None
     # ... and whether a cell not started yet should wait for its siblings (they seed it).
     defer: Callable[[CellRun, list[CellRun]], bool] | None = None
-    configure: Callable[[Any, Any], None] | None = None  # hydra.sweeper.custom_search_space
+    # hydra.sweeper.custom_search_space: (the cell's config, a new trial) -> more params suggested on it
+    configure: Callable[[DictConfig, optuna.trial.Trial], None] | None = None

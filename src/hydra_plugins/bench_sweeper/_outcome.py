@@ -7,7 +7,7 @@ import math
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import ListConfig
 
@@ -15,17 +15,23 @@ from ._errors import CellError
 from ._masking import mask_text
 from ._private_apis import job_outcome
 
+if TYPE_CHECKING:
+    from hydra.core.utils import JobReturn
+    from optuna.trial import TrialState
+
 
 @dataclass
 class Outcome:
-    state: Any  # optuna.trial.TrialState
+    state: TrialState
     value: float | list[float] | None = None  # a list: one per objective
     outputs: dict[str, Any] = field(default_factory=dict)  # what a job returned besides its objective
     error: str | None = None
     abort: bool = False  # a CellError: every trial of this cell would repeat it
 
 
-def judge(job_return: Any, launcher_error: BaseException | None = None, objectives: int | None = 1) -> Outcome:
+def judge(
+    job_return: JobReturn | None, launcher_error: BaseException | None = None, objectives: int | None = 1
+) -> Outcome:
     """`objectives`: how many values the cell's study expects (one per direction); None takes any
     number (an observer reading an outcome the driver judges)."""
     import optuna
@@ -33,6 +39,8 @@ def judge(job_return: Any, launcher_error: BaseException | None = None, objectiv
 
     if launcher_error is not None:
         return Outcome(TrialState.FAIL, error=mask_text(_describe(launcher_error)))
+    if job_return is None:
+        return Outcome(TrialState.FAIL, error="the launcher returned no result for the job")
     completed, returned = job_outcome(job_return)
     if completed:
         value, outputs = split_outcome(returned)

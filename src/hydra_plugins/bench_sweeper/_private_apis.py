@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+    from hydra.core.utils import JobReturn
+    from optuna.trial import FrozenTrial, Trial
 
 
-def trial_id(trial: Any) -> int:
+def trial_id(trial: Trial | FrozenTrial) -> int:
     """The storage id of an Optuna Trial or FrozenTrial (optuna<6: no public accessor)."""
     return int(trial._trial_id)
 
 
-def trial_by_id(study: Any, storage_id: int) -> Any:
+def trial_by_id(study: optuna.Study, storage_id: int) -> Trial:
     """A live optuna.trial.Trial for a RUNNING trial given its storage id: how a job finds the trial
     the driver asked for, and how a driver takes over one an earlier driver left (optuna<6: the
     constructor is not meant for users)."""
@@ -26,7 +31,7 @@ def trial_by_id(study: Any, storage_id: int) -> Any:
     return optuna.trial.Trial(study, storage_id)
 
 
-def running_trial(study: Any, frozen: Any) -> Any:
+def running_trial(study: optuna.Study, frozen: FrozenTrial) -> Trial:
     """A live Trial for a RUNNING FrozenTrial, so user attributes can still be set before it is told."""
     return trial_by_id(study, trial_id(frozen))
 
@@ -38,7 +43,7 @@ def override_value_text(value: Any) -> str:
     return Override._get_value_element_as_str(value)
 
 
-def job_outcome(job_return: Any) -> tuple[bool, Any]:
+def job_outcome(job_return: JobReturn) -> tuple[bool, Any]:
     """(completed, return value or exception) of a Hydra JobReturn. Its public `return_value`
     prints "Error executing job with overrides: <overrides>" to stderr and re-raises (hydra-core<1.4)."""
     from hydra.core.utils import JobStatus

@@ -25,6 +25,7 @@ from .trial import PHASE_TUNE as PHASE_TUNE
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.trial import FrozenTrial, Trial
 
     from ._cells import Cell
 
@@ -207,13 +208,13 @@ def open_cell_study(
     return study
 
 
-def running_trials(study: optuna.Study) -> list[Any]:
+def running_trials(study: optuna.Study) -> list[FrozenTrial]:
     from optuna.trial import TrialState
 
     return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
 
-def mark_interrupted(study: optuna.Study, trial: Any, requeue: bool = True) -> Any:
+def mark_interrupted(study: optuna.Study, trial: Trial | FrozenTrial, requeue: bool = True) -> FrozenTrial:
     """Record a trial whose job was stopped or died as FAIL + interrupted and, unless it was only
     being prepared, queue its parameters again so the next run of the sweep re-runs it. It does not
     count against max_failure_rate. `trial` is a live Trial or the FrozenTrial of a RUNNING one."""
