@@ -29,7 +29,25 @@ GROUPS_COLUMNS = ["model", "group", "value", "ci_low", "ci_high", "se", "reason"
 PAIRS_COLUMNS = ["group", "model_a", "model_b", "probability", "ci_low", "ci_high"]
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+class Args(argparse.Namespace):
+    """The command line as parse_args reads it, and what build wrote (for main's closing line)."""
+
+    inputs: list[str]
+    normalizer: str | None
+    groups: str | None
+    bootstrap: int
+    seed: int
+    resample: str
+    compat: str | None
+    where: list[str]
+    out: str | None
+    tracking_uri: str | None
+    no_mlflow: bool
+    wrote_submission: bool
+    wrote_costs: bool
+
+
+def parse_args(argv: list[str] | None) -> Args:
     parser = argparse.ArgumentParser(
         prog="python -m bench.report",
         description=__doc__.split("\n")[0],
@@ -58,13 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", help="output dir (default: <first sweep dir>/report, else ./report)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI for mlflow:<experiment> inputs")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the report to the sweeps' MLflow runs")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv, namespace=Args())
     if args.bootstrap < 1:
         parser.error(f"--bootstrap {args.bootstrap}: give at least 1 bootstrap sample")
     return args
 
 
-def _groups(option: str | None, datasets: set[str], normalizer: dict | None) -> dict[str, list[str]]:
+def _groups(option: str | None, datasets: set[str], normalizer: stats.Normalizer | None) -> dict[str, list[str]]:
     if option is None:
         return {"All": sorted(datasets)}
     if option == "geobench2":
@@ -83,7 +101,7 @@ def _groups(option: str | None, datasets: set[str], normalizer: dict | None) -> 
     return groups
 
 
-def _normalizer(path: str | None, datasets: set[str]) -> dict[str, tuple[float, float]] | None:
+def _normalizer(path: str | None, datasets: set[str]) -> stats.Normalizer | None:
     if path is None:
         return None
     ranges = inputs.load_json(path, "normalizer")
@@ -115,7 +133,7 @@ def _scored(scores: pd.DataFrame) -> pd.DataFrame:
     return data
 
 
-def _compat_warnings(args: argparse.Namespace, data: pd.DataFrame) -> list[str]:
+def _compat_warnings(args: Args, data: pd.DataFrame) -> list[str]:
     said = []
     lower = sorted(data.loc[data["direction"] == MINIMIZE, "dataset"].unique())
     if lower:
@@ -132,7 +150,9 @@ def _compat_warnings(args: argparse.Namespace, data: pd.DataFrame) -> list[str]:
     return said
 
 
-def _statistics(args: argparse.Namespace, data: pd.DataFrame, normalizer, groups) -> tuple[pd.DataFrame, ...]:
+def _statistics(
+    args: Args, data: pd.DataFrame, normalizer: stats.Normalizer | None, groups: dict[str, list[str]]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     settings = stats.Settings(args.bootstrap, args.seed, args.resample == "datasets")
     if data.empty:
         return (
@@ -154,7 +174,7 @@ def _statistics(args: argparse.Namespace, data: pd.DataFrame, normalizer, groups
     )
 
 
-def _method(args: argparse.Namespace) -> str:
+def _method(args: Args) -> str:
     if args.compat:
         return (
             f"compat {args.compat}: the leaderboard's normalisation, IQMs and mean ± SEM of 100 bootstrap IQMs, "
@@ -173,7 +193,7 @@ def _method(args: argparse.Namespace) -> str:
     )
 
 
-def _normalisation_notes(data: pd.DataFrame, normalizer: dict | None) -> list[str]:
+def _normalisation_notes(data: pd.DataFrame, normalizer: stats.Normalizer | None) -> list[str]:
     """Why a table has no normalised score, or no score at all."""
     if data.empty:
         return [
@@ -204,7 +224,7 @@ def _unequal_notes(datasets: pd.DataFrame, failed: pd.DataFrame, flags: pd.DataF
     ]
 
 
-def build(args: argparse.Namespace) -> Path:
+def build(args: Args) -> Path:
     loaded = merge.load(args.inputs, args.tracking_uri, args.where, per_input=bool(args.compat))
     data = _scored(loaded.scores)  # every input checked before anything is made
     if args.compat:  # biomassters' RMSE as the leaderboard stores it, as its own submissions hold it
@@ -218,10 +238,10 @@ def build(args: argparse.Namespace) -> Path:
 
 
 def _write(
-    args: argparse.Namespace,
+    args: Args,
     loaded: merge.Inputs,
     data: pd.DataFrame,
-    normalizer: dict | None,
+    normalizer: stats.Normalizer | None,
     groups: dict[str, list[str]],
     out: Path,
 ) -> None:

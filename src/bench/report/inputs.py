@@ -18,6 +18,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -113,9 +114,9 @@ def _from_sweep(directory: Path, path: str) -> Source:
         for rows, layout in zip((tuning, repeats), layouts)
     )
     scores = pd.DataFrame(columns=LAYOUT + swept)
-    if not repeats.empty:
+    if (scored_layout := layouts[1]) is not None:  # repeats.csv has rows
         scored = standing(repeats) & (repeats["state"] == "COMPLETE")
-        scores = layouts[1][scored].reset_index(drop=True)
+        scores = scored_layout[scored].reset_index(drop=True)
     notes = []
     if driver := running_driver(directory):
         stage = "tuning" if repeats.empty else "running"
@@ -287,7 +288,7 @@ def _from_mlflow(experiment: str, tracking_uri: str | None) -> list[Path]:
     return directories
 
 
-def load_json(path: str, what: str) -> dict:
+def load_json(path: str, what: str) -> dict[str, Any]:
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:

@@ -137,7 +137,7 @@ def conform(scores: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def additional_info(scores: pd.DataFrame) -> dict:
+def additional_info(scores: pd.DataFrame) -> dict[str, str | list[dict[str, str]]]:
     """The leaderboard's additional_info.json (its JSON_FORMAT), filled with what bench knows; the
     links, licence and model sizes are for the submitter to fill."""
     trials = sorted({int(n) for n in scores["n_trials"].dropna()})

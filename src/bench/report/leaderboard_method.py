@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.report.stats import TRIM, single_model_datasets
+from bench.report.stats import TRIM, Normalizer, single_model_datasets
 
 REPEAT = 100
 
 
-def normalize(scores: pd.DataFrame, normalizer: dict[str, tuple[float, float]] | None) -> pd.Series:
+def normalize(scores: pd.DataFrame, normalizer: Normalizer | None) -> pd.Series:
     """The leaderboard's (x - min) / (max - min); without a normalizer (the leaderboard always has
     one) the observed range, and, as in bench's method, nothing for a dataset one model scored."""
     out = pd.Series(np.nan, index=scores.index, dtype=float)

@@ -26,6 +26,7 @@ any key a sweep swept as cells (inputs.py). The inputs merge by it:
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,11 +49,13 @@ class Inputs:
     notes: list[str] = field(default_factory=list)  # what the merge did, for the console and the page
 
 
-def load(paths: list[str], tracking_uri: str | None = None, where: list[str] = (), per_input: bool = False) -> Inputs:
+def load(
+    paths: list[str], tracking_uri: str | None = None, where: Sequence[str] = (), per_input: bool = False
+) -> Inputs:
     return merge(read(paths, tracking_uri), where, per_input)
 
 
-def merge(sources: list[Source], where: list[str] = (), per_input: bool = False) -> Inputs:
+def merge(sources: list[Source], where: Sequence[str] = (), per_input: bool = False) -> Inputs:
     names = [s.name for s in sources]
     shown = {s.path: s.name if names.count(s.name) == 1 else s.path for s in sources}
     swept = list(dict.fromkeys(k for s in sources for k in s.swept))
@@ -103,7 +106,7 @@ def merge(sources: list[Source], where: list[str] = (), per_input: bool = False)
     for note in notes:
         print(f"bench.report: {note}", file=sys.stderr)
     own = scores.pop("_own").astype(bool)
-    return Inputs(scores, tuning, repeats, [s.directory for s in sources if s.own], own, notes)
+    return Inputs(scores, tuning, repeats, [s.directory for s in sources if s.directory is not None], own, notes)
 
 
 def _with_input(model: str, source: str) -> str:
@@ -154,7 +157,7 @@ def _identity(frame: pd.DataFrame, swept: list[str]) -> pd.DataFrame:
     return out
 
 
-def _where(where: list[str], *frames: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
+def _where(where: Sequence[str], *frames: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
     wanted: dict[str, set[str]] = {}
     for condition in where:
         key, sep, value = condition.partition("=")

@@ -6,9 +6,14 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:  # matplotlib itself is imported only when a figure is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 PLOTS = {
     "groups": "Aggregate IQM per model and group, 95 % CI",
@@ -19,7 +24,7 @@ PLOTS = {
 }
 
 
-def _figure(rows: int, cols: int, width: float = 4.0, height: float = 3.0):
+def _figure(rows: int, cols: int, width: float = 4.0, height: float = 3.0) -> tuple[Figure, np.ndarray]:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display, no GUI toolkit
@@ -29,7 +34,7 @@ def _figure(rows: int, cols: int, width: float = 4.0, height: float = 3.0):
     return fig, axes.ravel()
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     for ax in fig.axes:
@@ -42,7 +47,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def _interval_plot(
-    ax, table: pd.DataFrame, value: str, title: str, bounds: tuple[str, str] = ("ci_low", "ci_high")
+    ax: Axes, table: pd.DataFrame, value: str, title: str, bounds: tuple[str, str] = ("ci_low", "ci_high")
 ) -> None:
     table = table.sort_values("model")
     y = np.arange(len(table))

@@ -24,6 +24,7 @@ Columns used: model, dataset, direction ("maximize" / "minimize"), score (the ra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,11 @@ from scipy import stats
 
 from bench.report.intervals import CONFIDENCE, TRIM, iqm, studentized, yuen  # noqa: F401  (TRIM, iqm: compat's)
 from hydra_plugins.bench_sweeper.api import MINIMIZE
+
+# dataset -> the (min, max) that normalise its scores (--normalizer)
+Normalizer = dict[str, tuple[float, float]]
+# A vectorised statistic of one or more samples, as scipy.stats.bootstrap calls it.
+Statistic = Callable[..., np.ndarray]
 
 
 @dataclass
@@ -47,7 +53,7 @@ def single_model_datasets(scores: pd.DataFrame) -> list[str]:
     return sorted(counts[counts < 2].index)
 
 
-def normalize(scores: pd.DataFrame, normalizer: dict[str, tuple[float, float]] | None) -> pd.Series:
+def normalize(scores: pd.DataFrame, normalizer: Normalizer | None) -> pd.Series:
     """Each score mapped per dataset so that the range's low end is 0 and its high end 1, the best
     end being 1: by the normalizer's fixed range, else by the observed range across models (NaN
     for a dataset one model scored). Not clipped."""
@@ -67,7 +73,7 @@ def normalize(scores: pd.DataFrame, normalizer: dict[str, tuple[float, float]] |
     return out
 
 
-def _bootstrap(samples: list[np.ndarray], statistic, settings: Settings) -> tuple[float, float, float]:
+def _bootstrap(samples: list[np.ndarray], statistic: Statistic, settings: Settings) -> tuple[float, float, float]:
     """(ci_low, ci_high, se) of `statistic` over samples each resampled within itself (strata)."""
     if any(len(s) < 2 for s in samples):
         return np.nan, np.nan, np.nan  # a single seed has no spread to resample
@@ -195,7 +201,7 @@ def group_table(scores: pd.DataFrame, groups: dict[str, list[str]], settings: Se
     return pd.DataFrame(rows, columns=["model", "group", "value", "ci_low", "ci_high", "se", "reason"])
 
 
-def _improvement(k: int):
+def _improvement(k: int) -> Statistic:
     """Statistic over 2k samples (A's k datasets, then B's): mean over datasets of P(A > B)."""
 
     def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
