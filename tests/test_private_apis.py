@@ -1,0 +1,63 @@
+"""The one Hydra internal the sweeper's planning relies on (_private_apis.config_files_read_once):
+these tests fail when a Hydra release changes what it relies on, or when composing through it gives
+a config that composing without it would not."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import hydra
+import pytest
+from hydra import initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.config_repository import CachingConfigRepository
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from hydra_plugins.bench_sweeper._private_apis import config_files_read_once
+
+STUB_CONF = Path(__file__).parent / "stub_app" / "conf"
+CELLS = [["task=a", "model=x"], ["task=a", "model=y"], ["task=b", "model=x"], ["task=b", "model=y", "+extra=1"]]
+
+
+def test_hydra_is_the_version_the_adapter_was_written_for():
+    assert hydra.__version__.startswith("1.3."), "check _private_apis.config_files_read_once, then the pin"
+
+
+def test_the_hydra_internals_the_adapter_relies_on_are_unchanged():
+    # ConfigLoaderImpl keeps its repository in `repository` and wraps it in a fresh
+    # CachingConfigRepository, which deep-copies it, for every composition ...
+    assert "CachingConfigRepository(self.repository)" in inspect.getsource(ConfigLoaderImpl)
+    assert "copy.deepcopy(delegate)" in inspect.getsource(CachingConfigRepository.__init__)
+    # ... whose constructor and load_config() the adapter's subclass overrides with these signatures.
+    assert list(inspect.signature(CachingConfigRepository.__init__).parameters) == ["self", "delegate"]
+    assert list(inspect.signature(CachingConfigRepository.load_config).parameters) == ["self", "config_path"]
+
+
+@pytest.fixture
+def loader():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(STUB_CONF), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        assert isinstance(loader, ConfigLoaderImpl) and loader.repository is not None
+        yield loader
+    GlobalHydra.instance().clear()
+
+
+def compose_cells(loader: ConfigLoaderImpl) -> list[str]:
+    primary = loader.load_configuration("config", ["task=a,b"], run_mode=RunMode.MULTIRUN)
+    return [OmegaConf.to_yaml(loader.load_sweep_config(primary, cell)) for cell in CELLS + CELLS[:1]]
+
+
+def test_composing_through_the_adapter_gives_byte_identical_configs(loader):
+    plain = compose_cells(loader)
+    original = loader.repository
+    with config_files_read_once(loader):
+        assert loader.repository is not original  # the adapter is in place
+        cached = compose_cells(loader)
+        assert loader.repository.pickled  # and composition read the files through it
+    assert loader.repository is original  # and gone afterwards
+    assert cached == plain
+    assert cached[0] == cached[-1]  # a file read once, composed twice: no edit of the first leaks
