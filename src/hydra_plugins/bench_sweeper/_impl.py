@@ -3,7 +3,7 @@
 arguments -> plan (_plan.py: every check, nothing created) -> lock the sweep dir (_sweepdir.py)
           -> one study per cell, checked against what it held before (_studies.py)
           -> trials an earlier driver left running: followed, or recorded interrupted
-          -> DispatchLoop over a Dispatcher for the configured launcher (_loop.py, _dispatch.py),
+          -> DispatchLoop over a Dispatcher for the configured launcher (_loop.py; _dispatch.py, _ray.py, _slurm.py),
              which queues each cell's seed repeats as soon as its tuning is done (_repeats.py)
           -> results.csv / best.csv / repeats.csv for every cell of the sweep dir (_results.py)
 """
