@@ -15,7 +15,7 @@ import logging
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
@@ -27,6 +27,13 @@ from ._observer import Observers
 from ._plan import SweepPlan, describe_plan, make_plan, problems_error
 from ._results import format_value
 from .config import AccountingConf, BenchSweeperConf, BudgetConf
+
+if TYPE_CHECKING:
+    import optuna
+
+    from ._budget import Budget
+    from ._loop_state import CellRun
+    from ._sweepdir import SweepDir
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +72,7 @@ class BenchSweeperImpl:
         with SweepDir(plan.sweep_dir, plan.axes) as sweep_dir, _signals_as_exceptions() as signals:
             return self._run(plan, sweep_dir, signals)
 
-    def _run(self, plan: SweepPlan, sweep_dir: Any, signals: list[int]) -> list[dict[str, Any]]:
+    def _run(self, plan: SweepPlan, sweep_dir: SweepDir, signals: list[int]) -> list[dict[str, Any]]:
         from ._console import Console
         from ._dispatch import make_dispatcher
         from ._fingerprint import fingerprint
@@ -215,7 +222,7 @@ class BenchSweeperImpl:
         return best
 
 
-def _budget(conf: Any, studies: list[Any], runs: list[Any], seeds: int) -> Any:
+def _budget(conf: Any, studies: list[optuna.Study], runs: list[CellRun], seeds: int) -> Budget:
     """The sweep's budget, charged with what every study of the sweep dir has spent already."""
     from ._budget import Budget, spent_by_cell
     from ._studies import PHASE_TUNE, STUDY_CELL, STUDY_PHASE
@@ -233,7 +240,7 @@ def _budget(conf: Any, studies: list[Any], runs: list[Any], seeds: int) -> Any:
     return budget
 
 
-def _print_left_short(budget: Any, runs: list[Any], sweep_dir: Path) -> None:
+def _print_left_short(budget: Budget, runs: list[CellRun], sweep_dir: Path) -> None:
     """A budget reached is a planned end: say where, and which cells still want trials."""
     short = [f"{run.label} ({run.done}/{run.target})" for run in runs if run.wants_trials]
     if budget.reached is None or not short:
