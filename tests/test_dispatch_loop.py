@@ -114,9 +114,10 @@ def make_cell(index: int, model: str, task: str = "t") -> Cell:
     )
 
 
-def make_runs(storage: Any, models: list[str], target: int = 3, **kwargs: Any) -> list[CellRun]:
+def make_runs(storage: Any, models: list[str], target: int = 3, first: int = 0, **kwargs: Any) -> list[CellRun]:
+    """One tuning run per model, each with its own study; `first`: the first cell's index."""
     runs = []
-    for i, model in enumerate(models):
+    for i, model in enumerate(models, start=first):
         cell = make_cell(i, model)
         study = optuna.create_study(study_name=cell.label, storage=storage, sampler=optuna.samplers.RandomSampler(i))
         runs.append(CellRun(cell, study, target=target, **kwargs))
@@ -200,8 +201,7 @@ def test_a_cell_error_stops_its_cell_at_once(storage):
 
 
 def test_pruned_trials_count_towards_the_target_or_not(storage):
-    runs = make_runs(storage, ["a"], target=3) + make_runs(storage, ["b"], target=3, count_pruned=False)
-    runs[1].cell.index = 1
+    runs = make_runs(storage, ["a"], target=3) + make_runs(storage, ["b"], target=3, first=1, count_pruned=False)
     outcome = lambda job: optuna.TrialPruned() if job.number == 0 else job.x  # noqa: E731
     make_loop(runs, ScriptedDispatcher(outcome), slots=1).run()
 
@@ -272,8 +272,7 @@ def test_the_sweep_budget_stops_every_cell(storage):
 
 
 def test_repeats_start_as_soon_as_a_cell_is_tuned_while_others_still_tune(storage):
-    runs = make_runs(storage, ["a"], target=1) + make_runs(storage, ["b"], target=4)
-    runs[1].cell.index = 1
+    runs = make_runs(storage, ["a"], target=1) + make_runs(storage, ["b"], target=4, first=1)
     outcome = lambda job: {"value": job.x or 0.0, TEST_VALUE: 0.5 + job.seed / 10} if job.seed else job.x  # noqa: E731
     dispatcher = ScriptedDispatcher(outcome, pick=lambda running: running[:1])  # oldest first
     loop = make_loop(runs, dispatcher, slots=2, open_repeats=opener([1, 2], storage))
