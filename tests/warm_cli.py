@@ -54,12 +54,18 @@ def _preload() -> None:
     root.addHandler(placeholder)
     try:
         import hydra  # noqa: F401
+        import lightning.pytorch  # noqa: F401
         import mlflow  # noqa: F401
         import optuna  # noqa: F401
+        import terratorch  # noqa: F401
+        import terratorch.datamodules  # noqa: F401
+        import terratorch.tasks  # noqa: F401
+        import torch  # noqa: F401
 
         import bench  # noqa: F401
         import bench.errors  # noqa: F401
-        import bench.train  # noqa: F401  (torch, Lightning, TerraTorch)
+        import bench.lightning_callbacks  # noqa: F401
+        import bench.train  # noqa: F401
         import hydra_plugins.bench_sweeper.api  # noqa: F401
     finally:
         root.removeHandler(placeholder)
