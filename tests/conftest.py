@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -56,37 +55,16 @@ def compose_cfg(tmp_path, data_dir):
     return _compose
 
 
-@pytest.fixture(scope="session")
-def warm_cli(data_dir):
-    """A server that has imported what `python -m bench` imports and forks a process per command
-    (tests/warm_cli.py); started on first use, one per test process."""
-    from tests.warm_cli import WarmCli
-
-    server = WarmCli({**os.environ, "BENCH_DATA_DIR": str(data_dir), "HYDRA_FULL_ERROR": ""}, REPO_ROOT)
-    yield server
-    server.close()
-
-
 @pytest.fixture
-def run_cli(tmp_path, data_dir, request):
+def run_cli(tmp_path, data_dir):
     """Run `python -m bench ...` in a process of its own; returns CompletedProcess (text). The process
     is forked from a warm interpreter (tests/warm_cli.py) unless the command's environment sets a
     variable a module may read as it is imported; then it is a fresh `python -m bench`."""
+    from tests.warm_cli import python_m
 
     def _run(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
         full_env = {**os.environ, "BENCH_DATA_DIR": str(data_dir), "HYDRA_FULL_ERROR": "", **(env or {})}
-        if os.environ.get("BENCH_TEST_WARM_CLI", "1") == "1":
-            server = request.getfixturevalue("warm_cli")
-            if server.takes(full_env):
-                return server.run(list(args), cwd=tmp_path, env=full_env, timeout=timeout)
-        return subprocess.run(
-            [sys.executable, "-m", "bench", *args],
-            cwd=tmp_path,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return python_m("bench", *args, cwd=tmp_path, env=full_env, timeout=timeout)
 
     return _run
 

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,14 @@ from hydra import compose, initialize_config_dir
 from bench.convert.cli import main
 from bench.paths import CONFIG_DIR
 from bench.spec import build_spec
+from tests.warm_cli import python_m
 
 ITERATE = Path(__file__).parent / "data" / "iterate"
 CONFIGS = sorted(p.name for p in ITERATE.glob("*.yaml"))
 
 
 def convert(config: str, out: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bench.convert", str(ITERATE / config), "--out", str(out), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return python_m("bench.convert", str(ITERATE / config), "--out", str(out), *args, timeout=120)
 
 
 def iterate_plan(config: str) -> dict:
@@ -61,10 +56,11 @@ def test_converted_preset_dry_runs_as_iterate_would(config, tmp_path):
     expected = iterate_plan(config)
 
     args = command.split()[3:]  # after `python -m bench`
-    dry = subprocess.run(
-        [sys.executable, "-m", "bench", *args, "hydra.sweeper.dry_run=true", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-        capture_output=True,
-        text=True,
+    dry = python_m(
+        "bench",
+        *args,
+        "hydra.sweeper.dry_run=true",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
         timeout=120,
         cwd=tmp_path,
         env={**os.environ, "GEO_BENCH_DIR": str(tmp_path / "no-data"), "HF_HUB_OFFLINE": "1"},
@@ -131,7 +127,7 @@ def test_an_existing_different_file_is_never_overwritten(tmp_path):
 def test_a_config_that_is_not_iterates_gets_a_sentence(tmp_path):
     bogus = tmp_path / "bogus.yaml"
     bogus.write_text("n_trials: 3\n")
-    result = subprocess.run([sys.executable, "-m", "bench.convert", str(bogus)], capture_output=True, text=True)
+    result = python_m("bench.convert", str(bogus))
     assert result.returncode != 0 and "has no `tasks:` list" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 from bench.report import stats
 from bench.report.build import build, parse_args, tuning_table
 from tests.helpers import UNACCOUNTED_CELLS, read_csv, write_cost_sweep
+from tests.warm_cli import python_m
 
 LEADERBOARD = Path(__file__).parent / "data" / "geobench2_leaderboard"
 SUBMISSION = LEADERBOARD / "submission_114be1f0-5a41-43a5-b4e6-7fb683bc01ec.csv"
@@ -41,7 +41,8 @@ GROUPS_COLUMNS = ["model", "group", "value", "ci_low", "ci_high", "se", "reason"
 
 
 def report(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench.report", *argv], capture_output=True, text=True, timeout=300)
+    """`python -m bench.report ...` in a process of its own (forked from a warm interpreter)."""
+    return python_m("bench.report", *argv, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`python -m bench ...` from a warm interpreter: a server process that has imported what a training
+"""`python -m bench ...` (and `python -m bench.report ...`, any module) from a warm interpreter: a server process that has imported what a training
 run imports (torch, Lightning, TerraTorch, MLflow, Hydra, bench and its sweeper: 10-40 s of CPU on
 this machine, every time) forks a child per command. The child is a process of its own (its own pid,
 process group, cwd, environment, stdout and stderr, signal handlers) that runs bench/__main__.py as
@@ -16,6 +16,7 @@ before torch is imported (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -63,8 +64,10 @@ def _preload() -> None:
         import torch  # noqa: F401
 
         import bench  # noqa: F401
+        import bench.convert.cli  # noqa: F401
         import bench.errors  # noqa: F401
         import bench.lightning_callbacks  # noqa: F401
+        import bench.report.build  # noqa: F401
         import bench.train  # noqa: F401
         import hydra_plugins.bench_sweeper.api  # noqa: F401
     finally:
@@ -91,11 +94,11 @@ def _child(request: dict) -> None:
         out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(out, fd)
         os.close(out)
-    sys.argv = ["-m", *request["argv"]]  # runpy puts bench/__main__.py's path first, as -m does
+    sys.argv = ["-m", *request["argv"]]  # runpy puts the module's path first, as -m does
     sys.path[0] = request["cwd"]  # `python -m` puts the working directory first
     code: int = 0
     try:
-        runpy.run_module("bench", run_name="__main__", alter_sys=True)
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
     except SystemExit as exc:
         if exc.code is None:
             code = 0
@@ -123,6 +126,9 @@ def _child(request: dict) -> None:
 
 
 def serve(path: str) -> None:
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: gone with the test process that started it
     _preload()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
@@ -187,11 +193,13 @@ class WarmCli:
         changed = {k for k in env.keys() | self.env.keys() if env.get(k) != self.env.get(k)}
         return changed <= RUNTIME_ENV
 
-    def run(self, args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    def run(
+        self, module: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float
+    ) -> subprocess.CompletedProcess:
         self._count += 1
         out = os.path.join(self._dir, f"{self._count}.out")
         err = os.path.join(self._dir, f"{self._count}.err")
-        request = {"argv": list(args), "cwd": str(cwd), "env": env, "stdout": out, "stderr": err}
+        request = {"module": module, "argv": list(args), "cwd": str(cwd), "env": env, "stdout": out, "stderr": err}
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(self._socket)
             conn.settimeout(timeout)
@@ -203,13 +211,13 @@ class WarmCli:
                     code = int(stream.readline())
                 except TimeoutError:
                     os.killpg(pid, signal.SIGKILL)
-                    raise subprocess.TimeoutExpired(["python", "-m", "bench", *args], timeout) from None
+                    raise subprocess.TimeoutExpired(["python", "-m", module, *args], timeout) from None
         try:
             stdout, stderr = Path(out).read_text(errors="replace"), Path(err).read_text(errors="replace")
         finally:
             for path in (out, err):
                 os.unlink(path)
-        return subprocess.CompletedProcess(["python", "-m", "bench", *args], code, stdout, stderr)
+        return subprocess.CompletedProcess(["python", "-m", module, *args], code, stdout, stderr)
 
     def close(self) -> None:
         self._server.kill()
@@ -219,6 +227,31 @@ class WarmCli:
         for name in os.listdir(self._dir):
             os.unlink(os.path.join(self._dir, name))
         os.rmdir(self._dir)
+
+
+_shared: WarmCli | None = None
+
+
+def python_m(
+    module: str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` with its output captured as text, as subprocess.run would give it:
+    forked from this test process's warm server where the environment allows (see the module's
+    docstring), else a fresh interpreter. env: the whole environment (default: this process's)."""
+    global _shared
+    env = dict(os.environ if env is None else env)
+    cwd = Path.cwd() if cwd is None else Path(cwd)
+    if os.environ.get("BENCH_TEST_WARM_CLI", "1") == "1":
+        if _shared is None:
+            from bench.paths import REPO_ROOT
+
+            _shared = WarmCli(dict(os.environ), REPO_ROOT)
+            atexit.register(_shared.close)
+        if _shared.takes(env):
+            return _shared.run(module, list(args), cwd=cwd, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 if __name__ == "__main__":
