@@ -19,10 +19,15 @@ SECRET = "hunter2-do-not-log"
 def run_stub(
     sweep_dir: Path, *args: str, timeout: float = 300, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(STUB), "-m", f"hydra.sweep.dir={sweep_dir}", *args],
-        capture_output=True,
-        text=True,
+    """The stub sweep to its end, in a process of its own (forked from a warm interpreter:
+    tests/warm_cli.py)."""
+    from tests.warm_cli import python_script
+
+    return python_script(
+        STUB,
+        "-m",
+        f"hydra.sweep.dir={sweep_dir}",
+        *args,
         timeout=timeout,
         cwd=cwd,
         env={**os.environ, "HYDRA_FULL_ERROR": "1", **(env or {})},

@@ -94,11 +94,19 @@ def _child(request: dict) -> None:
         out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(out, fd)
         os.close(out)
-    sys.argv = ["-m", *request["argv"]]  # runpy puts the module's path first, as -m does
-    sys.path[0] = request["cwd"]  # `python -m` puts the working directory first
+    script = request.get("script")
+    if script:  # `python <script>`: the script's own folder first on sys.path
+        sys.argv = [script, *request["argv"]]
+        sys.path[0] = os.path.dirname(os.path.realpath(script))
+    else:  # `python -m <module>`: runpy puts the module's path first, and the working directory goes first
+        sys.argv = ["-m", *request["argv"]]
+        sys.path[0] = request["cwd"]
     code: int = 0
     try:
-        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        if script:
+            runpy.run_path(script, run_name="__main__")
+        else:
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
     except SystemExit as exc:
         if exc.code is None:
             code = 0
@@ -194,12 +202,22 @@ class WarmCli:
         return changed <= RUNTIME_ENV
 
     def run(
-        self, module: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float
+        self, module: str, args: list[str], cwd: Path, env: dict[str, str], timeout: float, script: str = ""
     ) -> subprocess.CompletedProcess:
+        """`python -m module args`, or `python script args` when a script is given."""
         self._count += 1
         out = os.path.join(self._dir, f"{self._count}.out")
         err = os.path.join(self._dir, f"{self._count}.err")
-        request = {"module": module, "argv": list(args), "cwd": str(cwd), "env": env, "stdout": out, "stderr": err}
+        request = {
+            "module": module,
+            "script": script,
+            "argv": list(args),
+            "cwd": str(cwd),
+            "env": env,
+            "stdout": out,
+            "stderr": err,
+        }
+        command = ["python", script] if script else ["python", "-m", module]
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(self._socket)
             conn.settimeout(timeout)
@@ -211,13 +229,13 @@ class WarmCli:
                     code = int(stream.readline())
                 except TimeoutError:
                     os.killpg(pid, signal.SIGKILL)
-                    raise subprocess.TimeoutExpired(["python", "-m", module, *args], timeout) from None
+                    raise subprocess.TimeoutExpired([*command, *args], timeout) from None
         try:
             stdout, stderr = Path(out).read_text(errors="replace"), Path(err).read_text(errors="replace")
         finally:
             for path in (out, err):
                 os.unlink(path)
-        return subprocess.CompletedProcess(["python", "-m", module, *args], code, stdout, stderr)
+        return subprocess.CompletedProcess([*command, *args], code, stdout, stderr)
 
     def close(self) -> None:
         self._server.kill()
@@ -238,6 +256,19 @@ def python_m(
     """`python -m <module> <args>` with its output captured as text, as subprocess.run would give it:
     forked from this test process's warm server where the environment allows (see the module's
     docstring), else a fresh interpreter. env: the whole environment (default: this process's)."""
+    return _run(["-m", module], args, cwd, env, timeout)
+
+
+def python_script(
+    script: str | Path, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """`python <script> <args>`, as python_m runs a module."""
+    return _run([str(script)], args, cwd, env, timeout)
+
+
+def _run(
+    command: list[str], args: tuple[str, ...], cwd: Path | None, env: dict[str, str] | None, timeout: float
+) -> subprocess.CompletedProcess:
     global _shared
     env = dict(os.environ if env is None else env)
     cwd = Path.cwd() if cwd is None else Path(cwd)
@@ -248,9 +279,10 @@ def python_m(
             _shared = WarmCli(dict(os.environ), REPO_ROOT)
             atexit.register(_shared.close)
         if _shared.takes(env):
-            return _shared.run(module, list(args), cwd=cwd, env=env, timeout=timeout)
+            module, script = (command[1], "") if command[0] == "-m" else ("", command[0])
+            return _shared.run(module, list(args), cwd=cwd, env=env, timeout=timeout, script=script)
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, *command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
