@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bench.oom import TrialOutOfMemoryError
+from bench.tracking.trial_logger import TrialLogger
 from bench.train import train
 
 pytestmark = pytest.mark.slow
@@ -47,8 +48,9 @@ def test_an_out_of_memory_trial_is_rerun_from_scratch_at_half_the_batch_size(com
         *_record_epochs(record),
         f"output_dir={out}",
     )
-    with mlflow.start_run() as run:
-        returned = train(cfg)
+    client = mlflow.MlflowClient()
+    run_id = client.create_run("0").info.run_id  # the Default experiment's
+    returned = train(cfg, TrialLogger(client.tracking_uri, run_id))
     assert returned == {
         "value": pytest.approx(returned["value"]),
         "oom_retries": 2,
@@ -68,7 +70,7 @@ def test_an_out_of_memory_trial_is_rerun_from_scratch_at_half_the_batch_size(com
     assert [e["batches"] for e in final] == [8, 8]
     assert [e["global_step"] for e in final] == [2, 4]
     assert (out / "checkpoints" / "best.ckpt").is_file() and not (out / "checkpoints" / "last.ckpt").exists()
-    tags = mlflow.MlflowClient().get_run(run.info.run_id).data.tags
+    tags = client.get_run(run_id).data.tags
     recorded = ("bench.oom_retries", "bench.batch_size", "bench.accumulate_grad_batches")
     assert [tags[name] for name in recorded] == ["2", "2", "4"]
 

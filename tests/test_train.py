@@ -130,3 +130,25 @@ def test_a_rerun_job_resumes_from_its_last_checkpoint(compose_cfg, tmp_path):
     epochs = lambda path: sorted({int(r["epoch"]) for r in csv.DictReader(open(path)) if r.get("val/mIoU")})  # noqa: E731
     assert epochs(first) == [0, 1]
     assert epochs(second) == [2, 3]  # continued, not started over
+
+
+def test_a_single_run_logs_every_epoch_into_a_standalone_run_it_closes(run_cli, tmp_path):
+    """`python -m bench` without -m: the entry point opens a standalone MLflow run and hands it to
+    train() (no global active run); each epoch's metrics arrive, and the run ends with its outcome."""
+    from mlflow import MlflowClient
+
+    result = run_cli("task=synthetic_seg", "task.max_epochs=2", "task.patience=2", "hparams.lr=1e-3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/multirun_outputs/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("bench").experiment_id])
+    assert (run.info.status, run.data.tags["bench.level"], run.data.tags["bench.state"]) == (
+        "FINISHED",
+        "run",
+        "COMPLETE",
+    )
+    history = client.get_metric_history(run.info.run_id, "val/mIoU")
+    assert len(history) == 2  # one point per epoch, all sent
+    assert run.data.metrics["objective"] == pytest.approx(max(m.value for m in history))
+    assert run.data.tags["bench.checkpoint_path"].endswith("best.ckpt")
+    assert float(run.data.params["hparams.lr"]) == 1e-3
+    assert {"config.yaml", "overrides.yaml"} <= {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from bench.tracking.trial_logger import TrialLogger
 from hydra_plugins.bench_sweeper.api import judge
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.duration(15)
 
@@ -138,7 +139,7 @@ def test_an_interrupted_sweep_job_leaves_its_run_to_the_driver_and_a_standalone_
     assert run.data.params == {"hparams.lr": "0.01"}
 
 
-def test_the_lightning_logger_sends_each_epoch_when_the_next_one_starts(store):
+def test_the_lightning_logger_sends_each_epoch_when_the_next_one_starts_and_the_last_at_the_close(store):
     uri, client, new_run = store
     run_id = new_run()
     logger = TrialLogger(uri, run_id)
@@ -151,10 +152,14 @@ def test_the_lightning_logger_sends_each_epoch_when_the_next_one_starts(store):
     lightning.log_metrics({"val/mIoU": 0.1, "epoch": 0}, step=3)
     assert points("val/mIoU") == []  # epoch 0 still open: nothing sent yet
     lightning.log_metrics({"train/loss": 0.7, "epoch": 1}, step=7)
-    assert points("val/mIoU") == [(3, 0.1)] and points("train/loss") == [(3, 0.9)]  # epoch 0, in one batch
+    # Epoch 0, in one batch, sent by the trial's own thread while the next epoch trains.
+    wait_for(lambda: points("val/mIoU") == [(3, 0.1)], 30, "epoch 0 to be sent")
+    assert points("train/loss") == [(3, 0.9)]
     lightning.log_hyperparams({"model_args": {"backbone": "resnet18"}, "api_key": "sk-not-for-mlflow"})
-    lightning.finalize("success")  # the end of the fit sends the last epoch
-    assert points("train/loss") == [(3, 0.9), (7, 0.7)]
-    params = client.get_run(run_id).data.params
-    assert params == {"model_args/backbone": "resnet18", "api_key": "***"}
-    assert client.get_run(run_id).info.status == "RUNNING"  # the trial, not Lightning, closes the run
+    lightning.finalize("success")  # the end of the fit: the trial, not Lightning, closes the run
+    wait_for(lambda: client.get_run(run_id).data.params, 30, "the hyperparameters to be sent")
+    assert client.get_run(run_id).data.params == {"model_args/backbone": "resnet18", "api_key": "***"}
+    assert client.get_run(run_id).info.status == "RUNNING"
+    logger.close(judge(_returned(0.1), objectives=None))  # the last epoch goes with the closing request
+    assert points("train/loss") == [(3, 0.9), (7, 0.7)] and points("objective") == [(0, 0.1)]
+    assert client.get_run(run_id).info.status == "FINISHED"

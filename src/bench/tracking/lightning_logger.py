@@ -4,10 +4,11 @@ Imported only where Lightning already is (train._fit, the benchmarks): it import
 
 Lightning calls log_metrics several times an epoch (training steps every log_every_n_steps, the
 train-epoch aggregates, validation), each with the epoch it belongs to. Points are kept in the
-TrialLogger's buffer and sent, in one log_batch request, when the first point of the next epoch
-arrives; the last epoch's at the end of each fit or test (finalize), or when the trial closes (a
-pruned or failed fit). One blocking request per epoch costs the training loop milliseconds, and
-nothing is left in a queue for the end of the trial to wait on (bench.tracking.trial_logger).
+TrialLogger's buffer and handed, as one log_batch request, to the trial's sender thread when the
+first point of the next epoch arrives. The last epoch's points wait for the trial's end and go in
+its closing request, with the objective and bench.state: a request the trial makes anyway, so the
+end of a trial waits on two requests, not three (bench.tracking.trial_logger). The training loop
+never waits on MLflow.
 """
 
 from __future__ import annotations
@@ -61,6 +62,6 @@ class EpochBatchLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        """The end of a fit or test: its last points. The run itself stays open: the trial closes it
-        with its real outcome (a repeat still tests after its fit)."""
-        self.trial.flush()
+        """The end of a fit or test: nothing to do. The run stays open (the trial closes it with its
+        real outcome, and a repeat still tests after its fit), and the last epoch's points go with
+        the closing request."""

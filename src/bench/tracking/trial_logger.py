@@ -1,20 +1,19 @@
 """The job side of tracking: one trial's MLflow run, which train() receives explicitly.
 
 A TrialLogger writes to one run by its id through an MlflowClient: no `mlflow.start_run`, no global
-active run, no background queue. In a bench sweep the driver (bench.tracking.sweep_callback) has
-created the run and handed its id and the tracking URI to the job as config values
-(mlflow.run_id, mlflow.tracking_uri); a single `python -m bench` run gets a standalone run here.
+active run. In a bench sweep the driver (bench.tracking.sweep_callback) has created the run and
+handed its id and the tracking URI to the job as config values (mlflow.run_id,
+mlflow.tracking_uri); a single `python -m bench` run gets a standalone run here.
 
-Why synchronous, batched requests instead of MLflow's asynchronous logging: the async queue made
-every trial pay ~2 s after its fit (flush_async_logging ~0.9 s waiting on the queue thread, and
-end_run's shut_down_async_logging ~1 s) on trials whose fit takes 4-6 s. Here per-epoch metrics
-are buffered and sent as one log_batch request per epoch (bench.tracking.lightning_logger), and
-opening and closing a run are a few requests each (benchmarks/trial_logger_overhead.py prints
-what that costs outside the fit).
+What it costs a trial (benchmarks/trial_logger_overhead.py prints it, goal: under 0.1 s outside
+the fit on every launcher): the job's config and overrides, and each epoch's metrics (one
+log_batch per epoch: bench.tracking.lightning_logger), go to a thread of the trial's own
+(bench.tracking.sender) while it trains; closing the run is two requests, after that thread has
+sent the rest. MLflow's own asynchronous logging, used before, cost ~2 s per trial at its end.
 
     logger = TrialLogger.for_job(cfg, overrides, output_dir, multirun)   # None: tracking is off
-    train(cfg, logger)        # per-epoch metrics, OOM-retry tags, the best checkpoint
-    logger.close(outcome)     # objective(s), bench.state, FINISHED / FAILED + error.txt / KILLED
+    logger.around(lambda: train(cfg, logger))   # closes the run with the job's outcome:
+        # objective(s) and bench.state; FINISHED / KILLED (pruned) / FAILED with error.txt (masked)
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from bench.tracking import run_tree
+from bench.tracking.sender import Sender
 from bench.tracking.store import default_locations, settings_of, store_locations
 from hydra_plugins.bench_sweeper.api import Outcome, flatten, mask_config, mask_data, mask_override, mask_text
 
@@ -39,15 +39,19 @@ _MAX_METRICS = 1000  # MLflow's limit per log_batch request
 _MAX_PARAMS = 100
 
 
-def app_config(config: DictConfig) -> dict[str, Any]:
-    """The composed config without Hydra's own node, resolved and masked."""
-    plain = mask_config(config)
-    plain.pop("hydra", None)
-    return plain
+def app_config(config: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """The composed config without Hydra's own node, resolved and masked. Only the app's part is
+    resolved: resolving Hydra's node too cost as much again, to be thrown away."""
+    raw = OmegaConf.to_container(config, resolve=False) if isinstance(config, DictConfig) else config
+    if not isinstance(raw, dict):
+        raise TypeError(f"a config mapping, not {type(raw).__name__}")
+    masked = mask_config(OmegaConf.create({key: value for key, value in raw.items() if key != "hydra"}))
+    return {str(key): value for key, value in masked.items()}
 
 
 class TrialLogger:
-    """One run, by id. Metrics wait in a buffer until flush(); everything else is sent at once."""
+    """One run, by id. Metrics wait in a buffer until flush(); what is logged while the trial runs
+    is sent by its Sender thread, in order; close() sends the rest and ends the run."""
 
     def __init__(self, tracking_uri: str, run_id: str, save_models: bool = False, standalone: bool = False) -> None:
         from mlflow import MlflowClient
@@ -58,6 +62,7 @@ class TrialLogger:
         self.standalone = standalone  # no driver will close this run if the job cannot
         self._pending: list[Metric] = []
         self._params: set[str] = set()  # MLflow refuses a param logged again with another value
+        self._sender = Sender(run_id)
 
     # ---- opening --------------------------------------------------------------------------------
     @classmethod
@@ -96,9 +101,17 @@ class TrialLogger:
         return logger
 
     def log_job(self, config: DictConfig, overrides: Sequence[str], output_dir: str) -> None:
-        masked = OmegaConf.to_container(OmegaConf.create([mask_override(o) for o in overrides]))
-        self.client.log_text(self.run_id, yaml.safe_dump(app_config(config), sort_keys=False), "config.yaml")
-        self.client.log_text(self.run_id, yaml.safe_dump(masked, sort_keys=False), "overrides.yaml")
+        """config.yaml and overrides.yaml (masked), and the output dir as a tag. The config is
+        copied here (a few ms) and resolved and masked on the sender's thread (~50 ms on bench's)."""
+        raw = OmegaConf.to_container(config, resolve=False)
+        masked_overrides = [mask_override(str(o)) for o in overrides]
+
+        def send() -> None:
+            dump = yaml.safe_dump(app_config(raw if isinstance(raw, dict) else {}), sort_keys=False)
+            self.client.log_text(self.run_id, dump, "config.yaml")
+            self.client.log_text(self.run_id, yaml.safe_dump(masked_overrides, sort_keys=False), "overrides.yaml")
+
+        self._sender.submit(send)
         self.tag({"bench.output_dir": output_dir})
 
     # ---- during the job -------------------------------------------------------------------------
@@ -110,10 +123,13 @@ class TrialLogger:
         self._pending.extend(Metric(key, float(value), now, step) for key, value in metrics.items())
 
     def flush(self) -> None:
-        """Every buffered metric point, in requests of at most 1000."""
+        """Every buffered metric point, in requests of at most 1000, by the sender."""
         pending, self._pending = self._pending, []
         for start in range(0, len(pending), _MAX_METRICS):
-            self.client.log_batch(self.run_id, metrics=pending[start : start + _MAX_METRICS], synchronous=True)
+            self._send(metrics=pending[start : start + _MAX_METRICS])
+
+    def _send(self, **batch: Any) -> None:
+        self._sender.submit(lambda: self.client.log_batch(self.run_id, **batch, synchronous=True))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Masked; a param this logger already logged keeps its first value (an OOM retry's task is
@@ -127,20 +143,20 @@ class TrialLogger:
         ]
         self._params.update(p.key for p in new)
         for start in range(0, len(new), _MAX_PARAMS):
-            self.client.log_batch(self.run_id, params=new[start : start + _MAX_PARAMS], synchronous=True)
+            self._send(params=new[start : start + _MAX_PARAMS])
 
     def tag(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
         if tags:
-            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
+            self._send(tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def record_checkpoint(self, path: str) -> None:
         """The trial's best checkpoint: the file itself with mlflow.save_models, else its path."""
         if not path:
             return
         if self.save_models:
-            self.client.log_artifact(self.run_id, path, "checkpoints")
+            self._sender.submit(lambda: self.client.log_artifact(self.run_id, path, "checkpoints"))
         else:
             self.tag({"bench.checkpoint_path": path})
 
@@ -171,14 +187,16 @@ class TrialLogger:
         elif state == "PRUNED":
             tags.append(RunTag("bench.pruned", "true"))
         elif outcome.error:
-            self.client.log_text(self.run_id, mask_text(outcome.error), "error.txt")
-        try:
-            pending, self._pending = self._pending, []
+            error = mask_text(outcome.error)
+            self._sender.submit(lambda: self.client.log_text(self.run_id, error, "error.txt"))
+        pending, self._pending = self._pending, []
+        self._sender.drain()  # what the trial logged before, sent in order before its run ends
+        try:  # the last epoch's points, the objective and the state in one request
             self.client.log_batch(self.run_id, metrics=pending[:_MAX_METRICS], tags=tags, synchronous=True)
-            self._pending = pending[_MAX_METRICS:]
-            self.flush()
+            for start in range(_MAX_METRICS, len(pending), _MAX_METRICS):
+                self.client.log_batch(self.run_id, metrics=pending[start : start + _MAX_METRICS], synchronous=True)
         finally:
-            self.client.set_terminated(self.run_id, status)
+            _terminate(self.client, self.run_id, status)
         return status
 
     def around(self, job: Callable[[], R]) -> R:
@@ -204,8 +222,18 @@ class TrialLogger:
         """The job was stopped (Ctrl-C, SIGTERM, a preempted or requeued SLURM job): what it logged
         stays. In a sweep the driver closes the run (KILLED, bench.state=INTERRUPTED) or a requeued
         job continues it; a standalone run has no driver, so it is closed KILLED here."""
-        try:
-            self.flush()
-        finally:
-            if self.standalone:
-                self.client.set_terminated(self.run_id, "KILLED")
+        self.flush()
+        self._sender.drain()
+        if self.standalone:
+            _terminate(self.client, self.run_id, "KILLED")
+
+
+def _terminate(client: MlflowClient, run_id: str, status: str) -> None:
+    """The run's status and end time, in one request. MlflowClient.set_terminated would first ask
+    for the run again, to print a link to it, on an HTTP store (MLflow 3.x: _log_url)."""
+    from mlflow.entities import RunStatus
+    from mlflow.utils.time import get_current_time_millis
+
+    client._tracking_client.store.update_run_info(
+        run_id, run_status=RunStatus.from_string(status), end_time=get_current_time_millis(), run_name=None
+    )
