@@ -12,6 +12,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from bench.convert.catalog import load_option
 from bench.errors import ConfigError
 from bench.paths import CONFIG_DIR
 from bench.spec import build_spec
@@ -165,11 +166,9 @@ def test_a_models_resources_override_the_launchers_defaults():
     assert (ray.ray.remote.num_gpus, ray.ray.remote.num_cpus) == (2, 16)
 
 
-@pytest.mark.parametrize(
-    "model", [m for m in group_options("model") if OmegaConf.load(CONFIG_DIR / "model" / f"{m}.yaml").get("resources")]
-)
+@pytest.mark.parametrize("model", [m for m in group_options("model") if load_option("model", m).get("resources")])
 def test_catalog_resources_reach_the_launcher(model):
-    stated = OmegaConf.load(CONFIG_DIR / "model" / f"{model}.yaml").resources
+    stated = load_option("model", model).resources
     launcher = _launcher("launcher=slurm", f"model={model}")
     if stated.get("gpus_per_trial") is not None:
         assert launcher.gpus_per_node == stated.gpus_per_trial

@@ -8,6 +8,7 @@ import pytest
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
+from bench.convert.catalog import load_option
 from bench.errors import ConfigError
 from bench.paths import CONFIG_DIR
 from bench.spec import build_spec
@@ -39,7 +40,7 @@ TYPES = {"segmentation": "synthetic_seg", "classification": "synthetic_cls"}
 
 
 def _model_file(model: str):
-    return OmegaConf.load(CONFIG_DIR / "model" / f"{model}.yaml")
+    return load_option("model", model)
 
 
 def _synthetic_bands_for(model: str) -> list[str]:
@@ -170,8 +171,6 @@ def test_default_search_space_matches_the_documented_ranges(compose_cfg):
 def test_launcher_local_uses_hydra_basic_launcher():
     from hydra import compose, initialize_config_dir
 
-    from bench.paths import CONFIG_DIR
-
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["launcher=local"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_ == "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
@@ -189,8 +188,6 @@ def test_experiment_demo_overrides_task_budget(compose_cfg):
 def test_pruning_picks_the_sweepers_pruner_and_a_preset_can_turn_it_off(option, pruner):
     from hydra import compose, initialize_config_dir
 
-    from bench.paths import CONFIG_DIR
-
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"pruning={option}"], return_hydra_config=True)
         default = compose("config", return_hydra_config=True)
@@ -200,8 +197,6 @@ def test_pruning_picks_the_sweepers_pruner_and_a_preset_can_turn_it_off(option, 
 
 def test_run_and_sweep_dirs_of_commands_started_in_the_same_second_differ():
     from hydra import compose, initialize_config_dir
-
-    from bench.paths import CONFIG_DIR
 
     dirs = []
     for _ in range(2):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from omegaconf import OmegaConf
 
+from bench.convert.catalog import load_option
 from bench.errors import ConfigError
 from bench.evaluation import same_samples
 from bench.spec import TASK_TYPES, build_spec
@@ -29,13 +29,8 @@ SIZE = 64
 
 def _catalog_claims(task_type: str) -> list[str]:
     """The catalog's models whose file has an entry for this type, read from the YAML (no compose at collection)."""
-    from bench.paths import CONFIG_DIR
 
-    return [
-        m
-        for m in group_options("model")
-        if task_type in (OmegaConf.load(CONFIG_DIR / "model" / f"{m}.yaml").get("task_types") or {})
-    ]
+    return [m for m in group_options("model") if task_type in (load_option("model", m).get("task_types") or {})]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import bench
+from bench.convert.catalog import load_option
 from bench.paths import CONFIG_DIR
 from bench.spec import build_spec
 from hydra_plugins.bench_sweeper._space import parse_search_space
@@ -295,7 +296,7 @@ def test_geobench_v1_searches_iterates_optimization_space():
 def test_geobench_v1_gives_each_model_family_iterates_decoder(source):
     config = iterate(source)
     model = FAMILIES[source]
-    catalog = OmegaConf.load(CONFIG_DIR / "model" / f"{model}.yaml").model_args.backbone
+    catalog = load_option("model", model).model_args.backbone
     assert catalog.endswith(config["defaults"]["terratorch_task"]["model_args"]["backbone"])  # timm_resnet50
     for task in (t for t in config["tasks"] if t["type"] == "segmentation"):
         args = task["terratorch_task"]["model_args"]

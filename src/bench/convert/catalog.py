@@ -26,8 +26,42 @@ class CatalogTask:
 
 
 def _load(path: Path) -> DictConfig:
-    # conf/'s task, model and primary config files are mappings (Hydra composes them as such).
+    """A conf/ group file as Hydra composes it on its own: the files its `defaults:` list names
+    (/model_defaults/prithvi@_here_ from conf/, `common` from the file's own folder) merged in
+    order, the file itself at `_self_` (last where unlisted); group choices (`- model: x`) are left
+    out. conf/'s task, model and primary config files are mappings (Hydra composes them as such)."""
+    node = _raw(path)
+    defaults = node.pop("defaults", None) if "defaults" in node else None
+    if not defaults:
+        return node
+    layers: list[DictConfig] = []
+    for entry in defaults:
+        if entry == "_self_":
+            layers.append(node)
+        elif isinstance(entry, str):
+            name = entry.split("@", 1)[0]
+            folder = path.parent.parent if name.startswith("/") else path.parent
+            layers.append(_load(folder / f"{name.lstrip('/')}.yaml"))
+    if "_self_" not in defaults:
+        layers.append(node)
+    return cast(DictConfig, OmegaConf.merge(*layers))
+
+
+def _raw(path: Path) -> DictConfig:
     return cast(DictConfig, OmegaConf.load(path))
+
+
+def _derived(path: Path) -> bool:
+    """A file made from another option of its own group (bench.convert writes these, with defaults
+    [/task/<option>@_here_, _self_]): it inherits that option's datamodule or backbone, but is not the
+    catalog's own entry for it."""
+    defaults = _raw(path).get("defaults") or []
+    return any(isinstance(entry, str) and entry.startswith(f"/{path.parent.name}/") for entry in defaults)
+
+
+def load_option(group: str, option: str, config_dir: Path = CONFIG_DIR) -> DictConfig:
+    """conf/<group>/<option>.yaml with its defaults list merged (see _load), interpolations as written."""
+    return _load(config_dir / group / f"{option}.yaml")
 
 
 def _plain(node: DictConfig) -> dict[str, Any]:
@@ -41,6 +75,8 @@ def tasks_by_datamodule(config_dir: Path = CONFIG_DIR) -> dict[str, CatalogTask]
     GEO-Bench-2 proxies) are left out: the class alone does not say which dataset is meant."""
     found: dict[str, list[CatalogTask]] = {}
     for path in sorted((config_dir / "task").glob("*.yaml")):
+        if _derived(path):
+            continue
         node = _load(path)
         target = OmegaConf.select(node, "datamodule._target_", default=None)
         if not target:
@@ -85,6 +121,8 @@ def models_by_backbone(config_dir: Path = CONFIG_DIR) -> dict[str, CatalogModel]
     """TerraTorch backbone registry name -> the catalog model that builds it."""
     out: dict[str, CatalogModel] = {}
     for path in sorted((config_dir / "model").glob("*.yaml")):
+        if _derived(path):
+            continue
         model = _load(path)
         node = _plain(model)
         args = node.get("model_args") or {}
