@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
 
 from tests.helpers import STUB, read_csv, run_stub, studies
+from tests.warm_cli import python_script
 
 pytestmark = pytest.mark.duration(50)
 
@@ -19,12 +19,8 @@ EXAMPLES = STUB.parent
 
 
 def run_example(script: str, sweep_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(EXAMPLES / script), "-m", f"hydra.sweep.dir={sweep_dir}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=sweep_dir.parent,
+    return python_script(
+        EXAMPLES / script, "-m", f"hydra.sweep.dir={sweep_dir}", *args, timeout=timeout, cwd=sweep_dir.parent
     )
 
 
@@ -87,18 +83,13 @@ def test_sphere_runs_with_every_sampler_group(tmp_path):
     ):
         expected = f"optuna.samplers.{expected}"
         sweep = tmp_path / sampler
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(EXAMPLES / "sphere" / "sphere.py"),
-                "-m",
-                f"hydra.sweep.dir={sweep}",
-                f"hydra/sweeper/sampler={sampler}",
-                "hydra.sweeper.n_trials=5",
-                *extra,
-            ],
-            capture_output=True,
-            text=True,
+        result = python_script(
+            EXAMPLES / "sphere" / "sphere.py",
+            "-m",
+            f"hydra.sweep.dir={sweep}",
+            f"hydra/sweeper/sampler={sampler}",
+            "hydra.sweeper.n_trials=5",
+            *extra,
             timeout=300,
         )
         assert result.returncode == 0, (sampler, result.stderr[-3000:])
@@ -110,19 +101,14 @@ def test_sphere_runs_with_every_sampler_group(tmp_path):
 
 
 def test_the_grid_sampler_runs_a_small_grid_once_and_stops(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLES / "sphere" / "sphere.py"),
-            "-m",
-            f"hydra.sweep.dir={tmp_path / 's'}",
-            "hydra/sweeper/sampler=grid",
-            "hydra.sweeper.n_trials=50",
-            "x=choice(-1,0,1)",
-            "y=choice(0,5)",
-        ],
-        capture_output=True,
-        text=True,
+    result = python_script(
+        EXAMPLES / "sphere" / "sphere.py",
+        "-m",
+        f"hydra.sweep.dir={tmp_path / 's'}",
+        "hydra/sweeper/sampler=grid",
+        "hydra.sweeper.n_trials=50",
+        "x=choice(-1,0,1)",
+        "y=choice(0,5)",
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
