@@ -18,6 +18,8 @@ from bench.paths import CONFIG_DIR
 from bench.spec import build_spec
 from tests.conftest import group_options
 
+pytestmark = pytest.mark.duration(40)
+
 CELL = re.compile(r"^cell task=(\S+),model=(\S+): (\w+) (\S+)$", re.M)
 
 

@@ -9,7 +9,7 @@ import pytest
 from bench.errors import ConfigError
 from bench.spec import build_spec
 
-pytestmark = pytest.mark.duration(60)
+pytestmark = pytest.mark.duration(65)
 
 
 def refusal(compose_cfg, *overrides: str) -> str:

@@ -14,6 +14,8 @@ import pytest
 
 from tests.helpers import read_csv, run_stub
 
+pytestmark = pytest.mark.duration(50)
+
 GRANT = ["hydra.sweeper.accounting.local_gpus=1", "hydra.sweeper.accounting.local_cpus=3"]
 
 

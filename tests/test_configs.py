@@ -15,7 +15,7 @@ from bench.spec import build_spec
 from hydra_plugins.bench_sweeper._space import parse_search_space
 from tests.conftest import group_options
 
-pytestmark = pytest.mark.duration(100)
+pytestmark = pytest.mark.duration(170)
 
 GROUPS = ["model", "task", "search_space", "launcher", "experiment", "pruning"]
 

@@ -19,6 +19,8 @@ from bench.paths import CONFIG_DIR
 from bench.spec import build_spec
 from tests.warm_cli import python_m
 
+pytestmark = pytest.mark.duration(45)
+
 ITERATE = Path(__file__).parent / "data" / "iterate"
 CONFIGS = sorted(p.name for p in ITERATE.glob("*.yaml"))
 

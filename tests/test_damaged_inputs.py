@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.duration(30)
+
 
 def _closed_port() -> int:
     with socket.socket() as s:

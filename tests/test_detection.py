@@ -15,7 +15,7 @@ from bench.evaluation import same_samples
 from bench.spec import TASK_TYPES, build_spec
 from tests.conftest import group_options
 
-pytestmark = pytest.mark.duration(120)
+pytestmark = pytest.mark.duration(90)
 
 DETECTION_TYPES = ("object_detection", "instance_segmentation")
 # An RGB task and a Sentinel-2 instance task on their RGB bands, which every catalog model can take.

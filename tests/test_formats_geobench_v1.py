@@ -9,6 +9,8 @@ import pytest
 from tests.formats.check import check_task_reads, load_batch
 from tests.formats.geobench_v1 import DATASETS, PER_SPLIT, write_geobench_v1
 
+pytestmark = pytest.mark.duration(50)
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(DATASETS))

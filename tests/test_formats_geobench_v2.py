@@ -13,7 +13,7 @@ import pytest
 from tests.formats.check import check_task_reads
 from tests.formats.geobench_v2_all import WRITERS
 
-pytestmark = pytest.mark.duration(45)
+pytestmark = pytest.mark.duration(20)
 
 
 @pytest.mark.slow

@@ -9,6 +9,8 @@ import pytest
 from tests.formats.check import check_task_reads
 from tests.formats.hls import ENV_VARS, WRITERS
 
+pytestmark = pytest.mark.duration(25)
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(WRITERS))

@@ -12,7 +12,7 @@ from bench.preflight import check_cell
 from bench.spec import build_spec
 from tests.helpers import read_csv
 
-pytestmark = pytest.mark.duration(110)
+pytestmark = pytest.mark.duration(75)
 
 
 @pytest.mark.slow

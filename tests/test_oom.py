@@ -14,7 +14,7 @@ from bench.oom import TrialOutOfMemoryError
 from bench.tracking.trial_logger import TrialLogger
 from bench.train import train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.duration(85)]
 
 # Few batches, so every attempt is quick; 8 train batches at batch size 2 are 2 optimizer steps at 4.
 FAST = ["task.max_epochs=2", "task.patience=2", "+trainer.limit_train_batches=8", "+trainer.limit_val_batches=2"]

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import STUB, read_csv, run_stub, studies
 from tests.warm_cli import python_script
 
-pytestmark = pytest.mark.duration(50)
+pytestmark = pytest.mark.duration(55)
 
 EXAMPLES = STUB.parent
 

@@ -23,7 +23,7 @@ from bench.spec import build_spec
 from hydra_plugins.bench_sweeper._space import parse_search_space
 from tests.conftest import group_options
 
-pytestmark = pytest.mark.duration(60)
+pytestmark = pytest.mark.duration(110)
 
 DATA = Path(__file__).parent / "data"
 LEADERBOARD = DATA / "geobench2_leaderboard"

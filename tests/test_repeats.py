@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import signal
 
+import pytest
+
 from tests.helpers import output, read_csv, run_stub, start_stub, studies, wait_for
+
+pytestmark = pytest.mark.duration(30)
 
 
 def _repeats(sweep) -> list[dict[str, str]]:

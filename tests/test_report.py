@@ -16,6 +16,8 @@ from bench.report.build import build, parse_args, tuning_table
 from tests.helpers import UNACCOUNTED_CELLS, read_csv, write_cost_sweep
 from tests.warm_cli import python_m
 
+pytestmark = pytest.mark.duration(90)
+
 LEADERBOARD = Path(__file__).parent / "data" / "geobench2_leaderboard"
 SUBMISSION = LEADERBOARD / "submission_114be1f0-5a41-43a5-b4e6-7fb683bc01ec.csv"
 NORMALIZER = LEADERBOARD / "normalizer_leaderboard_combined.json"

@@ -12,6 +12,8 @@ import pytest
 
 from tests.test_report_merge import cell, datasets, run, seeds, write_sweep
 
+pytestmark = pytest.mark.duration(20)
+
 CAPPED = ["COMPLETE"] * 10 + ["FAIL"] * 2 + ["PRUNED"] * 4  # a per-cell cap met with failures and pruning
 
 

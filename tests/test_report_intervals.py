@@ -19,6 +19,8 @@ from scipy import stats as distributions
 from bench.report import stats
 from bench.report.build import main
 
+pytestmark = pytest.mark.duration(95)
+
 SEEDS = 5
 LEADERBOARD = Path(__file__).parent / "data" / "geobench2_leaderboard"
 FROZEN = LEADERBOARD / "submission_80100fc6-dc1a-4514-b946-341157eaf816.csv"

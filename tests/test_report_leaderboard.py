@@ -18,6 +18,8 @@ import bench.report
 from bench.report.build import main
 from hydra_plugins.bench_sweeper._results import _write_csv
 
+pytestmark = pytest.mark.duration(17)
+
 # utils/constants.py NEW_SUBMISSION_COLUMN_INFO at 1659ccf5.
 STRING_COLS = [
     "dataset",

@@ -16,6 +16,8 @@ import pytest
 from bench.report.build import main
 from hydra_plugins.bench_sweeper._results import TRIAL_COLUMNS, _write_csv
 
+pytestmark = pytest.mark.duration(150)
+
 LEADERBOARD = Path(__file__).parent / "data" / "geobench2_leaderboard"
 FULL = LEADERBOARD / "submission_114be1f0-5a41-43a5-b4e6-7fb683bc01ec.csv"  # full_ft, 18 backbones
 RERUN = LEADERBOARD / "submission_2ce4a907-7ae3-45d3-a07a-558f8d0d758b.csv"  # full_ft, 3 of them again

@@ -10,6 +10,8 @@ import pytest
 
 from tests.helpers import output, read_csv, run_stub, running_trial_dir, start_stub, states, studies, wait_for
 
+pytestmark = pytest.mark.duration(30)
+
 
 def test_a_second_driver_stops_at_once_naming_the_first_which_finishes_its_budget(tmp_path):
     sweep, release = tmp_path / "sweep", tmp_path / "release"

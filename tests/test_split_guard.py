@@ -19,6 +19,8 @@ from bench.splits import TESTS_ON_VALIDATION, HeldOut
 from tests.formats.hls import ENV_VARS, WRITERS
 from tests.helpers import read_csv
 
+pytestmark = pytest.mark.duration(90)
+
 SAME_FILES = "its validation and test splits are the same files"
 REPO = Path(__file__).resolve().parents[1]
 TINY = [

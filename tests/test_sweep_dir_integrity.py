@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers import read_csv, run_stub
 
+pytestmark = pytest.mark.duration(15)
+
 ARGS = ["task=a,b", "hydra.sweeper.n_trials=2", "hydra.sweeper.repeats=2"]
 
 

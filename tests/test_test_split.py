@@ -7,7 +7,7 @@ import pytest
 
 from tests.helpers import read_csv
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.duration(30)]
 
 CELLS = {f"task={t},model={m}" for t in ("synthetic_cls", "synthetic_seg") for m in ("prithvi_tiny", "resnet50")}
 TEST_METRIC = {"synthetic_cls": "test/Accuracy", "synthetic_seg": "test/mIoU"}

@@ -11,7 +11,7 @@ from tests.formats.check import ONE_STEP, check_task_reads, load_batch
 from tests.formats.geobench_v2 import write_pastis
 from tests.formats.geobench_v2_temporal import write_biomassters, write_dynamic_earthnet
 
-pytestmark = pytest.mark.duration(25)
+pytestmark = pytest.mark.duration(40)
 
 SIZE = 24  # resized from 16 px samples: every pixel of the output is interpolated, none copied
 
