@@ -73,7 +73,11 @@ def test_not_root_means_cannot_run_here(tmp_path):
     import shutil
     import tempfile
 
-    with tempfile.TemporaryDirectory() as readable:
+    # $TMPDIR may be private too (root's own): a temp folder every user can reach, and "/" as the cwd.
+    bases = (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm")
+    reachable = [b for b in map(Path, bases) if all(os.stat(d).st_mode & 0o001 for d in [b, *b.resolve().parents])]
+    assert reachable, f"none of {bases} can be entered by other users"
+    with tempfile.TemporaryDirectory(dir=reachable[0]) as readable:
         os.chmod(readable, 0o755)
         scripts = Path(shutil.copytree(SCRIPTS, Path(readable) / "scripts"))
         for path in [scripts, *scripts.rglob("*")]:
@@ -83,6 +87,7 @@ def test_not_root_means_cannot_run_here(tmp_path):
             capture_output=True,
             text=True,
             timeout=60,
+            cwd="/",
             env={**os.environ, "BENCH_SLURM_DIR": str(tmp_path / "state")},
         )
     assert result.returncode == 2  # the one failure tests may skip on
