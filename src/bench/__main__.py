@@ -12,7 +12,7 @@ from bench.paths import CONFIG_DIR
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def app(cfg: DictConfig) -> Any:
+def app(cfg: DictConfig) -> float | list[float] | dict[str, Any]:
     """One job: its MLflow run opened (the one the sweep's driver made for it, or a standalone
     run), train() given it explicitly, the run closed with the job's outcome."""
     from hydra.core.hydra_config import HydraConfig

@@ -33,6 +33,10 @@ from bench.preflight import preflight
 from bench.spec import TrialSpec, plain_dict
 
 if TYPE_CHECKING:
+    import lightning.pytorch as pl
+    import optuna
+
+    from bench.lightning_callbacks import CostMeter
     from bench.tracking.trial_logger import TrialLogger
 
 log = logging.getLogger(__name__)
@@ -56,7 +60,8 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
     and closes with the outcome; per-epoch metrics, OOM-retry tags and the best checkpoint go there.
     None: nothing is tracked. One trial, top to bottom:
       1. preflight: the merged, checked TrialSpec, with the trial's phase, number and whether it
-         tests (decided there, once), before the torch import so bad input fails in about a second
+         tests (decided there, once), and the OOM retries allowed, before the torch import so bad
+         input fails in about a second
       2. devices, before anything initialises CUDA; then Lightning, and its logs routed
       3. the Optuna trial to report to and be pruned by (tuning trials only: repeats never prune)
       4. fit, rebuilt from scratch at half the batch size after running out of GPU memory
@@ -68,6 +73,7 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
     from hydra_plugins.bench_sweeper.api import PHASE_TUNE, trial_from_config
 
     spec = preflight(cfg)
+    max_oom_retries = allowed_retries(cfg.get("oom_retries", 3))  # a bad value fails before the torch import too
     devices = _assign_devices(cfg)
 
     import lightning.pytorch  # noqa: F401  (its import adds the console handler that the next line removes)
@@ -84,7 +90,7 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
     fitted, plan = fit_with_oom_retries(
         lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir, tracking),
         first,
-        allowed_retries(cfg.get("oom_retries", 3)),
+        max_oom_retries,
         discard_attempt=lambda: shutil.rmtree(output_dir / "checkpoints", ignore_errors=True),
         label=spec.task_name,
     )
@@ -100,7 +106,7 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
     if tracking is not None and retried:
         tracking.tag({f"bench.{key}": v for key, v in retried.items()})
     value: float | list[float] = best_value
-    if spec.objectives is not None:  # one value per listed metric, in order (bench.objectives)
+    if spec.objectives is not None and fitted.meter is not None:  # one value per listed metric (bench.objectives)
         value = objective_values(spec.objectives, best_value, fitted.meter.epochs, fitted.meter.costs(), spec.mode)
         log.info("%s: objectives %s", spec.task_name, dict(zip(spec.objectives.names, value)))
     if not spec.tests:
@@ -121,11 +127,11 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
 
 @dataclass
 class _Fitted:
-    trainer: Any
-    task: Any
-    datamodule: Any
-    checkpoint: Any  # the ModelCheckpoint keeping the best epoch
-    meter: Any = None  # callbacks.CostMeter, for a task with several objectives
+    trainer: pl.Trainer
+    task: pl.LightningModule
+    datamodule: pl.LightningDataModule
+    checkpoint: pl.callbacks.ModelCheckpoint  # keeps the best epoch
+    meter: CostMeter | None = None  # for a task with several objectives
 
 
 def _fit(
@@ -133,7 +139,7 @@ def _fit(
     spec: TrialSpec,
     plan: BatchPlan,
     trainer_args: dict[str, Any],
-    trial: Any,
+    trial: optuna.trial.Trial | None,
     output_dir: Path,
     tracking: TrialLogger | None = None,
 ) -> _Fitted:
@@ -192,7 +198,9 @@ def _fit(
     if trial is not None:
         callbacks.append(OptunaPruning(trial, spec.metric))
     callbacks += _configured_callbacks(cfg)
-    loggers = [pl.loggers.CSVLogger(output_dir, name="metrics")]  # metrics/version_N/metrics.csv
+    loggers: list[pl.loggers.Logger] = [
+        pl.loggers.CSVLogger(output_dir, name="metrics")
+    ]  # metrics/version_N/metrics.csv
     if tracking is not None:
         loggers.append(tracking.lightning_logger())  # one MLflow request per epoch
     trainer = pl.Trainer(

@@ -6,9 +6,13 @@ cell runs instead of creating new ones. Nothing here deletes a run or an artifac
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 LEVEL, SWEEP_DIR, CELL, TRIAL, STATE = "bench.level", "bench.sweep_dir", "bench.cell", "bench.trial", "bench.state"
 STUDY = "bench.study"
@@ -17,7 +21,7 @@ PARENT = "mlflow.parentRunId"
 MAX_PARAM = 6000  # MLflow's limit on a param value
 
 
-def ensure_experiment(client: Any, name: str, artifact_location: str | None) -> str:
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
@@ -30,13 +34,13 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
 
 
-def find_runs(client: Any, experiment_id: str, **tags: str) -> list[Any]:
+def find_runs(client: MlflowClient, experiment_id: str, **tags: str) -> list[Run]:
     where = " and ".join(f"tags.`{key}` = {_quote(str(value))}" for key, value in tags.items())
     return client.search_runs([experiment_id], filter_string=where, max_results=50000)
 
 
 def create_run(
-    client: Any, experiment_id: str, name: str | None, tags: dict[str, Any], parent_id: str | None = None
+    client: MlflowClient, experiment_id: str, name: str | None, tags: dict[str, Any], parent_id: str | None = None
 ) -> str:
     all_tags = {k: str(v) for k, v in tags.items() if v is not None}
     if parent_id:
@@ -44,7 +48,7 @@ def create_run(
     return client.create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
 
 
-def log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
+def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
     existing = client.get_run(run_id).data.params
@@ -53,5 +57,5 @@ def log_params(client: Any, run_id: str, params: dict[str, Any]) -> None:
         client.log_batch(run_id, params=new[start : start + 100])
 
 
-def log_yaml(client: Any, run_id: str, data: Any, artifact_file: str) -> None:
+def log_yaml(client: MlflowClient, run_id: str, data: Any, artifact_file: str) -> None:
     client.log_text(run_id, yaml.safe_dump(data, sort_keys=False), artifact_file)

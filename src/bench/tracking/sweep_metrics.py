@@ -8,21 +8,25 @@ front   a multi-objective cell's Pareto front, as a table artifact of its cell r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra_plugins.bench_sweeper.api import COST_ATTRS, TRACKER_RUN_ID_ATTR, mask_data
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 COST_METRICS = COST_ATTRS  # logged as metrics of the same names
 FRONT_ARTIFACT = "pareto_front.json"
 
 
-def costs_of(run: Any) -> dict[str, float]:
+def costs_of(run: Run) -> dict[str, float]:
     """The totals an existing (resumed) cell or benchmark run shows."""
     return {key: float(run.data.metrics.get(key, 0.0)) for key in COST_METRICS}
 
 
 def log_trial_cost(
-    client: Any, totals: dict[str, dict[str, float]], run_id: str, parents: list[str], attrs: dict[str, Any]
+    client: MlflowClient, totals: dict[str, dict[str, float]], run_id: str, parents: list[str], attrs: dict[str, Any]
 ) -> None:
     """The trial's figures on its run, and the parents' running totals (kept in `totals`)."""
     cost = {key: float(attrs[key]) for key in COST_METRICS if key in attrs}
@@ -37,7 +41,7 @@ def log_trial_cost(
             client.log_metric(parent, key, mine[key])
 
 
-def log_front(client: Any, cell_run: str, cell: Any, front: list) -> None:
+def log_front(client: MlflowClient, cell_run: str, cell: Any, front: list) -> None:
     """One row per non-dominated trial: its number, values by metric name, params and run id;
     the whole front, rewritten as it changes."""
     import pandas as pd

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
+    from bench.tracking.lightning_logger import EpochBatchLogger
+
 R = TypeVar("R")
 _MAX_METRICS = 1000  # MLflow's limit per log_batch request
 _MAX_PARAMS = 100
@@ -107,7 +109,8 @@ class TrialLogger:
         masked_overrides = [mask_override(str(o)) for o in overrides]
 
         def send() -> None:
-            dump = yaml.safe_dump(app_config(raw if isinstance(raw, dict) else {}), sort_keys=False)
+            plain = {str(key): value for key, value in raw.items()} if isinstance(raw, dict) else {}
+            dump = yaml.safe_dump(app_config(plain), sort_keys=False)
             self.client.log_text(self.run_id, dump, "config.yaml")
             self.client.log_text(self.run_id, yaml.safe_dump(masked_overrides, sort_keys=False), "overrides.yaml")
 
@@ -129,7 +132,10 @@ class TrialLogger:
             self._send(metrics=pending[start : start + _MAX_METRICS])
 
     def _send(self, **batch: Any) -> None:
-        self._sender.submit(lambda: self.client.log_batch(self.run_id, **batch, synchronous=True))
+        def send() -> None:
+            self.client.log_batch(self.run_id, **batch, synchronous=True)
+
+        self._sender.submit(send)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Masked; a param this logger already logged keeps its first value (an OOM retry's task is
@@ -160,7 +166,7 @@ class TrialLogger:
         else:
             self.tag({"bench.checkpoint_path": path})
 
-    def lightning_logger(self) -> Any:
+    def lightning_logger(self) -> EpochBatchLogger:
         """A Lightning logger feeding this run, one request per epoch (bench.tracking.lightning_logger)."""
         from bench.tracking.lightning_logger import EpochBatchLogger
 
