@@ -2,14 +2,16 @@
 
     python benchmarks/mlflow_overhead.py [--epochs 30] [--train]
 
-1. Logging alone: the MLFlowLogger train() uses (asynchronous), bound to a run on a local
+1. Logging alone: the Lightning logger train() uses (a TrialLogger's, bench.tracking.trial_logger:
+   one log_batch per epoch, sent by the trial's own thread), bound to a run on a local
    `mlflow server` over SQLite (bench's default store in a sweep), fed what a synthetic_seg epoch
    logs: one train-step call per batch (4 batches of 8 tiles) and one validation call with the
    task's ~15 metrics. Prints the time the training loop spends per logged epoch, and checks
    that every point arrived.
-2. With --train: train() on synthetic_seg for N epochs in one process, alternately with an
-   active MLflow run (SQLite) and without, twice each, and prints the best wall time per epoch of
+2. With --train: train() on synthetic_seg for N epochs in one process, alternately with a
+   TrialLogger (SQLite) and without, twice each, and prints the best wall time per epoch of
    each (noisy on a shared 2-core machine: the logging-alone figure is the one to trust).
+What tracking costs a trial outside its fit: benchmarks/trial_logger_overhead.py.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ STEPS_PER_EPOCH = 4
 
 def logging_alone(epochs: int) -> float:
     import mlflow
+    from hydra.core.utils import JobReturn, JobStatus
 
-    from bench.tracking.job import lightning_logger
     from bench.tracking.server import LocalTrackingServer
+    from bench.tracking.trial_logger import TrialLogger
+    from hydra_plugins.bench_sweeper.api import judge
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-mlflow-overhead-"))
     server = LocalTrackingServer(f"sqlite:///{tmp}/mlflow.db", (tmp / "artifacts").as_uri(), tmp / "server.log")
@@ -51,7 +55,8 @@ def logging_alone(epochs: int) -> float:
     try:
         client = mlflow.MlflowClient(url)
         run_id = client.create_run(client.create_experiment("overhead")).info.run_id
-        logger = lightning_logger(url, run_id)  # what train() uses
+        trial = TrialLogger(url, run_id)
+        logger = trial.lightning_logger()  # what train() uses
         step = 0
         started = time.perf_counter()
         for epoch in range(epochs):
@@ -60,7 +65,7 @@ def logging_alone(epochs: int) -> float:
                 step += 1
             logger.log_metrics({name: 0.5 + epoch * 0.01 for name in SEG_VAL_METRICS} | {"epoch": epoch}, step=step)
         per_epoch = (time.perf_counter() - started) / epochs  # what the training loop waits for
-        mlflow.flush_async_logging()
+        trial.close(judge(JobReturn(status=JobStatus.COMPLETED, _return_value=0.5), objectives=None))
         points = len(client.get_metric_history(run_id, "val/mIoU"))
         assert points == epochs, points
         return per_epoch
@@ -71,10 +76,13 @@ def logging_alone(epochs: int) -> float:
 def with_training(epochs: int) -> tuple[float, float]:
     import mlflow
     from hydra import compose, initialize_config_dir
+    from hydra.core.utils import JobReturn, JobStatus
 
     import bench  # noqa: F401
     from bench.paths import CONFIG_DIR
+    from bench.tracking.trial_logger import TrialLogger
     from bench.train import train
+    from hydra_plugins.bench_sweeper.api import judge
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-mlflow-train-"))
 
@@ -86,9 +94,10 @@ def with_training(epochs: int) -> tuple[float, float]:
             )
         started = time.perf_counter()
         if tracked:
-            mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
-            with mlflow.start_run():
-                train(cfg)
+            client = mlflow.MlflowClient(f"sqlite:///{tmp}/mlflow.db")
+            trial = TrialLogger(client.tracking_uri, client.create_run("0").info.run_id)
+            value = train(cfg, trial)
+            trial.close(judge(JobReturn(status=JobStatus.COMPLETED, _return_value=value), objectives=None))
         else:
             train(cfg)
         return (time.perf_counter() - started) / epochs
@@ -108,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     per_epoch = logging_alone(args.epochs)
     print(
-        f"MLFlowLogger -> local mlflow server (SQLite): {per_epoch * 1000:.1f} ms per logged epoch "
+        f"TrialLogger's Lightning logger -> local mlflow server (SQLite): {per_epoch * 1000:.1f} ms per logged epoch "
         f"({STEPS_PER_EPOCH} step calls + 1 validation call with {len(SEG_VAL_METRICS)} metrics)"
     )
     if args.train:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -43,6 +43,11 @@ from hydra_plugins.bench_sweeper.api import (
     mask_override,
     mask_text,
 )
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from bench.tracking.server import LocalTrackingServer
 
 log = logging.getLogger(__name__)
 # In the sweep dir: where its benchmark run is, so `python -m bench.report` can log the report there.
@@ -73,8 +78,8 @@ class SweepTracking(Callback, SweepObserver):
         self._driver_reset()
 
     def _driver_reset(self) -> None:
-        self.client: Any = None
-        self.server: Any = None
+        self.client: MlflowClient | None = None  # None: no sweep started, or its store has gone
+        self.server: LocalTrackingServer | None = None
         self.uri = ""
         self.experiment_id = ""
         self.benchmark_run = ""
@@ -127,7 +132,7 @@ class SweepTracking(Callback, SweepObserver):
             self.server.watch()
         store_uri = uri  # before serving: what stays reachable after this sweep's server has gone
         self.uri, self.client = uri, MlflowClient(uri)
-        self.experiment_id = run_tree.ensure_experiment(self.client, settings.experiment, artifacts)
+        self.experiment_id = run_tree.ensure_experiment(self._store, settings.experiment, artifacts)
         self.sweep_dir = sweep_dir = str(Path(sweep_dir).resolve())
 
         found = run_tree.find_runs(
@@ -135,11 +140,11 @@ class SweepTracking(Callback, SweepObserver):
         )
         if found:
             self.benchmark_run = found[0].info.run_id
-            self.client.update_run(self.benchmark_run, status="RUNNING")
+            self._store.update_run(self.benchmark_run, status="RUNNING")
             self.spent[self.benchmark_run] = costs_of(found[0])
         else:
             self.benchmark_run = run_tree.create_run(
-                self.client,
+                self._store,
                 self.experiment_id,
                 f"benchmark {Path(sweep_dir).name}",
                 {run_tree.LEVEL: "benchmark", run_tree.SWEEP_DIR: sweep_dir, "git_commit": git_commit()},
@@ -149,15 +154,15 @@ class SweepTracking(Callback, SweepObserver):
             )
         _write_tracking_file(Path(sweep_dir), store_uri, settings.experiment, self.benchmark_run)
         overrides = [mask_override(str(o)) for o in config.hydra.overrides.task]
-        n = len(self.client.list_artifacts(self.benchmark_run, "invocations")) if found else 0
+        n = len(self._store.list_artifacts(self.benchmark_run, "invocations")) if found else 0
         run_tree.log_yaml(
-            self.client,
+            self._store,
             self.benchmark_run,
             app_config(config),
             "config.yaml" if not found else f"invocations/{n}/config.yaml",
         )
         run_tree.log_yaml(
-            self.client,
+            self._store,
             self.benchmark_run,
             overrides,
             "overrides.yaml" if not found else f"invocations/{n}/overrides.yaml",
@@ -175,19 +180,19 @@ class SweepTracking(Callback, SweepObserver):
         """One run per cell study: reused on resume (with the best value it already reached), a
         new one when the cell's experiment changed and got a new study version."""
         existing = run_tree.find_runs(
-            self.client,
+            self._store,
             self.experiment_id,
             **{run_tree.LEVEL: "cell", run_tree.SWEEP_DIR: self.sweep_dir, run_tree.STUDY: cell.study_name},
         )
         if existing:
             run_id = existing[0].info.run_id
-            self.client.update_run(run_id, status="RUNNING")
+            self._store.update_run(run_id, status="RUNNING")
             if "best_value" in existing[0].data.metrics:
                 self.best[cell.label] = existing[0].data.metrics["best_value"]
             self.spent[run_id] = costs_of(existing[0])
         else:
             run_id = run_tree.create_run(
-                self.client,
+                self._store,
                 self.experiment_id,
                 cell.label,
                 {
@@ -200,7 +205,7 @@ class SweepTracking(Callback, SweepObserver):
                 parent_id=self.benchmark_run,
             )
             run_tree.log_params(
-                self.client,
+                self._store,
                 run_id,
                 mask_data(
                     {
@@ -211,14 +216,21 @@ class SweepTracking(Callback, SweepObserver):
                     }
                 ),
             )
-            run_tree.log_yaml(self.client, run_id, app_config(cell.config), "config.yaml")
-            run_tree.log_yaml(self.client, run_id, mask_data(cell.params), "search_space.yaml")
+            run_tree.log_yaml(self._store, run_id, app_config(cell.config), "config.yaml")
+            run_tree.log_yaml(self._store, run_id, mask_data(cell.params), "search_space.yaml")
             run_tree.log_yaml(
-                self.client, self.benchmark_run, mask_data(cell.params), f"search_spaces/{cell.label}.yaml"
+                self._store, self.benchmark_run, mask_data(cell.params), f"search_spaces/{cell.label}.yaml"
             )
         self.cell_runs[cell.label] = run_id
 
-    def _reachable(self) -> Any:
+    @property
+    def _store(self) -> MlflowClient:
+        """The client of a started sweep; its callers have checked that there is one (_reachable)."""
+        if self.client is None:
+            raise RuntimeError("MLflow tracking is used before on_sweep_start made its client")
+        return self.client
+
+    def _reachable(self) -> MlflowClient | None:
         """The client, while its store can answer. Once this sweep's own server has stopped, each call
         would only wait out MLflow's HTTP retries (minutes), so tracking stops with the server."""
         if self.server is not None and not self.server.alive:
@@ -243,8 +255,8 @@ class SweepTracking(Callback, SweepObserver):
             seed = trial.user_attrs.get("seed")
             tags.update({run_tree.LEVEL: "repeat", run_tree.SEED: seed})
             name = f"{cell.label} seed {seed}"
-        run_id = run_tree.create_run(self.client, self.experiment_id, name, tags, parent_id=self.cell_runs[cell.label])
-        run_tree.log_params(self.client, run_id, mask_data(dict(trial.params)))
+        run_id = run_tree.create_run(self._store, self.experiment_id, name, tags, parent_id=self.cell_runs[cell.label])
+        run_tree.log_params(self._store, run_id, mask_data(dict(trial.params)))
         trial.set_user_attr(TRACKER_RUN_ID_ATTR, run_id)
         return {"mlflow.run_id": run_id, "mlflow.tracking_uri": self.uri}
 
@@ -255,41 +267,41 @@ class SweepTracking(Callback, SweepObserver):
         if self._reachable() is None or not run_id:
             return
         state = "INTERRUPTED" if interrupted else trial.state.name
-        self.client.set_tag(run_id, run_tree.STATE, state)
+        self._store.set_tag(run_id, run_tree.STATE, state)
         values = trial.values or []
         if len(values) == 1:
-            self.client.log_metric(run_id, "objective", values[0])
+            self._store.log_metric(run_id, "objective", values[0])
         for i, value in enumerate(values if len(values) > 1 else []):  # a multi-objective trial
-            self.client.log_metric(run_id, f"objective_{i}", value)
+            self._store.log_metric(run_id, f"objective_{i}", value)
         self._log_cost(run_id, cell.label, trial.user_attrs)
-        if interrupted or self.client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED"):
+        if interrupted or self._store.get_run(run_id).info.status in ("RUNNING", "SCHEDULED"):
             # The job never closed its run (it died, was stopped, or never launched): close it here.
             if error:
-                self.client.log_text(run_id, mask_text(error), "error.txt")
+                self._store.log_text(run_id, mask_text(error), "error.txt")
             status = "KILLED" if interrupted else {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED")
-            self.client.set_terminated(run_id, status)
+            self._store.set_terminated(run_id, status)
         if state == "COMPLETE" and phase == "tune" and len(values) == 1:
             better = max if cell.direction == MAXIMIZE else min
             best = self.best.get(cell.label)
             if best is None or better(best, trial.value) == trial.value:
                 self.best[cell.label] = trial.value
                 cell_run = self.cell_runs[cell.label]
-                self.client.log_metric(cell_run, "best_value", trial.value, step=trial.number)
-                self.client.set_tag(cell_run, "best_trial", trial.number)
+                self._store.log_metric(cell_run, "best_value", trial.value, step=trial.number)
+                self._store.set_tag(cell_run, "best_trial", trial.number)
                 for key, value in mask_data(trial.params).items():
-                    self.client.set_tag(cell_run, f"best.{key}", value)
+                    self._store.set_tag(cell_run, f"best.{key}", value)
 
     def on_front_update(self, cell: Any, front: list) -> None:
         if self.client is not None:
-            log_front(self.client, self.cell_runs[cell.label], cell, front)
+            log_front(self._store, self.cell_runs[cell.label], cell, front)
 
     def _log_cost(self, run_id: str, label: str, attrs: dict[str, Any]) -> None:
-        log_trial_cost(self.client, self.spent, run_id, [self.cell_runs[label], self.benchmark_run], attrs)
+        log_trial_cost(self._store, self.spent, run_id, [self.cell_runs[label], self.benchmark_run], attrs)
 
     def on_repeats_update(self, cell: Any, summary: dict[str, float]) -> None:
         if self.client is not None:
             for key, value in summary.items():
-                self.client.log_metric(self.cell_runs[cell.label], key, value)
+                self._store.log_metric(self.cell_runs[cell.label], key, value)
 
     def on_sweep_end(
         self, config: DictConfig, sweep_dir: str, error: BaseException | None, stopped_cells: list[str]
@@ -299,15 +311,15 @@ class SweepTracking(Callback, SweepObserver):
                 return
             for name in (RESULTS_CSV, BEST_CSV, REPEATS_CSV):
                 if (Path(sweep_dir) / name).exists():
-                    self.client.log_artifact(self.benchmark_run, str(Path(sweep_dir) / name))
+                    self._store.log_artifact(self.benchmark_run, str(Path(sweep_dir) / name))
             interrupted = error is not None and not isinstance(error, Exception)  # Ctrl-C, SIGTERM
             for label, run_id in self.cell_runs.items():
                 status = "KILLED" if interrupted else ("FAILED" if label in stopped_cells else "FINISHED")
                 if error is not None and not interrupted and not stopped_cells:
                     status = "FAILED"
-                self.client.set_terminated(run_id, status)
+                self._store.set_terminated(run_id, status)
             status = "FINISHED" if error is None else ("KILLED" if interrupted else "FAILED")
-            self.client.set_terminated(self.benchmark_run, status)
+            self._store.set_terminated(self.benchmark_run, status)
         finally:
             if self.server is not None:
                 self.server.stop()
