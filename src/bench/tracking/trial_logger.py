@@ -235,8 +235,11 @@ class TrialLogger:
 
 
 def _terminate(client: MlflowClient, run_id: str, status: str) -> None:
-    """The run's status and end time, in one request. MlflowClient.set_terminated would first ask
-    for the run again, to print a link to it, on an HTTP store (MLflow 3.x: _log_url)."""
+    """The run's status and end time, in one request: bench's one private MLflow call (mlflow<4 is
+    pinned in pyproject.toml; tests/test_trial_logger.py fails when it stops closing runs).
+    MlflowClient.set_terminated first shuts down MLflow's async-logging queue (about 1 s per trial
+    here, though bench never queues: sender.py sends) and, on an HTTP store, asks for the run again
+    to print a link to it (MLflow 3.x: _log_url)."""
     from mlflow.entities import RunStatus
     from mlflow.utils.time import get_current_time_millis
 
