@@ -33,23 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
-SEG_VAL_METRICS = [
-    "val/loss",
-    "val/mIoU",
-    "val/mIoU_Micro",
-    "val/F1_Score",
-    "val/Accuracy",
-    "val/Pixel_Accuracy",
-    "val/Boundary_mIoU",
-    "val/IoU_0",
-    "val/IoU_1",
-    "val/Class_Accuracy_0",
-    "val/Class_Accuracy_1",
-    "train/mIoU",
-    "train/Accuracy",
-    "train/F1_Score",
-    "train/Pixel_Accuracy",
-]
+# What a synthetic_seg epoch logs: the same list the logging-alone benchmark feeds (run as a script,
+# this folder is on sys.path).
+from mlflow_overhead import SEG_VAL_METRICS
+
 STEPS_PER_EPOCH = 4
 OVERRIDES = ["task=synthetic_seg", "model=resnet18", "hparams.lr=0.001", "+trial.number=0"]
 
