@@ -38,7 +38,7 @@ lint: install
 
 # The docs site (docs/, mkdocs.yml) into site/; --strict fails on a broken link or a page left out of the nav.
 docs: install
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV)
