@@ -338,6 +338,16 @@ def test_the_fallback_kill_reaches_the_server_not_only_its_watchdog(tmp_path):
         urllib.request.urlopen(f"{server.url}/health", timeout=5)
 
 
+def test_a_server_whose_driver_died_leaves_no_auth_store_behind(tmp_path):
+    server = LocalTrackingServer(f"sqlite:///{tmp_path}/m.db", (tmp_path / "a").as_uri(), tmp_path / "log")
+    server.start()
+    private = Path(server._private)
+    assert (private / "auth.db").exists()
+    server.process.stdin.close()  # what the driver's death does; its own stop() and clean-up never run
+    server.process.wait(timeout=60)
+    assert not private.exists()
+
+
 CONCURRENT_LOGGER = """
 import sys, mlflow
 uri, run_id, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])

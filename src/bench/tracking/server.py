@@ -37,6 +37,7 @@ from hydra_plugins.bench_sweeper.api import remember
 
 log = logging.getLogger(__name__)
 USERNAME = "bench"
+AUTH_DIR_ENV = "BENCH_MLFLOW_AUTH_DIR"  # the server's private auth store, for its watchdog to remove
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -110,6 +111,8 @@ class LocalTrackingServer:
             # and starts extra Python processes that slow the server's start by 2-4 s on 2 cores.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "MLFLOW_AUTH_CONFIG_PATH": str(auth_config),
+            # The watchdog removes it once the server is gone, also when the driver died first.
+            AUTH_DIR_ENV: self._private,
             "MLFLOW_AUTH_ADMIN_PASSWORD": self.password,
             "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
         }
@@ -225,7 +228,12 @@ def _watchdog(command: list[str]) -> int:
             child.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(0, signal.SIGKILL)  # this process too: nothing is left to do
-    return child.wait()
+    status = child.wait()
+    # The auth store bench made for this server (the driver removes it too when it stops the server;
+    # a driver killed by SIGKILL cannot).
+    if os.environ.get(AUTH_DIR_ENV):
+        shutil.rmtree(os.environ[AUTH_DIR_ENV], ignore_errors=True)
+    return status
 
 
 if __name__ == "__main__":
