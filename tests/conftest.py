@@ -18,15 +18,6 @@ import bench  # noqa: E402,F401  (registers resolvers)
 from bench.paths import CONFIG_DIR, REPO_ROOT  # noqa: E402
 from tests.clusters import ray_cluster, slurm_cluster  # noqa: F401  (session fixtures)
 
-# Files whose `duration` mark is missing or out of date (seconds measured in a `make test` here), until
-# the marks in those files are mended; a figure here wins over the file's mark.
-MEASURED_SECONDS = {
-    "test_train.py": 240,
-    "test_tracking.py": 110,
-    "test_tracking_store.py": 60,
-    "test_parallel_planning.py": 45,
-}
-
 
 def pytest_collection_modifyitems(items: list) -> None:
     """The longest test files first (their `duration` mark: rough seconds on this 2-core machine),
@@ -34,8 +25,6 @@ def pytest_collection_modifyitems(items: list) -> None:
     file at the end (xdist's own order, most tests first, started the 140 s protocol test last)."""
 
     def cost(item) -> float:
-        if item.path.name in MEASURED_SECONDS:
-            return MEASURED_SECONDS[item.path.name]
         mark = item.get_closest_marker("duration")
         return mark.args[0] if mark else 0.0
 

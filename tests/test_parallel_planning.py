@@ -11,6 +11,8 @@ import pytest
 from hydra_plugins.bench_sweeper._parallel import MIN_CELLS, map_cells
 from tests.helpers import read_csv, run_tracked_stub, studies, tree
 
+pytestmark = pytest.mark.duration(45)
+
 CELLS = max(MIN_CELLS, 24)
 
 

@@ -36,7 +36,7 @@ from tests.helpers import (
     wait_for,
 )
 
-pytestmark = pytest.mark.duration(160)
+pytestmark = pytest.mark.duration(110)
 
 
 @pytest.fixture(scope="module")

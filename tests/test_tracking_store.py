@@ -10,9 +10,12 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
 from mlflow import MlflowClient
 
 from tests.helpers import STUB, run_stub
+
+pytestmark = pytest.mark.duration(60)
 
 TRACKED = ["mlflow.enabled=true", "hydra.sweeper.n_trials=1"]
 

@@ -11,7 +11,7 @@ import pytest
 from bench.errors import MetricNotLoggedError
 from bench.train import train
 
-pytestmark = [pytest.mark.slow, pytest.mark.duration(100)]
+pytestmark = [pytest.mark.slow, pytest.mark.duration(240)]
 
 
 def _metric_rows(output_dir) -> list[dict]:
