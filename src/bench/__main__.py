@@ -8,10 +8,10 @@ import hydra
 from omegaconf import DictConfig
 
 import bench  # noqa: F401  (registers OmegaConf resolvers before composition)
-from bench.paths import CONFIG_DIR
+from bench.paths import CONFIG_PATH
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def app(cfg: DictConfig) -> float | list[float] | dict[str, Any]:
     """One job: its MLflow run opened (the one the sweep's driver made for it, or a standalone
     run), train() given it explicitly, the run closed with the job's outcome."""

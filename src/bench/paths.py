@@ -1,10 +1,17 @@
 """Where bench's own files live.
 
-bench runs from a checkout (the Makefile installs it editable): conf/ is part of the project that
-users edit and extend, so it stays at the repository root rather than inside the package.
+The configs ship inside the package (bench/conf, read by Hydra as pkg://bench.conf), so an
+installed wheel runs anywhere. A checkout also has them at conf/ (a symlink to src/bench/conf),
+where the docs point. Users add their own tasks and models in a folder of their own, passed with
+Hydra's --config-dir (or hydra.searchpath); nothing is written into the installed package.
 """
 
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO_ROOT / "conf"
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIG_DIR = PACKAGE_DIR / "conf"
+# Hydra's name for CONFIG_DIR: found through the import system, installed or editable.
+CONFIG_PATH = "pkg://bench.conf"
+# The checkout's root, for its git commit and its scripts; in an installed wheel this is
+# site-packages' parent, where git finds no repository (environment.py then records none).
+REPO_ROOT = PACKAGE_DIR.parents[1]
