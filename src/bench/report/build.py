@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import ReportError
-from bench.report import budgets, inputs, leaderboard, leaderboard_method, merge, output, page, stats
+from bench.report import budgets, inputs, leaderboard, leaderboard_method, merge, notes, output, page, sections, stats
 from bench.report.costs import cost_table
 from bench.report.tuning import tuning_table
-from hydra_plugins.bench_sweeper.api import MAXIMIZE, MINIMIZE
+from hydra_plugins.bench_sweeper.api import MAXIMIZE
 
 COMPAT_MODES = ("geobench2-leaderboard",)
 GROUPS_COLUMNS = ["model", "group", "value", "ci_low", "ci_high", "se", "reason"]
@@ -43,7 +43,9 @@ class Args(argparse.Namespace):
     out: str | None
     tracking_uri: str | None
     no_mlflow: bool
+    argv: list[str]
     wrote_submission: bool
+    wrote_leaderboard: bool
     wrote_costs: bool
 
 
@@ -77,6 +79,7 @@ def parse_args(argv: list[str] | None) -> Args:
     parser.add_argument("--tracking-uri", help="MLflow tracking URI for mlflow:<experiment> inputs")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the report to the sweeps' MLflow runs")
     args = parser.parse_args(argv, namespace=Args())
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the provenance table
     if args.bootstrap < 1:
         parser.error(f"--bootstrap {args.bootstrap}: give at least 1 bootstrap sample")
     return args
@@ -133,23 +136,6 @@ def _scored(scores: pd.DataFrame) -> pd.DataFrame:
     return data
 
 
-def _compat_warnings(args: Args, data: pd.DataFrame) -> list[str]:
-    said = []
-    lower = sorted(data.loc[data["direction"] == MINIMIZE, "dataset"].unique())
-    if lower:
-        said.append(
-            f"--compat {args.compat}: lower-is-better scores on {', '.join(lower)} reach the leaderboard's "
-            "method unconverted, and it ranks higher as better, so a better model scores lower there; "
-            "the leaderboard has a higher-is-better form of biomassters' RMSE only (1 - RMSE x 0.2538)"
-        )
-    if args.normalizer is None and data["source"].nunique() > 1:
-        said.append(
-            f"--compat {args.compat} without --normalizer: the observed range across all inputs normalises "
-            "the scores, so each input's figures depend on the others; the leaderboard uses a fixed one"
-        )
-    return said
-
-
 def _statistics(
     args: Args, data: pd.DataFrame, normalizer: stats.Normalizer | None, groups: dict[str, list[str]]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -174,56 +160,6 @@ def _statistics(
     )
 
 
-def _method(args: Args) -> str:
-    if args.compat:
-        return (
-            f"compat {args.compat}: the leaderboard's normalisation, IQMs and mean ± SEM of 100 bootstrap IQMs, "
-            "each input bootstrapped on its own"
-        )
-    group = (
-        "a 95 % percentile CI resampling datasets, then seeds"
-        if args.resample == "datasets"
-        else "a 95 % stratified studentised bootstrap CI (seeds resampled within each dataset)"
-    )
-    return (
-        f"per-dataset IQM with Yuen's 95 % trimmed-mean interval; group IQM with {group} ({args.bootstrap} "
-        f"samples, seed {args.seed}); P(A > B) with a 95 % percentile bootstrap CI, which at 5 seeds covers only "
-        "0.81-0.91 on a single dataset in simulation (0.94-0.95 on 6); min-max normalised per dataset, 1 = best, "
-        "never clipped"
-    )
-
-
-def _normalisation_notes(data: pd.DataFrame, normalizer: stats.Normalizer | None) -> list[str]:
-    """Why a table has no normalised score, or no score at all."""
-    if data.empty:
-        return [
-            "no test score yet (no finished seed repeat): only the tuning tables; resume the sweep with "
-            "hydra.sweeper.repeats=5 (the same command and hydra.sweep.dir=<sweep dir>) to add them"
-        ]
-    if normalizer is not None:
-        return []
-    if data["model"].nunique() == 1:
-        return [
-            "one model and no --normalizer: min-max normalisation across models needs two, so the tables show "
-            "raw scores (IQM with 95 % CI) and no normalised value or aggregate; give --normalizer "
-            "{dataset: [min, max]} to normalise"
-        ]
-    alone = stats.single_model_datasets(data)
-    return [f"no other model scored {', '.join(alone)}: no normalised score there (give --normalizer)"] if alone else []
-
-
-def _unequal_notes(datasets: pd.DataFrame, failed: pd.DataFrame, flags: pd.DataFrame) -> list[str]:
-    """Per cell: fewer completed tuning trials, failed repeats, fewer seeds (budgets.py, tuning.py)."""
-    said = [f"{r.model} / {r.dataset}: {r.note}" for r in datasets.itertuples() if r.note]
-    said += budgets.unscored(failed, datasets)
-    scored = set(zip(datasets["model"], datasets["dataset"]))
-    return said + [
-        f"tuning {r.curve}: {r.note}"
-        for r in flags.itertuples()
-        if r.fewer_trials and (r.model, r.dataset) not in scored
-    ]
-
-
 def build(args: Args) -> Path:
     loaded = merge.load(args.inputs, args.tracking_uri, args.where, per_input=bool(args.compat))
     data = _scored(loaded.scores)  # every input checked before anything is made
@@ -246,23 +182,30 @@ def _write(
     out: Path,
 ) -> None:
     scores = loaded.scores
-    said = _compat_warnings(args, data) if args.compat else []
-    said += _normalisation_notes(data, normalizer)
+    said = notes.compat_warnings(args, data) if args.compat else []
+    said += notes.normalisation_notes(data, normalizer)
     datasets, group_rows, pairs = _statistics(args, data, normalizer, groups)
     datasets = budgets.annotate(datasets, scores, loaded.tuning, loaded.repeats)
     failed = budgets.failed_table(loaded.repeats)
     curves, flags = tuning_table(loaded.tuning)
-    said += _unequal_notes(datasets, failed, flags)
+    said += notes.unequal_notes(datasets, failed, flags)
     for line in said:
         print(f"bench.report: {line}", file=sys.stderr)
 
     # `model` is the name the tables use; the input's path stays out (a sweep read from MLflow is the same rows)
     scores.drop(columns=["source"]).to_csv(out / "scores.csv", index=False)
-    args.wrote_submission = bool(loaded.own.any())  # the sweeps' rows, ready for the leaderboard
+    # The sweeps' rows of the leaderboard's own datasets, ready for it; a synthetic task is none of its
+    # business, so it gets no folder and none of the leaderboard's objections.
+    known = scores["dataset"].astype(str).isin(leaderboard.leaderboard_datasets()).to_numpy()
+    own = loaded.own.to_numpy()
+    args.wrote_submission = bool((own & known).any())
     if args.wrote_submission:
-        mine = scores[loaded.own.to_numpy()].drop(columns=["model", "source"])
+        mine = scores[own & known].drop(columns=["model", "source"])
         for objection in leaderboard.write_submission(mine, out / "submission"):
             print(f"bench.report: submission/: {objection}", file=sys.stderr)
+        if (own & ~known).any():
+            left = ", ".join(sorted(scores.loc[own & ~known, "dataset"].astype(str).unique()))
+            said.append(f"submission/ holds the GEO-Bench-2 leaderboard's datasets only; left out: {left}")
     datasets.to_csv(out / "datasets.csv", index=False)
     group_rows.to_csv(out / "groups.csv", index=False)
     pairs.to_csv(out / "pairs.csv", index=False)
@@ -277,6 +220,9 @@ def _write(
         )
     else:
         costs.to_csv(out / "costs.csv", index=False)
+    title = f"bench report: {', '.join(Path(i).name or i for i in args.inputs)}"
+    top = sections.top(args, title, data, datasets, group_rows, flags, loaded.tuning, costs, loaded.sweep_dirs, out)
+    args.wrote_leaderboard = bool(top.files)
     page.write_report(
         out,
         data,
@@ -289,12 +235,13 @@ def _write(
         costs,
         notes=[
             f"inputs: {', '.join(args.inputs)}",
-            _method(args),
+            notes.method(args),
             f"normaliser: {args.normalizer or 'observed min and max across models'}",
             f"{data['model'].nunique()} models, {data['dataset'].nunique()} datasets, {len(data)} seed scores",
             *loaded.notes,
             *said,
         ],
+        top=top,
     )
     if not args.no_mlflow:
         output.log_to_mlflow(loaded.sweep_dirs, out)
@@ -307,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     except ReportError as exc:
         sys.exit(f"bench.report: error: {exc}")
     print(
-        f"report written to {out}: scores.csv datasets.csv groups.csv pairs.csv tuning.csv"
+        f"report written to {out}: {'leaderboard.csv .md .tex ' if args.wrote_leaderboard else ''}scores.csv "
+        "datasets.csv groups.csv pairs.csv tuning.csv cells.csv provenance.csv"
         f"{' costs.csv' if args.wrote_costs else ''} report.html + PNG figures"
         f"{' submission/ (for the GEO-Bench-2 leaderboard)' if args.wrote_submission else ''}"
     )

@@ -160,6 +160,12 @@ def additional_info(scores: pd.DataFrame) -> dict[str, str | list[dict[str, str]
     }
 
 
+def leaderboard_datasets() -> set[str]:
+    """The datasets of the leaderboard's capability groups (geobench2_groups.json)."""
+    groups = json.loads(resources.files("bench.report").joinpath("geobench2_groups.json").read_text())
+    return {dataset for members in groups.values() for dataset in members}
+
+
 def write_submission(scores: pd.DataFrame, folder: Path) -> list[str]:
     """The leaderboard's submission folder, in its vocabulary (its decoder labels, biomassters' RMSE
     converted as it stores it); returns what its validation or scoring would object to."""

@@ -3,13 +3,14 @@ data URIs, no script, no network, so it opens anywhere and can be attached or ar
 
 from __future__ import annotations
 
-import base64
-import html
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from bench.report import layout
+from bench.report.layout import Top
 
 if TYPE_CHECKING:  # matplotlib itself is imported only when a figure is drawn
     from matplotlib.axes import Axes
@@ -20,11 +21,11 @@ PLOTS = {
     "datasets": "Per-dataset normalised IQM per model, 95 % CI",
     "raw": "Per-dataset raw IQM per model (the metric's own units), 95 % CI: no normalised score to show",
     "profile": "Performance profile: share of seed scores above each normalised score",
-    "tuning": "Tuning curves: best validation value by trial (red: still improving in the last quarter)",
+    "tuning": "Tuning curves: best validation value by trial (dashed, triangles: still improving in the last quarter)",
 }
 
 
-def _figure(rows: int, cols: int, width: float = 4.0, height: float = 3.0) -> tuple[Figure, np.ndarray]:
+def figure(rows: int, cols: int, width: float = 4.0, height: float = 3.0) -> tuple[Figure, np.ndarray]:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display, no GUI toolkit
@@ -34,7 +35,7 @@ def _figure(rows: int, cols: int, width: float = 4.0, height: float = 3.0) -> tu
     return fig, axes.ravel()
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save(fig: Figure, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     for ax in fig.axes:
@@ -67,13 +68,13 @@ def _width(models: pd.Series, least: float) -> float:
 def plot_groups(groups: pd.DataFrame, path: Path) -> Path:
     scored = groups.dropna(subset=["value"])
     names = list(dict.fromkeys(scored["group"])) or ["(none)"]
-    fig, axes = _figure(
+    fig, axes = figure(
         1, len(names), width=_width(scored["model"], 4.5), height=0.35 * max(4, scored["model"].nunique()) + 1
     )
     for ax, name in zip(axes, names):
         if name in set(scored["group"]):
             _interval_plot(ax, scored[scored["group"] == name], "value", name)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_datasets(datasets: pd.DataFrame, path: Path, raw: bool = False) -> Path:
@@ -81,7 +82,7 @@ def plot_datasets(datasets: pd.DataFrame, path: Path, raw: bool = False) -> Path
     datasets = datasets.dropna(subset=[value])
     names = sorted(datasets["dataset"].unique())
     cols = max(1, min(4, len(names)))
-    fig, axes = _figure(
+    fig, axes = figure(
         max(1, -(-len(names) // cols)),
         cols,
         width=_width(datasets["model"], 4.0),
@@ -89,37 +90,40 @@ def plot_datasets(datasets: pd.DataFrame, path: Path, raw: bool = False) -> Path
     )
     for ax, name in zip(axes, names):
         _interval_plot(ax, datasets[datasets["dataset"] == name], value, name, bounds)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_profile(profile: pd.DataFrame, path: Path) -> Path:
-    fig, (ax,) = _figure(1, 1, width=6, height=4)
+    fig, (ax,) = figure(1, 1, width=6, height=4)
     for model, rows in profile.groupby("model", sort=True):
         ax.plot(rows["tau"], rows["fraction"], label=model)
     ax.set_xlabel("normalised score τ")
     ax.set_ylabel("fraction of seed scores > τ")
     ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_tuning(curves: pd.DataFrame, flags: pd.DataFrame, path: Path) -> Path:
-    fig, (ax,) = _figure(1, 1, width=7, height=4)
+    fig, (ax,) = figure(1, 1, width=7, height=4)
     improving = set(flags.loc[flags["still_improving"], "curve"]) if not flags.empty else set()
     for name, rows in curves.groupby("curve", sort=True):
-        style = {"color": "tab:red", "linestyle": "--"} if name in improving else {}
-        ax.plot(rows["position"], rows["best_so_far"], marker=".", label=name, **style)
+        # Each curve keeps its own colour (a colour that replaced it would hide which cell it is):
+        # still improving is said by a dashed line, a triangle marker and the label.
+        flagged = name in improving
+        ax.plot(
+            rows["position"],
+            rows["best_so_far"],
+            linestyle="--" if flagged else "-",
+            marker="^" if flagged else ".",
+            label=f"{name} (still improving)" if flagged else name,
+        )
     ax.set_xlabel("finished trial")
     ax.set_ylabel("best validation value so far")
     if not curves.empty:
         ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def _table(frame: pd.DataFrame, caption: str) -> str:
-    body = frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4f}", border=0)
-    return f"<h2>{html.escape(caption)}</h2>\n{body}"
+    return save(fig, path)
 
 
 def write_report(
@@ -133,8 +137,10 @@ def write_report(
     failed: pd.DataFrame,
     costs: pd.DataFrame | None,
     notes: list[str],
+    top: Top,
 ) -> Path:
-    """The figures that have something to show, and report.html with them and the tables."""
+    """The figures that have something to show, and report.html: the headline sections (top), then
+    the details (the statistics' figures and every table)."""
     from bench.report.costs import cost_matrix
     from bench.report.stats import performance_profile
 
@@ -149,8 +155,7 @@ def write_report(
         # Unclipped scores may leave [0, 1]: the thresholds span whatever the scores span.
         taus = np.linspace(min(0.0, values.min()), max(1.0, values.max()), 101)
         images["profile"] = plot_profile(performance_profile(data, taus), out / "profile.png")
-    if not curves.empty:
-        images["tuning"] = plot_tuning(curves, flags, out / "tuning.png")
+    tuning = plot_tuning(curves, flags, out / "tuning.png") if not curves.empty else None
     unnormalised = ["normalized_iqm", "ci_low", "ci_high"] if not normalised else []
     tables = [
         ("Groups", groups if groups["value"].notna().any() else groups.iloc[:0]),
@@ -162,33 +167,6 @@ def write_report(
     tables = [(caption, frame) for caption, frame in tables if not frame.empty]
     if costs is not None:
         tables.append(cost_matrix(costs))
-    return write_html(out / "report.html", "bench report", notes, tables, images)
-
-
-def write_html(
-    path: Path, title: str, notes: list[str], tables: list[tuple[str, pd.DataFrame]], images: dict[str, Path]
-) -> Path:
-    figures = []
-    for name, image in images.items():
-        data = base64.b64encode(image.read_bytes()).decode()
-        figures.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(name)}">'
-            f"<figcaption>{html.escape(PLOTS[name])}</figcaption></figure>"
-        )
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; font-size: 12px; margin-bottom: 1.5em; }}
-th, td {{ padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
-th {{ background: #f3f3f3; }}
-img {{ max-width: 100%; }} figcaption {{ font-size: 13px; color: #555; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
-{"".join(figures)}
-{"".join(_table(frame, caption) for caption, frame in tables)}
-</body></html>
-"""
-    path.write_text(page)
-    return path
+    return layout.write_html(
+        out / "report.html", top, tuning, notes, tables, {k: (PLOTS[k], v) for k, v in images.items()}
+    )
