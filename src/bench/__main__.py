@@ -32,14 +32,21 @@ def app(cfg: DictConfig) -> float | list[float] | dict[str, Any]:
 
 
 def main() -> None:
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    from bench.cli import help_text, usage_error, wants_help
     from bench.errors import USER_ERRORS
     from hydra_plugins.bench_sweeper.api import SweepInterrupted, mask_text
 
+    if wants_help(sys.argv[1:]):  # bench's own, in milliseconds (bench/cli.py); --hydra-help is Hydra's
+        print(help_text(sys.argv[1:]))
+        return
     # Hydra prints any job error with a traceback. bench's and its sweeper's own errors are
-    # sentences meant for the user, so ask Hydra to let exceptions through and print those
-    # plainly; everything else keeps its traceback. HYDRA_FULL_ERROR=1 from the user still shows
-    # tracebacks for all errors.
-    show_all_tracebacks = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # sentences meant for the user, and so is a command line Hydra cannot compose (a typo in a
+    # group's option or a key): ask Hydra to let exceptions through and print those as one line;
+    # everything else keeps its traceback. BENCH_DEBUG=1, or HYDRA_FULL_ERROR=1 set by the user,
+    # shows the traceback of every error.
+    debug = os.environ.get("BENCH_DEBUG") == "1" or os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         app()
@@ -47,9 +54,15 @@ def main() -> None:
         print(f"bench: interrupted ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})", file=sys.stderr)
         sys.exit(130 if isinstance(exc, KeyboardInterrupt) else 143)
     except USER_ERRORS as exc:
-        if show_all_tracebacks:
+        if debug:
             raise
         sys.exit(f"bench: error: {mask_text(str(exc))}")
+    except (ConfigCompositionException, OverrideParseException) as exc:
+        if debug:
+            raise
+        # A usage error, as argparse's: exit code 2. Nothing was created (Hydra composes first).
+        print(f"bench: error: {mask_text(usage_error(exc))}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
