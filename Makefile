@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-# A real benchmark, declared in conf/experiment/demo.yaml: 2 synthetic tasks x prithvi_tiny, 4 trials per cell.
+# A real benchmark, declared in conf/experiment/demo.yaml: 2 synthetic tasks x prithvi_tiny, 4 trials per cell,
+# then its report (multirun_outputs/latest is the newest sweep; its real path names the report).
 demo: install
 	$(PY) -m bench -m experiment=demo
+	@sweep="$$(cd multirun_outputs/latest && pwd -P)" && $(PY) -m bench.report "$$sweep" \
+		&& echo "The demo's report: $$sweep/report/report.html"
 
 # Three workers on two cores, a whole test file at a time (the tests of a file share its cluster:
 # Ray in test_ray.py, SLURM in test_slurm.py), the longest files first (tests/conftest.py; xdist's

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,8 @@ def assert_repeated_tested_and_reported(client, levels: dict, sweep: Path, tunin
         assert all(Path(r["checkpoint"]) == Path(r["job_dir"]) / "checkpoints" / "best.ckpt" for r in rows)
         assert all(Path(r["checkpoint"]).is_file() and float(r["duration_s"]) > 0 for r in rows)
     # A repeat was running while another cell still tuned: no barrier between the phases.
-    assert min(float(r["started_at"]) for r in repeats) < max(float(r["finished_at"]) for r in tuning)
+    at = datetime.fromisoformat  # the tables' times are ISO 8601 with their zone
+    assert min(at(r["started_at"]) for r in repeats) < max(at(r["finished_at"]) for r in tuning)
 
     cell_runs = {r.info.run_id: r for r in levels["cell"]}
     for run in levels["repeat"]:  # under their cell's run, tagged with their seed

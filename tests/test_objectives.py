@@ -36,7 +36,9 @@ def test_a_bench_cell_trading_miou_against_parameters_has_a_front_of_two(run_cli
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "pruning is off for the multi-objective cell(s) default" in result.stdout + result.stderr
+    assert "pruning is off for the multi-objective cell(s) task=synthetic_seg,model=prithvi_tiny" in (
+        result.stdout + result.stderr
+    )
     rows = {int(r["hparams.model_args.decoder_channels"]): r for r in read_csv(sweep / "results.csv")}
     assert sorted(rows) == [16, 256] and {r["state"] for r in rows.values()} == {"COMPLETE"}
     narrow, wide = rows[16], rows[256]

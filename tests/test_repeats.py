@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+from datetime import datetime
 
 import pytest
 
@@ -54,8 +55,8 @@ def test_each_cells_best_params_are_repeated_with_the_same_seeds_as_soon_as_its_
         )
         assert all(r["checkpoint"].endswith("best.ckpt") and r["n_trials"] == "3" for r in rows)
     # No phase barrier: task=a's first repeat started before task=b's tuning was over.
-    first_repeat_a = min(float(r["started_at"]) for r in repeats["task=a"])
-    last_tuning_b = max(float(r["finished_at"]) for r in tuning["task=b"])
+    first_repeat_a = min(datetime.fromisoformat(r["started_at"]) for r in repeats["task=a"])
+    last_tuning_b = max(datetime.fromisoformat(r["finished_at"]) for r in tuning["task=b"])
     assert first_repeat_a < last_tuning_b
     best = {r["cell"]: r for r in read_csv(sweep / "best.csv")}
     for cell, rows in repeats.items():

@@ -44,9 +44,17 @@ class EpochBatchLogger(Logger):
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
         """The task's (and datamodule's) hyperparameters as params, as Lightning's MLFlowLogger
-        logs them (flattened, 250 characters at most), masked."""
+        logs them (flattened, 250 characters at most), masked; each once: one that is an hparams key
+        (lr, optimizer_hparams/weight_decay) is the trial's hparams.<key> param already, and one with
+        no value (None) says nothing."""
         flat = _flatten_dict(_convert_params(params))
-        self.trial.log_params({key: str(value)[:250] for key, value in flat.items()})
+        self.trial.log_params(
+            {
+                key: str(value)[:250]
+                for key, value in flat.items()
+                if value is not None and key.replace("/", ".") not in self.trial.hparams_keys
+            }
+        )
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

@@ -19,15 +19,36 @@ STUDY = "bench.study"
 SEED = "bench.seed"  # a repeat run's seed (its level is "repeat")
 PARENT = "mlflow.parentRunId"
 MAX_PARAM = 6000  # MLflow's limit on a param value
+# What the MLflow UI opens an experiment on: with no kind, MLflow 3 may take it for a GenAI
+# experiment and open its traces page; this kind opens the runs table.
+EXPERIMENT_KIND, RUNS_KIND = "mlflow.experimentKind", "custom_model_development"
+# The config groups whose chosen option names a run (the sweeper's label_keys in conf/config.yaml):
+# tags on cell, trial and repeat runs, and a single run's name.
+NAMED_BY = ("task", "model")
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The experiment's id; created with its kind set, so the MLflow UI opens it on its runs. An
+    existing experiment with no kind gets it too; one with a kind of its own keeps it."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)  # never silently lose old runs
+        if EXPERIMENT_KIND not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, RUNS_KIND)
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location)
+    return client.create_experiment(name, artifact_location=artifact_location, tags={EXPERIMENT_KIND: RUNS_KIND})
+
+
+def named_by(choices: Any) -> dict[str, str]:
+    """{task: ..., model: ...}: the options a config chose for the groups that name a run
+    (hydra.runtime.choices), those it has."""
+    return {key: str(choices[key]) for key in NAMED_BY if choices and choices.get(key) is not None}
+
+
+def run_name(named: dict[str, str]) -> str | None:
+    """'synthetic_seg · prithvi_tiny'; None (MLflow's generated name) when nothing names the run."""
+    return " · ".join(named[key] for key in NAMED_BY if key in named) or None
 
 
 def _quote(value: str) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bench.tracking import run_tree
 from bench.tracking.store import check_store, embedded_root, settings_of, store_locations
@@ -71,6 +71,12 @@ def _write_tracking_file(sweep_dir: Path, uri: str, experiment: str, benchmark_r
     (sweep_dir / TRACKING_FILE).write_text(
         json.dumps({"tracking_uri": uri, "experiment": experiment, "benchmark_run": benchmark_run}, indent=1)
     )
+
+
+def _named_by(cell: Any) -> dict[str, str]:
+    """The task and model options the cell's composed config chose."""
+    config = cell.config
+    return run_tree.named_by(OmegaConf.select(config, "hydra.runtime.choices") if config is not None else None)
 
 
 class SweepTracking(Callback, SweepObserver):
@@ -201,6 +207,7 @@ class SweepTracking(Callback, SweepObserver):
                     run_tree.CELL: cell.label,
                     run_tree.STUDY: cell.study_name,
                     **cell.coordinates,
+                    **_named_by(cell),
                 },
                 parent_id=self.benchmark_run,
             )
@@ -249,6 +256,7 @@ class SweepTracking(Callback, SweepObserver):
             run_tree.TRIAL: trial.number,
             run_tree.STUDY: cell.study_name,
             **cell.coordinates,
+            **_named_by(cell),  # task and model, swept or not: runs filter on them
         }
         name = f"{cell.label} #{trial.number}"
         if phase == "repeat":

@@ -64,6 +64,9 @@ class TrialLogger:
         self.standalone = standalone  # no driver will close this run if the job cannot
         self._pending: list[Metric] = []
         self._params: set[str] = set()  # MLflow refuses a param logged again with another value
+        # The hparams keys, bare (lr, optimizer_hparams.weight_decay): the same values the task's
+        # hyperparameters repeat under those names, logged once, as hparams.* (log_hyperparams).
+        self.hparams_keys: set[str] = set()
         self._sender = Sender(run_id)
 
     # ---- opening --------------------------------------------------------------------------------
@@ -80,6 +83,7 @@ class TrialLogger:
         save_models = bool(settings.get("save_models", False))
         if run_id:  # the sweep's driver made the store and hands its URI to every job
             logger = cls(settings.get("tracking_uri") or default_locations()[0], run_id, save_models)
+            logger.log_hparams(config, driver_logged=True)
         elif multirun:
             return None  # a sweep without the bench sweeper: nobody to hand this job a run
         else:  # a single `python -m bench` run: a standalone run in the same experiment
@@ -89,18 +93,46 @@ class TrialLogger:
 
     @classmethod
     def standalone_run(cls, config: DictConfig, settings: DictConfig, save_models: bool) -> TrialLogger:
+        """A run of its own, named after its task and model ('synthetic_seg · prithvi_tiny') and
+        tagged with them, as a sweep's trial runs are."""
         from mlflow import MlflowClient
 
         uri, artifacts = store_locations(settings)
         client = MlflowClient(uri)
         experiment_id = run_tree.ensure_experiment(client, settings.experiment, artifacts)
-        run_id = run_tree.create_run(client, experiment_id, None, {run_tree.LEVEL: "run"})  # a generated name
+        named = run_tree.named_by(_job_choices(config))
+        run_id = run_tree.create_run(client, experiment_id, run_tree.run_name(named), {run_tree.LEVEL: "run", **named})
         logger = cls(uri, run_id, save_models, standalone=True)
-        hparams = OmegaConf.to_container(config.get("hparams") or {}, resolve=True)
-        logger.log_params(
-            flatten({str(k): v for k, v in hparams.items()} if isinstance(hparams, dict) else {}, "hparams.")
-        )
+        logger.log_hparams(config, driver_logged=False)
         return logger
+
+    def log_hparams(self, config: DictConfig, driver_logged: bool) -> None:
+        """The trial's hyperparameters, each once, as hparams.<key> (the key a search space tunes,
+        results.csv's column, the override that reproduces it); None values are left out. In a sweep
+        the driver has logged the searched ones (with the trial's run): the rest are added, on the
+        sender's thread, so the job never waits on the request."""
+        raw = OmegaConf.to_container(config.get("hparams") or {}, resolve=True)
+        flat = flatten({str(k): v for k, v in raw.items()} if isinstance(raw, dict) else {})
+        self.hparams_keys = set(flat)
+        params = {f"hparams.{key}": value for key, value in flat.items() if value is not None}
+        if not driver_logged:
+            self.log_params(params)
+            return
+        self._params.update(params)  # log_hyperparams must not log them again
+
+        def send() -> None:
+            from mlflow.entities import Param
+
+            logged = self.client.get_run(self.run_id).data.params
+            new = [
+                Param(str(key), str(value)[: run_tree.MAX_PARAM])
+                for key, value in mask_data(params).items()
+                if str(key) not in logged
+            ]
+            for start in range(0, len(new), _MAX_PARAMS):
+                self.client.log_batch(self.run_id, params=new[start : start + _MAX_PARAMS], synchronous=True)
+
+        self._sender.submit(send)
 
     def log_job(self, config: DictConfig, overrides: Sequence[str], output_dir: str) -> None:
         """config.yaml and overrides.yaml (masked), and the output dir as a tag. The config is
@@ -232,6 +264,16 @@ class TrialLogger:
         self._sender.drain()
         if self.standalone:
             _terminate(self.client, self.run_id, "KILLED")
+
+
+def _job_choices(config: DictConfig) -> Any:
+    """The options the job's config chose per group (hydra.runtime.choices): from Hydra's own node in
+    a job, else from the config itself (a config composed with Hydra's node)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return HydraConfig.get().runtime.choices
+    return OmegaConf.select(config, "hydra.runtime.choices", default=None)
 
 
 def _terminate(client: MlflowClient, run_id: str, status: str) -> None:

@@ -38,7 +38,7 @@ class SplitArguments:
 class Cell:
     index: int
     overrides: list[str]  # e.g. ["task=synthetic_seg", "model=prithvi_tiny"]
-    label: str  # e.g. "task=synthetic_seg,model=prithvi_tiny" ("default" with no axes)
+    label: str  # e.g. "task=synthetic_seg,model=prithvi_tiny" ("default" with no axes and no label_keys)
     coordinates: dict[str, str]  # e.g. {"task": "synthetic_seg", "model": "prithvi_tiny"}
     direction: str | list[str] = "minimize"  # a list: one per objective (a multi-objective cell)
     metric: str | list[str] | None = None
@@ -111,6 +111,28 @@ def enumerate_cells(split: SplitArguments, known_axes: list[str] | None = None) 
         label = ",".join(f"{k}={v}" for k, v in coordinates.items()) or "default"
         cells.append(Cell(index=index, overrides=list(combo), label=label, coordinates=coordinates))
     return cells
+
+
+def name_cell(cell: Cell, cell_cfg: DictConfig, label_keys: list[str]) -> None:
+    """Relabel a composed cell so that each of `label_keys` names it, swept or not: its swept value,
+    else the option its config group chose (hydra.runtime.choices), else its config value when that
+    is a plain value. They come first, in their order, then the cell's other swept keys; a key with
+    no value (a group with no option chosen) is left out. Coordinates stay the swept keys only."""
+    if not label_keys:
+        return
+    choices = OmegaConf.select(cell_cfg, "hydra.runtime.choices", default=None) or {}
+    parts: dict[str, str] = {}
+    for key in (bare_key(k) for k in label_keys):
+        value = cell.coordinates.get(key)
+        if value is None:
+            value = choices.get(key)
+        if value is None:
+            found = OmegaConf.select(cell_cfg, key, default=None)
+            value = None if OmegaConf.is_config(found) or found is None else str(found)
+        if value is not None:
+            parts[key] = str(value)
+    parts.update({k: v for k, v in cell.coordinates.items() if k not in parts})
+    cell.label = ",".join(f"{k}={v}" for k, v in parts.items()) or "default"
 
 
 def _select(cfg: DictConfig, key: str | None) -> Any:

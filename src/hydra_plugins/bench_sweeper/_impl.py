@@ -69,7 +69,10 @@ class BenchSweeperImpl:
         log.info("bench sweep: %s", describe_plan(plan, self.settings, self.launcher))
         from ._sweepdir import SweepDir
 
-        with SweepDir(plan.sweep_dir, plan.axes) as sweep_dir, _signals_as_exceptions() as signals:
+        with (
+            SweepDir(plan.sweep_dir, plan.axes, plan.label_keys, self.settings.latest_link) as sweep_dir,
+            _signals_as_exceptions() as signals,
+        ):
             return self._run(plan, sweep_dir, signals)
 
     def _run(self, plan: SweepPlan, sweep_dir: SweepDir, signals: list[int]) -> list[dict[str, Any]]:

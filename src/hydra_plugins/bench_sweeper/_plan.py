@@ -19,7 +19,7 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ._budget import check_settings as check_budget
-from ._cells import Cell, bare_key, describe_cell, enumerate_cells, split_arguments
+from ._cells import Cell, bare_key, describe_cell, enumerate_cells, name_cell, split_arguments
 from ._errors import CellError, CellsNotReadyError, SearchSpaceError, SweepConfigError
 from ._integrity import check_dir, read_identity
 from ._masking import mask_text
@@ -49,6 +49,7 @@ class SweepPlan:
     problems: dict[str, list[str]] = field(default_factory=dict)
     configure: Any = None  # hydra.sweeper.custom_search_space, loaded
     grid_sizes: dict[str, int] = field(default_factory=dict)  # grid sampler: cell label -> its grid's size
+    label_keys: list[str] = field(default_factory=list)  # what names every cell (hydra.sweeper.label_keys)
 
     def tuning_trials(self, cell: Cell) -> int:
         """With repeats, a cell with nothing to search (or n_trials=0) goes straight to them; with
@@ -102,7 +103,9 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
         "dict[str, str] | None",
         OmegaConf.to_container(settings.columns) if OmegaConf.is_config(settings.columns) else settings.columns,
     )
-    known_axes = read_identity(sweep_dir).get("axes", [])
+    identity = read_identity(sweep_dir)
+    known_axes = identity.get("axes", [])
+    label_keys = resumed_label_keys(identity, settings.label_keys)
     split = split_arguments(arguments, loader, declared, known_axes)
     cells = enumerate_cells(split, known_axes)
     check = get_method(settings.cell_check) if settings.cell_check else None
@@ -113,6 +116,7 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
         """Compose one cell, describe it and check it; the cell comes back filled in."""
         cell = cells[index]
         cell_cfg = loader.load_sweep_config(config, split.common + cell.overrides)
+        name_cell(cell, cell_cfg, label_keys)
         describe_cell(
             cell,
             cell_cfg,
@@ -159,10 +163,20 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
         problems,
         configure,
         grid_sizes,
+        label_keys,
     )
     if settings.check_resources and not problems:  # a cell's own problem says more than the cluster's
         _check_launcher_can_run_a_trial(launcher, [c.config for c in cells])
     return plan
+
+
+def resumed_label_keys(identity: dict[str, Any], configured: Any) -> list[str]:
+    """The label keys a sweep dir names its cells with: those recorded in its sweep.json, else, for a
+    new dir, hydra.sweeper.label_keys. A dir made before label keys existed records none and keeps
+    its labels (the study names and results rows it holds are found by label)."""
+    if identity:
+        return [str(k) for k in identity.get("label_keys", [])]
+    return [str(k) for k in (configured or [])]
 
 
 def _cell_problems(check: Any, cell_cfg: DictConfig) -> list[CellError]:

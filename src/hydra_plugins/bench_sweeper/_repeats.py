@@ -26,6 +26,7 @@ from ._studies import (
     STUDY_SWEEP,
     STUDY_VERSION,
     StudyRecord,
+    name_metrics,
 )
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ def open_repeats(cell: Cell, tuning: optuna.Study, seeds: list[int], storage: An
     study = existing_repeats(storage, tuning.study_name)
     if study is not None:
         _extend_seeds(cell, study, seeds)
+        name_metrics(study, cell.metric)
         return study
     finished = tuning.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     complete = [t for t in finished if t.state == TrialState.COMPLETE]
@@ -119,6 +121,7 @@ def open_repeats(cell: Cell, tuning: optuna.Study, seeds: list[int], storage: An
     }
     for key, value in attrs.items():
         study.set_user_attr(key, value)
+    name_metrics(study, cell.metric)
     for seed in seeds:
         study.enqueue_trial(attrs[REPEAT_PARAMS], user_attrs={ATTR_SEED: seed}, skip_if_exists=False)
     return study

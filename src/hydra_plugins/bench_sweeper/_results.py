@@ -100,13 +100,25 @@ def _job_columns(trial: Any) -> dict[str, Any]:
         "duration_s": attrs.get(ATTR_DURATION, ""),
         "gpu_hours": attrs.get(ATTR_GPU_HOURS, ""),
         "cpu_hours": attrs.get(ATTR_CPU_HOURS, ""),
-        "started_at": attrs.get(ATTR_STARTED, ""),
-        "finished_at": attrs.get(ATTR_FINISHED, ""),
+        "started_at": iso_time(attrs.get(ATTR_STARTED)),
+        "finished_at": iso_time(attrs.get(ATTR_FINISHED)),
         "job_dir": attrs.get(ATTR_JOB_DIR, ""),
         TRACKER_RUN_ID_ATTR: attrs.get(TRACKER_RUN_ID_ATTR, ""),
         "interrupted": bool(attrs.get(ATTR_INTERRUPTED, False)),
         "error": attrs.get(ATTR_ERROR, ""),
     }
+
+
+def iso_time(unix: Any) -> str:
+    """A wall-clock time the driver recorded (Unix seconds) as the tables give it: ISO 8601 in UTC,
+    to the millisecond, with its zone (2026-05-04T09:30:12.345+00:00), so the text sorts in time
+    order and any reader parses it (pandas.to_datetime, datetime.fromisoformat). "" when not recorded."""
+    import datetime
+
+    if unix is None or unix == "":
+        return ""
+    moment = datetime.datetime.fromtimestamp(float(unix), tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds")
 
 
 def trial_rows(records: list[StudyRecord], storage: Any) -> list[dict[str, Any]]:

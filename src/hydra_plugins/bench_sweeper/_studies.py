@@ -177,6 +177,7 @@ def open_cell_study(
         ],
         load_if_exists=True,
     )
+    name_metrics(study, cell.metric)  # also a study created before bench named them
     done = len(study.get_trials(deepcopy=False))
     if done and sampler_cfg and sampler_cfg.get("seed") is not None:
         # A seeded sampler restarts its random stream: resumed, it would propose the points of the
@@ -206,6 +207,20 @@ def open_cell_study(
     records[name].study = study
     cell.study_name = name
     return study
+
+
+def name_metrics(study: optuna.Study, metric: str | list[str] | None) -> None:
+    """Name the study's objectives after the cell's metric(s) (val/mIoU, ...), also on a study resumed
+    from before bench named them, so optuna-dashboard and Optuna's plots say what each value is, not "Objective 0". A study whose
+    objectives the metrics do not match one to one (no metric_key) is left unnamed."""
+    import warnings
+
+    names = [metric] if isinstance(metric, str) else list(metric or [])
+    if not names or len(names) != len(study.directions) or study.metric_names == names:
+        return
+    with warnings.catch_warnings():  # set_metric_names is "experimental" since Optuna 3.2
+        warnings.simplefilter("ignore")
+        study.set_metric_names([str(n) for n in names])
 
 
 def running_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -56,11 +56,22 @@ def check_creatable(path: Path, what: str, key: str, is_dir: bool = True) -> Non
 
 
 class SweepDir:
-    """Use as `with SweepDir(path, axes) as sweep:`; sweep.sweep_id is stable across resumes."""
+    """Use as `with SweepDir(path, axes) as sweep:`; sweep.sweep_id is stable across resumes.
 
-    def __init__(self, path: str | os.PathLike[str], axes: list[str]) -> None:
+    label_keys are recorded when the dir is created (a resume keeps them: _plan.resumed_label_keys);
+    latest_link, when given, is pointed at this dir once it is locked (update_latest_link)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        axes: list[str],
+        label_keys: list[str] | None = None,
+        latest_link: str | None = None,
+    ) -> None:
         self.path = Path(path)
         self.axes = axes
+        self.label_keys = list(label_keys or [])
+        self.latest_link = latest_link
         self.sweep_id = ""
         self.resumed = False
         self._fd: int | None = None
@@ -73,6 +84,8 @@ class SweepDir:
         except BaseException:
             self._unlock()
             raise
+        if self.latest_link:
+            update_latest_link(Path(self.latest_link), self.path)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -119,16 +132,40 @@ class SweepDir:
         self.resumed = bool(identity)
         if not identity and (left := produced(self.path)):  # checked in the plan too; this holds the lock
             raise SweepDirError(f"{self.path} holds {listing(left)} but no {IDENTITY}; use a new hydra.sweep.dir")
+        updated = dict(identity)
         if not identity:
-            identity = {
+            updated = {
                 "sweep_id": uuid.uuid4().hex[:12],
                 "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "label_keys": self.label_keys,  # only a new dir records them: an old one keeps its labels
             }
-        self.sweep_id = identity["sweep_id"]
-        axes = list(dict.fromkeys([*identity.get("axes", []), *self.axes]))
-        if axes != identity.get("axes"):
+        self.sweep_id = updated["sweep_id"]
+        updated["axes"] = list(dict.fromkeys([*updated.get("axes", []), *self.axes]))
+        if updated != identity:
             with atomic_write(self.path / IDENTITY) as f:
-                f.write(json.dumps({**identity, "axes": axes}))
+                f.write(json.dumps(updated))
+
+
+def update_latest_link(link: Path, sweep_dir: Path) -> None:
+    """Point `link` at `sweep_dir` with a relative target, atomically (a new link renamed over the
+    old one), so `<link>` always names a whole sweep dir. Only for a sweep dir inside the link's own
+    folder (a sweep elsewhere is not "the latest" of that folder), and never over anything that is
+    not a symlink (a user's own file or folder of that name): that is left alone, with a warning."""
+    link = link.absolute()
+    target = sweep_dir.absolute()
+    if target.parent != link.parent:
+        return
+    if os.path.lexists(link) and not link.is_symlink():
+        log.warning("%s is not a symlink, so it is left alone (not pointed at the newest sweep)", link)
+        return
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    try:
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(os.path.relpath(target, link.parent), target_is_directory=True)
+        os.replace(temporary, link)
+    except OSError as exc:  # a filesystem without symlinks: the sweep does not depend on the link
+        temporary.unlink(missing_ok=True)
+        log.warning("could not point %s at %s: %s", link, target, exc.strerror or exc)
 
 
 def running_driver(path: str | os.PathLike[str]) -> str | None:

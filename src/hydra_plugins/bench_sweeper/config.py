@@ -221,6 +221,17 @@ class BenchSweeperConf:
     cells: dict[str, Any] = field(default_factory=dict)
     # results.csv / best.csv columns every row gets from its cell's config: {column: config key}.
     columns: dict[str, str] = field(default_factory=dict)
+    # Config groups (or keys) whose chosen option always names a cell, swept or not: with [task,
+    # model], `-m task=a model=x` is the cell "task=a,model=x", not "default", and `-m task=a,b
+    # model=x` gives "task=a,model=x" and "task=b,model=x". The value of an unswept one is the
+    # cell's chosen option (hydra.runtime.choices), else its config value. They come first in a
+    # label, in this order, then the other swept keys. Empty: a label names the swept keys only.
+    # A sweep dir keeps the label keys it was created with (sweep.json), so a resume finds its studies.
+    label_keys: list[str] = field(default_factory=list)
+    # A symlink pointed at the newest sweep dir as each sweep starts (or resumes), e.g.
+    # multirun_outputs/latest; only for a sweep dir inside the link's own folder, and never replacing
+    # anything there that is not a symlink. null: none.
+    latest_link: str | None = None
     # Keys whose change does not make a resumed cell another experiment (tracking, launcher
     # resources, paths); `hydra` and trial_key are always ignored, and so are absolute paths.
     ignore_on_resume: list[str] = field(default_factory=list)
