@@ -3,6 +3,7 @@ continue the same experiment. Driven through the stub app (tests/stub_app) in su
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 
@@ -44,6 +45,7 @@ def test_killed_driver_is_taken_over_its_running_trial_really_interrupted_and_re
     result = run_stub(sweep, *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"from a driver that is no longer running (pid {driver.pid} on host" in result.stdout + result.stderr
+    assert re.search(rf"resuming {re.escape(str(sweep))}: [1-4]/8 done, 1 interrupted trial re-queued", result.stdout)
     found = studies(sweep)
     for study in found.values():
         assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4
@@ -157,3 +159,17 @@ def test_a_resumed_seeded_sampler_moves_on_instead_of_repeating_the_first_runs_p
     (study,) = studies(tmp_path).values()
     xs = [t.params["x"] for t in study.trials]
     assert len(xs) == 6 and len(set(xs)) == 6, xs
+
+
+def test_a_resume_says_that_it_is_one_with_what_is_done_and_what_runs_again(tmp_path):
+    sweep, release = tmp_path / "sweep", tmp_path / "release"
+    args = ["task=a", "hold_trials=[1]", f"release={release}", "hydra.sweeper.n_trials=3"]
+    driver = start_stub(sweep, *args)
+    wait_for(lambda: (d := running_trial_dir(sweep)) and d.name == "1", 60, "trial 1 running")
+    driver.send_signal(signal.SIGINT)
+    assert driver.wait(timeout=60) != 0
+    assert "resuming" not in output(sweep)  # the first run is no resume
+    release.touch()
+    result = run_stub(sweep, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming {sweep}: 1/3 done, 1 interrupted trial re-queued" in result.stdout + result.stderr

@@ -185,6 +185,8 @@ class BenchSweeperImpl:
             for run in loop.repeats.values():
                 for frozen in running_trials(run.study):
                     loop.take_over(run, frozen)
+            if sweep_dir.resumed:
+                console.say(_resume_line(plan, runs))
             with console:
                 loop.run()
         except BaseException as exc:  # KeyboardInterrupt too: observers must close what they opened
@@ -223,6 +225,29 @@ class BenchSweeperImpl:
         if error is not None:
             raise error
         return best
+
+
+def _resume_line(plan: SweepPlan, runs: list[CellRun]) -> str:
+    """ "resuming <dir>: 3/8 done, 1 interrupted trial re-queued": what an earlier run of the sweep
+    finished (tuning trials and repeats, of the sweep's whole target) and how many of its trials,
+    stopped or left running by a driver that died, are queued to run again."""
+    from optuna.trial import TrialState
+
+    from ._studies import ATTR_REQUEUED_FROM, PHASE_TUNE
+
+    tuning = [run for run in runs if run.phase == PHASE_TUNE]
+    target = sum(run.target for run in tuning) + len(plan.seeds) * len(tuning)
+    requeued = sum(
+        1
+        for run in runs
+        for trial in run.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if ATTR_REQUEUED_FROM in trial.user_attrs
+    )
+    done = sum(run.done for run in runs)
+    return (
+        f"resuming {plan.sweep_dir}: {done}/{target} done, "
+        f"{requeued} interrupted trial{'' if requeued == 1 else 's'} re-queued"
+    )
 
 
 def _budget(conf: Any, studies: list[optuna.Study], runs: list[CellRun], seeds: int) -> Budget:
