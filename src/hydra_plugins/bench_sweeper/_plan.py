@@ -105,7 +105,7 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
     )
     identity = read_identity(sweep_dir)
     known_axes = identity.get("axes", [])
-    label_keys = resumed_label_keys(identity, settings.label_keys)
+    label_keys = resumed_label_keys(identity, list(settings.label_keys or []), storage)
     split = split_arguments(arguments, loader, declared, known_axes)
     cells = enumerate_cells(split, known_axes)
     check = get_method(settings.cell_check) if settings.cell_check else None
@@ -170,13 +170,26 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
     return plan
 
 
-def resumed_label_keys(identity: dict[str, Any], configured: Any) -> list[str]:
-    """The label keys a sweep dir names its cells with: those recorded in its sweep.json, else, for a
-    new dir, hydra.sweeper.label_keys. A dir made before label keys existed records none and keeps
-    its labels (the study names and results rows it holds are found by label)."""
-    if identity:
-        return [str(k) for k in identity.get("label_keys", [])]
-    return [str(k) for k in (configured or [])]
+def resumed_label_keys(identity: dict[str, Any], configured: list[str], storage: str) -> list[str]:
+    """The label keys a sweep dir names its cells with, so that a resume finds its studies (they and
+    the results rows are found by label): those its sweep.json records; for a new dir,
+    hydra.sweeper.label_keys. A sweep.json without them (a dir made before label keys existed, or one
+    restored by hand) gets the configured ones only if every cell label its studies hold already
+    starts with them, in order (its labels would not change); else none, as when it was made."""
+    configured = [str(k) for k in configured]
+    if not identity:
+        return configured
+    if "label_keys" in identity:
+        return [str(k) for k in identity["label_keys"]]
+    if not configured:
+        return []
+    from ._studies import STUDY_CELL, open_storage, sweep_studies
+
+    if "://" not in storage and not Path(storage).exists():
+        return configured  # no study yet (and none is created here: a dry run creates nothing)
+    labels = {r.attrs.get(STUDY_CELL, "") for r in sweep_studies(open_storage(storage), identity["sweep_id"]).values()}
+    keys = [[part.split("=", 1)[0] for part in str(label).split(",")] for label in labels]
+    return configured if all(k[: len(configured)] == configured for k in keys) else []
 
 
 def _cell_problems(check: Any, cell_cfg: DictConfig) -> list[CellError]:

@@ -137,8 +137,10 @@ class SweepDir:
             updated = {
                 "sweep_id": uuid.uuid4().hex[:12],
                 "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                "label_keys": self.label_keys,  # only a new dir records them: an old one keeps its labels
             }
+        # Recorded once: a resume names its cells as the dir did (the plan read them, or for a dir
+        # without them decided from its studies' labels: _plan.resumed_label_keys).
+        updated.setdefault("label_keys", self.label_keys)
         self.sweep_id = updated["sweep_id"]
         updated["axes"] = list(dict.fromkeys([*updated.get("axes", []), *self.axes]))
         if updated != identity:
