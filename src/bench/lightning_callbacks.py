@@ -67,6 +67,25 @@ class MetricMonitor(pl.Callback):
             log.info("epoch %d: %s = %.4f", trainer.current_epoch, self.metric, float(logged[self.metric]))
 
 
+class TrialProgress(pl.Callback):
+    """Tells the sweep's driver where this trial is after every validation epoch: the epoch out of
+    the trainer's max_epochs and the task metric's value (hydra_plugins.bench_sweeper.api's
+    report_progress, one small write to the sweep's Optuna storage), for its live view. Every trial
+    of a sweep gets it, pruned or not, tuning or repeat, one objective or several."""
+
+    def __init__(self, trial, metric: str) -> None:
+        self.trial, self.metric = trial, metric
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        from hydra_plugins.bench_sweeper.api import report_progress
+
+        value = trainer.callback_metrics.get(self.metric)
+        max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        report_progress(self.trial, trainer.current_epoch + 1, max_epochs, None if value is None else float(value))
+
+
 class OptunaPruning(pl.Callback):
     """Reports the task metric to the trial's Optuna study after every validation epoch and
     stops the run (optuna.TrialPruned) when the study's pruner says so.

@@ -63,14 +63,15 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
          tests (decided there, once), and the OOM retries allowed, before the torch import so bad
          input fails in about a second
       2. devices, before anything initialises CUDA; then Lightning, and its logs routed
-      3. the Optuna trial to report to and be pruned by (tuning trials only: repeats never prune)
+      3. the Optuna trial to report progress to (every trial of a sweep), to report to and be
+         pruned by (tuning trials only: repeats never prune)
       4. fit, rebuilt from scratch at half the batch size after running out of GPU memory
       5. the best checkpoint recorded, the resume point dropped, the OOM retries tagged
       6. one value per objective (a multi-objective task)
       7. the test split on the best checkpoint, when the spec says this job tests
     """
     from bench.evaluation import test_on_best_checkpoint
-    from hydra_plugins.bench_sweeper.api import PHASE_TUNE, trial_from_config
+    from hydra_plugins.bench_sweeper.api import PHASE_TUNE, job_trial
 
     spec = preflight(cfg)
     max_oom_retries = allowed_retries(cfg.get("oom_retries", 3))  # a bad value fails before the torch import too
@@ -86,9 +87,12 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
     # The configured batch size and accumulation are the first attempt's; an OOM retry halves one
     # and doubles the other (bench.oom).
     first = BatchPlan(spec.datamodule["batch_size"], int(trainer_args.pop("accumulate_grad_batches", None) or 1))
-    trial = trial_from_config(cfg) if spec.phase == PHASE_TUNE else None
+    # The sweep's trial (None for a single run): every trial reports its progress to the driver's
+    # view; a tuning trial of a one-objective study also reports its metric and may be pruned.
+    job = job_trial(cfg)
+    trial = job if job is not None and spec.phase == PHASE_TUNE and len(job.study.directions) == 1 else None
     fitted, plan = fit_with_oom_retries(
-        lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir, tracking),
+        lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir, tracking, job),
         first,
         max_oom_retries,
         discard_attempt=lambda: shutil.rmtree(output_dir / "checkpoints", ignore_errors=True),
@@ -142,6 +146,7 @@ def _fit(
     trial: optuna.trial.Trial | None,
     output_dir: Path,
     tracking: TrialLogger | None = None,
+    job: optuna.trial.Trial | None = None,
 ) -> _Fitted:
     """One attempt, everything built from scratch and reseeded: an OOM retry (bench.oom) starts
     from the same initial weights as the first attempt, at its own batch size."""
@@ -150,7 +155,7 @@ def _fit(
     import terratorch  # noqa: F401  (its import resets UserWarnings to "once" ahead of earlier filters)
 
     from bench.data.heldout import build_datamodule
-    from bench.lightning_callbacks import CostMeter, MetricMonitor, OptunaPruning, SplitGuard
+    from bench.lightning_callbacks import CostMeter, MetricMonitor, OptunaPruning, SplitGuard, TrialProgress
 
     # After TerraTorch's import, and before the task, whose class may warn as it is built.
     for pattern in _QUIET:
@@ -195,6 +200,8 @@ def _fit(
         checkpoint,
         *([resume_point] if resume_point else []),
     ]
+    if job is not None:  # before pruning, which ends the epoch's callbacks with TrialPruned
+        callbacks.append(TrialProgress(job, spec.metric))
     if trial is not None:
         callbacks.append(OptunaPruning(trial, spec.metric))
     callbacks += _configured_callbacks(cfg)

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.bench_sweeper._errors import CellError
-from hydra_plugins.bench_sweeper.trial import report_and_maybe_prune, trial_from_config
+from hydra_plugins.bench_sweeper.trial import job_trial, report_and_maybe_prune, report_progress, trial_from_config
 
 
 class StubCellError(CellError):
@@ -75,12 +75,15 @@ def main(cfg: DictConfig) -> float:
         slow = cfg.x > cfg.slow_above or number in cfg.slow_trials or cfg.task.name in cfg.slow_tasks
         time.sleep(cfg.sleep * (cfg.slow_factor if slow else 1.0))
         trial = trial_from_config(cfg)
+        # Where it is, for the driver's live view: any app may report it, one objective or several.
+        job = trial if trial is not None or not cfg.steps else job_trial(cfg)
         for step in range(first_step, cfg.steps):
             # Converges to `value` from above: worse trials are visibly worse early on.
             if cfg.mlflow.enabled:
                 import mlflow
 
                 mlflow.log_metric("score", value + (cfg.steps - step), step=step)
+            report_progress(job, step + 1, cfg.steps, value + (cfg.steps - step))
             report_and_maybe_prune(trial, value + (cfg.steps - step), step)
             time.sleep(cfg.step_sleep)
             _write_json(progress, {"step": step})

@@ -1,8 +1,20 @@
 """What a person watching the driver sees: one line per trial event, and a per-cell progress view.
 
-On a terminal the view is a live rich table under the event lines; otherwise (a log file, CI) the
-same table is logged as plain text every `plain_every_s` seconds. Event lines go through the
-sweeper's logger as well, so they also reach log files.
+On a terminal the view is live under the event lines: a table of the cells (done, running, best,
+cost, elapsed, each cell's ETA) and one row per running trial (its epoch out of its maximum, its
+latest validation value, its elapsed time). rich's Live redraws it from its own thread, so it
+keeps ticking while a trial runs in the driver's own thread (the local launcher) or while the
+loop waits on Ray or SLURM. A job tells where it is through the sweep's Optuna storage
+(trial.report_progress: a user attribute of its trial), which every launcher's jobs reach already;
+the view reads the storage at most once per `read_every_s`.
+
+Otherwise (a log file, CI) each event is one plain log line with its timestamp, and the cells'
+table is logged as plain text every `plain_every_s` seconds. Event lines go through the sweeper's
+logger as well, so they also reach log files.
+
+Threads: the loop (main thread) tells the console which trials run (trial_started/trial_ended,
+under its lock); the drawing thread reads only that, the cells' counters (plain ints) and the
+storage (Optuna's storages are thread-safe).
 """
 
 from __future__ import annotations
@@ -10,7 +22,9 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._cost import Cost, total
@@ -20,21 +34,57 @@ from ._results import best_trial, format_value
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
+    from rich.console import RenderableType
     from rich.table import Table
 
     from ._loop_state import CellRun
 
 log = logging.getLogger(__name__)
 HEADERS = ["cell", "done", "running", "pruned", "failed", "best", "GPU-h", "CPU-h", "elapsed", "ETA"]
+RUNNING_HEADERS = ["running trial", "epoch", "value", "elapsed"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a running trial is, as its job last reported (trial.report_progress)."""
+
+    epoch: int
+    max_epochs: int | None
+    value: float | None
+
+    @property
+    def fraction(self) -> float | None:
+        return min(1.0, self.epoch / self.max_epochs) if self.max_epochs else None
+
+
+@dataclass(frozen=True)
+class Running:
+    run: CellRun
+    number: int
+    started: float  # monotonic
 
 
 class Console:
-    def __init__(self, runs: list[CellRun], slots: int, live: bool | None = None, plain_every_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        runs: list[CellRun],
+        slots: int,
+        live: bool | None = None,
+        plain_every_s: float = 30.0,
+        read_every_s: float = 1.0,
+    ) -> None:
         self.runs, self.slots = runs, slots  # runs: the loop's own list, which repeats join
         self.live_view: Any = None
         self.live = sys.stderr.isatty() if live is None else live
         self.plain_every_s = plain_every_s
+        self.read_every_s = read_every_s
         self._last_plain = time.monotonic()
+        self._lock = threading.RLock()
+        self._running: dict[tuple[int, int], Running] = {}  # (id of its run, trial number) -> it
+        self._read_at = -math.inf  # when the storage was last read for the view
+        self._trials: list[list[FrozenTrial]] = []  # each run's trials, as last read
+        self._progress: dict[tuple[int, int], Progress] = {}
+        self._view: RenderableType | None = None  # the last view drawn, shown again if a read fails
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> Console:
@@ -42,8 +92,9 @@ class Console:
             from rich.console import Console as RichConsole
             from rich.live import Live
 
+            # Live draws `self` (its __rich__) from its own thread, twice a second.
             self.live_view = Live(
-                self._rich_table(),
+                self,
                 console=RichConsole(stderr=True),
                 refresh_per_second=2,
                 transient=False,
@@ -55,11 +106,27 @@ class Console:
 
     def __exit__(self, *exc: Any) -> None:
         if self.live_view is not None:  # its last rendering stays on the terminal
-            self.live_view.update(self._rich_table())
+            with self._lock:
+                self._read_at = -math.inf
+            self.live_view.refresh()
             self.live_view.__exit__(*exc)
             self.live_view = None
         else:
             log.info("final\n%s", self.plain_table())
+
+    # -- the trials running (told by the loop, in the main thread) ----------------------------
+    def trial_started(self, run: CellRun, number: int, started: float) -> None:
+        with self._lock:
+            self._running[(id(run), number)] = Running(run, number, started)
+
+    def trial_ended(self, run: CellRun, number: int) -> None:
+        with self._lock:
+            self._running.pop((id(run), number), None)
+            self._progress.pop((id(run), number), None)
+
+    def running(self) -> list[Running]:
+        with self._lock:
+            return sorted(self._running.values(), key=lambda r: r.started)
 
     # -- events ---------------------------------------------------------------------------------
     def event(self, run: CellRun, number: int, what: str, params: dict[str, Any] | None = None) -> None:
@@ -96,27 +163,70 @@ class Console:
 
     def refresh(self) -> None:
         if self.live_view is not None:
-            self.live_view.update(self._rich_table())
+            self.live_view.refresh()
         elif time.monotonic() - self._last_plain >= self.plain_every_s:
             self._last_plain = time.monotonic()
             log.info("progress\n%s", self.plain_table())
 
+    # -- reading the storage (rate-limited) -----------------------------------------------------
+    def _read(self, force: bool = False) -> None:
+        """Each run's trials, and the progress its running trials reported, read from the storage
+        at most once per read_every_s (always when `force`)."""
+        from optuna.trial import TrialState
+
+        from .trial import PROGRESS_ATTR
+
+        with self._lock:
+            if (
+                not force
+                and time.monotonic() - self._read_at < self.read_every_s
+                and len(self._trials) == len(self.runs)
+            ):
+                return
+            runs = list(self.runs)
+            running = {key: r.number for key, r in self._running.items()}
+        trials = [run.study.get_trials(deepcopy=False) for run in runs]
+        progress = {}
+        for run, found in zip(runs, trials):
+            for trial in found:
+                key = (id(run), trial.number)
+                if key in running and trial.state == TrialState.RUNNING:
+                    reported = trial.user_attrs.get(PROGRESS_ATTR)
+                    if isinstance(reported, dict) and "epoch" in reported:
+                        progress[key] = Progress(
+                            int(reported["epoch"]), reported.get("max_epochs"), reported.get("value")
+                        )
+        with self._lock:
+            self._trials, self._read_at = trials, time.monotonic()
+            self._progress = {k: v for k, v in progress.items() if k in self._running}
+
+    def progress(self, run: CellRun, number: int) -> Progress | None:
+        with self._lock:
+            return self._progress.get((id(run), number))
+
     # -- the table ------------------------------------------------------------------------------
     def _costs(self) -> list[Cost]:
-        """Each run's cost so far (earlier runs of the sweep included), read once per rendering."""
-        return [total(run.study.get_trials(deepcopy=False)) for run in self.runs]
+        """Each run's cost so far (earlier runs of the sweep included), from the trials last read."""
+        with self._lock:
+            trials = list(self._trials)
+        return [total(found) for found in trials]
 
     def rows(self, costs: list[Cost] | None = None) -> list[list[str]]:
         now = time.monotonic()
-        costs = costs if costs is not None else self._costs()
+        if costs is None:
+            self._read(force=True)
+            costs = self._costs()
+        running = self.running()
         open_cells = max(1, sum(1 for r in self.runs if r.wants_trials or r.in_flight))
         every = [d for r in self.runs for d in r.durations]
+        # Before any trial has finished: a trial's duration as the running ones' progress predicts it.
+        predicted = [d for r in running if (d := self._predicted(r, now))]
         rows = []
         for run, cost in zip(self.runs, costs):
             best = best_trial(run.study)
             remaining = 0 if run.stopped or run.ended else max(0, run.target - run.done)
-            mean = _mean(run.durations) or _mean(every)
-            eta = remaining * mean * open_cells / self.slots if mean else math.nan
+            mine = [r for r in running if r.run is run]
+            eta = self._eta(run, mine, remaining, every or predicted, open_cells, now)
             status = " (stopped)" if run.stopped else " (ended)" if run.ended else ""
             rows.append(
                 [
@@ -134,13 +244,69 @@ class Console:
             )
         return rows
 
+    def _eta(
+        self, run: CellRun, mine: list[Running], remaining: int, every: list[float], open_cells: int, now: float
+    ) -> float:
+        """How long until this cell has its trials: the work it has left (trials not started x a
+        trial's duration, plus what its running trials have left) shared by the open cells over the
+        slots. A trial's duration: the cell's mean, else the sweep's (`every`: its finished trials'
+        durations, or before any has finished, the running trials' predicted ones), so an ETA shows
+        from the first epoch of the first trial. A running trial's part: its predicted duration
+        (elapsed / the fraction of its epochs done) less its elapsed time."""
+        mine_predicted = [d for r in mine if (d := self._predicted(r, now))]
+        mean = _mean(run.durations) or _mean(every) or _mean(mine_predicted)
+        if not mean:
+            return math.nan
+        left = 0.0
+        for r in mine:
+            elapsed = now - r.started
+            left += max(0.0, (self._predicted(r, now) or mean) - elapsed)
+        queued = max(0, remaining - len(mine))
+        return (queued * mean + left) * open_cells / self.slots
+
+    def _predicted(self, running: Running, now: float) -> float | None:
+        """A running trial's whole duration, from the fraction of its epochs done; None unknown."""
+        progress = self.progress(running.run, running.number)
+        fraction = progress.fraction if progress else None
+        return (now - running.started) / fraction if fraction else None
+
+    def running_rows(self) -> list[list[str]]:
+        """One row per running trial: its cell and number, epoch i/max, latest value, elapsed."""
+        now = time.monotonic()
+        rows = []
+        for r in self.running():
+            progress = self.progress(r.run, r.number)
+            epoch = "-"
+            if progress is not None:
+                epoch = f"{progress.epoch}/{progress.max_epochs if progress.max_epochs else '?'}"
+            value = "-" if progress is None or progress.value is None else format_value(progress.value)
+            rows.append([f"{r.run.label} #{r.number}", epoch, value, _clock(now - r.started)])
+        return rows
+
     def plain_table(self) -> str:
+        self._read(force=True)
         costs = self._costs()
         return f"{_spent_text(costs)}\n" + table_text(HEADERS, self.rows(costs))
 
-    def _rich_table(self) -> Table:
-        costs = self._costs()
-        return make_table(HEADERS, self.rows(costs), title=f"bench sweep: {_spent_text(costs)}")
+    def __rich__(self) -> RenderableType:
+        """The live view, drawn by rich's refresh thread (and by refresh() in the loop's)."""
+        try:
+            self._read()
+            costs = self._costs()
+            view: RenderableType = make_table(HEADERS, self.rows(costs), title=f"bench sweep: {_spent_text(costs)}")
+            running = self.running_rows()
+            if running:
+                from rich.console import Group
+
+                view = Group(view, make_table(RUNNING_HEADERS, running))
+            self._view = view
+        except Exception:  # a storage read failed: the last view stays, the sweep goes on
+            log.debug("could not draw the progress view", exc_info=True)
+        if self._view is None:
+            from rich.text import Text
+
+            return Text("bench sweep")
+        return self._view
 
 
 def make_table(headers: list[str], rows: list[list[Any]], title: str | None = None, plain: bool = False) -> Table:

@@ -113,6 +113,7 @@ class DispatchLoop:
         if self.dispatcher.reattach(frozen.user_attrs.get(ATTR_LAUNCHER_JOB), key):
             self.flying[key] = ticket
             run.in_flight += 1
+            self.console.trial_started(run, frozen.number, ticket.started)
             self.console.event(run, frozen.number, f"followed: its job #{ticket.job_num} outlived the previous driver")
         else:
             self._record_interrupted(
@@ -223,6 +224,7 @@ class DispatchLoop:
         ticket.trial.set_user_attr(ATTR_STARTED, round(time.time(), 3))
         self.flying[key] = ticket
         self.console.event(ticket.run, ticket.trial.number, f"started (job #{ticket.job_num})", params=ticket.values)
+        self.console.trial_started(ticket.run, ticket.trial.number, ticket.started)
         try:
             job_ref = self.dispatcher.submit(prepared, key)
         except LaunchError as exc:
@@ -250,6 +252,7 @@ class DispatchLoop:
         from optuna.trial import TrialState
 
         run, trial = ticket.run, ticket.trial
+        self.console.trial_ended(run, trial.number)
         run.in_flight -= 1
         duration = round(time.monotonic() - ticket.started, 3)
         run.durations.append(duration)
@@ -324,6 +327,7 @@ class DispatchLoop:
     ) -> None:
         """The one way a trial is recorded interrupted: in its study (re-queued unless it never
         ran), on the console, and for the observers (MLflow closes its run as KILLED)."""
+        self.console.trial_ended(run, trial.number)
         frozen = mark_interrupted(run.study, trial, requeue=requeue)
         if requeue and run.phase == PHASE_REPEAT:
             run.waiting += 1

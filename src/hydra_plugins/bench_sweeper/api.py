@@ -7,7 +7,7 @@ re-binds names, so classes stay the same objects and `except`/`isinstance` keep 
 Nothing here imports optuna, ray or submitit: Hydra scans this module on every start, `--help`
 included.
 
-  job side     the trial a job belongs to: its phase and number, report-and-prune
+  job side     the trial a job belongs to: its phase and number, report-and-prune, its progress
   errors       the sweeper's error types, and CellError for an app's "this cell cannot run"
   masking      the secret-masking policy, for what an app writes itself
   observers    SweepObserver, the hooks a Hydra callback gets over a sweep, and trial attributes
@@ -27,7 +27,17 @@ from ._private_apis import job_outcome
 from ._results import BEST_CSV, REPEATS_CSV, RESULTS_CSV
 from ._sweepdir import running_driver
 from .observer import COST_ATTRS, TRACKER_RUN_ID_ATTR, SweepObserver
-from .trial import PHASE_REPEAT, PHASE_TUNE, report_and_maybe_prune, trial_from_config, trial_number, trial_phase
+from .trial import (
+    PHASE_REPEAT,
+    PHASE_TUNE,
+    PROGRESS_ATTR,
+    job_trial,
+    report_and_maybe_prune,
+    report_progress,
+    trial_from_config,
+    trial_number,
+    trial_phase,
+)
 
 __all__ = [
     "BEST_CSV",
@@ -39,6 +49,7 @@ __all__ = [
     "Outcome",
     "PHASE_REPEAT",
     "PHASE_TUNE",
+    "PROGRESS_ATTR",
     "REPEATS_CSV",
     "RESULTS_CSV",
     "SweepError",
@@ -46,6 +57,7 @@ __all__ = [
     "SweepObserver",
     "TRACKER_RUN_ID_ATTR",
     "flatten",
+    "job_trial",
     "judge",
     "job_outcome",
     "mask_config",
@@ -54,6 +66,7 @@ __all__ = [
     "mask_text",
     "remember",
     "report_and_maybe_prune",
+    "report_progress",
     "running_driver",
     "trial_from_config",
     "trial_number",

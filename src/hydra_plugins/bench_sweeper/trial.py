@@ -8,11 +8,18 @@ comes from the job's own hydra.sweeper config too.
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 PHASE_TUNE, PHASE_REPEAT = "tune", "repeat"  # the values of <trial_key>.phase
+# The user attribute report_progress() writes and the driver's live view reads:
+# {"epoch": int, "max_epochs": int | None, "value": float | None}.
+PROGRESS_ATTR = "progress"
+
+log = logging.getLogger(__name__)
 
 
 def _trial_node(cfg: DictConfig) -> tuple[Any, Any]:
@@ -40,9 +47,9 @@ def trial_number(cfg: DictConfig) -> int | None:
     return None if node is None or node.get("number") is None else int(node.number)
 
 
-def trial_from_config(cfg: DictConfig) -> Any:
-    """The optuna.trial.Trial this job runs to report to and be pruned by; None outside a bench sweep,
-    and for a multi-objective study, which Optuna can neither take reports for nor prune."""
+def job_trial(cfg: DictConfig) -> Any:
+    """The optuna.trial.Trial this job runs, whatever its phase and however many objectives its study
+    has (for report_progress); None outside a bench sweep."""
     node, sweeper = _trial_node(cfg)
     if node is None:
         return None
@@ -55,9 +62,34 @@ def trial_from_config(cfg: DictConfig) -> Any:
     pruner_cfg = OmegaConf.select(sweeper, "pruner", default=None)
     pruner = instantiate(pruner_cfg) if pruner_cfg else None
     study = optuna.load_study(study_name=node.study, storage=open_storage(node.storage), pruner=pruner)
-    if len(study.directions) > 1:
-        return None
     return trial_by_id(study, int(node.id))
+
+
+def trial_from_config(cfg: DictConfig) -> Any:
+    """The optuna.trial.Trial this job runs to report to and be pruned by; None outside a bench sweep,
+    and for a multi-objective study, which Optuna can neither take reports for nor prune."""
+    trial = job_trial(cfg)
+    return None if trial is None or len(trial.study.directions) > 1 else trial
+
+
+def report_progress(trial: Any, epoch: int, max_epochs: int | None, value: float | None = None) -> None:
+    """Where a running trial is, for the driver's live view: `epoch` (counted from 1) out of
+    `max_epochs` (None: unknown), and its latest validation value. Call it once per validation
+    epoch, from any Hydra app a bench sweep runs (`trial`: job_trial(cfg)); it works for every
+    launcher, since it is written where the job already reports (a user attribute of the trial in
+    the sweep's Optuna storage, PROGRESS_ATTR), and for multi-objective studies, which take no
+    report(). It costs one small storage write; a write that fails is logged, never raised: the
+    view is not worth a trial."""
+    if trial is None:
+        return
+    shown = None if value is None or not math.isfinite(value) else float(value)
+    try:
+        trial.set_user_attr(
+            PROGRESS_ATTR,
+            {"epoch": int(epoch), "max_epochs": None if max_epochs is None else int(max_epochs), "value": shown},
+        )
+    except Exception:  # the storage is busy or gone: the trial goes on
+        log.debug("could not record trial progress", exc_info=True)
 
 
 def report_and_maybe_prune(trial: Any, value: float, step: int) -> None:
