@@ -64,7 +64,7 @@ def load_option(group: str, option: str, config_dir: Path = CONFIG_DIR) -> DictC
     return _load(config_dir / group / f"{option}.yaml")
 
 
-def _plain(node: DictConfig) -> dict[str, Any]:
+def plain(node: DictConfig) -> dict[str, Any]:
     """A mapping node as plain dicts and lists, interpolations as written."""
     return cast(dict[str, Any], OmegaConf.to_container(node, resolve=False))
 
@@ -113,7 +113,7 @@ def _heads(model: DictConfig) -> dict[str, dict[str, Any]]:
     for name in types:
         head = types[name]  # a node interpolation gives the node it names
         if isinstance(head, DictConfig):
-            heads[name] = _plain(head)
+            heads[name] = plain(head)
     return heads
 
 
@@ -124,7 +124,7 @@ def models_by_backbone(config_dir: Path = CONFIG_DIR) -> dict[str, CatalogModel]
         if _derived(path):
             continue
         model = _load(path)
-        node = _plain(model)
+        node = plain(model)
         args = node.get("model_args") or {}
         backbone = args.get("backbone")
         if backbone and backbone not in out:
@@ -144,5 +144,5 @@ def hparam_keys(config_dir: Path = CONFIG_DIR) -> set[str]:
             if isinstance(value, dict):
                 walk(value, f"{prefix}{key}.")
 
-    walk(_plain(_load(config_dir / "config.yaml").hparams), "hparams.")
+    walk(plain(_load(config_dir / "config.yaml").hparams), "hparams.")
     return flat

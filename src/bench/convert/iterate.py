@@ -6,10 +6,14 @@ iterate's keys and where they go:
   defaults.terratorch_task lr/optimizer/optimizer_hparams -> hparams.* (experiment)
   defaults.terratorch_task's other task arguments (loss, freeze_backbone, ...) -> each task's task_args
   defaults.trainer_args                        -> task.max_epochs, trainer.* (experiment)
-  tasks[i]                                     -> task/<stem>_<name>.yaml on the catalog task of its
-      datamodule class: partition and bands (datamodule init_args), early_stop_patience, metric
-      (pre-1.0.3 names mapped), direction, terratorch_task arguments (task_args) and the model_args
-      the catalog model's factory and head take (bench.convert.args), optimization_except
+  tasks[i]                                     -> the catalog task of its datamodule class, run as
+      that task (its cell is named after it: task=chesapeake, as in any other sweep of it), with
+      what differs from it in experiment_task/<stem>/<task>.yaml, which conf/config.yaml composes
+      over the task for experiment=<stem>: partition and bands (datamodule init_args),
+      early_stop_patience, metric (pre-1.0.3 names mapped), direction, terratorch_task arguments
+      (task_args) and the model_args the catalog model's factory and head take (bench.convert.args),
+      optimization_except. A difference every task shares goes into the experiment's `task:` once.
+      A second iterate task on the same dataset gets a task file of its own, task/<stem>_<name>.yaml.
   tasks[i].early_prune, max_run_duration       -> the sweeper's pruner, trainer.max_time (experiment)
   optimization_space                           -> search_space/<stem>.yaml
   n_trials, run_repetitions, bayesian_search   -> hydra.sweeper n_trials, repeats, sampler
@@ -53,11 +57,23 @@ RUN_KEYS = {"run_name", "storage_uri", "ray_storage_path", "description"}
 
 
 @dataclass
+class ConvertedTask:
+    """One iterate task: the catalog task it runs as, with `body` over it (only its differences), or,
+    where `extends` names the catalog task, a task file of its own (`name`) on that one."""
+
+    header: str
+    body: dict[str, Any]
+    extends: str | None = None
+    name: str | None = None
+
+
+@dataclass
 class Conversion:
     stem: str
     files: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # path -> (header, body)
     notes: list[str] = field(default_factory=list)
     cells: list[str] = field(default_factory=list)
+    tasks: dict[str, ConvertedTask] = field(default_factory=dict)  # by cell (task option)
 
 
 @dataclass
@@ -65,6 +81,7 @@ class Shared:
     """What the defaults' terratorch_task gives every task, as iterate merges it into each."""
 
     model: catalog.CatalogModel
+    option: str  # the model the cells run: the catalog's, or model/<stem> where iterate changes it
     factory: str | None
     model_args: dict[str, Any]  # decoder, necks, head_*: below each task's own
     task_args: dict[str, Any]
@@ -97,12 +114,14 @@ def convert(source: Path, config_dir: Path = CONFIG_DIR) -> Conversion:
     shared = _model(defaults.get("terratorch_task") or {}, out, config_dir)
     known = catalog.tasks_by_datamodule(config_dir)
     for index, task in enumerate(raw["tasks"]):
-        _task(index, task, search, known, shared, out, source)
+        _task(index, task, search, known, shared, out, source, config_dir)
+    shared_task = _hoist(out)
     out.files[f"search_space/{out.stem}.yaml"] = (
         f"Converted by bench.convert from {source.name} (terratorch-iterate optimization_space).",
         search,
     )
-    out.files[f"experiment/{out.stem}.yaml"] = _experiment(raw, defaults, out.stem, out, source)
+    out.files[f"experiment/{out.stem}.yaml"] = _experiment(raw, defaults, shared.option, out, source, shared_task)
+    _task_files(out)
     for key in sorted(
         set(raw)
         - {
@@ -196,14 +215,15 @@ def _model(task_defaults: dict[str, Any], out: Conversion, config_dir: Path) -> 
             f"{backbone} with {base.factory}, so the catalog model {base.option} (its necks and decoders) is used."
         )
     kept = targs.model_args(args, "defaults.terratorch_task.model_args", factory, base, out.notes)
-    body: dict[str, Any] = {"defaults": [f"/model/{base.option}@_here_", "_self_"]}
     own = {k: v for k, v in kept.items() if k.startswith("backbone_")}
-    if own:
-        body["model_args"] = own
-    out.files[f"model/{out.stem}.yaml"] = (
-        f"Converted by bench.convert: {backbone} as iterate's defaults configure it.",
-        body,
-    )
+    changed = differences(own, base.model_args)
+    option = base.option
+    if changed:  # the catalog model with other backbone arguments: a model of its own
+        option = out.stem
+        out.files[f"model/{option}.yaml"] = (
+            f"Converted by bench.convert: {backbone} as iterate's defaults configure it.",
+            {"defaults": [f"/model/{base.option}@_here_", "_self_"], "model_args": changed},
+        )
     task_args: dict[str, Any] = {}
     for key, value in task_defaults.items():
         if key in ("model_args", "model_factory") or key in targs.HPARAMS:  # the experiment's hparams
@@ -216,7 +236,7 @@ def _model(task_defaults: dict[str, Any], out: Conversion, config_dir: Path) -> 
                 "TerraTorch's tasks"
                 + (" (bench builds every cell with the model's factory)." if key == "model" else ".")
             )
-    return Shared(base, factory, {k: v for k, v in kept.items() if k not in own}, task_args)
+    return Shared(base, option, factory, {k: v for k, v in kept.items() if k not in own}, task_args)
 
 
 def _task(
@@ -227,6 +247,7 @@ def _task(
     shared: Shared,
     out: Conversion,
     source: Path,
+    config_dir: Path,
 ) -> None:
     name = str(task.get("name") or f"task{index}")
     where = f"tasks[{index}] ({name})"
@@ -246,7 +267,7 @@ def _task(
             f"catalog task's datamodule from its class and init_args only."
         )
     init = dict(datamodule.get("init_args") or {})
-    body: dict[str, Any] = {"defaults": [f"/task/{base.option}@_here_", "_self_"], "name": name}
+    body: dict[str, Any] = {}
     if task.get("type") and task["type"] != base.type:
         out.notes.append(f"{where}: type {task['type']} differs from the dataset's ({base.type}); kept {base.type}.")
     if "metric" in task:
@@ -286,9 +307,74 @@ def _task(
             init.pop(key)
     if init:
         body["datamodule"] = init
+    if base.option not in out.cells:
+        # The catalog's task itself is the cell (named task=<option>, comparable with any other sweep
+        # of it); only what differs from it is written, composed over it by conf/config.yaml's
+        # experiment_task/<experiment>/<task> for this experiment.
+        catalog_task = catalog.plain(catalog.load_option("task", base.option, config_dir))
+        out.cells.append(base.option)
+        out.tasks[base.option] = ConvertedTask(
+            f"@package _global_\n# Converted by bench.convert from {source.name} {where}: what differs from\n"
+            f"# the catalog task {base.option}, composed over it for experiment={out.stem} (conf/config.yaml's\n"
+            "# experiment_task group).",
+            differences(body, catalog_task),
+        )
+        if name != base.option:
+            out.notes.append(
+                f"{where}: runs as the catalog task {base.option} (datamodule {class_path.rsplit('.', 1)[-1]}); "
+                f"its cell and results are named {base.option}."
+            )
+        return
+    # A second iterate task on the same dataset: a task of its own, the catalog's with its settings.
     option = f"{out.stem}_{re.sub(r'[^a-z0-9]+', '_', name.lower())}"
-    out.files[f"task/{option}.yaml"] = (f"Converted by bench.convert from {source.name} {where}.", body)
+    out.notes.append(
+        f"{where}: a second task on the dataset of {base.option} (tasks[{out.cells.index(base.option)}]); "
+        f"it gets a task of its own, {option}."
+    )
     out.cells.append(option)
+    out.tasks[option] = ConvertedTask(
+        f"Converted by bench.convert from {source.name} {where}: a second task on {base.option}'s dataset.",
+        body,
+        extends=base.option,
+        name=name,
+    )
+
+
+def differences(body: dict[str, Any], catalog_task: dict[str, Any]) -> dict[str, Any]:
+    """What of `body` changes `catalog_task` once merged over it: mappings merge key by key, so only
+    their differing keys are kept; lists and scalars replace, so they are kept whole where unequal."""
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        theirs = catalog_task.get(key)
+        if isinstance(value, dict) and isinstance(theirs, dict):
+            inner = differences(value, theirs)
+            if inner:
+                out[key] = inner
+        elif value != theirs:
+            out[key] = value
+    return out
+
+
+def _hoist(out: Conversion) -> dict[str, Any]:
+    """The differences every task of the benchmark has alike (iterate's GEO-Bench configs give each
+    task the same partition and patience), moved to the experiment's `task:`, stated there once."""
+    bodies = [task.body for task in out.tasks.values()]
+    if len(bodies) < 2:
+        return {}
+    common = {k: v for k, v in bodies[0].items() if all(k in b and b[k] == v for b in bodies[1:])}
+    for body in bodies:
+        for key in common:
+            del body[key]
+    return common
+
+
+def _task_files(out: Conversion) -> None:
+    for option, task in out.tasks.items():
+        if task.extends is not None:
+            body = {"defaults": [f"/task/{task.extends}@_here_", "_self_"], "name": task.name, **task.body}
+            out.files[f"task/{option}.yaml"] = (task.header, body)
+        elif task.body:
+            out.files[f"experiment_task/{out.stem}/{option}.yaml"] = (task.header, {"task": task.body})
 
 
 def _terratorch_task(
@@ -326,7 +412,12 @@ def _terratorch_task(
 
 
 def _experiment(
-    raw: dict[str, Any], defaults: dict[str, Any], model_option: str, out: Conversion, source: Path
+    raw: dict[str, Any],
+    defaults: dict[str, Any],
+    model_option: str,
+    out: Conversion,
+    source: Path,
+    shared_task: dict[str, Any],
 ) -> tuple[str, dict[str, Any]]:
     overrides: list[dict[str, str]] = [{"override /model": model_option}, {"override /search_space": out.stem}]
     if raw.get("bayesian_search") is False:
@@ -337,8 +428,11 @@ def _experiment(
     if hparams:
         body["hparams"] = hparams
     trainer = dict(defaults.get("trainer_args") or {})
+    task = dict(shared_task)
     if "max_epochs" in trainer:
-        body["task"] = {"max_epochs": trainer.pop("max_epochs")}
+        task["max_epochs"] = trainer.pop("max_epochs")
+    if task:
+        body["task"] = task
     trainer = targs.trainer_args(trainer, out.notes)
     durations = {t.get("max_run_duration") for t in raw["tasks"]}
     if len(durations) == 1 and None not in durations:  # Lightning's max_time takes iterate's DD:HH:MM:SS

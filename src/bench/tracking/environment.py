@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from importlib import metadata
 
-from bench.paths import REPO_ROOT
+from bench.paths import IN_CHECKOUT, REPO_ROOT
 
 PACKAGES = ("bench", "terratorch", "torch", "lightning", "optuna", "mlflow", "hydra-core")
 
@@ -21,7 +21,11 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
-    """HEAD of the bench checkout, with '-dirty' when tracked files differ; None outside git."""
+    """HEAD of the bench checkout, with '-dirty' when tracked files differ; None outside git, and for
+    an installed wheel (package_versions' bench version says what ran; site-packages may well sit
+    inside some other repository, whose commit is not bench's)."""
+    if not IN_CHECKOUT:
+        return None
     try:
         head = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
