@@ -207,17 +207,25 @@ def test_tuning_flags_the_cells_whose_best_was_still_improving_in_the_last_quart
 
     from bench.report import page
 
-    drawn, save = {}, page._save
+    drawn, save = {}, page.save
 
     def keep_styles(fig, path):
-        drawn.update({line.get_label(): (line.get_color(), line.get_linestyle()) for line in fig.axes[0].get_lines()})
+        drawn.update(
+            {
+                line.get_label(): (line.get_color(), line.get_linestyle(), line.get_marker())
+                for line in fig.axes[0].get_lines()
+            }
+        )
         return save(fig, path)
 
-    monkeypatch.setattr(page, "_save", keep_styles)
+    monkeypatch.setattr(page, "save", keep_styles)
     page.plot_tuning(curves, flags.reset_index(), tmp_path / "tuning.png")
-    assert drawn["m / late"] == drawn["m / late_rmse"] == ("tab:red", "--")  # flagged: red, dashed
-    assert drawn["m / early"][1] == drawn["m / boundary"][1] == "-"
-    assert "tab:red" not in (drawn["m / early"][0], drawn["m / boundary"][0])
+    # flagged: dashed, triangles and said in the label; every curve keeps a colour of its own
+    late, late_rmse = drawn["m / late (still improving)"], drawn["m / late_rmse (still improving)"]
+    assert late[1:] == late_rmse[1:] == ("--", "^")
+    assert drawn["m / early"][1:] == drawn["m / boundary"][1:] == ("-", ".")
+    colours = [style[0] for style in drawn.values()]
+    assert len(set(colours)) == len(colours) == 4
 
 
 def test_probability_of_improvement_matches_a_hand_computed_case():
@@ -342,8 +350,13 @@ def test_report_page_renders_in_a_real_browser(tmp_path):
 
     page = render(out / "report.html", screenshot=tmp_path / "report.png")
     assert page.console_errors == [] and page.failed_requests == []
-    assert len(page.images) == 4 and all(width > 100 and height > 100 for _, width, height in page.images)
-    assert page.tables == 6 and page.table_rows > 3 + 2 * 4
+    alts = [alt for alt, _, _ in page.images]
+    # the headline's cost-against-accuracy figure first, the tuning curves, then the statistics'
+    assert alts[:2] == ["frontier", "tuning"] and alts[-3:] == ["groups", "datasets", "profile"]
+    assert all(width > 100 and height > 100 for _, width, height in page.images)
+    # leaderboard, per cell, provenance, then the details' groups, datasets, pairs, failed, tuning, costs
+    assert page.tables == 9 and page.table_rows > 3 + 2 * 4
+    assert page.text.index("Leaderboard") < page.text.index("Cost against accuracy") < page.text.index("Details")
     assert "Probability of improvement" in page.text and "large" in page.text
     # small's failed seed on burns (tests/helpers.COST_CELLS): its own table, and a note on its row
     assert "Failed repeats (no test score)" in page.text and "1 failed repeat(s) (seed 3)" in page.text
@@ -353,6 +366,20 @@ def test_report_page_renders_in_a_real_browser(tmp_path):
     assert section[0].split("\t") == ["model", "biomass", "burns", "cropland", "eurosat", "floods", "total"]
     assert section[1:] == [
         "baseline\t\t\t\t\t\t",  # innerText: a tab between cells, trailing empties too
-        "large\t\t2.0000\t3.2500\t\t\t5.2500",
-        "small\t\t0.6625\t0.7500\t\t\t1.4125",
+        "large\t\t2\t3.25\t\t\t5.25",
+        "small\t\t0.6625\t0.75\t\t\t1.413",
     ]
+    keep_docs_screenshot(tmp_path / "report.png")
+
+
+def keep_docs_screenshot(full_page: Path) -> None:
+    """docs/report.png is this page's top as the test browser shows it (1280 x 900 px): written when
+    BENCH_DOCS_SCREENSHOT=1, so that a test run leaves the checkout as it was."""
+    import os
+
+    if os.environ.get("BENCH_DOCS_SCREENSHOT") != "1":
+        return
+    from PIL import Image
+
+    with Image.open(full_page) as image:
+        image.crop((0, 0, image.width, min(image.height, 900))).save(Path(__file__).parents[1] / "docs" / "report.png")

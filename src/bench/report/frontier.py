@@ -54,6 +54,8 @@ def plot(table: pd.DataFrame, path: Path) -> Path:
     high = (table["ci_high"] - table["value"]).clip(lower=0).fillna(0)
     for on_front, marker in ((False, "o"), (True, "*")):
         rows = table["on_front"] == on_front
+        if not rows.any():
+            continue
         ax.errorbar(
             table.loc[rows, "hours"],
             table.loc[rows, "value"],

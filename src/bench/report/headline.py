@@ -41,12 +41,14 @@ class Board:
         return self.mean.empty
 
 
-def _digits(values: pd.Series) -> int:
-    """Three significant digits of the largest mean, 1 to 4 decimals: 0.853, 31.2."""
-    largest = values.abs().max()
-    if not largest or pd.isna(largest) or largest <= 1:  # a share or score in [0, 1]
-        return 3
-    return max(1, min(4, 2 - math.floor(math.log10(largest))))
+def _digits(means: pd.Series, stds: pd.Series) -> int:
+    """Three significant digits of the largest mean (0.853, 31.2), more where the typical spread
+    over seeds would read 0.0 (29.948 ± 0.012); 1 to 4 decimals."""
+    largest, spread = means.abs().max(), stds.abs().median()
+    digits = 3 if not largest or pd.isna(largest) or largest <= 1 else 2 - math.floor(math.log10(largest))
+    if spread and pd.notna(spread):
+        digits = max(digits, -math.floor(math.log10(spread)))
+    return max(1, min(4, digits))
 
 
 def board(datasets: pd.DataFrame, groups: pd.DataFrame) -> Board:
@@ -74,7 +76,7 @@ def board(datasets: pd.DataFrame, groups: pd.DataFrame) -> Board:
     for group, rows in groups.groupby("group", sort=False):
         if rows["value"].notna().any():
             aggregates[str(group)] = rows.set_index("model")[["value", "ci_low", "ci_high"]]
-    digits = {d: _digits(mean[d]) for d in mean.columns}
+    digits = {d: _digits(mean[d], std[d]) for d in mean.columns}
     return Board(mean, std, seeds, labels, best, rank, aggregates, digits)
 
 
@@ -148,7 +150,13 @@ def to_markdown(b: Board) -> str:
 
 def to_html(b: Board) -> str:
     header, body = rows(b)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    # a dataset's metric on a line of its own: long metric names would squeeze the scores
+    head = "".join(
+        f"<th>{html.escape(h.split(' (', 1)[0])}<br><small>{html.escape(h.split(' (', 1)[1][:-1])}</small></th>"
+        if " (" in h
+        else f"<th>{html.escape(h)}</th>"
+        for h in header
+    )
     lines = []
     for line in body:
         cells = [f"<td>{'<b>' if bold else ''}{html.escape(text)}{'</b>' if bold else ''}</td>" for text, bold in line]

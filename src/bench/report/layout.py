@@ -24,7 +24,8 @@ table { border-collapse: collapse; font-size: 13px; margin-bottom: 1.2em; }
 th, td { padding: 3px 9px; border-bottom: 1px solid #ddd; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 th { background: #f3f3f3; }
-table.leaderboard { font-size: 15px; } table.leaderboard b { color: #000; }
+table.leaderboard { font-size: 15px; } table.leaderboard td { white-space: nowrap; }
+th small { font-weight: normal; color: #555; }
 table.provenance td, table.cells td { text-align: left; }
 p.note { color: #555; font-size: 13px; margin: 0.3em 0 0.8em; }
 img { max-width: 100%; } figcaption { font-size: 13px; color: #555; }

@@ -36,7 +36,10 @@ def sweep_command(sweep: Path) -> str | None:
         return None
     given = [o for o in (overrides.get("hydra") or []) if o != "hydra.mode=MULTIRUN"]
     given += list(overrides.get("task") or [])
-    return shlex.join(["python", "-m", "bench", "-m", *(mask_override(str(o)) for o in given)])
+    name = str((hydra.get("job") or {}).get("name", "bench"))
+    # bench's own sweeps; any other Hydra app using the sweeper is named by its script
+    app = ["python", "-m", "bench"] if name == "bench" else ["python", f"{name}.py"]
+    return shlex.join([*app, "-m", *(mask_override(str(o)) for o in given)])
 
 
 def _cpu() -> str:
