@@ -107,8 +107,17 @@ def test_a_one_model_report_shows_raw_scores_and_says_why(tmp_path, capsys):
 
     page = render(out / "report.html")
     assert page.console_errors == [] and why in page.text
-    assert [alt for alt, _, _ in page.images] == ["raw", "tuning"]  # raw scores; no aggregate, no profile
+    # raw scores; no aggregate, no profile, no cost front; each cell's tuning analysis
+    alts = [alt for alt, _, _ in page.images]
+    assert alts == ["tuning", "cell prithvi / burns", "cell prithvi / floods", "raw"]
     assert "Groups" not in page.text.split("\n") and "normalized_iqm" not in page.text
+    # the leaderboard: raw mean ± std, no rank among one, no aggregate, and the page says why
+    board = pd.read_csv(out / "leaderboard.csv")
+    columns = ["model"] + [f"{t} {c}" for t in ("burns", "floods") for c in ("mean", "std", "n_seeds", "best")]
+    assert list(board.columns) == columns
+    assert not board[["burns best", "floods best"]].any(axis=None)  # no best among one model
+    assert "One model: raw scores only" in page.text and "meaningless 0.5" in page.text
+    assert "No figure: no normalised aggregate" in page.text
 
     out, stderr = run(tmp_path / "compat", capsys, str(sweep), "--compat", "geobench2-leaderboard")
     assert datasets(out)["normalized_iqm"].isna().all() and pd.read_csv(out / "groups.csv")["value"].isna().all()
@@ -141,5 +150,8 @@ def test_a_sweep_tuned_without_repeats_yet_reports_its_tuning(tmp_path, capsys):
     assert "no test score yet (no finished seed repeat): only the tuning tables" in stderr
     assert "bench.report: tuning resnet50 / burns: 2 completed tuning trials, 6 for another model on burns" in stderr
     page = render(out / "report.html")
-    assert page.console_errors == [] and [alt for alt, _, _ in page.images] == ["tuning"]
-    assert page.tables == 2 and "Tuning" in page.text  # the tuning table and the cost matrix
+    alts = [alt for alt, _, _ in page.images]
+    assert page.console_errors == [] and alts == ["tuning", "cell prithvi / burns", "cell resnet50 / burns"]
+    # per cell, provenance, then the tuning table and the cost matrix; no leaderboard table
+    assert page.tables == 4 and "Tuning" in page.text and "No test score yet" in page.text
+    assert not (out / "leaderboard.csv").exists()

@@ -243,7 +243,9 @@ def test_the_submission_folder_passes_the_leaderboards_validation(report_dir):
     out, _, stderr = report_dir
     data = assert_passes_leaderboard_validation(out / "submission")
     # bench's own rows only: the other submission's resnet50 is in scores.csv, not here
-    assert set(data["backbone"]) == {"prithvi", "dofa_large", "prithvi_tiny"}
+    # and the leaderboard's datasets only: the synthetic task's rows stay in scores.csv
+    assert set(data["backbone"]) == {"prithvi", "dofa_large"} and "synthetic_cls" not in set(data["dataset"])
+    assert "left out: synthetic_cls" in (out / "report.html").read_text()
     assert set(CLASSIFICATION) <= set(data["dataset"])
     info = json.loads((out / "submission" / "additional_info.json").read_text())
     assert info["Number of HPO trials"] == "16"
@@ -251,13 +253,13 @@ def test_the_submission_folder_passes_the_leaderboards_validation(report_dir):
 
 
 def test_the_submission_says_what_the_leaderboard_would_refuse(tmp_path, capsys):
-    cells = [{**_cell("cropland", "m", "val/RMSE", direction="minimize"), "params": {}}]
+    cells = [{**_cell("kuro_siwo", "m", "val/RMSE", direction="minimize"), "params": {}}]
     sweep = write_sweep(tmp_path / "sweep", cells, seeds=3)
     main([str(sweep), "--out", str(tmp_path / "report"), "--bootstrap", "20", "--no-mlflow"])
     stderr = capsys.readouterr().err
-    assert "submission/: the leaderboard wants 5 seeds of each backbone x dataset (m / cropland: 3)" in stderr
+    assert "submission/: the leaderboard wants 5 seeds of each backbone x dataset (m / kuro_siwo: 3)" in stderr
     assert "submission/: the leaderboard wants every dataset of at least one of its capability groups" in stderr
-    assert "submission/: lower-is-better scores on cropland" in stderr
+    assert "submission/: lower-is-better scores on kuro_siwo" in stderr
     scores = pd.read_csv(tmp_path / "report" / "submission" / "results_and_parameters.csv")
     # the leaderboard's own decoder label; an RMSE it has no higher-is-better form of stays as it is
     assert set(scores["Metric"]) == {"RMSE"} and set(scores["decoder"]) == {"UNet"}
