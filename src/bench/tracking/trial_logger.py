@@ -111,11 +111,12 @@ class TrialLogger:
         results.csv's column, the override that reproduces it); None values are left out. In a sweep
         the driver has logged the searched ones (with the trial's run): the rest are added, on the
         sender's thread, so the job never waits on the request."""
-        raw = OmegaConf.to_container(config.get("hparams") or {}, resolve=True)
+        node = config.get("hparams")  # an app other than bench may have none
+        raw = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else {}
         flat = flatten({str(k): v for k, v in raw.items()} if isinstance(raw, dict) else {})
         self.hparams_keys = set(flat)
         params = {f"hparams.{key}": value for key, value in flat.items() if value is not None}
-        if not driver_logged:
+        if not driver_logged or not params:
             self.log_params(params)
             return
         self._params.update(params)  # log_hyperparams must not log them again
