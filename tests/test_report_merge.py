@@ -208,14 +208,15 @@ def test_a_sweep_over_two_partitions_keeps_both_as_separate_models(tmp_path, cap
 
 
 def test_frozen_or_full_ft_is_what_the_cell_did_and_an_old_sweep_counts_as_full_ft(tmp_path, capsys):
+    # burn_scars, a leaderboard dataset: its rows go to submission/ (a synthetic task's would not)
     frozen = write_sweep(
         tmp_path / "frozen",
-        [cell("burns", m, seeds(b), finetuning="frozen") for m, b in (("prithvi", 0.5), ("resnet50", 0.4))],
+        [cell("burn_scars", m, seeds(b), finetuning="frozen") for m, b in (("prithvi", 0.5), ("resnet50", 0.4))],
     )
     old = write_sweep(
         tmp_path / "old",
         [
-            cell("burns", m, seeds(b), finetuning=None)  # no frozen_or_full_ft column
+            cell("burn_scars", m, seeds(b), finetuning=None)  # no frozen_or_full_ft column
             for m, b in (("prithvi", 0.7), ("resnet50", 0.6))
         ],
     )
@@ -226,8 +227,8 @@ def test_frozen_or_full_ft_is_what_the_cell_did_and_an_old_sweep_counts_as_full_
         "old": ["full_ft"],
     }
     table = datasets(out)
-    assert table.loc[("prithvi [frozen]", "burns"), "raw_mean"] == pytest.approx(0.53)
-    assert table.loc[("prithvi [full_ft]", "burns"), "raw_mean"] == pytest.approx(0.73)
+    assert table.loc[("prithvi [frozen]", "burn_scars"), "raw_mean"] == pytest.approx(0.53)
+    assert table.loc[("prithvi [full_ft]", "burn_scars"), "raw_mean"] == pytest.approx(0.73)
     assert len(table) == 4
     submitted = pd.read_csv(out / "submission" / "results_and_parameters.csv")
     assert sorted(submitted["frozen_or_full_ft"].unique()) == ["frozen", "full_ft"]
