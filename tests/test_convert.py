@@ -154,20 +154,19 @@ def conf(tmp_path) -> Path:
     return tmp_path / "bench_conf"
 
 
+def on_search_path(conf: Path) -> list[str]:
+    """The user's folder on Hydra's search path after bench's own, as `--config-dir <conf>` puts it."""
+    return [
+        f"hydra.searchpath=[file://{conf}]",
+        f"output_dir={conf.parent / 'job'}",
+        f"data_dir={conf.parent / 'data'}",
+    ]
+
+
 def compose_in(conf: Path, *overrides: str, hydra: bool = False):
-    """bench's config (pkg://bench.conf) with the user's folder on Hydra's search path, as
-    `python -m bench --config-dir <conf>` composes it."""
+    """bench's config (pkg://bench.conf) with the user's folder, as `python -m bench --config-dir <conf>` composes it."""
     with initialize_config_module("bench.conf", version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                f"hydra.searchpath=[file://{conf}]",
-                f"output_dir={conf.parent / 'job'}",
-                f"data_dir={conf.parent / 'data'}",
-                *overrides,
-            ],
-            return_hydra_config=hydra,
-        )
+        return compose("config", overrides=[*on_search_path(conf), *overrides], return_hydra_config=hydra)
 
 
 def task_file(conf: Path, stem: str, option: str) -> dict:
@@ -394,11 +393,16 @@ def test_a_converted_geobench_v1_runs_the_catalog_tasks_as_iterate_configures_th
     expected = iterate_plan(config)["cells"]
     assert expected[:3] == ["chesapeake", "cashew", "neontree"] and "eurosat" in expected
     assert not (conf / "task").exists() and not (conf / "model").exists()  # the catalog's tasks and model
-    for task, option in zip(raw["tasks"], expected):
-        cfg = compose_in(conf, f"experiment={stem}", f"task={option}", hydra=True)
+    with initialize_config_module("bench.conf", version_base="1.3"):  # one search path for every task
+        composed = [
+            compose("config", [*on_search_path(conf), f"experiment={stem}", f"task={option}"], return_hydra_config=True)
+            for option in expected
+        ]
+    known = catalog.tasks_by_datamodule()
+    for task, option, cfg in zip(raw["tasks"], expected, composed):
         assert cfg.hydra.runtime.choices.task == option and cfg.task.name == option
         init = task["datamodule"]["init_args"]
-        offered = catalog.tasks_by_datamodule()[task["datamodule"]["class_path"].rsplit(".", 1)[-1]].offered
+        offered = known[task["datamodule"]["class_path"].rsplit(".", 1)[-1]].offered
         assert cfg.task.partition == init["partition"] and cfg.task.patience == task["early_stop_patience"]
         assert cfg.task.metric == new_metric(task["metric"]) and cfg.task.direction == "maximize"
         assert list(cfg.task.bands) == [b for b in init["bands"] if b in offered], option
