@@ -24,7 +24,7 @@ from bench.report.inputs import latest
 from hydra_plugins.bench_sweeper.api import MAXIMIZE
 
 JOURNAL = "optuna.journal"
-PARAM_PANELS = 3  # the most important params get a panel each
+PARAM_PANELS = 2  # the most important params get a panel each
 
 
 @dataclass
@@ -155,7 +155,7 @@ def _learning_curves(ax: Any, cell: Cell) -> None:
     ax.set_ylabel("validation value")
     ax.set_title("learning curves", fontsize=9)
     if ax.has_data():
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="lower right")  # a fixed place: "best" costs a search per figure
 
 
 def _param_panel(ax: Any, cell: Cell, param: str) -> None:
@@ -169,15 +169,19 @@ def _param_panel(ax: Any, cell: Cell, param: str) -> None:
     values = pd.to_numeric(cell.rows[column], errors="coerce").dropna()
     if len(values) and (values > 0).all() and values.max() / values.min() > 20:
         ax.set_xscale("log")  # learning rates and the like span decades
-    ax.set_xlabel(param, fontsize=8)
-    ax.set_title(f"{param} against the metric", fontsize=9)
+    name = param.removeprefix("hparams.")
+    ax.set_xlabel(name, fontsize=8)
+    ax.set_title(f"{name} against the metric", fontsize=9)
     if ax.has_data():
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="lower right")
 
 
 def plot_cell(cell: Cell, path: Path) -> Path | None:
-    """The cell's figure: learning curves (journal only) and its most important params."""
-    from bench.report.page import figure, save
+    """The cell's figure: learning curves (journal only) and its most important params. Drawn with
+    fixed margins: a report has a figure per cell, and tight layouts cost twice the drawing."""
+    import matplotlib.pyplot as plt
+
+    from bench.report.page import figure
 
     params = list(cell.importance) or sorted(cell.params)
     panels = (1 if cell.study is not None else 0) + min(PARAM_PANELS, len(params))
@@ -189,12 +193,12 @@ def plot_cell(cell: Cell, path: Path) -> Path | None:
         _learning_curves(next(it), cell)
     for ax, param in zip(it, params):
         _param_panel(ax, cell, param)
-    if not any(ax.has_data() for ax in fig.axes):
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-        return None
-    return save(fig, path)
+    drawn = any(ax.has_data() for ax in fig.axes)
+    if drawn:
+        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.17, top=0.9, wspace=0.3)
+        fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path if drawn else None
 
 
 def params_text(params: dict[str, Any]) -> str:
