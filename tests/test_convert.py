@@ -21,7 +21,7 @@ from bench.paths import CONFIG_DIR, PACKAGE_DIR
 from bench.spec import build_spec
 from tests.warm_cli import python_m
 
-pytestmark = pytest.mark.duration(45)
+pytestmark = pytest.mark.duration(90)
 
 ITERATE = Path(__file__).parent / "data" / "iterate"
 CONFIGS = sorted(p.name for p in ITERATE.glob("*.yaml"))
