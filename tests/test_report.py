@@ -369,6 +369,11 @@ def test_report_page_renders_in_a_real_browser(tmp_path):
         "large\t\t2\t3.25\t\t\t5.25",
         "small\t\t0.6625\t0.75\t\t\t1.413",
     ]
+    # the leaderboard heads the page: large, best on every task (in bold) and by the aggregate, first
+    board = pd.read_csv(out / "leaderboard.csv")
+    table = (out / "report.html").read_text().split('<table class="leaderboard">', 1)[1].split("</table>", 1)[0]
+    assert table.count("<b>") == board.filter(like=" best").to_numpy().sum() == 5
+    assert table.split("<tbody><tr><td>", 1)[1].startswith("large<") and board["model"].iloc[0] == "large"
     keep_docs_screenshot(tmp_path / "report.png")
 
 
