@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     except ReportError as exc:
         sys.exit(f"bench.report: error: {exc}")
     print(
-        f"report written to {out}: {'leaderboard.csv .md .tex ' if args.wrote_leaderboard else ''}scores.csv "
+        f"report written to {out}: scores.csv {'leaderboard.csv .md .tex ' if args.wrote_leaderboard else ''}"
         "datasets.csv groups.csv pairs.csv tuning.csv cells.csv provenance.csv"
         f"{' costs.csv' if args.wrote_costs else ''} report.html + PNG figures"
         f"{' submission/ (for the GEO-Bench-2 leaderboard)' if args.wrote_submission else ''}"
