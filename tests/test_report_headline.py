@@ -255,3 +255,22 @@ def test_synthetic_tasks_get_no_submission_folder_and_no_leaderboard_objections(
     _, out, stderr = swept
     assert not (out / "submission").exists()
     assert "submission/" not in stderr and "leaderboard wants" not in stderr
+
+
+def test_a_multi_objective_cell_says_it_has_no_single_choice_nor_importance(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_stub(
+        sweep,
+        "task=a",
+        "second_objective=true",
+        "hydra.sweeper.direction=[minimize,minimize]",
+        "~task.direction",
+        "hydra.sweeper.n_trials=3",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    _report(str(sweep), "--out", str(tmp_path / "report"), "--no-mlflow")
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "a multi-objective cell: no single chosen trial (its Pareto front is in best.csv)" in html
+    assert "hyperparameter importance: none (a multi-objective cell: importance needs one objective)" in html
+    assert pd.read_csv(tmp_path / "report" / "cells.csv")["completed"].tolist() == [3]

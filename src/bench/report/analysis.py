@@ -113,7 +113,7 @@ def cells(tuning: pd.DataFrame, sweep_dirs: list[Path], names: pd.DataFrame) -> 
             _from_results(item)
             item.why_no_importance = f"no Optuna journal of this cell in the sweep dir ({JOURNAL})"
         else:
-            if len(item.study.directions) == 1 and item.study.get_trials(states=_complete()):
+            if len(item.study.directions) == 1 and item.study.get_trials(deepcopy=False, states=_complete()):
                 best = item.study.best_trial
                 item.params, item.best_trial = dict(best.params), best.number
             _importance(item)

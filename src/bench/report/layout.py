@@ -106,7 +106,12 @@ def _analysis(top: Top, tuning: Path | None, caption: str) -> str:
     for cell, image in top.analysis:
         parts.append(f"<h3>{html.escape(cell.name)}</h3>")
         chosen = params_text(cell.params)
-        said = [f"chosen (trial {cell.best_trial}): {chosen}" if chosen else "no completed trial: nothing chosen"]
+        if chosen:
+            said = [f"chosen (trial {cell.best_trial}): {chosen}"]
+        elif cell.study is not None and len(cell.study.directions) > 1:
+            said = ["a multi-objective cell: no single chosen trial (its Pareto front is in best.csv)"]
+        else:
+            said = ["no completed trial: nothing chosen"]
         parts.append(_notes([*said, importance_text(cell)]))
         if image is not None:
             parts.append(

@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from bench.tracking.environment import git_commit, package_versions
-from hydra_plugins.bench_sweeper.api import mask_override
+from hydra_plugins.bench_sweeper.api import mask_override, mask_text
 
 
 def sweep_command(sweep: Path) -> str | None:
@@ -82,7 +82,8 @@ def _hours(costs: pd.DataFrame | None) -> str:
 def table(argv: list[str], sources: list[str], sweeps: list[Path], costs: pd.DataFrame | None) -> pd.DataFrame:
     """Two columns, what and value, one row per fact."""
     versions = package_versions()
-    facts = [("report command", shlex.join(["python", "-m", "bench.report", *argv]))]
+    # masked: a --tracking-uri may carry a password (http://user:password@host)
+    facts = [("report command", mask_text(shlex.join(["python", "-m", "bench.report", *argv])))]
     for sweep in sweeps:
         command = sweep_command(sweep)
         facts.append((f"sweep {sweep.name}", command or f"{sweep} (its command was not recorded)"))

@@ -44,6 +44,10 @@ def top(
     sweep_dirs: list[Path],
     out: Path,
 ) -> Top:
+    # What an earlier report wrote here and this one may not (a cell fewer, no scores yet) must go.
+    for pattern in ("leaderboard.*", "frontier.*", "cells.csv", "tuning_*.png"):
+        for stale in out.glob(pattern):
+            stale.unlink()
     board = headline.board(datasets, groups)
     files = headline.write(board, out)
     normalised = bool(groups["value"].notna().any())
