@@ -31,7 +31,7 @@ from hydra_plugins.bench_sweeper._loop_state import CellRun
 from hydra_plugins.bench_sweeper.api import PROGRESS_ATTR, report_progress
 from tests.helpers import STUB, wait_for
 
-pytestmark = pytest.mark.duration(150)
+pytestmark = pytest.mark.duration(60)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -209,16 +209,27 @@ def test_a_terminal_shows_a_bench_trial_training_epoch_by_epoch(tmp_path, data_d
         assert first["max"] == "6"  # the demo's task.max_epochs
         assert 0.0 <= float(first["value"]) <= 1.0  # val/mIoU
     png = tmp_path / "console.png"
-    screenshot(screen, png, "python -m bench -m experiment=demo")
+    screenshot(f"$ {' '.join(['python', *command[1:-1]])}\n{screen}", png)
     assert png.stat().st_size > 10_000
     if os.environ.get("BENCH_UPDATE_DOCS") == "1":
         shutil.copy(png, REPO_ROOT / "docs" / "console.png")
 
 
-def screenshot(ansi: str, png: Path, title: str) -> None:
-    """The terminal's screen (tmux's capture, with its colours) as a PNG: rich draws it as an SVG
-    terminal window, headless Chromium renders that."""
+# A dark terminal: the captured screen as HTML in a font that has the box characters (DejaVu Sans
+# Mono, installed with Chromium's fonts), which Chromium renders; the PNG is cropped to the terminal.
+PAGE = (
+    '<!DOCTYPE html><html><head><meta charset="UTF-8"></head><body style="margin:0;background:#fff">'
+    '<pre style="margin:0;padding:14px 18px;display:inline-block;border-radius:6px;'
+    "font-family:'DejaVu Sans Mono',monospace;font-size:13px;line-height:1.17;"
+    'color:{foreground};background:{background}">{code}</pre></body></html>'
+)
+
+
+def screenshot(ansi: str, png: Path) -> None:
+    """The terminal's screen (tmux's capture, with its colours) as a PNG, rendered by headless Chromium."""
+    from PIL import Image, ImageChops
     from rich.console import Console as RichConsole
+    from rich.terminal_theme import MONOKAI
     from rich.text import Text
 
     from tests.browser import render
@@ -228,7 +239,10 @@ def screenshot(ansi: str, png: Path, title: str) -> None:
         lines.pop()
     recorder = RichConsole(record=True, width=160, file=io.StringIO(), color_system="truecolor", force_terminal=True)
     recorder.print(Text.from_ansi("\n".join(lines)), no_wrap=True, crop=True)
-    svg = recorder.export_svg(title=title)
     page = png.with_suffix(".html")
-    page.write_text(f"<!doctype html><html><body style='margin:0;background:#fff'>{svg}</body></html>")
+    page.write_text(recorder.export_html(theme=MONOKAI, inline_styles=True, code_format=PAGE))
     render(page, screenshot=png)
+    image = Image.open(png).convert("RGB")
+    box = ImageChops.difference(image, Image.new("RGB", image.size, (255, 255, 255))).getbbox()
+    if box:
+        image.crop(box).save(png)
