@@ -246,3 +246,15 @@ def screenshot(ansi: str, png: Path) -> None:
     box = ImageChops.difference(image, Image.new("RGB", image.size, (255, 255, 255))).getbbox()
     if box:
         image.crop(box).save(png)
+
+
+def test_a_log_gets_one_timestamped_line_per_event_and_no_live_view(tmp_path):
+    from tests.helpers import run_stub
+
+    piped = run_stub(tmp_path / "sweep", "task=a", "hydra.sweeper.n_trials=2", "steps=3")
+    assert piped.returncode == 0, piped.stderr[-3000:]
+    stamp = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[HYDRA\] "
+    for number in (0, 1):
+        assert len(re.findall(stamp + rf"\[default\] trial {number} started \(job #\d+\): ", piped.stdout, re.M)) == 1
+        assert len(re.findall(stamp + rf"\[default\] trial {number} completed ", piped.stdout, re.M)) == 1
+    assert "running trial" not in piped.stdout + piped.stderr and "┃" not in piped.stdout + piped.stderr
