@@ -18,7 +18,7 @@ import pytest
 from bench.report.build import main
 from tests.helpers import run_stub, studies, tracking_args
 
-pytestmark = pytest.mark.duration(90)
+pytestmark = pytest.mark.duration(60)
 
 GRANT = ["hydra.sweeper.accounting.local_gpus=1", "hydra.sweeper.accounting.local_cpus=3"]
 TEX_PACKAGES = ["texlive-latex-base", "texlive-latex-recommended"]  # pdflatex; booktabs
