@@ -155,7 +155,9 @@ def _learning_curves(ax: Any, cell: Cell) -> None:
     ax.set_ylabel("validation value")
     ax.set_title("learning curves", fontsize=9)
     if ax.has_data():
-        ax.legend(fontsize=6, loc="lower right")  # a fixed place: "best" costs a search per figure
+        # A fixed place ("best" costs a search per figure), where the curves are not: they rise
+        # toward a maximised value and fall toward a minimised one.
+        ax.legend(fontsize=6, loc="lower right" if _maximize(cell.rows) else "upper right")
 
 
 def _param_panel(ax: Any, cell: Cell, param: str) -> None:
