@@ -21,6 +21,7 @@ what the view can add at most.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import tempfile
@@ -107,7 +108,7 @@ def main() -> None:
         console = Console(runs, 1, live=True, terminal=terminal)
         n = calibrate(args.epoch_s)
         times: dict[str, list[float]] = {"off": [], "on": []}
-        view_cpu: list[float] = []  # per "on" trial: the drawing thread's CPU / the trial's time
+        view_cpu: list[float] = []  # per "on" trial: the CPU time the drawing thread used
         with console:
             console.live_view.stop()  # drawn only while an "on" trial runs
             for i in range(args.trials):
@@ -117,7 +118,7 @@ def main() -> None:
                     took, others = one_trial(runs[0], console if mode == "on" else None, args.epochs, n)
                     times[mode].append(took)
                     if mode == "on":
-                        view_cpu.append(others / took)
+                        view_cpu.append(others)
                     if mode == "on":
                         console.live_view.stop()
             console.live_view.start()
@@ -128,11 +129,13 @@ def main() -> None:
     print(f"view off: median {off:.3f} s ({', '.join(f'{t:.3f}' for t in times['off'])})")
     print(f"view on:  median {on:.3f} s ({', '.join(f'{t:.3f}' for t in times['on'])})")
     pairs = [b / a for a, b in zip(times["off"], times["on"])]  # each "on" trial against its neighbour
+    spread = 2 * statistics.stdev(pairs) / len(pairs) ** 0.5 if len(pairs) > 1 else math.nan
     print(
-        f"ratio on/off: {on / off:.4f} of the medians, {statistics.median(pairs):.4f} of the pairs (goal: at most 1.01)"
+        f"ratio on/off: {on / off:.4f} of the medians; of the pairs: median {statistics.median(pairs):.4f}, "
+        f"mean {statistics.mean(pairs):.4f} +- {spread:.4f} (2 standard errors; goal: at most 1.01)"
     )
     print(
-        f"the view's own CPU time, as a share of the trial's: median {statistics.median(view_cpu):.2%} "
+        f"the view's own CPU time, as a share of the trial's: {sum(view_cpu) / sum(times['on']):.2%} "
         "(what it can add at most where the trial holds the interpreter the whole time)"
     )
 
