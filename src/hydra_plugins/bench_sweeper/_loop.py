@@ -113,7 +113,12 @@ class DispatchLoop:
         if self.dispatcher.reattach(frozen.user_attrs.get(ATTR_LAUNCHER_JOB), key):
             self.flying[key] = ticket
             run.in_flight += 1
-            self.console.trial_started(run, frozen.number, ticket.started)
+            # its elapsed time on the console counts from its start under the previous driver
+            began = frozen.user_attrs.get(ATTR_STARTED)
+            since = (
+                time.monotonic() - max(0.0, time.time() - began) if isinstance(began, (int, float)) else ticket.started
+            )
+            self.console.trial_started(run, frozen.number, since)
             self.console.event(run, frozen.number, f"followed: its job #{ticket.job_num} outlived the previous driver")
         else:
             self._record_interrupted(
