@@ -121,15 +121,16 @@ def test_label_keys_name_each_cell_first_and_a_dir_keeps_the_labels_it_was_made_
     assert json.loads((old / "sweep.json").read_text())["label_keys"] == []  # recorded now
 
 
-def test_trial_runs_carry_task_and_model_tags_when_neither_is_swept(tmp_path):
-    result = run_tracked_stub(tmp_path, "task=a", "hydra.sweeper.n_trials=1")
+def test_trial_and_repeat_runs_carry_task_and_model_tags_when_neither_is_swept(tmp_path):
+    result = run_tracked_stub(tmp_path, "task=a", "hydra.sweeper.n_trials=1", "hydra.sweeper.repeats=1")
     assert result.returncode == 0, result.stderr[-3000:]
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     assert client.get_experiment_by_name("stub").tags["mlflow.experimentKind"] == "custom_model_development"
     levels = tree(client)
-    for run in levels["cell"] + levels["trial"]:
+    assert len(levels["trial"]) == len(levels["repeat"]) == 1
+    for run in levels["cell"] + levels["trial"] + levels["repeat"]:
         assert (run.data.tags["task"], run.data.tags["model"]) == ("a", "x")
 
 
