@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import read_csv, run_stub, run_tracked_stub, studies, tree
 
-pytestmark = pytest.mark.duration(60)
+pytestmark = pytest.mark.duration(75)
 
 CELL = "task=synthetic_seg,model=prithvi_tiny"
 # One short epoch: what is checked is the names, not what the model learns.
