@@ -164,6 +164,7 @@ class BenchSweeperImpl:
             warm_start=warm.seed if warm else None,
             defer=warm.defer if warm else None,
             configure=plan.configure,
+            folds=s.folds,
         )
         if warm:
             warm.runs = runs  # the loop's own list, which repeats join

@@ -187,6 +187,8 @@ class DispatchLoop:
             f"{key}.id": trial_id(trial),
             f"{key}.number": trial.number,
         }
+        if self.settings.folds and run.phase == PHASE_TUNE:  # k-fold tuning; a repeat trains on all of it
+            extra[f"{key}.folds"] = self.settings.folds
         values = dict(trial.params)
         if run.phase == PHASE_REPEAT:
             run.waiting -= 1

@@ -75,6 +75,7 @@ class LoopSettings:
     storage_location: str
     trial_key: str
     seed_key: str = "seed"  # where a repeat's job gets its seed (hydra.sweeper.seed_key)
+    folds: int | None = None  # hydra.sweeper.folds: told to every tuning job as <trial_key>.folds
     # cell's finished tuning run -> its repeats run, or why it has none (None: no repeats wanted)
     open_repeats: Callable[[CellRun], CellRun | str] | None = None
     budget: Budget | None = None

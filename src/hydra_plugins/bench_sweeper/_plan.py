@@ -298,6 +298,11 @@ def describe_plan(plan: SweepPlan, settings: Any, launcher: Any) -> str:
         f"n_jobs={settings.n_jobs}, launcher={type(launcher).__name__}, pruner={pruner}",
         f"sweep dir {plan.sweep_dir}, storage {mask_text(plan.storage)}",
     ]
+    if folds := settings.folds:
+        lines.append(
+            f"k-fold tuning: {folds} folds, {folds} trainings per tuning trial ({folds}x a single split's cost, "
+            "which budgets count as measured); repeats train once on the whole training set"
+        )
     budget = settings.budget or {}
     limits = [
         f"{key}={budget.get(key)}"
@@ -334,6 +339,11 @@ def _check_settings(s: Any) -> None:
         problems.append(f"hydra.sweeper.max_failure_rate={s.max_failure_rate} must be within [0, 1]")
     if s.n_trials < 0:
         problems.append(f"hydra.sweeper.n_trials={s.n_trials} must be at least 0 (0: straight to the repeats)")
+    folds = s.folds
+    if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 2):
+        problems.append(
+            f"hydra.sweeper.folds={folds!r} is not possible: k-fold tuning needs at least 2 folds (null: one split)"
+        )
     if s.n_jobs < 1:
         problems.append(f"hydra.sweeper.n_jobs={s.n_jobs} must be at least 1 (with bench: launcher.parallel_trials)")
     for key in ("poll_interval", "progress_every_s"):

@@ -7,7 +7,8 @@ re-binds names, so classes stay the same objects and `except`/`isinstance` keep 
 Nothing here imports optuna, ray or submitit: Hydra scans this module on every start, `--help`
 included.
 
-  job side     the trial a job belongs to: its phase and number, report-and-prune, its progress
+  job side     the trial a job belongs to: its phase and number, report-and-prune, its progress,
+               k-fold tuning (its fold count, the running-mean reporter, the per-fold outputs)
   errors       the sweeper's error types, and CellError for an app's "this cell cannot run"
   masking      the secret-masking policy, for what an app writes itself
   observers    SweepObserver, the hooks a Hydra callback gets over a sweep, and trial attributes
@@ -28,12 +29,16 @@ from ._results import BEST_CSV, REPEATS_CSV, RESULTS_CSV
 from ._sweepdir import running_driver
 from .observer import COST_ATTRS, TRACKER_RUN_ID_ATTR, SweepObserver
 from .trial import (
+    FOLD_STD,
     PHASE_REPEAT,
     PHASE_TUNE,
     PROGRESS_ATTR,
+    FoldReporter,
+    fold_outputs,
     job_trial,
     report_and_maybe_prune,
     report_progress,
+    trial_folds,
     trial_from_config,
     trial_number,
     trial_phase,
@@ -44,6 +49,8 @@ __all__ = [
     "COST_ATTRS",
     "CellError",
     "DIRECTIONS",
+    "FOLD_STD",
+    "FoldReporter",
     "MAXIMIZE",
     "MINIMIZE",
     "Outcome",
@@ -57,6 +64,7 @@ __all__ = [
     "SweepObserver",
     "TRACKER_RUN_ID_ATTR",
     "flatten",
+    "fold_outputs",
     "job_trial",
     "judge",
     "job_outcome",
@@ -68,6 +76,7 @@ __all__ = [
     "report_and_maybe_prune",
     "report_progress",
     "running_driver",
+    "trial_folds",
     "trial_from_config",
     "trial_number",
     "trial_phase",

@@ -206,6 +206,12 @@ class BenchSweeperConf:
     seeds: list[int] | None = None
     # The config key each repeat's seed is set at.
     seed_key: str = "seed"
+    # k-fold tuning: each tuning trial's job is told `<trial_key>.folds=K` and should train K models
+    # on K fixed splits of its training set, each validated on its held-out fold, report pruning
+    # values as the running mean over folds (trial.FoldReporter), return the mean and keep the
+    # per-fold values (api.fold_outputs: fold_0.. fold_{K-1}, fold_std columns in results.csv).
+    # Repeats never get it. null: one split. A trial then costs about K trainings.
+    folds: int | None = None
     # Print the cells, their search spaces and the trial count; launch nothing.
     dry_run: bool = False
     # Seconds between polls of asynchronous launchers (Ray, submitit).

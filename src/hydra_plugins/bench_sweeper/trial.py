@@ -99,3 +99,48 @@ def report_and_maybe_prune(trial: Any, value: float, step: int) -> None:
     trial.report(value, step)
     if trial.should_prune():
         raise optuna.TrialPruned(f"pruned at step {step} with value {value:.6g}")
+
+
+# k-fold tuning (hydra.sweeper.folds): the job's side.
+FOLD_STD = "fold_std"  # the output (results.csv column) with the folds' standard deviation
+
+
+def trial_folds(cfg: DictConfig) -> int | None:
+    """K when this job is a tuning trial of a k-fold sweep (hydra.sweeper.folds=K): it should train
+    K models, one per fold, and return their mean; None otherwise (a repeat, a single split, no sweep)."""
+    node, _ = _trial_node(cfg)
+    folds = None if node is None else node.get("folds")
+    return int(folds) if folds else None
+
+
+def fold_outputs(values: list[float]) -> dict[str, Any]:
+    """What a k-fold job returns: {"value": the mean, "fold_0": ..., "fold_{K-1}": ..., "fold_std":
+    the population standard deviation}; the sweeper keeps all but the value as the trial's outputs,
+    which are results.csv's columns."""
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return {"value": mean, **{f"fold_{i}": float(v) for i, v in enumerate(values)}, FOLD_STD: std}
+
+
+class FoldReporter:
+    """The trial as one fold of a k-fold job sees it: report(value, step) during fold `fold` (counted
+    from 0) reports the running mean, the mean of the finished folds' values (`done`) and this
+    value, at step fold * steps_per_fold + step, so every trial's step s means the same folds
+    finished and the same epoch of the next one, and a pruner compares like with like. Use it in
+    place of the trial for report_and_maybe_prune."""
+
+    def __init__(self, trial: Any, fold: int, done: list[float], steps_per_fold: int) -> None:
+        self.trial, self.fold, self.done, self.steps_per_fold = trial, fold, list(done), steps_per_fold
+
+    @property
+    def study(self) -> Any:
+        return self.trial.study
+
+    def running_mean(self, value: float) -> float:
+        return (sum(self.done) + value) / (len(self.done) + 1)
+
+    def report(self, value: float, step: int) -> None:
+        self.trial.report(self.running_mean(value), self.fold * self.steps_per_fold + step)
+
+    def should_prune(self) -> bool:
+        return bool(self.trial.should_prune())
