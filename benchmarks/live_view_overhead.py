@@ -15,7 +15,9 @@ with 8 finished trials each, so every read of the view is a real one.
 Prints each mode's median trial time and their ratio (on / off; the goal is at most 1.01), and the
 CPU time the view's thread used during the "on" trials as a share of their time: on a busy machine
 the wall-clock ratio moves by a few per cent from trial to trial either way, while that share is
-what the view can add at most.
+what the view can add at most, and how often the trial's thread had to wait (its voluntary context
+switches: the interpreter handed to the view and back, the storage's lock). --control runs the
+"on" trials without the view as well: the spread of that comparison is the noise of the machine.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -74,9 +77,11 @@ def make_runs(storage: optuna.storages.BaseStorage, cells: int) -> list[CellRun]
     return runs
 
 
-def one_trial(run: CellRun, console: Console | None, epochs: int, n: int) -> tuple[float, float]:
-    """(the trial's wall time, the CPU time other threads of the process used meanwhile: the view's)"""
+def one_trial(run: CellRun, console: Console | None, epochs: int, n: int) -> tuple[float, float, int]:
+    """(the trial's wall time, the CPU time other threads of the process used meanwhile (the
+    view's), the times the trial's thread waited (for the interpreter, or the storage's lock))"""
     trial = run.study.ask(run.cell.distributions)
+    switches = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
     started, process, thread = time.perf_counter(), time.process_time(), time.thread_time()
     if console is not None:
         console.trial_started(run, trial.number, time.monotonic())
@@ -86,11 +91,12 @@ def one_trial(run: CellRun, console: Console | None, epochs: int, n: int) -> tup
         report_progress(trial, epoch, epochs, 0.05 * epoch)
     took = time.perf_counter() - started
     others = (time.process_time() - process) - (time.thread_time() - thread)
+    waits = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - switches
     run.in_flight -= 1
     if console is not None:
         console.trial_ended(run, trial.number)
     run.study.tell(trial, 0.5)
-    return took, others
+    return took, others, waits
 
 
 def main() -> None:
@@ -99,6 +105,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--epoch-s", type=float, default=0.3)
     parser.add_argument("--cells", type=int, default=8)
+    parser.add_argument(
+        "--control", action="store_true", help="the 'on' trials without the view too: the noise of the comparison"
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as devnull:
@@ -109,17 +118,20 @@ def main() -> None:
         n = calibrate(args.epoch_s)
         times: dict[str, list[float]] = {"off": [], "on": []}
         view_cpu: list[float] = []  # per "on" trial: the CPU time the drawing thread used
+        waits: dict[str, list[int]] = {"off": [], "on": []}
         with console:
             console.live_view.stop()  # drawn only while an "on" trial runs
             for i in range(args.trials):
                 for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
-                    if mode == "on":
+                    drawn = mode == "on" and not args.control
+                    if drawn:
                         console.live_view.start()
-                    took, others = one_trial(runs[0], console if mode == "on" else None, args.epochs, n)
+                    took, others, waited = one_trial(runs[0], console if drawn else None, args.epochs, n)
                     times[mode].append(took)
+                    waits[mode].append(waited)
                     if mode == "on":
                         view_cpu.append(others)
-                    if mode == "on":
+                    if drawn:
                         console.live_view.stop()
             console.live_view.start()
     off, on = statistics.median(times["off"]), statistics.median(times["on"])
@@ -137,6 +149,10 @@ def main() -> None:
     print(
         f"the view's own CPU time, as a share of the trial's: {sum(view_cpu) / sum(times['on']):.2%} "
         "(what it can add at most where the trial holds the interpreter the whole time)"
+    )
+    print(
+        "the trial's thread waited (voluntary context switches per trial, median): "
+        f"{statistics.median(waits['off'])} with the view off, {statistics.median(waits['on'])} on"
     )
 
 

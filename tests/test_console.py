@@ -60,7 +60,7 @@ def test_a_running_trial_shows_its_epoch_value_and_elapsed_time_and_the_eta_foll
     assert console.rows()[0][-1] == "?"  # no duration known: no ETA
 
     report_progress(trial, 2, 10, 0.4567)
-    console._read(force=True)
+    console._read_cells()
     assert console.running_rows() == [["task=a #0", "2/10", "0.4567", "1:05"]]
     # 2 of 10 epochs in 65 s: the trial takes about 325 s, 260 s left, then 3 more trials of 325 s.
     eta = console.rows()[0][-1]
@@ -79,7 +79,7 @@ def test_progress_is_a_user_attribute_any_study_takes_and_never_fails_a_trial():
     assert run.study.trials[0].user_attrs[PROGRESS_ATTR] == {"epoch": 3, "max_epochs": None, "value": None}
     console = Console([run], slots=1, live=False, read_every_s=0.0)
     console.trial_started(run, trial.number, time.monotonic())
-    console._read(force=True)
+    console._read_cells()
     assert console.running_rows()[0][1:3] == ["3/?", "-"]
     report_progress(None, 1, 10, 0.5)  # outside a sweep: nothing to do
 

@@ -71,7 +71,7 @@ class Console:
         slots: int,
         live: bool | None = None,
         plain_every_s: float = 30.0,
-        read_every_s: float = 1.0,
+        read_every_s: float = 2.0,
         terminal: Any = None,
     ) -> None:
         self.runs, self.slots = runs, slots  # runs: the loop's own list, which repeats join
@@ -83,7 +83,8 @@ class Console:
         self._last_plain = time.monotonic()
         self._lock = threading.RLock()
         self._running: dict[tuple[int, int], Running] = {}  # (id of its run, trial number) -> it
-        self._read_at = -math.inf  # when the storage was last read for the view
+        self._read_at = -math.inf  # when the drawing thread last read the running trials' progress
+        self._cells_read_at = -math.inf  # when the loop's thread last read the cells' trials
         # As last read, one per run: its cost so far and its best (text)
         self._costs_read: list[Cost] = []
         self._best_read: list[str] = []
@@ -105,13 +106,13 @@ class Console:
                 redirect_stdout=True,
                 redirect_stderr=True,
             )
+            self._read_cells()
             self.live_view.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.live_view is not None:  # its last rendering stays on the terminal
-            with self._lock:
-                self._read_at = -math.inf
+            self._read_cells()
             self.live_view.refresh()
             self.live_view.__exit__(*exc)
             self.live_view = None
@@ -151,6 +152,8 @@ class Console:
             f"[{run.label}] trial {frozen.number} {state}{detail} ({run.done}/{run.target} done)",
             level=logging.WARNING if error else logging.INFO,
         )
+        if self.live_view is not None:  # its cost and the cell's best change now
+            self._read_cells()
 
     def stopped(self, run: CellRun, reason: str) -> None:
         self._say(f"[{run.label}] stopped, no new trials: {reason}", level=logging.ERROR)
@@ -167,44 +170,62 @@ class Console:
 
     def refresh(self) -> None:
         if self.live_view is not None:
+            self._read_cells(force=False)
             self.live_view.refresh()
         elif time.monotonic() - self._last_plain >= self.plain_every_s:
             self._last_plain = time.monotonic()
             log.info("progress\n%s", self.plain_table())
 
     # -- reading the storage (rate-limited) -----------------------------------------------------
-    def _read(self, force: bool = False) -> None:
-        """Each run's trials, and the progress its running trials reported, read from the storage
-        at most once per read_every_s (always when `force`)."""
+    def _read_cells(self, force: bool = True) -> None:
+        """Each run's cost and best, and its running trials' progress, from all its trials: in the
+        loop's thread (between trials, after each one ends, while it waits on a launcher), at most
+        once per read_every_s unless `force`."""
+        with self._lock:
+            if not force and time.monotonic() - self._cells_read_at < self.read_every_s:
+                return
+            runs = list(self.runs)
+        trials = [run.study.get_trials(deepcopy=False) for run in runs]
+        costs = [total(found) for found in trials]
+        best = [_best_text(run, _best_of(run, found)) for run, found in zip(runs, trials)]
+        with self._lock:
+            self._costs_read, self._best_read, self._cells_read_at = costs, best, time.monotonic()
+        self._keep_progress(list(zip(runs, trials)))
+
+    def _read_progress(self) -> None:
+        """The running trials' progress, in the drawing thread, at most once per read_every_s: only
+        the studies that have a trial running are read (one file read of the storage each), so that
+        a trial running in the driver's own thread shares the interpreter with as little as can be."""
+        from optuna.trial import TrialState
+
+        with self._lock:
+            if time.monotonic() - self._read_at < self.read_every_s:
+                return
+            self._read_at = time.monotonic()
+            studied = {id(r.run): r.run for r in self._running.values()}
+        self._keep_progress(
+            [(run, run.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) for run in studied.values()],
+            every_run=False,
+        )
+
+    def _keep_progress(self, found: list[tuple[CellRun, list[FrozenTrial]]], every_run: bool = True) -> None:
         from optuna.trial import TrialState
 
         from .trial import PROGRESS_ATTR
 
-        with self._lock:
-            if (
-                not force
-                and time.monotonic() - self._read_at < self.read_every_s
-                and len(self._costs_read) == len(self.runs)
-            ):
-                return
-            runs = list(self.runs)
-            running = {key: r.number for key, r in self._running.items()}
-        trials = [run.study.get_trials(deepcopy=False) for run in runs]
-        costs = [total(found) for found in trials]
-        best = [_best_text(run, _best_of(run, found)) for run, found in zip(runs, trials)]
         progress = {}
-        for run, found in zip(runs, trials):
-            for trial in found:
-                key = (id(run), trial.number)
-                if key in running and trial.state == TrialState.RUNNING:
-                    reported = trial.user_attrs.get(PROGRESS_ATTR)
-                    if isinstance(reported, dict) and "epoch" in reported:
-                        progress[key] = Progress(
-                            int(reported["epoch"]), reported.get("max_epochs"), reported.get("value")
-                        )
+        for run, trials in found:
+            for trial in trials:
+                reported = trial.user_attrs.get(PROGRESS_ATTR) if trial.state == TrialState.RUNNING else None
+                if isinstance(reported, dict) and "epoch" in reported:
+                    progress[(id(run), trial.number)] = Progress(
+                        int(reported["epoch"]), reported.get("max_epochs"), reported.get("value")
+                    )
         with self._lock:
-            self._costs_read, self._best_read, self._read_at = costs, best, time.monotonic()
-            self._progress = {k: v for k, v in progress.items() if k in self._running}
+            if every_run:
+                self._progress = {}
+            self._progress.update(progress)
+            self._progress = {k: v for k, v in self._progress.items() if k in self._running}
 
     def progress(self, run: CellRun, number: int) -> Progress | None:
         with self._lock:
@@ -212,14 +233,16 @@ class Console:
 
     # -- the table ------------------------------------------------------------------------------
     def _costs(self) -> list[Cost]:
-        """Each run's cost so far (earlier runs of the sweep included), as last read."""
+        """Each run's cost so far (earlier runs of the sweep included), as last read (a run that
+        joined since, a cell's repeats, costs nothing yet)."""
         with self._lock:
-            return list(self._costs_read)
+            costs = list(self._costs_read)
+        return costs + [Cost(0.0, 0.0)] * (len(self.runs) - len(costs))
 
     def rows(self, costs: list[Cost] | None = None) -> list[list[str]]:
         now = time.monotonic()
         if costs is None:
-            self._read(force=True)
+            self._read_cells()
             costs = self._costs()
         running = self.running()
         open_cells = max(1, sum(1 for r in self.runs if r.wants_trials or r.in_flight))
@@ -229,6 +252,7 @@ class Console:
         rows = []
         with self._lock:
             best_texts = list(self._best_read)
+        best_texts += ["-"] * (len(self.runs) - len(best_texts))
         for run, cost, best in zip(self.runs, costs, best_texts):
             remaining = 0 if run.stopped or run.ended else max(0, run.target - run.done)
             mine = [r for r in running if r.run is run]
@@ -290,7 +314,7 @@ class Console:
         return rows
 
     def plain_table(self) -> str:
-        self._read(force=True)
+        self._read_cells()
         costs = self._costs()
         return f"{_spent_text(costs)}\n" + table_text(HEADERS, self.rows(costs))
 
@@ -302,7 +326,7 @@ class Console:
         from rich.text import Text
 
         try:
-            self._read()
+            self._read_progress()
             costs = self._costs()
             lines = [f"bench sweep: {_spent_text(costs)}", box_table(HEADERS, self.rows(costs))]
             running = self.running_rows()
