@@ -6,15 +6,16 @@ latest validation value, its elapsed time). rich's Live redraws it from its own 
 keeps ticking while a trial runs in the driver's own thread (the local launcher) or while the
 loop waits on Ray or SLURM. A job tells where it is through the sweep's Optuna storage
 (trial.report_progress: a user attribute of its trial), which every launcher's jobs reach already;
-the view reads the storage at most once per `read_every_s`.
+the drawing thread reads only the running trials' progress, at most once per `read_every_s` (2 s).
 
 Otherwise (a log file, CI) each event is one plain log line with its timestamp, and the cells'
 table is logged as plain text every `plain_every_s` seconds. Event lines go through the sweeper's
 logger as well, so they also reach log files.
 
 Threads: the loop (main thread) tells the console which trials run (trial_started/trial_ended,
-under its lock); the drawing thread reads only that, the cells' counters (plain ints) and the
-storage (Optuna's storages are thread-safe).
+under its lock) and reads the cells' trials (cost, best) between trials; the drawing thread reads
+what they left under the lock, the cells' counters (plain ints) and the running trials' studies
+(Optuna's storages are thread-safe).
 """
 
 from __future__ import annotations
