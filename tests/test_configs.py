@@ -155,7 +155,7 @@ def test_every_search_space_parses_into_optuna_distributions(compose_cfg, space,
     assert set(distributions) | set(fixed) == {key.lstrip("+") for key in params}
     for key in params:
         # Every tuned key must address something the trial config accepts under hparams.
-        assert key.lstrip("+").startswith("hparams."), key
+        assert key.lstrip("+").startswith(("hparams.", "probe.")), key  # probe.*: protocol=knn, linear_probe
 
 
 def test_default_search_space_matches_the_documented_ranges(compose_cfg):

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.devices import check_gpus_per_trial
 from bench.errors import ConfigError, DatasetNotFoundError, PretrainedWeightsError
+from bench.probes import check_probe
 from bench.spec import TrialSpec, build_spec
 from bench.splits import check_split_sources
 
@@ -151,6 +152,7 @@ def _checked(cfg: DictConfig) -> tuple[TrialSpec, list[Exception]]:
 
     phase = trial_phase(cfg)
     spec = replace(build_spec(cfg), phase=phase, trial_number=trial_number(cfg))
+    check_probe(cfg)  # protocol=knn|linear_probe: the task type it serves, its settings, its cache dir
     # evaluate_test=true is refused in a sweep, before launching; a sweep's cells (whose repeats test)
     # and a single run that tests must test on samples the validation split does not hold.
     tests, sweeping = test_plan(cfg, phase)
