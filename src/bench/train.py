@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from bench.errors import PretrainedWeightsError
+from bench.errors import ConfigError, PretrainedWeightsError
 from bench.objectives import objective_values
 from bench.oom import BatchPlan, allowed_retries, fit_with_oom_retries
 from bench.preflight import preflight
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from bench.lightning_callbacks import CostMeter
     from bench.tracking.trial_logger import TrialLogger
+    from hydra_plugins.bench_sweeper.api import FoldReporter
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
       7. the test split on the best checkpoint, when the spec says this job tests
     """
     from bench.evaluation import test_on_best_checkpoint
-    from hydra_plugins.bench_sweeper.api import PHASE_TUNE, job_trial
+    from hydra_plugins.bench_sweeper.api import PHASE_TUNE, job_trial, trial_folds
 
     spec = preflight(cfg)
     max_oom_retries = allowed_retries(cfg.get("oom_retries", 3))  # a bad value fails before the torch import too
@@ -96,6 +97,8 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
     # view; a tuning trial of a one-objective study also reports its metric and may be pruned.
     job = job_trial(cfg)
     trial = job if job is not None and spec.phase == PHASE_TUNE and len(job.study.directions) == 1 else None
+    if folds := (trial_folds(cfg) if spec.phase == PHASE_TUNE else None):  # k-fold tuning (bench.folds)
+        return _tune_on_folds(cfg, spec, folds, first, max_oom_retries, trainer_args, trial, output_dir, job)
     fitted, plan = fit_with_oom_retries(
         lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir, tracking, job),
         first,
@@ -134,6 +137,45 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
     }
 
 
+def _tune_on_folds(
+    cfg: DictConfig,
+    spec: TrialSpec,
+    folds: int,
+    first: BatchPlan,
+    max_oom_retries: int,
+    trainer_args: dict[str, Any],
+    trial: optuna.trial.Trial | None,
+    output_dir: Path,
+    job: optuna.trial.Trial | None,
+) -> dict[str, Any]:
+    """A k-fold tuning trial: one fresh fit per fold (in fold_<i>/), pruned on the running mean;
+    returns the folds' mean as the value, and each fold's value and their std as outputs."""
+    from bench.folds import train_folds
+    from hydra_plugins.bench_sweeper.api import FoldReporter, fold_outputs
+
+    if spec.objectives is not None:
+        raise ConfigError(f"task '{spec.task_name}': k-fold tuning takes one metric, not several (task.metric)")
+
+    def fit(number: int, train: list[int], held: list[int], done: list[float]) -> float:
+        reporter = FoldReporter(trial, number, done, spec.max_epochs) if trial is not None else None
+        where = output_dir / f"fold_{number}"
+        fitted, _ = fit_with_oom_retries(
+            lambda attempt: _fit(cfg, spec, attempt, trainer_args, reporter, where, None, job, fold=(train, held)),
+            first,
+            max_oom_retries,
+            discard_attempt=lambda: shutil.rmtree(where / "checkpoints", ignore_errors=True),
+            label=spec.task_name,
+        )
+        _drop_resume_point(cfg, where)
+        best = fitted.checkpoint.best_model_score
+        return float(best) if best is not None else math.nan
+
+    values = train_folds(spec, folds, str(cfg.task.get("type")) == "classification", fit, output_dir)
+    outputs = fold_outputs(values)
+    log.info("%s: %s over %d folds = %.4f (%s)", spec.task_name, spec.metric, folds, outputs["value"], values)
+    return outputs
+
+
 @dataclass
 class _Fitted:
     trainer: pl.Trainer
@@ -148,10 +190,11 @@ def _fit(
     spec: TrialSpec,
     plan: BatchPlan,
     trainer_args: dict[str, Any],
-    trial: optuna.trial.Trial | None,
+    trial: optuna.trial.Trial | FoldReporter | None,
     output_dir: Path,
     tracking: TrialLogger | None = None,
     job: optuna.trial.Trial | None = None,
+    fold: tuple[list[int], list[int]] | None = None,
 ) -> _Fitted:
     """One attempt, everything built from scratch and reseeded: an OOM retry (bench.oom) starts
     from the same initial weights as the first attempt, at its own batch size."""
@@ -166,7 +209,12 @@ def _fit(
     for pattern in _QUIET:
         warnings.filterwarnings("ignore", message=pattern)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    datamodule = build_datamodule(spec, plan.batch_size)
+    if fold is not None:  # k-fold tuning: a fold's training and validation samples (bench.folds)
+        from bench.folds import fold_datamodule
+
+        datamodule = fold_datamodule(spec, plan.batch_size, *fold)
+    else:
+        datamodule = build_datamodule(spec, plan.batch_size)
     task = _build_task(spec, cfg.model.name)
     checkpoint = pl.callbacks.ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
