@@ -127,8 +127,8 @@ def test_the_demo_experiment_declares_its_two_cells_and_their_protocol(run_cli, 
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 cell(s): 8 tuning trials + 2 repeats each (seeds [1, 2])" in result.stdout
     assert re.findall(r"^cell (\S+): (\w+) (\S+)$", result.stdout, re.M) == [
-        ("task=synthetic_seg", "maximize", "val/mIoU"),
-        ("task=synthetic_cls", "maximize", "val/Accuracy"),
+        ("task=synthetic_seg,model=prithvi_tiny", "maximize", "val/mIoU"),
+        ("task=synthetic_cls,model=prithvi_tiny", "maximize", "val/Accuracy"),
     ]
     # Its own search space, one that suits a randomly initialised model (not the pretrained default).
     assert "hparams.lr: tag(log, interval(1e-5, 3e-3))" in result.stdout
