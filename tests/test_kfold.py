@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.duration(100)
+pytestmark = pytest.mark.duration(120)
 
 
 def _ids(n_per_class: dict[int, int]) -> tuple[list[str], list[int]]:
@@ -82,6 +82,13 @@ def test_pruning_sees_the_running_mean_over_the_folds_at_steps_that_mean_the_sam
         report_and_maybe_prune(FoldReporter(pruned.ask(), 1, [0.5], 3), 0.5, 0)
 
 
+def test_a_resume_with_another_fold_count_is_another_experiment():
+    from hydra_plugins.bench_sweeper._fingerprint import differences
+
+    assert differences({"metric": "m"}, {"metric": "m", "folds": 3}) == ["folds: null -> 3"]
+    assert differences({"metric": "m"}, {"metric": "m"}) == []  # sweeps from before k-fold: unchanged
+
+
 def test_one_fold_is_refused_and_the_dry_run_says_what_k_folds_cost(run_cli, tmp_path):
     one = run_cli(
         "-m", "task=synthetic_cls", "model=prithvi_tiny", "hydra.sweeper.folds=1", "hydra.sweeper.dry_run=true"
@@ -96,7 +103,7 @@ def test_one_fold_is_refused_and_the_dry_run_says_what_k_folds_cost(run_cli, tmp
 
 
 def test_a_k_fold_sweep_on_real_files(run_cli, tmp_path, data_dir):
-    from tests.helpers import read_csv
+    from tests.helpers import read_csv, studies
 
     sweep = tmp_path / "sweep"
     cheap = [
@@ -122,11 +129,16 @@ def test_a_k_fold_sweep_on_real_files(run_cli, tmp_path, data_dir):
     assert len(rows) == 2 and {r["state"] for r in rows} == {"COMPLETE"}
     root = Path(data_dir).resolve() / "synthetic_cls_v1"
     train_files = {str(p.resolve()) for p in (root / "train").rglob("*.tif")}
+    study = studies(sweep)["task=synthetic_cls,model=prithvi_tiny"]
     chosen = []
     for row in rows:
         folds = [float(row[f"fold_{i}"]) for i in range(3)]
         assert "fold_3" not in row and float(row["value"]) == pytest.approx(sum(folds) / 3)
         mean = sum(folds) / 3
+        # Pruning saw the running mean, one step per fold's epoch; the live view counted all folds' epochs.
+        trial = study.trials[int(row["trial"])]
+        assert trial.intermediate_values == pytest.approx({0: folds[0], 1: (folds[0] + folds[1]) / 2, 2: mean})
+        assert trial.user_attrs["progress"]["epoch"] == 3 and trial.user_attrs["progress"]["max_epochs"] == 3
         assert float(row["fold_std"]) == pytest.approx((sum((v - mean) ** 2 for v in folds) / 3) ** 0.5)
         samples = [json.loads((Path(row["job_dir"]) / f"fold_{i}" / "samples.json").read_text()) for i in range(3)]
         held = [set(s["validation"]) for s in samples]

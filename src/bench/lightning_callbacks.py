@@ -73,8 +73,10 @@ class TrialProgress(pl.Callback):
     report_progress, one small write to the sweep's Optuna storage), for its live view. Every trial
     of a sweep gets it, pruned or not, tuning or repeat, one objective or several."""
 
-    def __init__(self, trial, metric: str) -> None:
+    def __init__(self, trial, metric: str, epochs_before: int = 0, total_epochs: int | None = None) -> None:
+        # k-fold tuning: the epochs of the folds before this one, and of all folds (bench.folds)
         self.trial, self.metric = trial, metric
+        self.epochs_before, self.total_epochs = epochs_before, total_epochs
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
@@ -83,7 +85,8 @@ class TrialProgress(pl.Callback):
 
         value = trainer.callback_metrics.get(self.metric)
         max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
-        report_progress(self.trial, trainer.current_epoch + 1, max_epochs, None if value is None else float(value))
+        epoch = self.epochs_before + trainer.current_epoch + 1
+        report_progress(self.trial, epoch, self.total_epochs or max_epochs, None if value is None else float(value))
 
 
 class OptunaPruning(pl.Callback):

@@ -160,7 +160,18 @@ def _tune_on_folds(
         reporter = FoldReporter(trial, number, done, spec.max_epochs) if trial is not None else None
         where = output_dir / f"fold_{number}"
         fitted, _ = fit_with_oom_retries(
-            lambda attempt: _fit(cfg, spec, attempt, trainer_args, reporter, where, None, job, fold=(train, held)),
+            lambda attempt: _fit(
+                cfg,
+                spec,
+                attempt,
+                trainer_args,
+                reporter,
+                where,
+                None,
+                job,
+                fold=(train, held),
+                progress=(number * spec.max_epochs, folds * spec.max_epochs),
+            ),
             first,
             max_oom_retries,
             discard_attempt=lambda: shutil.rmtree(where / "checkpoints", ignore_errors=True),
@@ -195,6 +206,7 @@ def _fit(
     tracking: TrialLogger | None = None,
     job: optuna.trial.Trial | None = None,
     fold: tuple[list[int], list[int]] | None = None,
+    progress: tuple[int, int | None] = (0, None),  # k-fold: epochs of the folds before, of all folds
 ) -> _Fitted:
     """One attempt, everything built from scratch and reseeded: an OOM retry (bench.oom) starts
     from the same initial weights as the first attempt, at its own batch size."""
@@ -254,7 +266,7 @@ def _fit(
         *([resume_point] if resume_point else []),
     ]
     if job is not None:  # before pruning, which ends the epoch's callbacks with TrialPruned
-        callbacks.append(TrialProgress(job, spec.metric))
+        callbacks.append(TrialProgress(job, spec.metric, *progress))
     if trial is not None:
         callbacks.append(OptunaPruning(trial, spec.metric))
     callbacks += _configured_callbacks(cfg)

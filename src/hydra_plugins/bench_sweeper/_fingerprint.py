@@ -27,6 +27,7 @@ def fingerprint(
     ignore: list[str],
     trial_key: str,
     search_space_key: str | None = None,
+    folds: int | None = None,
 ) -> dict[str, Any]:
     from optuna.distributions import distribution_to_json
 
@@ -48,13 +49,15 @@ def fingerprint(
             },
         }
     )
+    if folds:  # k-fold tuning scores every trial another way (absent: one split, as before it existed)
+        fingerprint["folds"] = folds
     return fingerprint
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Human-readable differences, e.g. "task.max_epochs: 10 -> 5"."""
     out = []
-    for part in ("metric", "direction", "sampler"):
+    for part in ("metric", "direction", "sampler", "folds"):
         if old.get(part) != new.get(part):
             out.append(f"{part}: {_short(old.get(part))} -> {_short(new.get(part))}")
     for part, label in (("search_space", "search space "), ("config", "")):

@@ -104,7 +104,9 @@ class BenchSweeperImpl:
             sweep_dir.sweep_id,
         )  # before anything is written: the tables are this storage's
         fingerprints = {
-            c.label: fingerprint(c, c.config, s.sampler, list(s.ignore_on_resume), s.trial_key, s.search_space_key)
+            c.label: fingerprint(
+                c, c.config, s.sampler, list(s.ignore_on_resume), s.trial_key, s.search_space_key, s.folds
+            )
             for c in cells
         }
         check_resume(cells, fingerprints, records, s.on_change)
