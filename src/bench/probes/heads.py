@@ -64,31 +64,38 @@ class Scorer:
         return out
 
 
-def knn_logits(train_x: np.ndarray, train_y: np.ndarray, x: np.ndarray, k: int, distance: str, task_type: str) -> Any:
+def knn_logits(
+    train_x: np.ndarray, train_y: np.ndarray, x: np.ndarray, k: int, distance: str, task_type: str
+) -> tuple[Any, float]:
     """Class scores from the k nearest training samples: log vote shares (multi-class) or logits of the
-    neighbours' label shares (multi-label), so the Scorer reads them as the heads' outputs."""
+    neighbours' label shares (multi-label), so the Scorer reads them as the heads' outputs; and the mean
+    distance to those neighbours (a continuous value two different sets of samples do not share, which
+    the validation-is-not-test check needs when the votes are all unanimous)."""
     import torch
 
     a, b = _tensor(train_x).float(), _tensor(x).float()
     if distance == "cosine":
         a, b = torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)
     k = min(k, len(a))
-    chosen = []
+    chosen, distances = [], []
     for start in range(0, len(b), 1024):
         part = b[start : start + 1024]
         near = part @ a.T if distance == "cosine" else -torch.cdist(part, a)
-        chosen.append(near.topk(k, dim=1).indices)
+        top = near.topk(k, dim=1)
+        chosen.append(top.indices)
+        distances.append(1 - top.values if distance == "cosine" else -top.values)
     index = torch.cat(chosen)  # (N, k), nearest first
+    mean_distance = float(torch.cat(distances).mean())
     y = _tensor(train_y)
     eps = 1e-4
     if task_type == "multilabel_classification":
         share = y[index].float().mean(dim=1).clamp(eps, 1 - eps)
-        return torch.log(share / (1 - share))
+        return torch.log(share / (1 - share)), mean_distance
     classes = int(max(int(y.max()), 0) + 1)
     votes = torch.nn.functional.one_hot(y[index].long().clamp(min=0), classes).float()
     weights = 1.0 + 1e-3 / (1 + torch.arange(k, dtype=torch.float32))  # ties go to the nearer neighbours
     share = (votes * weights[None, :, None]).sum(dim=1) / weights.sum()
-    return torch.log(share.clamp(min=eps))
+    return torch.log(share.clamp(min=eps)), mean_distance
 
 
 def probe_loss(logits: Any, labels: Any, task_type: str, ignore_index: int | None) -> float:

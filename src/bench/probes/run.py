@@ -79,10 +79,16 @@ def run_probe(cfg: DictConfig, spec: TrialSpec) -> float | dict[str, Any]:
     scorer = Scorer(spec, task_type)
     sign = 1.0 if spec.mode == "max" else -1.0
 
+    extra: dict[str, dict[str, float]] = {}  # knn: the mean neighbour distance per split
+
     if kind == "knn":
 
         def predict(split: str) -> Any:
-            return knn_logits(train_x, train_y, arrays[split][0], int(probe.k), str(probe.distance), task_type)
+            logits, distance = knn_logits(
+                train_x, train_y, arrays[split][0], int(probe.k), str(probe.distance), task_type
+            )
+            extra[split] = {f"{split}/neighbour_distance": distance}
+            return logits
 
     else:
         num_outputs = int(spec.task_kwargs["model_args"]["num_classes"])
@@ -97,7 +103,8 @@ def run_probe(cfg: DictConfig, spec: TrialSpec) -> float | dict[str, Any]:
 
     def evaluate(split: str) -> dict[str, float]:
         logits, labels = predict(split), torch.from_numpy(arrays[split][1])
-        return scorer.score(logits, labels, split, probe_loss(logits, labels, task_type, scorer.ignore_index))
+        scores = scorer.score(logits, labels, split, probe_loss(logits, labels, task_type, scorer.ignore_index))
+        return {**scores, **extra.get(split, {})}
 
     if kind == "linear_probe":
         head.fit(train_x, train_y, float(probe.lr), float(probe.weight_decay), int(probe.epochs), val_score)
