@@ -92,3 +92,30 @@ def test_a_probe_on_a_task_it_cannot_serve_is_refused_in_the_dry_run(run_cli, tm
         "hydra.sweeper.dry_run=true",
     )
     assert result.returncode != 0 and "is not writable" in result.stderr
+
+
+def test_both_probes_score_a_multilabel_task_with_its_own_metrics():
+    """Multi-label heads on fixed features (no model): knn's label shares and the sigmoid linear probe, scored
+    by TerraTorch's MultiLabelClassificationTask metrics (val/Multilabel_F1_Score, ...)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from bench.probes.heads import LinearProbe, Scorer, knn_logits
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=(60, 4))
+    features = (labels @ rng.normal(size=(4, 16)) + 0.1 * rng.normal(size=(60, 16))).astype(np.float32)
+    spec = SimpleNamespace(
+        task_class="terratorch.tasks.MultiLabelClassificationTask",
+        task_kwargs={"model_args": {"num_classes": 4}, "ignore_index": None},
+    )
+    scorer = Scorer(spec, "multilabel_classification")
+    logits, distance = knn_logits(features[:40], labels[:40], features[40:], 3, "cosine", "multilabel_classification")
+    knn = scorer.score(logits, torch.from_numpy(labels[40:]), "val", 0.0)
+    assert knn["val/Multilabel_F1_Score"] > 0.6 and distance >= 0.0
+    probe = LinearProbe(features[:40], 4, "multilabel_classification", None)
+    probe.fit(features[:40], labels[:40], 0.05, 1e-4, 30, lambda: 0.0)
+    linear = scorer.score(probe.predict(features[40:]), torch.from_numpy(labels[40:]), "test", 0.0)
+    assert linear["test/Multilabel_F1_Score"] > 0.6 and "test/Multilabel_Accuracy" in linear
