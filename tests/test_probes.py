@@ -97,6 +97,7 @@ def test_a_probe_on_a_task_it_cannot_serve_is_refused_in_the_dry_run(run_cli, tm
 def test_both_probes_score_a_multilabel_task_with_its_own_metrics():
     """Multi-label heads on fixed features (no model): knn's label shares and the sigmoid linear probe, scored
     by TerraTorch's MultiLabelClassificationTask metrics (val/Multilabel_F1_Score, ...)."""
+    import itertools
     from types import SimpleNamespace
 
     import numpy as np
@@ -115,7 +116,9 @@ def test_both_probes_score_a_multilabel_task_with_its_own_metrics():
     logits, distance = knn_logits(features[:40], labels[:40], features[40:], 3, "cosine", "multilabel_classification")
     knn = scorer.score(logits, torch.from_numpy(labels[40:]), "val", 0.0)
     assert knn["val/Multilabel_F1_Score"] > 0.6 and distance >= 0.0
+    torch.manual_seed(0)
     probe = LinearProbe(features[:40], 4, "multilabel_classification", None)
-    probe.fit(features[:40], labels[:40], 0.05, 1e-4, 30, lambda: 0.0)
+    later = itertools.count()  # each check scores higher than the last: the last epoch is kept
+    probe.fit(features[:40], labels[:40], 0.05, 1e-4, 100, lambda: next(later))
     linear = scorer.score(probe.predict(features[40:]), torch.from_numpy(labels[40:]), "test", 0.0)
     assert linear["test/Multilabel_F1_Score"] > 0.6 and "test/Multilabel_Accuracy" in linear
