@@ -42,5 +42,5 @@ def test_tuning_never_reads_the_test_split_and_repeats_say_why_they_cannot(run_c
     assert failed["state"] == "FAIL"
     assert "task 'synthetic_cls': the test split could not be evaluated" in failed["error"]
     assert f"Check the test files under {root / 'test'}" in failed["error"]
-    assert "cells stopped before their budget: default repeats" in result.stderr
+    assert "cells stopped before their budget: task=synthetic_cls,model=prithvi_tiny repeats" in result.stderr
     assert "Traceback" not in result.stderr
