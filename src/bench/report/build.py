@@ -46,6 +46,7 @@ class Args(argparse.Namespace):
     argv: list[str]
     wrote_submission: bool
     wrote_leaderboard: bool
+    wrote_protocols: bool
     wrote_costs: bool
 
 
@@ -221,8 +222,11 @@ def _write(
     else:
         costs.to_csv(out / "costs.csv", index=False)
     title = f"bench report: {', '.join(Path(i).name or i for i in args.inputs)}"
-    top = sections.top(args, title, data, datasets, group_rows, flags, loaded.tuning, costs, loaded.sweep_dirs, out)
+    top = sections.top(
+        args, title, data, scores, datasets, group_rows, flags, loaded.tuning, costs, loaded.sweep_dirs, out
+    )
     args.wrote_leaderboard = bool(top.files)
+    args.wrote_protocols = bool(top.protocol_files)
     page.write_report(
         out,
         data,
@@ -255,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"bench.report: error: {exc}")
     print(
         f"report written to {out}: scores.csv {'leaderboard.csv .md .tex ' if args.wrote_leaderboard else ''}"
+        f"{'protocols.csv .md ' if args.wrote_protocols else ''}"
         "datasets.csv groups.csv pairs.csv tuning.csv cells.csv provenance.csv"
         f"{' costs.csv' if args.wrote_costs else ''} report.html + PNG figures"
         f"{' submission/ (for the GEO-Bench-2 leaderboard)' if args.wrote_submission else ''}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import cells, headline
+from bench.report import cells, headline, protocols
 from bench.report.analysis import Cell, importance_text, params_text
 
 STYLE = """
@@ -46,6 +46,8 @@ class Top:
     cells: pd.DataFrame
     provenance: pd.DataFrame
     analysis: list[tuple[Cell, Path | None]] = field(default_factory=list)
+    side_by_side: protocols.Table | None = None  # one model under several protocols, side by side
+    protocol_files: list[str] = field(default_factory=list)  # protocols.csv, .md when written
 
 
 def _image(path: Path, alt: str, caption: str) -> str:
@@ -74,6 +76,14 @@ def _headline(top: Top) -> str:
         parts.append(_notes(top.board_notes))
         links = " ".join(f'<a href="{name}">{name}</a>' for name in top.files)
         parts.append(f'<p class="note">Also as {links}.</p>')
+    if top.side_by_side is not None:
+        parts.append("<h3>Protocols side by side</h3>")
+        parts.append(protocols.to_html(top.side_by_side))
+        links = " ".join(f'<a href="{name}">{name}</a>' for name in top.protocol_files)
+        parts.append(
+            '<p class="note">Per model and task, its test score (mean ± standard deviation over seeds) under '
+            f"each protocol it ran; the best per row in bold. Also as {links}.</p>"
+        )
     parts.append("<h2>Cost against accuracy</h2>")
     if top.frontier is not None:
         parts.append(

@@ -1,5 +1,5 @@
 """The report's headline sections, assembled from what build.py computed: the leaderboard table
-and its files, cost against accuracy, the per-cell table (cells.csv), the tuning analysis per cell
+and its files, protocols side by side (protocols.py), cost against accuracy, the per-cell table (cells.csv), the tuning analysis per cell
 and the provenance (provenance.csv)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report import analysis, cells, frontier, headline, provenance
+from bench.report import analysis, cells, frontier, headline, protocols, provenance
 from bench.report.layout import Top
 
 
@@ -36,6 +36,7 @@ def top(
     args: Any,
     title: str,
     data: pd.DataFrame,
+    scores: pd.DataFrame,
     datasets: pd.DataFrame,
     groups: pd.DataFrame,
     flags: pd.DataFrame,
@@ -45,11 +46,13 @@ def top(
     out: Path,
 ) -> Top:
     # What an earlier report wrote here and this one may not (a cell fewer, no scores yet) must go.
-    for pattern in ("leaderboard.*", "frontier.*", "cells.csv", "tuning_*.png"):
+    for pattern in ("leaderboard.*", "protocols.*", "frontier.*", "cells.csv", "tuning_*.png"):
         for stale in out.glob(pattern):
             stale.unlink()
     board = headline.board(datasets, groups)
     files = headline.write(board, out)
+    side_by_side = protocols.table(datasets, scores, board.digits)  # one model under several protocols
+    protocol_files = protocols.write(side_by_side, out)
     normalised = bool(groups["value"].notna().any())
     points, why = frontier.points(groups, costs)
     image = None
@@ -68,6 +71,8 @@ def top(
         board=board,
         board_notes=board_notes(board, data, normalised),
         files=files,
+        side_by_side=side_by_side,
+        protocol_files=protocol_files,
         frontier=image,
         frontier_note=why,
         cells=per_cell,
