@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from bench.errors import ConfigError, PretrainedWeightsError
+from bench.errors import PretrainedWeightsError
 from bench.objectives import objective_values
 from bench.oom import BatchPlan, allowed_retries, fit_with_oom_retries
 from bench.preflight import preflight
 from bench.probes import probe_kind
+from bench.resume import cluster_plugins, drop_resume_point, resume_checkpoint
 from bench.spec import TrialSpec, plain_dict
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
       7. the test split on the best checkpoint, when the spec says this job tests
     """
     from bench.evaluation import test_on_best_checkpoint
+    from bench.fold_tuning import tune_on_folds
     from hydra_plugins.bench_sweeper.api import PHASE_TUNE, job_trial, trial_folds
 
     spec = preflight(cfg)
@@ -97,8 +99,8 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
     # view; a tuning trial of a one-objective study also reports its metric and may be pruned.
     job = job_trial(cfg)
     trial = job if job is not None and spec.phase == PHASE_TUNE and len(job.study.directions) == 1 else None
-    if folds := (trial_folds(cfg) if spec.phase == PHASE_TUNE else None):  # k-fold tuning (bench.folds)
-        return _tune_on_folds(cfg, spec, folds, first, max_oom_retries, trainer_args, trial, output_dir, job)
+    if folds := (trial_folds(cfg) if spec.phase == PHASE_TUNE else None):  # k-fold tuning (bench.fold_tuning)
+        return tune_on_folds(cfg, spec, folds, first, max_oom_retries, trainer_args, trial, output_dir, job)
     fitted, plan = fit_with_oom_retries(
         lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir, tracking, job),
         first,
@@ -113,7 +115,7 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
     log.info("%s: best %s = %.4f (%s)", spec.task_name, spec.metric, best_value, checkpoint.best_model_path)
     if tracking is not None:
         tracking.record_checkpoint(checkpoint.best_model_path)
-    _drop_resume_point(cfg, output_dir)
+    drop_resume_point(cfg, output_dir)
     retried = plan.as_outputs() if plan.oom_retries else {}  # the sweeper keeps them as trial outputs
     if tracking is not None and retried:
         tracking.tag({f"bench.{key}": v for key, v in retried.items()})
@@ -135,56 +137,6 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
         **metrics,
         **retried,
     }
-
-
-def _tune_on_folds(
-    cfg: DictConfig,
-    spec: TrialSpec,
-    folds: int,
-    first: BatchPlan,
-    max_oom_retries: int,
-    trainer_args: dict[str, Any],
-    trial: optuna.trial.Trial | None,
-    output_dir: Path,
-    job: optuna.trial.Trial | None,
-) -> dict[str, Any]:
-    """A k-fold tuning trial: one fresh fit per fold (in fold_<i>/), pruned on the running mean;
-    returns the folds' mean as the value, and each fold's value and their std as outputs."""
-    from bench.folds import train_folds
-    from hydra_plugins.bench_sweeper.api import FoldReporter, fold_outputs
-
-    if spec.objectives is not None:
-        raise ConfigError(f"task '{spec.task_name}': k-fold tuning takes one metric, not several (task.metric)")
-
-    def fit(number: int, train: list[int], held: list[int], done: list[float]) -> float:
-        reporter = FoldReporter(trial, number, done, spec.max_epochs) if trial is not None else None
-        where = output_dir / f"fold_{number}"
-        fitted, _ = fit_with_oom_retries(
-            lambda attempt: _fit(
-                cfg,
-                spec,
-                attempt,
-                trainer_args,
-                reporter,
-                where,
-                None,
-                job,
-                fold=(train, held),
-                progress=(number * spec.max_epochs, folds * spec.max_epochs),
-            ),
-            first,
-            max_oom_retries,
-            discard_attempt=lambda: shutil.rmtree(where / "checkpoints", ignore_errors=True),
-            label=spec.task_name,
-        )
-        _drop_resume_point(cfg, where)
-        best = fitted.checkpoint.best_model_score
-        return float(best) if best is not None else math.nan
-
-    values = train_folds(spec, folds, str(cfg.task.get("type")) == "classification", fit, output_dir)
-    outputs = fold_outputs(values)
-    log.info("%s: %s over %d folds = %.4f (%s)", spec.task_name, spec.metric, folds, outputs["value"], values)
-    return outputs
 
 
 @dataclass
@@ -282,14 +234,14 @@ def _fit(
         callbacks=callbacks,
         logger=loggers,
         default_root_dir=output_dir,
-        plugins=_cluster_plugins(),
+        plugins=cluster_plugins(),
     )
     try:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=_resume_checkpoint(output_dir))
+        trainer.fit(task, datamodule=datamodule, ckpt_path=resume_checkpoint(output_dir))
     except optuna.TrialPruned:
         if tracking is not None:
             tracking.record_checkpoint(checkpoint.best_model_path)  # its best epoch so far stays findable
-        _drop_resume_point(cfg, output_dir)  # a pruned trial is never run again
+        drop_resume_point(cfg, output_dir)  # a pruned trial is never run again
         raise
     return _Fitted(trainer, task, datamodule, checkpoint, meter)
 
@@ -330,39 +282,6 @@ def _assign_devices(cfg: DictConfig):
     if assignment.visible is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(assignment.visible)
     return assignment
-
-
-def _resume_checkpoint(output_dir: Path) -> str | None:
-    """This job's own last.ckpt, if it ran before: a SLURM requeue or a Ray retry reruns the same
-    job (same overrides, same output dir), and it should continue, not start over."""
-    last = _resume_point(output_dir)
-    if last.is_file():
-        log.warning("resuming from %s: this job ran before (requeued or retried)", last)
-        return str(last)
-    return None
-
-
-def _drop_resume_point(cfg: DictConfig, output_dir: Path) -> None:
-    """last.ckpt (weights and optimizer state) exists only so an interrupted job can continue.
-    Once the job has finished it is dead weight: for Prithvi-EO 300M about 3.6 GB per trial."""
-    if not cfg.get("keep_last_checkpoint", False):
-        _resume_point(output_dir).unlink(missing_ok=True)
-
-
-def _resume_point(output_dir: Path) -> Path:
-    return output_dir / "checkpoints" / "last.ckpt"
-
-
-def _cluster_plugins() -> list:
-    import os
-
-    if "SLURM_JOB_ID" not in os.environ:
-        return []
-    from lightning.pytorch.plugins.environments import SLURMEnvironment
-
-    # submitit owns requeueing (it checkpoints the job and resubmits it on timeout/preemption);
-    # Lightning's own SLURM requeue handler would race it for the same signal.
-    return [SLURMEnvironment(auto_requeue=False)]
 
 
 def _build_task(spec: TrialSpec, model_name: str):
