@@ -28,7 +28,7 @@ from tests.helpers import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.cluster, pytest.mark.duration(190)]
+pytestmark = [pytest.mark.cluster, pytest.mark.duration(235)]
 
 
 def slurm_args(sweep_dir: Path) -> list[str]:
@@ -316,3 +316,45 @@ def test_bench_benchmark_on_slurm(slurm_cluster, run_cli, tmp_path):
     (trial,) = tree(client, "bench")["trial"]
     assert client.get_metric_history(trial.info.run_id, "val/Accuracy")  # Lightning logged from the job
     assert len(submitted_jobs(tmp_path / "sweep")) == 2  # the trial and the repeat each ran as a SLURM job
+
+
+def test_a_probe_sweep_on_slurm_builds_each_embedding_once_across_concurrent_jobs(slurm_cluster, run_cli, tmp_path):
+    """protocol=knn as SLURM jobs, 2 at a time: the embedding cache is a folder on this machine's file
+    system, which the jobs share. The training and validation splits' entries are built once across all
+    jobs (one builder holds the entry's flock, a concurrent job blocks on it and then reads the entry),
+    every other job reads them, and no half-written entry is left."""
+    from bench.probes.cache import entries
+
+    sweep, cache = tmp_path / "sweep", tmp_path / "shared" / "embeddings"
+    result = run_cli(
+        "-m",
+        "task=synthetic_cls",
+        "protocol=knn",
+        "launcher=slurm",
+        "launcher.gpus_per_trial=0",
+        "launcher.cpus_per_trial=1",
+        "launcher.memory_gb=null",
+        "launcher.timeout_min=15",
+        "launcher.parallel_trials=2",
+        "hydra.sweeper.poll_interval=0.5",
+        "hydra.sweeper.n_trials=4",
+        "mlflow.enabled=false",
+        f"embeddings.cache_dir={cache}",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_csv(sweep / "results.csv")
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 4
+    assert len(submitted_jobs(sweep)) == 4  # each trial ran as a SLURM job of its own
+    built = sorted(int(r["embeddings_built"]) for r in rows)
+    on_disk = entries(cache)
+    assert sorted(m["split"] for m in on_disk) == ["train", "val"]  # one entry per split, in the shared dir
+    # Each entry built by one job (the 2 concurrent first jobs may split the two entries between them);
+    # the later jobs, and a job that waited on a lock, read them.
+    assert sum(built) == len(on_disk) == 2 and built[:2] == [0, 0]
+    assert not [p for p in cache.iterdir() if p.name.startswith(".tmp-")]  # nothing half-written left
+    logs = {r["trial"]: (Path(r["job_dir"]) / "bench.log").read_text() for r in rows}
+    assert sum(text.count("embedding cache entry") for text in logs.values()) == 2, logs
+    for row in rows:
+        if row["embeddings_built"] == "0":
+            assert logs[row["trial"]].count("embedding cache hit") == 2, logs[row["trial"]]
