@@ -107,17 +107,38 @@ def test_two_processes_build_one_entry_once(tmp_path):
 
 
 def test_an_unwritable_cache_dir_is_refused(tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as root: every folder is writable")
-        with pytest.raises(ConfigError, match="is not writable"):
-            check_cache_dir(locked / "embeddings")
-    finally:
-        locked.chmod(0o700)
+    """A folder this user cannot write. Root can write every folder, so as root (CI) the check runs
+    in a forked child that has dropped to nobody (uid 65534), on a folder outside the private tmp_path."""
+    import shutil
+    import tempfile
+
     check_cache_dir(tmp_path / "new" / "embeddings")  # a folder to be created under a writable one
+    base = Path(tempfile.mkdtemp(prefix="bench-cache-test-"))
+    try:
+        base.chmod(0o755)
+        locked = base / "locked"
+        locked.mkdir(mode=0o555)
+        locked.chmod(0o555)
+        if os.geteuid() != 0:
+            with pytest.raises(ConfigError, match="is not writable"):
+                check_cache_dir(locked / "embeddings")
+            return
+        pid = os.fork()
+        if pid == 0:  # the child: nobody, and the check's verdict as its exit code
+            code = 3
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                check_cache_dir(locked / "embeddings")
+                code = 1  # accepted: wrong
+            except ConfigError as exc:
+                code = 0 if "is not writable" in str(exc) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "an unwritable cache dir was not refused as nobody"
+    finally:
+        shutil.rmtree(base)
 
 
 def test_a_cache_path_under_a_file_or_world_writable_as_root_is_refused(tmp_path):
