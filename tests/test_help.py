@@ -87,3 +87,14 @@ def test_every_command_the_help_header_shows_runs(run_cli, tmp_path):
     assert (sweep / "report").is_dir()
     assert (tmp_path / "converted").is_dir()
     assert not (tmp_path / "sweep").exists()  # the dry runs created nothing
+
+
+def test_help_piped_into_a_reader_that_stops_early_exits_quietly():
+    """`python -m bench --help | head -1`: the pipe closes before the help is written (here a reader
+    that exits at once, so the write always meets a closed pipe); no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    shell = f"{shlex.quote(sys.executable)} -m bench --help | true; exit ${{PIPESTATUS[0]}}"
+    result = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr

@@ -39,7 +39,10 @@ def main() -> None:
     from hydra_plugins.bench_sweeper.api import SweepInterrupted, mask_text
 
     if wants_help(sys.argv[1:]):  # bench's own, in milliseconds (bench/cli.py); --hydra-help is Hydra's
-        print(help_text(sys.argv[1:]))
+        try:
+            print(help_text(sys.argv[1:]), flush=True)
+        except BrokenPipeError:  # `bench --help | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     # Hydra prints any job error with a traceback. bench's and its sweeper's own errors are
     # sentences meant for the user, and so is a command line Hydra cannot compose (a typo in a
