@@ -50,7 +50,10 @@ def test_an_out_of_memory_trial_is_rerun_from_scratch_at_half_the_batch_size(com
     )
     client = mlflow.MlflowClient()
     run_id = client.create_run("0").info.run_id  # the Default experiment's
-    returned = train(cfg, TrialLogger(client.tracking_uri, run_id))
+    # As the app runs a job (bench/__main__.py): the run is closed once train() returns, after
+    # everything its logger queued (the OOM-retry tags among it) has been sent.
+    logger = TrialLogger(client.tracking_uri, run_id)
+    returned = logger.around(lambda: train(cfg, logger))
     assert returned == {
         "value": pytest.approx(returned["value"]),
         "oom_retries": 2,
