@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from bench.cache import main as cache_cli
 from bench.errors import ConfigError
 from bench.probes import check_cache_dir, check_probe
 from bench.probes.cache import FEATURES_VERSION, entry_key, get_or_build, lookup
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.duration(15)
 
@@ -79,13 +79,19 @@ def test_a_damaged_entry_is_rebuilt(tmp_path):
 
 
 def _contend(cache: str, barrier, builds: str, results) -> None:
+    arrived = Path(builds).with_name("arrived.txt")
+
     def build():
         with open(builds, "a") as f:
             f.write(f"{os.getpid()}\n")
-        time.sleep(1.0)  # the builder is slow; the other process must wait on the lock, not build too
+        # The builder finishes only once the other process has reached get_or_build too, so that one
+        # is certainly contending for the entry while it is built: it must wait on the lock, not build.
+        wait_for(lambda: len(arrived.read_text().splitlines()) == 2, 30, "the other process at the entry")
         return _arrays()
 
     barrier.wait()
+    with open(arrived, "a") as f:
+        f.write(f"{os.getpid()}\n")
     entry = get_or_build(Path(cache), "shared", INPUTS, build)
     results.put(entry.built)
 
