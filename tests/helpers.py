@@ -391,3 +391,25 @@ def write_cost_sweep(sweep: Path, cells: dict = COST_CELLS, accounted: bool = Tr
     _write_rows(sweep / "results.csv", [c for c in RESULTS_HEADER if c not in drop], tuning)
     _write_rows(sweep / "repeats.csv", [c for c in REPEATS_HEADER if c not in drop], repeats)
     return sweep
+
+
+def assert_each_embedding_built_once(sweep: Path, cache: Path) -> None:
+    """A probe sweep of 4 concurrent-capable trials sharing one embedding cache: all COMPLETE, one entry
+    per split (train, val) on disk, each built by one trial (the 2 concurrent first trials may split the
+    two between them) and written once (a builder its launcher killed and re-ran released its lock with
+    its process and wrote nothing); every trial that built nothing logged a hit per split; nothing
+    half-written is left."""
+    from bench.probes.cache import entries
+
+    rows = read_csv(sweep / "results.csv")
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 4
+    built = sorted(int(r["embeddings_built"]) for r in rows)
+    on_disk = entries(cache)
+    assert sorted(m["split"] for m in on_disk) == ["train", "val"]  # one entry per split, in the shared dir
+    assert sum(built) == len(on_disk) == 2 and built[:2] == [0, 0]
+    assert not [p for p in cache.iterdir() if p.name.startswith(".tmp-")]  # nothing half-written left
+    logs = {r["trial"]: (Path(r["job_dir"]) / "bench.log").read_text() for r in rows}
+    assert sum(text.count("embedding cache entry") for text in logs.values()) == 2, logs
+    for row in rows:
+        if row["embeddings_built"] == "0":
+            assert logs[row["trial"]].count("embedding cache hit") == 2, logs[row["trial"]]

@@ -18,6 +18,7 @@ from tests.helpers import (
     PLANTED_ENV,
     STUB,
     alive,
+    assert_each_embedding_built_once,
     assert_tracked_like_the_local_launcher,
     find_secrets,
     output,
@@ -255,7 +256,6 @@ def test_a_probe_sweep_on_ray_builds_each_embedding_once_across_concurrent_trial
     training and validation splits' entries are built once across all trials (one builder holds the
     entry's flock, a concurrent trial blocks on it and then reads the entry), every other trial reads
     them, and no half-written entry is left."""
-    from bench.probes.cache import entries
 
     sweep, cache = tmp_path / "sweep", tmp_path / "shared" / "embeddings"
     result = run_cli(
@@ -274,19 +274,4 @@ def test_a_probe_sweep_on_ray_builds_each_embedding_once_across_concurrent_trial
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = read_csv(sweep / "results.csv")
-    assert [r["state"] for r in rows] == ["COMPLETE"] * 4
-    built = sorted(int(r["embeddings_built"]) for r in rows)
-    on_disk = entries(cache)
-    assert sorted(m["split"] for m in on_disk) == ["train", "val"]  # one entry per split, in the shared dir
-    # Each entry built by one trial (the 2 concurrent first trials may split the two entries between them);
-    # the later trials, and a trial that waited on a lock, read them.
-    assert sum(built) == len(on_disk) == 2 and built[:2] == [0, 0]
-    assert not [p for p in cache.iterdir() if p.name.startswith(".tmp-")]  # nothing half-written left
-    # Each entry was written once (a builder Ray killed and re-ran, e.g. under memory pressure, released
-    # its lock with its process and wrote nothing); every trial that built nothing logged a hit per split.
-    logs = {r["trial"]: (Path(r["job_dir"]) / "bench.log").read_text() for r in rows}
-    assert sum(text.count("embedding cache entry") for text in logs.values()) == 2, logs
-    for row in rows:
-        if row["embeddings_built"] == "0":
-            assert logs[row["trial"]].count("embedding cache hit") == 2, logs[row["trial"]]
+    assert_each_embedding_built_once(sweep, cache)

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from bench.paths import REPO_ROOT
 from tests.helpers import (
     STUB,
+    assert_each_embedding_built_once,
     assert_tracked_like_the_local_launcher,
     output,
     read_csv,
@@ -323,7 +324,6 @@ def test_a_probe_sweep_on_slurm_builds_each_embedding_once_across_concurrent_job
     system, which the jobs share. The training and validation splits' entries are built once across all
     jobs (one builder holds the entry's flock, a concurrent job blocks on it and then reads the entry),
     every other job reads them, and no half-written entry is left."""
-    from bench.probes.cache import entries
 
     sweep, cache = tmp_path / "sweep", tmp_path / "shared" / "embeddings"
     result = run_cli(
@@ -343,18 +343,5 @@ def test_a_probe_sweep_on_slurm_builds_each_embedding_once_across_concurrent_job
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = read_csv(sweep / "results.csv")
-    assert [r["state"] for r in rows] == ["COMPLETE"] * 4
     assert len(submitted_jobs(sweep)) == 4  # each trial ran as a SLURM job of its own
-    built = sorted(int(r["embeddings_built"]) for r in rows)
-    on_disk = entries(cache)
-    assert sorted(m["split"] for m in on_disk) == ["train", "val"]  # one entry per split, in the shared dir
-    # Each entry built by one job (the 2 concurrent first jobs may split the two entries between them);
-    # the later jobs, and a job that waited on a lock, read them.
-    assert sum(built) == len(on_disk) == 2 and built[:2] == [0, 0]
-    assert not [p for p in cache.iterdir() if p.name.startswith(".tmp-")]  # nothing half-written left
-    logs = {r["trial"]: (Path(r["job_dir"]) / "bench.log").read_text() for r in rows}
-    assert sum(text.count("embedding cache entry") for text in logs.values()) == 2, logs
-    for row in rows:
-        if row["embeddings_built"] == "0":
-            assert logs[row["trial"]].count("embedding cache hit") == 2, logs[row["trial"]]
+    assert_each_embedding_built_once(sweep, cache)
