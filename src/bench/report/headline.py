@@ -140,7 +140,11 @@ def to_frame(b: Board) -> pd.DataFrame:
 
 
 def to_markdown(b: Board) -> str:
-    header, body = rows(b)
+    return markdown_table(*rows(b))
+
+
+def markdown_table(header: list[str], body: list[list[tuple[str, bool]]]) -> str:
+    """A Markdown table of (text, bold) cells: bold ones in **, a | inside a cell escaped."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for line in body:
         cells = [f"**{text}**" if bold and text else text.replace("|", "\\|") for text, bold in line]

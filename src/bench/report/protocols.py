@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.headline import ARROW
+from bench.report.headline import ARROW, markdown_table
 from hydra_plugins.bench_sweeper.api import MINIMIZE
 
 ORDER = ["full_ft", "frozen", "linear_probe", "knn"]  # the columns' order; any other protocol after, by name
@@ -137,12 +137,7 @@ def to_frame(t: Table) -> pd.DataFrame:
 
 
 def to_markdown(t: Table) -> str:
-    header, body = rows(t)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for line in body:
-        cells = [f"**{text}**" if bold and text else text.replace("|", "\\|") for text, bold in line]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(*rows(t))
 
 
 def to_html(t: Table) -> str:
