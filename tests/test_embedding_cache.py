@@ -193,3 +193,30 @@ def test_cache_ls_and_rm(tmp_path, capsys):
     assert cache_cli(["--dir", str(tmp_path), "rm", "../outside"]) == 1  # never anything outside the cache
     assert cache_cli(["--dir", str(tmp_path), "rm", "--all"]) == 0
     assert not (tmp_path / entry_key(other)).exists() and (tmp_path / "outside").exists()
+
+
+def test_bench_cache_is_a_subcommand_of_the_bench_command(tmp_path):
+    """`bench cache ls|rm` (here `python -m bench cache`, the main() the console script runs): the cache
+    commands, in the driver's environment ($BENCH_CACHE_DIR), with no torch import and no Hydra run."""
+    import subprocess
+    import sys
+
+    get_or_build(tmp_path, entry_key(INPUTS), INPUTS, _arrays)
+    env = {**os.environ, "BENCH_CACHE_DIR": str(tmp_path)}
+    listed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bench", "cache", "ls"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert entry_key(INPUTS) in listed.stdout and " train " in listed.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in listed.stderr.splitlines() if "|" in line}
+    assert "torch" not in imported and "bench.cache" in imported
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun_outputs").exists()  # no Hydra run
+    removed = subprocess.run(
+        [sys.executable, "-m", "bench", "cache", "rm", entry_key(INPUTS)], env=env, capture_output=True, text=True
+    )
+    assert removed.returncode == 0 and f"removed {entry_key(INPUTS)}" in removed.stdout, removed.stderr
+    assert not (tmp_path / entry_key(INPUTS)).exists()

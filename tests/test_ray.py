@@ -255,7 +255,9 @@ def test_a_probe_sweep_on_ray_builds_each_embedding_once_across_concurrent_trial
     process): the embedding cache is a folder on this machine's file system, which both nodes share. The
     training and validation splits' entries are built once across all trials (one builder holds the
     entry's flock, a concurrent trial blocks on it and then reads the entry), every other trial reads
-    them, and no half-written entry is left."""
+    them, and no half-written entry is left. The cache dir is the default one, $BENCH_CACHE_DIR, exported
+    in the driver's environment only (the nodes were started without it): it reaches the workers through
+    hydra.sweeper.forward_env, so the entries land there and not in the workers' $HOME."""
 
     sweep, cache = tmp_path / "sweep", tmp_path / "shared" / "embeddings"
     result = run_cli(
@@ -270,8 +272,8 @@ def test_a_probe_sweep_on_ray_builds_each_embedding_once_across_concurrent_trial
         "launcher.parallel_trials=2",
         "hydra.sweeper.n_trials=4",
         "mlflow.enabled=false",
-        f"embeddings.cache_dir={cache}",
         f"hydra.sweep.dir={sweep}",
+        env={"BENCH_CACHE_DIR": str(cache)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert_each_embedding_built_once(sweep, cache)

@@ -79,3 +79,31 @@ def test_every_allowed_name_contains_a_secret_word_so_the_list_is_needed_and_sho
             name
         )
     assert len(NOT_SECRET) <= 20
+
+
+@pytest.mark.parametrize("name", ["HF_TOKEN", "MLFLOW_TRACKING_PASSWORD", "A=B", ""])
+def test_forward_env_refuses_a_secret_or_a_malformed_name(name):
+    """hydra.sweeper.forward_env ships values in Ray's runtime_env, which Ray shows in clear."""
+    from hydra_plugins.bench_sweeper._dispatch import forwarded_env
+    from hydra_plugins.bench_sweeper._errors import SweepConfigError
+
+    with pytest.raises(SweepConfigError, match="forward_env"):
+        forwarded_env(["BENCH_DATA_DIR", name])
+
+
+def test_forward_env_takes_the_drivers_values_of_the_names_that_are_set(monkeypatch):
+    from hydra_plugins.bench_sweeper._dispatch import forwarded_env
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", "/shared/cache")
+    monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
+    assert forwarded_env(["BENCH_CACHE_DIR", "BENCH_DATA_DIR"]) == {"BENCH_CACHE_DIR": "/shared/cache"}
+
+
+def test_a_sweep_forwarding_a_secret_is_refused_before_its_sweep_dir_exists(run_cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "-m", "task=synthetic_cls", "hydra.sweeper.forward_env=[BENCH_DATA_DIR,HF_TOKEN]", f"hydra.sweep.dir={sweep}"
+    )
+    assert result.returncode != 0
+    assert "forward_env lists 'HF_TOKEN'" in result.stderr and "Traceback" not in result.stderr
+    assert not sweep.exists()

@@ -38,6 +38,10 @@ def main() -> None:
     from bench.errors import USER_ERRORS
     from hydra_plugins.bench_sweeper.api import SweepInterrupted, mask_text
 
+    if sys.argv[1:2] == ["cache"]:  # `bench cache ls|rm`: not a Hydra override (those hold `=`)
+        from bench.cache import main as cache_main
+
+        sys.exit(cache_main(sys.argv[2:], prog="bench cache"))
     if wants_help(sys.argv[1:]):  # bench's own, in milliseconds (bench/cli.py); --hydra-help is Hydra's
         try:
             print(help_text(sys.argv[1:]), flush=True)

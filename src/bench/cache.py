@@ -1,10 +1,10 @@
-"""python -m bench.cache ls|rm: the probes' embedding cache (bench.probes.cache).
+"""bench cache ls|rm (or python -m bench.cache ls|rm): the probes' embedding cache (bench.probes.cache).
 
-    python -m bench.cache ls                  every entry: key, model, task, split, size, created
-    python -m bench.cache rm KEY [KEY ...]    removes those entries
-    python -m bench.cache rm --all            removes every entry
-    --dir DIR                                 another cache dir (default: $BENCH_CACHE_DIR, else
-                                              ~/.cache/bench/embeddings, as embeddings.cache_dir)
+    bench cache ls                  every entry: key, model, task, split, size, created
+    bench cache rm KEY [KEY ...]    removes those entries
+    bench cache rm --all            removes every entry
+    --dir DIR                       another cache dir (default: $BENCH_CACHE_DIR, else
+                                    ~/.cache/bench/embeddings, as embeddings.cache_dir)
 Only entries directly inside the cache dir are ever removed. No torch import.
 """
 
@@ -30,8 +30,8 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cache", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m bench.cache") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--dir", type=Path, default=None, help="the cache dir (default: $BENCH_CACHE_DIR)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("ls", help="list the entries")

@@ -11,6 +11,7 @@ Any other launcher gets one trial at a time through its own launch().
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -179,8 +180,30 @@ class SerialDispatcher(InProcessDispatcher):
         self.done.append(Finished(ticket, job_return, elapsed_s=time.monotonic() - started))
 
 
+def forwarded_env(names: list[str] | Any) -> dict[str, str]:
+    """hydra.sweeper.forward_env: the driver's values of those variables that are set, for a launcher
+    whose workers do not inherit the driver's environment (Ray). A secret's name is refused."""
+    from ._errors import SweepConfigError
+    from ._masking import is_secret_key
+
+    names = [str(name) for name in names or []]
+    for name in names:
+        if not name or "=" in name or is_secret_key(name):
+            why = "it is not a variable name" if not name or "=" in name else "it names a secret"
+            raise SweepConfigError(
+                f"hydra.sweeper.forward_env lists {name!r}, but {why}: forwarded values travel in Ray's "
+                "runtime_env, which Ray keeps and shows in clear. Set secrets in the environment of the "
+                "cluster's nodes (ray start, the SLURM job) instead."
+            )
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
 def make_dispatcher(
-    launcher: Launcher, poll_interval: float, check_resources: bool = True, accounting: Any = None
+    launcher: Launcher,
+    poll_interval: float,
+    check_resources: bool = True,
+    accounting: Any = None,
+    env: dict[str, str] | None = None,
 ) -> Dispatcher:
     # The launcher plugins' modules are imported already when one of them is the launcher, and
     # importing them costs nothing (neither imports ray nor submitit at module level).
@@ -193,7 +216,7 @@ def make_dispatcher(
     if isinstance(launcher, RayLauncher):
         from ._ray import RayDispatcher
 
-        return RayDispatcher(launcher, check_resources, tuple(accounting.get("gpu_resources") or ("GPU",)))
+        return RayDispatcher(launcher, check_resources, tuple(accounting.get("gpu_resources") or ("GPU",)), env)
     if isinstance(launcher, BaseSubmititLauncher):
         from ._slurm import SubmititDispatcher
 

@@ -58,6 +58,9 @@ class BenchSweeperImpl:
     def sweep(self, arguments: list[str]) -> list[dict[str, Any]]:
         _masking.install(self.config)
         _quiet_libraries()
+        from ._dispatch import forwarded_env
+
+        forwarded_env(self.settings.forward_env)  # a bad name is refused before anything is created
         plan = make_plan(self.settings, self.config, self.hydra_context.config_loader, arguments, self.launcher)
         Observers(self.hydra_context.callbacks).sweep_plan(config=self.config)  # a tracker's own checks
         if self.settings.dry_run:
@@ -77,7 +80,7 @@ class BenchSweeperImpl:
 
     def _run(self, plan: SweepPlan, sweep_dir: SweepDir, signals: list[int]) -> list[dict[str, Any]]:
         from ._console import Console
-        from ._dispatch import make_dispatcher
+        from ._dispatch import forwarded_env, make_dispatcher
         from ._fingerprint import fingerprint
         from ._integrity import check_tables_match
         from ._loop import DispatchLoop
@@ -122,7 +125,9 @@ class BenchSweeperImpl:
             )
             for c in cells
         ]  # a grid never redraws a point
-        dispatcher = make_dispatcher(self.launcher, s.poll_interval, s.check_resources, s.accounting)
+        dispatcher = make_dispatcher(
+            self.launcher, s.poll_interval, s.check_resources, s.accounting, forwarded_env(s.forward_env)
+        )
         slots = min(s.n_jobs, dispatcher.max_slots or s.n_jobs)
         if slots < s.n_jobs:
             log.warning(

@@ -26,7 +26,13 @@ log = logging.getLogger(__name__)
 class RayDispatcher(Dispatcher):
     prepare_ahead = True
 
-    def __init__(self, launcher: Any, check_resources: bool = True, gpu_resources: tuple[str, ...] = ("GPU",)) -> None:
+    def __init__(
+        self,
+        launcher: Any,
+        check_resources: bool = True,
+        gpu_resources: tuple[str, ...] = ("GPU",),
+        env: dict[str, str] | None = None,
+    ) -> None:
         import ray
 
         _, start_ray = ray_job_runner()
@@ -45,7 +51,10 @@ class RayDispatcher(Dispatcher):
         self.check_resources, self.address = check_resources, launcher.ray_cfg.init.get("address")
         self.placeable: set[str] = set()  # requests checked against the cluster already
         self._check_placeable(options)
-        self.options = options
+        # hydra.sweeper.forward_env: the driver's values, in every task's runtime_env (merged with
+        # any the launcher's remote options give; a Ray worker does not inherit the driver's environment).
+        self.env = dict(env or {})
+        self.options = options = self._with_env(options)
         # Any: ray's stubs type a remote function's remote() by its positional signature only.
         self.run_job: Any = ray.remote(**options)(run_job_timed) if options else ray.remote(run_job_timed)
         self.shared: dict[str, Any] | None = None
@@ -69,7 +78,7 @@ class RayDispatcher(Dispatcher):
         # Each job asks for what its own config says (a model may need more than the launcher's
         # default: model.resources), not what the primary config said.
         config = _composed(prepared)
-        options = _remote_options(config.hydra.launcher.ray.remote)
+        options = self._with_env(_remote_options(config.hydra.launcher.ray.remote))
         run_job = self.run_job
         if options != self.options:
             self._check_placeable(options)
@@ -77,7 +86,15 @@ class RayDispatcher(Dispatcher):
         ref = run_job.remote(sweep_config=config, **self.shared)
         self.pending[ref] = ticket
 
+    def _with_env(self, options: dict[str, Any]) -> dict[str, Any]:
+        if not self.env:
+            return options
+        runtime_env = dict(options.get("runtime_env") or {})
+        runtime_env["env_vars"] = {**self.env, **(runtime_env.get("env_vars") or {})}
+        return {**options, "runtime_env": runtime_env}
+
     def _check_placeable(self, options: dict[str, Any]) -> None:
+        options = {k: v for k, v in options.items() if k != "runtime_env"}
         key = repr(sorted(options.items()))  # values may be dicts (custom resources)
         if self.check_resources and key not in self.placeable:
             _check_ray_can_place(self.ray, options, self.address)

@@ -238,6 +238,12 @@ class BenchSweeperConf:
     # multirun_outputs/latest; only for a sweep dir inside the link's own folder, and never replacing
     # anything there that is not a symlink. null: none.
     latest_link: str | None = None
+    # Names of environment variables whose value in the driver's environment every trial sees. A
+    # SLURM job and a local trial inherit the driver's environment; a Ray worker has the environment
+    # of the `ray start` that started its node, so these reach it through the task's runtime_env
+    # (env_vars). Unset ones are left alone. A secret's name is refused: Ray keeps runtime_env in
+    # clear (its dashboard shows it), so give secrets to the nodes' own environment instead.
+    forward_env: list[str] = field(default_factory=list)
     # Keys whose change does not make a resumed cell another experiment (tracking, launcher
     # resources, paths); `hydra` and trial_key are always ignored, and so are absolute paths.
     ignore_on_resume: list[str] = field(default_factory=list)
