@@ -165,3 +165,49 @@ def test_a_k_fold_sweep_on_real_files(run_cli, tmp_path, data_dir):
     said = too_many.stdout + too_many.stderr + (tmp_path / "many" / "results.csv").read_text()
     assert "20 folds need at least 20 training samples of every class, and class 2 has 10 (of 32)" in said
     assert not list((tmp_path / "many").glob("*/fold_*/metrics"))  # nothing trained
+
+
+@pytest.mark.slow
+def test_k_fold_on_a_task_that_holds_its_validation_out_of_training_never_reads_its_test_files(run_cli, tmp_path):
+    """HLS burn scars ships training and validation folders; bench tests on the validation folder and
+    holds a validation set out of training (task.validation_from_train). k-fold tuning draws every fold,
+    training and held-out samples alike, from the training folder only: the test files (the dataset's
+    validation folder) are never read while tuning. The repeat then holds out its validation sample as
+    fine-tuning does, and tests on the validation folder."""
+    from tests.formats.hls import WRITERS
+    from tests.helpers import read_csv
+
+    root = WRITERS["hls_burn_scars"](tmp_path / "burn")
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "-m",
+        "task=hls_burn_scars",
+        "model=prithvi_tiny",
+        "model.model_args.backbone_pretrained=false",
+        "task.max_epochs=1",
+        "mlflow.enabled=false",
+        "trainer.num_sanity_val_steps=0",
+        "task.image_size=64",
+        "task.datamodule.num_workers=0",
+        "hparams.batch_size=2",
+        "search_space=none",
+        "hparams.lr=interval(0.0001,0.001)",  # one searched key: one tuning trial
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.repeats=1",
+        "hydra.sweeper.folds=2",
+        f"hydra.sweep.dir={sweep}",
+        env={"HLS_BURN_SCARS_DIR": str(root)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = read_csv(sweep / "results.csv")
+    assert row["state"] == "COMPLETE" and row["fold_0"] and row["fold_1"]
+    training = {str(p.resolve()) for p in (root / "training").glob("*_merged.tif")}
+    test_files = {str(p.resolve()) for p in (root / "validation").glob("*_merged.tif")}
+    assert training and test_files and not training & test_files
+    samples = [json.loads((Path(row["job_dir"]) / f"fold_{i}" / "samples.json").read_text()) for i in range(2)]
+    read = {str(Path(f).resolve()) for s in samples for f in s["train"] + s["validation"]}
+    assert read == training and not read & test_files  # every training sample, no test sample
+    assert set(samples[0]["validation"]).isdisjoint(samples[1]["validation"])
+    (repeat,) = read_csv(sweep / "repeats.csv")
+    assert repeat["state"] == "COMPLETE" and float(repeat["val_value"]) != float(repeat["test_value"])
+    assert "validation: 1 of the 5 training samples held out" in (Path(repeat["job_dir"]) / "bench.log").read_text()

@@ -84,15 +84,18 @@ def compute(model: Any, datamodule: Any, split: str, pooled: bool) -> tuple[np.n
     from torch.utils.data import DataLoader
 
     datamodule.setup("test" if split == "test" else "fit")
-    dataset = getattr(datamodule, f"{split}_dataset")
+    # TerraTorch's GEO-Bench-2 datamodules are proxies: the datasets, collate function and batch
+    # augmentations live on the geobench_v2 datamodule they wrap (`_proxy`, as bench.data.heldout reads it).
+    source = getattr(datamodule, "_proxy", datamodule)
+    dataset = getattr(source, f"{split}_dataset")
     loader = DataLoader(
         dataset,
-        batch_size=int(getattr(datamodule, "batch_size", 8) or 8),
+        batch_size=int(getattr(source, "batch_size", 8) or 8),
         shuffle=False,
-        num_workers=int(getattr(datamodule, "num_workers", 0) or 0),
-        collate_fn=getattr(datamodule, "collate_fn", None),
+        num_workers=int(getattr(source, "num_workers", 0) or 0),
+        collate_fn=getattr(source, "collate_fn", None),
     )
-    aug = getattr(datamodule, f"{'val' if split == 'train' else split}_aug", None) or getattr(datamodule, "aug", None)
+    aug = _evaluation_aug(source, split)
     device = next(model.parameters()).device
     features, labels = [], []
     with torch.inference_mode():
@@ -111,6 +114,15 @@ def compute(model: Any, datamodule: Any, split: str, pooled: bool) -> tuple[np.n
         "embedded the %s split: %d samples, features %s", split, sum(len(f) for f in features), features[0].shape[1:]
     )
     return np.concatenate(features), np.concatenate(labels)
+
+
+def _evaluation_aug(source: Any, split: str) -> Any:
+    """The batch transform a split gets when it is evaluated, never a training augmentation: TerraTorch's
+    datamodules keep one per split (`val_aug`, `test_aug`) or one for all (`aug`, normalisation);
+    geobench_v2's one for every evaluated split (`eval_augmentations`, applied as its
+    on_after_batch_transfer does when the trainer is not training)."""
+    named = getattr(source, f"{'val' if split == 'train' else split}_aug", None) or getattr(source, "aug", None)
+    return named if named is not None else getattr(source, "eval_augmentations", None)
 
 
 def encode(model: Any, x: Any) -> Any:
