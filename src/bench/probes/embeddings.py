@@ -15,6 +15,7 @@ Imported inside the job only (torch).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,9 @@ from bench.spec import TrialSpec
 log = logging.getLogger(__name__)
 
 
-def key_inputs(cfg: DictConfig, spec: TrialSpec, split: str) -> dict[str, Any]:
+def key_inputs(
+    cfg: DictConfig, spec: TrialSpec, split: str, identity: Callable[[str], Any] = file_identity
+) -> dict[str, Any]:
     """What the features of a split depend on, for the cache key: the model's weights (its arguments,
     any local checkpoint file's size and mtime, and for a randomly initialised encoder the seed that drew
     it), the dataset (the datamodule's arguments, every file under its data roots), the split, the
@@ -36,7 +39,7 @@ def key_inputs(cfg: DictConfig, spec: TrialSpec, split: str) -> dict[str, Any]:
     files = {}
     for where, value in [*model_args.items(), *spec.datamodule.items()]:
         if isinstance(value, str) and value and ("/" in value or value.startswith("~")):
-            files[where] = file_identity(value)
+            files[where] = identity(value)
     datamodule = {k: v for k, v in spec.datamodule.items() if k not in ("batch_size", "num_workers")}
     return {
         "describe": f"model={cfg.model.name} task={spec.task_name} split={split}",

@@ -32,6 +32,8 @@ class _Embedder:
         self.cfg, self.spec = cfg, spec
         self._model: Any = None
         self._datamodule: Any = None
+        # Each data root is listed once per job, not once per split: a root of many files is stat'ed once.
+        self._identities: dict[str, Any] = {}
 
     @property
     def datamodule(self) -> Any:
@@ -42,10 +44,15 @@ class _Embedder:
         return self._datamodule
 
     def features(self, split: str) -> Any:
-        from bench.probes.cache import entry_key, get_or_build
+        from bench.probes.cache import entry_key, file_identity, get_or_build
         from bench.probes.embeddings import build_encoder, compute, key_inputs
 
-        inputs = key_inputs(self.cfg, self.spec, split)
+        def identity(path: str) -> Any:
+            if path not in self._identities:
+                self._identities[path] = file_identity(path)
+            return self._identities[path]
+
+        inputs = key_inputs(self.cfg, self.spec, split, identity)
 
         def build():
             if self._model is None:
