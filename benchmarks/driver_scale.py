@@ -1,0 +1,196 @@
+"""Does the bench sweeper's driver keep its per-trial cost flat as a sweep grows? No training.
+
+    python benchmarks/driver_scale.py [--trials 10000] [--cells 200] [--slots 1000] [--median-s 600]
+                                      [--profile out.prof]
+
+The sleep app (benchmarks/sleep_app) is swept in this process with the bench sweeper, but its
+launcher is replaced by a fake one with a virtual clock: a submitted trial "runs" for a lognormal
+duration (sigma 0.8 around --median-s) of virtual time, and wait() hands back the trial that ends
+first (a heap), its value at once. Nothing sleeps, so what is measured is the driver's own CPU:
+asking Optuna, writing the journal, results.csv, the console. The virtual clock also advances by
+the driver CPU spent between two waits, so a driver too slow to refill its slots shows up as idle
+slot-time. Prints:
+  driver CPU per trial   first and last 1,000 trials (or 10% of them when fewer), and their ratio
+                         (goal: the last within 1.2x the first; under 20 ms each)
+  results.csv rewrite    one write_results() of the whole sweep at its end, and its rows
+  journal size           optuna.journal at the end, bytes per trial
+  memory                 the driver's peak RSS
+  utilisation            busy slot-time / (slots x virtual span), against the zero-overhead ideal of
+                         the same durations: can this driver keep --slots slots of such trials busy?
+
+What the profile showed (cProfile, --profile, 2,000 trials / 40 cells / 200 slots, before the fix):
+  see docs note at the end of this docstring, filled in by measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+APP = Path(__file__).parent / "sleep_app" / "sleep_app.py"
+
+
+class VirtualDispatcher:
+    """The fake launcher: jobs end in virtual-time order; the driver's CPU advances the clock."""
+
+    def __init__(self, median_s: float, seed: int = 0) -> None:
+        from hydra_plugins.bench_sweeper._dispatch import Dispatcher
+
+        self.base = Dispatcher
+        self.median_s, self.rng = median_s, random.Random(seed)
+        self.clock = 0.0
+        self.heap: list[tuple[float, int, float]] = []  # (end, ticket, duration)
+        self.cpu_mark = self.wait_mark = time.process_time()
+        self.per_trial_cpu: list[float] = []  # driver CPU between two finished trials
+        self.busy = 0.0
+        self.waits = 0
+        self.durations: list[float] = []
+
+    def _tick(self) -> float:
+        now = time.process_time()
+        spent, self.cpu_mark = now - self.cpu_mark, now
+        self.clock += spent
+        return spent
+
+    def submit(self, prepared: Any, ticket: int) -> None:
+        self._tick()
+        duration = self.median_s * self.rng.lognormvariate(0.0, 0.8)
+        self.durations.append(duration)
+        heapq.heappush(self.heap, (self.clock + duration, ticket, duration))
+
+    def wait(self, timeout: float) -> list[Any]:
+        from hydra.core.utils import JobReturn, JobStatus
+
+        from hydra_plugins.bench_sweeper._dispatch import Finished
+
+        self._tick()
+        # wait to wait: recording the finished trial, asking for the next, submitting it
+        spent, self.wait_mark = self.cpu_mark - self.wait_mark, self.cpu_mark
+        if not self.heap:
+            return []
+        end, ticket, duration = heapq.heappop(self.heap)
+        self.clock = max(self.clock, end)
+        self.busy += duration
+        if self.waits:  # the first wait follows the initial fill of every slot, not one trial
+            self.per_trial_cpu.append(spent)
+        self.waits += 1
+        ret = JobReturn()
+        ret.status = JobStatus.COMPLETED
+        ret._return_value = duration / self.median_s
+        return [Finished(ticket, ret, elapsed_s=duration)]
+
+
+def make_fake(virtual: VirtualDispatcher) -> Any:
+    from hydra_plugins.bench_sweeper._dispatch import Dispatcher, Prepared
+
+    class Fake(Dispatcher):
+        max_slots = None
+
+        def prepare(self, overrides: list[str], job_num: int) -> Prepared:
+            return Prepared(overrides, job_num)
+
+        def submit(self, prepared: Prepared, ticket: int) -> None:
+            virtual.submit(prepared, ticket)
+
+        def wait(self, timeout: float) -> list[Any]:
+            return virtual.wait(timeout)
+
+    return Fake()
+
+
+def sweep(sweep_dir: Path, trials: int, cells: int, slots: int, virtual: VirtualDispatcher) -> None:
+    import runpy
+
+    import hydra_plugins.bench_sweeper._dispatch as dispatch
+
+    dispatch.make_dispatcher = lambda *a, **k: make_fake(virtual)  # type: ignore[assignment]
+    per_cell = max(1, trials // cells)
+    sys.argv = [
+        "sleep_app",
+        "-m",
+        f"hydra.sweep.dir={sweep_dir}",
+        "cell=" + ",".join(f"c{i + 1}" for i in range(cells)),
+        f"hydra.sweeper.n_trials={per_cell}",
+        f"hydra.sweeper.n_jobs={slots}",
+        "hydra.sweeper.progress_every_s=1000000",
+        "hydra/hydra_logging=none",
+        "hydra/job_logging=none",
+    ]
+    runpy.run_path(str(APP), run_name="__main__")  # as a script: Hydra finds conf/ beside it
+
+
+def greedy_span(durations: list[float], slots: int) -> float:
+    free_at = [0.0] * slots
+    for d in durations:
+        heapq.heappush(free_at, heapq.heappop(free_at) + d)
+    return max(free_at)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--cells", type=int, default=200)
+    parser.add_argument("--slots", type=int, default=1_000)
+    parser.add_argument("--median-s", type=float, default=600.0, help="median virtual trial duration")
+    parser.add_argument("--profile", help="write a cProfile of the sweep here")
+    args = parser.parse_args()
+    sweep_dir = Path(tempfile.mkdtemp(prefix="bench-driver-scale-"))
+    virtual = VirtualDispatcher(args.median_s)
+    started_cpu, started_wall = time.process_time(), time.time()
+    if args.profile:
+        import cProfile
+
+        cProfile.runctx(
+            "sweep(sweep_dir, args.trials, args.cells, args.slots, virtual)", globals(), locals(), args.profile
+        )
+    else:
+        try:
+            sweep(sweep_dir, args.trials, args.cells, args.slots, virtual)
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                raise
+    cpu, wall = time.process_time() - started_cpu, time.time() - started_wall
+
+    from hydra_plugins.bench_sweeper._results import write_results
+    from hydra_plugins.bench_sweeper._studies import open_storage, sweep_studies
+
+    journal = sweep_dir / "optuna.journal"
+    storage = open_storage(str(journal))
+    records = list(
+        sweep_studies(storage, __import__("json").loads((sweep_dir / "sweep.json").read_text())["sweep_id"]).values()
+    )
+    t0 = time.perf_counter()
+    write_results(str(sweep_dir), records, storage)
+    rewrite = time.perf_counter() - t0
+    rows = sum(1 for _ in open(sweep_dir / "results.csv")) - 1
+
+    per = virtual.per_trial_cpu
+    n = len(per)
+    window = min(1000, max(1, n // 10))
+    first, last = sum(per[:window]) / window, sum(per[-window:]) / window
+    span = virtual.clock
+    ideal = virtual.busy / (args.slots * greedy_span(virtual.durations, args.slots))
+    util = virtual.busy / (args.slots * span) if span else float("nan")
+    size = os.path.getsize(journal)
+    print(
+        f"trials={n} cells={args.cells} slots={args.slots} median={args.median_s}s sigma=0.8  (sweep dir {sweep_dir})"
+    )
+    print(f"  driver CPU per trial  first {window}: {first * 1000:.2f} ms   last {window}: {last * 1000:.2f} ms")
+    print(f"                        last/first {last / first:.2f}  (goal <= 1.2; each < 20 ms)")
+    print(f"  driver total          {cpu:.1f} s CPU, {wall:.1f} s wall")
+    print(f"  results.csv rewrite   {rewrite * 1000:.1f} ms for {rows} rows")
+    print(f"  journal size          {size / 1e6:.2f} MB ({size / max(n, 1):.0f} B per trial)")
+    print(f"  memory                peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(f"  utilisation           {util:.3f} of slots (zero-overhead ideal {ideal:.3f}; ratio {util / ideal:.3f})")
+
+
+if __name__ == "__main__":
+    main()
