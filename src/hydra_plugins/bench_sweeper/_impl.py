@@ -86,7 +86,7 @@ class BenchSweeperImpl:
         from ._loop import DispatchLoop
         from ._loop_state import CellRun, LoopSettings
         from ._repeats import existing_repeats, repeat_records
-        from ._results import write_best, write_repeats, write_results
+        from ._results import Throttled, write_best, write_repeats, write_results
         from ._studies import (
             StudyRecord,
             check_resume,
@@ -139,8 +139,12 @@ class BenchSweeperImpl:
             )
         every = list(records.values())
 
+        known: dict[str, StudyRecord] = {}  # kept, so each repeats study is loaded once
+
         def repeated() -> list[StudyRecord]:  # grows as cells finish tuning
-            return repeat_records(storage, sweep_dir.sweep_id)
+            for record in repeat_records(storage, sweep_dir.sweep_id):
+                known.setdefault(record.name, record)
+            return list(known.values())
 
         first_job = (
             max(max_job_num([r.load(storage) for r in every + repeated()]), _max_numbered_subdir(plan.sweep_dir)) + 1
@@ -181,8 +185,17 @@ class BenchSweeperImpl:
             write_results(str(plan.sweep_dir), every, storage)
             write_repeats(str(plan.sweep_dir), repeated(), storage)
 
+        # After a trial's end the tables are rewritten only once the last rewrite has paid for
+        # itself (Throttled): a full rewrite per trial made the driver's per-trial cost grow with
+        # the sweep. The journal holds every trial at once; the tables catch up at the sweep's end.
         loop = DispatchLoop(
-            runs, dispatcher, settings, first_job, observers=observers, console=console, on_change=write_tables
+            runs,
+            dispatcher,
+            settings,
+            first_job,
+            observers=observers,
+            console=console,
+            on_change=Throttled(write_tables),
         )
         error: BaseException | None = None
         try:

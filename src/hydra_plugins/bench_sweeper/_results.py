@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._cells import bare_key
@@ -62,6 +63,27 @@ TRIAL_COLUMNS = [
 
 
 _WRITTEN: dict[str, int] = {}  # rows this process last wrote to each table
+
+
+class Throttled:
+    """Calls `write` (a rewrite of the tables, O(trials)) at most as often as keeps it to `share`
+    of the driver's time: after a write that took w seconds, the next is skipped until w / share
+    seconds have passed. So the amortised cost per trial stays a fixed fraction of the rest of the
+    driver's work, however many rows the tables hold. The first call always writes; the sweep's
+    end writes regardless (the caller calls `write` itself)."""
+
+    def __init__(self, write: Callable[[], None], share: float = 0.05, clock: Callable[[], float] = time.monotonic):
+        self.write, self.share, self.clock = write, share, clock
+        self.next_at = -math.inf
+        self.writes = 0
+
+    def __call__(self) -> None:
+        began = self.clock()
+        if began < self.next_at:
+            return
+        self.write()
+        self.writes += 1
+        self.next_at = began + (self.clock() - began) / self.share
 
 
 def _write_csv(path: str, rows: list[dict[str, Any]], leading: list[str]) -> None:

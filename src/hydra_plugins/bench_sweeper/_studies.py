@@ -106,11 +106,11 @@ class StudyRecord:
 
 def sweep_studies(storage: Any, sweep_id: str, phase: str = PHASE_TUNE) -> dict[str, StudyRecord]:
     """Every study of this sweep and phase (tuning, or repeats) in the storage, by name."""
-    import optuna
-
+    # storage.get_all_studies(), not optuna.get_all_study_summaries(): the summaries deep-copy every
+    # trial of every study (to count them), which the driver paid on every trial's end
     return {
         s.study_name: StudyRecord(s.study_name, dict(s.user_attrs))
-        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        for s in storage.get_all_studies()
         if s.user_attrs.get(STUDY_SWEEP) == sweep_id and s.user_attrs.get(STUDY_PHASE, PHASE_TUNE) == phase
     }
 
