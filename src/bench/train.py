@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from bench.errors import PretrainedWeightsError
+from bench import ddp
+from bench.errors import ConfigError, PretrainedWeightsError
 from bench.objectives import objective_values
 from bench.oom import BatchPlan, allowed_retries, fit_with_oom_retries
 from bench.preflight import preflight
@@ -51,10 +52,21 @@ _QUIET = [
     r".*The number of training batches .* is smaller than the logging interval.*",
     # Said by every ObjectDetectionTask built (GEO-Bench-2's detection datasets): nothing a run can act on.
     r".*The Object Detection Task has to be considered experimental.*",
+    # A multi-process trial (bench.ddp): TerraTorch logs torchmetrics' computed values, which
+    # torchmetrics has already gathered from every rank.
+    r".*It is recommended to use .self\.log\(.*sync_dist=True.*",
 ]
 
 
 def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[float] | dict[str, Any]:
+    """_train(), and a multi-process trial's child ranks gone by the time it returns or raises."""
+    try:
+        return _train(cfg, tracking)
+    finally:
+        ddp.reap_children()
+
+
+def _train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[float] | dict[str, Any]:
     """Fit the configured model on the configured task; return the best validation metric (and,
     when testing, the test metrics of the best checkpoint; after out-of-memory retries, the batch
     size and accumulation that ran).
@@ -93,13 +105,23 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
     if devices.accelerator != "auto":
         trainer_args.update(accelerator=devices.accelerator, devices=devices.devices)
     # The configured batch size and accumulation are the first attempt's; an OOM retry halves one
-    # and doubles the other (bench.oom).
-    first = BatchPlan(spec.datamodule["batch_size"], int(trainer_args.pop("accumulate_grad_batches", None) or 1))
-    # The sweep's trial (None for a single run): every trial reports its progress to the driver's
-    # view; a tuning trial of a one-objective study also reports its metric and may be pruned.
-    job = job_trial(cfg)
+    # and doubles the other (bench.oom). N processes (bench.ddp) load batch_size / N each.
+    processes = devices.devices if devices.accelerator != "auto" else 1
+    batch_size = ddp.per_rank_batch_size(spec.datamodule["batch_size"], processes)
+    first = BatchPlan(batch_size, int(trainer_args.pop("accumulate_grad_batches", None) or 1))
+    if processes > 1:
+        trainer_args.update(ddp.trainer_setup(cfg, output_dir, processes))
+        max_oom_retries = 0  # a retry would need new ranks, started by a new Trainer: not supported
+        if tracking is not None:
+            tracking.tag({"bench.world_size": processes})
+    # The sweep's trial (None for a single run and a child rank): every trial reports its progress
+    # to the driver's view; a tuning trial of a one-objective study also reports its metric and may
+    # be pruned.
+    job = None if ddp.is_child_rank() else job_trial(cfg)
     trial = job if job is not None and spec.phase == PHASE_TUNE and len(job.study.directions) == 1 else None
     if folds := (trial_folds(cfg) if spec.phase == PHASE_TUNE else None):  # k-fold tuning (bench.fold_tuning)
+        if processes > 1:
+            raise ConfigError("k-fold tuning (hydra.sweeper.folds) with several processes per trial is not supported.")
         return tune_on_folds(cfg, spec, folds, first, max_oom_retries, trainer_args, trial, output_dir, job)
     fitted, plan = fit_with_oom_retries(
         lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir, tracking, job),
@@ -167,7 +189,14 @@ def _fit(
     import terratorch  # noqa: F401  (its import resets UserWarnings to "once" ahead of earlier filters)
 
     from bench.data.heldout import build_datamodule
-    from bench.lightning_callbacks import CostMeter, MetricMonitor, OptunaPruning, SplitGuard, TrialProgress
+    from bench.lightning_callbacks import (
+        CostMeter,
+        MetricMonitor,
+        OptunaPruning,
+        RankRecord,
+        SplitGuard,
+        TrialProgress,
+    )
 
     # After TerraTorch's import, and before the task, whose class may warn as it is built.
     for pattern in _QUIET:
@@ -219,8 +248,11 @@ def _fit(
     ]
     if job is not None:  # before pruning, which ends the epoch's callbacks with TrialPruned
         callbacks.append(TrialProgress(job, spec.metric, *progress))
-    if trial is not None:
+    multi = trainer_args.get("strategy") is not None  # a multi-process trial (bench.ddp)
+    if trial is not None or multi:  # on every rank: rank 0 broadcasts its prune decision
         callbacks.append(OptunaPruning(trial, spec.metric))
+    if multi:
+        callbacks.append(RankRecord(output_dir))
     callbacks += _configured_callbacks(cfg)
     loggers: list[pl.loggers.Logger] = [
         pl.loggers.CSVLogger(output_dir, name="metrics")
@@ -228,13 +260,12 @@ def _fit(
     if tracking is not None:
         loggers.append(tracking.lightning_logger())  # one MLflow request per epoch
     trainer = pl.Trainer(
-        **trainer_args,
+        **{"plugins": cluster_plugins(), **trainer_args},
         accumulate_grad_batches=plan.accumulate_grad_batches,
         max_epochs=spec.max_epochs,
         callbacks=callbacks,
         logger=loggers,
         default_root_dir=output_dir,
-        plugins=cluster_plugins(),
     )
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=resume_checkpoint(output_dir))
@@ -277,8 +308,11 @@ def _assign_devices(cfg: DictConfig):
 
     from bench.devices import assign_devices, launcher_gpu_ids
 
-    requested = OmegaConf.select(cfg, "launcher.gpus_per_trial", default="auto")
-    assignment = assign_devices(requested, os.environ, launcher_gpu_ids())
+    from bench.devices import processes_per_trial
+
+    launcher = cfg.get("launcher") or {}
+    requested = launcher.get("gpus_per_trial", "auto")
+    assignment = assign_devices(requested, os.environ, launcher_gpu_ids(), processes_per_trial(launcher))
     if assignment.visible is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(assignment.visible)
     return assignment
