@@ -53,6 +53,23 @@ def per_rank_batch_size(batch_size: int, processes: int) -> int:
     return batch_size // processes
 
 
+def prepare(
+    cfg: DictConfig, output_dir: Path, processes: int, trainer_args: dict[str, Any], tracking: Any = None
+) -> int:
+    """A trial of `processes` processes: its Trainer arguments, its world size tagged on its MLflow
+    run (rank 0's; a child rank has none). Returns the OOM retries it may make: none, since a retry
+    would need new ranks, started by a new Trainer."""
+    trainer_args.update(trainer_setup(cfg, output_dir, processes))
+    if tracking is not None:
+        tracking.tag({"bench.world_size": processes})
+    return 0
+
+
+def refuse_folds(processes: int) -> None:
+    if processes > 1:  # each fold's Trainer would start ranks of its own while the first ones run on
+        raise ConfigError("k-fold tuning (hydra.sweeper.folds) with several processes per trial is not supported.")
+
+
 def trainer_setup(cfg: DictConfig, output_dir: Path, processes: int) -> dict[str, Any]:
     """Trainer arguments for a trial of `processes` processes on this node: a DDP strategy whose
     launcher starts the children as `python -m bench.ddp`, and Lightning's plain environment (not
@@ -159,6 +176,12 @@ def _end_process_group() -> None:
         dist.destroy_process_group()
     for key in ("MASTER_ADDR", "MASTER_PORT"):
         os.environ.pop(key, None)
+
+
+def rank_callbacks(output_dir: Path) -> list:
+    from bench.lightning_callbacks import RankRecord
+
+    return [RankRecord(output_dir)]
 
 
 def record_rank(output_dir: Path, rank: int, world_size: int) -> None:

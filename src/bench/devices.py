@@ -136,6 +136,19 @@ def assign_devices(
     return DeviceAssignment("gpu", devices, ids[:devices])
 
 
+def assign_trial_devices(cfg: DictConfig) -> DeviceAssignment:
+    """The job's devices (assign_devices), CUDA_VISIBLE_DEVICES pinned to them before anything
+    initialises CUDA (a multi-process trial's child ranks inherit it)."""
+    import os
+
+    launcher = cfg.get("launcher") or {}
+    requested = launcher.get("gpus_per_trial", "auto")
+    assignment = assign_devices(requested, os.environ, launcher_gpu_ids(), processes_per_trial(launcher))
+    if assignment.visible is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(assignment.visible)
+    return assignment
+
+
 def launcher_gpu_ids() -> list[int | str] | None:
     """GPUs Ray reserved for this task, when running inside a Ray worker; else None."""
     import sys

@@ -27,7 +27,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from bench import ddp
-from bench.errors import ConfigError, PretrainedWeightsError
+from bench.devices import assign_trial_devices
+from bench.errors import PretrainedWeightsError
 from bench.objectives import objective_values
 from bench.oom import BatchPlan, allowed_retries, fit_with_oom_retries
 from bench.preflight import preflight
@@ -91,7 +92,7 @@ def _train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list
 
     spec = preflight(cfg)
     max_oom_retries = allowed_retries(cfg.get("oom_retries", 3))  # a bad value fails before the torch import too
-    devices = _assign_devices(cfg)
+    devices = assign_trial_devices(cfg)
 
     import lightning.pytorch  # noqa: F401  (its import adds the console handler that the next line removes)
 
@@ -109,19 +110,15 @@ def _train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list
     processes = devices.devices if devices.accelerator != "auto" else 1
     batch_size = ddp.per_rank_batch_size(spec.datamodule["batch_size"], processes)
     first = BatchPlan(batch_size, int(trainer_args.pop("accumulate_grad_batches", None) or 1))
-    if processes > 1:
-        trainer_args.update(ddp.trainer_setup(cfg, output_dir, processes))
-        max_oom_retries = 0  # a retry would need new ranks, started by a new Trainer: not supported
-        if tracking is not None:
-            tracking.tag({"bench.world_size": processes})
+    if processes > 1:  # no OOM retries: a retry would need new ranks
+        max_oom_retries = ddp.prepare(cfg, output_dir, processes, trainer_args, tracking)
     # The sweep's trial (None for a single run and a child rank): every trial reports its progress
     # to the driver's view; a tuning trial of a one-objective study also reports its metric and may
     # be pruned.
     job = None if ddp.is_child_rank() else job_trial(cfg)
     trial = job if job is not None and spec.phase == PHASE_TUNE and len(job.study.directions) == 1 else None
     if folds := (trial_folds(cfg) if spec.phase == PHASE_TUNE else None):  # k-fold tuning (bench.fold_tuning)
-        if processes > 1:
-            raise ConfigError("k-fold tuning (hydra.sweeper.folds) with several processes per trial is not supported.")
+        ddp.refuse_folds(processes)
         return tune_on_folds(cfg, spec, folds, first, max_oom_retries, trainer_args, trial, output_dir, job)
     fitted, plan = fit_with_oom_retries(
         lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir, tracking, job),
@@ -189,14 +186,7 @@ def _fit(
     import terratorch  # noqa: F401  (its import resets UserWarnings to "once" ahead of earlier filters)
 
     from bench.data.heldout import build_datamodule
-    from bench.lightning_callbacks import (
-        CostMeter,
-        MetricMonitor,
-        OptunaPruning,
-        RankRecord,
-        SplitGuard,
-        TrialProgress,
-    )
+    from bench.lightning_callbacks import CostMeter, MetricMonitor, OptunaPruning, SplitGuard, TrialProgress
 
     # After TerraTorch's import, and before the task, whose class may warn as it is built.
     for pattern in _QUIET:
@@ -251,8 +241,7 @@ def _fit(
     multi = trainer_args.get("strategy") is not None  # a multi-process trial (bench.ddp)
     if trial is not None or multi:  # on every rank: rank 0 broadcasts its prune decision
         callbacks.append(OptunaPruning(trial, spec.metric))
-    if multi:
-        callbacks.append(RankRecord(output_dir))
+    callbacks += ddp.rank_callbacks(output_dir) if multi else []
     callbacks += _configured_callbacks(cfg)
     loggers: list[pl.loggers.Logger] = [
         pl.loggers.CSVLogger(output_dir, name="metrics")
@@ -301,21 +290,6 @@ def _route_framework_logs() -> None:
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropLitLoggerTip) for f in rank_zero.filters):
         rank_zero.addFilter(_DropLitLoggerTip())
-
-
-def _assign_devices(cfg: DictConfig):
-    import os
-
-    from bench.devices import assign_devices, launcher_gpu_ids
-
-    from bench.devices import processes_per_trial
-
-    launcher = cfg.get("launcher") or {}
-    requested = launcher.get("gpus_per_trial", "auto")
-    assignment = assign_devices(requested, os.environ, launcher_gpu_ids(), processes_per_trial(launcher))
-    if assignment.visible is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(assignment.visible)
-    return assignment
 
 
 def _build_task(spec: TrialSpec, model_name: str):
