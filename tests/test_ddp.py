@@ -117,6 +117,7 @@ def test_a_two_process_trial_as_a_ray_task(ray_cluster, run_cli, one_process, tm
         "launcher.parallel_trials=1",
         "hydra.sweeper.n_trials=1",
         "hydra/sweeper/pruner=none",
+        "search_space=none",  # the trial runs the config as composed, as the 1-process run does
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -203,8 +203,10 @@ def _child_main(config_path: str) -> int:
 
     root = OmegaConf.load(config_path)
     if "hydra" in root:
-        full = OmegaConf.merge(root.cfg, {"hydra": root.hydra})
-        HydraConfig.instance().set_config(full)  # type: ignore[arg-type]
+        # What HydraConfig.get() returns in the job (the trial's node, its sweeper's trial_key), the
+        # Hydra node's interpolations resolving against the job's config as there. Not set_config(),
+        # which wants the node typed as Hydra's own dataclass.
+        HydraConfig.instance().cfg = OmegaConf.merge(root.cfg, {"hydra": root.hydra})  # type: ignore[assignment]
     cfg = root.cfg
     assert isinstance(cfg, DictConfig)
     logging.basicConfig(level=logging.WARNING, format=f"[rank {os.environ[WORKER_ENV]}] %(levelname)s %(message)s")
