@@ -36,8 +36,8 @@ TOLERANCE = 1e-6  # best val/Accuracy, 2 processes vs 1 (see the module docstrin
 LOSS_RTOL = 1e-4  # each epoch's val/loss, relative
 TRAINING = ["task=synthetic_cls", "task.max_epochs=2", "task.patience=2", "hparams.lr=1e-7", "seed=0"]
 TWO_CPU_PROCESSES = ["launcher.gpus_per_trial=0", "+launcher.processes_per_trial=2"]
-# Prunes every trial at its second report (epoch 1): the value can never reach 2.
-PRUNE_AT_EPOCH_1 = "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:2.0,n_warmup_steps:1}"
+# A pruner that prunes every trial at its second report (epoch 1): the value can never reach 2.
+PRUNE_AT_EPOCH_1 = "_target_: optuna.pruners.ThresholdPruner\nlower: 2.0\nn_warmup_steps: 1\n"
 
 
 def _compose(*overrides: str):
@@ -129,7 +129,9 @@ def test_a_two_process_trial_as_a_ray_task(ray_cluster, run_cli, one_process, tm
 
 def test_a_pruned_two_process_trial_as_a_slurm_job_leaves_no_process(slurm_cluster, run_cli, tmp_path):
     """Rank 0 decides the prune at epoch 1 and broadcasts it: both ranks stop there, the job ends."""
-    sweep = tmp_path / "sweep"
+    sweep, configs = tmp_path / "sweep", tmp_path / "configs"
+    (configs / "hydra" / "sweeper" / "pruner").mkdir(parents=True)
+    (configs / "hydra" / "sweeper" / "pruner" / "at_epoch_1.yaml").write_text(PRUNE_AT_EPOCH_1)
     result = run_cli(
         "-m",
         *TRAINING,
@@ -143,7 +145,8 @@ def test_a_pruned_two_process_trial_as_a_slurm_job_leaves_no_process(slurm_clust
         "launcher.parallel_trials=1",
         "hydra.sweeper.n_trials=1",
         "hydra.sweeper.repeats=0",
-        PRUNE_AT_EPOCH_1,
+        f"hydra.searchpath=[file://{configs}]",
+        "hydra/sweeper/pruner=at_epoch_1",
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
