@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.duration(300)]
 TOLERANCE = 1e-6  # best val/Accuracy, 2 processes vs 1 (see the module docstring)
 LOSS_RTOL = 1e-4  # each epoch's val/loss, relative
 TRAINING = ["task=synthetic_cls", "task.max_epochs=2", "task.patience=2", "hparams.lr=1e-7", "seed=0"]
-TWO_CPU_PROCESSES = ["launcher.gpus_per_trial=0", "+launcher.processes_per_trial=2"]
+TWO_CPU_PROCESSES = ["launcher.gpus_per_trial=0", "launcher.processes_per_trial=2"]
 # A pruner that prunes every trial at its second report (epoch 1): the value can never reach 2.
 PRUNE_AT_EPOCH_1 = "_target_: optuna.pruners.ThresholdPruner\nlower: 2.0\nn_warmup_steps: 1\n"
 
