@@ -105,6 +105,28 @@ def test_two_processes_in_this_process_match_one_within_tolerance(compose_cfg, o
     assert (tmp_path / "job" / "checkpoints" / "best.ckpt").is_file()  # written once, by rank 0
 
 
+def test_a_rerun_two_process_job_resumes_from_its_last_checkpoint(compose_cfg, tmp_path):
+    """A SLURM requeue or a Ray retry of a 2-process trial: both ranks continue from last.ckpt (which
+    rank 0 alone wrote). Also two multi-process trials one after the other in one process, as the
+    local launcher runs them: the second starts a process group of its own."""
+    from bench.train import train
+
+    out = tmp_path / "job"
+    train(
+        compose_cfg(
+            *TRAINING, *TWO_CPU_PROCESSES, "task.max_epochs=1", "keep_last_checkpoint=true", f"output_dir={out}"
+        )
+    )
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    first_child = _ranks(out)[1]["pid"]
+    train(compose_cfg(*TRAINING, *TWO_CPU_PROCESSES, f"output_dir={out}"))
+    assert _ranks(out)[1]["pid"] != first_child  # new ranks for the rerun
+    first, second = sorted(out.glob("metrics/version_*/metrics.csv"))
+    epochs = lambda path: sorted({int(r["epoch"]) for r in csv.DictReader(open(path)) if r.get("val/loss")})  # noqa: E731
+    assert epochs(first) == [0]
+    assert epochs(second) == [1]  # continued, not started over
+
+
 def test_a_two_process_trial_as_a_ray_task(ray_cluster, run_cli, one_process, tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli(

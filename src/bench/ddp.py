@@ -60,6 +60,8 @@ def prepare(
     run (rank 0's; a child rank has none). Returns the OOM retries it may make: none, since a retry
     would need new ranks, started by a new Trainer."""
     trainer_args.update(trainer_setup(cfg, output_dir, processes))
+    if int(cfg.get("oom_retries", 3) or 0):
+        log.info("%d processes per trial: no out-of-memory retries (a retry would need new ranks)", processes)
     if tracking is not None:
         tracking.tag({"bench.world_size": processes})
     return 0
