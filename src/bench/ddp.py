@@ -37,6 +37,7 @@ WORKER_ENV = "BENCH_DDP_RANK"  # set in a child rank's environment: its local ra
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 _REAP_GRACE_S = 60.0  # how long rank 0 waits for a child to finish on its own before killing it
 _children: list[subprocess.Popen] = []  # this process's child ranks, reaped by reap_children()
+_observers: list[Any] = []  # their watchers, stopped by reap_children() before it waits
 
 
 def is_child_rank() -> bool:
@@ -97,11 +98,19 @@ def _write_job_config(cfg: DictConfig, output_dir: Path) -> Path:
 
 
 def _strategy(config_path: Path | None):
+    from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
     from lightning.pytorch.strategies import DDPStrategy
-    from lightning.pytorch.strategies.launchers.subprocess_script import (
-        _launch_process_observer,
-        _SubprocessScriptLauncher,
-    )
+    from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    class _Observer(_ChildProcessObserver):
+        """Lightning's watcher: a child rank that dies mid-trial takes the whole group down, rank 0
+        included (it would otherwise wait in its next collective until the backend's timeout).
+        Stopped once the trial is over, so the ranks reap_children() kills do not count."""
+
+        stopped = False
+
+        def _run(self) -> bool:
+            return True if self.stopped else super()._run()
 
     class _ChildRankLauncher(_SubprocessScriptLauncher):
         """Lightning's subprocess launcher, starting `python -m bench.ddp <config>` instead of
@@ -116,7 +125,9 @@ def _strategy(config_path: Path | None):
                     self._start_children()
                 finally:
                     _restore(saved)
-                _launch_process_observer(self.procs)
+                observer = _Observer(os.getpid(), self.procs)
+                observer.start()
+                _observers.append(observer)
             return function(*args, **kwargs)
 
         def _start_children(self) -> None:
@@ -155,6 +166,8 @@ def reap_children(grace_s: float = _REAP_GRACE_S) -> list[int]:
     rank exits on its own once it has finished the same trial; one still running after `grace_s`
     (rank 0 failed alone and left it waiting in a collective) is killed. Returns their PIDs."""
     pids = []
+    while _observers:
+        _observers.pop().stopped = True
     if _children:
         _end_process_group()
     while _children:
