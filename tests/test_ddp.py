@@ -30,7 +30,7 @@ from mlflow import MlflowClient
 from bench.paths import CONFIG_DIR
 from tests.helpers import alive, studies, tree
 
-pytestmark = [pytest.mark.slow, pytest.mark.duration(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.duration(230)]
 
 TOLERANCE = 1e-6  # best val/Accuracy, 2 processes vs 1 (see the module docstring)
 LOSS_RTOL = 1e-4  # each epoch's val/loss, relative
@@ -127,6 +127,7 @@ def test_a_rerun_two_process_job_resumes_from_its_last_checkpoint(compose_cfg, t
     assert epochs(second) == [1]  # continued, not started over
 
 
+@pytest.mark.cluster
 def test_a_two_process_trial_as_a_ray_task(ray_cluster, run_cli, one_process, tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli(
@@ -149,6 +150,7 @@ def test_a_two_process_trial_as_a_ray_task(ray_cluster, run_cli, one_process, tm
     _ranks(_job_dir(sweep))
 
 
+@pytest.mark.cluster
 def test_a_pruned_two_process_trial_as_a_slurm_job_leaves_no_process(slurm_cluster, run_cli, tmp_path):
     """Rank 0 decides the prune at epoch 1 and broadcasts it: both ranks stop there, the job ends."""
     sweep, configs = tmp_path / "sweep", tmp_path / "configs"
@@ -177,7 +179,14 @@ def test_a_pruned_two_process_trial_as_a_slurm_job_leaves_no_process(slurm_clust
     assert not alive(ranks[0]["pid"])  # the job's own process (rank 0) ended too
 
 
-@pytest.mark.parametrize("launcher", ["launcher=local", "launcher=slurm", "launcher=ray"])
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        "launcher=local",
+        pytest.param("launcher=slurm", marks=pytest.mark.cluster),
+        pytest.param("launcher=ray", marks=pytest.mark.cluster),
+    ],
+)
 def test_more_gpus_per_trial_than_a_node_has_is_refused_before_launch(launcher, run_cli, request, tmp_path):
     """The test machine and both test clusters have no GPU: 2 GPUs per trial is a sentence, before launch."""
     if launcher == "launcher=slurm":
