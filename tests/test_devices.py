@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.devices import DeviceAssignment, assign_devices
+from bench.devices import DeviceAssignment, assign_devices, processes_per_trial
 from bench.errors import ConfigError
 
 
@@ -114,3 +114,40 @@ def test_a_slurm_sweep_with_a_fraction_of_a_gpu_stops_with_a_sentence(run_cli, t
     # One plain sentence (no traceback), from the cell check: nothing was submitted.
     assert result.stderr.startswith("bench: error: launcher=slurm with launcher.gpus_per_trial=0.5: SLURM allocates")
     assert "Traceback" not in result.stderr
+
+
+# Multi-process trials (bench.ddp): N GPUs per trial -> N processes, one per GPU; a CPU trial asks
+# for its processes with launcher.processes_per_trial (how the tests run DDP without GPUs).
+@pytest.mark.parametrize(
+    "launcher, processes",
+    [
+        ({"gpus_per_trial": "auto"}, 1),
+        ({"gpus_per_trial": 0.5}, 1),
+        ({"gpus_per_trial": 1}, 1),
+        ({"gpus_per_trial": 2}, 2),
+        ({"gpus_per_trial": 4.0, "processes_per_trial": 4}, 4),
+        ({"gpus_per_trial": 0, "processes_per_trial": 2}, 2),
+        ({"gpus_per_trial": 0, "processes_per_trial": None}, 1),
+    ],
+)
+def test_processes_per_trial_is_one_per_gpu_or_the_cpu_count_asked(launcher, processes):
+    assert processes_per_trial(launcher) == processes
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        {"gpus_per_trial": 2, "processes_per_trial": 3},
+        {"gpus_per_trial": 1, "processes_per_trial": 2},
+        {"gpus_per_trial": "auto", "processes_per_trial": 2},
+        {"gpus_per_trial": 0, "processes_per_trial": 0},
+        {"gpus_per_trial": 0, "processes_per_trial": "two"},
+    ],
+)
+def test_processes_per_trial_that_disagrees_with_the_gpus_is_a_sentence(launcher):
+    with pytest.raises(ConfigError, match="processes_per_trial"):
+        processes_per_trial(launcher)
+
+
+def test_a_cpu_trial_of_two_processes_trains_on_two_cpu_devices():
+    assert assign_devices(0, {}, processes=2) == DeviceAssignment("cpu", 2, [])

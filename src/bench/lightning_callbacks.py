@@ -94,7 +94,9 @@ class OptunaPruning(pl.Callback):
     stops the run (optuna.TrialPruned) when the study's pruner says so.
 
     It runs inside the job, wherever the launcher put it; the sweeper records the trial as PRUNED
-    with the last reported value.
+    with the last reported value. In a multi-process trial (bench.ddp) only global rank 0 has the
+    trial (`trial` None on the others): it reports once per epoch and broadcasts its decision, so
+    every rank stops at the same epoch instead of waiting on rank 0 in the next collective.
     """
 
     def __init__(self, trial, metric: str) -> None:
@@ -103,9 +105,33 @@ class OptunaPruning(pl.Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
             return
+        import optuna
+
         from hydra_plugins.bench_sweeper.api import report_and_maybe_prune
 
-        report_and_maybe_prune(self.trial, float(trainer.callback_metrics[self.metric]), trainer.current_epoch)
+        pruned = None
+        if self.trial is not None:
+            try:
+                report_and_maybe_prune(self.trial, float(trainer.callback_metrics[self.metric]), trainer.current_epoch)
+            except optuna.TrialPruned as exc:
+                pruned = str(exc)
+        if trainer.world_size > 1:
+            pruned = trainer.strategy.broadcast(pruned, src=0)
+        if pruned is not None:
+            raise optuna.TrialPruned(pruned)
+
+
+class RankRecord(pl.Callback):
+    """A multi-process trial: each rank writes ranks/<rank>.json (its pid, the world size) as it
+    starts fitting (bench.ddp.record_rank)."""
+
+    def __init__(self, output_dir) -> None:
+        self.output_dir = output_dir
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        from bench.ddp import record_rank
+
+        record_rank(self.output_dir, trainer.global_rank, trainer.world_size)
 
 
 class CostMeter(pl.Callback):

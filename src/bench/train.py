@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from bench import ddp
+from bench.devices import assign_trial_devices
 from bench.errors import PretrainedWeightsError
 from bench.objectives import objective_values
 from bench.oom import BatchPlan, allowed_retries, fit_with_oom_retries
@@ -51,10 +53,21 @@ _QUIET = [
     r".*The number of training batches .* is smaller than the logging interval.*",
     # Said by every ObjectDetectionTask built (GEO-Bench-2's detection datasets): nothing a run can act on.
     r".*The Object Detection Task has to be considered experimental.*",
+    # A multi-process trial (bench.ddp): TerraTorch logs torchmetrics' computed values, which
+    # torchmetrics has already gathered from every rank.
+    r".*It is recommended to use .self\.log\(.*sync_dist=True.*",
 ]
 
 
 def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[float] | dict[str, Any]:
+    """_train(), and a multi-process trial's child ranks gone by the time it returns or raises."""
+    try:
+        return _train(cfg, tracking)
+    finally:
+        ddp.reap_children()
+
+
+def _train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[float] | dict[str, Any]:
     """Fit the configured model on the configured task; return the best validation metric (and,
     when testing, the test metrics of the best checkpoint; after out-of-memory retries, the batch
     size and accumulation that ran).
@@ -79,7 +92,7 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
 
     spec = preflight(cfg)
     max_oom_retries = allowed_retries(cfg.get("oom_retries", 3))  # a bad value fails before the torch import too
-    devices = _assign_devices(cfg)
+    devices = assign_trial_devices(cfg)
 
     import lightning.pytorch  # noqa: F401  (its import adds the console handler that the next line removes)
 
@@ -93,13 +106,19 @@ def train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list[
     if devices.accelerator != "auto":
         trainer_args.update(accelerator=devices.accelerator, devices=devices.devices)
     # The configured batch size and accumulation are the first attempt's; an OOM retry halves one
-    # and doubles the other (bench.oom).
-    first = BatchPlan(spec.datamodule["batch_size"], int(trainer_args.pop("accumulate_grad_batches", None) or 1))
-    # The sweep's trial (None for a single run): every trial reports its progress to the driver's
-    # view; a tuning trial of a one-objective study also reports its metric and may be pruned.
-    job = job_trial(cfg)
+    # and doubles the other (bench.oom). N processes (bench.ddp) load batch_size / N each.
+    processes = devices.devices if devices.accelerator != "auto" else 1
+    batch_size = ddp.per_rank_batch_size(spec.datamodule["batch_size"], processes)
+    first = BatchPlan(batch_size, int(trainer_args.pop("accumulate_grad_batches", None) or 1))
+    if processes > 1:  # no OOM retries: a retry would need new ranks
+        max_oom_retries = ddp.prepare(cfg, output_dir, processes, trainer_args, tracking)
+    # The sweep's trial (None for a single run and a child rank): every trial reports its progress
+    # to the driver's view; a tuning trial of a one-objective study also reports its metric and may
+    # be pruned.
+    job = None if ddp.is_child_rank() else job_trial(cfg)
     trial = job if job is not None and spec.phase == PHASE_TUNE and len(job.study.directions) == 1 else None
     if folds := (trial_folds(cfg) if spec.phase == PHASE_TUNE else None):  # k-fold tuning (bench.fold_tuning)
+        ddp.refuse_folds(processes)
         return tune_on_folds(cfg, spec, folds, first, max_oom_retries, trainer_args, trial, output_dir, job)
     fitted, plan = fit_with_oom_retries(
         lambda attempt: _fit(cfg, spec, attempt, trainer_args, trial, output_dir, tracking, job),
@@ -219,8 +238,10 @@ def _fit(
     ]
     if job is not None:  # before pruning, which ends the epoch's callbacks with TrialPruned
         callbacks.append(TrialProgress(job, spec.metric, *progress))
-    if trial is not None:
+    multi = trainer_args.get("strategy") is not None  # a multi-process trial (bench.ddp)
+    if trial is not None or multi:  # on every rank: rank 0 broadcasts its prune decision
         callbacks.append(OptunaPruning(trial, spec.metric))
+    callbacks += ddp.rank_callbacks(output_dir) if multi else []
     callbacks += _configured_callbacks(cfg)
     loggers: list[pl.loggers.Logger] = [
         pl.loggers.CSVLogger(output_dir, name="metrics")
@@ -228,13 +249,12 @@ def _fit(
     if tracking is not None:
         loggers.append(tracking.lightning_logger())  # one MLflow request per epoch
     trainer = pl.Trainer(
-        **trainer_args,
+        **{"plugins": cluster_plugins(), **trainer_args},
         accumulate_grad_batches=plan.accumulate_grad_batches,
         max_epochs=spec.max_epochs,
         callbacks=callbacks,
         logger=loggers,
         default_root_dir=output_dir,
-        plugins=cluster_plugins(),
     )
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=resume_checkpoint(output_dir))
@@ -270,18 +290,6 @@ def _route_framework_logs() -> None:
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropLitLoggerTip) for f in rank_zero.filters):
         rank_zero.addFilter(_DropLitLoggerTip())
-
-
-def _assign_devices(cfg: DictConfig):
-    import os
-
-    from bench.devices import assign_devices, launcher_gpu_ids
-
-    requested = OmegaConf.select(cfg, "launcher.gpus_per_trial", default="auto")
-    assignment = assign_devices(requested, os.environ, launcher_gpu_ids())
-    if assignment.visible is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(assignment.visible)
-    return assignment
 
 
 def _build_task(spec: TrialSpec, model_name: str):
