@@ -94,15 +94,22 @@ def _job_dir(sweep: Path) -> Path:
     return ranks_dir.parent
 
 
-def test_two_processes_in_this_process_match_one_within_tolerance(compose_cfg, one_process, tmp_path):
-    """The local launcher's path: train() in this process is rank 0 and starts rank 1."""
+def test_two_processes_in_this_process_match_one_within_tolerance(compose_cfg, one_process, tmp_path, monkeypatch):
+    """The local launcher's path: train() in this process is rank 0 and starts rank 1. The config the
+    child ranks start from is owner-only and holds no environment value: a child resolves its own."""
     from bench.train import train
 
-    value = train(compose_cfg(*TRAINING, *TWO_CPU_PROCESSES, f"output_dir={tmp_path / 'job'}"))
+    planted = "PLANTED-4d1f9e2b77"
+    monkeypatch.setenv("BENCH_TEST_PLANTED", planted)
+    overrides = (*TRAINING, *TWO_CPU_PROCESSES, "+planted=${oc.env:BENCH_TEST_PLANTED}")
+    value = train(compose_cfg(*overrides, f"output_dir={tmp_path / 'job'}"))
     assert isinstance(value, float)
     _assert_matches_one_process(value, tmp_path / "job", one_process)
     _ranks(tmp_path / "job")
     assert (tmp_path / "job" / "checkpoints" / "best.ckpt").is_file()  # written once, by rank 0
+    shared = tmp_path / "job" / "ranks" / "job_config.yaml"
+    assert shared.stat().st_mode & 0o777 == 0o600
+    assert planted not in shared.read_text() and "oc.env:BENCH_TEST_PLANTED" in shared.read_text()
 
 
 def test_a_rerun_two_process_job_resumes_from_its_last_checkpoint(compose_cfg, tmp_path):

@@ -84,16 +84,20 @@ def trainer_setup(cfg: DictConfig, output_dir: Path, processes: int) -> dict[str
 
 
 def _write_job_config(cfg: DictConfig, output_dir: Path) -> Path:
-    """The job's config, resolved, with its Hydra node (the trial's phase and number live there),
-    for the children to rebuild the same trial from."""
+    """The job's config with its Hydra node (the trial's phase and number live there), for the
+    children to rebuild the same trial from. Unresolved, as Hydra saves .hydra/config.yaml: a child
+    inherits rank 0's environment and resolves `${oc.env:...}` itself, so no environment value (a
+    secret's included) is written here; owner-only all the same, like the journal."""
     from hydra.core.hydra_config import HydraConfig
 
-    root = OmegaConf.create({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+    root = OmegaConf.create({"cfg": OmegaConf.to_container(cfg, resolve=False)})
     if HydraConfig.initialized():
         root.hydra = HydraConfig.get()
     path = output_dir / "ranks" / "job_config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(root, path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(OmegaConf.to_yaml(root))
     return path
 
 
@@ -235,7 +239,9 @@ def _child_main(config_path: str) -> int:
         # Hydra node's interpolations resolving against the job's config as there. Not set_config(),
         # which wants the node typed as Hydra's own dataclass.
         HydraConfig.instance().cfg = OmegaConf.merge(root.cfg, {"hydra": root.hydra})  # type: ignore[assignment]
-    cfg = root.cfg
+    # A root of its own: the saved config is unresolved, and its absolute interpolations
+    # (${task.num_classes}) resolve against the job's config, not against the file's wrapper.
+    cfg = OmegaConf.create(OmegaConf.to_container(root.cfg, resolve=False))
     assert isinstance(cfg, DictConfig)
     logging.basicConfig(level=logging.WARNING, format=f"[rank {os.environ[WORKER_ENV]}] %(levelname)s %(message)s")
     try:
