@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class Entry:
 
     def arrays(self, mmap: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(features, labels); mmap=True maps them read-only instead of reading them (per-sample access)."""
-        mode = "r" if mmap else None
+        mode: Literal["r"] | None = "r" if mmap else None
         return np.load(self.path / "features.npy", mmap_mode=mode), np.load(self.path / "labels.npy", mmap_mode=mode)
 
 

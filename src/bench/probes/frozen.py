@@ -193,10 +193,10 @@ def _on_features(model: Any, fixed: int, features: _Features) -> Any:
             for name, child in model.named_children():  # the encoder too: checkpoints keep the end-to-end keys
                 self.add_module(name, child)
 
-        def forward(self, x: Any, **kwargs: Any) -> Any:
+        def forward(self, x: Any, **kwargs: Any) -> Any:  # `model`'s modules are this module's children
             meta = features.entry("train").meta
             input_size, image_size = tuple(meta["input_size"]), tuple(meta["image_size"])
-            levels = _run_necks(list(self.neck)[fixed:], list(x), input_size)
+            levels = _run_necks(list(model.neck)[fixed:], list(x), input_size)
 
             def finish(out: Any) -> Any:
                 if not pixelwise:
@@ -206,8 +206,8 @@ def _on_features(model: Any, fixed: int, features: _Features) -> Any:
                 out = model._check_for_single_channel_and_squeeze(out)  # TerraTorch's (a staticmethod)
                 return center_crop(out, model.image_size_out or image_size)
 
-            mask = finish(self.head(self.decoder([f.clone() for f in levels])))
-            aux = {name: finish(head([f.clone() for f in levels])) for name, head in self.aux_heads.items()}
+            mask = finish(model.head(model.decoder([f.clone() for f in levels])))
+            aux = {name: finish(head([f.clone() for f in levels])) for name, head in model.aux_heads.items()}
             return ModelOutput(output=mask, auxiliary_heads=aux)
 
     return OnFeatures()
