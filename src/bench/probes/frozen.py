@@ -42,6 +42,8 @@ def why_not(cfg: DictConfig, spec: TrialSpec, fold: Any = None) -> str | None:
         return "the encoder is trained (not protocol=frozen)"
     if str(OmegaConf.select(cfg, "embeddings.frozen_features", default="auto")).lower() in ("false", "off", "0"):
         return "embeddings.frozen_features=false"
+    if not OmegaConf.select(cfg, "embeddings.cache_dir", default=None):  # frozen by a hparam, not protocol=frozen
+        return "embeddings.cache_dir is not set (protocol=frozen sets it)"
     if fold is not None:
         return "k-fold tuning trains on each fold's own samples"
     dm = spec.datamodule
