@@ -138,6 +138,8 @@ def _train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list
     retried = plan.as_outputs() if plan.oom_retries else {}  # the sweeper keeps them as trial outputs
     if tracking is not None and retried:
         tracking.tag({f"bench.{key}": v for key, v in retried.items()})
+    if fitted.features is not None:  # protocol=frozen on cached features (bench.probes.frozen)
+        retried["embeddings_built"] = fitted.features.built
     value: float | list[float] = best_value
     if spec.objectives is not None and fitted.meter is not None:  # one value per listed metric (bench.objectives)
         value = objective_values(spec.objectives, best_value, fitted.meter.epochs, fitted.meter.costs(), spec.mode)
@@ -149,6 +151,8 @@ def _train(cfg: DictConfig, tracking: TrialLogger | None = None) -> float | list
         fitted.trainer, fitted.task, fitted.datamodule, checkpoint.best_model_path, spec, spec.phase
     )
     log.info("%s: %s = %.4f on the test split", spec.task_name, spec.test_metric, metrics[spec.test_metric])
+    if fitted.features is not None:  # the test split's entry, read or built by the test above
+        retried["embeddings_built"] = fitted.features.built
     return {
         "value": value,
         "test_value": metrics[spec.test_metric],
@@ -165,6 +169,7 @@ class _Fitted:
     datamodule: pl.LightningDataModule
     checkpoint: pl.callbacks.ModelCheckpoint  # keeps the best epoch
     meter: CostMeter | None = None  # for a task with several objectives
+    features: Any = None  # protocol=frozen on cached encoder features (bench.probes.frozen)
 
 
 def _fit(
@@ -187,6 +192,7 @@ def _fit(
 
     from bench.data.heldout import build_datamodule
     from bench.lightning_callbacks import CostMeter, MetricMonitor, OptunaPruning, SplitGuard, TrialProgress
+    from bench.probes.frozen import prepare as prepare_frozen
 
     # After TerraTorch's import, and before the task, whose class may warn as it is built.
     for pattern in _QUIET:
@@ -199,6 +205,7 @@ def _fit(
     else:
         datamodule = build_datamodule(spec, plan.batch_size)
     task = _build_task(spec, cfg.model.name)
+    datamodule, task, features = prepare_frozen(cfg, spec, plan.batch_size, datamodule, task, fold)
     checkpoint = pl.callbacks.ModelCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="best",
@@ -263,7 +270,7 @@ def _fit(
             tracking.record_checkpoint(checkpoint.best_model_path)  # its best epoch so far stays findable
         drop_resume_point(cfg, output_dir)  # a pruned trial is never run again
         raise
-    return _Fitted(trainer, task, datamodule, checkpoint, meter)
+    return _Fitted(trainer, task, datamodule, checkpoint, meter, features)
 
 
 def _configured_callbacks(cfg: DictConfig) -> list:

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -41,8 +41,10 @@ class Entry:
     meta: dict[str, Any]
     built: bool  # True: this call ran the embedding pass; False: a cache hit
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.load(self.path / "features.npy"), np.load(self.path / "labels.npy")
+    def arrays(self, mmap: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(features, labels); mmap=True maps them read-only instead of reading them (per-sample access)."""
+        mode: Literal["r"] | None = "r" if mmap else None
+        return np.load(self.path / "features.npy", mmap_mode=mode), np.load(self.path / "labels.npy", mmap_mode=mode)
 
 
 def entry_key(inputs: dict[str, Any]) -> str:
@@ -67,19 +69,20 @@ def file_identity(path: str | os.PathLike[str]) -> Any:
     return str(path)
 
 
-def lookup(cache: Path, key: str) -> Entry | None:
-    """The entry, if it is there, complete and of this FEATURES_VERSION; None otherwise."""
+def lookup(cache: Path, key: str, version: int = FEATURES_VERSION) -> Entry | None:
+    """The entry, if it is there, complete and of this features version (FEATURES_VERSION, or a layout's
+    own: bench.probes.frozen); None otherwise."""
     path = cache / key
     try:
         meta = json.loads((path / "meta.json").read_text())
     except (OSError, ValueError):
         return None
-    if meta.get("features_version") != FEATURES_VERSION:
+    if meta.get("features_version") != version:
         log.warning(
             "embedding cache entry %s was written by features version %s, not %s (this code's): it is rebuilt, not used",
             key,
             meta.get("features_version"),
-            FEATURES_VERSION,
+            version,
         )
         return None
     if not all((path / name).is_file() for name in FILES):
@@ -88,13 +91,14 @@ def lookup(cache: Path, key: str) -> Entry | None:
     return Entry(key, path, meta, built=False)
 
 
-def get_or_build(
-    cache: Path, key: str, inputs: dict[str, Any], build: Callable[[], tuple[np.ndarray, np.ndarray]]
-) -> Entry:
-    """The entry for `key`, built by `build()` (features, labels) when no valid one exists, once across
-    processes: builders take an exclusive flock on `<key>.lock`, a loser blocks there until the winner has
-    renamed its entry into place, then reads it."""
-    found = lookup(cache, key)
+Build = Callable[[], tuple[Any, ...]]  # () -> (features, labels) or (features, labels, more meta)
+
+
+def get_or_build(cache: Path, key: str, inputs: dict[str, Any], build: Build, version: int = FEATURES_VERSION) -> Entry:
+    """The entry for `key`, built by `build()` (features, labels[, a dict of more meta]) when no valid one
+    of `version` exists, once across processes: builders take an exclusive flock on `<key>.lock`, a loser
+    blocks there until the winner has renamed its entry into place, then reads it."""
+    found = lookup(cache, key, version)
     if found is not None:
         log.info("embedding cache hit: %s (%s)", key, found.meta.get("describe", ""))
         return found
@@ -102,19 +106,19 @@ def get_or_build(
     with open(cache / f"{key}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # blocks while another process builds this entry
         try:
-            found = lookup(cache, key)  # built by the process that held the lock
+            found = lookup(cache, key, version)  # built by the process that held the lock
             if found is not None:
                 log.info("embedding cache hit after waiting for its builder: %s", key)
                 return found
-            return _build(cache, key, inputs, build)
+            return _build(cache, key, inputs, build, version)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _build(cache: Path, key: str, inputs: dict[str, Any], build: Callable[[], tuple[np.ndarray, np.ndarray]]) -> Entry:
+def _build(cache: Path, key: str, inputs: dict[str, Any], build: Build, version: int) -> Entry:
     log.info("embedding cache miss: computing %s (%s)", key, inputs.get("describe", ""))
     start, cpu = time.perf_counter(), time.process_time()
-    features, labels = build()
+    features, labels, *more = build()
     tmp = cache / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
@@ -123,7 +127,8 @@ def _build(cache: Path, key: str, inputs: dict[str, Any], build: Callable[[], tu
         meta = {
             **inputs,
             "key": key,
-            "features_version": FEATURES_VERSION,
+            **(more[0] if more else {}),
+            "features_version": version,
             "shape": list(features.shape),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "built_by": f"{os.uname().nodename}:{os.getpid()}",
