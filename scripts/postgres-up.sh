@@ -32,16 +32,11 @@ mkdir -p "$PIDS" "$LOGS"
 if ! pg_bin >/dev/null || ! id postgres >/dev/null 2>&1; then
     command -v apt-get >/dev/null 2>&1 || skip "PostgreSQL is missing and apt-get is not available to install it"
     log "installing Debian's postgresql package (log: $LOGS/apt.log)"
-    # The package would create and start the system's own cluster; policy-rc.d says no (exit 101)
-    # while apt runs, and create_main_cluster=false keeps it from making one at all.
+    # The package's scripts would start the system's own cluster (invoke-rc.d); policy-rc.d says no
+    # (exit 101) while apt runs. That cluster is never started or used: ours is in STATE_DIR.
     policy=/usr/sbin/policy-rc.d ours=
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && ours=1
-    fi
-    mkdir -p /etc/postgresql-common
-    if [[ ! -e /etc/postgresql-common/createcluster.conf ]]; then
-        echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
-        chmod 644 /etc/postgresql-common/createcluster.conf
     fi
     status=0
     { DEBIAN_FRONTEND=noninteractive apt-get update -q &&
