@@ -6,6 +6,7 @@ tags, the server's log, the console)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -55,6 +56,11 @@ def test_mlflow_served_over_postgres_keeps_a_trials_runs(postgres_db, tmp_path):
     assert {k: len(v) for k, v in levels.items()} == {"benchmark": 1, "cell": 1, "trial": 2}
     assert all(r.info.status == "FINISHED" for level in levels.values() for r in level)
     assert {r["mlflow_run_id"] for r in read_csv(sweep / "results.csv")} == {r.info.run_id for r in levels["trial"]}
+    # mlflow.json names the store for `python -m bench.report`: its user, never its password
+    parts = urlsplit(postgres_db)
+    assert json.loads((sweep / "mlflow.json").read_text())["tracking_uri"] == (
+        f"postgresql://{parts.username}@{parts.hostname}:{parts.port}{parts.path}"
+    )
 
     password = _password(postgres_db)
     recorded = [

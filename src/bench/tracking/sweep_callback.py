@@ -68,7 +68,11 @@ def _write_tracking_file(sweep_dir: Path, uri: str, experiment: str, benchmark_r
 
     parts = urlsplit(uri)
     if parts.username or parts.password:  # never on disk: MLflow reads credentials from its env vars
-        uri = urlunsplit(parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")))
+        # A database keeps its user: libpq finds the password in ~/.pgpass or PGPASSWORD.
+        user = f"{parts.username}@" if parts.username and is_database_url(uri) else ""
+        uri = urlunsplit(
+            parts._replace(netloc=user + (parts.hostname or "") + (f":{parts.port}" if parts.port else ""))
+        )
     (sweep_dir / TRACKING_FILE).write_text(
         json.dumps({"tracking_uri": uri, "experiment": experiment, "benchmark_run": benchmark_run}, indent=1)
     )
@@ -129,6 +133,7 @@ class SweepTracking(Callback, SweepObserver):
         logging.getLogger("mlflow").setLevel(logging.WARNING)
 
         uri, artifacts = store_locations(settings)
+        store_uri = uri  # before serving: what stays reachable after this sweep's server has gone
         # SQLite, or a database server (postgresql://...): behind this sweep's `mlflow server`, so
         # trials log over HTTP with credentials made for this sweep and never see the database's.
         if (uri.startswith("sqlite:") or is_database_url(uri)) and _serve(settings, trials_in_driver):
@@ -141,7 +146,6 @@ class SweepTracking(Callback, SweepObserver):
             )
             uri = self.server.start()
             self.server.watch()
-        store_uri = uri  # before serving: what stays reachable after this sweep's server has gone
         self.uri, self.client = uri, MlflowClient(uri)
         self.experiment_id = run_tree.ensure_experiment(self._store, settings.experiment, artifacts)
         self.sweep_dir = sweep_dir = str(Path(sweep_dir).resolve())
