@@ -170,7 +170,7 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
         experiment = client.create_experiment("load")
         run_ids = [client.create_run(experiment).info.run_id for _ in range(args.trials)]
         roots = [server.process.pid] + ([db_pid] if db_pid else [])  # type: ignore[union-attr]
-        ctx = mp.get_context("fork")
+        ctx = mp.get_context("spawn")  # not fork: the parent holds MLflow client threads and locks
         out: mp.Queue = ctx.Queue()
         start_at = time.time() + 2.0
         chunks = [run_ids[i :: args.procs] for i in range(args.procs)]

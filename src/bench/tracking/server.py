@@ -113,6 +113,14 @@ class LocalTrackingServer:
             # MLflow's job runner (huey consumers, for GenAI evaluation jobs) is of no use to bench
             # and starts extra Python processes that slow the server's start by 2-4 s on 2 cores.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            # MLflow's log_batch holds one pooled database connection while it takes a second one
+            # for the metrics: with as many concurrent calls as the pool holds (SQLAlchemy's
+            # default, 5 + 10 overflow), every call waits for a connection none will return, and
+            # the server stalls until the pool's 30 s timeout (benchmarks/tracking_load.py: 50
+            # concurrent trials stored 8 % of their points). The server runs at most 40 requests at
+            # once (Starlette runs the WSGI app on anyio's 40 threads): 60 connections never run out.
+            "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": os.environ.get("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "20"),
+            "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": os.environ.get("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "40"),
             # In the environment, not on the command line: a database URL's password would show in `ps`.
             "MLFLOW_BACKEND_STORE_URI": self.backend_uri,
             "MLFLOW_AUTH_CONFIG_PATH": str(auth_config),
