@@ -70,6 +70,8 @@ if ! running; then
         -D "$DATA" -c listen_addresses=127.0.0.1 -p "$PORT" -c unix_socket_directories="$RUN" \
         -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off 9>&- ||
         fail "postgres did not start"
+    # start-stop-daemon writes the pid file before its child has exec'd postgres: wait for the exec.
+    for ((i = 0; i < 50; i++)); do running && break; sleep 0.1; done
 fi
 DEADLINE=$((SECONDS + TIMEOUT))
 until "$BIN/pg_isready" -q -h "$RUN" -p "$PORT"; do

@@ -30,13 +30,13 @@ def test_a_sweeps_studies_land_in_postgres_and_resume_from_it(postgres_db, tmp_p
     assert first.returncode == 0, first.stderr[-3000:]
     assert not (sweep / "optuna.journal").exists()  # the studies are in the database, not beside it
     found = studies(sweep, storage=postgres_db)
-    assert {cell: len(s.trials) for cell, s in found.items()} == {"task=a": 2}
+    assert {cell: len(s.trials) for cell, s in found.items()} == {"default": 2}
 
     second = run_stub(sweep, "task=a", "hydra.sweeper.n_trials=3", storage, cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming" in second.stdout + second.stderr
     found = studies(sweep, storage=postgres_db)
-    assert {cell: len(s.trials) for cell, s in found.items()} == {"task=a": 3}
+    assert {cell: len(s.trials) for cell, s in found.items()} == {"default": 3}
     assert len(read_csv(sweep / "results.csv")) == 3
 
     consoles = {"first console": first.stdout + first.stderr, "second console": second.stdout + second.stderr}
