@@ -19,7 +19,8 @@ Reports, per backend:
   server CPU    CPU-seconds of the server's processes (the watchdog, `mlflow server` and its
                 workers; and for PostgreSQL, the postmaster and its backends) from /proc/<pid>/stat,
                 over the load, as cores busy
-Loopback only, bounded in time: each backend's run ends by --duration + --drain seconds.
+Loopback only, bounded in time: each backend's run ends by --duration + --drain seconds. Its
+temporary directories are removed; the PostgreSQL test server is left up (scripts/postgres-down.sh).
 On a shared 2-core machine the clients compete with the server for the same cores: the figures are
 a floor for what a dedicated server does (docs/scale.md).
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -212,6 +214,7 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
         }
     finally:
         server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
