@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -106,12 +107,15 @@ def count_points(backend_uri: str) -> int:
 
 # ---- the simulated trials ---------------------------------------------------------------------
 def client_process(
-    uri: str, run_ids: list[str], metrics: int, duration: float, start_at: float, drain: float, out: mp.Queue
+    uri: str, run_ids: list[str], metrics: int, duration: float, start: Any, go: Any, drain: float, out: mp.Queue
 ) -> None:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
     client = MlflowClient(uri)
+    out.put("ready")  # imports done: the schedule starts only once every client process is here
+    go.wait()
+    start_at = start.value
     latencies: list[float] = []
     lags: list[float] = []
     failed = [0]
@@ -174,12 +178,12 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
         roots = [server.process.pid] + ([db_pid] if db_pid else [])  # type: ignore[union-attr]
         ctx = mp.get_context("spawn")  # not fork: the parent holds MLflow client threads and locks
         out: mp.Queue = ctx.Queue()
-        start_at = time.time() + 2.0
+        start, go = ctx.Value("d", 0.0), ctx.Event()
         chunks = [run_ids[i :: args.procs] for i in range(args.procs)]
         procs = [
             ctx.Process(
                 target=client_process,
-                args=(uri, chunk, args.metrics, args.duration, start_at, args.drain, out),
+                args=(uri, chunk, args.metrics, args.duration, start, go, args.drain, out),
                 daemon=True,
             )
             for chunk in chunks
@@ -187,6 +191,10 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
         ]
         for proc in procs:
             proc.start()
+        for _ in procs:
+            assert out.get(timeout=300) == "ready"
+        start_at = start.value = time.time() + 1.0
+        go.set()
         while time.time() < start_at:
             time.sleep(0.05)
         cpu0, t0 = tree_cpu(roots), time.time()
