@@ -20,7 +20,7 @@ from ._masking import mask_text, remember
 CONNECT_TIMEOUT_S = 5
 # benchmarks/tracking_load.py on a 2-core machine (docs/scale.md, "Measured limits").
 SQLITE_LIMIT = (
-    "one served store took about 30 log calls/s (300 metric points/s) in benchmarks/tracking_load.py "
+    "one served store took about 50 log calls/s (500 metric points/s) in benchmarks/tracking_load.py "
     "on 2 cores, and SQLite is one file on one machine: PostgreSQL is the store for several nodes (docs/scale.md)"
 )
 _CREDENTIAL_WORDS = ("password authentication failed", "authentication failed", "no password supplied", "access denied")
