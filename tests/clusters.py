@@ -135,3 +135,37 @@ def slurm_cluster():
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = previous
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """scripts/postgres-up.sh: a real PostgreSQL on loopback (installed with apt when missing),
+    stopped by PID with scripts/postgres-down.sh. Yields its URL; exit code 2 (no root, no apt)
+    may skip, any other failure fails. The URL's password comes from the helper's 0600 file,
+    never from its output."""
+    up = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "postgres-up.sh")], capture_output=True, text=True, timeout=600
+    )
+    if up.returncode == 2:
+        skip_or_fail(f"no PostgreSQL here: {(up.stderr or up.stdout).strip().splitlines()[-1:]}")
+    elif up.returncode != 0:
+        pytest.fail(f"scripts/postgres-up.sh failed (exit {up.returncode}):\n{up.stderr[-3000:]}")
+    match = re.search(r"export BENCH_POSTGRES_URL_FILE=(\S+)", up.stdout)
+    assert match, up.stdout
+    try:
+        yield Path(match.group(1)).read_text().strip()
+    finally:
+        subprocess.run(["bash", str(REPO_ROOT / "scripts" / "postgres-down.sh")], capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def postgres_db(postgres_server):
+    """A database of this test's own on the session's server: its URL (user bench, with password)."""
+    import psycopg
+
+    name = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_server, autocommit=True, connect_timeout=10) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    yield postgres_server.rpartition("/")[0] + f"/{name}"
+    with psycopg.connect(postgres_server, autocommit=True, connect_timeout=10) as con:
+        con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -16,7 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import bench  # noqa: E402,F401  (registers resolvers)
 from bench.paths import CONFIG_DIR, REPO_ROOT  # noqa: E402
-from tests.clusters import ray_cluster, slurm_cluster  # noqa: F401  (session fixtures)
+from tests.clusters import postgres_db, postgres_server, ray_cluster, slurm_cluster  # noqa: F401  (session fixtures)
 
 
 def pytest_collection_modifyitems(items: list) -> None:

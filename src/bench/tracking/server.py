@@ -32,8 +32,9 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from hydra_plugins.bench_sweeper.api import remember
+from hydra_plugins.bench_sweeper.api import mask_text, remember
 
 log = logging.getLogger(__name__)
 USERNAME = "bench"
@@ -56,6 +57,10 @@ class LocalTrackingServer:
         port: int | None = None,
     ) -> None:
         self.backend_uri, self.artifact_root, self.host, self.port = backend_uri, artifact_root, host, port
+        database_password = urlsplit(backend_uri).password if "://" in backend_uri else None
+        if database_password:
+            remember(database_password)  # a postgresql://user:pw@... store's: masked like ours
+        self.shown_backend = mask_text(backend_uri)
         self.log_path = Path(log_path)
         self.process: subprocess.Popen | None = None
         self.url = ""  # without credentials: for /health, which MLflow leaves open
@@ -93,8 +98,6 @@ class LocalTrackingServer:
             "server",
             "--app-name",
             "basic-auth",
-            "--backend-store-uri",
-            self.backend_uri,
             "--host",
             self.host,
             "--port",
@@ -110,6 +113,16 @@ class LocalTrackingServer:
             # MLflow's job runner (huey consumers, for GenAI evaluation jobs) is of no use to bench
             # and starts extra Python processes that slow the server's start by 2-4 s on 2 cores.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            # MLflow's log_batch holds one pooled database connection while it takes a second one
+            # for the metrics: with as many concurrent calls as the pool holds (SQLAlchemy's
+            # default, 5 + 10 overflow), every call waits for a connection none will return, and
+            # the server stalls until the pool's 30 s timeout (benchmarks/tracking_load.py: 50
+            # concurrent trials stored 8 % of their points). The server runs at most 40 requests at
+            # once (Starlette runs the WSGI app on anyio's 40 threads): 60 connections never run out.
+            "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": os.environ.get("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "20"),
+            "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": os.environ.get("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "40"),
+            # In the environment, not on the command line: a database URL's password would show in `ps`.
+            "MLFLOW_BACKEND_STORE_URI": self.backend_uri,
             "MLFLOW_AUTH_CONFIG_PATH": str(auth_config),
             # The watchdog removes it once the server is gone, also when the driver died first.
             AUTH_DIR_ENV: self._private,
@@ -127,7 +140,7 @@ class LocalTrackingServer:
             if self.process.poll() is not None:
                 self._cleanup()
                 raise RuntimeError(
-                    f"the mlflow server for {self.backend_uri} stopped before answering on {self.url} "
+                    f"the mlflow server for {self.shown_backend} stopped before answering on {self.url} "
                     f"(exit code {self.process.returncode}); its last log lines: {_tail(self.log_path)} "
                     f"(log: {self.log_path})"
                 )
@@ -136,7 +149,7 @@ class LocalTrackingServer:
                     if response.status == 200:
                         log.info(
                             "MLflow server for %s at %s (basic auth, credentials made for this sweep)",
-                            self.backend_uri,
+                            self.shown_backend,
                             self.url,
                         )
                         return self.tracking_uri

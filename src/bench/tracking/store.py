@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from omegaconf import DictConfig
 
-from hydra_plugins.bench_sweeper.api import SweepError
+from hydra_plugins.bench_sweeper.api import SQLITE_LIMIT, SweepError, mask_text, multi_node_reason, reach
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +66,29 @@ def _check_reachable(uri: str) -> None:
         _check_not_half_migrated(Path(uri.split(":///", 1)[-1]))
     elif parts.scheme in ("", "file"):
         return
-    else:
-        import sqlalchemy
-
-        try:
-            with sqlalchemy.create_engine(uri).connect():
-                pass
-        except Exception as exc:
+    else:  # a database server (postgresql://...): reached with MLflow's own driver, briefly
+        problem = reach(uri)
+        if problem is not None:
             raise TrackingStoreError(
-                f"mlflow.tracking_uri={shown} cannot be reached: {str(exc).splitlines()[0]}. "
-                "Check the URL, the credentials and that the database server is up"
-            ) from None
+                f"mlflow.tracking_uri={mask_text(uri)} {problem}. Check the URL, the credentials and that the "
+                "database server is up, leave mlflow.tracking_uri unset for the embedded store, or set "
+                "mlflow.enabled=false"
+            )
+
+
+def warn_sqlite_multi_node(uri: str | None, config: DictConfig) -> None:
+    """The embedded (or a named) SQLite store for trials on several machines: said, with the limit."""
+    if uri and not uri.startswith("sqlite:"):
+        return
+    reason = multi_node_reason(config)
+    if reason is not None:
+        log.warning(
+            "MLflow's store is SQLite (%s), but %s: %s. Set mlflow.tracking_uri=postgresql://... "
+            "(it is served to the trials like SQLite) or the URL of a shared MLflow server",
+            uri or "multirun_outputs/mlflow.db",
+            reason,
+            SQLITE_LIMIT,
+        )
 
 
 def _tables(db: Path) -> set[str]:

@@ -28,7 +28,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from bench.tracking import run_tree
-from bench.tracking.store import check_store, embedded_root, settings_of, store_locations
+from bench.tracking.store import check_store, embedded_root, settings_of, store_locations, warn_sqlite_multi_node
 from bench.tracking.sweep_metrics import costs_of, log_front, log_trial_cost
 from bench.tracking.trial_logger import app_config
 from hydra_plugins.bench_sweeper.api import (
@@ -39,6 +39,7 @@ from hydra_plugins.bench_sweeper.api import (
     TRACKER_RUN_ID_ATTR,
     SweepError,
     SweepObserver,
+    is_database_url,
     mask_data,
     mask_override,
     mask_text,
@@ -67,7 +68,11 @@ def _write_tracking_file(sweep_dir: Path, uri: str, experiment: str, benchmark_r
 
     parts = urlsplit(uri)
     if parts.username or parts.password:  # never on disk: MLflow reads credentials from its env vars
-        uri = urlunsplit(parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")))
+        # A database keeps its user: libpq finds the password in ~/.pgpass or PGPASSWORD.
+        user = f"{parts.username}@" if parts.username and is_database_url(uri) else ""
+        uri = urlunsplit(
+            parts._replace(netloc=user + (parts.hostname or "") + (f":{parts.port}" if parts.port else ""))
+        )
     (sweep_dir / TRACKING_FILE).write_text(
         json.dumps({"tracking_uri": uri, "experiment": experiment, "benchmark_run": benchmark_run}, indent=1)
     )
@@ -106,6 +111,7 @@ class SweepTracking(Callback, SweepObserver):
         settings = settings_of(config)
         if settings is not None:
             check_store(settings.get("tracking_uri"), embedded_root() / "mlflow.db")
+            warn_sqlite_multi_node(settings.get("tracking_uri"), config)
 
     def on_sweep_start(
         self,
@@ -127,16 +133,19 @@ class SweepTracking(Callback, SweepObserver):
         logging.getLogger("mlflow").setLevel(logging.WARNING)
 
         uri, artifacts = store_locations(settings)
-        if uri.startswith("sqlite:") and _serve(settings, trials_in_driver):
+        store_uri = uri  # before serving: what stays reachable after this sweep's server has gone
+        # SQLite, or a database server (postgresql://...): behind this sweep's `mlflow server`, so
+        # trials log over HTTP with credentials made for this sweep and never see the database's.
+        if (uri.startswith("sqlite:") or is_database_url(uri)) and _serve(settings, trials_in_driver):
             from bench.tracking.server import LocalTrackingServer
 
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            if uri.startswith("sqlite:"):
+                Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             self.server = LocalTrackingServer(
                 uri, artifacts, Path(sweep_dir) / "mlflow_server.log", host=settings.get("serve_host", "127.0.0.1")
             )
             uri = self.server.start()
             self.server.watch()
-        store_uri = uri  # before serving: what stays reachable after this sweep's server has gone
         self.uri, self.client = uri, MlflowClient(uri)
         self.experiment_id = run_tree.ensure_experiment(self._store, settings.experiment, artifacts)
         self.sweep_dir = sweep_dir = str(Path(sweep_dir).resolve())

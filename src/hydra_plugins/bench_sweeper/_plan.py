@@ -9,6 +9,7 @@ cell's composed config (bench: unknown data, unreachable weights, impossible val
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ._budget import check_settings as check_budget
 from ._cells import Cell, bare_key, describe_cell, enumerate_cells, name_cell, split_arguments
+from ._database import SQLITE_LIMIT, multi_node_reason, reach
 from ._errors import CellError, CellsNotReadyError, SearchSpaceError, SweepConfigError
 from ._integrity import check_dir, read_identity
 from ._masking import mask_text
@@ -33,6 +35,8 @@ from ._sweepdir import check_creatable
 from ._warm import check_source as check_warm_start_source
 
 _ABSENT = object()
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,6 +91,7 @@ def make_plan(settings: Any, config: DictConfig, loader: Any, arguments: list[st
     check_creatable(sweep_dir, "the sweep directory", "hydra.sweep.dir")
     storage = storage_location(settings.storage, str(sweep_dir))
     _check_storage(storage)
+    _warn_sqlite_multi_node(storage, config)
     check_dir(sweep_dir, storage, dry_run=settings.dry_run)  # its results, identity and journal agree
 
     params = cast(
@@ -388,6 +393,21 @@ def _check_buildable(what: str, node: Any) -> None:
         ) from None
 
 
+def _warn_sqlite_multi_node(location: str, config: DictConfig) -> None:
+    """SQLite named for trials on several machines: allowed (one node may be all there is), said."""
+    if not location.startswith("sqlite:"):
+        return
+    reason = multi_node_reason(config)
+    if reason is not None:
+        log.warning(
+            "hydra.sweeper.storage=%s is SQLite, but %s: SQLite's file locking is unreliable on shared "
+            "filesystems, and %s. Use hydra.sweeper.storage=postgresql://... (or leave it unset for the journal file)",
+            location,
+            reason,
+            SQLITE_LIMIT,
+        )
+
+
 def _check_storage(location: str) -> None:
     """Reach the storage without creating anything in it."""
     if "://" not in location:
@@ -398,14 +418,9 @@ def _check_storage(location: str) -> None:
             Path(location.split(":///", 1)[-1]), "the SQLite storage", "hydra.sweeper.storage", is_dir=False
         )
         return
-    import sqlalchemy
-
-    try:
-        with sqlalchemy.create_engine(location).connect():
-            pass
-    except Exception as exc:
+    problem = reach(location)
+    if problem is not None:
         raise SweepConfigError(
-            f"hydra.sweeper.storage={mask_text(location)} cannot be reached: {mask_text(str(exc).splitlines()[0])}. "
-            "Check the URL, the credentials and that the database server is up, or leave storage unset for a "
-            "journal file in the sweep dir."
-        ) from None
+            f"hydra.sweeper.storage={mask_text(location)} {problem}. Check the URL, the credentials and that the "
+            "database server is up, or leave storage unset for a journal file in the sweep dir."
+        )

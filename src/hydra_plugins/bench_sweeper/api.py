@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from ._cells import flatten
 from ._cost import visible_gpu_count
+from ._database import SQLITE_LIMIT, is_database_url, multi_node_reason, reach
 from ._errors import CellError, SweepError, SweepInterrupted
 from ._masking import mask_config, mask_data, mask_override, mask_text, remember
 from ._objectives import DIRECTIONS, MAXIMIZE, MINIMIZE
@@ -68,6 +69,10 @@ __all__ = [
     "job_trial",
     "judge",
     "job_outcome",
+    "SQLITE_LIMIT",
+    "is_database_url",
+    "multi_node_reason",
+    "reach",
     "mask_config",
     "mask_data",
     "mask_override",
