@@ -89,11 +89,11 @@ def summarise(timings: list[dict], slots: int) -> dict:
     # Same durations, in the same order, through a barrier: each batch lasts as long as its slowest.
     barrier_span = sum(max(durations[i : i + slots]) for i in range(0, n, slots))
     # ...and through a dispatcher with no overhead at all: each trial goes to the first free slot.
-    ideal_span = _greedy_span(durations, slots)
+    ideal_span = greedy_span(durations, slots)
     # Tune-then-repeat: every tuning trial, a barrier, then every repeat.
     tuning = [d for d, t in zip(durations, timings) if t.get("phase") != "repeat"]
     repeated = [d for d, t in zip(durations, timings) if t.get("phase") == "repeat"]
-    phases_span = _greedy_span(tuning, slots) + (_greedy_span(repeated, slots) if repeated else 0.0)
+    phases_span = greedy_span(tuning, slots) + (greedy_span(repeated, slots) if repeated else 0.0)
     # While work remained: clip every trial to the window [first start, last start].
     first, last_start = timings[0]["start"], max(t["start"] for t in timings)
     steady_busy = sum(max(0.0, min(t["end"], last_start) - t["start"]) for t in timings)
@@ -114,7 +114,7 @@ def summarise(timings: list[dict], slots: int) -> dict:
     }
 
 
-def _greedy_span(durations: list[float], slots: int) -> float:
+def greedy_span(durations: list[float], slots: int) -> float:
     """Makespan of a zero-overhead dispatcher: each trial, in order, goes to the first free slot."""
     free_at = [0.0] * slots
     for d in durations:

@@ -60,6 +60,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dispatch_utilization import greedy_span  # this script's folder is on sys.path when it is run
+
 APP = Path(__file__).parent / "sleep_app" / "sleep_app.py"
 
 
@@ -150,13 +152,6 @@ def sweep(sweep_dir: Path, trials: int, cells: int, slots: int, virtual: Virtual
         "hydra/job_logging=none",
     ]
     runpy.run_path(str(APP), run_name="__main__")  # as a script: Hydra finds conf/ beside it
-
-
-def greedy_span(durations: list[float], slots: int) -> float:
-    free_at = [0.0] * slots
-    for d in durations:
-        heapq.heappush(free_at, heapq.heappop(free_at) + d)
-    return max(free_at)
 
 
 def main() -> None:

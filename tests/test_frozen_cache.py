@@ -7,21 +7,16 @@ train end to end with the reason logged."""
 
 from __future__ import annotations
 
-import csv
 import logging
 
 import pytest
 
 from bench.train import train
+from tests.helpers import read_csv
 
 pytestmark = pytest.mark.duration(120)
 
 FROZEN = ("protocol=frozen", "model=prithvi_tiny", "model.model_args.backbone_pretrained=false", "task.max_epochs=2")
-
-
-def _rows(path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_a_frozen_sweep_builds_the_features_on_its_first_trial_and_reads_them_on_the_second(run_cli, tmp_path):
@@ -38,12 +33,12 @@ def test_a_frozen_sweep_builds_the_features_on_its_first_trial_and_reads_them_on
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    trials = _rows(sweep / "results.csv")
+    trials = read_csv(sweep / "results.csv")
     assert [r["state"] for r in trials] == ["COMPLETE"] * 2
     assert {r["frozen_or_full_ft"] for r in trials} == {"frozen"}
     # The first trial encoded the training and validation splits; the second, another decoder, read them.
     assert [int(r["embeddings_built"]) for r in trials] == [2, 0]
-    repeats = _rows(sweep / "repeats.csv")
+    repeats = read_csv(sweep / "repeats.csv")
     assert len(repeats) == 1 and repeats[0]["state"] == "COMPLETE" and 0.0 <= float(repeats[0]["test_value"]) <= 1.0
     # A randomly initialised encoder is another encoder under the repeat's seed: it encodes its own three splits.
     assert int(repeats[0]["embeddings_built"]) == 3

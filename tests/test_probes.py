@@ -5,19 +5,14 @@ second trial, the segmentation linear probe tested on its test split, and the re
 
 from __future__ import annotations
 
-import csv
 import logging
 
 import pytest
 
 from bench.train import train
+from tests.helpers import read_csv
 
 pytestmark = pytest.mark.duration(90)
-
-
-def _rows(path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_a_linear_probe_sweep_embeds_once_and_labels_its_rows(run_cli, tmp_path):
@@ -34,13 +29,13 @@ def test_a_linear_probe_sweep_embeds_once_and_labels_its_rows(run_cli, tmp_path)
         f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    trials = _rows(sweep / "results.csv")
+    trials = read_csv(sweep / "results.csv")
     assert [r["state"] for r in trials] == ["COMPLETE"] * 3
     assert {r["frozen_or_full_ft"] for r in trials} == {"linear_probe"}
     assert {"probe.lr", "probe.weight_decay"} <= set(trials[0])  # the probe's own search space
     # The first trial embedded the training and validation splits; every later trial read them.
     assert [int(r["embeddings_built"]) for r in trials] == [2, 0, 0]
-    repeats = _rows(sweep / "repeats.csv")
+    repeats = read_csv(sweep / "repeats.csv")
     assert len(repeats) == 2 and {r["frozen_or_full_ft"] for r in repeats} == {"linear_probe"}
     assert all(r["state"] == "COMPLETE" and 0.0 <= float(r["test_value"]) <= 1.0 for r in repeats)
     assert "test/Accuracy" in repeats[0]

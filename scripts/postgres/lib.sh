@@ -22,31 +22,10 @@ pg_bin() {  # the newest installed server's bin dir
     [[ -n $dir && -x $dir/postgres ]] && echo "$dir"
 }
 
-# trust_state_dir [create]: STATE_DIR must be a real directory (not a symlink), owned by root,
-# not writable or readable by others (711: the postgres user only traverses it) and marked as made
-# by this helper. With `create`, a missing one is made that way. Returns 1 when it does not exist.
-trust_state_dir() {
-    case $STATE_DIR in /*) ;; *) fail "BENCH_POSTGRES_DIR must be an absolute path: $STATE_DIR" ;; esac
-    (( ${#STATE_DIR} <= 80 )) || fail "BENCH_POSTGRES_DIR is too long for unix sockets: $STATE_DIR"
-    if [[ ${1:-} == create && ! -e $STATE_DIR && ! -L $STATE_DIR ]]; then
-        mkdir -m 0711 -- "$STATE_DIR" || fail "cannot create $STATE_DIR"
-        echo "made by scripts/postgres-up.sh; scripts/postgres-down.sh --purge deletes this directory" >"$STATE_DIR/$MARKER"
-    fi
-    [[ -L $STATE_DIR ]] && fail "$STATE_DIR is a symlink; refusing to use it (whoever made it decides where root writes)"
-    [[ -e $STATE_DIR ]] || return 1
-    [[ -d $STATE_DIR ]] || fail "$STATE_DIR is not a directory"
-    local owner mode
-    owner=$(stat -c %u -- "$STATE_DIR") mode=$(stat -c %a -- "$STATE_DIR")
-    [[ $owner == 0 ]] || fail "$STATE_DIR belongs to uid $owner, not root; refusing to use it"
-    (( (8#$mode & 8#066) == 0 )) || fail "$STATE_DIR has mode $mode; others must not read or write it (711 or 700)"
-    [[ -f $STATE_DIR/$MARKER && ! -L $STATE_DIR/$MARKER ]] ||
-        fail "$STATE_DIR was not made by this helper (no $MARKER in it); refusing to use or purge it"
-}
-
-take_lock() {
-    exec 9>"$STATE_DIR/.lock"
-    flock -w 300 9 || fail "timed out waiting for $STATE_DIR/.lock (another postgres-up/down is running)"
-}
+STATE_VAR=BENCH_POSTGRES_DIR HELPER=postgres
+# trust_state_dir, take_lock
+# shellcheck source=scripts/lib/state_dir.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/../lib/state_dir.sh"
 
 running() {
     local bin

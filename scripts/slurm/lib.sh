@@ -20,34 +20,10 @@ log() { echo "$SELF: $*" >&2; }
 skip() { log "cannot run here: $*"; exit 2; }
 fail() { log "ERROR: $*"; exit 1; }
 
-# trust_state_dir [create]: STATE_DIR must be a real directory (not a symlink), owned by root,
-# private (others may not read or write it: daemons run as root from it; munged insists that they
-# may traverse it, to reach its socket) and marked as made by this helper. With `create`, a missing
-# one is made that way. Returns 1 when it does not exist.
-trust_state_dir() {
-    case $STATE_DIR in /*) ;; *) fail "BENCH_SLURM_DIR must be an absolute path: $STATE_DIR" ;; esac
-    (( ${#STATE_DIR} <= 80 )) || fail "BENCH_SLURM_DIR is too long for unix sockets: $STATE_DIR"
-    if [[ ${1:-} == create && ! -e $STATE_DIR && ! -L $STATE_DIR ]]; then
-        # mkdir, not mkdir -p: it fails if anything appeared there meanwhile, symlinks included.
-        mkdir -m 0711 -- "$STATE_DIR" || fail "cannot create $STATE_DIR"
-        echo "made by scripts/slurm-up.sh; scripts/slurm-down.sh --purge deletes this directory" >"$STATE_DIR/$MARKER"
-    fi
-    [[ -L $STATE_DIR ]] && fail "$STATE_DIR is a symlink; refusing to use it (whoever made it decides where root writes)"
-    [[ -e $STATE_DIR ]] || return 1
-    [[ -d $STATE_DIR ]] || fail "$STATE_DIR is not a directory"
-    local owner mode
-    owner=$(stat -c %u -- "$STATE_DIR") mode=$(stat -c %a -- "$STATE_DIR")
-    [[ $owner == 0 ]] || fail "$STATE_DIR belongs to uid $owner, not root; refusing to run root daemons from it"
-    (( (8#$mode & 8#066) == 0 )) || fail "$STATE_DIR has mode $mode; others must not read or write it (711 or 700)"
-    [[ -f $STATE_DIR/$MARKER && ! -L $STATE_DIR/$MARKER ]] ||
-        fail "$STATE_DIR was not made by this helper (no $MARKER in it); refusing to use or purge it"
-}
-
-# take_lock: serialise every up/down on this state dir (held on fd 9 until exit).
-take_lock() {
-    exec 9>"$STATE_DIR/.lock"
-    flock -w 300 9 || fail "timed out waiting for $STATE_DIR/.lock (another slurm-up/down is running)"
-}
+STATE_VAR=BENCH_SLURM_DIR HELPER=slurm
+# trust_state_dir, take_lock
+# shellcheck source=scripts/lib/state_dir.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/../lib/state_dir.sh"
 
 exe() { command -v "$1" || echo "/usr/sbin/$1"; }
 
