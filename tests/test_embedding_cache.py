@@ -170,6 +170,11 @@ def test_probe_refusals_name_the_problem(compose_cfg, tmp_path):
         check_probe(compose_cfg("task=synthetic_cls", "protocol=knn", "probe.k=0"))
     check_probe(compose_cfg("task=synthetic_seg", "protocol=linear_probe", f"embeddings.cache_dir={tmp_path}"))
     check_probe(compose_cfg("task=synthetic_seg"))  # fine-tuning: nothing to check
+    (tmp_path / "a_file").write_text("")
+    unwritable = f"embeddings.cache_dir={tmp_path / 'a_file' / 'embeddings'}"
+    with pytest.raises(ConfigError, match="embeddings.cache_dir=.* is not writable"):  # frozen caches features too
+        check_probe(compose_cfg("task=synthetic_seg", "protocol=frozen", unwritable))
+    check_probe(compose_cfg("task=synthetic_seg", "protocol=frozen", unwritable, "embeddings.frozen_features=false"))
 
 
 def test_the_protocols_label_the_cell(compose_cfg):

@@ -33,6 +33,8 @@ def check_probe(cfg: DictConfig) -> None:
     refused here, in preflight (and so in a dry run, for every cell), before anything is computed."""
     kind = probe_kind(cfg)
     if kind is None:
+        if _caches_frozen_features(cfg):  # protocol=frozen keeps its encoder features there too
+            check_cache_dir(cache_dir(cfg))
         return
     if kind not in SERVES:
         raise ConfigError(f"probe.kind={kind!r} is not a probe; use protocol=knn or protocol=linear_probe")
@@ -55,6 +57,21 @@ def check_probe(cfg: DictConfig) -> None:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"probe.{key}={value!r} is not possible: it must be a number >= 0")
     check_cache_dir(cache_dir(cfg))
+
+
+def frozen_features_off(cfg: DictConfig) -> bool:
+    """embeddings.frozen_features=false: protocol=frozen trains end to end, caching nothing."""
+    return str(OmegaConf.select(cfg, "embeddings.frozen_features", default="auto")).lower() in ("false", "off", "0")
+
+
+def _caches_frozen_features(cfg: DictConfig) -> bool:
+    """protocol=frozen may cache (bench.probes.frozen decides per trial): a cache dir is set and not opted out."""
+    frozen = OmegaConf.select(cfg, "task.task_args.freeze_backbone", default=False)
+    return (
+        bool(frozen)
+        and not frozen_features_off(cfg)
+        and bool(OmegaConf.select(cfg, "embeddings.cache_dir", default=None))
+    )
 
 
 def cache_dir(cfg: DictConfig) -> Path:

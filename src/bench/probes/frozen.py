@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from bench.probes import frozen_features_off
 from bench.spec import TrialSpec
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def why_not(cfg: DictConfig, spec: TrialSpec, fold: Any = None) -> str | None:
     """None when this trial's frozen decoder can train on cached features (torch-free), else why not."""
     if not spec.task_kwargs.get("freeze_backbone"):
         return "the encoder is trained (not protocol=frozen)"
-    if str(OmegaConf.select(cfg, "embeddings.frozen_features", default="auto")).lower() in ("false", "off", "0"):
+    if frozen_features_off(cfg):
         return "embeddings.frozen_features=false"
     if not OmegaConf.select(cfg, "embeddings.cache_dir", default=None):  # frozen by a hparam, not protocol=frozen
         return "embeddings.cache_dir is not set (protocol=frozen sets it)"
