@@ -92,3 +92,29 @@ def test_the_loop_reads_no_more_trials_per_trial_as_the_sweep_grows() -> None:
     small, large = _trials_read_per_trial(10), _trials_read_per_trial(80)
     # A scan of every trial per event would read ~8x as many per trial in the larger sweep.
     assert large <= small * 1.5 + 1, (small, large)
+
+
+def test_a_process_replays_a_journal_once_and_reads_only_what_others_append(tmp_path):
+    """open_storage keeps one JournalStorage per journal in a process (a new one replays the whole file:
+    the cost of every trial's start on Ray, growing with the sweep): the same path gives the same storage,
+    which still sees what another writer appended; a replaced or cut file gets a new one."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from hydra_plugins.bench_sweeper._studies import open_storage
+
+    journal = str(tmp_path / "optuna.journal")
+    first = open_storage(journal)
+    optuna.create_study(study_name="a", storage=first)
+    assert open_storage(journal) is first
+    other = JournalStorage(JournalFileBackend(journal))  # another process's writer, in effect
+    optuna.create_study(study_name="b", storage=other).enqueue_trial({"x": 1})
+    assert sorted(s.study_name for s in open_storage(journal).get_all_studies()) == ["a", "b"]
+
+    (tmp_path / "optuna.journal").rename(tmp_path / "old.journal")  # replaced: another file at the path
+    fresh = open_storage(journal)
+    assert fresh is not first and fresh.get_all_studies() == []
+    optuna.create_study(study_name="c", storage=fresh)
+    with open(journal, "r+") as f:  # cut, as a repair of a torn last record does
+        f.truncate(1)
+    assert open_storage(journal) is not fresh

@@ -61,3 +61,21 @@ def test_composing_through_the_adapter_gives_byte_identical_configs(loader):
     assert loader.repository is original  # and gone afterwards
     assert cached == plain
     assert cached[0] == cached[-1]  # a file read once, composed twice: no edit of the first leaks
+
+
+def test_a_journal_storage_says_how_far_into_its_file_it_has_read(tmp_path):
+    """journal_bytes_read (optuna<6: JournalFileBackend's record offsets) is what lets a process keep one
+    JournalStorage per journal (open_storage): after a read it is the file's size."""
+    import os
+
+    import optuna
+
+    from hydra_plugins.bench_sweeper._private_apis import journal_bytes_read
+    from hydra_plugins.bench_sweeper._studies import open_storage
+
+    journal = str(tmp_path / "optuna.journal")
+    storage = open_storage(journal)
+    optuna.create_study(study_name="a", storage=storage).enqueue_trial({"x": 1})
+    storage.get_all_studies()
+    assert journal_bytes_read(storage) == os.path.getsize(journal) > 0
+    assert journal_bytes_read(optuna.storages.InMemoryStorage()) == 0

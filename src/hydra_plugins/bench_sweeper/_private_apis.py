@@ -36,6 +36,13 @@ def running_trial(study: optuna.Study, frozen: FrozenTrial) -> Trial:
     return trial_by_id(study, trial_id(frozen))
 
 
+def journal_bytes_read(storage: Any) -> int:
+    """How far into its file a JournalStorage has read (optuna<6: JournalFileBackend's offset of the next
+    record, no public accessor); 0 for any other storage."""
+    offsets = getattr(getattr(storage, "_backend", None), "_log_number_offset", None)
+    return max(offsets.values()) if offsets else 0
+
+
 def override_value_text(value: Any) -> str:
     """A parsed override value (list, dict, ...) back in override syntax (hydra-core<1.4)."""
     from hydra.core.override_parser.types import Override
