@@ -176,6 +176,7 @@ def test_a_driver_killed_mid_trial_then_resumed_leaves_nothing_running_and_delet
     ]
     driver = start_stub(tmp_path / "sweep", *args, cwd=tmp_path)
     wait_for(lambda: running_trial_dir(tmp_path / "sweep"), 120, "a trial to be running")
+    assert _serving(f"{tmp_path}/mlflow.db"), "the sweep's server is not running: the check at the end could not fail"
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -196,7 +197,7 @@ def test_a_driver_killed_mid_trial_then_resumed_leaves_nothing_running_and_delet
     assert killed.info.status == "KILLED" and killed.info.run_id in before
     assert {row["mlflow_run_id"] for row in read_results(tmp_path)} == {r.info.run_id for r in levels["trial"]}
     # The server of the killed driver stopped with it (its watchdog saw the pipe close).
-    assert not _processes_mentioning(f"{tmp_path}/mlflow.db")
+    assert not _still_serving(f"{tmp_path}/mlflow.db")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -247,10 +248,7 @@ def test_a_server_that_stops_mid_sweep_is_reported_at_once_and_no_trial_starts_a
     # No HTTP retries: the held trial's last log calls fail at once instead of after minutes.
     driver = start_stub(sweep, *args, cwd=tmp_path, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
     wait_for(lambda: running_trial_dir(sweep), 120, "trial 0 to be running")
-    ps = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
-    (watchdog,) = [
-        int(line.split()[0]) for line in ps if "bench.tracking.server" in line and f"{tmp_path}/mlflow.db" in line
-    ]
+    (watchdog,) = [pid for pid, args in _serving(f"{tmp_path}/mlflow.db") if "bench.tracking.server" in args]
     os.killpg(watchdog, signal.SIGKILL)  # the server's whole group, by its leader's PID
     # Said while the trial is still running, not when the next one would start.
     wait_for(lambda: "MLflow server of this sweep" in output(sweep), 30, "the driver to say the server stopped")
@@ -262,16 +260,29 @@ def test_a_server_that_stops_mid_sweep_is_reported_at_once_and_no_trial_starts_a
     assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0"]  # nothing started after it
 
 
-def _processes_mentioning(text: str, grace_s: float = 20.0) -> list[str]:
-    def found() -> list[str]:
-        lines = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
-        return [line for line in lines if text in line and not line.startswith("ps ")]
+def _serving(db: str) -> list[tuple[int, str]]:
+    """(PID, command line) of each process serving the store `db`: bench's server gets the store's URL in
+    its environment (a database URL's password would show in `ps`), and its children inherit it."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        if any(e.startswith(b"MLFLOW_BACKEND_STORE_URI=") and db.encode() in e for e in environ):
+            found.append((int(proc.name), args))
+    return found
 
+
+def _still_serving(db: str, grace_s: float = 20.0) -> list[tuple[int, str]]:
     try:
-        wait_for(lambda: not found(), grace_s, "the processes to exit", interval_s=0.5)
+        wait_for(lambda: not _serving(db), grace_s, "the store's server to exit", interval_s=0.5)
     except AssertionError:
         pass
-    return found()
+    return _serving(db)
 
 
 def test_remote_tracking_server(mlflow_server, tmp_path):

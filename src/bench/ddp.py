@@ -230,9 +230,11 @@ def _child_main(config_path: str) -> int:
     group when a child fails)."""
     import optuna
     from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import setup_globals
 
     from bench.train import train
 
+    setup_globals()  # Hydra's resolvers (${hydra:...}, ${now:...}), as a launcher registers them in a job
     root = OmegaConf.load(config_path)
     if "hydra" in root:
         # What HydraConfig.get() returns in the job (the trial's node, its sweeper's trial_key), the
