@@ -118,3 +118,14 @@ def test_a_process_replays_a_journal_once_and_reads_only_what_others_append(tmp_
     with open(journal, "r+") as f:  # cut, as a repair of a torn last record does
         f.truncate(1)
     assert open_storage(journal) is not fresh
+
+
+def test_a_process_keeps_only_a_few_journals(tmp_path):
+    """A storage holds every trial of its journal in memory: a process that runs many sweeps (a test
+    worker, a notebook) keeps the most recently used few, not all of them."""
+    from hydra_plugins.bench_sweeper._studies import open_storage
+
+    first = open_storage(str(tmp_path / "first.journal"))
+    for i in range(3):
+        open_storage(str(tmp_path / f"other{i}.journal"))
+    assert open_storage(str(tmp_path / "first.journal")) is not first

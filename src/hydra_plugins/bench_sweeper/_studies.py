@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,14 +87,20 @@ def open_storage(location: str) -> Any:
     with _JOURNALS_LOCK:
         kept = _JOURNALS.get(path)
         if kept is not None and kept[0] == (st.st_dev, st.st_ino) and st.st_size >= journal_bytes_read(kept[1]):
+            _JOURNALS.move_to_end(path)
             return kept[1]
         storage = optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileSymlinkLock(path)))
         _JOURNALS[path] = ((st.st_dev, st.st_ino), storage)
+        while len(_JOURNALS) > _JOURNALS_KEPT:  # a storage holds its every trial in memory: keep a few
+            _JOURNALS.popitem(last=False)
         return storage
 
 
-# open_storage's journals, by absolute path: (device and inode, the storage).
-_JOURNALS: dict[str, tuple[tuple[int, int], Any]] = {}
+# open_storage's journals, by absolute path, most recently used last: (device and inode, the storage).
+# A driver and a Ray worker use one journal at a time; a process that runs many sweeps (a test
+# worker) must not keep them all (a pytest worker holding every sweep's storage ran out of memory).
+_JOURNALS: OrderedDict[str, tuple[tuple[int, int], Any]] = OrderedDict()
+_JOURNALS_KEPT = 2
 _JOURNALS_LOCK = threading.Lock()
 
 
