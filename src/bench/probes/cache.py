@@ -13,6 +13,7 @@ left behind. numpy only; the embedding pass itself is the `build` callable (benc
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -67,6 +68,11 @@ def file_identity(path: str | os.PathLike[str]) -> Any:
             digest.update(f"{f.relative_to(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return [str(p.resolve()), digest.hexdigest()]
     return str(path)
+
+
+def job_file_identity() -> Callable[[str], Any]:
+    """file_identity, remembered for one job: a data root of many files is listed once, not once per split."""
+    return functools.cache(file_identity)
 
 
 def lookup(cache: Path, key: str, version: int = FEATURES_VERSION) -> Entry | None:

@@ -27,6 +27,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from bench.probes import frozen_features_off
+from bench.probes.cache import job_file_identity
 from bench.spec import TrialSpec
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class _Features:
         self.cfg, self.spec, self.model, self.fixed = cfg, spec, model, fixed
         self.entries: dict[str, Any] = {}
         self._source: Any = None
+        self._identity = job_file_identity()  # each data root listed once per job, not once per split
 
     @property
     def source(self) -> Any:
@@ -104,7 +106,7 @@ class _Features:
     def key_inputs(self, split: str) -> dict[str, Any]:
         from bench.probes.embeddings import key_inputs
 
-        inputs = key_inputs(self.cfg, self.spec, split)
+        inputs = key_inputs(self.cfg, self.spec, split, self._identity)
         args = {k: v for k, v in inputs["model_args"].items() if not k.startswith(_DECODER_SIDE)}
         del inputs["pooled"]
         necks = inputs["model_args"].get("necks") or []

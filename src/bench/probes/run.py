@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from bench.errors import SplitOverlapError, TestSplitError
 from bench.evaluation import same_samples
 from bench.probes import cache_dir, probe_kind
+from bench.probes.cache import job_file_identity
 from bench.spec import TrialSpec
 from hydra_plugins.bench_sweeper.api import PHASE_TUNE
 
@@ -32,8 +33,7 @@ class _Embedder:
         self.cfg, self.spec = cfg, spec
         self._model: Any = None
         self._datamodule: Any = None
-        # Each data root is listed once per job, not once per split: a root of many files is stat'ed once.
-        self._identities: dict[str, Any] = {}
+        self._identity = job_file_identity()  # each data root listed once per job, not once per split
 
     @property
     def datamodule(self) -> Any:
@@ -44,15 +44,10 @@ class _Embedder:
         return self._datamodule
 
     def features(self, split: str) -> Any:
-        from bench.probes.cache import entry_key, file_identity, get_or_build
+        from bench.probes.cache import entry_key, get_or_build
         from bench.probes.embeddings import build_encoder, compute, key_inputs
 
-        def identity(path: str) -> Any:
-            if path not in self._identities:
-                self._identities[path] = file_identity(path)
-            return self._identities[path]
-
-        inputs = key_inputs(self.cfg, self.spec, split, identity)
+        inputs = key_inputs(self.cfg, self.spec, split, self._identity)
 
         def build():
             if self._model is None:
