@@ -7,15 +7,20 @@ Starts bench's own served store (bench.tracking.server.LocalTrackingServer: `mlf
 basic auth, one worker, on loopback) over each backend in turn: a SQLite file in a temporary
 directory, then PostgreSQL (scripts/postgres-up.sh: the test server, installed with apt when missing;
 a fresh database per run). Then `--trials` simulated trials, each with its own run, log `--metrics`
-metrics every second for `--duration` seconds, as one log_batch call per second (what a trial's
-TrialLogger sends per epoch), on a fixed schedule: a late call is sent at once, a call still unsent
-when the time is up is lost. The trials are threads spread over `--procs` client processes.
+metrics every second for `--duration` seconds through bench's own job side (a TrialLogger per
+trial: the trial flushes an epoch's points and goes on; its sender thread sends them, with any
+points of earlier epochs still unsent, as one log_batch), then close their runs. The trials are
+threads spread over `--procs` client processes.
 
 Reports, per backend:
-  lost points   points the trials were to log that the store does not hold (counted in the database
-                itself afterwards: failed calls, unsent calls and anything dropped); the goal is 0
-  p50/p99       latency of one log_batch call, as the trial sees it
-  lag p99       how late calls were sent against their schedule (the server falling behind)
+  lost points   points the trials logged that the store does not hold (counted in the database
+                itself afterwards: failed calls, points still unsent when the time is up, anything
+                dropped); the goal is 0
+  unclosed      trials whose run was still being closed when the time was up (their points may all
+                be stored: the closing requests queue behind them)
+  p50/p99       latency of one log_batch request, as the sender sees it
+  points/call   how many points a request carried: 10 when the store keeps up, more when it does not
+  delay p99     from a point's logging to the store holding it
   server CPU    CPU-seconds of the server's processes (the watchdog, `mlflow server` and its
                 workers; and for PostgreSQL, the postmaster and its backends) from /proc/<pid>/stat,
                 over the load, as cores busy
@@ -92,16 +97,19 @@ def postgres_url() -> tuple[str, int]:
     return base.rpartition("/")[0] + f"/{name}", pid
 
 
+_COUNT = "SELECT COUNT(*) FROM metrics WHERE key LIKE 'val/metric_%'"  # not the trials' objectives
+
+
 def count_points(backend_uri: str) -> int:
     if backend_uri.startswith("sqlite:"):
         import sqlite3
 
         with sqlite3.connect(backend_uri.removeprefix("sqlite:///")) as con:
-            return con.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
+            return con.execute(_COUNT).fetchone()[0]
     import psycopg
 
     with psycopg.connect(backend_uri) as con:
-        row = con.execute("SELECT COUNT(*) FROM metrics").fetchone()
+        row = con.execute(_COUNT).fetchone()
         return int(row[0]) if row else 0
 
 
@@ -109,50 +117,59 @@ def count_points(backend_uri: str) -> int:
 def client_process(
     uri: str, run_ids: list[str], metrics: int, duration: float, start: Any, go: Any, drain: float, out: mp.Queue
 ) -> None:
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric
+    from optuna.trial import TrialState
 
-    client = MlflowClient(uri)
+    from bench.tracking.trial_logger import TrialLogger
+    from hydra_plugins.bench_sweeper.api import Outcome
+
     out.put("ready")  # imports done: the schedule starts only once every client process is here
     go.wait()
     start_at = start.value
     latencies: list[float] = []
-    lags: list[float] = []
-    failed = [0]
+    delays: list[float] = []
+    sizes: list[int] = []
     lock = threading.Lock()
     names = [f"val/metric_{i}" for i in range(metrics)]
-    end_by = start_at + duration + drain
 
     def trial(index: int, run_id: str) -> None:
-        my_lat, my_lag, my_failed = [], [], 0
+        """bench's own job side: a TrialLogger whose sender thread sends what the trial flushes."""
+        logger = TrialLogger(uri, run_id)
+        real = logger.client.log_batch
+        my_lat: list[float] = []
+        my_delay: list[float] = []
+        my_sizes: list[int] = []
+
+        def timed(run: str, metrics: Any = (), **kwargs: Any) -> None:
+            t0 = time.perf_counter()
+            real(run, metrics=metrics, **kwargs)
+            done = time.time()
+            my_lat.append(time.perf_counter() - t0)
+            if metrics:  # from the point's own timestamp (when the trial logged it) to stored
+                my_sizes.append(len(metrics))
+                my_delay.extend(done - m.timestamp / 1000 for m in metrics)
+
+        logger.client.log_batch = timed  # type: ignore[method-assign]
         offset = (index % 100) / 100  # spread the trials over each second, as real epochs are
         for step in range(int(duration)):
             due = start_at + step + offset
-            now = time.time()
-            if now < due:
-                time.sleep(due - now)  # the schedule itself: a trial logs once a second
-            if time.time() > end_by:
-                my_failed += int(duration) - step  # out of time: never sent
-                break
-            my_lag.append(max(0.0, time.time() - due))
-            batch = [Metric(name, float(step), int(time.time() * 1000), step) for name in names]
-            t0 = time.perf_counter()
-            try:
-                client.log_batch(run_id, metrics=batch, synchronous=True)
-            except Exception:
-                my_failed += 1
-            my_lat.append(time.perf_counter() - t0)
+            if (wait := due - time.time()) > 0:
+                time.sleep(wait)  # the schedule itself: a trial logs once a second
+            logger.log_metrics({name: float(step) for name in names}, step)
+            logger.flush()  # the end of an epoch: the trial goes on at once, the sender sends
+        logger.close(Outcome(TrialState.COMPLETE, value=0.0))  # the rest, then the run ends
         with lock:
             latencies.extend(my_lat)
-            lags.extend(my_lag)
-            failed[0] += my_failed
+            delays.extend(my_delay)
+            sizes.extend(my_sizes)
 
+    end_by = start_at + duration + drain
     threads = [threading.Thread(target=trial, args=(i, r), daemon=True) for i, r in enumerate(run_ids)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(timeout=max(0.0, end_by + 5 - time.time()))
-    out.put((latencies, lags, failed[0]))
+    for thread in threads:  # a trial still closing by then has lost what it has not sent
+        thread.join(timeout=max(0.0, end_by - time.time()))
+    with lock:
+        out.put((list(latencies), list(delays), list(sizes), sum(t.is_alive() for t in threads)))
 
 
 def run_backend(name: str, args: argparse.Namespace) -> dict:
@@ -203,7 +220,8 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
         for proc in procs:
             proc.join(timeout=10)
         latencies = sorted(x for r in results for x in r[0])
-        lags = sorted(x for r in results for x in r[1])
+        delays = sorted(x for r in results for x in r[1])
+        sizes = [x for r in results for x in r[2]]
         expected = args.trials * int(args.duration) * args.metrics
         stored = count_points(backend)
         return {
@@ -211,11 +229,13 @@ def run_backend(name: str, args: argparse.Namespace) -> dict:
             "expected": expected,
             "stored": stored,
             "lost": expected - stored,
-            "failed_calls": sum(r[2] for r in results),
+            "unfinished": sum(r[3] for r in results),
             "calls": len(latencies),
+            "points_per_call": statistics.mean(sizes) if sizes else float("nan"),
             "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
-            "lag_p99_s": lags[int(0.99 * (len(lags) - 1))] if lags else float("nan"),
+            "delay_p50_s": statistics.median(delays) if delays else float("nan"),
+            "delay_p99_s": delays[int(0.99 * (len(delays) - 1))] if delays else float("nan"),
             "points_per_s": stored / max(t1 - t0, 1e-9),
             "server_cores": (cpu1 - cpu0) / max(t1 - t0, 1e-9),
             "wall_s": t1 - t0,
@@ -236,15 +256,19 @@ def main() -> None:
     args = parser.parse_args()
     rows = [run_backend(name, args) for name in args.backends.split(",")]
     print(
-        f"\n{args.trials} trials x {args.metrics} metrics/s x {args.duration:.0f} s, one log_batch per trial per second, "
+        f"\n{args.trials} trials x {args.metrics} metrics/s x {args.duration:.0f} s through bench's TrialLogger, "
         f"{os.cpu_count()} cores (clients and server on the same machine)"
     )
-    header = f"{'backend':9} {'lost':>7} {'expected':>9} {'failed':>6} {'p50 ms':>8} {'p99 ms':>8} {'lag p99 s':>9} {'points/s':>9} {'server cores':>12}"
+    header = (
+        f"{'backend':9} {'lost':>7} {'expected':>9} {'unclosed':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'points/call':>11} {'delay p99 s':>11} {'points/s':>9} {'server cores':>12}"
+    )
     print(header)
     for r in rows:
         print(
-            f"{r['backend']:9} {r['lost']:>7} {r['expected']:>9} {r['failed_calls']:>6} {r['p50_ms']:>8.1f} "
-            f"{r['p99_ms']:>8.1f} {r['lag_p99_s']:>9.2f} {r['points_per_s']:>9.0f} {r['server_cores']:>12.2f}"
+            f"{r['backend']:9} {r['lost']:>7} {r['expected']:>9} {r['unfinished']:>8} {r['p50_ms']:>8.1f} "
+            f"{r['p99_ms']:>8.1f} {r['points_per_call']:>11.1f} {r['delay_p99_s']:>11.2f} "
+            f"{r['points_per_s']:>9.0f} {r['server_cores']:>12.2f}"
         )
 
 

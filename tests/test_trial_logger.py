@@ -163,3 +163,37 @@ def test_the_lightning_logger_sends_each_epoch_when_the_next_one_starts_and_the_
     logger.close(judge(_returned(0.1), objectives=None))  # the last epoch goes with the closing request
     assert points("train/loss") == [(3, 0.9), (7, 0.7)] and points("objective") == [(0, 0.1)]
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_epochs_flushed_while_the_store_is_busy_go_in_one_request(store):
+    """A trial that logs faster than its store answers sends fewer, larger requests, not one per
+    epoch queued behind each other (benchmarks/tracking_load.py: 200 trials at 10 points/s)."""
+    import threading
+
+    uri, client, new_run = store
+    run_id = new_run()
+    logger = TrialLogger(uri, run_id)
+    requests: list[int] = []
+    real = logger.client.log_batch
+
+    def counted(run, metrics=(), **kwargs):
+        if metrics:
+            requests.append(len(metrics))
+        return real(run, metrics=metrics, **kwargs)
+
+    logger.client.log_batch = counted
+    store_busy = threading.Event()
+    logger._sender.submit(store_busy.wait)  # the store still answering an earlier request
+    for epoch in range(3):
+        logger.log_metrics({"val/mIoU": 0.1 * epoch, "train/loss": 1.0 - 0.1 * epoch}, step=epoch)
+        logger.flush()
+    store_busy.set()
+    wait_for(lambda: requests, 30, "the queued epochs to be sent")
+    assert requests == [6]  # three epochs, two points each, in one request
+    logger.log_metrics({"val/mIoU": 0.5}, step=3)
+    logger.flush()  # the store is free again: this epoch goes alone, at once
+    wait_for(lambda: len(requests) == 2, 30, "epoch 3 to be sent")
+    logger.close(judge(_returned(0.5), objectives=None))
+    history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "val/mIoU"))
+    assert history == [(0, 0.0), (1, 0.1), (2, 0.2), (3, 0.5)]
+    assert requests == [6, 1, 1]  # the last: the closing request, with the objective
