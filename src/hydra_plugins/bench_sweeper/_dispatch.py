@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from hydra.plugins.launcher import Launcher
 from omegaconf import open_dict
 
 from ._cost import Cost, Grant
+from ._job_configs import JobConfigs
 from ._masking import mask_override
 from ._private_apis import basic_launcher_class
 
@@ -112,8 +114,16 @@ class Dispatcher:
         """Called once at the end of the sweep, also when it raises."""
 
 
+_job_configs: weakref.WeakKeyDictionary[Any, JobConfigs] = weakref.WeakKeyDictionary()
+
+
 def job_config(launcher: SetUpLauncher, overrides: list[str], job_num: int) -> DictConfig:
-    sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    """The job's config as Hydra's load_sweep_config composes it; a cell's later trials get a copy
+    of its first one's composition with their own values (_job_configs.py)."""
+    configs = _job_configs.get(launcher)
+    if configs is None or configs.master is not launcher.config:
+        configs = _job_configs[launcher] = JobConfigs(launcher.hydra_context.config_loader, launcher.config)
+    sweep_config = configs.get(list(overrides))
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = f"job_id_for_{job_num}"
         sweep_config.hydra.job.num = job_num

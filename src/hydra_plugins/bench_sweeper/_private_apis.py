@@ -71,6 +71,24 @@ def submitit_executor_name(launcher: Any) -> str:
     return str(launcher._EXECUTOR)
 
 
+def apply_value_overrides(overrides: list[Any], cfg: Any) -> None:
+    """Hydra's own application of parsed value overrides (key=v, +key=v, ++key=v, ~key) to a
+    composed config, the last step of its composition (hydra-core<1.4: ConfigLoaderImpl's static
+    _apply_overrides_to_config). _job_configs.py applies a trial's values to a copy of its cell's
+    composed config with it."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    ConfigLoaderImpl._apply_overrides_to_config(overrides, cfg)
+
+
+def overrides_dirname(overrides: list[Any], kv_sep: str, item_sep: str, exclude_keys: list[str]) -> str:
+    """hydra.job.override_dirname as Hydra computes it from the parsed app overrides (hydra-core<1.4:
+    hydra._internal.config_loader_impl.get_overrides_dirname)."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+
+    return str(get_overrides_dirname(overrides, exclude_keys, item_sep, kv_sep))
+
+
 def basic_launcher_class() -> type:
     """Hydra's basic (in-process) launcher class, which lives in hydra._internal (hydra-core<1.4)."""
     from hydra._internal.core_plugins.basic_launcher import BasicLauncher
