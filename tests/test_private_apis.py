@@ -79,3 +79,46 @@ def test_a_journal_storage_says_how_far_into_its_file_it_has_read(tmp_path):
     storage.get_all_studies()
     assert journal_bytes_read(storage) == os.path.getsize(journal) > 0
     assert journal_bytes_read(optuna.storages.InMemoryStorage()) == 0
+
+
+def test_hydras_singleton_state_is_set_as_set_state_sets_it_but_the_plugin_registry_stays():
+    """_private_apis.set_hydra_state, what a reused Ray worker runs before each trial: the driver's
+    ConfigStore and resolvers, as Singleton.set_state() gives them, without a new plugin scan."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+    from hydra.core.singleton import Singleton
+
+    from hydra_plugins.bench_sweeper._private_apis import set_hydra_state
+
+    assert "Plugins.instance()" in inspect.getsource(Singleton.set_state)  # what it would redo
+    saved = Singleton.get_state()
+    try:
+        ConfigStore.instance().store(name="from_the_driver", node={"x": 1})
+        OmegaConf.register_new_resolver("from_the_driver", lambda: 1, replace=True)
+        driver_state = Singleton.get_state()
+        ConfigStore.instance().store(name="worker_only", node={"y": 2})
+        plugins = Plugins.instance()
+        set_hydra_state(driver_state)
+        assert Plugins.instance() is plugins  # no new scan
+        repo = ConfigStore.instance().repo
+        assert "from_the_driver.yaml" in repo and "worker_only.yaml" not in repo
+        assert OmegaConf.has_resolver("from_the_driver")
+        Singleton._instances.pop(Plugins)  # a fresh worker: Hydra's own path builds the registry
+        set_hydra_state(driver_state)
+        assert Plugins.instance() is not plugins and "from_the_driver.yaml" in ConfigStore.instance().repo
+    finally:
+        Singleton.set_state(saved)
+
+
+def test_a_trials_values_are_applied_with_hydras_own_rules():
+    """_private_apis.apply_value_overrides and overrides_dirname (bench_sweeper._job_configs)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.bench_sweeper._private_apis import apply_value_overrides, overrides_dirname
+
+    cfg = OmegaConf.create({"a": {"b": 1}, "c": 2})
+    OmegaConf.set_struct(cfg, True)
+    parsed = OverridesParser.create().parse_overrides(["a.b=5", "+d=3", "++a.e=4", "~c"])
+    apply_value_overrides(parsed, cfg)
+    assert OmegaConf.to_container(cfg) == {"a": {"b": 5, "e": 4}, "d": 3}
+    assert overrides_dirname(parsed, "=", ",", ["d"]) == "++a.e=4,a.b=5,~c"

@@ -3,7 +3,7 @@
 Hydra's Launcher.launch() takes a batch and blocks until all of it is done, which is what makes
 stock sweepers wait for their slowest trial. bench drives the launchers' own machinery instead:
   - Hydra's basic launcher: its run_job() in this process, one trial at a time;
-  - hydra-ray-launcher: its remote _run_job(), keeping the ObjectRefs and ray.wait()-ing (_ray.py);
+  - hydra-ray-launcher: what its remote _run_job() does, keeping the ObjectRefs and ray.wait()-ing (_ray.py);
   - hydra-submitit-launcher: executor.submit() of the launcher itself (_slurm.py).
 Any other launcher gets one trial at a time through its own launch().
 """

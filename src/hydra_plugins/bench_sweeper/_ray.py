@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from ._cost import Grant, ray_grant
 from ._dispatch import Dispatcher, Finished, Prepared, job_config, launch_line
 from ._errors import LaunchError
-from ._private_apis import ray_job_runner
+from ._private_apis import ray_start, set_hydra_state
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -35,7 +35,7 @@ class RayDispatcher(Dispatcher):
     ) -> None:
         import ray
 
-        _, start_ray = ray_job_runner()
+        start_ray = ray_start()
         self.gpu_resources = gpu_resources
         setup_globals()
         configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -44,7 +44,7 @@ class RayDispatcher(Dispatcher):
         # Unlike hydra-ray-launcher's launch(), do not force object_store_memory: Ray refuses it
         # when connecting to an existing cluster. The launcher preset sets it for local starts.
         start_ray(launcher.ray_cfg.init)
-        # The same remote function hydra-ray-launcher runs, but declared once (its launch()
+        # What hydra-ray-launcher's remote function does (run_job_timed), but declared once (its launch()
         # re-declares and re-exports it for every job), and the parts of its arguments that are
         # the same for every trial are put in the object store once instead of pickled per trial.
         options = _remote_options(launcher.ray_cfg.remote)
@@ -122,12 +122,26 @@ class RayDispatcher(Dispatcher):
         self.pending.clear()
 
 
-def run_job_timed(**kwargs: Any) -> tuple[JobReturn, float]:
-    """hydra-ray-launcher's remote job, timed where it runs: the time a trial held its resources,
-    not the time it waited in Ray's queue."""
-    run_job_remotely, _ = ray_job_runner()
+def run_job_timed(
+    hydra_context: Any, sweep_config: DictConfig, task_function: Any, singleton_state: Any
+) -> tuple[JobReturn, float]:
+    """What hydra-ray-launcher's remote _run_job does (Hydra's globals and state, then Hydra's
+    run_job), keeping a reused worker's plugin registry (set_hydra_state); timed where it runs:
+    the time a trial held its resources, not the time it waited in Ray's queue."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import run_job
+
     started = time.monotonic()
-    job_return = run_job_remotely(**kwargs)
+    setup_globals()
+    set_hydra_state(singleton_state)
+    HydraConfig.instance().set_config(sweep_config)
+    job_return = run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=sweep_config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
     return job_return, time.monotonic() - started
 
 
