@@ -75,7 +75,8 @@ class JobConfigs:
 
     def _compose(self, overrides: list[str]) -> DictConfig:
         self.composed += 1
-        return self.loader.load_sweep_config(self.master, list(overrides))
+        composed: DictConfig = self.loader.load_sweep_config(self.master, list(overrides))
+        return composed
 
     def _apply(self, cfg: DictConfig, parsed: list[Override], values: list[Override]) -> DictConfig:
         """What Hydra's _load_configuration_impl does with the value overrides, on a copy, and
