@@ -69,10 +69,12 @@ def _assert_matches_one_process(value: float, job_dir: Path, one_process: tuple[
     assert _val_losses(job_dir) == pytest.approx(losses, rel=LOSS_RTOL)
 
 
-def _ranks(job_dir: Path) -> list[dict]:
-    """What each rank wrote as it started fitting; every child rank gone."""
+def _ranks(job_dir: Path, started_by: str = "rank 0") -> list[dict]:
+    """What each rank wrote as it started fitting; every child rank gone. Rank 1 started by rank 0
+    (the local launcher, Ray) or by srun (a SLURM job of 2 tasks)."""
     ranks = sorted((json.loads(p.read_text()) for p in job_dir.glob("ranks/*.json")), key=lambda r: r["rank"])
     assert [(r["rank"], r["world_size"]) for r in ranks] == [(0, 2), (1, 2)], ranks
+    assert ranks[1]["started_by"] == started_by, ranks
     assert ranks[0]["pid"] != ranks[1]["pid"]
     assert not alive(ranks[1]["pid"]), "child rank 1 still running after the trial"
     return ranks
@@ -182,8 +184,34 @@ def test_a_pruned_two_process_trial_as_a_slurm_job_leaves_no_process(slurm_clust
     )
     assert result.returncode == 0, result.stderr[-3000:]
     _assert_rank_zero_alone_tracked_and_reported(tmp_path, sweep, "PRUNED", epochs=2)
-    ranks = _ranks(_job_dir(sweep))
-    assert not alive(ranks[0]["pid"])  # the job's own process (rank 0) ended too
+    ranks = _ranks(_job_dir(sweep), started_by="srun")
+    assert not alive(ranks[0]["pid"])  # the job's first task (rank 0) ended too
+
+
+@pytest.mark.cluster
+def test_a_two_process_trial_as_a_slurm_job_of_two_tasks(slurm_cluster, run_cli, one_process, tmp_path):
+    """srun starts both ranks (2 tasks of 1 CPU each); the trial's value is the first task's."""
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "-m",
+        *TRAINING,
+        *TWO_CPU_PROCESSES,
+        "launcher=slurm",
+        "launcher.cpus_per_trial=2",
+        "launcher.memory_gb=null",
+        "launcher.timeout_min=15",
+        "launcher.parallel_trials=1",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.repeats=0",
+        "hydra/sweeper/pruner=none",
+        "search_space=none",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_rank_zero_alone_tracked_and_reported(tmp_path, sweep, "COMPLETE", epochs=2)
+    (study,) = studies(sweep).values()
+    _assert_matches_one_process(study.trials[0].value, _job_dir(sweep), one_process)
+    _ranks(_job_dir(sweep), started_by="srun")
 
 
 @pytest.mark.parametrize(

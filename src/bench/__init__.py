@@ -56,6 +56,27 @@ def _slurm_gpus(value: Any) -> Any:
     return None if number == 0 else math.ceil(number)
 
 
+def _slurm_tasks(gpus: Any, processes: Any) -> int:
+    """`${slurm_tasks:${launcher.gpus_per_trial},${launcher.processes_per_trial}}`: the tasks of a
+    trial's SLURM job, one per process (bench.ddp.srun_ranks: srun starts the ranks). A value that
+    bench.devices refuses counts as one task here: the refusal comes before anything is submitted."""
+    from bench.devices import processes_per_trial
+    from bench.errors import ConfigError
+
+    try:
+        return processes_per_trial({"gpus_per_trial": gpus, "processes_per_trial": processes})
+    except ConfigError:
+        return 1
+
+
+def _per_task(total: Any, tasks: Any) -> Any:
+    """`${per_task:${launcher.cpus_per_trial},<tasks>}`: a trial's CPUs split between its job's
+    tasks (SLURM's cpus_per_task), at least one each."""
+    if total is None:
+        return None
+    return max(1, int(total) // max(1, int(tasks)))
+
+
 def _local_trial_gpus(requested: Any, devices: Any) -> float:
     """`${local_trial_gpus:${launcher.gpus_per_trial},${trainer.devices}}`: the GPUs an in-process
     trial holds, for its GPU-hours: auto means Lightning's `devices` of what is visible (no torch
@@ -82,6 +103,8 @@ _RESOLVERS["decoder_name"] = _decoder_name
 _RESOLVERS["trial_resource"] = _trial_resource
 _RESOLVERS["local_trial_gpus"] = _local_trial_gpus
 _RESOLVERS["slurm_gpus"] = _slurm_gpus
+_RESOLVERS["slurm_tasks"] = _slurm_tasks
+_RESOLVERS["per_task"] = _per_task
 for _name, _resolver in _RESOLVERS.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)

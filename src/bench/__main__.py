@@ -19,9 +19,13 @@ def app(cfg: DictConfig) -> float | list[float] | dict[str, Any]:
     from hydra.types import RunMode
 
     # Imported here so --help, --cfg and composition never load torch.
+    from bench import ddp
     from bench.tracking.trial_logger import TrialLogger
     from bench.train import train
 
+    if ddp.adopt_srun_rank(cfg):  # a SLURM task other than the first of a multi-process trial
+        ddp.train_as_child(cfg)
+        return float("nan")  # never read: the sweeper takes the first task's result
     hydra_cfg = HydraConfig.get()
     tracking = TrialLogger.for_job(
         cfg, list(hydra_cfg.overrides.task), hydra_cfg.runtime.output_dir, hydra_cfg.mode == RunMode.MULTIRUN

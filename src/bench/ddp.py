@@ -44,6 +44,38 @@ def is_child_rank() -> bool:
     return WORKER_ENV in os.environ
 
 
+def srun_ranks(cfg: DictConfig) -> int:
+    """How many ranks SLURM started for this trial: its job's tasks (launcher.ranks_from_srun, the
+    SLURM preset, asks for one task per process: srun starts them all, each running the whole job,
+    and Lightning's SLURM environment makes them the ranks). 0 when the ranks are not srun's: any
+    other launcher, or a job of one task."""
+    if not (cfg.get("launcher") or {}).get("ranks_from_srun") or "SLURM_PROCID" not in os.environ:
+        return 0
+    tasks = int(os.environ.get("SLURM_NTASKS", "1"))
+    return tasks if tasks > 1 else 0
+
+
+def adopt_srun_rank(cfg: DictConfig) -> bool:
+    """In a job whose ranks srun started: True in every task but the first, which then trains as a
+    child rank does (no MLflow run, no Optuna reports, no result)."""
+    if srun_ranks(cfg) and os.environ["SLURM_PROCID"] != "0":
+        os.environ[WORKER_ENV] = os.environ.get("SLURM_LOCALID", os.environ["SLURM_PROCID"])
+        return True
+    return False
+
+
+def train_as_child(cfg: DictConfig) -> None:
+    """A child rank's trial: a prune broadcast from rank 0 ends it like rank 0, quietly."""
+    import optuna
+
+    from bench.train import train
+
+    try:
+        train(cfg)
+    except optuna.TrialPruned:
+        pass
+
+
 def per_rank_batch_size(batch_size: int, processes: int) -> int:
     """The batch each rank loads, so that the global batch stays `batch_size`."""
     if batch_size % processes:
@@ -74,11 +106,20 @@ def refuse_folds(processes: int) -> None:
 
 
 def trainer_setup(cfg: DictConfig, output_dir: Path, processes: int) -> dict[str, Any]:
-    """Trainer arguments for a trial of `processes` processes on this node: a DDP strategy whose
-    launcher starts the children as `python -m bench.ddp`, and Lightning's plain environment (not
-    SLURM's, which would expect srun to have started the ranks)."""
-    from lightning.pytorch.plugins.environments import LightningEnvironment
+    """Trainer arguments for a trial of `processes` processes on this node. Ranks srun started:
+    DDP in Lightning's SLURM environment (ranks and address from SLURM's variables; requeues are
+    submitit's, not Lightning's). Otherwise a DDP strategy whose launcher starts the children as
+    `python -m bench.ddp`, and Lightning's plain environment."""
+    from lightning.pytorch.plugins.environments import LightningEnvironment, SLURMEnvironment
+    from lightning.pytorch.strategies import DDPStrategy
 
+    if tasks := srun_ranks(cfg):
+        if tasks != processes:
+            raise ConfigError(
+                f"this SLURM job has {tasks} tasks but its trial trains with {processes} processes: the job's "
+                "hydra.launcher.tasks_per_node must be the trial's process count (launcher=slurm sets it)."
+            )
+        return {"strategy": DDPStrategy(), "plugins": [SLURMEnvironment(auto_requeue=False)]}
     config_path = None if is_child_rank() else _write_job_config(cfg, output_dir)
     return {"strategy": _strategy(config_path), "plugins": [LightningEnvironment()]}
 
@@ -221,18 +262,17 @@ def record_rank(output_dir: Path, rank: int, world_size: int) -> None:
     that none is left behind)."""
     path = output_dir / "ranks" / f"{rank}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"rank": rank, "pid": os.getpid(), "world_size": world_size}))
+    by_srun = "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    started_by = "srun" if by_srun else "rank 0" if rank else "launcher"
+    path.write_text(json.dumps({"rank": rank, "pid": os.getpid(), "world_size": world_size, "started_by": started_by}))
 
 
 def _child_main(config_path: str) -> int:
     """A child rank: the same trial as rank 0, built from the job's config; a prune broadcast from
     rank 0 ends it like rank 0, and quietly (exit 0: Lightning's process observer kills the whole
     group when a child fails)."""
-    import optuna
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import setup_globals
-
-    from bench.train import train
 
     setup_globals()  # Hydra's resolvers (${hydra:...}, ${now:...}), as a launcher registers them in a job
     root = OmegaConf.load(config_path)
@@ -246,10 +286,7 @@ def _child_main(config_path: str) -> int:
     cfg = OmegaConf.create(OmegaConf.to_container(root.cfg, resolve=False))
     assert isinstance(cfg, DictConfig)
     logging.basicConfig(level=logging.WARNING, format=f"[rank {os.environ[WORKER_ENV]}] %(levelname)s %(message)s")
-    try:
-        train(cfg)
-    except optuna.TrialPruned:
-        pass
+    train_as_child(cfg)
     return 0
 
 

@@ -212,7 +212,10 @@ class SubmititDispatcher(Dispatcher):
         # executor has none, and the driver's measure is used.
         cost = sacct_cost(str(job.job_id)) if self.executor_name == "slurm" else None
         try:
-            return Finished(ticket, job.results()[0], cost=cost)
+            # A job of several tasks (the ranks of a multi-process trial, srun-started) runs the job
+            # in every task; its first task's return is the trial's, whatever the others returned.
+            first = job.task(0).result() if job.num_tasks > 1 else job.results()[0]
+            return Finished(ticket, first, cost=cost)
         except Exception as exc:  # cancelled, timed out past requeues, node failure
             return Finished(ticket, None, exc, cost=cost)
 
