@@ -234,3 +234,28 @@ def test_more_gpus_per_trial_than_a_node_has_is_refused_before_launch(launcher, 
     assert "bench: error:" in result.stderr and "gpus_per_trial" in result.stderr, result.stderr[-2000:]
     assert "2 GPU" in result.stderr or "gpus_per_trial=2" in result.stderr
     assert not list((tmp_path / "s").rglob("ranks"))  # nothing trained
+
+
+def test_the_ranks_srun_started_are_taken_only_where_the_launcher_says_so(monkeypatch, tmp_path):
+    """A SLURM job of 2 tasks: the second task trains as a child rank; a job of 1 task, a launcher
+    that starts its own ranks, or a task count other than the trial's processes are not taken."""
+    from bench import ddp
+    from bench.errors import ConfigError
+
+    slurm = _compose(*TWO_CPU_PROCESSES, "launcher=slurm")
+    ray = _compose(*TWO_CPU_PROCESSES, "launcher=ray")
+    monkeypatch.delenv(ddp.WORKER_ENV, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "2")  # as --ntasks-per-node (tasks_per_node) sets it
+    assert ddp.srun_ranks(ray) == 0 and not ddp.adopt_srun_rank(ray)
+    assert not ddp.is_child_rank()
+    assert ddp.srun_ranks(slurm) == 2 and ddp.adopt_srun_rank(slurm)
+    assert ddp.is_child_rank()
+    assert type(ddp.trainer_setup(slurm, tmp_path, 2)["plugins"][0]).__name__ == "SLURMEnvironment"
+    with pytest.raises(ConfigError, match="has 2 tasks but its trial trains with 4 processes"):
+        ddp.trainer_setup(slurm, tmp_path, 4)
+    monkeypatch.delenv(ddp.WORKER_ENV)
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert ddp.srun_ranks(slurm) == 0 and not ddp.adopt_srun_rank(slurm)
