@@ -55,10 +55,12 @@ class JobConfigs:
             self.copied += 1
             return self._apply(pickle.loads(base), parsed, values)
         composed = self._compose(overrides)
-        base_cfg = self._compose(list(shape))
-        self.choices.update(str(k) for k in base_cfg.hydra.runtime.choices)
-        pickled = pickle.dumps(base_cfg)
-        same = _plain(self._apply(pickle.loads(pickled), parsed, values)) == _plain(composed)
+        try:
+            base_cfg = self._compose(list(shape))
+            pickled: bytes | None = pickle.dumps(base_cfg)
+            same = _plain(self._apply(pickle.loads(pickled), parsed, values)) == _plain(composed)  # type: ignore[arg-type]
+        except Exception:  # the shape alone does not compose, or the values do not apply to it
+            pickled, same = None, False
         self.bases[shape] = pickled if same else None
         while len(self.bases) > _SHAPES:
             self.bases.popitem(last=False)
