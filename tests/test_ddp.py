@@ -136,18 +136,36 @@ def test_a_rerun_two_process_job_resumes_from_its_last_checkpoint(compose_cfg, t
     assert epochs(second) == [1]  # continued, not started over
 
 
+# A SLURM trial of 2 CPU processes: one job of 2 tasks, 1 CPU each.
+SLURM_TRIAL = [
+    "launcher=slurm",
+    "launcher.cpus_per_trial=2",
+    "launcher.memory_gb=null",
+    "launcher.timeout_min=15",
+    "launcher.parallel_trials=1",
+    "hydra.sweeper.n_trials=1",
+    "hydra.sweeper.repeats=0",
+]
+
+
 @pytest.mark.cluster
-def test_a_two_process_trial_as_a_ray_task(ray_cluster, run_cli, one_process, tmp_path):
+@pytest.mark.parametrize("launcher", ["ray", "slurm"])
+def test_a_two_process_trial_on_a_cluster(launcher, request, run_cli, one_process, tmp_path):
+    """Ray: the task's process is rank 0 and starts rank 1. SLURM: srun starts both ranks as the
+    job's 2 tasks, and the trial's value is the first task's."""
+    if launcher == "ray":
+        address = request.getfixturevalue("ray_cluster")
+        launch = ["launcher=ray", f"launcher.address={address}", "launcher.cpus_per_trial=2"]
+        launch += ["launcher.parallel_trials=1", "hydra.sweeper.n_trials=1"]
+    else:
+        request.getfixturevalue("slurm_cluster")
+        launch = SLURM_TRIAL
     sweep = tmp_path / "sweep"
     result = run_cli(
         "-m",
         *TRAINING,
         *TWO_CPU_PROCESSES,
-        "launcher=ray",
-        f"launcher.address={ray_cluster}",
-        "launcher.cpus_per_trial=2",
-        "launcher.parallel_trials=1",
-        "hydra.sweeper.n_trials=1",
+        *launch,
         "hydra/sweeper/pruner=none",
         "search_space=none",  # the trial runs the config as composed, as the 1-process run does
         f"hydra.sweep.dir={sweep}",
@@ -156,7 +174,7 @@ def test_a_two_process_trial_as_a_ray_task(ray_cluster, run_cli, one_process, tm
     _assert_rank_zero_alone_tracked_and_reported(tmp_path, sweep, "COMPLETE", epochs=2)
     (study,) = studies(sweep).values()
     _assert_matches_one_process(study.trials[0].value, _job_dir(sweep), one_process)
-    _ranks(_job_dir(sweep))
+    _ranks(_job_dir(sweep), started_by="srun" if launcher == "slurm" else "rank 0")
 
 
 @pytest.mark.cluster
@@ -171,13 +189,7 @@ def test_a_pruned_two_process_trial_as_a_slurm_job_leaves_no_process(slurm_clust
         "task.max_epochs=4",
         "task.patience=4",
         *TWO_CPU_PROCESSES,
-        "launcher=slurm",
-        "launcher.cpus_per_trial=2",
-        "launcher.memory_gb=null",
-        "launcher.timeout_min=15",
-        "launcher.parallel_trials=1",
-        "hydra.sweeper.n_trials=1",
-        "hydra.sweeper.repeats=0",
+        *SLURM_TRIAL,
         f"hydra.searchpath=[file://{configs}]",
         "hydra/sweeper/pruner=at_epoch_1",
         f"hydra.sweep.dir={sweep}",
@@ -186,32 +198,6 @@ def test_a_pruned_two_process_trial_as_a_slurm_job_leaves_no_process(slurm_clust
     _assert_rank_zero_alone_tracked_and_reported(tmp_path, sweep, "PRUNED", epochs=2)
     ranks = _ranks(_job_dir(sweep), started_by="srun")
     assert not alive(ranks[0]["pid"])  # the job's first task (rank 0) ended too
-
-
-@pytest.mark.cluster
-def test_a_two_process_trial_as_a_slurm_job_of_two_tasks(slurm_cluster, run_cli, one_process, tmp_path):
-    """srun starts both ranks (2 tasks of 1 CPU each); the trial's value is the first task's."""
-    sweep = tmp_path / "sweep"
-    result = run_cli(
-        "-m",
-        *TRAINING,
-        *TWO_CPU_PROCESSES,
-        "launcher=slurm",
-        "launcher.cpus_per_trial=2",
-        "launcher.memory_gb=null",
-        "launcher.timeout_min=15",
-        "launcher.parallel_trials=1",
-        "hydra.sweeper.n_trials=1",
-        "hydra.sweeper.repeats=0",
-        "hydra/sweeper/pruner=none",
-        "search_space=none",
-        f"hydra.sweep.dir={sweep}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    _assert_rank_zero_alone_tracked_and_reported(tmp_path, sweep, "COMPLETE", epochs=2)
-    (study,) = studies(sweep).values()
-    _assert_matches_one_process(study.trials[0].value, _job_dir(sweep), one_process)
-    _ranks(_job_dir(sweep), started_by="srun")
 
 
 @pytest.mark.parametrize(
