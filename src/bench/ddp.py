@@ -49,7 +49,12 @@ def srun_ranks(cfg: DictConfig) -> int:
     SLURM preset, asks for one task per process: srun starts them all, each running the whole job,
     and Lightning's SLURM environment makes them the ranks). 0 when the ranks are not srun's: any
     other launcher, or a job of one task."""
-    if not (cfg.get("launcher") or {}).get("ranks_from_srun") or "SLURM_PROCID" not in os.environ:
+    return _srun_tasks() if (cfg.get("launcher") or {}).get("ranks_from_srun") else 0
+
+
+def _srun_tasks() -> int:
+    """The tasks of the srun step this process is one of, when there are several; else 0."""
+    if "SLURM_PROCID" not in os.environ:
         return 0
     tasks = int(os.environ.get("SLURM_NTASKS", "1"))
     return tasks if tasks > 1 else 0
@@ -262,8 +267,7 @@ def record_rank(output_dir: Path, rank: int, world_size: int) -> None:
     that none is left behind)."""
     path = output_dir / "ranks" / f"{rank}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    by_srun = "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1
-    started_by = "srun" if by_srun else "rank 0" if rank else "launcher"
+    started_by = "srun" if _srun_tasks() else "rank 0" if rank else "launcher"
     path.write_text(json.dumps({"rank": rank, "pid": os.getpid(), "world_size": world_size, "started_by": started_by}))
 
 

@@ -120,13 +120,18 @@ _job_configs: weakref.WeakKeyDictionary[Any, JobConfigs] = weakref.WeakKeyDictio
 def job_config(launcher: SetUpLauncher, overrides: list[str], job_num: int) -> DictConfig:
     """The job's config as Hydra's load_sweep_config composes it; a cell's later trials get a copy
     of its first one's composition with their own values (_job_configs.py)."""
+    loader = launcher.hydra_context.config_loader
     try:
         configs = _job_configs.get(launcher)
         if configs is None or configs.master is not launcher.config:
-            configs = _job_configs[launcher] = JobConfigs(launcher.hydra_context.config_loader, launcher.config)
-        sweep_config = configs.get(list(overrides))
+            configs = _job_configs[launcher] = JobConfigs(loader, launcher.config)
     except TypeError:  # a launcher that cannot be a weak key (unhashable): composed every time
-        sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+        configs = None
+    sweep_config = (
+        configs.get(list(overrides))
+        if configs is not None
+        else loader.load_sweep_config(launcher.config, list(overrides))
+    )
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = f"job_id_for_{job_num}"
         sweep_config.hydra.job.num = job_num
